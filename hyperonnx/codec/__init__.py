@@ -1,0 +1,73 @@
+"""The codec table: every codec hyperonnx knows, by name (like ggml's type table).
+
+``encode(array, codec, **options)`` → :class:`Encoded`; ``decode(encoded)`` → array of the input dtype.
+The numpy decode here is the source of truth that the C++, CUDA and portable decoders reproduce bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hyperonnx.codec.base import FORMAT_VERSION, Codec, Encoded, gather_table, validate_input
+from hyperonnx.codec.paper import PaperCnnCodec, PaperCodec
+
+CODECS: dict[str, Codec] = {}
+
+
+def register(codec: Codec) -> Codec:
+    CODECS[codec.name] = codec
+    return codec
+
+
+for _codec in (PaperCodec(), PaperCnnCodec()):
+    register(_codec)
+
+try:  # the Kronecker codec lives in its own module; it registers itself when present
+    from hyperonnx.codec.kronecker import KroneckerCodec
+
+    register(KroneckerCodec())
+except ImportError:  # pragma: no cover
+    pass
+
+DEFAULT_CODEC = "paper"
+
+
+def get_codec(name: str) -> Codec:
+    try:
+        return CODECS[name]
+    except KeyError:
+        raise ValueError(f"unknown codec {name!r} (known: {', '.join(sorted(CODECS))})") from None
+
+
+def decoder_for(family: str) -> Codec:
+    """The codec that decodes ``Encoded.codec == family`` (presets share their family's decoder)."""
+    for codec in CODECS.values():
+        if codec.name == family:
+            return codec
+    raise ValueError(f"unknown codec family {family!r}")
+
+
+def encode(array: np.ndarray, codec: str = DEFAULT_CODEC, **options: Any) -> Encoded:
+    """Encode ``array`` with ``codec``; raises ValueError for unsupported, empty or non-finite input."""
+    impl = get_codec(codec)
+    params = impl.params(options)
+    array = validate_input(array)
+    return impl.encode(array, params)
+
+
+def table(enc: Encoded) -> np.ndarray:
+    """The float32 decode table of ``enc``, shape (entries, group)."""
+    if enc.format_version != FORMAT_VERSION:
+        raise ValueError(f"codec format version {enc.format_version} is not supported (this is {FORMAT_VERSION})")
+    return decoder_for(enc.codec).table(enc)
+
+
+def decode(enc: Encoded) -> np.ndarray:
+    """Regenerate the tensor; the result has the shape and dtype that were encoded."""
+    return gather_table(enc, table(enc))
+
+
+__all__ = ["CODECS", "DEFAULT_CODEC", "FORMAT_VERSION", "Codec", "Encoded", "decode", "encode", "get_codec",
+           "register", "table"]

@@ -1,0 +1,135 @@
+"""What every codec shares: the encoded container, the codec interface and the generic table decoder.
+
+Every hyperonnx codec has the same decoded form: a tensor is cut into groups of ``group`` consecutive
+weights (row-major, the last group padded), each group is one integer code θ, and a small float32 *table*
+regenerated from the codec's parameters maps θ to the group's values (``table[θ]`` is a row of ``group``
+values). Only the table generator is codec specific; unpacking codes and gathering rows is shared by the
+numpy reference, the C++ and CUDA kernels and the portable ONNX decoder, which is what keeps them
+bit-identical.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hyperonnx.codec import bitpack
+
+FORMAT_VERSION = 1
+
+try:  # bfloat16 arrays come from ml_dtypes (a dependency of onnx-graphsurgeon)
+    import ml_dtypes
+
+    _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+except ImportError:  # pragma: no cover - ml_dtypes is always installed with our dependencies
+    _BFLOAT16 = None
+
+SUPPORTED_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def dtype_from_name(name: str) -> np.dtype:
+    if name == "bfloat16":
+        if _BFLOAT16 is None:
+            raise ValueError("bfloat16 needs the ml_dtypes package")
+        return _BFLOAT16
+    return np.dtype(name)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One compressed tensor: packed codes plus the parameters that regenerate the table.
+
+    ``ints`` and ``floats`` are the codec's side information; every float is exactly representable in
+    float32 (it is stored as an ONNX float attribute).
+    """
+
+    codec: str
+    shape: tuple[int, ...]
+    dtype: str
+    group: int
+    bits: int
+    blob: np.ndarray
+    ints: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    floats: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def count(self) -> int:
+        """Number of codes (groups)."""
+        return -(-self.numel // self.group)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes stored for this tensor: codes, side information and shape (as the ONNX node holds them)."""
+        side = 4 * sum(len(v) for v in self.floats.values()) + 8 * sum(len(v) for v in self.ints.values())
+        return int(self.blob.nbytes) + side + 8 * len(self.shape) + 8 * 3  # + group, bits, format
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8.0 * self.nbytes / max(self.numel, 1)
+
+
+class Codec:
+    """A codec: a name, parameters with defaults, ``encode`` and the table generator ``table``."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]  # the decoder this codec's output needs (a preset shares its family's decoder)
+    defaults: ClassVar[dict[str, Any]]
+    summary: ClassVar[str]
+
+    def params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        params = dict(self.defaults)
+        for key, value in (overrides or {}).items():
+            if key not in params:
+                known = ", ".join(sorted(params)) or "none"
+                raise ValueError(f"codec {self.name!r} has no option {key!r} (options: {known})")
+            params[key] = type(self.defaults[key])(value)
+        return params
+
+    def nominal_bits_per_weight(self, params: dict[str, Any]) -> float:
+        """Bits/weight of the codes alone at these parameters (the worst case; side info excluded)."""
+        raise NotImplementedError
+
+    def encode(self, x: np.ndarray, params: dict[str, Any]) -> Encoded:
+        """Encode a finite, non-empty float array (any shape). ``params`` are complete (see ``params``)."""
+        raise NotImplementedError
+
+    def table(self, enc: Encoded) -> np.ndarray:
+        """The float32 table, shape (entries, group), regenerated from ``enc``'s side information."""
+        raise NotImplementedError
+
+
+def validate_input(array: np.ndarray) -> np.ndarray:
+    """Check that ``array`` can be encoded; raise ValueError naming the problem."""
+    array = np.asarray(array)
+    name = array.dtype.name
+    if name not in SUPPORTED_DTYPES:
+        raise ValueError(f"cannot encode dtype {name}: hyperonnx codecs take {', '.join(SUPPORTED_DTYPES)}")
+    if array.size == 0:
+        raise ValueError("cannot encode an empty tensor")
+    as64 = array.astype(np.float64)
+    if not np.isfinite(as64).all():
+        bad = int((~np.isfinite(as64)).sum())
+        raise ValueError(f"cannot encode a tensor with {bad} non-finite value(s) (NaN or Inf)")
+    return array
+
+
+def gather_table(enc: Encoded, table: np.ndarray) -> np.ndarray:
+    """The shared decoder: unpack codes, check their range, gather table rows, strip the pad, reshape."""
+    table = np.asarray(table, dtype=np.float32)
+    if table.ndim != 2 or table.shape[1] != enc.group or table.shape[0] == 0:
+        raise ValueError(f"decode table has shape {table.shape}, expected (entries, {enc.group})")
+    codes = bitpack.unpack(enc.blob, enc.count, enc.bits)
+    if codes.size and int(codes.max()) >= table.shape[0]:
+        raise ValueError(f"code {int(codes.max())} out of range: the table has {table.shape[0]} entries")
+    dtype = dtype_from_name(enc.dtype)
+    # Casting the table once and then gathering equals gathering then casting, at a fraction of the work.
+    values = table.astype(dtype)[codes].reshape(-1)[: enc.numel]
+    return values.reshape(enc.shape)
