@@ -1,0 +1,5 @@
+"""The ``ai.hyperonnx`` operator domain."""
+
+from hyperonnx.ops.schema import DOMAIN, OP_TYPE, OPSET_VERSION, register_schemas
+
+__all__ = ["DOMAIN", "OPSET_VERSION", "OP_TYPE", "register_schemas"]

@@ -1,0 +1,71 @@
+"""Schema of ``ai.hyperonnx::HyperDecode`` registered with onnx, so checker and shape inference accept
+converted models. Type and shape come from the node's ``dtype`` and ``shape`` attributes."""
+
+from __future__ import annotations
+
+import onnx
+from onnx import defs, helper
+
+DOMAIN = "ai.hyperonnx"
+OP_TYPE = "HyperDecode"
+OPSET_VERSION = 1
+
+_DOC = """Regenerates a weight tensor from packed integer codes θ (docs/format.md).
+Input: the θ blob (uint8). Output: the tensor, of type `dtype` and shape `shape`."""
+
+# Side information keys of every codec (Encoded.ints / Encoded.floats), stored as i_<key> / f_<key>.
+INT_SIDE_INFO = ("n", "rings", "levels", "alpha")
+FLOAT_SIDE_INFO = ("center", "half", "step", "scale", "offset", "width")
+
+_registered = False
+
+
+def _infer(ctx) -> None:
+    dtype = ctx.get_attribute("dtype")
+    shape = ctx.get_attribute("shape")
+    if dtype is None or shape is None:
+        return
+    out = helper.make_tensor_type_proto(dtype.i, list(shape.ints))
+    ctx.set_output_type(0, out)
+
+
+def register_schemas() -> None:
+    """Register the schema once per process (idempotent)."""
+    global _registered
+    if _registered:
+        return
+    try:
+        defs.get_schema(OP_TYPE, OPSET_VERSION, DOMAIN)
+        _registered = True
+        return
+    except defs.SchemaError:
+        pass
+    attr = defs.OpSchema.Attribute
+    kind = defs.OpSchema.AttrType
+    schema = defs.OpSchema(
+        OP_TYPE,
+        DOMAIN,
+        OPSET_VERSION,
+        _DOC,
+        inputs=[defs.OpSchema.FormalParameter("theta", "tensor(uint8)", "packed codes")],
+        outputs=[defs.OpSchema.FormalParameter("output", "T", "regenerated tensor")],
+        type_constraints=[("T", ["tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(double)"],
+                           "weight type")],
+        attributes=[
+            attr("codec", kind.STRING, "codec family", required=True),
+            attr("format", kind.INT, "codec format version", required=True),
+            attr("shape", kind.INTS, "output shape", required=True),
+            attr("dtype", kind.INT, "output TensorProto element type", required=True),
+            attr("group", kind.INT, "weights per code", required=True),
+            attr("bits", kind.INT, "bits per code", required=True),
+            attr("mode", helper.make_attribute("mode", "load"), "load | call"),
+            *[attr(f"i_{key}", kind.INTS, "codec side information", required=False) for key in INT_SIDE_INFO],
+            *[attr(f"f_{key}", kind.FLOATS, "codec side information", required=False) for key in FLOAT_SIDE_INFO],
+        ],
+    )
+    schema.set_type_and_shape_inference_function(_infer)
+    defs.register_schema(schema)
+    _registered = True
+
+
+__all__ = ["DOMAIN", "FLOAT_SIDE_INFO", "INT_SIDE_INFO", "OPSET_VERSION", "OP_TYPE", "onnx", "register_schemas"]

@@ -1,0 +1,1 @@
+"""Graph transformations, one per module: select weights, emit a decoder (ort or portable), decompress."""
