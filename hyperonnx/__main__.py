@@ -1,0 +1,3 @@
+from hyperonnx.cli import main
+
+main()

@@ -1,0 +1,314 @@
+"""The Python API: everything the CLI does, as functions returning plain data."""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from hyperonnx import codec, model_io
+from hyperonnx.errors import HyperonnxError
+from hyperonnx.ops import DOMAIN
+from hyperonnx.passes.compress import CompressReport, compress_model
+from hyperonnx.passes.decoders import find_decoders
+from hyperonnx.passes.decompress import decompress_model
+from hyperonnx.passes.select import Selection
+
+
+@dataclass
+class ConvertResult:
+    input: str
+    output: str
+    report: CompressReport
+    bytes_before: int
+    bytes_after: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.bytes_before / max(self.bytes_after, 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "input": self.input,
+            "output": self.output,
+            "tensors": [t.as_dict() for t in self.report.tensors],
+            "skipped": [{"name": s.name, "reason": s.reason} for s in self.report.skipped],
+            "totals": {
+                "tensors_compressed": len(self.report.tensors),
+                "bytes_before": self.bytes_before,
+                "bytes_after": self.bytes_after,
+                "ratio": self.ratio,
+                "seconds": self.report.seconds,
+            },
+        }
+
+
+def _check_paths(source: str | os.PathLike, target: str | os.PathLike) -> tuple[Path, Path]:
+    source, target = Path(source), Path(target)
+    if not source.exists():
+        raise HyperonnxError(f"{source}: no such file")
+    if target.exists() and target.resolve() == source.resolve():
+        raise HyperonnxError(f"{target}: output path is the input path; choose another output")
+    if target.is_dir():
+        raise HyperonnxError(f"{target}: is a directory, expected an output file name")
+    return source, target
+
+
+def convert(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    codec_name: str = codec.DEFAULT_CODEC,
+    options: dict[str, Any] | None = None,
+    runtime: str = "ort",
+    decode: str = "load",
+    min_elements: int = 4096,
+    include: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
+    all_ops: bool = False,
+    jobs: int | None = None,
+    external_data: bool | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ConvertResult:
+    """Compress the weights of the model at ``source`` and write the result to ``target`` atomically."""
+    source, target = _check_paths(source, target)
+    if min_elements < 1:
+        raise HyperonnxError(f"--min-elements must be at least 1, got {min_elements}")
+    if jobs is not None and jobs < 1:
+        raise HyperonnxError(f"--jobs must be at least 1, got {jobs}")
+    model = model_io.load(source)
+    had_external = bool(model_io.external_files(source))
+    selection = Selection(min_elements, tuple(include), tuple(exclude), all_ops)
+    try:
+        report = compress_model(model, codec_name, options, selection, runtime, decode, jobs, progress)
+    except ValueError as exc:
+        raise HyperonnxError(str(exc)) from None
+    if external_data is None and had_external:
+        external_data = True
+    model_io.save(model, target, external_data)
+    return ConvertResult(str(source), str(target), report, model_io.file_size(source), model_io.file_size(target))
+
+
+def decompress(source: str | os.PathLike, target: str | os.PathLike, external_data: bool | None = None) -> int:
+    """Write a plain ONNX model with every compressed weight decoded; returns the number decoded."""
+    source, target = _check_paths(source, target)
+    model = model_io.load(source)
+    try:
+        count = decompress_model(model)
+    except (ValueError, KeyError) as exc:
+        raise HyperonnxError(f"{source}: cannot decode ({exc})") from None
+    model_io.save(model, target, external_data)
+    return count
+
+
+def inspect(path: str | os.PathLike) -> dict[str, Any]:
+    """Per compressed tensor: name, shape, dtype, codec, bits/weight, SQNR, bytes; and totals."""
+    model = model_io.load(path)
+    tensors = []
+    for decoder in find_decoders(model):
+        meta = decoder.meta
+        numel = math.prod(meta["shape"])
+        after = decoder.bytes_after + 8 * (len(meta["shape"]) + 3)
+        tensors.append({
+            "name": decoder.output,
+            "graph": decoder.graph_path,
+            "form": decoder.form,
+            "shape": list(meta["shape"]),
+            "dtype": _dtype_name(meta["dtype"]),
+            "codec": meta["codec"],
+            "bits": meta["bits"],
+            "mode": meta.get("mode"),
+            "bits_per_weight": 8.0 * after / max(numel, 1),
+            "sqnr_db": meta.get("sqnr_db"),
+            "bytes_before": meta.get("bytes_before"),
+            "bytes_after": after,
+        })
+    before = sum(t["bytes_before"] or 0 for t in tensors)
+    after = sum(t["bytes_after"] for t in tensors)
+    file_bytes = model_io.file_size(path)
+    return {
+        "tensors": tensors,
+        "totals": {
+            "tensors": len(tensors),
+            "bytes_before": before,
+            "bytes_after": after,
+            "ratio": before / after if after else None,
+            "file_bytes": file_bytes,
+        },
+    }
+
+
+def _dtype_name(onnx_type: int) -> str:
+    from hyperonnx.passes.select import FLOAT_TYPES
+
+    return FLOAT_TYPES.get(int(onnx_type), str(onnx_type))
+
+
+def needs_library(model_path: str | os.PathLike) -> bool:
+    model = onnx.load(str(model_path), load_external_data=False)
+    return any(o.domain == DOMAIN for o in model.opset_import)
+
+
+def make_session(model_path: str | os.PathLike, providers: list[str] | None = None, mode: str | None = None):
+    """An ONNX Runtime session; registers the hyperonnx op library when the model needs it."""
+    import onnxruntime as ort
+
+    providers = providers or ["CPUExecutionProvider"]
+    if needs_library(model_path):
+        from hyperonnx import runtime
+
+        options = runtime.session_options(mode=mode)
+    else:
+        options = ort.SessionOptions()
+    try:
+        return ort.InferenceSession(str(model_path), options, providers=providers)
+    except Exception as exc:  # ORT raises its own exception types for bad models
+        raise HyperonnxError(f"{model_path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:300]})") from None
+
+
+_NP_TYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
+
+
+def generated_inputs(session, seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs that match the session's signature: batch 1, other free dimensions 32, small ints."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for arg in session.get_inputs():
+        dims = [d if isinstance(d, int) and d >= 0 else (1 if i == 0 else 32) for i, d in enumerate(arg.shape)]
+        np_type = _NP_TYPES.get(arg.type)
+        if np_type is None:
+            raise HyperonnxError(f"cannot generate input {arg.name!r} of type {arg.type}; pass --inputs FILE.npz")
+        if np.issubdtype(np_type, np.floating):
+            feeds[arg.name] = rng.standard_normal(dims).astype(np_type)
+        elif np_type is np.bool_:
+            feeds[arg.name] = rng.random(dims) < 0.5
+        else:
+            feeds[arg.name] = rng.integers(0, 100, size=dims).astype(np_type)
+    return feeds
+
+
+def load_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    try:
+        with np.load(str(path)) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError) as exc:
+        raise HyperonnxError(f"{path}: cannot read inputs ({exc})") from None
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
+        return 1.0 if na == nb else 0.0
+    return float(a @ b / (na * nb))
+
+
+def _timed_session(path, providers, mode):
+    start = time.perf_counter()
+    session = make_session(path, providers, mode)
+    return session, time.perf_counter() - start
+
+
+def _median_latency(session, feeds, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def verify(
+    original: str | os.PathLike,
+    compressed: str | os.PathLike,
+    inputs: str | os.PathLike | dict[str, np.ndarray] | None = None,
+    providers: list[str] | None = None,
+    mode: str | None = None,
+    repeats: int = 5,
+) -> dict[str, Any]:
+    """Run both models on the same inputs; report fidelity per output, size ratio, load time and latency."""
+    for path in (original, compressed):
+        if not Path(path).exists():
+            raise HyperonnxError(f"{path}: no such file")
+        model_io.load(path, load_external_data=False)  # one clear line for a corrupt file
+    ref, ref_load = _timed_session(original, providers, None)
+    test, test_load = _timed_session(compressed, providers, mode)
+    if inputs is None:
+        feeds = generated_inputs(ref)
+    elif isinstance(inputs, dict):
+        feeds = inputs
+    else:
+        feeds = load_inputs(inputs)
+    expected_names = {a.name for a in ref.get_inputs()}
+    if set(feeds) != expected_names:
+        raise HyperonnxError(f"inputs {sorted(feeds)} do not match the model's inputs {sorted(expected_names)}")
+    try:
+        ref_out = ref.run(None, feeds)
+        test_out = test.run(None, feeds)
+    except Exception as exc:
+        raise HyperonnxError(f"running the models failed ({str(exc).splitlines()[0][:300]})") from None
+    outputs = []
+    for arg, a, b in zip(ref.get_outputs(), ref_out, test_out):
+        a, b = np.asarray(a), np.asarray(b)
+        entry = {"name": arg.name, "shape": list(a.shape), "cosine": _cosine(a, b),
+                 "max_abs_error": float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+                 if a.size else 0.0}
+        if a.ndim >= 2 and a.shape[-1] > 1 and np.issubdtype(a.dtype, np.floating):
+            entry["top1_agreement"] = float((a.argmax(-1) == b.argmax(-1)).mean())
+        outputs.append(entry)
+    ref_latency = _median_latency(ref, feeds, repeats)
+    test_latency = _median_latency(test, feeds, repeats)
+    size_before, size_after = model_io.file_size(original), model_io.file_size(compressed)
+    return {
+        "outputs": outputs,
+        "cosine_min": min(o["cosine"] for o in outputs) if outputs else 1.0,
+        "size_bytes": {"original": size_before, "compressed": size_after},
+        "size_ratio": size_before / max(size_after, 1),
+        "load_seconds": {"original": ref_load, "compressed": test_load},
+        "latency_seconds": {"original": ref_latency, "compressed": test_latency},
+        "latency_ratio": test_latency / ref_latency if ref_latency else None,
+    }
+
+
+def doctor() -> dict[str, Any]:
+    """Versions, the op library and whether it loads, the providers ONNX Runtime offers."""
+    import platform
+
+    import onnxruntime as ort
+
+    from hyperonnx import __version__
+
+    info: dict[str, Any] = {
+        "hyperonnx": __version__,
+        "python": platform.python_version(),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "numpy": np.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": ort.__version__,
+        "providers": ort.get_available_providers(),
+        "codecs": sorted(codec.CODECS),
+    }
+    try:
+        from hyperonnx import runtime
+
+        path = runtime.library_path()
+        info["library"] = path
+        runtime.session_options()
+        info["library_loads"] = True
+    except Exception as exc:
+        info.setdefault("library", None)
+        info["library_loads"] = False
+        info["library_error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return info

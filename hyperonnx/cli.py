@@ -1,0 +1,199 @@
+"""The ``hyperonnx`` command: a thin click shell over :mod:`hyperonnx.api`.
+
+User errors print one line on stderr and exit with status 2; set HYPERONNX_DEBUG=1 for a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from hyperonnx import api, codec
+from hyperonnx.errors import HyperonnxError
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise HyperonnxError(f"--codec-opt expects KEY=VALUE, got {pair!r}")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hyperonnx", message="hyperonnx %(version)s")
+def cli() -> None:
+    """Hyper-Compression for ONNX models: weights become integer θ codes plus HyperDecode nodes."""
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
+@click.option("--codec", "codec_name", default=codec.DEFAULT_CODEC, show_default=True,
+              help=f"One of: {', '.join(sorted(codec.CODECS))}.")
+@click.option("--codec-opt", multiple=True, metavar="KEY=VALUE", help="Codec option (repeatable), e.g. n=225.")
+@click.option("--runtime", type=click.Choice(["ort", "portable"]), default="ort", show_default=True,
+              help="ort: HyperDecode nodes (op library); portable: standard ONNX ops only.")
+@click.option("--decode", "decode_mode", type=click.Choice(["load", "call"]), default="load", show_default=True,
+              help="When the op library decodes: once per session, or on every run.")
+@click.option("--min-elements", default=4096, show_default=True, help="Keep smaller tensors raw.")
+@click.option("--include", multiple=True, metavar="GLOB", help="Compress only tensors matching (repeatable).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Never compress tensors matching (repeatable).")
+@click.option("--all-ops", is_flag=True, help="Compress weights whatever op consumes them.")
+@click.option("--jobs", type=int, default=None, help="Tensors encoded in parallel (default: all cores).")
+@click.option("--external-data/--no-external-data", default=None,
+              help="Store tensors in OUT.data (default: when the input had it or the model passes 2 GiB).")
+@click.option("--report", type=click.Path(dir_okay=False), help="Write a JSON report here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
+def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elements, include, exclude, all_ops,
+            jobs, external_data, report, as_json) -> None:
+    """Compress the weights of MODEL into OUTPUT."""
+    options = _parse_options(codec_opt)
+    codec.get_codec(codec_name).params(options)  # fail on a bad codec or option before any work
+    bar = None
+    if not as_json:
+        import onnx
+
+        from hyperonnx.passes.select import Selection, choose, find_sites
+
+        try:
+            probe = onnx.load(str(model), load_external_data=False)
+            total = len(choose(find_sites(probe), Selection(min_elements, include, exclude, all_ops))[0])
+        except Exception:
+            total = None
+        if total:
+            bar = click.progressbar(length=total, label="encoding", file=sys.stderr)
+            bar.__enter__()
+    try:
+        result = api.convert(model, output, codec_name, options, runtime, decode_mode, min_elements, include, exclude,
+                             all_ops, jobs, external_data, progress=(lambda _name: bar.update(1)) if bar else None)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    data = result.as_dict()
+    if report:
+        with open(report, "w") as handle:
+            json.dump(data, handle, indent=2, default=str)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    totals = data["totals"]
+    click.echo(f"{'tensor':48} {'shape':>18} {'bpw':>6} {'SQNR dB':>8}")
+    for t in result.report.tensors[:30]:
+        click.echo(f"{t.name[:48]:48} {str(list(t.shape))[:18]:>18} {t.bits_per_weight:6.2f} {t.sqnr_db:8.2f}")
+    if len(result.report.tensors) > 30:
+        click.echo(f"... and {len(result.report.tensors) - 30} more")
+    click.echo(f"compressed {totals['tensors_compressed']} tensors ({len(data['skipped'])} kept raw) in "
+               f"{totals['seconds']:.1f} s: {_human(totals['bytes_before'])} -> {_human(totals['bytes_after'])} "
+               f"({totals['ratio']:.2f}x, whole file)")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def inspect(model, as_json) -> None:
+    """List the compressed tensors of MODEL."""
+    data = api.inspect(model)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"{'tensor':48} {'shape':>18} {'codec':>10} {'bpw':>6} {'SQNR dB':>8} {'before':>10} {'after':>10}")
+    for t in data["tensors"]:
+        sqnr = f"{t['sqnr_db']:8.2f}" if t["sqnr_db"] is not None else "     inf"
+        click.echo(f"{t['name'][:48]:48} {str(t['shape'])[:18]:>18} {t['codec']:>10} {t['bits_per_weight']:6.2f} "
+                   f"{sqnr} {_human(t['bytes_before'] or 0):>10} {_human(t['bytes_after']):>10}")
+    totals = data["totals"]
+    ratio = f"{totals['ratio']:.2f}x" if totals["ratio"] else "-"
+    click.echo(f"{totals['tensors']} compressed tensors: {_human(totals['bytes_before'])} -> "
+               f"{_human(totals['bytes_after'])} ({ratio}); file {_human(totals['file_bytes'])}")
+
+
+@cli.command()
+@click.argument("original", type=click.Path(dir_okay=False))
+@click.argument("compressed", type=click.Path(dir_okay=False))
+@click.option("--inputs", type=click.Path(dir_okay=False), help=".npz of input arrays (default: generated).")
+@click.option("--min-cosine", type=float, default=None, help="Exit 1 when any output's cosine is below this.")
+@click.option("--mode", type=click.Choice(["load", "call"]), default=None, help="Override the decode mode.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def verify(original, compressed, inputs, min_cosine, mode, as_json) -> None:
+    """Run ORIGINAL and COMPRESSED on the same inputs and compare."""
+    data = api.verify(original, compressed, inputs, mode=mode)
+    failed = min_cosine is not None and data["cosine_min"] < min_cosine
+    data["passed"] = not failed
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        for o in data["outputs"]:
+            top1 = f"  top-1 agreement {o['top1_agreement']:.3f}" if "top1_agreement" in o else ""
+            click.echo(f"{o['name']}: cosine {o['cosine']:.6f}  max abs error {o['max_abs_error']:.3g}{top1}")
+        lat, load = data["latency_seconds"], data["load_seconds"]
+        click.echo(f"size {_human(data['size_bytes']['original'])} -> {_human(data['size_bytes']['compressed'])} "
+                   f"({data['size_ratio']:.2f}x smaller)")
+        click.echo(f"load {load['original'] * 1e3:.1f} ms -> {load['compressed'] * 1e3:.1f} ms; median latency "
+                   f"{lat['original'] * 1e3:.2f} ms -> {lat['compressed'] * 1e3:.2f} ms ({data['latency_ratio']:.2f}x)")
+        if min_cosine is not None:
+            click.echo(f"{'FAIL' if failed else 'PASS'}: cosine_min {data['cosine_min']:.6f} vs --min-cosine {min_cosine}")
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
+def decompress(model, output) -> None:
+    """Write MODEL back as a plain ONNX model with decoded weights."""
+    count = api.decompress(model, output)
+    click.echo(f"decoded {count} tensors into {output}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def doctor(as_json) -> None:
+    """Versions, op library and whether it loads, available providers."""
+    data = api.doctor()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        click.echo(f"{key:16} {value}")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("hyperonnx: interrupted", err=True)
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except (HyperonnxError, ValueError, FileNotFoundError) as exc:
+        if os.environ.get("HYPERONNX_DEBUG"):
+            raise
+        click.echo(f"hyperonnx: error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("hyperonnx: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug, not a user error: still one line, and a way to see more
+        if os.environ.get("HYPERONNX_DEBUG"):
+            raise
+        click.echo(f"hyperonnx: internal error: {type(exc).__name__}: {exc} (HYPERONNX_DEBUG=1 for details)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
