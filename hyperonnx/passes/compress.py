@@ -97,7 +97,8 @@ def compress_model(
                 _finish(pending.pop(0), report, runtime, decode_mode, namers, rewrites, progress)
         while pending:
             _finish(pending.pop(0), report, runtime, decode_mode, namers, rewrites, progress)
-    for graph, graph_rewrites in rewrites.values():
+    # Subgraphs first: rewriting a parent graph copies its nodes, and with them their subgraph attributes.
+    for graph, graph_rewrites in reversed(list(rewrites.values())):
         emit.apply(graph, graph_rewrites)
 
     if report.tensors and runtime == "ort" and not any(o.domain == DOMAIN for o in model.opset_import):

@@ -1,0 +1,182 @@
+"""The graph pass and the API: what is compressed, what stays byte-identical, both runtime forms."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+from toymodels import constants_and_subgraphs, conv_mlp
+
+import hyperonnx
+from hyperonnx import codec
+from hyperonnx.passes.decoders import find_decoders
+
+
+def _save(model: onnx.ModelProto, path) -> str:
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def _run(path, feeds):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def _feeds(seed=0):
+    return {"x": np.random.default_rng(seed).standard_normal((2, 8, 8, 8)).astype(np.float32)}
+
+
+@pytest.fixture
+def toy(tmp_path):
+    return _save(conv_mlp(), tmp_path / "toy.onnx")
+
+
+def test_ort_form_selects_weights_and_keeps_the_rest_byte_identical(toy, tmp_path):
+    out = tmp_path / "toy.hx.onnx"
+    result = hyperonnx.convert(toy, out, min_elements=1000)
+    assert sorted(t.name for t in result.report.tensors) == ["conv.weight", "fc1.weight"]
+    skipped = {s.name: s.reason for s in result.report.skipped}
+    assert "fc2.weight" in skipped and "min-elements" in skipped["fc2.weight"]  # 650 elements
+    original, converted = onnx.load(toy), onnx.load(str(out))
+    onnx.checker.check_model(converted, full_check=True)
+    # Every node of the original survives unchanged and in order; decoders come first.
+    kept = [n for n in converted.graph.node if n.domain != "ai.hyperonnx"]
+    assert [n.SerializeToString() for n in kept] == [n.SerializeToString() for n in original.graph.node]
+    assert [n.op_type for n in converted.graph.node[:2]] == ["HyperDecode", "HyperDecode"]
+    # Uncompressed initializers are byte-identical; metadata, docs, value_info and opsets are preserved.
+    before = {t.name: t.SerializeToString() for t in original.graph.initializer}
+    after = {t.name: t.SerializeToString() for t in converted.graph.initializer}
+    for name in ("conv.bias", "fc2.weight", "fc2.bias", "scale", "flat_shape"):
+        assert after[name] == before[name]
+    assert "conv.weight" not in after and "fc1.weight" not in after
+    assert converted.metadata_props == original.metadata_props
+    assert converted.doc_string == original.doc_string and converted.producer_name == original.producer_name
+    assert list(converted.graph.value_info) == list(original.graph.value_info)
+    assert list(converted.graph.input) == list(original.graph.input)
+    assert list(converted.graph.output) == list(original.graph.output)
+    assert [(o.domain, o.version) for o in converted.opset_import] == [("", 17), ("ai.hyperonnx", 1)]
+    inferred = onnx.shape_inference.infer_shapes(converted, strict_mode=True)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
+    assert shapes["conv.weight"] == [16, 8, 3, 3] and shapes["fc1.weight"] == [576, 65]
+
+
+def test_min_elements_default_skips_small_tensors_and_biases(toy, tmp_path):
+    result = hyperonnx.convert(toy, tmp_path / "a.onnx")
+    assert [t.name for t in result.report.tensors] == ["fc1.weight"]  # 37440 elements; conv has 1152
+    result = hyperonnx.convert(toy, tmp_path / "b.onnx", min_elements=1)
+    names = {t.name for t in result.report.tensors}
+    assert names == {"conv.weight", "fc1.weight", "fc2.weight"}  # biases and the Mul vector are not weights
+    result = hyperonnx.convert(toy, tmp_path / "c.onnx", min_elements=1, all_ops=True)
+    assert {"scale", "conv.bias", "fc2.bias"} <= {t.name for t in result.report.tensors}
+
+
+def test_include_and_exclude_globs(toy, tmp_path):
+    result = hyperonnx.convert(toy, tmp_path / "a.onnx", min_elements=1, exclude=("fc*",))
+    assert [t.name for t in result.report.tensors] == ["conv.weight"]
+    result = hyperonnx.convert(toy, tmp_path / "b.onnx", min_elements=1, include=("fc2.*",))
+    assert {t.name for t in result.report.tensors} == {"fc2.weight", "fc2.bias"}
+
+
+def test_decoded_weights_equal_the_codec_reference(toy, tmp_path):
+    out = tmp_path / "toy.hx.onnx"
+    hyperonnx.convert(toy, out, min_elements=1)
+    original = {t.name: numpy_helper.to_array(t) for t in onnx.load(toy).graph.initializer}
+    for decoder in find_decoders(onnx.load(str(out))):
+        expected = codec.decode(codec.encode(original[decoder.output]))
+        np.testing.assert_array_equal(decoder.decode(), expected)
+
+
+@pytest.mark.parametrize("codec_name", ["paper", "paper-cnn"])
+def test_portable_form_runs_in_plain_onnxruntime_bit_exactly(toy, tmp_path, codec_name):
+    out, plain = tmp_path / "toy.portable.onnx", tmp_path / "toy.plain.onnx"
+    hyperonnx.convert(toy, out, codec_name=codec_name, runtime="portable", min_elements=1)
+    converted = onnx.load(str(out))
+    onnx.checker.check_model(converted, full_check=True)
+    assert not any(n.domain for n in converted.graph.node)  # standard ops only
+    assert hyperonnx.decompress(out, plain) == 3
+    feeds = _feeds()
+    portable_out, plain_out = _run(out, feeds)[0], _run(plain, feeds)[0]
+    np.testing.assert_array_equal(portable_out, plain_out)
+    reference = _run(toy, feeds)[0]
+    cos = float((portable_out * reference).sum() / np.linalg.norm(portable_out) / np.linalg.norm(reference))
+    assert cos > 0.98  # paper-cnn: ~20 dB SQNR per weight
+
+
+def test_decompress_of_ort_form_gives_a_plain_model(toy, tmp_path):
+    out, plain = tmp_path / "toy.hx.onnx", tmp_path / "plain.onnx"
+    hyperonnx.convert(toy, out, min_elements=1)
+    assert hyperonnx.decompress(out, plain) == 3
+    model = onnx.load(str(plain))
+    assert not any(n.domain == "ai.hyperonnx" for n in model.graph.node)
+    assert [o.domain for o in model.opset_import] == [""]
+    assert np.isfinite(_run(plain, _feeds())[0]).all()
+
+
+def test_constant_nodes_and_subgraph_weights_are_found(tmp_path):
+    src = _save(constants_and_subgraphs(), tmp_path / "sub.onnx")
+    for runtime in ("ort", "portable"):
+        out = tmp_path / f"sub.{runtime}.onnx"
+        result = hyperonnx.convert(src, out, runtime=runtime, min_elements=1000)
+        assert {t.name for t in result.report.tensors} == {"w_main", "w_then", "w_else"}
+        onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+    plain = tmp_path / "sub.plain.onnx"
+    hyperonnx.decompress(tmp_path / "sub.portable.onnx", plain)
+    x = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
+    for flag in (True, False):
+        feeds = {"x": x, "flag": np.array(flag)}
+        np.testing.assert_array_equal(_run(tmp_path / "sub.portable.onnx", feeds)[0], _run(plain, feeds)[0])
+
+
+def test_float16_weights_keep_their_dtype(tmp_path):
+    src = _save(conv_mlp(dtype=np.float16), tmp_path / "half.onnx")
+    out = tmp_path / "half.hx.onnx"
+    hyperonnx.convert(src, out, min_elements=1, runtime="portable")
+    plain = tmp_path / "half.plain.onnx"
+    hyperonnx.decompress(out, plain)
+    types = {t.name: t.data_type for t in onnx.load(str(plain)).graph.initializer}
+    assert types["fc1.weight"] == onnx.TensorProto.FLOAT16
+    feeds = {"x": _feeds()["x"].astype(np.float16)}
+    np.testing.assert_array_equal(_run(out, feeds)[0], _run(plain, feeds)[0])
+
+
+def test_jobs_do_not_change_the_output(toy, tmp_path):
+    hyperonnx.convert(toy, tmp_path / "j1.onnx", min_elements=1, jobs=1)
+    hyperonnx.convert(toy, tmp_path / "j2.onnx", min_elements=1, jobs=2)
+    assert (tmp_path / "j1.onnx").read_bytes() == (tmp_path / "j2.onnx").read_bytes()
+
+
+def test_external_data_round_trip(toy, tmp_path):
+    external = tmp_path / "ext" / "model.onnx"
+    external.parent.mkdir()
+    onnx.save(onnx.load(toy), str(external), save_as_external_data=True, location="model.onnx.data",
+              size_threshold=0)
+    out = tmp_path / "ext" / "model.hx.onnx"
+    hyperonnx.convert(external, out, min_elements=1, runtime="portable")
+    assert (tmp_path / "ext" / "model.hx.onnx.data").exists()  # input had external data: so does output
+    feeds = _feeds()
+    a = _run(out, feeds)[0]
+    hyperonnx.decompress(out, tmp_path / "ext" / "plain.onnx", external_data=False)
+    np.testing.assert_array_equal(a, _run(tmp_path / "ext" / "plain.onnx", feeds)[0])
+    assert not [p for p in (tmp_path / "ext").iterdir() if p.name.startswith(".hyperonnx-")]  # no temp leftovers
+
+
+def test_inspect_reports_every_compressed_tensor(toy, tmp_path):
+    out = tmp_path / "toy.hx.onnx"
+    hyperonnx.convert(toy, out, min_elements=1)
+    data = hyperonnx.inspect(out)
+    assert {t["name"] for t in data["tensors"]} == {"conv.weight", "fc1.weight", "fc2.weight"}
+    fc1 = next(t for t in data["tensors"] if t["name"] == "fc1.weight")
+    assert fc1["shape"] == [576, 65] and fc1["dtype"] == "float32" and fc1["codec"] == "paper"
+    assert 6.4 < fc1["bits_per_weight"] < 7.0 and 25 < fc1["sqnr_db"] < 32
+    assert fc1["bytes_before"] == 576 * 65 * 4
+    totals = data["totals"]
+    assert totals["ratio"] == pytest.approx(totals["bytes_before"] / totals["bytes_after"])
+    assert totals["ratio"] > 4.5
+
+
+def test_input_file_is_never_modified(toy, tmp_path):
+    before = open(toy, "rb").read()
+    hyperonnx.convert(toy, tmp_path / "a.onnx", min_elements=1)
+    hyperonnx.convert(toy, tmp_path / "b.onnx", min_elements=1, runtime="portable")
+    assert open(toy, "rb").read() == before
