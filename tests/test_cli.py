@@ -1,0 +1,123 @@
+"""The command line as a user meets it: outputs, JSON, and one clear line (exit 2) for every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import onnx
+import pytest
+from toymodels import conv_mlp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def hx(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("HYPERONNX_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "hyperonnx", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=120)
+
+
+@pytest.fixture
+def toy(tmp_path):
+    path = tmp_path / "toy.onnx"
+    onnx.save(conv_mlp(), str(path))
+    return path
+
+
+def test_convert_prints_a_summary_and_writes_a_json_report(toy, tmp_path):
+    out, report = tmp_path / "out.onnx", tmp_path / "report.json"
+    result = hx("convert", toy, "-o", out, "--min-elements", "1000", "--report", report)
+    assert result.returncode == 0, result.stderr
+    assert "compressed 2 tensors" in result.stdout and "x, whole file" in result.stdout
+    data = json.loads(report.read_text())
+    assert data["totals"]["tensors_compressed"] == 2
+    assert data["totals"]["bytes_after"] == out.stat().st_size
+
+
+def test_convert_json_and_codec_options(toy, tmp_path):
+    out = tmp_path / "out.onnx"
+    result = hx("convert", toy, "-o", out, "--min-elements", "1", "--json", "--codec-opt", "n=225")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert {t["name"] for t in data["tensors"]} == {"conv.weight", "fc1.weight", "fc2.weight"}
+    fc1 = next(t for t in data["tensors"] if t["name"] == "fc1.weight")
+    assert fc1["bits_per_weight"] < 5.1  # n=225: 10-bit pair codes
+
+
+def test_inspect_json_shape(toy, tmp_path):
+    out = tmp_path / "out.onnx"
+    assert hx("convert", toy, "-o", out, "--min-elements", "1").returncode == 0
+    result = hx("inspect", out, "--json")
+    data = json.loads(result.stdout)
+    assert set(data) == {"tensors", "totals"}
+    assert {"bytes_before", "bytes_after", "ratio"} <= set(data["totals"])
+    for key in ("name", "shape", "dtype", "codec", "bits_per_weight", "sqnr_db", "bytes_before", "bytes_after"):
+        assert all(key in t for t in data["tensors"])
+
+
+def test_verify_portable_passes_and_fails_by_threshold(toy, tmp_path):
+    out = tmp_path / "out.onnx"
+    assert hx("convert", toy, "-o", out, "--min-elements", "1", "--runtime", "portable").returncode == 0
+    ok = hx("verify", toy, out, "--json", "--min-cosine", "0.95")
+    assert ok.returncode == 0, ok.stderr
+    data = json.loads(ok.stdout)
+    assert data["passed"] and 0.95 < data["cosine_min"] < 1.0
+    assert {"size_ratio", "load_seconds", "latency_seconds"} <= set(data)
+    strict = hx("verify", toy, out, "--min-cosine", "0.9999999")
+    assert strict.returncode == 1 and "FAIL" in strict.stdout
+
+
+def test_decompress_and_doctor(toy, tmp_path):
+    out, plain = tmp_path / "out.onnx", tmp_path / "plain.onnx"
+    assert hx("convert", toy, "-o", out, "--min-elements", "1").returncode == 0
+    result = hx("decompress", out, "-o", plain)
+    assert result.returncode == 0 and "decoded 3 tensors" in result.stdout
+    doctor = hx("doctor", "--json")
+    assert doctor.returncode == 0
+    info = json.loads(doctor.stdout)
+    assert "CPUExecutionProvider" in info["providers"] and "paper" in info["codecs"]
+
+
+def _one_line_error(result, *needles):
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip() and line.strip() != "encoding"]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_bad_inputs_get_one_line_and_exit_2(toy, tmp_path):
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00\xffnot a model at all" * 10)
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(toy.read_bytes()[: toy.stat().st_size // 2])
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    out = tmp_path / "out.onnx"
+    _one_line_error(hx("convert", tmp_path / "missing.onnx", "-o", out), "no such file")
+    _one_line_error(hx("convert", garbage, "-o", out), "garbage.onnx")
+    _one_line_error(hx("convert", truncated, "-o", out), "truncated.onnx")
+    _one_line_error(hx("convert", empty, "-o", out), "empty.onnx")
+    _one_line_error(hx("convert", toy, "-o", toy), "output path is the input path")
+    _one_line_error(hx("convert", toy, "-o", out, "--codec", "zip"), "unknown codec")
+    _one_line_error(hx("convert", toy, "-o", out, "--codec-opt", "bogus=1"), "no option 'bogus'")
+    _one_line_error(hx("convert", toy, "-o", out, "--codec-opt", "n"), "KEY=VALUE")
+    _one_line_error(hx("convert", toy, "-o", out, "--codec-opt", "n=abc"))
+    _one_line_error(hx("convert", toy, "-o", tmp_path / "nowhere" / "out.onnx"), "does not exist")
+    _one_line_error(hx("convert", toy, "-o", out, "--min-elements", "0"), "min-elements")
+    _one_line_error(hx("inspect", garbage), "garbage.onnx")
+    _one_line_error(hx("verify", toy, garbage), "garbage.onnx")
+    _one_line_error(hx("decompress", truncated, "-o", out), "truncated.onnx")
+    assert not out.exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_folder(toy, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    _one_line_error(hx("convert", toy, "-o", locked / "out.onnx"), "not writable")
