@@ -32,10 +32,11 @@ class Decoder:
         if self.form == "ort":
             enc = encoded_from_attributes(self.meta, numpy_helper.to_array(inits[self.initializers[0]]))
             return codec.decode(enc)
-        table = numpy_helper.to_array(inits[self.initializers[0]])
-        codes = numpy_helper.to_array(inits[self.initializers[1]]).astype(np.int64)
-        numel = int(np.prod(self.meta["shape"]))
-        return table[codes].reshape(-1)[:numel].reshape(self.meta["shape"])
+        # Portable: codes are stored one per element; the table follows from the recorded attributes.
+        enc = encoded_from_attributes(self.meta, np.zeros(0, dtype=np.uint8))
+        codes = numpy_helper.to_array(inits[self.initializers[0]]).astype(np.int64)
+        values = codec.table(enc).astype(codec.base.dtype_from_name(enc.dtype))[codes]
+        return values.reshape(-1)[: enc.numel].reshape(enc.shape)
 
     @property
     def bytes_after(self) -> int:
@@ -60,9 +61,8 @@ def find_decoders(model: onnx.ModelProto) -> Iterator[Decoder]:
             elif node.op_type == "Gather" and node.doc_string.startswith(PORTABLE_TAG):
                 meta = json.loads(node.doc_string[len(PORTABLE_TAG) :])
                 chain = [n for n in graph.node if n.name.startswith(f"hyperonnx/{meta['name']}/")]
-                inits = [node.input[0]]
                 cast = producers.get(node.input[1])
-                inits.append(cast.input[0] if cast is not None and cast.op_type == "Cast" else node.input[1])
+                inits = [cast.input[0] if cast is not None and cast.op_type == "Cast" else node.input[1]]
                 helpers = {i for n in chain for i in n.input} - {o for n in chain for o in n.output}
                 inits += sorted(helpers - set(inits))
                 yield Decoder(graph, scope.path, meta["name"], "portable", chain, inits, meta)

@@ -15,6 +15,7 @@ from onnx import helper, numpy_helper
 
 from hyperonnx import codec
 from hyperonnx.codec import Encoded
+from hyperonnx.codec.paper import lattice_side as paper_lattice_side
 from hyperonnx.ops import DOMAIN, OP_TYPE
 from hyperonnx.passes.select import FLOAT_TYPES, WeightSite
 
@@ -115,19 +116,28 @@ def emit_ort(site: WeightSite, namer: Namer, enc: Encoded, mode: str, stats: dic
 def emit_portable(site: WeightSite, namer: Namer, enc: Encoded, stats: dict) -> Rewrite:
     """Standard-op decoder: Gather(table, codes) → Reshape (→ Slice) → Reshape.
 
-    Codes are stored one per uint8/uint16 (byte-aligned, so standard ops can index with them) and the table
-    is stored already cast to the output dtype: ORT folds this at load with intermediates of at most
-    ~2.5× the decoded weight (int32 indices + gathered rows + reshape).
+    Codes are stored one per uint8/uint16 (byte-aligned, so standard ops can index with them). The `paper`
+    table is generated in the graph from a handful of scalars with the format's float32 operations (ORT folds
+    it at load); other codecs store their table. Folding needs at most ~2.5× the decoded weight (int32
+    indices + gathered rows + reshape).
     """
     codes = codec.base.bitpack.unpack(enc.blob, enc.count, enc.bits)
     store = np.uint8 if enc.bits <= 8 else np.uint16 if enc.bits <= 16 else np.int32
     dtype = codec.base.dtype_from_name(enc.dtype)
-    table = codec.table(enc).astype(dtype)
     base = site.name
     n_codes = namer(f"{base}::codes")
-    n_table = namer(f"{base}::table")
-    inits = [numpy_helper.from_array(codes.astype(store), n_codes), numpy_helper.from_array(table, n_table)]
-    nodes = []
+    inits = [numpy_helper.from_array(codes.astype(store), n_codes)]
+    nodes: list[onnx.NodeProto] = []
+    if enc.codec == "paper":
+        n_table = _paper_table_nodes(enc, namer, base, inits, nodes)
+    else:
+        n_table = namer(f"{base}::table")
+        inits.append(numpy_helper.from_array(codec.table(enc), n_table))
+    if dtype != np.float32:
+        cast = namer(f"{base}::table_cast")
+        nodes.append(helper.make_node("Cast", [n_table], [cast], to=DTYPE_TO_ONNX[enc.dtype],
+                                      name=f"hyperonnx/{base}/table_cast"))
+        n_table = cast
     index = n_codes
     if store is not np.int32:
         index = namer(f"{base}::codes_i32")
@@ -153,3 +163,39 @@ def emit_portable(site: WeightSite, namer: Namer, enc: Encoded, stats: dict) -> 
     inits.append(numpy_helper.from_array(np.array(enc.shape, dtype=np.int64), shape))
     nodes.append(helper.make_node("Reshape", [rows, shape], [site.name], name=f"hyperonnx/{base}/reshape"))
     return Rewrite(site, inits, nodes)
+
+
+def _paper_table_nodes(enc: Encoded, namer: Namer, base: str, inits: list, nodes: list) -> str:
+    """Nodes computing the `paper` table exactly as docs/format.md specifies (float32, same op order)."""
+    n = enc.ints["n"][0]
+    m = paper_lattice_side(n)
+    f32 = np.float32
+
+    def const(label: str, value) -> str:
+        name = namer(f"{base}::{label}")
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def node(op: str, inputs: list[str], label: str, **attrs) -> str:
+        out = namer(f"{base}::{label}")
+        # node names must be unique too: derive them from the (unique) output name
+        nodes.append(helper.make_node(op, inputs, [out], name=f"hyperonnx/{base}/{out[len(base) + 2:]}", **attrs))
+        return out
+
+    k = node("Range", [const("k0", np.int32(0)), const("kn", np.int32(n)), const("k1", np.int32(1))], "k")
+    row = node("Mod", [k, const("m", np.int32(m))], "row")
+    half = const("half", f32(enc.floats["half"][0]))
+    dx = node("Sub", [node("Mul", [node("Cast", [k], "kf", to=onnx.TensorProto.FLOAT),
+                                   const("step_x", f32(enc.floats["step"][0]))], "kx"), half], "dx_lattice")
+    dy = node("Sub", [node("Mul", [node("Cast", [row], "rowf", to=onnx.TensorProto.FLOAT),
+                                   const("step_y", f32(enc.floats["step"][1]))], "ry"), half], "dy_lattice")
+    zero = const("zero", np.zeros(1, dtype=f32))
+    dx = node("Concat", [zero, dx], "dx", axis=0)  # index 0 is the centroid: offset 0
+    dy = node("Concat", [zero, dy], "dy", axis=0)
+    scale = const("scale", np.asarray(enc.floats["scale"], dtype=f32).reshape(-1, 1))
+    column = const("column", np.array([-1, 1], dtype=np.int64))
+    parts = []
+    for axis, offset in ((dx, enc.floats["center"][0]), (dy, enc.floats["center"][1])):
+        ring_major = node("Add", [const("c", f32(offset)), node("Mul", [axis, scale], "scaled")], "coord")
+        parts.append(node("Reshape", [ring_major, column], "coord_col"))
+    return node("Concat", parts, "table", axis=1)
