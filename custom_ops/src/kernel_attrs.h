@@ -1,0 +1,30 @@
+// AttrSource over an OrtKernelInfo, through the C API with status checks (no exceptions): a missing or
+// mistyped attribute simply reads as absent, and the decoder reports it by name.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "attrs.h"
+#include "ort_api.h"
+
+namespace hyperonnx {
+
+class KernelInfoAttrs : public AttrSource {
+ public:
+  KernelInfoAttrs(const OrtApi& api, const OrtKernelInfo* info) : api_(api), info_(info) {}
+  bool get_string(const std::string& name, std::string* out) const override;
+  bool get_int(const std::string& name, int64_t* out) const override;
+  bool get_ints(const std::string& name, std::vector<int64_t>* out) const override;
+  bool get_floats(const std::string& name, std::vector<float>* out) const override;
+
+ private:
+  bool ok(OrtStatus* status) const;  // releases the status
+  const OrtApi& api_;
+  const OrtKernelInfo* info_;
+};
+
+// The node's name for error messages ("<unnamed>" when it has none).
+std::string kernel_node_name(const OrtApi& api, const OrtKernelInfo* info);
+
+}  // namespace hyperonnx

@@ -1,0 +1,247 @@
+// C++ tests of the decoder core (no ONNX Runtime needed):
+//   golden     every golden case decodes bit-identically to the numpy reference (1 and 3 threads)
+//   malformed  bad attributes and blobs are rejected with a message naming the problem
+//   casts      float32 -> float16 / bfloat16 match numpy / ml_dtypes on edge values
+//   threads    a large tensor decodes identically on 1..8 threads, and the per-code (no table) path
+//              equals the table path
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "decoder.h"
+#include "dtype.h"
+#include "golden.h"
+
+using hyperonnx::Decoder;
+using hyperonnx::MapAttrs;
+using hyperonnx::test::GoldenCase;
+using hyperonnx::test::load_cases;
+
+namespace {
+
+int g_failures = 0;
+
+void check(bool ok, const std::string& what) {
+  if (!ok) {
+    std::fprintf(stderr, "FAIL: %s\n", what.c_str());
+    ++g_failures;
+  }
+}
+
+// LSB-first packing, the inverse of the decoder's unpacking (docs/format.md, "Codes").
+std::vector<uint8_t> pack(const std::vector<uint32_t>& codes, int bits) {
+  std::vector<uint8_t> out((codes.size() * static_cast<size_t>(bits) + 7) / 8, 0);
+  for (size_t i = 0; i < codes.size(); ++i) {
+    for (int b = 0; b < bits; ++b) {
+      const uint64_t bit = i * static_cast<uint64_t>(bits) + static_cast<uint64_t>(b);
+      if ((codes[i] >> b) & 1u) out[bit / 8] |= static_cast<uint8_t>(1u << (bit % 8));
+    }
+  }
+  return out;
+}
+
+int run_golden(const std::string& dir) {
+  const auto cases = load_cases(dir);
+  for (const GoldenCase& c : cases) {
+    std::string error;
+    auto dec = Decoder::create(c.attrs, &error);
+    check(dec != nullptr, c.name + ": create: " + error);
+    if (!dec) continue;
+    check(dec->out_bytes() == c.expect.size(), c.name + ": output size");
+    check(dec->validate(c.blob.data(), c.blob.size(), &error), c.name + ": validate: " + error);
+    for (int threads : {1, 3}) {
+      std::vector<uint8_t> out(dec->out_bytes(), 0xAB);
+      const bool ok = dec->decode(c.blob.data(), c.blob.size(), out.data(), threads, &error);
+      check(ok, c.name + ": decode: " + error);
+      check(out == c.expect, c.name + ": output differs from the reference (threads=" + std::to_string(threads) + ")");
+    }
+  }
+  std::printf("golden: %zu cases, %d failures\n", cases.size(), g_failures);
+  return g_failures ? 1 : 0;
+}
+
+int run_malformed(const std::string& dir) {
+  GoldenCase base;
+  for (auto& c : load_cases(dir)) {
+    if (c.name == "paper_edge_n17_r3") base = c;
+  }
+  check(!base.name.empty(), "golden case paper_edge_n17_r3 present");
+  if (base.name.empty()) return 1;
+
+  // Attribute mutations: each must make create() fail with a message containing `expect`.
+  struct AttrCase {
+    const char* what;
+    std::function<void(MapAttrs&)> mutate;
+    const char* expect;
+  };
+  const std::vector<AttrCase> attr_cases = {
+      {"no codec", [](MapAttrs& a) { a.strings.erase("codec"); }, "'codec'"},
+      {"unknown codec", [](MapAttrs& a) { a.strings["codec"] = "zip"; }, "unknown codec 'zip'"},
+      {"format 2", [](MapAttrs& a) { a.ints["format"] = {2}; }, "format version 2"},
+      {"no format", [](MapAttrs& a) { a.ints.erase("format"); }, "'format'"},
+      {"dtype int8", [](MapAttrs& a) { a.ints["dtype"] = {3}; }, "dtype 3"},
+      {"bits 0", [](MapAttrs& a) { a.ints["bits"] = {0}; }, "bits must be in 1..32"},
+      {"bits 33", [](MapAttrs& a) { a.ints["bits"] = {33}; }, "bits must be in 1..32"},
+      {"group 0", [](MapAttrs& a) { a.ints["group"] = {0}; }, "group must be"},
+      {"group 3 for paper", [](MapAttrs& a) { a.ints["group"] = {3}; }, "group must be 2"},
+      {"negative dim", [](MapAttrs& a) { a.ints["shape"] = {4, -1}; }, "negative dimension"},
+      {"shape overflow", [](MapAttrs& a) { a.ints["shape"] = {1 << 30, 1 << 30, 1 << 30}; }, "too many elements"},
+      {"no shape", [](MapAttrs& a) { a.ints.erase("shape"); }, "'shape'"},
+      {"mode fast", [](MapAttrs& a) { a.strings["mode"] = "fast"; }, "mode must be"},
+      {"no i_n", [](MapAttrs& a) { a.ints.erase("i_n"); }, "'i_n'"},
+      {"no f_scale", [](MapAttrs& a) { a.floats.erase("f_scale"); }, "'f_scale'"},
+      {"n = 0", [](MapAttrs& a) { a.ints["i_n"] = {0}; }, "i_n must be"},
+      {"n too large", [](MapAttrs& a) { a.ints["i_n"] = {int64_t{1} << 40}; }, "i_n must be"},
+      {"two n", [](MapAttrs& a) { a.ints["i_n"] = {3, 4}; }, "one integer"},
+      {"rings -1", [](MapAttrs& a) { a.ints["i_rings"] = {-1}; }, "i_rings must be"},
+      {"short scale", [](MapAttrs& a) { a.floats["f_scale"].pop_back(); }, "f_scale must hold"},
+      {"long center", [](MapAttrs& a) { a.floats["f_center"].push_back(1.0f); }, "f_center must hold"},
+      {"no half", [](MapAttrs& a) { a.floats["f_half"].clear(); }, "f_half must hold"},
+  };
+  for (const auto& ac : attr_cases) {
+    MapAttrs attrs = base.attrs;
+    ac.mutate(attrs);
+    std::string error;
+    auto dec = Decoder::create(attrs, &error);
+    check(dec == nullptr, std::string(ac.what) + ": accepted");
+    check(error.find(ac.expect) != std::string::npos,
+          std::string(ac.what) + ": message '" + error + "' lacks '" + ac.expect + "'");
+  }
+
+  // Blob mutations: each must make validate() and decode() fail, without reading out of bounds.
+  std::string error;
+  auto dec = Decoder::create(base.attrs, &error);
+  check(dec != nullptr, "base case: " + error);
+  if (!dec) return 1;
+  const int bits = static_cast<int>(base.attrs.ints.at("bits")[0]);
+  const auto entries = static_cast<uint32_t>((base.attrs.ints.at("i_n")[0] + 1) * (base.attrs.ints.at("i_rings")[0] + 1));
+  std::vector<uint32_t> codes(dec->count());
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<uint32_t>(i % entries);
+  struct BlobCase {
+    std::string what;
+    std::vector<uint8_t> blob;
+    const char* expect;
+  };
+  std::vector<BlobCase> blob_cases;
+  std::vector<uint8_t> good = pack(codes, bits);
+  blob_cases.push_back({"one byte short", std::vector<uint8_t>(good.begin(), good.end() - 1), "expected"});
+  std::vector<uint8_t> longer = good;
+  longer.push_back(0);
+  blob_cases.push_back({"one byte long", longer, "expected"});
+  blob_cases.push_back({"empty", {}, "expected"});
+  for (size_t pos : {size_t{0}, size_t{5}, codes.size() - 1}) {  // first, middle and last (partial) code
+    for (uint32_t bad_code : {entries, (1u << bits) - 1}) {
+      auto c = codes;
+      c[pos] = bad_code;
+      blob_cases.push_back({"code " + std::to_string(bad_code) + " at " + std::to_string(pos), pack(c, bits),
+                            "out of range"});
+    }
+  }
+  for (const auto& bc : blob_cases) {
+    std::vector<uint8_t> out(dec->out_bytes());
+    std::string e1, e2;
+    check(!dec->validate(bc.blob.data(), bc.blob.size(), &e1), bc.what + ": validate accepted");
+    check(!dec->decode(bc.blob.data(), bc.blob.size(), out.data(), 2, &e2), bc.what + ": decode accepted");
+    check(e1.find(bc.expect) != std::string::npos && e2.find(bc.expect) != std::string::npos,
+          bc.what + ": message '" + e2 + "' lacks '" + bc.expect + "'");
+  }
+  check(dec->validate(good.data(), good.size(), &error), "the unmutated blob: " + error);
+  std::printf("malformed: %zu attribute and %zu blob cases, %d failures\n", attr_cases.size(), blob_cases.size(),
+              g_failures);
+  return g_failures ? 1 : 0;
+}
+
+int run_casts(const std::string& dir) {
+  std::ifstream in(dir + "/casts.txt");
+  check(static_cast<bool>(in), "casts.txt present");
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream fields(line);
+    std::string f, h, b;
+    fields >> f >> h >> b;
+    const uint32_t bits = static_cast<uint32_t>(std::stoul(f, nullptr, 16));
+    float x;
+    std::memcpy(&x, &bits, sizeof x);
+    const auto want_h = static_cast<uint16_t>(std::stoul(h, nullptr, 16));
+    const auto want_b = static_cast<uint16_t>(std::stoul(b, nullptr, 16));
+    char msg[128];
+    std::snprintf(msg, sizeof msg, "%08x: half %04x want %04x, bfloat16 %04x want %04x", bits,
+                  hyperonnx::float_to_half(x), want_h, hyperonnx::float_to_bfloat16(x), want_b);
+    check(hyperonnx::float_to_half(x) == want_h && hyperonnx::float_to_bfloat16(x) == want_b, msg);
+    ++n;
+  }
+  std::printf("casts: %d values, %d failures\n", n, g_failures);
+  return g_failures ? 1 : 0;
+}
+
+MapAttrs wide_paper(int64_t numel, int64_t n, int64_t dtype) {
+  MapAttrs a;
+  a.strings = {{"codec", "paper"}};
+  a.ints = {{"format", {1}}, {"dtype", {dtype}}, {"group", {2}}, {"bits", {20}}, {"shape", {numel}},
+            {"i_n", {n}}, {"i_rings", {1}}};
+  a.floats = {{"f_center", {0.125f, -0.5f}}, {"f_half", {0.75f}}, {"f_step", {1.0f / 1048576, 1.0f / 1024}},
+              {"f_scale", {1.0f, 1.7f}}};
+  return a;
+}
+
+int run_threads() {
+  // n = 2^19 - 1, one ring: 2^20 entries, 20-bit codes. 2^21 + 3 elements (odd: a partial last code) need the
+  // table path and several threads; the first 999 elements alone need the per-code path (the table would be
+  // far larger than the output).
+  const int64_t n = (int64_t{1} << 19) - 1, numel = (int64_t{1} << 21) + 3;
+  for (int64_t dtype : {1, 10, 16, 11}) {
+    std::string error;
+    auto big = Decoder::create(wide_paper(numel, n, dtype), &error);
+    auto small = Decoder::create(wide_paper(999, n, dtype), &error);
+    check(big && small, "create: " + error);
+    if (!big || !small) return 1;
+    std::vector<uint32_t> codes(big->count());
+    uint64_t state = 88172645463325252ull;  // xorshift: deterministic codes over the whole range
+    for (auto& c : codes) {
+      state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+      c = static_cast<uint32_t>(state % (uint64_t{1} << 20));
+    }
+    const auto blob = pack(codes, 20);
+    std::vector<uint8_t> ref(big->out_bytes());
+    check(big->decode(blob.data(), blob.size(), ref.data(), 1, &error), "1 thread: " + error);
+    for (int threads : {2, 3, 8}) {
+      std::vector<uint8_t> out(big->out_bytes());
+      check(big->decode(blob.data(), blob.size(), out.data(), threads, &error), "threads: " + error);
+      check(out == ref, "dtype " + std::to_string(dtype) + ": " + std::to_string(threads) + " threads differ from 1");
+    }
+    const auto small_blob = pack(std::vector<uint32_t>(codes.begin(), codes.begin() + small->count()), 20);
+    std::vector<uint8_t> direct(small->out_bytes());
+    check(small->decode(small_blob.data(), small_blob.size(), direct.data(), 1, &error), "direct: " + error);
+    check(std::equal(direct.begin(), direct.end(), ref.begin()),
+          "dtype " + std::to_string(dtype) + ": per-code path differs from the table path");
+  }
+  std::printf("threads: %d failures\n", g_failures);
+  return g_failures ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: %s golden|malformed|casts|threads GOLDEN_DIR\n", argv[0]);
+    return 2;
+  }
+  const std::string what = argv[1], dir = argv[2];
+  try {
+    if (what == "golden") return run_golden(dir);
+    if (what == "malformed") return run_malformed(dir);
+    if (what == "casts") return run_casts(dir);
+    if (what == "threads") return run_threads();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  std::fprintf(stderr, "unknown test %s\n", what.c_str());
+  return 2;
+}
