@@ -38,7 +38,8 @@ U_SCALE = 2.0**-24
 
 # π to 60 digits: δ·a_j is evaluated in decimal arithmetic so the increments do not depend on the platform's libm.
 _PI = Decimal("3.14159265358979323846264338327950288419716939937510582097494")
-_SWEEP = range(-32, 33)  # R = R0·2^(i/16): R0/4 … 4·R0 in 1/16-octave steps
+_SWEEP = range(-192, 65)  # R = R0·2^(i/16): R0/4096 … 4·R0 in 1/16-octave steps
+_FINALISTS = 8
 
 
 def group_bits(levels: int) -> int:
@@ -121,15 +122,18 @@ def weyl_increments(group: int, levels: int) -> tuple[int, ...]:
 
     Data-independent on purpose: a trajectory fills the cube evenly, so the best δ hardly depends on the
     tensor, and one choice per (N, U) can be cached (a data-aware sweep would multiply the encoding cost).
-    Two stages: the 65 candidates R0/4 … 4·R0 are ranked by the exact packing score, then the best few by
-    what quantisation actually costs, the mean squared nearest-codeword distance over a fixed Halton sample of
-    the cube. Every distance is an exact integer, so ties and choices are identical everywhere.
+    Two stages: 257 candidates R0/4096 … 4·R0 are ranked by the exact packing score, then the best 8 by what
+    quantisation actually costs, the mean squared nearest-codeword distance over a fixed Halton sample of the
+    cube. Every distance is an exact integer, so ties and choices are identical everywhere. The sweep reaches
+    far below R0: there the set stops looking like one winding line and behaves like a good lattice rule,
+    covering within ~0.5 dB of a square grid (N = 2, U = 4096: mean d²·U ≈ 0.18 vs 0.167 for the grid and
+    0.23 for the best R in R0/4 … 4·R0).
     """
     scored = sorted(_SWEEP, key=lambda s: (-_packing_score(_increments(group, levels, s), levels), abs(s), s))
     sample_size = min(max(1 << 14, 4 * levels), 1 << 18)
     sample = _halton(sample_size, group)
     best = None
-    for step in scored[:6]:
+    for step in scored[:_FINALISTS]:
         alphas = _increments(group, levels, step)
         pts = codeword_u24(alphas, levels)
         grid = _Bins(pts.astype(np.float64) * U_SCALE)
