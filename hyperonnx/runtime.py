@@ -1,0 +1,166 @@
+"""Running hyperonnx models in ONNX Runtime: find the op library and make sessions (docs/ops.md).
+
+``HyperDecode`` nodes run in the C++ library ``libhyperonnx_ops.so`` (built from ``custom_ops/``). Decode modes:
+
+* ``load``: the kernel decodes once per session and serves the cached tensor on every run (the format's default);
+* ``call``: the kernel decodes on every run and keeps nothing decoded;
+* ``init`` (sessions made here only): every HyperDecode node whose θ blob is an initializer is decoded once by
+  the library, and the weights are handed to ORT as ordinary initializers (``add_external_initializers``).
+  No HyperDecode node is left, so runs cost what the original model costs (MatMul/Conv prepacking applies).
+
+``mode=None`` keeps each node's own ``mode`` attribute. A mode given to :func:`session_options` becomes the
+session config entry ``hyperonnx.decode_mode``, which overrides every node's attribute.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnxruntime as ort
+
+LIBRARY_NAME = "libhyperonnx_ops.so"
+LIBRARY_ENV = "HYPERONNX_LIBRARY"
+DOMAIN = "ai.hyperonnx"
+OP_TYPE = "HyperDecode"
+CONFIG_DECODE_MODE = "hyperonnx.decode_mode"
+CONFIG_DECODE_THREADS = "hyperonnx.decode_threads"
+KERNEL_MODES = ("load", "call")
+SESSION_MODES = (*KERNEL_MODES, "init")
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_REPO_BUILD = _PACKAGE_DIR.parent / "build"
+# ONNX TensorProto element types of the decoded outputs (docs/format.md).
+_DTYPES = {1: "FLOAT", 10: "FLOAT16", 11: "DOUBLE", 16: "BFLOAT16"}
+_ITEMSIZE = {1: 4, 10: 2, 11: 8, 16: 2}
+
+
+def library_path() -> str:
+    """Path of ``libhyperonnx_ops.so``: $HYPERONNX_LIBRARY, else the package folder (wheel install), else the
+    newest build under ``<repo>/build/`` (source checkout)."""
+    env = os.environ.get(LIBRARY_ENV)
+    if env:
+        if not os.path.isfile(env):
+            raise FileNotFoundError(f"{LIBRARY_ENV}={env} does not exist")
+        return env
+    import hyperonnx
+
+    for folder in [_PACKAGE_DIR, *(Path(p) for p in getattr(hyperonnx, "__path__", []))]:
+        candidate = folder / LIBRARY_NAME
+        if candidate.is_file():
+            return str(candidate)
+    built = glob.glob(str(_REPO_BUILD / "**" / LIBRARY_NAME), recursive=True)
+    if built:
+        return max(built, key=os.path.getmtime)  # the most recent build wins
+    raise FileNotFoundError(
+        f"{LIBRARY_NAME} not found (looked at ${LIBRARY_ENV}, {_PACKAGE_DIR}, {_REPO_BUILD}/**): build it with "
+        "`pip install .` or `cmake -S . -B build && cmake --build build`")
+
+
+def session_options(mode: str | None = None, threads: int | None = None,
+                    options: ort.SessionOptions | None = None) -> ort.SessionOptions:
+    """SessionOptions with the op library registered; ``mode`` ("load"/"call") overrides every node's attribute,
+    ``threads`` sets the decode threads per tensor. Config entries must precede registration (the library reads
+    them then), so pass ``options`` here rather than setting them afterwards."""
+    if mode is not None and mode not in KERNEL_MODES:
+        raise ValueError(f"decode mode {mode!r} is not one of {', '.join(KERNEL_MODES)}")
+    so = options if options is not None else ort.SessionOptions()
+    if mode is not None:
+        so.add_session_config_entry(CONFIG_DECODE_MODE, mode)
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"decode threads must be positive, got {threads}")
+        so.add_session_config_entry(CONFIG_DECODE_THREADS, str(int(threads)))
+    so.register_custom_ops_library(library_path())
+    return so
+
+
+def session(path: str | os.PathLike, providers: Sequence[str] | None = None, mode: str | None = None,
+            options: ort.SessionOptions | None = None) -> ort.InferenceSession:
+    """An ``InferenceSession`` for a hyperonnx model (``mode``: None, "load", "call" or "init"; see above)."""
+    if mode is not None and mode not in SESSION_MODES:
+        raise ValueError(f"decode mode {mode!r} is not one of {', '.join(SESSION_MODES)}")
+    providers = list(providers) if providers else ["CPUExecutionProvider"]
+    if mode == "init":
+        return _session_with_initializers(str(path), providers, options)
+    return ort.InferenceSession(str(path), session_options(mode, options=options), providers=providers)
+
+
+def _session_with_initializers(path: str, providers: list[str], options: ort.SessionOptions | None):
+    """Decode constant HyperDecode nodes once, then run the model with the weights as plain initializers."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(path)
+    graph = model.graph
+    blobs = {t.name: t for t in graph.initializer}
+    decoders = [n for n in graph.node if n.domain == DOMAIN and n.op_type == OP_TYPE and n.input[0] in blobs]
+    if not decoders:
+        return ort.InferenceSession(path, session_options(options=options), providers=providers)
+
+    # 1. A helper model holding only the decoders; the library decodes every tensor (multi-threaded, in C++).
+    outputs = []
+    for node in decoders:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        elem = getattr(TensorProto, _DTYPES.get(int(attrs.get("dtype", 0)), "UNDEFINED"))
+        outputs.append(helper.make_tensor_value_info(node.output[0], elem, list(attrs.get("shape", []))))
+    used_blobs = list(dict.fromkeys(n.input[0] for n in decoders))
+    helper_graph = helper.make_graph(list(decoders), "hyperonnx_decode", [], outputs,
+                                     initializer=[blobs[name] for name in used_blobs])
+    helper_model = helper.make_model(helper_graph, opset_imports=list(model.opset_import),
+                                     ir_version=model.ir_version)
+    decoder_session = ort.InferenceSession(helper_model.SerializeToString(), session_options(mode="call"),
+                                           providers=["CPUExecutionProvider"])
+    # ORT accepts only user-owned buffers here, so the kernels decode straight into numpy arrays we own.
+    binding = decoder_session.io_binding()
+    values = [_empty_value(o) for o in outputs]
+    for info, value in zip(outputs, values):
+        binding.bind_ortvalue_output(info.name, value)
+    decoder_session.run_with_iobinding(binding)
+    del binding, decoder_session, helper_model, helper_graph
+
+    # 2. The model without those decoders: each weight becomes an EXTERNAL initializer stub (ORT only lets
+    #    add_external_initializers replace those; the placeholder file is never read).
+    decoder_ids = {id(n) for n in decoders}
+    rest = [n for n in graph.node if id(n) not in decoder_ids]
+    consumed = {i for n in rest for i in n.input} | {o.name for o in graph.output}
+    keep = [t for t in graph.initializer if t.name not in used_blobs or t.name in consumed]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    del graph.node[:]
+    graph.node.extend(rest)
+    for info in outputs:
+        stub = TensorProto(name=info.name, data_type=info.type.tensor_type.elem_type,
+                           dims=[d.dim_value for d in info.type.tensor_type.shape.dim])
+        stub.data_location = TensorProto.EXTERNAL
+        nbytes = math.prod(stub.dims) * _ITEMSIZE[stub.data_type]
+        for key, value in (("location", "hyperonnx-decoded.placeholder"), ("offset", "0"), ("length", str(nbytes))):
+            entry = stub.external_data.add()
+            entry.key, entry.value = key, value
+        graph.initializer.append(stub)
+    if not any(n.domain == DOMAIN for n in graph.node):
+        keep_opsets = [o for o in model.opset_import if o.domain != DOMAIN]
+        del model.opset_import[:]
+        model.opset_import.extend(keep_opsets)
+
+    so = options if options is not None else ort.SessionOptions()
+    if any(n.domain == DOMAIN for n in graph.node):  # decoders fed at run time stay kernels
+        session_options(options=so)
+    so.add_external_initializers([o.name for o in outputs], values)
+    return ort.InferenceSession(model.SerializeToString(), so, providers=providers)
+
+
+def _empty_value(info) -> ort.OrtValue:
+    """A user-owned, uninitialized OrtValue with the type and shape of value info ``info``."""
+    import numpy as np
+    from onnx import TensorProto
+
+    elem = info.type.tensor_type.elem_type
+    shape = [d.dim_value for d in info.type.tensor_type.shape.dim]
+    if elem == TensorProto.BFLOAT16:  # numpy has no bfloat16: raw 16-bit storage, typed for ORT
+        return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(np.empty(shape, np.uint16), elem)
+    dtype = {TensorProto.FLOAT: np.float32, TensorProto.FLOAT16: np.float16, TensorProto.DOUBLE: np.float64}[elem]
+    return ort.OrtValue.ortvalue_from_numpy(np.empty(shape, dtype))
