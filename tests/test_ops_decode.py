@@ -1,0 +1,190 @@
+"""HyperDecode in ONNX Runtime equals the numpy reference bit for bit, in every mode (needs the built library)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from hyperonnx import codec, runtime
+from hyperonnx.codec.base import dtype_from_name
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "custom_ops" / "tests" / "golden"
+ONNX_DTYPE = {"float32": 1, "float16": 10, "float64": 11, "bfloat16": 16}
+
+try:
+    LIBRARY = runtime.library_path()
+except FileNotFoundError as exc:  # CI builds it; locally: cmake -S . -B build && cmake --build build
+    LIBRARY = None
+    pytestmark = pytest.mark.skip(reason=f"op library not built: {exc}")
+
+
+def attributes(enc: codec.Encoded, mode: str = "load") -> dict:
+    attrs = {"codec": enc.codec, "format": enc.format_version, "shape": list(enc.shape),
+             "dtype": ONNX_DTYPE[enc.dtype], "group": enc.group, "bits": enc.bits, "mode": mode}
+    attrs.update({f"i_{k}": list(v) for k, v in enc.ints.items()})
+    attrs.update({f"f_{k}": list(v) for k, v in enc.floats.items()})
+    return attrs
+
+
+def decode_model(attrs: dict, blob: np.ndarray | None, consumer: str = "Identity",
+                 matmul_input: tuple[int, int] | None = None) -> onnx.ModelProto:
+    """blob -> HyperDecode -> W -> consumer. ``blob=None`` makes the blob a graph input instead of an initializer."""
+    nodes = [helper.make_node("HyperDecode", ["blob"], ["W"], domain="ai.hyperonnx", name="decode_W", **attrs)]
+    inputs, inits = [], []
+    if blob is None:
+        inputs.append(helper.make_tensor_value_info("blob", TensorProto.UINT8, [None]))
+    else:
+        inits.append(numpy_helper.from_array(np.asarray(blob, dtype=np.uint8).reshape(-1), "blob"))
+    elem = attrs["dtype"]
+    if consumer == "MatMul":
+        inputs.append(helper.make_tensor_value_info("X", elem, list(matmul_input)))
+        nodes.append(helper.make_node("MatMul", ["X", "W"], ["Y"]))
+    else:
+        nodes.append(helper.make_node("Identity", ["W"], ["Y"]))
+    graph = helper.make_graph(nodes, "hyperdecode_test", inputs, [helper.make_tensor_value_info("Y", elem, None)],
+                              initializer=inits)
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.hyperonnx", 1)]
+    return helper.make_model(graph, opset_imports=opsets, ir_version=8)
+
+
+def save(model: onnx.ModelProto, tmp_path: Path, name: str = "model.onnx") -> str:
+    path = tmp_path / name
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    return a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def raw_output(sess, attrs: dict) -> bytes:
+    """Output Y's bytes, decoded into a buffer we own (works for bfloat16, which numpy cannot hold)."""
+    import onnxruntime as ort
+
+    storage = {1: np.float32, 10: np.float16, 11: np.float64, 16: np.uint16}[attrs["dtype"]]
+    buffer = np.full(attrs["shape"], 0x55, dtype=storage)
+    binding = sess.io_binding()
+    binding.bind_ortvalue_output("Y", ort.OrtValue.ortvalue_from_numpy_with_onnx_type(buffer, attrs["dtype"]))
+    sess.run_with_iobinding(binding)
+    return buffer.tobytes()
+
+
+def run(path: str, mode: str | None, feeds: dict | None = None) -> np.ndarray:
+    return runtime.session(path, mode=mode).run(None, feeds or {})[0]
+
+
+CASES = [  # (shape, dtype, n, rings)
+    ((33, 17), "float32", 1600, 3),
+    ((7,), "float32", 5, 0),
+    ((3, 5, 7), "float16", 225, 2),
+    ((64, 9), "float16", 17, 1),
+    ((11, 13), "float64", 16, 3),
+    ((1,), "float32", 1, 0),
+]
+
+
+@pytest.mark.parametrize("shape,dtype,n,rings", CASES)
+@pytest.mark.parametrize("mode", [None, "load", "call", "init"])
+def test_decode_matches_reference(tmp_path, shape, dtype, n, rings, mode):
+    rng = np.random.default_rng(abs(hash((shape, dtype, n))) % 2**32)
+    x = (rng.standard_normal(shape) * 0.05).astype(dtype_from_name(dtype))
+    enc = codec.encode(x, "paper", n=n, rings=rings, L=4.0)
+    path = save(decode_model(attributes(enc, "call" if mode is None else "load"), enc.blob), tmp_path)
+    assert same_bits(run(path, mode), codec.decode(enc))
+
+
+def test_bfloat16(tmp_path):
+    x = (np.random.default_rng(1).standard_normal((5, 9)) * 0.1).astype(dtype_from_name("bfloat16"))
+    enc = codec.encode(x, "paper", n=100, rings=2, L=4.0)
+    attrs = attributes(enc)
+    path = save(decode_model(attrs, enc.blob), tmp_path)
+    ref = codec.decode(enc)
+    for mode in ("load", "call", "init"):
+        sess = runtime.session(path, mode=mode)
+        assert sess.get_outputs()[0].type == "tensor(bfloat16)"
+        assert raw_output(sess, attrs) == ref.view(np.uint16).tobytes()
+
+
+def test_matmul_consumer(tmp_path):
+    rng = np.random.default_rng(2)
+    w = (rng.standard_normal((48, 24)) * 0.05).astype(np.float32)
+    enc = codec.encode(w, "paper")
+    path = save(decode_model(attributes(enc), enc.blob, "MatMul", (3, 48)), tmp_path)
+    x = rng.standard_normal((3, 48)).astype(np.float32)
+    want = x @ codec.decode(enc)
+    for mode in ("load", "call", "init"):
+        np.testing.assert_allclose(run(path, mode, {"X": x}), want, rtol=1e-5, atol=1e-6)
+
+
+def test_blob_as_graph_input(tmp_path):
+    """A blob fed at run time: load decodes on the first run, call on every run."""
+    enc = codec.encode((np.arange(101, dtype=np.float32) - 50) / 100, "paper", n=50, rings=1)
+    path = save(decode_model(attributes(enc), None), tmp_path)
+    for mode in ("load", "call", "init"):
+        sess = runtime.session(path, mode=mode)
+        for _ in range(2):
+            assert same_bits(sess.run(None, {"blob": enc.blob})[0], codec.decode(enc))
+
+
+def read_golden(path: Path) -> tuple[dict, np.ndarray, bytes]:
+    attrs, blob, expect = {}, None, b""
+    for line in path.read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        kind, _, rest = line.partition(" ")
+        if kind == "blob":
+            blob = np.frombuffer(bytes.fromhex(rest), dtype=np.uint8)
+        elif kind == "expect":
+            expect = bytes.fromhex(rest)
+        else:
+            key, *values = rest.split(" ")
+            if kind == "s":
+                attrs[key] = values[0]
+            elif kind == "i":
+                attrs[key] = [int(v) for v in values] if key == "shape" or key.startswith("i_") else int(values[0])
+            else:
+                attrs[key] = np.array([int(v, 16) for v in values], dtype=np.uint32).view(np.float32).tolist()
+    return attrs, blob, expect
+
+
+GOLDEN_CASES = sorted(p for p in GOLDEN.glob("*.txt") if p.name != "casts.txt")
+
+
+@pytest.mark.parametrize("case", GOLDEN_CASES, ids=[p.stem for p in GOLDEN_CASES])
+def test_golden_vectors(tmp_path, case):
+    attrs, blob, expect = read_golden(case)
+    path = save(decode_model(attrs, blob), tmp_path)
+    for mode in ("load", "call"):
+        assert raw_output(runtime.session(path, mode=mode), attrs) == expect, mode
+
+
+def test_session_config_overrides_attribute(tmp_path):
+    """The attribute says load; the session entry says call: both give the reference (and neither crashes)."""
+    enc = codec.encode(np.linspace(-1, 1, 77, dtype=np.float32), "paper", n=30, rings=2)
+    path = save(decode_model(attributes(enc, "load"), enc.blob), tmp_path)
+    so = runtime.session_options(mode="call", threads=2)
+    import onnxruntime as ort
+
+    out = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"]).run(None, {})[0]
+    assert same_bits(out, codec.decode(enc))
+
+
+def test_library_path_env(monkeypatch, tmp_path):
+    monkeypatch.setenv(runtime.LIBRARY_ENV, LIBRARY)
+    assert runtime.library_path() == LIBRARY
+    monkeypatch.setenv(runtime.LIBRARY_ENV, str(tmp_path / "missing.so"))
+    with pytest.raises(FileNotFoundError, match="HYPERONNX_LIBRARY"):
+        runtime.library_path()
+
+
+def test_bad_mode_arguments():
+    with pytest.raises(ValueError):
+        runtime.session_options(mode="fast")
+    with pytest.raises(ValueError):
+        runtime.session("x.onnx", mode="fast")

@@ -1,0 +1,111 @@
+"""Malformed HyperDecode blobs and attributes are rejected with an error naming the node, never a crash."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from test_ops_decode import LIBRARY, attributes, decode_model, save
+
+from hyperonnx import codec, runtime
+
+pytestmark = pytest.mark.skipif(LIBRARY is None, reason="op library not built")
+
+
+
+def widened(enc: codec.Encoded, bits: int) -> codec.Encoded:
+    """The same codes packed at ``bits`` bits, so codes >= entries become representable."""
+    from hyperonnx.codec import bitpack
+
+    codes = bitpack.unpack(enc.blob, enc.count, enc.bits)
+    return dataclasses.replace(enc, bits=bits, blob=bitpack.pack(codes, bits))
+
+
+ENC = widened(codec.encode(np.linspace(-1, 1, 45, dtype=np.float32).reshape(5, 9), "paper", n=17, rings=0), 7)
+
+
+def entries(enc: codec.Encoded) -> int:
+    return codec.table(enc).shape[0]
+
+
+def bad_code_blob(enc: codec.Encoded, position: int, code: int) -> np.ndarray:
+    from hyperonnx.codec import bitpack
+
+    codes = bitpack.unpack(enc.blob, enc.count, enc.bits).astype(np.uint64)
+    codes[position] = code
+    return bitpack.pack(codes, enc.bits)
+
+
+ATTRIBUTE_CASES = {
+    "unknown codec": ({"codec": "zip"}, "unknown codec 'zip'"),
+    "format 2": ({"format": 2}, "format version 2"),
+    "bits 0": ({"bits": 0}, "bits must be in 1..32"),
+    "bits 40": ({"bits": 40}, "bits must be in 1..32"),
+    "group 0": ({"group": 0}, "group must be"),
+    "negative dim": ({"shape": [5, -9]}, "negative"),
+    "huge shape": ({"shape": [1 << 30, 1 << 30, 1 << 30]}, "too many elements"),
+    "mode fast": ({"mode": "fast"}, "mode must be"),
+    "scale/rings mismatch": ({"i_rings": [2]}, "f_scale must hold"),
+    "n zero": ({"i_n": [0]}, "i_n must be"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ATTRIBUTE_CASES))
+@pytest.mark.parametrize("mode", ["load", "call"])
+def test_bad_attributes(tmp_path, name, mode):
+    change, message = ATTRIBUTE_CASES[name]
+    attrs = {**attributes(ENC), **change}
+    if name == "negative dim":  # rejected by our shape inference; ORT reports it without our message
+        message = "decode_W"
+    path = save(decode_model(attrs, ENC.blob), tmp_path)
+    with pytest.raises(Exception, match=message):
+        runtime.session(path, mode=mode).run(None, {})
+
+
+def test_missing_attribute(tmp_path):
+    attrs = attributes(ENC)
+    del attrs["i_rings"]
+    path = save(decode_model(attrs, ENC.blob), tmp_path)
+    with pytest.raises(Exception, match="i_rings"):
+        runtime.session(path).run(None, {})
+
+
+BLOB_CASES = {
+    "one byte short": lambda: ENC.blob[:-1],
+    "one byte long": lambda: np.append(ENC.blob, np.uint8(0)),
+    "empty": lambda: np.zeros(0, np.uint8),
+    "first code out of range": lambda: bad_code_blob(ENC, 0, entries(ENC)),
+    "last code out of range": lambda: bad_code_blob(ENC, ENC.count - 1, (1 << ENC.bits) - 1),
+}
+BLOB_MESSAGES = {"first code out of range": "out of range", "last code out of range": "out of range"}
+
+
+@pytest.mark.parametrize("name", sorted(BLOB_CASES))
+@pytest.mark.parametrize("mode", ["load", "call"])
+def test_bad_constant_blob_fails_at_session_creation(tmp_path, name, mode):
+    path = save(decode_model(attributes(ENC), BLOB_CASES[name]()), tmp_path)
+    with pytest.raises(Exception, match=f"HyperDecode node 'decode_W'.*{BLOB_MESSAGES.get(name, 'bytes, expected')}"):
+        runtime.session(path, mode=mode)
+
+
+@pytest.mark.parametrize("name", sorted(BLOB_CASES))
+@pytest.mark.parametrize("mode", ["load", "call"])
+def test_bad_runtime_blob_fails_the_run(tmp_path, name, mode):
+    path = save(decode_model(attributes(ENC), None), tmp_path)
+    sess = runtime.session(path, mode=mode)
+    with pytest.raises(Exception, match="HyperDecode node 'decode_W'"):
+        sess.run(None, {"blob": BLOB_CASES[name]()})
+    assert sess.run(None, {"blob": ENC.blob})[0].tobytes() == codec.decode(ENC).tobytes()  # still usable
+
+
+def test_bad_session_config(tmp_path):
+    so = ort.SessionOptions()
+    so.add_session_config_entry(runtime.CONFIG_DECODE_MODE, "sometimes")
+    with pytest.raises(Exception, match="hyperonnx.decode_mode"):
+        so.register_custom_ops_library(LIBRARY)
+    so = ort.SessionOptions()
+    so.add_session_config_entry(runtime.CONFIG_DECODE_THREADS, "0")
+    with pytest.raises(Exception, match="hyperonnx.decode_threads"):
+        so.register_custom_ops_library(LIBRARY)

@@ -1,0 +1,33 @@
+"""Concurrent Run calls on one session give identical, correct outputs (thread-safe Compute)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from test_ops_decode import LIBRARY, attributes, decode_model, save
+
+from hyperonnx import codec, runtime
+
+pytestmark = pytest.mark.skipif(LIBRARY is None, reason="op library not built")
+
+
+@pytest.mark.parametrize("mode", ["load", "call", "init"])
+@pytest.mark.parametrize("constant", [True, False], ids=["initializer", "graph-input"])
+def test_eight_threads_one_session(tmp_path, mode, constant):
+    # 1.2M weights: above the library's parallel-decode threshold, so decode threads run inside each Run too.
+    w = (np.random.default_rng(3).standard_normal((1200, 1000)) * 0.02).astype(np.float32)
+    enc = codec.encode(w, "paper")
+    ref = codec.decode(enc)
+    path = save(decode_model(attributes(enc), enc.blob if constant else None), tmp_path)
+    sess = runtime.session(path, mode=mode)
+    feeds = {} if constant else {"blob": enc.blob}
+
+    def work(_: int) -> list[bytes]:
+        return [sess.run(None, feeds)[0].tobytes() for _ in range(3)]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = [r for rs in pool.map(work, range(8)) for r in rs]
+    assert len(results) == 24
+    assert all(r == ref.tobytes() for r in results)
