@@ -152,7 +152,7 @@ def decode_throughput(weights: int, repeat: int) -> list[dict]:
         t_decode = median_time(lambda s=sess, b=binding: s.run_with_iobinding(b), repeat)
         assert out.tobytes() == decoded.tobytes(), "kernel output differs from the reference"
         dst = np.empty_like(decoded)
-        t_copy = median_time(lambda t=threads: parallel_copy(dst, decoded, t), repeat)
+        t_copy = median_time(lambda t=threads, d=dst: parallel_copy(d, decoded, t), repeat)
         rows.append({"threads": threads, "decode_ms": t_decode * 1e3, "copy_ms": t_copy * 1e3,
                      "decode_GBps": decoded.nbytes / t_decode / 1e9, "copy_GBps": decoded.nbytes / t_copy / 1e9,
                      "ratio": t_copy / t_decode})

@@ -8,8 +8,11 @@
   the library, and the weights are handed to ORT as ordinary initializers (``add_external_initializers``).
   No HyperDecode node is left, so runs cost what the original model costs (MatMul/Conv prepacking applies).
 
-``mode=None`` keeps each node's own ``mode`` attribute. A mode given to :func:`session_options` becomes the
-session config entry ``hyperonnx.decode_mode``, which overrides every node's attribute.
+``mode=None`` (the default) keeps each node's own ``mode`` attribute and serves ``load`` nodes the ``init`` way:
+measured in benchmarks/runtime.py, copying the kernel's cached tensor into the output on every run (and losing
+MatMul's weight prepacking) costs several times the original latency, while ``init`` runs at the original's
+speed. A mode given to :func:`session_options` becomes the session config entry ``hyperonnx.decode_mode``, which
+overrides every node's attribute inside the kernel (plain ``onnxruntime`` sessions use that).
 """
 
 from __future__ import annotations
@@ -84,20 +87,23 @@ def session(path: str | os.PathLike, providers: Sequence[str] | None = None, mod
     if mode is not None and mode not in SESSION_MODES:
         raise ValueError(f"decode mode {mode!r} is not one of {', '.join(SESSION_MODES)}")
     providers = list(providers) if providers else ["CPUExecutionProvider"]
-    if mode == "init":
-        return _session_with_initializers(str(path), providers, options)
+    if mode in ("init", None):
+        return _session_with_initializers(str(path), providers, options, only_load_nodes=mode is None)
     return ort.InferenceSession(str(path), session_options(mode, options=options), providers=providers)
 
 
-def _session_with_initializers(path: str, providers: list[str], options: ort.SessionOptions | None):
-    """Decode constant HyperDecode nodes once, then run the model with the weights as plain initializers."""
+def _session_with_initializers(path: str, providers: list[str], options: ort.SessionOptions | None,
+                               only_load_nodes: bool = False):
+    """Decode constant HyperDecode nodes once, then run the model with the weights as plain initializers
+    (``only_load_nodes``: only nodes whose ``mode`` attribute is load; call nodes stay kernels)."""
     import onnx
     from onnx import TensorProto, helper
 
     model = onnx.load(path)
     graph = model.graph
     blobs = {t.name: t for t in graph.initializer}
-    decoders = [n for n in graph.node if n.domain == DOMAIN and n.op_type == OP_TYPE and n.input[0] in blobs]
+    decoders = [n for n in graph.node if n.domain == DOMAIN and n.op_type == OP_TYPE and n.input[0] in blobs
+                and not (only_load_nodes and _node_mode(n) == "call")]
     if not decoders:
         return ort.InferenceSession(path, session_options(options=options), providers=providers)
 
@@ -151,6 +157,13 @@ def _session_with_initializers(path: str, providers: list[str], options: ort.Ses
         session_options(options=so)
     so.add_external_initializers([o.name for o in outputs], values)
     return ort.InferenceSession(model.SerializeToString(), so, providers=providers)
+
+
+def _node_mode(node) -> str:
+    for attr in node.attribute:
+        if attr.name == "mode":
+            return attr.s.decode()
+    return "load"
 
 
 def _empty_value(info) -> ort.OrtValue:
