@@ -32,7 +32,7 @@ from hyperonnx.codec.base import Codec, Encoded
 
 MAX_LEVELS = 1 << 20  # table ≤ 16 MB at N = 4; larger U buys nothing a plain grid would not do better
 GROUP_SIZES = (2, 3, 4)
-CHUNK_GROUPS = 1 << 16  # encoder working set: a few MB per chunk whatever the tensor size
+CHUNK_GROUPS = 1 << 14  # encoder working set: a few MB per chunk (cache-sized) whatever the tensor size
 U_SHIFT = np.uint64(40)  # keep the top 24 bits of the 64-bit Weyl phase: exact in float32
 U_SCALE = 2.0**-24
 
@@ -220,51 +220,65 @@ class _BucketGrid:
 
     def __init__(self, points: np.ndarray, cells_per_codeword: float):
         levels, group = points.shape
-        self.bins = _Bins(points, per_cell=1.0 / cells_per_codeword)
-        self.side, self.group = self.bins.side, group
-        lists = [self._lists(start) for start in range(0, self.side**group, CHUNK_GROUPS)]
+        self.group = group
+        self.side = max(1, int((levels * cells_per_codeword) ** (1.0 / group)))
+        self.bins = _Bins(points)  # a coarser grid, about one codeword per cell, to search while building
+        cells = np.arange(self.side**group)
+        coords = (cells[:, None] // self.side ** np.arange(group)) % self.side
+        p_star = np.concatenate([self.bins.nearest((coords[s : s + CHUNK_GROUPS] + 0.5) / self.side)[0]
+                                 for s in range(0, cells.size, CHUNK_GROUPS)])
+        lo, hi = coords / self.side, (coords + 1) / self.side
+        far = np.maximum(np.abs(points[p_star] - lo), np.abs(points[p_star] - hi))
+        bound = (far**2).sum(axis=1) * (1 + 1e-9) + 1e-300  # slack: the box edges i/G are rounded
+        # A listed codeword lies within half a cell plus D of the centre on every axis: this many coarse cells.
+        reach = (0.5 / self.side + math.sqrt(bound.max())) * self.bins.side
+        offsets = self.bins.offsets(int(math.ceil(reach * (1 + 1e-9))))
+        step = max(64, (1 << 21) // (len(offsets) * self.bins.members.shape[1]))  # bounds the build's memory
+        lists = [self._lists(coords[s : s + step], bound[s : s + step], offsets) for s in range(0, cells.size, step)]
         width = max(lst.shape[1] for lst in lists)
         # Pad each list with its first entry: argmin then never prefers a pad over the real candidate.
         ids = np.concatenate([np.pad(lst, ((0, 0), (0, width - lst.shape[1])), mode="edge") for lst in lists])
         self.ids = ids.astype(np.uint32)
-        self.coords = points[ids]  # (cells, K, N) float64, gathered once so the encoder does one lookup
+        # One (cells, K) array per coordinate, gathered once: the encoder then does N flat lookups and
+        # elementwise work, far faster in numpy than reducing over a short trailing axis.
+        self.coords = [np.ascontiguousarray(points[ids, j]) for j in range(group)]
 
-    def _lists(self, start: int) -> np.ndarray:
-        bins, side, group = self.bins, self.side, self.group
-        cells = np.arange(start, min(start + CHUNK_GROUPS, side**group))
-        coords = (cells[:, None] // side ** np.arange(group)) % side
-        lo, hi = coords / side, (coords + 1) / side
-        p_star, _ = bins.nearest((coords + 0.5) / side)
-        far = np.maximum(np.abs(bins.points[p_star] - lo), np.abs(bins.points[p_star] - hi))
-        bound = (far**2).sum(axis=1) * (1 + 1e-9) + 1e-300  # slack: box edges i/G are rounded
-        radius = int(math.ceil(math.sqrt(bound.max()) * side))
+    def _lists(self, coords: np.ndarray, bound: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Candidate ids of the cells at ``coords`` (rows padded with their first id)."""
+        bins = self.bins
+        lo, hi = coords / self.side, (coords + 1) / self.side
+        home = bins.cell_coords((coords + 0.5) / self.side)
         found = []
-        for off in bins.offsets(radius):
-            ids = bins.neighbours(coords, off)
+        for off in offsets:
+            ids = bins.neighbours(home, off)
             p = bins.points[ids]
             gap = np.maximum(np.maximum(lo[:, None, :] - p, p - hi[:, None, :]), 0.0)
             ok = ((gap**2).sum(axis=2) <= bound[:, None]) & (ids >= 0)
             found.append(np.where(ok, ids, -1))
-        found = np.concatenate(found, axis=1)
-        # Compact each row: valid ids first (sorted), then drop the all-invalid tail columns.
-        found = np.sort(np.where(found < 0, np.iinfo(np.int64).max, found), axis=1)
-        count = (found != np.iinfo(np.int64).max).sum(axis=1)
-        found = found[:, : int(count.max())]
-        first = found[:, :1]
-        return np.where(found == np.iinfo(np.int64).max, first, found)
+        none = np.iinfo(np.int64).max
+        found = np.sort(np.where((found := np.concatenate(found, axis=1)) < 0, none, found), axis=1)
+        found = found[:, : int((found != none).sum(axis=1).max())]  # valid ids first, then drop empty columns
+        return np.where(found == none, found[:, :1], found)
 
     def nearest(self, y: np.ndarray) -> np.ndarray:
-        """Index of the exact nearest codeword of each row of ``y`` (clipped to [0,1]^N)."""
-        cell = self.bins.cell_of(y)
-        d = ((self.coords[cell] - y[:, None, :]) ** 2).sum(axis=2)
-        col = d.argmin(axis=1)
-        return self.ids[cell, col]
+        """Index of the exact nearest codeword of each row of ``y`` ∈ [0,1]^N."""
+        cell = np.zeros(y.shape[0], dtype=np.int64)
+        for j in reversed(range(self.group)):  # y ≥ 0, so truncation is floor
+            cell = cell * self.side + np.minimum((y[:, j] * self.side).astype(np.int64), self.side - 1)
+        dist = None
+        for j, coord in enumerate(self.coords):
+            t = coord[cell]
+            t -= y[:, j, None]
+            t *= t
+            dist = t if dist is None else np.add(dist, t, out=dist)
+        return self.ids[cell, dist.argmin(axis=1)]
 
 
 @functools.lru_cache(maxsize=8)
 def bucket_grid(group: int, levels: int, alphas: tuple[int, ...]) -> _BucketGrid:
     # More cells than codewords keeps the lists short (fast encoding); the cap bounds the tables' memory.
-    cells = min(8.0 if group == 2 else 4.0, (1 << 21) / levels)
+    # At N = 4 the lists stay long whatever the resolution, so a finer grid only slows the build.
+    cells = min({2: 8.0, 3: 8.0, 4: 1.0}[group], (1 << 21) / levels)
     return _BucketGrid(codewords(alphas, levels), cells_per_codeword=cells)
 
 
