@@ -302,20 +302,23 @@ class KroneckerCodec(Codec):
         if not 2 <= levels <= MAX_LEVELS:
             raise ValueError(f"kronecker codec: U must be in 2..{MAX_LEVELS}, got {levels}")
         flat = np.asarray(x).reshape(-1).astype(np.float64)
-        mu = np.float32(flat.mean())
-        half = float(np.abs(flat - np.float64(mu)).max())
-        width = np.float32(2 * half)
-        if width < 2 * half:  # round up so (x − mu)/width stays within ±0.5
-            width = np.nextafter(width, np.float32(np.inf))
-        if not (np.isfinite(mu) and np.isfinite(width)):
+        limit = float(np.finfo(np.float32).max) / 2  # width and every decoded value must be finite in float32
+        if not np.abs(flat).max() < limit:
             raise ValueError("kronecker codec: the tensor's range exceeds float32")
+        mu = np.float32(flat.mean())
+        half = float(np.abs(flat - float(mu)).max())  # < float32 max: both terms are below half of it
+        width = np.float32(2 * half)
+        if not np.isfinite(width):
+            raise ValueError("kronecker codec: the tensor's range exceeds float32")
+        if float(width) < 2 * half:  # round up (compared in float64) so (x − mu)/width stays within ±0.5
+            width = np.nextafter(width, np.float32(np.inf))
         alphas = weyl_increments(group, levels)
         count = -(-flat.size // group)
         codes = np.zeros(count, dtype=np.uint32)
         if width > 0:  # a constant tensor decodes to mu whatever the code; all zeros
             grid = bucket_grid(group, levels, alphas)
             padded = np.full(count * group, 0.5)  # the normalised midpoint pads the last group
-            padded[: flat.size] = np.clip((flat - np.float64(mu)) / np.float64(width) + 0.5, 0.0, 1.0)
+            padded[: flat.size] = np.clip((flat - float(mu)) / float(width) + 0.5, 0.0, 1.0)
             y = padded.reshape(count, group)
             for start in range(0, count, CHUNK_GROUPS):
                 codes[start : start + CHUNK_GROUPS] = grid.nearest(y[start : start + CHUNK_GROUPS])
