@@ -1,0 +1,117 @@
+"""Real models from PyPI packages, converted with the default codec and run the way users run them.
+
+Thresholds sit a little below what the `paper` codec measured (benchmarks/models.py): they catch a broken pass,
+codec or kernel, not noise. The figures themselves are in the README.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import hyperonnx
+
+try:
+    from . import fidelity
+    from . import realmodels as rm
+except ImportError:
+    import fidelity
+    import realmodels as rm
+
+
+def plain(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """Convert each model once per runtime form; returns {(model, runtime): (source, target, result)}."""
+    folder = tmp_path_factory.mktemp("converted")
+    cache = {}
+
+    def get(name: str, runtime: str = "ort"):
+        if (name, runtime) not in cache:
+            source = {"mobilenet": rm.mobilenet_v2, "minilm": rm.minilm, "terrain": rm.terrain_unet,
+                      "ppocr-det": lambda: rm.ppocr("det"), "ppocr-rec": lambda: rm.ppocr("rec"),
+                      "silero": rm.silero_vad}[name]()
+            target = folder / f"{name}.{runtime}.onnx"
+            cache[(name, runtime)] = (source, target, hyperonnx.convert(source, target, runtime=runtime))
+        return cache[(name, runtime)]
+
+    return get
+
+
+def test_mobilenet_v2(converted):
+    source, target, result = converted("mobilenet")
+    assert result.ratio > 4.2
+    scores = fidelity.mobilenet(plain(source), hyperonnx.session(target))
+    assert scores["top1_agreement_confident"] >= 0.95
+    assert scores["top1_agreement"] >= 0.8
+
+
+def test_minilm(converted):
+    source, target, result = converted("minilm")
+    assert result.ratio > 4.6
+    scores = fidelity.minilm(plain(source), hyperonnx.session(target))
+    assert scores["cosine_mean"] > 0.98 and scores["nn_agreement"] > 0.85
+
+
+def test_terrain_unet(converted):
+    source, target, result = converted("terrain")
+    assert result.ratio > 3.5
+    assert fidelity.terrain(plain(source), hyperonnx.session(target), seeds=4)["psnr_min"] > 33
+
+
+def test_ppocr_constant_node_weights(converted):
+    source, target, result = converted("ppocr-rec")
+    assert not onnx.load(str(source)).graph.initializer  # every weight lives in a Constant node
+    assert len(result.report.tensors) > 20 and result.ratio > 4.3
+    scores = fidelity.ppocr("rec", plain(source), hyperonnx.session(target), source)
+    assert scores["text_identical"]
+    source, target, result = converted("ppocr-det")
+    assert fidelity.ppocr("det", plain(source), hyperonnx.session(target), source)["mask_iou"] > 0.9
+
+
+def test_silero_vad_subgraph_weights(converted):
+    source, target, result = converted("silero")
+    assert {t.graph for t in result.report.tensors} != {"main"}  # the weights live inside If branches
+    assert fidelity.silero(plain(source), hyperonnx.session(target))["decision_agreement"] >= 0.95
+
+
+@pytest.mark.parametrize("name", ["mobilenet", "minilm", "terrain"])
+def test_every_decode_mode_matches_the_decompressed_model(converted, tmp_path, name):
+    """The library's decode equals the numpy reference: served as initializers the outputs are bit-identical
+    to the decompressed model's; through the kernel (load/call) ORT computes with a run-time weight, which
+    may take other kernels, so those are compared to float tolerance."""
+    source, target, _ = converted(name)
+    plain_path = tmp_path / "plain.onnx"
+    hyperonnx.decompress(target, plain_path)
+    feeds = {"mobilenet": lambda: {"input": rm.imagenet_inputs(1)[:2]},
+             "minilm": lambda: rm.minilm_inputs(n=4), "terrain": lambda: rm.terrain_inputs(1)[0]}[name]()
+    expected = plain(plain_path).run(None, feeds)
+    for got, want in zip(hyperonnx.session(target).run(None, feeds), expected):
+        np.testing.assert_array_equal(got, want)
+    for mode in ("load", "call"):
+        session = hyperonnx.session(target, mode=mode)
+        for _ in range(2):  # the second run serves the cached tensor in load mode
+            for got, want in zip(session.run(None, feeds), expected):
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
+
+
+@pytest.mark.parametrize("name", ["mobilenet", "ppocr-rec", "silero"])
+def test_portable_form_runs_without_the_library(converted, tmp_path, name):
+    source, target, result = converted(name, "portable")
+    model = onnx.load(str(target))
+    assert all(o.domain in ("", "ai.onnx") for o in model.opset_import)
+    plain_path = tmp_path / "plain.onnx"
+    hyperonnx.decompress(target, plain_path)
+    feeds = {"mobilenet": lambda: {"input": rm.imagenet_inputs(1)[:2]},
+             "ppocr-rec": lambda: rm.ppocr_inputs("rec"), "silero": lambda: rm.silero_inputs()[0]}[name]()
+    for got, want in zip(plain(target).run(None, feeds), plain(plain_path).run(None, feeds)):
+        np.testing.assert_array_equal(got, want)
