@@ -180,3 +180,15 @@ def test_input_file_is_never_modified(toy, tmp_path):
     hyperonnx.convert(toy, tmp_path / "a.onnx", min_elements=1)
     hyperonnx.convert(toy, tmp_path / "b.onnx", min_elements=1, runtime="portable")
     assert open(toy, "rb").read() == before
+
+
+def test_external_data_is_chosen_automatically_past_the_protobuf_limit(toy, tmp_path, monkeypatch):
+    from hyperonnx import model_io
+
+    monkeypatch.setattr(model_io, "PROTOBUF_LIMIT", 10_000)  # stands in for 2 GiB: the toy model is ~28 KB
+    out = tmp_path / "big.onnx"
+    hyperonnx.convert(toy, out, min_elements=10**9)  # compress nothing: the output stays large
+    assert (tmp_path / "big.onnx.data").exists()
+    assert out.stat().st_size < 10_000
+    feeds = _feeds()
+    np.testing.assert_array_equal(_run(out, feeds)[0], _run(toy, feeds)[0])
