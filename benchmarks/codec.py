@@ -1,0 +1,166 @@
+"""Codec benchmark: bits/weight, SQNR and encode/decode throughput of every codec against INT-g128 RTN.
+
+    python benchmarks/codec.py [--quick]
+
+SQNR = 10·log10(Σx² / Σ(x − x̂)²). Synthetic rows use N(0,1) and unit-variance Laplace samples (float32);
+model columns aggregate over all ≥2-D weight tensors with ≥ 4096 elements (total signal / total noise, and
+total stored bits / total weights). Bits/weight count everything stored: codes, side information, shape.
+Throughput is single-threaded numpy on the N(0,1) array, median of a few repeats after a warm-up (which
+also fills the codecs' per-setting caches), and as a fraction of ``np.copyto`` of the same float32 bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import _weights  # noqa: E402
+
+import hyperonnx.codec as codec  # noqa: E402
+
+MODELS = ("MobileNetV2", "MiniLM-L6")
+GROUP = 128
+
+
+class IntRtn:
+    """Asymmetric per-group-128 round-to-nearest INT: fp16 scale and fp16 zero point (the group minimum)."""
+
+    def __init__(self, bits: int):
+        self.bits = bits
+        self.label = f"INT{bits} asym g128"
+
+    def encode(self, x: np.ndarray):
+        flat = x.astype(np.float32).reshape(-1)
+        groups = -(-flat.size // GROUP)
+        padded = np.empty(groups * GROUP, np.float32)
+        padded[: flat.size] = flat
+        padded[flat.size :] = flat[-1]
+        g = padded.reshape(groups, GROUP)
+        lo, hi = g.min(axis=1), g.max(axis=1)
+        zero = lo.astype(np.float16)
+        scale = ((hi - zero.astype(np.float32)) / (2**self.bits - 1)).astype(np.float16)
+        inv = np.where(scale > 0, 1 / np.maximum(scale.astype(np.float32), 1e-30), 0).astype(np.float32)
+        q = np.rint((g - zero.astype(np.float32)[:, None]) * inv[:, None])
+        q = np.clip(q, 0, 2**self.bits - 1).astype(np.uint8)
+        return q, scale, zero, x.shape, flat.size
+
+    def decode(self, enc) -> np.ndarray:
+        q, scale, zero, shape, size = enc
+        out = q.astype(np.float32) * scale.astype(np.float32)[:, None] + zero.astype(np.float32)[:, None]
+        return out.reshape(-1)[:size].reshape(shape)
+
+    def stored_bits(self, enc) -> int:
+        q, scale, _, _, size = enc
+        return size * self.bits + 32 * scale.size
+
+
+class HyperCodec:
+    def __init__(self, name: str, label: str, **options):
+        self.name, self.label, self.options = name, label, options
+
+    def encode(self, x: np.ndarray):
+        return codec.encode(x, self.name, **self.options)
+
+    def decode(self, enc) -> np.ndarray:
+        return codec.decode(enc)
+
+    def stored_bits(self, enc) -> int:
+        return 8 * enc.nbytes
+
+
+def methods() -> list:
+    rows = [HyperCodec("paper", "paper (n=1600)"), HyperCodec("paper-cnn", "paper-cnn (n=225)")]
+    for name in codec.CODECS:  # codecs registered later get a default row too
+        if name not in ("paper", "paper-cnn", "kronecker"):
+            rows.append(HyperCodec(name, name))
+    if "kronecker" in codec.CODECS:
+        rows += [HyperCodec("kronecker", "kronecker N=2 U=4096", N=2, U=4096),
+                 HyperCodec("kronecker", "kronecker N=2 U=256", N=2, U=256)]
+    return rows + [IntRtn(4), IntRtn(8)]
+
+
+def measure(method, tensors: list[np.ndarray]) -> tuple[float, float]:
+    """(SQNR in dB, bits/weight) aggregated over ``tensors``."""
+    signal = noise = 0.0
+    bits = weights = 0
+    for x in tensors:
+        enc = method.encode(x)
+        x64 = x.astype(np.float64)
+        signal += float((x64**2).sum())
+        noise += float(((x64 - method.decode(enc).astype(np.float64)) ** 2).sum())
+        bits += method.stored_bits(enc)
+        weights += x.size
+    return 10 * math.log10(signal / noise) if noise else math.inf, bits / weights
+
+
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up: caches, page faults
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller synthetic arrays (CI speed)")
+    args = parser.parse_args(argv)
+    size = 1 << (18 if args.quick else 22)
+    repeats = 3 if args.quick else 5
+    rng = np.random.default_rng(0)
+    gauss = rng.standard_normal(size).astype(np.float32)
+    laplace = (rng.laplace(size=size) / math.sqrt(2)).astype(np.float32)
+
+    models = {}
+    for model in MODELS:
+        try:
+            models[model] = _weights.model_weights(model)
+        except LookupError as err:
+            print(f"skipping {model}: {err}", file=sys.stderr)
+    dst = np.empty_like(gauss)
+    copy_s = median_seconds(lambda: np.copyto(dst, gauss), 7)
+    copy_rate = size / copy_s / 1e6
+    print(f"# {size} N(0,1) float32 weights; np.copyto {copy_rate:.0f} M weights/s "
+          f"({4 * size / copy_s / 1e9:.1f} GB/s); one thread")
+    for model, tensors in models.items():
+        print(f"# {model}: {len(tensors)} tensors, {sum(t.size for t in tensors) / 1e6:.2f} M weights")
+
+    head = ["method", "bits/w", "N(0,1) dB", "Laplace dB"]
+    head += [f"{m} dB (bits/w)" for m in models]
+    head += ["enc Mw/s", "enc/copy", "dec Mw/s", "dec/copy"]
+    rows = []
+    for method in methods():
+        db_g, bpw = measure(method, [gauss])
+        db_l, _ = measure(method, [laplace])
+        row = [method.label, f"{bpw:.3f}", f"{db_g:.2f}", f"{db_l:.2f}"]
+        for tensors in models.values():
+            db, b = measure(method, tensors)
+            row.append(f"{db:.2f} ({b:.3f})")
+        enc_s = median_seconds(lambda m=method: m.encode(gauss), repeats)
+        enc = method.encode(gauss)
+        dec_s = median_seconds(lambda m=method, e=enc: m.decode(e), repeats)
+        enc_rate, dec_rate = size / enc_s / 1e6, size / dec_s / 1e6
+        row += [f"{enc_rate:.1f}", f"{enc_rate / copy_rate:.3f}", f"{dec_rate:.0f}", f"{dec_rate / copy_rate:.3f}"]
+        rows.append(row)
+        print("  done:", method.label, file=sys.stderr, flush=True)
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+
+
+if __name__ == "__main__":
+    main()
