@@ -74,7 +74,8 @@ class PaperCodec(Codec):
         far = 0.0
         for start in range(0, pairs.shape[0], CHUNK_PAIRS):
             rel = pairs[start : start + CHUNK_PAIRS] - c64
-            inner = np.abs(rel).max(axis=1) <= float(half)
+            # Column-wise ops instead of reductions over a length-2 axis: the same values, several times faster.
+            inner = np.maximum(np.abs(rel[:, 0]), np.abs(rel[:, 1])) <= float(half)
             codes[start : start + rel.shape[0]] = lattice.nearest(rel)  # outer codes are overwritten below
             outer = np.flatnonzero(~inner)
             if outer.size:
@@ -140,7 +141,7 @@ def ring_scales(half: float, far: float, rings: int) -> np.ndarray:
 
 def _encode_outer(rel, lattice, scales, half, far, rings):
     """Ring, lattice index and reconstruction (relative to c) of pairs lying outside the square."""
-    dist = np.sqrt((rel**2).sum(axis=1))
+    dist = np.sqrt(rel[:, 0] ** 2 + rel[:, 1] ** 2)
     radii = half * scales.astype(np.float64)
     ring = np.searchsorted(radii[1:], dist, side="left") + 1  # smallest ring j ≥ 1 with dist ≤ r_j
     ring = np.minimum(ring, rings)
@@ -173,7 +174,7 @@ class _Lattice:
         ux = rel[:, 0] + self.half
         uy = rel[:, 1] + self.half
         base_row = np.floor(uy / self.step_y).astype(np.int64)
-        best_d = (rel**2).sum(axis=1)  # the centroid, index 0
+        best_d = rel[:, 0] ** 2 + rel[:, 1] ** 2  # the centroid, index 0
         best_k = np.full(rel.shape[0], -1, dtype=np.int64)
         col_pitch = self.step_x * m
         for off in self.row_offsets:
