@@ -286,6 +286,29 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+def _normalisation(flat: np.ndarray) -> tuple[np.float32, np.float32]:
+    """(mu, width) in float32: the mean, and twice the largest |x − mu| rounded up so y = (x − mu)/width + 0.5
+    stays in [0,1] even though mu is rounded. Streams over chunks, so a float64 copy is never made whole."""
+    step = CHUNK_GROUPS * 16
+    total, lo, hi = 0.0, math.inf, -math.inf
+    for s in range(0, flat.size, step):
+        part = flat[s : s + step].astype(np.float64)
+        total += float(part.sum())
+        lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+    limit = float(np.finfo(np.float32).max) / 2  # width and every decoded value must be finite in float32
+    if not max(-lo, hi) < limit:
+        raise ValueError("kronecker codec: the tensor's range exceeds float32")
+    mu = np.float32(total / flat.size)
+    half = max(hi - float(mu), float(mu) - lo)  # exact enough: rounding is covered by the round-up below
+    with np.errstate(over="ignore"):
+        width = np.float32(2 * half)
+    if not np.isfinite(width):
+        raise ValueError("kronecker codec: the tensor's range exceeds float32")
+    if float(width) < 2 * half:  # compared in float64
+        width = np.nextafter(width, np.float32(np.inf))
+    return mu, width
+
+
 class KroneckerCodec(Codec):
     name: ClassVar[str] = "kronecker"
     family: ClassVar[str] = "kronecker"
@@ -301,27 +324,19 @@ class KroneckerCodec(Codec):
             raise ValueError(f"kronecker codec: N must be one of {GROUP_SIZES}, got {group}")
         if not 2 <= levels <= MAX_LEVELS:
             raise ValueError(f"kronecker codec: U must be in 2..{MAX_LEVELS}, got {levels}")
-        flat = np.asarray(x).reshape(-1).astype(np.float64)
-        limit = float(np.finfo(np.float32).max) / 2  # width and every decoded value must be finite in float32
-        if not np.abs(flat).max() < limit:
-            raise ValueError("kronecker codec: the tensor's range exceeds float32")
-        mu = np.float32(flat.mean())
-        half = float(np.abs(flat - float(mu)).max())  # < float32 max: both terms are below half of it
-        width = np.float32(2 * half)
-        if not np.isfinite(width):
-            raise ValueError("kronecker codec: the tensor's range exceeds float32")
-        if float(width) < 2 * half:  # round up (compared in float64) so (x − mu)/width stays within ±0.5
-            width = np.nextafter(width, np.float32(np.inf))
+        flat = np.asarray(x).reshape(-1)
+        mu, width = _normalisation(flat)
         alphas = weyl_increments(group, levels)
         count = -(-flat.size // group)
         codes = np.zeros(count, dtype=np.uint32)
         if width > 0:  # a constant tensor decodes to mu whatever the code; all zeros
             grid = bucket_grid(group, levels, alphas)
-            padded = np.full(count * group, 0.5)  # the normalised midpoint pads the last group
-            padded[: flat.size] = np.clip((flat - float(mu)) / float(width) + 0.5, 0.0, 1.0)
-            y = padded.reshape(count, group)
-            for start in range(0, count, CHUNK_GROUPS):
-                codes[start : start + CHUNK_GROUPS] = grid.nearest(y[start : start + CHUNK_GROUPS])
+            step = CHUNK_GROUPS * group
+            for start in range(0, flat.size, step):  # float64 copies of one chunk at a time: bounded memory
+                part = flat[start : start + step].astype(np.float64)
+                y = np.full(-(-part.size // group) * group, 0.5)  # the normalised midpoint pads the last group
+                y[: part.size] = np.clip((part - float(mu)) / float(width) + 0.5, 0.0, 1.0)
+                codes[start // group : start // group + y.size // group] = grid.nearest(y.reshape(-1, group))
         bits = group_bits(levels)
         return Encoded(
             codec=self.family,
