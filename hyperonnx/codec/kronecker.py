@@ -202,7 +202,7 @@ class _Bins:
                 bi = np.where(better, ids[np.arange(ids.shape[0]), col], bi)
             best_i[todo], best_d[todo] = bi, bd
             # Everything outside the searched block is at least `radius` cells away from the query.
-            done = bd <= (radius / self.side) ** 2
+            done = bd <= (radius / self.side) ** 2 * (1 - 1e-9)  # margin: cell edges i/G are rounded
             todo = todo[~done]
             radius += 1
         return best_i, best_d
