@@ -64,6 +64,32 @@ def test_bad_attributes(tmp_path, name, mode):
         runtime.session(path, mode=mode).run(None, {})
 
 
+KRONECKER = codec.encode(np.linspace(-1, 1, 45, dtype=np.float32).reshape(5, 9), "kronecker", N=3, U=100)
+KRONECKER_CASES = {
+    "levels zero": ({"i_levels": [0]}, "i_levels must be in"),
+    "levels huge": ({"i_levels": [1 << 40]}, "i_levels must be in"),
+    "alpha short": ({"i_alpha": list(KRONECKER.ints["alpha"][:2])}, "i_alpha must hold group = 3"),
+    "two widths": ({"f_width": [1.0, 2.0]}, "f_width must hold"),
+    "no offset": ({"f_offset": None}, "f_offset"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KRONECKER_CASES))
+def test_bad_kronecker_side_information(tmp_path, name):
+    change, message = KRONECKER_CASES[name]
+    attrs = {k: v for k, v in {**attributes(KRONECKER), **change}.items() if v is not None}
+    path = save(decode_model(attrs, KRONECKER.blob), tmp_path)
+    with pytest.raises(Exception, match=f"decode_W.*{message}"):
+        runtime.session(path, mode="call").run(None, {})
+
+
+def test_kronecker_code_out_of_range(tmp_path):
+    """U = 100 with 7-bit codes: codes 100..127 are representable and must be rejected."""
+    path = save(decode_model(attributes(KRONECKER), bad_code_blob(KRONECKER, 7, 100)), tmp_path)
+    with pytest.raises(Exception, match="code 100 at position 7 is out of range"):
+        runtime.session(path, mode="call")
+
+
 def test_missing_attribute(tmp_path):
     attrs = attributes(ENC)
     del attrs["i_rings"]

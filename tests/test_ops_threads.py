@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from test_ops_decode import LIBRARY, attributes, decode_model, save
 
 from hyperonnx import codec, runtime
+from hyperonnx.codec import bitpack
 
 pytestmark = pytest.mark.skipif(LIBRARY is None, reason="op library not built")
 
@@ -30,4 +32,20 @@ def test_eight_threads_one_session(tmp_path, mode, constant):
     with ThreadPoolExecutor(8) as pool:
         results = [r for rs in pool.map(work, range(8)) for r in rs]
     assert len(results) == 24
+    assert all(r == ref.tobytes() for r in results)
+
+
+@pytest.mark.parametrize("mode", ["load", "call"])
+def test_eight_threads_kronecker(tmp_path, mode):
+    """kronecker N = 3 (12-byte float32 rows) above the parallel threshold, on 8 Run threads at once."""
+    small = codec.encode((np.random.default_rng(4).standard_normal(999) * 0.02).astype(np.float32), "kronecker",
+                         N=3, U=4096)
+    shape = (1100, 1001)  # odd: a partial last group; codes are random (encoding 1.1M weights would be slow)
+    count = -(-shape[0] * shape[1] // 3)
+    codes = np.random.default_rng(5).integers(0, 4096, size=count, dtype=np.uint64)
+    enc = dataclasses.replace(small, shape=shape, blob=bitpack.pack(codes, small.bits))
+    ref = codec.decode(enc)
+    sess = runtime.session(save(decode_model(attributes(enc), enc.blob), tmp_path), mode=mode)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: sess.run(None, {})[0].tobytes(), range(16)))
     assert all(r == ref.tobytes() for r in results)

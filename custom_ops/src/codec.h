@@ -40,7 +40,8 @@ struct CodecSpec {
 };
 
 #define HYPERONNX_CODECS(X) \
-  X(kPaperCodec)
+  X(kPaperCodec)              \
+  X(kKroneckerCodec)
 
 #define HYPERONNX_DECLARE_CODEC(spec) extern const CodecSpec spec;
 HYPERONNX_CODECS(HYPERONNX_DECLARE_CODEC)

@@ -95,7 +95,44 @@ def main() -> None:
     enc = codec.encode(sample(rng, (37, 41), "float16"), "paper", n=1600, rings=3, L=5.0)
     total += write_case("paper_f16_default_37x41", enc)
     total += write_casts(rng)
+    total += write_kronecker(np.random.default_rng(20250611))  # its own stream: the paper cases stay as they were
     print(f"wrote {len(list(OUT.glob('*.txt')))} files, {total} bytes, into {OUT}")
+
+
+def write_kronecker(rng: np.random.Generator) -> int:
+    """kronecker: N = 2, 3, 4, power-of-two and other U, odd sizes, every dtype, edge codes and increments."""
+    total = 0
+    cases = [  # (N, U, shape, dtype): the last code of an odd size covers fewer than N weights
+        (2, 2, (9,), "float32"), (2, 16, (3, 7), "float16"), (2, 4096, (37, 41), "float32"),
+        (2, 1000, (5, 13), "bfloat16"), (3, 100, (2, 3, 5), "float32"), (3, 512, (7, 11), "float64"),
+        (3, 64, (64,), "float16"), (4, 16, (1,), "float32"), (4, 1000, (6, 9), "bfloat16"), (4, 256, (19,), "float64"),
+    ]
+    for i, (group, levels, shape, dtype) in enumerate(cases):
+        enc = codec.encode(sample(rng, shape, dtype), "kronecker", N=group, U=levels)
+        name = f"kronecker_{dtype}_N{group}_U{levels}_{'x'.join(map(str, shape))}"
+        total += write_case(name, enc, ("load", "call")[i % 2])
+    # A constant tensor: width 0, every code decodes to mu.
+    enc = codec.encode(np.full((3, 3), 0.25, dtype=np.float32), "kronecker", N=2, U=16)
+    total += write_case("kronecker_constant", enc)
+    # Edge codes (0, U−1, every code once) at a wider width than needed, and increments that exercise the
+    # 64-bit wrap and the sign of the int64 attribute: 0, 1, 2^63, 2^64 − 1 and random ones.
+    base = codec.encode(sample(rng, (4, 33), "float32"), "kronecker", N=4, U=200)
+    edge_alphas = (0, 1, -(1 << 63), -1)
+    for levels, alphas, bits in ((200, base.ints["alpha"], 9), (200, edge_alphas, 8), (257, edge_alphas, 9)):
+        enc = dataclasses.replace(base, ints={"levels": (levels,), "alpha": tuple(alphas)})
+        codes = rng.integers(0, levels, size=enc.count)
+        k = min(levels, enc.count - 2)
+        codes[1 : k + 1] = np.arange(k)
+        codes[0], codes[-1] = levels - 1, 0
+        total += write_case(f"kronecker_edge_U{levels}_b{bits}_{'wrap' if alphas == edge_alphas else 'auto'}",
+                            with_codes(enc, codes, bits))
+    # A codebook far larger than the tensor (2^20 levels, random increments): the decoder generates each
+    # code's row directly instead of building the table.
+    alphas = tuple(int(a) for a in rng.integers(-(1 << 63), (1 << 63) - 1, size=2, dtype=np.int64))
+    enc = dataclasses.replace(codec.encode(sample(rng, (151,), "float16"), "kronecker", N=2, U=16),
+                              ints={"levels": (1 << 20,), "alpha": alphas})
+    total += write_case("kronecker_direct_U1048576", with_codes(enc, rng.integers(0, 1 << 20, size=enc.count), 20))
+    return total
 
 
 def write_casts(rng: np.random.Generator) -> int:

@@ -3,7 +3,8 @@
 //   malformed  bad attributes and blobs are rejected with a message naming the problem
 //   casts      float32 -> float16 / bfloat16 match numpy / ml_dtypes on edge values
 //   threads    a large tensor decodes identically on 1..8 threads, and the per-code (no table) path
-//              equals the table path
+//              equals the table path (paper and kronecker); a bad code deep inside is reported at its position
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -62,6 +63,44 @@ int run_golden(const std::string& dir) {
   }
   std::printf("golden: %zu cases, %d failures\n", cases.size(), g_failures);
   return g_failures ? 1 : 0;
+}
+
+// Side-information errors of the kronecker codec; returns how many cases ran.
+size_t run_malformed_kronecker(const std::string& dir) {
+  GoldenCase base;
+  for (auto& c : load_cases(dir)) {
+    if (c.name == "kronecker_edge_U200_b9_auto") base = c;
+  }
+  check(!base.name.empty(), "golden case kronecker_edge_U200_b9_auto present");
+  if (base.name.empty()) return 0;
+  struct AttrCase {
+    const char* what;
+    std::function<void(MapAttrs&)> mutate;
+    const char* expect;
+  };
+  const std::vector<AttrCase> cases = {
+      {"no i_levels", [](MapAttrs& a) { a.ints.erase("i_levels"); }, "'i_levels'"},
+      {"no i_alpha", [](MapAttrs& a) { a.ints.erase("i_alpha"); }, "'i_alpha'"},
+      {"no f_offset", [](MapAttrs& a) { a.floats.erase("f_offset"); }, "'f_offset'"},
+      {"no f_width", [](MapAttrs& a) { a.floats.erase("f_width"); }, "'f_width'"},
+      {"levels 0", [](MapAttrs& a) { a.ints["i_levels"] = {0}; }, "i_levels must be in"},
+      {"levels 2^40", [](MapAttrs& a) { a.ints["i_levels"] = {int64_t{1} << 40}; }, "i_levels must be in"},
+      {"two levels", [](MapAttrs& a) { a.ints["i_levels"] = {4, 5}; }, "one integer"},
+      {"alpha short", [](MapAttrs& a) { a.ints["i_alpha"].pop_back(); }, "i_alpha must hold group = 4"},
+      {"alpha vs group", [](MapAttrs& a) { a.ints["group"] = {2}; }, "i_alpha must hold group = 2"},
+      {"two widths", [](MapAttrs& a) { a.floats["f_width"].push_back(1.0f); }, "f_width must hold"},
+      {"no offset value", [](MapAttrs& a) { a.floats["f_offset"].clear(); }, "f_offset must hold"},
+  };
+  for (const auto& ac : cases) {
+    MapAttrs attrs = base.attrs;
+    ac.mutate(attrs);
+    std::string error;
+    auto dec = Decoder::create(attrs, &error);
+    check(dec == nullptr, std::string("kronecker ") + ac.what + ": accepted");
+    check(error.find(ac.expect) != std::string::npos,
+          std::string("kronecker ") + ac.what + ": message '" + error + "' lacks '" + ac.expect + "'");
+  }
+  return cases.size();
 }
 
 int run_malformed(const std::string& dir) {
@@ -150,8 +189,9 @@ int run_malformed(const std::string& dir) {
           bc.what + ": message '" + e2 + "' lacks '" + bc.expect + "'");
   }
   check(dec->validate(good.data(), good.size(), &error), "the unmutated blob: " + error);
-  std::printf("malformed: %zu attribute and %zu blob cases, %d failures\n", attr_cases.size(), blob_cases.size(),
-              g_failures);
+  const size_t kron_cases = run_malformed_kronecker(dir);
+  std::printf("malformed: %zu attribute and %zu blob cases, %zu kronecker cases, %d failures\n", attr_cases.size(),
+              blob_cases.size(), kron_cases, g_failures);
   return g_failures ? 1 : 0;
 }
 
@@ -190,6 +230,60 @@ MapAttrs wide_paper(int64_t numel, int64_t n, int64_t dtype) {
   return a;
 }
 
+MapAttrs wide_kronecker(int64_t numel, int64_t levels, int64_t dtype) {
+  MapAttrs a;
+  a.strings = {{"codec", "kronecker"}};
+  a.ints = {{"format", {1}}, {"dtype", {dtype}}, {"group", {3}}, {"bits", {18}}, {"shape", {numel}},
+            {"i_levels", {levels}}, {"i_alpha", {-7046029254386353131, 4354685564936845355, 1}}};
+  a.floats = {{"f_offset", {-0.03125f}}, {"f_width", {0.7f}}};
+  return a;
+}
+
+// kronecker, group 3 (rows of 12 bytes in float32, 6 in float16): threads agree with one thread, the per-code path
+// with the table path, and a bad code deep inside a large tensor is found and reported at its first position
+// whatever the thread count.
+void run_threads_kronecker() {
+  const int64_t levels = (int64_t{1} << 18) - 5, numel = (int64_t{1} << 21) + 1;
+  for (int64_t dtype : {1, 10, 16, 11}) {
+    std::string error;
+    auto big = Decoder::create(wide_kronecker(numel, levels, dtype), &error);
+    auto small = Decoder::create(wide_kronecker(1001, levels, dtype), &error);
+    check(big && small, "kronecker create: " + error);
+    if (!big || !small) return;
+    std::vector<uint32_t> codes(big->count());
+    uint64_t state = 2463534242ull;
+    for (auto& c : codes) {
+      state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+      c = static_cast<uint32_t>(state % static_cast<uint64_t>(levels));
+    }
+    const auto blob = pack(codes, 18);
+    std::vector<uint8_t> ref(big->out_bytes());
+    check(big->decode(blob.data(), blob.size(), ref.data(), 1, &error), "kronecker 1 thread: " + error);
+    for (int threads : {2, 3, 8}) {
+      std::vector<uint8_t> out(big->out_bytes());
+      check(big->decode(blob.data(), blob.size(), out.data(), threads, &error), "kronecker threads: " + error);
+      check(out == ref, "kronecker dtype " + std::to_string(dtype) + ": " + std::to_string(threads) + " threads differ");
+    }
+    const auto small_blob = pack(std::vector<uint32_t>(codes.begin(), codes.begin() + small->count()), 18);
+    std::vector<uint8_t> direct(small->out_bytes());
+    check(small->decode(small_blob.data(), small_blob.size(), direct.data(), 1, &error), "kronecker direct: " + error);
+    check(std::equal(direct.begin(), direct.end(), ref.begin()),
+          "kronecker dtype " + std::to_string(dtype) + ": per-code path differs from the table path");
+    auto bad = codes;
+    const size_t first_bad = bad.size() / 2 + 13, second_bad = bad.size() - 700;
+    bad[first_bad] = static_cast<uint32_t>(levels);
+    bad[second_bad] = (1u << 18) - 1;
+    const auto bad_blob = pack(bad, 18);
+    for (int threads : {1, 2, 3, 8}) {
+      std::vector<uint8_t> out(big->out_bytes());
+      std::string e;
+      check(!big->decode(bad_blob.data(), bad_blob.size(), out.data(), threads, &e), "kronecker bad code accepted");
+      check(e.find("code " + std::to_string(levels) + " at position " + std::to_string(first_bad)) != std::string::npos,
+            "kronecker bad code, " + std::to_string(threads) + " threads: message '" + e + "'");
+    }
+  }
+}
+
 int run_threads() {
   // n = 2^19 - 1, one ring: 2^20 entries, 20-bit codes. 2^21 + 3 elements (odd: a partial last code) need the
   // table path and several threads; the first 999 elements alone need the per-code path (the table would be
@@ -221,6 +315,7 @@ int run_threads() {
     check(std::equal(direct.begin(), direct.end(), ref.begin()),
           "dtype " + std::to_string(dtype) + ": per-code path differs from the table path");
   }
+  run_threads_kronecker();
   std::printf("threads: %d failures\n", g_failures);
   return g_failures ? 1 : 0;
 }
