@@ -97,7 +97,7 @@ def test_mobilenet_v2_under_qemu_matches_python(cross_build, tmp_path):
     hyperonnx.convert(src, model)
     out = run_sample("aarch64", cross_build / "hyperonnx_sample", model, "--save", str(tmp_path), "--runs", "1",
                      timeout=900)
-    check_against_python(model, out, tmp_path, rtol=1e-4)
+    check_against_python(model, out, tmp_path)  # measured: 4e-7 of max|y|
 
 
 def test_run_aarch64_script_is_documented():

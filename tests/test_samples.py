@@ -49,6 +49,9 @@ def cmake_build(build: Path, *defines: str, env: dict | None = None) -> None:
     gen = ["-G", "Ninja"] if shutil.which("ninja") or (Path(sys.executable).parent / "ninja").exists() else []
     e = dict(os.environ, **(env or {}))
     e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"  # the venv's ninja
+    # the op library always from this checkout (a build folder reused from tools/edge/run_aarch64.sh with
+    # HX_OPS_SOURCE would otherwise keep another source tree in its cache)
+    defines = (f"-DHYPERONNX_SOURCE_DIR={ROOT}", *defines)
     r = subprocess.run(["cmake", "-S", str(ROOT / "samples" / "cpp"), "-B", str(build), *gen, *defines],
                        capture_output=True, text=True, env=e)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
