@@ -36,6 +36,15 @@ class Decoder {
   uint64_t count() const { return count_; }
   size_t blob_bytes() const { return blob_bytes_; }
   size_t out_bytes() const { return static_cast<size_t>(numel_) * dtype_size(dtype_); }
+  // For other backends (the CUDA kernel uploads the cast table): code width, weights per code, table size.
+  int bits() const { return bits_; }
+  int64_t group() const { return group_; }
+  uint64_t entries() const { return entries_; }
+  // Rows [0, table_rows()) of the table cast to dtype() (table_rows() * group() elements), or empty when
+  // the decoder generates rows per code instead; table_gen() then regenerates them (float32, uncast).
+  uint64_t table_rows() const { return table_rows_; }
+  const std::vector<uint8_t>& table() const { return table_; }
+  const TableGen& table_gen() const { return *gen_; }
 
   // Checks the blob's length and that every code is < entries, without decoding.
   bool validate(const uint8_t* blob, size_t len, std::string* error) const;

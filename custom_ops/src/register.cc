@@ -12,9 +12,10 @@
 
 #ifdef HYPERONNX_WITH_CUDA
 namespace hyperonnx {
-// CUDA hook: custom_ops/cuda/ provides the CUDA-EP HyperDecode kernel (same name, same input
-// characteristics: classic CustomOpBase) and adds it to `domain`; the returned op must live as long as it.
-std::unique_ptr<OrtCustomOp> add_cuda_ops(Ort::CustomOpDomain& domain, const OpConfig& config);
+// CUDA hook: custom_ops/src/cuda/cuda_op.cc provides the CUDA-EP HyperDecode kernel (same name, same input
+// characteristics: classic CustomOpBase) and adds it to `domain`; the returned op must live as long as it
+// (a shared_ptr: it deletes the derived op object, which OrtCustomOp, a C struct, could not).
+std::shared_ptr<OrtCustomOp> add_cuda_ops(Ort::CustomOpDomain& domain, const OpConfig& config);
 }  // namespace hyperonnx
 #endif
 
@@ -26,7 +27,7 @@ namespace {
 // unloaded. Each holds a few hundred bytes.
 struct Registration {
   std::unique_ptr<HyperDecodeOp> cpu_op;
-  std::unique_ptr<OrtCustomOp> cuda_op;
+  std::shared_ptr<OrtCustomOp> cuda_op;  // null unless built with HYPERONNX_CUDA
   Ort::CustomOpDomain domain{kDomain};
 };
 std::mutex g_mu;

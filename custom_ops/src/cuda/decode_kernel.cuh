@@ -1,0 +1,138 @@
+// Bodies of the CUDA HyperDecode kernels and the launch plan, shared by decode_kernel.cu (nvcc) and the
+// host emulation test (custom_ops/tests/cuda_emulation_test.cc, g++), which runs these exact bodies over
+// every golden case on machines without a GPU. Under nvcc the bodies are device functions; elsewhere
+// plain inline functions with __ldg/atomicMin replaced by their single-threaded meaning.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "decode_kernel.h"
+
+#ifdef __CUDACC__
+#define HX_DEVICE __device__ __forceinline__
+#define HX_LDG(p) __ldg(p)
+#define HX_ATOMIC_MIN(p, v) atomicMin((p), (v))
+#else
+#define HX_DEVICE inline
+#define HX_LDG(p) (*(p))
+#define HX_ATOMIC_MIN(p, v) (*(p) = std::min<unsigned long long>(*(p), (v)))
+#endif
+
+namespace hyperonnx {
+namespace cuda {
+namespace detail {
+
+HX_DEVICE uint32_t code_mask(uint32_t bits) { return bits >= 32 ? 0xffffffffu : (1u << bits) - 1u; }
+
+// Code i of the blob. kAligned: the blob pointer is 4-byte aligned, so codes whose two covering 32-bit
+// words lie inside the blob are read as two word loads (neighbouring threads share words: L1 hits); the
+// rest (the last few codes, or any code of an unaligned blob) byte by byte, touching only the bytes the
+// code occupies, all of which are inside the blob because its length was checked.
+template <bool kAligned>
+HX_DEVICE uint32_t load_code(const uint8_t* __restrict__ blob, uint64_t len, uint32_t bits, uint32_t mask,
+                             uint64_t i) {
+  const uint64_t bit = i * bits;
+  const uint64_t byte = bit >> 3;
+  if (kAligned) {
+    const uint64_t q = byte >> 2;
+    if ((q + 2) * 4 <= len) {
+      const uint32_t* w = reinterpret_cast<const uint32_t*>(blob);
+      const uint64_t v = static_cast<uint64_t>(HX_LDG(w + q)) | (static_cast<uint64_t>(HX_LDG(w + q + 1)) << 32);
+      return static_cast<uint32_t>(v >> (bit - q * 32)) & mask;  // shift <= 31, code ends below bit 63
+    }
+  }
+  const uint32_t sh = static_cast<uint32_t>(bit & 7);
+  const uint32_t nb = (sh + bits + 7) >> 3;  // <= 5
+  uint64_t v = 0;
+  for (uint32_t k = 0; k < nb; ++k) v |= static_cast<uint64_t>(HX_LDG(blob + byte + k)) << (8 * k);
+  return static_cast<uint32_t>(v >> sh) & mask;
+}
+
+HX_DEVICE void report(unsigned long long* bad_index, uint64_t c) {
+  if (bad_index) HX_ATOMIC_MIN(bad_index, static_cast<unsigned long long>(c));
+}
+
+// Rows [0, rows), items first, first + stride, ...: the whole row as one V (row_bytes == sizeof(V)).
+template <typename V, bool kAligned>
+HX_DEVICE void rows_body(const DecodeArgs& a, uint64_t rows, uint64_t first, uint64_t stride) {
+  const uint32_t bits = static_cast<uint32_t>(a.bits);
+  const uint32_t mask = code_mask(bits);
+  const V* __restrict__ table = static_cast<const V*>(a.table);
+  V* __restrict__ out = static_cast<V*>(a.out);
+  for (uint64_t c = first; c < rows; c += stride) {
+    const uint32_t code = load_code<kAligned>(a.blob, a.blob_len, bits, mask, c);
+    if (code >= a.entries) {  // never read the table with it
+      report(a.bad_index, c);
+      continue;
+    }
+    out[c] = HX_LDG(table + code);
+  }
+}
+
+// Elements [e0, e1), items e0 + first, e0 + first + stride, ...: any row size, and the partial last row.
+template <typename T, bool kAligned>
+HX_DEVICE void elems_body(const DecodeArgs& a, uint64_t e0, uint64_t e1, uint64_t first, uint64_t stride) {
+  const uint32_t bits = static_cast<uint32_t>(a.bits);
+  const uint32_t mask = code_mask(bits);
+  const uint64_t g = static_cast<uint64_t>(a.group);
+  const T* __restrict__ table = static_cast<const T*>(a.table);
+  T* __restrict__ out = static_cast<T*>(a.out);
+  for (uint64_t e = e0 + first; e < e1; e += stride) {
+    const uint64_t c = e / g;
+    const uint32_t code = load_code<kAligned>(a.blob, a.blob_len, bits, mask, c);
+    if (code >= a.entries) {
+      report(a.bad_index, c);
+      continue;
+    }
+    out[e] = HX_LDG(table + static_cast<uint64_t>(code) * g + (e - c * g));
+  }
+}
+
+template <bool kAligned>
+HX_DEVICE void scan_body(const DecodeArgs& a, uint64_t first, uint64_t stride) {
+  const uint32_t bits = static_cast<uint32_t>(a.bits);
+  const uint32_t mask = code_mask(bits);
+  for (uint64_t c = first; c < a.count; c += stride) {
+    if (load_code<kAligned>(a.blob, a.blob_len, bits, mask, c) >= a.entries) report(a.bad_index, c);
+  }
+}
+
+inline bool aligned_to(const void* p, uint64_t n) { return reinterpret_cast<uintptr_t>(p) % n == 0; }
+
+// Which kernels a decode launches: rows [0, rows) with the row kernel of row_bytes (0: none), then
+// elements [elems_from, numel) with the element kernel (none when elems_from == numel).
+struct DecodePlan {
+  enum Status { kOk, kInvalid, kMisaligned } status = kOk;
+  bool blob_aligned = false;  // 4-byte aligned blob: word code loads
+  uint32_t row_bytes = 0;
+  uint64_t rows = 0;
+  uint64_t elems_from = 0;
+};
+
+inline DecodePlan plan_decode(const DecodeArgs& a) {
+  DecodePlan p;
+  if (a.group < 1 || a.bits < 1 || a.bits > 32 || (a.elem_bytes != 2 && a.elem_bytes != 4 && a.elem_bytes != 8)) {
+    p.status = DecodePlan::kInvalid;
+    return p;
+  }
+  if (!aligned_to(a.out, a.elem_bytes) || !aligned_to(a.table, a.elem_bytes)) {
+    p.status = DecodePlan::kMisaligned;
+    return p;
+  }
+  p.blob_aligned = aligned_to(a.blob, 4);
+  const uint64_t g = static_cast<uint64_t>(a.group);
+  const uint64_t row_bytes = g * a.elem_bytes;
+  const uint64_t full_rows = a.numel / g;
+  const bool word_row = row_bytes == 2 || row_bytes == 4 || row_bytes == 8 || row_bytes == 16;
+  if (full_rows > 0 && word_row && aligned_to(a.out, row_bytes) && aligned_to(a.table, row_bytes)) {
+    p.row_bytes = static_cast<uint32_t>(row_bytes);
+    p.rows = full_rows;
+    p.elems_from = full_rows * g;
+  }
+  return p;
+}
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace hyperonnx

@@ -1,0 +1,246 @@
+// Host emulation of the CUDA HyperDecode kernels (no GPU, no CUDA toolkit needed): runs the exact kernel
+// bodies and launch plan of custom_ops/src/cuda/decode_kernel.cuh, one emulated thread after another with
+// grid strides 1 and 7, over every golden case and random tensors, with blobs at byte offsets 0..3 (word
+// and byte code loads) and outputs aligned and misaligned to the row (row and element copies):
+//   golden    output == the numpy reference bytes, NaN-poisoned buffers
+//   random    output == the CPU decoder for paper tensors of every dtype and bits 1..32
+//   badcodes  out-of-range codes: lowest index reported by decode and scan, the table never read for them
+// The GPU itself is tested by cuda_golden_test.cc (tests/gpu/run.sh).
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/decode_kernel.cuh"
+#include "cuda/host_table.h"
+#include "decoder.h"
+#include "golden.h"
+
+using hyperonnx::Decoder;
+using hyperonnx::MapAttrs;
+using hyperonnx::cuda::DecodeArgs;
+namespace detail = hyperonnx::cuda::detail;
+
+namespace {
+
+int g_failures = 0;
+
+bool check(bool ok, const std::string& what) {
+  if (!ok) {
+    std::printf("FAIL: %s\n", what.c_str());
+    ++g_failures;
+  }
+  return ok;
+}
+
+struct alignas(8) Word8 {
+  uint32_t x, y;
+};
+struct alignas(16) Word16 {
+  uint32_t x, y, z, w;
+};
+
+template <typename V>
+void rows(const DecodeArgs& a, bool aligned, uint64_t n, uint64_t stride) {
+  for (uint64_t t = 0; t < stride; ++t) {
+    if (aligned) {
+      detail::rows_body<V, true>(a, n, t, stride);
+    } else {
+      detail::rows_body<V, false>(a, n, t, stride);
+    }
+  }
+}
+
+template <typename T>
+void elems(const DecodeArgs& a, bool aligned, uint64_t e0, uint64_t e1, uint64_t stride) {
+  for (uint64_t t = 0; t < stride; ++t) {
+    if (aligned) {
+      detail::elems_body<T, true>(a, e0, e1, t, stride);
+    } else {
+      detail::elems_body<T, false>(a, e0, e1, t, stride);
+    }
+  }
+}
+
+// launch_decode of decode_kernel.cu with emulated launches; returns the plan's status.
+detail::DecodePlan emulate_decode(const DecodeArgs& a, uint64_t stride) {
+  detail::DecodePlan p = detail::plan_decode(a);
+  if (a.numel == 0 || p.status != detail::DecodePlan::kOk) return p;
+  switch (p.row_bytes) {
+    case 2: rows<uint16_t>(a, p.blob_aligned, p.rows, stride); break;
+    case 4: rows<uint32_t>(a, p.blob_aligned, p.rows, stride); break;
+    case 8: rows<Word8>(a, p.blob_aligned, p.rows, stride); break;
+    case 16: rows<Word16>(a, p.blob_aligned, p.rows, stride); break;
+    default: break;
+  }
+  if (p.elems_from < a.numel) {
+    switch (a.elem_bytes) {
+      case 2: elems<uint16_t>(a, p.blob_aligned, p.elems_from, a.numel, stride); break;
+      case 4: elems<uint32_t>(a, p.blob_aligned, p.elems_from, a.numel, stride); break;
+      default: elems<unsigned long long>(a, p.blob_aligned, p.elems_from, a.numel, stride); break;
+    }
+  }
+  return p;
+}
+
+void emulate_scan(const DecodeArgs& a, uint64_t stride) {
+  for (uint64_t t = 0; t < stride; ++t) {
+    if (detail::aligned_to(a.blob, 4)) {
+      detail::scan_body<true>(a, t, stride);
+    } else {
+      detail::scan_body<false>(a, t, stride);
+    }
+  }
+}
+
+// 16-byte aligned scratch memory with a byte offset.
+struct Buf {
+  std::vector<Word16> storage;
+  uint8_t* ptr;
+  Buf(size_t bytes, size_t offset) : storage(bytes / 16 + 2) { ptr = reinterpret_cast<uint8_t*>(storage.data()) + offset; }
+};
+
+std::vector<uint8_t> pack(const std::vector<uint32_t>& codes, int bits) {
+  std::vector<uint8_t> out;
+  uint64_t acc = 0;
+  int n = 0;
+  for (uint32_t c : codes) {
+    acc |= static_cast<uint64_t>(c) << n;
+    n += bits;
+    for (; n >= 8; n -= 8, acc >>= 8) out.push_back(static_cast<uint8_t>(acc));
+  }
+  if (n > 0) out.push_back(static_cast<uint8_t>(acc));
+  return out;
+}
+
+struct Kinds {
+  int rows = 0, elems = 0, byte_loads = 0, generated_tables = 0, too_large = 0;
+};
+Kinds g_kinds;
+
+// Every variant against `expect`; bad_expected: the lowest out-of-range code index, or UINT64_MAX.
+void run_case(const std::string& name, const Decoder& dec, const std::vector<uint8_t>& blob,
+              const std::vector<uint8_t>& expect, uint64_t bad_expected = ~0ull) {
+  std::vector<uint8_t> own;
+  const uint8_t* table = nullptr;
+  size_t table_bytes = 0;
+  if (!hyperonnx::cuda::device_table_bytes(dec, &own, &table, &table_bytes)) {
+    ++g_kinds.too_large;  // the CUDA decoder decodes these on the host
+    return;
+  }
+  g_kinds.generated_tables += dec.table().empty();
+  Buf tbuf(table_bytes, 0);
+  std::memcpy(tbuf.ptr, table, table_bytes);
+  const size_t esize = hyperonnx::dtype_size(dec.dtype());
+  for (size_t blob_off : {0, 1, 2, 3}) {
+    for (size_t out_off : {size_t{0}, esize}) {
+      for (uint64_t stride : {1, 7}) {
+        Buf b(blob.size(), blob_off), o(dec.out_bytes(), out_off);
+        if (!blob.empty()) std::memcpy(b.ptr, blob.data(), blob.size());
+        std::memset(o.ptr, 0xFF, dec.out_bytes());
+        unsigned long long bad = ~0ull;
+        DecodeArgs a;
+        a.blob = b.ptr;
+        a.blob_len = blob.size();
+        a.bits = dec.bits();
+        a.count = dec.count();
+        a.entries = dec.entries();
+        a.table = tbuf.ptr;
+        a.elem_bytes = static_cast<uint32_t>(esize);
+        a.group = dec.group();
+        a.numel = dec.numel();
+        a.out = o.ptr;
+        a.bad_index = &bad;
+        const std::string what = name + " [blob+" + std::to_string(blob_off) + " out+" + std::to_string(out_off) +
+                                 " stride " + std::to_string(stride) + "]";
+        const detail::DecodePlan p = emulate_decode(a, stride);
+        if (!check(p.status == detail::DecodePlan::kOk, what + ": plan refused")) continue;
+        g_kinds.rows += p.row_bytes != 0;
+        g_kinds.elems += p.elems_from < a.numel;
+        g_kinds.byte_loads += !p.blob_aligned;
+        check(bad == bad_expected, what + ": bad index " + std::to_string(bad) + ", expected " + std::to_string(bad_expected));
+        if (bad_expected == ~0ull) {
+          check(std::memcmp(o.ptr, expect.data(), expect.size()) == 0, what + ": output differs");
+        }
+        unsigned long long scanned = ~0ull;
+        a.bad_index = &scanned;
+        emulate_scan(a, stride);
+        check(scanned == bad_expected, what + ": scan found " + std::to_string(scanned));
+      }
+    }
+  }
+}
+
+MapAttrs paper(int dtype, int bits, int64_t n, int rings, int64_t numel, std::mt19937_64& rng) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  MapAttrs a;
+  a.strings["codec"] = "paper";
+  a.ints["format"] = {1};
+  a.ints["dtype"] = {dtype};
+  a.ints["group"] = {2};
+  a.ints["bits"] = {bits};
+  a.ints["shape"] = {numel};
+  a.ints["i_n"] = {n};
+  a.ints["i_rings"] = {rings};
+  a.floats["f_center"] = {0.1f * u(rng), 0.1f * u(rng)};
+  a.floats["f_half"] = {0.5f};
+  a.floats["f_step"] = {0.013f * (1.5f + u(rng)), 0.0071f * (1.5f + u(rng))};
+  std::vector<float> scale;
+  for (int i = 0; i <= rings; ++i) scale.push_back(1.0f + 0.5f * u(rng));
+  a.floats["f_scale"] = scale;
+  return a;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s <golden dir>\n", argv[0]);
+    return 2;
+  }
+  const auto cases = hyperonnx::test::load_cases(argv[1]);
+  for (const auto& c : cases) {
+    std::string error;
+    auto dec = Decoder::create(c.attrs, &error);
+    if (!check(dec != nullptr, c.name + ": " + error)) continue;
+    run_case(c.name, *dec, c.blob, c.expect);
+  }
+  std::mt19937_64 rng(5);
+  int random = 0, bad_cases = 0;
+  for (int bits = 1; bits <= 32; ++bits) {
+    for (int dtype : {1, 10, 11, 16}) {
+      const int rings = static_cast<int>(rng() % 4);
+      const uint64_t cap = bits >= 16 ? (uint64_t{1} << 15) : (uint64_t{1} << bits);
+      const int64_t n = static_cast<int64_t>(std::max<uint64_t>(1, cap / (2 * (rings + 1)) + rng() % 3));
+      const int64_t numel = 1 + static_cast<int64_t>(rng() % 3000);
+      std::string error;
+      auto dec = Decoder::create(paper(dtype, bits, n, rings, numel, rng), &error);
+      if (!check(dec != nullptr, "random: " + error)) continue;
+      const uint64_t top = bits == 32 ? (uint64_t{1} << 32) : (uint64_t{1} << bits);
+      const uint64_t limit = std::min<uint64_t>(dec->entries(), top);
+      std::vector<uint32_t> codes(dec->count());
+      for (auto& x : codes) x = static_cast<uint32_t>(rng() % limit);
+      codes.back() = static_cast<uint32_t>(limit - 1);
+      const std::vector<uint8_t> blob = pack(codes, bits);
+      std::vector<uint8_t> expect(dec->out_bytes());
+      if (!check(dec->decode(blob.data(), blob.size(), expect.data(), 1, &error), "random CPU: " + error)) continue;
+      const std::string name = "random bits=" + std::to_string(bits) + " dtype=" + std::to_string(dtype);
+      run_case(name, *dec, blob, expect);
+      ++random;
+      if (dec->entries() >= top || codes.size() < 3) continue;
+      std::vector<uint32_t> bad = codes;
+      const size_t p1 = 1 + rng() % (codes.size() - 1), p2 = rng() % codes.size();
+      bad[p1] = static_cast<uint32_t>(dec->entries() + rng() % (top - dec->entries()));
+      bad[p2] = static_cast<uint32_t>(top - 1);
+      run_case(name + " bad codes", *dec, pack(bad, bits), expect, std::min(p1, p2));
+      ++bad_cases;
+    }
+  }
+  std::printf("emulated kernels: %zu golden cases, %d random tensors, %d with bad codes; launches: %d row-kernel, "
+              "%d element-kernel, %d with byte code loads; %d tables generated for the device, %d too large\n",
+              cases.size(), random, bad_cases, g_kinds.rows, g_kinds.elems, g_kinds.byte_loads,
+              g_kinds.generated_tables, g_kinds.too_large);
+  std::printf("%s: %d failures\n", g_failures == 0 ? "PASS" : "FAIL", g_failures);
+  return g_failures == 0 ? 0 : 1;
+}
