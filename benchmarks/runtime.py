@@ -3,8 +3,11 @@
     .venv/bin/python benchmarks/runtime.py            # about a minute on 2 cores; --quick for a smoke run
 
 1. Decode throughput: the kernel regenerating a large synthetic float32 tensor (16M weights, paper codec at its
-   defaults) vs copying the same decoded bytes with numpy, at 1 and 2 threads. Ratio > 1: decoding is faster
-   than copying the result.
+   defaults, or --codec kronecker: N=2, U=4096) at 1 and 2 decode threads vs copying the same decoded bytes with
+   one numpy copy (np.copyto into a reused buffer: glibc's memcpy, one thread). Ratio > 1: decoding is faster
+   than copying the result. The three are timed in interleaved rounds, so a load change on the machine hits
+   them alike; the load average is printed, as other processes on a small machine skew the 2-thread numbers
+   (then compare the fastest rounds, also printed: a 3 ms decode preempted once by another process takes 7 ms).
 2. Per model (MODELS below; real models can be appended), each variant in a fresh process: session load time,
    peak RSS during load (above the process's RSS before the session), and median Run latency, with ratios vs
    the original model:
@@ -25,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,11 +55,12 @@ def hyperdecode_attributes(enc: codec.Encoded, mode: str = "load") -> dict:
     return attrs
 
 
-def synthetic_encoding(shape: tuple[int, ...], seed: int = 0) -> codec.Encoded:
-    """Paper-codec side information from a small sample, with uniformly random codes for the full size (the
-    numpy encoder would take minutes on millions of weights; the decoder's speed does not depend on the codes)."""
+def synthetic_encoding(shape: tuple[int, ...], seed: int = 0, codec_name: str = "paper") -> codec.Encoded:
+    """Side information from a small sample (the codec's defaults), with uniformly random codes for the full size
+    (the numpy encoder would take minutes on millions of weights; the decoder's speed does not depend on the
+    codes)."""
     rng = np.random.default_rng(seed)
-    small = codec.encode((rng.standard_normal(4096) * 0.02).astype(np.float32), "paper")
+    small = codec.encode((rng.standard_normal(4096) * 0.02).astype(np.float32), codec_name)
     entries = codec.table(small).shape[0]
     count = -(-int(np.prod(shape)) // small.group)
     codes = rng.integers(0, entries, size=count, dtype=np.uint64)
@@ -117,21 +120,8 @@ def median_time(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
-def parallel_copy(dst: np.ndarray, src: np.ndarray, threads: int) -> None:
-    if threads == 1:
-        np.copyto(dst, src)
-        return
-    parts = np.array_split(np.arange(src.size), threads)
-    d, s = dst.reshape(-1), src.reshape(-1)
-    workers = [threading.Thread(target=np.copyto, args=(d[p[0] : p[-1] + 1], s[p[0] : p[-1] + 1])) for p in parts]
-    for w in workers:  # numpy releases the GIL while copying
-        w.start()
-    for w in workers:
-        w.join()
-
-
-def decode_throughput(weights: int, repeat: int) -> list[dict]:
-    enc = synthetic_encoding((weights,))
+def decode_throughput(weights: int, repeat: int, codec_name: str = "paper") -> dict:
+    enc = synthetic_encoding((weights,), codec_name=codec_name)
     decoded = codec.decode(enc)
     attrs = hyperdecode_attributes(enc, "call")
     graph = helper.make_graph(
@@ -140,23 +130,39 @@ def decode_throughput(weights: int, repeat: int) -> list[dict]:
         initializer=[numpy_helper.from_array(enc.blob, "theta")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.hyperonnx", 1)],
                               ir_version=8).SerializeToString()
-    rows = []
+    runs: dict[object, Callable[[], object]] = {}
+    outputs = {}
     for threads in (1, 2):
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         sess = ort.InferenceSession(model, runtime.session_options("call", threads=threads, options=so),
                                     providers=["CPUExecutionProvider"])
-        out = np.empty_like(decoded)
+        outputs[threads] = out = np.empty_like(decoded)
         binding = sess.io_binding()
         binding.bind_ortvalue_output("W", ort.OrtValue.ortvalue_from_numpy(out))  # decode into a reused buffer
-        t_decode = median_time(lambda s=sess, b=binding: s.run_with_iobinding(b), repeat)
+        runs[threads] = lambda s=sess, b=binding: s.run_with_iobinding(b)
+    dst = np.empty_like(decoded)
+    runs["copy"] = lambda: np.copyto(dst, decoded)
+    times: dict[object, list[float]] = {key: [] for key in runs}
+    for fn in runs.values():  # warm-up: page faults, thread start
+        fn()
+    for _ in range(repeat):  # interleaved, so load changes hit all three alike
+        for key, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    for out in outputs.values():
         assert out.tobytes() == decoded.tobytes(), "kernel output differs from the reference"
-        dst = np.empty_like(decoded)
-        t_copy = median_time(lambda t=threads, d=dst: parallel_copy(d, decoded, t), repeat)
-        rows.append({"threads": threads, "decode_ms": t_decode * 1e3, "copy_ms": t_copy * 1e3,
-                     "decode_GBps": decoded.nbytes / t_decode / 1e9, "copy_GBps": decoded.nbytes / t_copy / 1e9,
-                     "ratio": t_copy / t_decode})
-    return rows
+    t_copy = statistics.median(times["copy"])
+    rows = [{"threads": t, "decode_ms": statistics.median(times[t]) * 1e3, "min_ms": min(times[t]) * 1e3}
+            for t in (1, 2)]
+    for r in rows:
+        r["ns_per_code"] = r["decode_ms"] * 1e6 / enc.count
+        r["decode_GBps"] = decoded.nbytes / r["decode_ms"] / 1e6
+        r["ratio"] = t_copy * 1e3 / r["decode_ms"]
+        r["min_ratio"] = min(times["copy"]) * 1e3 / r["min_ms"]
+    return {"codes": enc.count, "bits": enc.bits, "copy_ms": t_copy * 1e3, "copy_min_ms": min(times["copy"]) * 1e3,
+            "copy_GBps": decoded.nbytes / t_copy / 1e9, "rows": rows}
 
 
 # -- 2. per-model variants (each in a child process, so RSS and caches start clean) ---------------------------
@@ -208,6 +214,8 @@ def compare_models(runs: int, folder: Path) -> list[tuple[str, dict[str, dict]]]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (smoke test)")
+    parser.add_argument("--codec", choices=("paper", "kronecker"), default="paper", help="codec of part 1")
+    parser.add_argument("--decode-only", action="store_true", help="part 1 only")
     parser.add_argument("--child", nargs=4, metavar=("VARIANT", "PATH", "MODEL", "RUNS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -215,14 +223,25 @@ def main() -> None:
         print(json.dumps(child(variant, path, int(index), int(runs))))
         return
 
-    weights, repeat, runs = (1 << 20, 5, 20) if args.quick else (1 << 24, 15, 100)
+    weights, repeat, runs = (1 << 20, 5, 20) if args.quick else (1 << 24, 31, 100)
     print(f"onnxruntime {ort.__version__}, {os.cpu_count()} CPUs, library {runtime.library_path()}")
-    print(f"\n1. decode throughput, {weights / 2**20:.0f}M float32 weights (paper codec, n=1600, rings=3), "
-          f"median of {repeat}")
-    print(f"{'threads':>7} {'decode ms':>10} {'GB/s':>6} {'copy ms':>8} {'GB/s':>6} {'decode vs copy':>15}")
-    for r in decode_throughput(weights, repeat):
-        print(f"{r['threads']:>7} {r['decode_ms']:>10.2f} {r['decode_GBps']:>6.2f} {r['copy_ms']:>8.2f} "
-              f"{r['copy_GBps']:>6.2f} {r['ratio']:>14.2f}x")
+    load = os.getloadavg()[0]
+    tp = decode_throughput(weights, repeat, args.codec)
+    params = "n=1600, rings=3" if args.codec == "paper" else "N=2, U=4096"
+    print(f"\n1. decode throughput, {weights / 2**20:.0f}M float32 weights ({args.codec} codec, {params}, "
+          f"{tp['bits']}-bit codes), median of {repeat} interleaved rounds; load average {load:.2f} -> "
+          f"{os.getloadavg()[0]:.2f}")
+    print(f"   copy (np.copyto, 1 thread): {tp['copy_ms']:.2f} ms, {tp['copy_GBps']:.1f} GB/s "
+          f"(min {tp['copy_min_ms']:.2f} ms)")
+    print(f"{'threads':>7} {'decode ms':>10} {'ns/code':>8} {'GB/s':>6} {'decode vs copy':>15} {'min ms':>7} "
+          f"{'min vs min':>11}")
+    for r in tp["rows"]:
+        print(f"{r['threads']:>7} {r['decode_ms']:>10.2f} {r['ns_per_code']:>8.3f} {r['decode_GBps']:>6.1f} "
+              f"{r['ratio']:>14.2f}x {r['min_ms']:>7.2f} {r['min_ratio']:>10.2f}x")
+    print("   (min: the fastest round, the one least disturbed by other processes; with the load average above "
+          "the core count, compare mins)")
+    if args.decode_only:
+        return
 
     print(f"\n2. per model: session load, peak RSS at load, median latency of {runs} runs (intra-op threads 1); "
           "ratios vs original")

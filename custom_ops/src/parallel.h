@@ -12,8 +12,10 @@ namespace hyperonnx {
 constexpr int kMaxDefaultThreads = 8;
 int default_decode_threads();
 
-// Calls fn(begin, end) on `parts` disjoint, consecutive sub-ranges of [0, n) whose boundaries are multiples of
-// `align`, using up to `threads` threads (the caller's thread is one of them). Returns when all have finished.
+// Calls fn(begin, end) on disjoint, consecutive sub-ranges of [0, n) that together cover it, whose boundaries are
+// multiples of `align`, using up to `threads` threads (the caller's thread is one of them). The ranges are handed
+// out a few per thread on demand, so a thread slowed by another process on its core takes fewer of them.
+// Returns when all have finished.
 void parallel_ranges(uint64_t n, uint64_t align, int threads, const std::function<void(uint64_t, uint64_t)>& fn);
 
 }  // namespace hyperonnx

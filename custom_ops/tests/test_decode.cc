@@ -230,24 +230,28 @@ MapAttrs wide_paper(int64_t numel, int64_t n, int64_t dtype) {
   return a;
 }
 
-MapAttrs wide_kronecker(int64_t numel, int64_t levels, int64_t dtype) {
+MapAttrs wide_kronecker(int64_t numel, int64_t levels, int64_t dtype, int64_t group) {
   MapAttrs a;
   a.strings = {{"codec", "kronecker"}};
-  a.ints = {{"format", {1}}, {"dtype", {dtype}}, {"group", {3}}, {"bits", {18}}, {"shape", {numel}},
-            {"i_levels", {levels}}, {"i_alpha", {-7046029254386353131, 4354685564936845355, 1}}};
+  std::vector<int64_t> alpha = {-7046029254386353131, 4354685564936845355, 1};
+  alpha.resize(static_cast<size_t>(group), 3);
+  a.ints = {{"format", {1}}, {"dtype", {dtype}}, {"group", {group}}, {"bits", {18}}, {"shape", {numel}},
+            {"i_levels", {levels}}, {"i_alpha", alpha}};
   a.floats = {{"f_offset", {-0.03125f}}, {"f_width", {0.7f}}};
   return a;
 }
 
-// kronecker, group 3 (rows of 12 bytes in float32, 6 in float16): threads agree with one thread, the per-code path
-// with the table path, and a bad code deep inside a large tensor is found and reported at its first position
-// whatever the thread count.
+// kronecker, group 2 and 3 (rows of 4..24 bytes: streamed directly, staged, with and without a fused kernel):
+// threads agree with one thread, a misaligned output (no streaming) with an aligned one, the per-code path with
+// the table path, and a bad code deep inside a large tensor is reported at its first position on any thread count.
 void run_threads_kronecker() {
-  const int64_t levels = (int64_t{1} << 18) - 5, numel = (int64_t{1} << 21) + 1;
+  // 2^22 + 1 elements: every dtype's output is >= 8 MiB, so float16 and bfloat16 stream too.
+  const int64_t levels = (int64_t{1} << 18) - 5, numel = (int64_t{1} << 22) + 1;
+  for (int64_t group : {2, 3}) {
   for (int64_t dtype : {1, 10, 16, 11}) {
     std::string error;
-    auto big = Decoder::create(wide_kronecker(numel, levels, dtype), &error);
-    auto small = Decoder::create(wide_kronecker(1001, levels, dtype), &error);
+    auto big = Decoder::create(wide_kronecker(numel, levels, dtype, group), &error);
+    auto small = Decoder::create(wide_kronecker(1001, levels, dtype, group), &error);
     check(big && small, "kronecker create: " + error);
     if (!big || !small) return;
     std::vector<uint32_t> codes(big->count());
@@ -264,6 +268,9 @@ void run_threads_kronecker() {
       check(big->decode(blob.data(), blob.size(), out.data(), threads, &error), "kronecker threads: " + error);
       check(out == ref, "kronecker dtype " + std::to_string(dtype) + ": " + std::to_string(threads) + " threads differ");
     }
+    std::vector<uint8_t> shifted(big->out_bytes() + 4);
+    check(big->decode(blob.data(), blob.size(), shifted.data() + 4, 2, &error), "kronecker misaligned: " + error);
+    check(std::equal(ref.begin(), ref.end(), shifted.begin() + 4), "kronecker misaligned output differs");
     const auto small_blob = pack(std::vector<uint32_t>(codes.begin(), codes.begin() + small->count()), 18);
     std::vector<uint8_t> direct(small->out_bytes());
     check(small->decode(small_blob.data(), small_blob.size(), direct.data(), 1, &error), "kronecker direct: " + error);
@@ -281,6 +288,7 @@ void run_threads_kronecker() {
       check(e.find("code " + std::to_string(levels) + " at position " + std::to_string(first_bad)) != std::string::npos,
             "kronecker bad code, " + std::to_string(threads) + " threads: message '" + e + "'");
     }
+  }
   }
 }
 

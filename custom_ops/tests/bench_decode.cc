@@ -1,0 +1,115 @@
+// Decode throughput of the decoder core vs memcpy of the decoded bytes, without ONNX Runtime (for profiling:
+// `valgrind --tool=callgrind` or `perf record` on this binary; benchmarks/runtime.py measures through ORT).
+//
+//   hyperonnx_decode_bench [numel] [repeat] [codec] [dtype] [threads...]
+//     codec: paper (n=1600, rings=3, group 2, 13-bit codes; the paper defaults) or kronecker (N=2, U=4096)
+//     dtype: ONNX code, 1 float32 (default), 10 float16, 16 bfloat16, 11 double
+//
+// Prints the median over `repeat` runs of decoding into a reused output buffer, ns per code, and the ratio
+// to a single-threaded memcpy of the same number of bytes into a reused buffer.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "decoder.h"
+
+using hyperonnx::Decoder;
+using hyperonnx::MapAttrs;
+
+namespace {
+
+MapAttrs attrs_for(const std::string& codec, int64_t numel, int64_t dtype) {
+  MapAttrs a;
+  a.strings = {{"codec", codec}, {"mode", "call"}};
+  if (codec == "kronecker") {
+    a.ints = {{"format", {1}}, {"dtype", {dtype}}, {"group", {2}}, {"bits", {12}}, {"shape", {numel}},
+              {"i_levels", {4096}}, {"i_alpha", {-7046029254386353131, 4354685564936845355}}};
+    a.floats = {{"f_offset", {0.01f}}, {"f_width", {0.3f}}};
+  } else {
+    a.ints = {{"format", {1}}, {"dtype", {dtype}}, {"group", {2}}, {"bits", {13}}, {"shape", {numel}},
+              {"i_n", {1600}}, {"i_rings", {3}}};
+    a.floats = {{"f_center", {0.001f, -0.002f}}, {"f_half", {0.5f}}, {"f_step", {1.0f / 1600, 1.0f / 40}},
+                {"f_scale", {0.02f, 0.04f, 0.06f, 0.08f}}};
+  }
+  return a;
+}
+
+std::vector<uint8_t> pack(const std::vector<uint32_t>& codes, int bits) {
+  std::vector<uint8_t> out((codes.size() * static_cast<size_t>(bits) + 7) / 8, 0);
+  for (size_t i = 0; i < codes.size(); ++i) {
+    const uint64_t bit = i * static_cast<uint64_t>(bits);
+    for (int b = 0; b < bits; ++b) {
+      if ((codes[i] >> b) & 1u) out[(bit + b) / 8] |= static_cast<uint8_t>(1u << ((bit + b) % 8));
+    }
+  }
+  return out;
+}
+
+struct Timing {
+  double median, min;
+};
+
+template <class F>
+Timing time_runs(int repeat, F&& fn) {
+  fn();  // warm-up: page faults, thread start
+  std::vector<double> t;
+  for (int r = 0; r < repeat; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(t.begin(), t.end());
+  return {t[t.size() / 2], t.front()};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int64_t numel = argc > 1 ? std::atoll(argv[1]) : int64_t{1} << 24;
+  const int repeat = argc > 2 ? std::atoi(argv[2]) : 15;
+  const std::string codec = argc > 3 ? argv[3] : "paper";
+  const int64_t dtype = argc > 4 ? std::atoll(argv[4]) : 1;
+  std::vector<int> thread_counts;
+  for (int i = 5; i < argc; ++i) thread_counts.push_back(std::atoi(argv[i]));
+  if (thread_counts.empty()) thread_counts = {1, 2};
+
+  std::string error;
+  auto dec = Decoder::create(attrs_for(codec, numel, dtype), &error);
+  if (!dec) {
+    std::fprintf(stderr, "create: %s\n", error.c_str());
+    return 1;
+  }
+  const uint32_t entries = codec == "kronecker" ? 4096 : 1601 * 4;
+  const int bits = codec == "kronecker" ? 12 : 13;
+  std::vector<uint32_t> codes(dec->count());
+  uint64_t state = 88172645463325252ull;
+  for (auto& c : codes) {
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+    c = static_cast<uint32_t>(state % entries);
+  }
+  const auto blob = pack(codes, bits);
+  std::vector<uint8_t> out(dec->out_bytes()), src(dec->out_bytes(), 1), dst(dec->out_bytes());
+  const Timing copy = time_runs(repeat, [&] { std::memcpy(dst.data(), src.data(), src.size()); });
+  const double t_copy = copy.median;
+  const double ncodes = static_cast<double>(dec->count());
+  std::printf("%s dtype %lld, %lld elements, %.1f MiB out; memcpy 1 thread %.3f ms (%.1f GB/s; min %.3f ms)\n", codec.c_str(),
+              static_cast<long long>(dtype), static_cast<long long>(numel), out.size() / 1048576.0, t_copy * 1e3,
+              out.size() / t_copy / 1e9, copy.min * 1e3);
+  for (int threads : thread_counts) {
+    bool ok = true;
+    const Timing dt = time_runs(repeat, [&] { ok &= dec->decode(blob.data(), blob.size(), out.data(), threads, &error); });
+    const double t = dt.median;
+    if (!ok) {
+      std::fprintf(stderr, "decode: %s\n", error.c_str());
+      return 1;
+    }
+    std::printf("threads %d: decode %.3f ms, %.3f ns/code, %.1f GB/s, vs memcpy %.2fx; min %.3f ms, %.3f ns/code, vs min memcpy %.2fx\n",
+                threads, t * 1e3, t / ncodes * 1e9, out.size() / t / 1e9, t_copy / t, dt.min * 1e3,
+                dt.min / ncodes * 1e9, copy.min / dt.min);
+  }
+  return 0;
+}
