@@ -71,6 +71,7 @@ KRONECKER_CASES = {
     "alpha short": ({"i_alpha": list(KRONECKER.ints["alpha"][:2])}, "i_alpha must hold group = 3"),
     "two widths": ({"f_width": [1.0, 2.0]}, "f_width must hold"),
     "no offset": ({"f_offset": None}, "f_offset"),
+    "group 5": ({"group": 5, "i_alpha": [1, 2, 3, 4, 5]}, "group must be 2, 3 or 4"),
 }
 
 

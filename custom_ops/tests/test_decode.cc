@@ -88,6 +88,8 @@ size_t run_malformed_kronecker(const std::string& dir) {
       {"two levels", [](MapAttrs& a) { a.ints["i_levels"] = {4, 5}; }, "one integer"},
       {"alpha short", [](MapAttrs& a) { a.ints["i_alpha"].pop_back(); }, "i_alpha must hold group = 4"},
       {"alpha vs group", [](MapAttrs& a) { a.ints["group"] = {2}; }, "i_alpha must hold group = 2"},
+      {"group 5", [](MapAttrs& a) { a.ints["group"] = {5}; }, "group must be 2, 3 or 4"},
+      {"group 1", [](MapAttrs& a) { a.ints["group"] = {1}; }, "group must be 2, 3 or 4"},
       {"two widths", [](MapAttrs& a) { a.floats["f_width"].push_back(1.0f); }, "f_width must hold"},
       {"no offset value", [](MapAttrs& a) { a.floats["f_offset"].clear(); }, "f_offset must hold"},
   };

@@ -49,6 +49,7 @@ std::unique_ptr<TableGen> create(const SideInfo& side, int64_t group, std::strin
     if (!ok) *error = "kronecker codec: " + what;
     return ok;
   };
+  if (!need(group >= 2 && group <= 4, "group must be 2, 3 or 4, got " + std::to_string(group))) return nullptr;
   const auto& levels_v = side.ints.at("levels");
   const auto& alpha_v = side.ints.at("alpha");
   const auto& offset = side.floats.at("offset");
