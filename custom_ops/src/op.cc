@@ -31,8 +31,9 @@ OrtStatus* ORT_API_CALL infer_shape(const OrtCustomOp*, OrtShapeInferContext* ra
     }
     Ort::ShapeInferContext::Shape shape;
     for (int64_t d : dims) {
-      if (d < 0) return api.CreateStatus(ORT_INVALID_ARGUMENT, "HyperDecode: negative dimension in shape");
-      shape.emplace_back(d);
+      // A bad dimension still gets an entry: the output type must be set here, or ORT falls back to the
+      // untyped input's type and reports a confusing type mismatch. The kernel then rejects the node by name.
+      shape.emplace_back(d < 0 ? int64_t{0} : d);
     }
     Ort::Status status = ctx.SetOutputShape(0, shape, ort_type(dtype));
     return status.release();
@@ -88,6 +89,9 @@ OrtStatus* HyperDecodeKernel::Prepare(const OrtApi& api, const OrtKernelInfo* in
   }
   if (!is_constant || value == nullptr) return nullptr;
   Ort::ConstValue blob(value);
+  if (blob.GetTensorTypeAndShapeInfo().GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) {
+    return Error(ORT_INVALID_ARGUMENT, "input 0 (the theta blob) must be a uint8 tensor");
+  }
   const auto* data = blob.GetTensorData<uint8_t>();
   const size_t len = blob.GetTensorTypeAndShapeInfo().GetElementCount();
   if (mode_ == Mode::kLoad) return EnsureCached(data, len);
@@ -112,6 +116,9 @@ OrtStatus* HyperDecodeKernel::ComputeV2(OrtKernelContext* raw) {
   try {
     Ort::KernelContext ctx(raw);
     Ort::ConstValue input = ctx.GetInput(0);
+    if (input.GetTensorTypeAndShapeInfo().GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) {
+      return Error(ORT_INVALID_ARGUMENT, "input 0 (the theta blob) must be a uint8 tensor");
+    }
     const auto* blob = input.GetTensorData<uint8_t>();
     const size_t len = input.GetTensorTypeAndShapeInfo().GetElementCount();
     const std::vector<int64_t>& shape = dec_->shape();

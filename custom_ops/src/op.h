@@ -58,7 +58,9 @@ struct HyperDecodeOp : Ort::CustomOpBase<HyperDecodeOp, HyperDecodeKernel, /*Wit
   const char* GetName() const { return kOpName; }
   const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
   size_t GetInputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8; }
+  // Declared untyped: ORT 1.21 requires an untyped input when the output type is untyped (it rejects the op
+  // at session creation otherwise). The kernel checks that the blob really is uint8.
+  ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED; }
   size_t GetOutputTypeCount() const { return 1; }
   // The output type comes from the `dtype` attribute, set by the shape inference function.
   ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED; }
