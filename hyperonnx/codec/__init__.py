@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from hyperonnx.codec.base import FORMAT_VERSION, Codec, Encoded, gather_table, validate_input
+from hyperonnx.codec.base import FORMAT_VERSION, Codec, Encoded, validate_input
+from hyperonnx.codec.blockvq import BlockVQCodec
 from hyperonnx.codec.paper import PaperCnnCodec, PaperCodec
 
 CODECS: dict[str, Codec] = {}
@@ -21,7 +22,7 @@ def register(codec: Codec) -> Codec:
     return codec
 
 
-for _codec in (PaperCodec(), PaperCnnCodec()):
+for _codec in (BlockVQCodec(), PaperCodec(), PaperCnnCodec()):
     register(_codec)
 
 try:  # the Kronecker codec lives in its own module; it registers itself when present
@@ -66,7 +67,9 @@ def table(enc: Encoded) -> np.ndarray:
 
 def decode(enc: Encoded) -> np.ndarray:
     """Regenerate the tensor; the result has the shape and dtype that were encoded."""
-    return gather_table(enc, table(enc))
+    if enc.format_version != FORMAT_VERSION:
+        raise ValueError(f"codec format version {enc.format_version} is not supported (this is {FORMAT_VERSION})")
+    return decoder_for(enc.codec).decode(enc)
 
 
 __all__ = ["CODECS", "DEFAULT_CODEC", "FORMAT_VERSION", "Codec", "Encoded", "decode", "encode", "get_codec",

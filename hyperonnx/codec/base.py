@@ -105,6 +105,10 @@ class Codec:
         """The float32 table, shape (entries, group), regenerated from ``enc``'s side information."""
         raise NotImplementedError
 
+    def decode(self, enc: Encoded) -> np.ndarray:
+        """Regenerate the tensor. Table codecs share one decoder; codecs with more structure override this."""
+        return gather_table(enc, self.table(enc))
+
 
 def validate_input(array: np.ndarray) -> np.ndarray:
     """Check that ``array`` can be encoded; raise ValueError naming the problem."""
