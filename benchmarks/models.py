@@ -71,7 +71,7 @@ def first_feeds(name: str):
     return rm.silero_inputs()[0]
 
 
-def run(models: list[str], codecs: list[str], runtime: str) -> list[dict]:
+def run(models: list[str], codecs: list[str], runtime: str, options: dict | None = None) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in models:
@@ -82,9 +82,16 @@ def run(models: list[str], codecs: list[str], runtime: str) -> list[dict]:
             lat_ref = latency(reference, feeds)
             for codec_name in codecs:
                 target = Path(tmp) / f"{name}.{codec_name}.onnx"
-                result = hyperonnx.convert(source, target, codec_name=codec_name, runtime=runtime)
-                make = plain_session if runtime == "portable" else (lambda p: hyperonnx.session(p))
-                test, load_test = timed(make, target)
+                form = "ort" if runtime == "reference" else runtime
+                result = hyperonnx.convert(source, target, codec_name=codec_name, runtime=form,
+                                           options=options)
+                if runtime == "reference":  # fidelity from the numpy decoder alone: no op library involved
+                    decoded = Path(tmp) / f"{name}.{codec_name}.decoded.onnx"
+                    hyperonnx.decompress(target, decoded)
+                    test, load_test = timed(plain_session, decoded)
+                else:
+                    make = plain_session if runtime == "portable" else (lambda p: hyperonnx.session(p))
+                    test, load_test = timed(make, target)
                 row = {"model": name, "codec": codec_name, "runtime": runtime, "ratio": result.ratio,
                        "bytes_before": result.bytes_before, "bytes_after": result.bytes_after,
                        "convert_s": result.report.seconds, "load_ratio": load_test / load_ref,
@@ -98,10 +105,13 @@ def run(models: list[str], codecs: list[str], runtime: str) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codec", action="append", help="codec name (repeatable; default: paper, paper-cnn)")
-    parser.add_argument("--runtime", default="ort", choices=["ort", "portable"])
+    parser.add_argument("--runtime", default="ort", choices=["ort", "portable", "reference"],
+                        help="reference: decode with numpy and run the plain model (fidelity only)")
+    parser.add_argument("--codec-opt", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
     args = parser.parse_args()
-    rows = run(args.models.split(","), args.codec or ["paper", "paper-cnn"], args.runtime)
+    options = dict(item.split("=", 1) for item in args.codec_opt)
+    rows = run(args.models.split(","), args.codec or ["paper", "paper-cnn"], args.runtime, options)
     print()
     print(f"{'model':10} {'codec':10} {'ratio':>6} {'load':>6} {'latency':>8}  fidelity")
     for r in rows:

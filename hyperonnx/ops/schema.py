@@ -14,8 +14,8 @@ _DOC = """Regenerates a weight tensor from packed integer codes θ (docs/format.
 Input: the θ blob (uint8). Output: the tensor, of type `dtype` and shape `shape`."""
 
 # Side information keys of every codec (Encoded.ints / Encoded.floats), stored as i_<key> / f_<key>.
-INT_SIDE_INFO = ("n", "rings", "levels", "alpha")
-FLOAT_SIDE_INFO = ("center", "half", "step", "scale", "offset", "width")
+INT_SIDE_INFO = ("n", "rings", "levels", "alpha", "block")
+FLOAT_SIDE_INFO = ("center", "half", "step", "scale", "offset", "width", "smax", "books")
 
 _registered = False
 

@@ -139,7 +139,11 @@ def _finish(item, report: CompressReport, runtime: str, mode: str, namers, rewri
 
 
 def _portable_bytes(enc: codec.Encoded) -> int:
+    """Bytes the portable form stores: byte-aligned codes plus what the codec's table needs."""
     per_code = 1 if enc.bits <= 8 else 2 if enc.bits <= 16 else 4
-    entries = codec.table(enc).shape[0]
-    itemsize = np.dtype(codec.base.dtype_from_name(enc.dtype)).itemsize
-    return enc.count * per_code + entries * enc.group * itemsize + 8 * (len(enc.shape) + 3)
+    side = 4 * sum(len(v) for v in enc.floats.values()) + 8 * (len(enc.shape) + 3)
+    if enc.codec == "blockvq":
+        side += 2 * -(-enc.numel // enc.ints["block"][0])  # scale code + codebook id per block, a byte each
+    elif enc.codec != "paper":  # stored table
+        side += codec.table(enc).nbytes
+    return enc.count * per_code + side

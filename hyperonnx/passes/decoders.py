@@ -11,6 +11,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from hyperonnx import codec
+from hyperonnx.codec import bitpack
 from hyperonnx.ops import DOMAIN, OP_TYPE
 from hyperonnx.passes.emit import PORTABLE_TAG, encoded_from_attributes
 from hyperonnx.passes.graphs import walk
@@ -32,11 +33,19 @@ class Decoder:
         if self.form == "ort":
             enc = encoded_from_attributes(self.meta, numpy_helper.to_array(inits[self.initializers[0]]))
             return codec.decode(enc)
-        # Portable: codes are stored one per element; the table follows from the recorded attributes.
-        enc = encoded_from_attributes(self.meta, np.zeros(0, dtype=np.uint8))
-        codes = numpy_helper.to_array(inits[self.initializers[0]]).astype(np.int64)
-        values = codec.table(enc).astype(codec.base.dtype_from_name(enc.dtype))[codes]
-        return values.reshape(-1)[: enc.numel].reshape(enc.shape)
+        # Portable: codes (and blockvq's block headers) are stored one per element; pack them back into a blob
+        # and decode with the reference.
+        codes = numpy_helper.to_array(inits[self.initializers[0]]).astype(np.uint32)
+        blob = bitpack.pack(codes, int(self.meta["bits"]))
+        if self.meta["codec"] == "blockvq":
+            scale_code = numpy_helper.to_array(inits[self._helper("scale_code")]).astype(np.uint32)
+            book = numpy_helper.to_array(inits[self._helper("book")]).astype(np.uint32)
+            blob = np.concatenate([blob, bitpack.pack(scale_code | (book << 8), 10)])
+        return codec.decode(encoded_from_attributes(self.meta, blob))
+
+    def _helper(self, label: str) -> str:
+        suffix = f"::{label}"
+        return next(name for name in self.initializers if name.startswith(self.output) and name.endswith(suffix))
 
     @property
     def bytes_after(self) -> int:
@@ -51,7 +60,6 @@ class Decoder:
 def find_decoders(model: onnx.ModelProto) -> Iterator[Decoder]:
     for scope in walk(model.graph):
         graph = scope.graph
-        producers = {o: n for n in graph.node for o in n.output}
         for node in graph.node:
             if node.domain == DOMAIN and node.op_type == OP_TYPE:
                 meta = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -61,8 +69,7 @@ def find_decoders(model: onnx.ModelProto) -> Iterator[Decoder]:
             elif node.op_type == "Gather" and node.doc_string.startswith(PORTABLE_TAG):
                 meta = json.loads(node.doc_string[len(PORTABLE_TAG) :])
                 chain = [n for n in graph.node if n.name.startswith(f"hyperonnx/{meta['name']}/")]
-                cast = producers.get(node.input[1])
-                inits = [cast.input[0] if cast is not None and cast.op_type == "Cast" else node.input[1]]
+                inits = [meta["codes"]]
                 helpers = {i for n in chain for i in n.input} - {o for n in chain for o in n.output}
                 inits += sorted(helpers - set(inits))
                 yield Decoder(graph, scope.path, meta["name"], "portable", chain, inits, meta)

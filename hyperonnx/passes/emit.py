@@ -114,55 +114,124 @@ def emit_ort(site: WeightSite, namer: Namer, enc: Encoded, mode: str, stats: dic
 
 
 def emit_portable(site: WeightSite, namer: Namer, enc: Encoded, stats: dict) -> Rewrite:
-    """Standard-op decoder: Gather(table, codes) → Reshape (→ Slice) → Reshape.
+    """Standard-op decoder: the codec's rows (a Gather from its table) → Reshape (→ Slice) → Reshape.
 
-    Codes are stored one per uint8/uint16 (byte-aligned, so standard ops can index with them). The `paper`
-    table is generated in the graph from a handful of scalars with the format's float32 operations (ORT folds
-    it at load); other codecs store their table. Folding needs at most ~2.5× the decoded weight (int32
-    indices + gathered rows + reshape).
+    Codes are stored one per uint8/uint16 (byte-aligned, so standard ops can index with them). Tables are
+    generated in the graph from a few scalars with the format's float32 operations where the codec allows it
+    (`paper`, `blockvq`); ORT folds them at load. The Gather carries the codec attributes in its doc_string so
+    that `inspect` and `decompress` understand the model.
     """
-    codes = codec.base.bitpack.unpack(enc.blob, enc.count, enc.bits)
+    code_bytes = codec.base.bitpack.packed_size(enc.count, enc.bits)
+    codes = codec.base.bitpack.unpack(enc.blob[:code_bytes], enc.count, enc.bits)
     store = np.uint8 if enc.bits <= 8 else np.uint16 if enc.bits <= 16 else np.int32
-    dtype = codec.base.dtype_from_name(enc.dtype)
     base = site.name
     n_codes = namer(f"{base}::codes")
     inits = [numpy_helper.from_array(codes.astype(store), n_codes)]
     nodes: list[onnx.NodeProto] = []
-    if enc.codec == "paper":
-        n_table = _paper_table_nodes(enc, namer, base, inits, nodes)
-    else:
-        n_table = namer(f"{base}::table")
-        inits.append(numpy_helper.from_array(codec.table(enc), n_table))
-    if dtype != np.float32:
-        cast = namer(f"{base}::table_cast")
-        nodes.append(helper.make_node("Cast", [n_table], [cast], to=DTYPE_TO_ONNX[enc.dtype],
-                                      name=f"hyperonnx/{base}/table_cast"))
-        n_table = cast
+    meta = dict(stats, name=site.name, codes=n_codes,
+                **{k: v for k, v in node_attributes(enc, "load").items() if k != "mode"})
+    tag = PORTABLE_TAG + json.dumps(meta, sort_keys=True)
     index = n_codes
     if store is not np.int32:
         index = namer(f"{base}::codes_i32")
         nodes.append(helper.make_node("Cast", [n_codes], [index], to=onnx.TensorProto.INT32,
                                       name=f"hyperonnx/{base}/cast"))
-    rows = namer(f"{base}::rows")
-    meta = dict(stats, name=site.name, **{k: v for k, v in node_attributes(enc, "load").items() if k != "mode"})
-    nodes.append(helper.make_node("Gather", [n_table, index], [rows], axis=0, name=f"hyperonnx/{base}/gather",
-                                  doc_string=PORTABLE_TAG + json.dumps(meta, sort_keys=True)))
+    if enc.codec == "blockvq":
+        rows = _blockvq_nodes(enc, namer, base, index, inits, nodes, tag)
+    else:
+        if enc.codec == "paper":
+            n_table = _paper_table_nodes(enc, namer, base, inits, nodes)
+        else:
+            n_table = namer(f"{base}::table")
+            inits.append(numpy_helper.from_array(codec.table(enc), n_table))
+        rows = namer(f"{base}::rows")
+        nodes.append(helper.make_node("Gather", [n_table, index], [rows], axis=0, name=f"hyperonnx/{base}/gather",
+                                      doc_string=tag))
     pad = enc.count * enc.group - enc.numel
-    if pad:
-        flat_shape = namer(f"{base}::flat_shape")
-        inits.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), flat_shape))
-        flat = namer(f"{base}::flat")
-        nodes.append(helper.make_node("Reshape", [rows, flat_shape], [flat], name=f"hyperonnx/{base}/flatten"))
+    flat_shape = namer(f"{base}::flat_shape")
+    inits.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), flat_shape))
+    flat = namer(f"{base}::flat")
+    nodes.append(helper.make_node("Reshape", [rows, flat_shape], [flat], name=f"hyperonnx/{base}/flatten"))
+    if pad or enc.codec == "blockvq":  # blockvq rows cover whole blocks
         bounds = [namer(f"{base}::{b}") for b in ("start", "end")]
         inits.append(numpy_helper.from_array(np.array([0], dtype=np.int64), bounds[0]))
         inits.append(numpy_helper.from_array(np.array([enc.numel], dtype=np.int64), bounds[1]))
         trimmed = namer(f"{base}::trimmed")
         nodes.append(helper.make_node("Slice", [flat, *bounds], [trimmed], name=f"hyperonnx/{base}/trim"))
-        rows = trimmed
+        flat = trimmed
+    if codec.base.dtype_from_name(enc.dtype) != np.float32:
+        cast = namer(f"{base}::cast_out")
+        nodes.append(helper.make_node("Cast", [flat], [cast], to=DTYPE_TO_ONNX[enc.dtype],
+                                      name=f"hyperonnx/{base}/cast_out"))
+        flat = cast
     shape = namer(f"{base}::shape")
     inits.append(numpy_helper.from_array(np.array(enc.shape, dtype=np.int64), shape))
-    nodes.append(helper.make_node("Reshape", [rows, shape], [site.name], name=f"hyperonnx/{base}/reshape"))
+    nodes.append(helper.make_node("Reshape", [flat, shape], [site.name], name=f"hyperonnx/{base}/reshape"))
     return Rewrite(site, inits, nodes)
+
+
+def _blockvq_nodes(enc: Encoded, namer: Namer, base: str, index: str, inits: list, nodes: list, tag: str) -> str:
+    """Pair rows of a `blockvq` tensor, (nblocks, B/2, 2) float32, exactly as docs/format.md specifies."""
+    from hyperonnx.codec import blockvq
+
+    (block,), (levels,) = enc.ints["block"], enc.ints["levels"]
+    nblocks = -(-enc.numel // block)
+    code_bytes = codec.base.bitpack.packed_size(enc.count, enc.bits)
+    headers = codec.base.bitpack.unpack(enc.blob[code_bytes:], nblocks, blockvq.HEADER_BITS)
+    f32 = np.float32
+
+    def const(label: str, value) -> str:
+        name = namer(f"{base}::{label}")
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def node(op: str, inputs: list[str], label: str, **attrs) -> str:
+        out = namer(f"{base}::{label}")
+        nodes.append(helper.make_node(op, inputs, [out], name=f"hyperonnx/{base}/{out[len(base) + 2:]}", **attrs))
+        return out
+
+    scale_code = const("scale_code", (headers & 0xFF).astype(np.uint8))
+    book = const("book", (headers >> 8).astype(np.uint8))
+    # Block scales: smax · M[k mod 16], then an exact power-of-two step (a product by 2^-(k div 16)).
+    k = node("Range", [const("k0", np.int32(0)), const("k256", np.int32(256)), const("k1", np.int32(1))], "k")
+    sixteen = const("sixteen", np.int32(16))
+    mantissa = node("Gather", [const("steps", blockvq.STEPS), node("Mod", [k, sixteen], "k_mod")], "mantissa")
+    powers = const("powers", np.ldexp(np.ones(16, dtype=f32), -np.arange(16)).astype(f32))
+    exponent = node("Gather", [powers, node("Div", [k, sixteen], "k_div")], "exponent")
+    scales = node("Mul", [node("Mul", [const("smax", f32(enc.floats["smax"][0])), mantissa], "scaled"), exponent],
+                  "scales")
+    block_scale = node("Gather", [scales, node("Cast", [scale_code], "scale_code_i32", to=onnx.TensorProto.INT32)],
+                       "block_scale")
+    # Rows of the pair table: book·L² + θ.
+    books = const("books", np.asarray(enc.floats["books"], dtype=f32))
+    # The pair table (8·L² values) is generated in the graph from the books (4·L values).
+    r = node("Range", [const("r0", np.int32(0)), const("rn", np.int32(blockvq.BOOKS * levels * levels)),
+                       const("r1", np.int32(1))], "r")
+    l2 = const("l2", np.int32(levels * levels))
+    n_levels = const("levels", np.int32(levels))
+    book_base = node("Mul", [node("Div", [r, l2], "r_book"), n_levels], "book_base")
+    theta = node("Mod", [r, l2], "r_theta")
+    first = node("Gather", [books, node("Add", [book_base, node("Div", [theta, n_levels], "d0")], "i0")], "first")
+    second = node("Gather", [books, node("Add", [book_base, node("Mod", [theta, n_levels], "d1")], "i1")], "second")
+    column = const("column", np.array([-1, 1], dtype=np.int64))
+    table = node("Concat", [node("Reshape", [first, column], "first_col"),
+                            node("Reshape", [second, column], "second_col")], "pair_table", axis=1)
+    # Codes padded to whole blocks (the pad codes are 0 and get trimmed), one row per block.
+    per_block = block // 2
+    padded_count = nblocks * per_block
+    if padded_count != enc.count:
+        pads = const("code_pads", np.array([0, padded_count - enc.count], dtype=np.int64))
+        index = node("Pad", [index, pads], "codes_padded")
+    grid = node("Reshape", [index, const("grid", np.array([nblocks, per_block], dtype=np.int64))], "code_grid")
+    row_base = node("Mul", [node("Cast", [book], "book_i32", to=onnx.TensorProto.INT32), l2], "row_base")
+    rows_index = node("Add", [grid, node("Unsqueeze", [row_base, const("axis1", np.array([1], dtype=np.int64))],
+                                         "row_base_col")], "rows_index")
+    rows = namer(f"{base}::rows")
+    nodes.append(helper.make_node("Gather", [table, rows_index], [rows], axis=0, name=f"hyperonnx/{base}/gather",
+                                  doc_string=tag))
+    scale_col = node("Reshape", [block_scale, const("scale_shape", np.array([-1, 1, 1], dtype=np.int64))],
+                     "scale_col")
+    return node("Mul", [rows, scale_col], "values")
 
 
 def _paper_table_nodes(enc: Encoded, namer: Namer, base: str, inits: list, nodes: list) -> str:
