@@ -49,6 +49,7 @@ class ConvertResult:
                 "ratio": self.ratio,
                 "seconds": self.report.seconds,
             },
+            **self.extra,
         }
 
 
@@ -77,24 +78,60 @@ def convert(
     jobs: int | None = None,
     external_data: bool | None = None,
     progress: Callable[[str], None] | None = None,
+    target_bpw: float | None = None,
+    max_size: int | None = None,
+    strip_debug_info: bool = False,
 ) -> ConvertResult:
-    """Compress the weights of the model at ``source`` and write the result to ``target`` atomically."""
+    """Compress the weights of the model at ``source`` and write the result to ``target`` atomically.
+
+    ``target_bpw`` / ``max_size`` allocate bits per tensor to meet a budget (bits per compressed weight, or the
+    whole output file in bytes). ``strip_debug_info`` drops exporter debug data (node metadata and doc strings)
+    — the one opt-in exception to "nothing else changes".
+    """
     source, target = _check_paths(source, target)
     if min_elements < 1:
         raise HyperonnxError(f"--min-elements must be at least 1, got {min_elements}")
     if jobs is not None and jobs < 1:
         raise HyperonnxError(f"--jobs must be at least 1, got {jobs}")
+    if target_bpw is not None and not 1.0 <= target_bpw <= 32.0:
+        raise HyperonnxError(f"--target-bpw must be between 1 and 32, got {target_bpw}")
+    if target_bpw is not None and max_size is not None:
+        raise HyperonnxError("give --target-bpw or --max-size, not both")
+    if max_size is not None and max_size <= 0:
+        raise HyperonnxError(f"--max-size must be positive, got {max_size}")
     model = model_io.load(source)
     had_external = bool(model_io.external_files(source))
     selection = Selection(min_elements, tuple(include), tuple(exclude), all_ops)
     try:
-        report = compress_model(model, codec_name, options, selection, runtime, decode, jobs, progress)
+        report = compress_model(model, codec_name, options, selection, runtime, decode, jobs, progress,
+                                target_bpw=target_bpw, max_bytes=max_size,
+                                input_bytes=model_io.file_size(source))
     except ValueError as exc:
         raise HyperonnxError(str(exc)) from None
+    if strip_debug_info:
+        strip_debug(model)
     if external_data is None and had_external:
         external_data = True
     model_io.save(model, target, external_data)
-    return ConvertResult(str(source), str(target), report, model_io.file_size(source), model_io.file_size(target))
+    result = ConvertResult(str(source), str(target), report, model_io.file_size(source), model_io.file_size(target))
+    if max_size is not None and result.bytes_after > max_size:
+        result.extra["warning"] = (f"{result.bytes_after} bytes is over --max-size {max_size} even at the smallest "
+                                   "setting of every tensor; lower --min-elements or add --strip-debug-info")
+    if report.budget is not None:
+        result.extra["budget"] = report.budget
+    return result
+
+
+def strip_debug(model: onnx.ModelProto) -> None:
+    """Drop exporter debug data: node metadata (stack traces, FX dumps) and node doc strings, in every graph.
+    Decoder nodes keep their doc strings: they record the fidelity measured at conversion."""
+    from hyperonnx.passes.graphs import walk
+
+    for scope in walk(model.graph):
+        for node in scope.graph.node:
+            node.ClearField("metadata_props")
+            if node.domain != DOMAIN and not node.name.startswith("hyperonnx/"):
+                node.ClearField("doc_string")
 
 
 def decompress(source: str | os.PathLike, target: str | os.PathLike, external_data: bool | None = None) -> int:

@@ -25,6 +25,20 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
     return options
 
 
+def _parse_size(text: str | None) -> int | None:
+    """'2500000', '2.5M', '900K', '1.5G' → bytes (powers of 1024 for the suffixes)."""
+    if text is None:
+        return None
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    cleaned = text.strip().upper().removesuffix("B").removesuffix("I")
+    factor = units.get(cleaned[-1:], 1)
+    number = cleaned[:-1] if cleaned[-1:] in units else cleaned
+    try:
+        return int(float(number) * factor)
+    except ValueError:
+        raise HyperonnxError(f"--max-size expects a size like 2500000, 900K or 2.5M, got {text!r}") from None
+
+
 def _human(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1024 or unit == "GB":
@@ -56,10 +70,14 @@ def cli() -> None:
 @click.option("--jobs", type=int, default=None, help="Tensors encoded in parallel (default: all cores).")
 @click.option("--external-data/--no-external-data", default=None,
               help="Store tensors in OUT.data (default: when the input had it or the model passes 2 GiB).")
+@click.option("--target-bpw", type=float, default=None,
+              help="Allocate bits per tensor to this average (bits per compressed weight, all stored bytes counted).")
+@click.option("--max-size", default=None, metavar="BYTES", help="Allocate bits so the whole file fits (e.g. 2.5M).")
+@click.option("--strip-debug-info", is_flag=True, help="Drop exporter debug data (node metadata, doc strings).")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write a JSON report here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elements, include, exclude, all_ops,
-            jobs, external_data, report, as_json) -> None:
+            jobs, external_data, target_bpw, max_size, strip_debug_info, report, as_json) -> None:
     """Compress the weights of MODEL into OUTPUT."""
     options = _parse_options(codec_opt)
     codec.get_codec(codec_name).params(options)  # fail on a bad codec or option before any work
@@ -79,11 +97,15 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
             bar.__enter__()
     try:
         result = api.convert(model, output, codec_name, options, runtime, decode_mode, min_elements, include, exclude,
-                             all_ops, jobs, external_data, progress=(lambda _name: bar.update(1)) if bar else None)
+                             all_ops, jobs, external_data, progress=(lambda _name: bar.update(1)) if bar else None,
+                             target_bpw=target_bpw, max_size=_parse_size(max_size),
+                             strip_debug_info=strip_debug_info)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
     data = result.as_dict()
+    if "warning" in data:
+        click.echo(f"hyperonnx: warning: {data['warning']}", err=True)
     if report:
         with open(report, "w") as handle:
             json.dump(data, handle, indent=2, default=str)

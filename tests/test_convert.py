@@ -192,3 +192,53 @@ def test_external_data_is_chosen_automatically_past_the_protobuf_limit(toy, tmp_
     assert out.stat().st_size < 10_000
     feeds = _feeds()
     np.testing.assert_array_equal(_run(out, feeds)[0], _run(toy, feeds)[0])
+
+
+@pytest.mark.parametrize("target", [3.0, 4.5, 6.0])
+def test_target_bpw_allocates_bits_to_meet_the_budget(toy, tmp_path, target):
+    result = hyperonnx.convert(toy, tmp_path / "b.onnx", codec_name="blockvq", min_elements=1, target_bpw=target)
+    weights = sum(int(np.prod(t.shape)) for t in result.report.tensors)
+    stored = sum(t.bytes_after for t in result.report.tensors)
+    assert stored * 8 / weights <= target  # the budget holds, all stored bytes counted
+    assert stored * 8 / weights > target - 1.5  # and is used: the next step up would not fit
+    assert result.as_dict()["budget"]["chosen_bytes"] == stored
+
+
+def test_budget_spends_more_bits_for_more_fidelity(toy, tmp_path):
+    low = hyperonnx.convert(toy, tmp_path / "lo.onnx", codec_name="blockvq", min_elements=1, target_bpw=3)
+    high = hyperonnx.convert(toy, tmp_path / "hi.onnx", codec_name="blockvq", min_elements=1, target_bpw=7)
+    assert high.bytes_after > low.bytes_after
+    for hi, lo in zip(high.report.tensors, low.report.tensors):
+        assert hi.name == lo.name and hi.sqnr_db >= lo.sqnr_db
+    assert sum(t.sqnr_db for t in high.report.tensors) > sum(t.sqnr_db for t in low.report.tensors) + 20
+
+
+def test_max_size_fits_the_whole_file(toy, tmp_path):
+    out = tmp_path / "m.onnx"
+    for limit in (16_000, 20_000, 30_000):
+        result = hyperonnx.convert(toy, out, codec_name="blockvq", min_elements=1, max_size=limit)
+        assert 0.9 * limit < out.stat().st_size <= limit and "warning" not in result.as_dict()
+    tight = hyperonnx.convert(toy, tmp_path / "t.onnx", codec_name="blockvq", min_elements=1, max_size=100)
+    assert "over --max-size" in tight.as_dict()["warning"]
+
+
+def test_a_budget_needs_a_codec_with_bits(toy, tmp_path):
+    with pytest.raises(hyperonnx.HyperonnxError, match="bits option"):
+        hyperonnx.convert(toy, tmp_path / "x.onnx", codec_name="paper", target_bpw=5)
+    with pytest.raises(hyperonnx.HyperonnxError, match="not both"):
+        hyperonnx.convert(toy, tmp_path / "x.onnx", codec_name="blockvq", target_bpw=5, max_size=10_000)
+
+
+def test_strip_debug_info_drops_only_exporter_debug_data(tmp_path):
+    model = conv_mlp()
+    for node in model.graph.node:
+        onnx.helper.set_metadata_props(node, {"pkg.torch.onnx.stack_trace": "File x.py, line 1"})
+    src = _save(model, tmp_path / "debug.onnx")
+    kept = onnx.load(str(hyperonnx.convert(src, tmp_path / "kept.onnx", min_elements=1).output))
+    stripped = onnx.load(str(hyperonnx.convert(src, tmp_path / "s.onnx", min_elements=1,
+                                               strip_debug_info=True).output))
+    assert all(n.metadata_props for n in kept.graph.node if n.domain != "ai.hyperonnx")
+    assert not any(n.metadata_props for n in stripped.graph.node)
+    assert [n.op_type for n in stripped.graph.node] == [n.op_type for n in kept.graph.node]
+    assert stripped.graph.initializer == kept.graph.initializer
+    assert stripped.metadata_props == kept.metadata_props

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from onnx import numpy_helper
 
 from hyperonnx import codec
 from hyperonnx.ops import DOMAIN, OPSET_VERSION, register_schemas
-from hyperonnx.passes import emit
+from hyperonnx.passes import budget, emit
 from hyperonnx.passes.select import Selection, Skipped, WeightSite, choose, find_sites
 
 RUNTIMES = ("ort", "portable")
@@ -43,6 +44,7 @@ class CompressReport:
     tensors: list[TensorReport] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     seconds: float = 0.0
+    budget: dict[str, Any] | None = None
 
 
 def sqnr_db(original: np.ndarray, decoded: np.ndarray) -> float:
@@ -71,8 +73,16 @@ def compress_model(
     decode_mode: str = "load",
     jobs: int | None = None,
     progress: Callable[[str], None] | None = None,
+    target_bpw: float | None = None,
+    max_bytes: int | None = None,
+    input_bytes: int | None = None,
 ) -> CompressReport:
-    """Compress ``model`` in place. Raises ValueError for an unknown codec/option/runtime/mode."""
+    """Compress ``model`` in place. Raises ValueError for an unknown codec/option/runtime/mode.
+
+    With ``target_bpw`` (bits per compressed weight, everything stored counted) or ``max_bytes`` (the whole
+    output file; needs ``input_bytes``, the input's size), each tensor's setting is chosen by
+    :func:`budget.allocate` among the codec's budget options.
+    """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
     if decode_mode not in DECODE_MODES:
@@ -89,14 +99,21 @@ def compress_model(
     # one tensor at a time, so the result does not depend on --jobs. At most 2·jobs tensors are in flight.
     namers: dict[int, emit.Namer] = {}
     rewrites: dict[int, tuple[onnx.GraphProto, list[emit.Rewrite]]] = {}
+    budgeted = target_bpw is not None or max_bytes is not None
+    if budgeted:
+        option_sets = budget.BUDGET_OPTIONS.get(codec.get_codec(codec_name).family)
+        if option_sets is None:
+            known = ", ".join(sorted(budget.BUDGET_OPTIONS))
+            raise ValueError(f"a size budget needs a codec with a bits option ({known}), not {codec_name!r}")
+        option_sets = [dict(options, **o) for o in option_sets]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        pending = []
-        for site in chosen:
-            pending.append((site, pool.submit(_encode_one, _values(site), codec_name, options)))
-            if len(pending) >= 2 * jobs:
-                _finish(pending.pop(0), report, runtime, decode_mode, namers, rewrites, progress)
-        while pending:
-            _finish(pending.pop(0), report, runtime, decode_mode, namers, rewrites, progress)
+        if budgeted:
+            finished = _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, target_bpw, max_bytes,
+                                        input_bytes, report)
+        else:
+            finished = _stream(pool, chosen, codec_name, options, jobs)
+        for item in finished:
+            _finish(item, report, runtime, decode_mode, namers, rewrites, progress)
     # Subgraphs first: rewriting a parent graph copies its nodes, and with them their subgraph attributes.
     for graph, graph_rewrites in reversed(list(rewrites.values())):
         emit.apply(graph, graph_rewrites)
@@ -105,6 +122,83 @@ def compress_model(
         model.opset_import.append(onnx.helper.make_opsetid(DOMAIN, OPSET_VERSION))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _stream(pool, chosen, codec_name, options, jobs):
+    """(site, future) in order, with at most 2·jobs tensors in flight."""
+    pending = []
+    for site in chosen:
+        pending.append((site, pool.submit(_encode_one, _values(site), codec_name, options)))
+        if len(pending) >= 2 * jobs:
+            yield pending.pop(0)
+    yield from pending
+
+
+class _Done:
+    """A finished result in the shape of a future."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+def _candidates(array: np.ndarray, codec_name: str, option_sets: list[dict], runtime: str, name: str | None):
+    """Every budget setting of one tensor, cheapest first. With ``name`` (a whole-file budget), sizes are the
+    serialized bytes of the decoder and its blob, so the file size can be predicted exactly."""
+    out = []
+    for opts in option_sets:
+        result = _encode_one(array, codec_name, opts)
+        if isinstance(result, str):
+            return result
+        enc, sqnr = result
+        if name is not None and runtime == "ort":
+            nbytes = _serialized_bytes(name, enc, sqnr)
+        else:
+            nbytes = enc.nbytes if runtime == "ort" else _portable_bytes(enc)
+        rel = 0.0 if not np.isfinite(sqnr) else 10.0 ** (-sqnr / 10.0)
+        out.append(budget.Candidate(nbytes, rel, result))
+    return sorted(out, key=lambda c: c.nbytes)
+
+
+def _serialized_bytes(name: str, enc: codec.Encoded, sqnr: float) -> int:
+    from onnx import helper
+
+    from hyperonnx.ops import OP_TYPE
+
+    stats = {"sqnr_db": round(sqnr, 3) if np.isfinite(sqnr) else None, "bytes_before": 0}
+    node = helper.make_node(OP_TYPE, [f"{name}::theta"], [name], name=f"hyperonnx/{name}", domain=DOMAIN,
+                            doc_string=json.dumps(stats, sort_keys=True), **emit.node_attributes(enc, "load"))
+    blob = numpy_helper.from_array(enc.blob, f"{name}::theta")
+    return node.ByteSize() + blob.ByteSize() + 8  # + the repeated-field tags of the node and the initializer
+
+
+def _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, target_bpw, max_bytes, input_bytes,
+                     report):
+    """Encode every tensor at every budget setting, allocate the budget, yield the chosen encodings."""
+    pending, results = [], []
+    for site in chosen:
+        name = site.name if max_bytes is not None else None
+        pending.append((site, pool.submit(_candidates, _values(site), codec_name, option_sets, runtime, name)))
+        if len(pending) >= 2 * jobs:
+            site_done, future = pending.pop(0)
+            results.append((site_done, future.result()))
+    results += [(site, future.result()) for site, future in pending]
+    kept = [(site, c) for site, c in results if not isinstance(c, str)]
+    weights = sum(site.numel for site, _ in kept)
+    if target_bpw is not None:
+        limit = target_bpw * weights / 8.0
+    else:
+        # What the compressed tensors free: their serialized bytes (a Constant node's too) in the input.
+        raw = sum((site.constant_node or site.tensor).ByteSize() + 8 for site, _ in kept)
+        limit = max_bytes - (input_bytes - raw) - 64  # 64: the added opset import, with room to spare
+    choice = budget.allocate([c for _, c in kept], limit)
+    report.budget = {"limit_bytes": limit, "weights": weights,
+                     "chosen_bytes": sum(c[i].nbytes for (_, c), i in zip(kept, choice))}
+    chosen_by_site = {id(site): c[i].payload for (site, c), i in zip(kept, choice)}
+    for site, c in results:
+        yield site, _Done(c if isinstance(c, str) else chosen_by_site[id(site)])
 
 
 def _values(site: WeightSite) -> np.ndarray:

@@ -1,0 +1,56 @@
+"""Bit allocation to a size budget: each tensor gets the setting that buys the most fidelity per byte.
+
+Every tensor is encoded at each candidate setting; then, starting from the cheapest setting everywhere, the
+upgrade with the largest drop in relative noise (noise/signal, every tensor weighted alike) per extra byte is
+taken, while the total stays within the budget. Weighting tensors alike, not by size, favours small tensors
+(depthwise and first/last layers), which hold few bytes and whose errors matter out of proportion to their size.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+# Settings tried per codec family when a size budget is given: the codec's "bits" option.
+BUDGET_OPTIONS = {
+    "blockvq": [{"bits": b} for b in (2, 3, 4, 5, 6, 7, 8)],
+}
+
+
+@dataclass
+class Candidate:
+    nbytes: int
+    rel_noise: float  # noise energy / signal energy
+    payload: object  # what the caller needs to emit this choice (the Encoded, its SQNR)
+
+
+def allocate(candidates: list[list[Candidate]], budget_bytes: float) -> list[int]:
+    """Index of the chosen candidate per tensor. Candidates of a tensor must be sorted by size.
+
+    Returns the cheapest choice everywhere when even that exceeds the budget (the caller reports it).
+    """
+    choice = [0] * len(candidates)
+    total = sum(c[0].nbytes for c in candidates)
+    heap: list[tuple[float, int, int]] = []
+
+    def push(t: int) -> None:
+        i = choice[t]
+        if i + 1 < len(candidates[t]):
+            here, there = candidates[t][i], candidates[t][i + 1]
+            gain = here.rel_noise - there.rel_noise
+            cost = max(there.nbytes - here.nbytes, 1)
+            heapq.heappush(heap, (-gain / cost, t, i))
+
+    for t in range(len(candidates)):
+        push(t)
+    while heap:
+        _, t, i = heapq.heappop(heap)
+        if choice[t] != i:
+            continue
+        step = candidates[t][i + 1].nbytes - candidates[t][i].nbytes
+        if total + step > budget_bytes:
+            continue  # this upgrade does not fit; a cheaper one elsewhere still might
+        choice[t] = i + 1
+        total += step
+        push(t)
+    return choice
