@@ -121,3 +121,18 @@ def test_unwritable_output_folder(toy, tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     _one_line_error(hx("convert", toy, "-o", locked / "out.onnx"), "not writable")
+
+
+def test_budget_options_from_the_command_line(toy, tmp_path):
+    out = tmp_path / "b.onnx"
+    result = hx("convert", toy, "-o", out, "--codec", "blockvq", "--min-elements", "1", "--max-size", "19.5K",
+                "--strip-debug-info", "--json")
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size <= 19.5 * 1024
+    data = json.loads(result.stdout)
+    assert data["budget"]["chosen_bytes"] <= data["budget"]["limit_bytes"]
+    result = hx("convert", toy, "-o", out, "--codec", "blockvq", "--target-bpw", "4", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["budget"]["weights"] > 0
+    _one_line_error(hx("convert", toy, "-o", out, "--max-size", "lots"), "--max-size")
+    _one_line_error(hx("convert", toy, "-o", out, "--target-bpw", "0.1"), "--target-bpw")
+    _one_line_error(hx("convert", toy, "-o", out, "--codec", "paper", "--target-bpw", "5"), "bits option")
