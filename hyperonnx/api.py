@@ -319,6 +319,20 @@ def verify(
     }
 
 
+def _cuda_report(library: str, providers: list[str]) -> dict[str, Any]:
+    """Whether the library holds CUDA kernels, how many devices they see, and whether ORT can use them."""
+    import ctypes
+
+    lib = ctypes.CDLL(library)
+    if not hasattr(lib, "hyperonnx_cuda_info"):
+        return {"cuda_kernels": False, "cuda_usable": False}
+    buffer = ctypes.create_string_buffer(1024)
+    lib.hyperonnx_cuda_info(buffer, ctypes.c_size_t(len(buffer)))
+    devices = int(lib.hyperonnx_cuda_available())
+    return {"cuda_kernels": True, "cuda_devices": devices, "cuda_info": buffer.value.decode(errors="replace"),
+            "cuda_usable": devices > 0 and "CUDAExecutionProvider" in providers}
+
+
 def doctor() -> dict[str, Any]:
     """Versions, the op library and whether it loads, the providers ONNX Runtime offers."""
     import platform
@@ -344,6 +358,7 @@ def doctor() -> dict[str, Any]:
         info["library"] = path
         runtime.session_options()
         info["library_loads"] = True
+        info.update(_cuda_report(path, info["providers"]))
     except Exception as exc:
         info.setdefault("library", None)
         info["library_loads"] = False
