@@ -35,9 +35,9 @@ GROUP = 128
 class IntRtn:
     """Asymmetric per-group-128 round-to-nearest INT: fp16 scale and fp16 zero point (the group minimum)."""
 
-    def __init__(self, bits: int):
-        self.bits = bits
-        self.label = f"INT{bits} asym g128"
+    def __init__(self, bits: int, clip: bool = False):
+        self.bits, self.clip = bits, clip
+        self.label = f"INT{bits} asym g128" + (" +clip" if clip else "")
 
     def encode(self, x: np.ndarray):
         flat = x.astype(np.float32).reshape(-1)
@@ -46,13 +46,27 @@ class IntRtn:
         padded[: flat.size] = flat
         padded[flat.size :] = flat[-1]
         g = padded.reshape(groups, GROUP)
-        lo, hi = g.min(axis=1), g.max(axis=1)
-        zero = lo.astype(np.float16)
-        scale = ((hi - zero.astype(np.float32)) / (2**self.bits - 1)).astype(np.float16)
-        inv = np.where(scale > 0, 1 / np.maximum(scale.astype(np.float32), 1e-30), 0).astype(np.float32)
-        q = np.rint((g - zero.astype(np.float32)[:, None]) * inv[:, None])
-        q = np.clip(q, 0, 2**self.bits - 1).astype(np.uint8)
-        return q, scale, zero, x.shape, flat.size
+        best = None
+        # Clip search: shrink each group's [min, max] range by a ratio 1.0 → 0.5 and keep the lowest squared
+        # error per group (the strongest data-free INT baseline).
+        for ratio in np.linspace(1.0, 0.5, 11) if self.clip else (1.0,):
+            lo, hi = g.min(axis=1) * ratio, g.max(axis=1) * ratio
+            zero = lo.astype(np.float16)
+            scale = ((hi - zero.astype(np.float32)) / (2**self.bits - 1)).astype(np.float16)
+            inv = np.where(scale > 0, 1 / np.maximum(scale.astype(np.float32), 1e-30), 0).astype(np.float32)
+            q = np.rint((g - zero.astype(np.float32)[:, None]) * inv[:, None])
+            q = np.clip(q, 0, 2**self.bits - 1).astype(np.uint8)
+            rec = q.astype(np.float32) * scale.astype(np.float32)[:, None] + zero.astype(np.float32)[:, None]
+            err = ((rec - g) ** 2).sum(axis=1)
+            if best is None:
+                best = [err, q, scale, zero]
+            else:
+                better = err < best[0]
+                best[0] = np.where(better, err, best[0])
+                best[1][better] = q[better]
+                best[2] = np.where(better, scale, best[2])
+                best[3] = np.where(better, zero, best[3])
+        return best[1], best[2], best[3], x.shape, flat.size
 
     def decode(self, enc) -> np.ndarray:
         q, scale, zero, shape, size = enc
@@ -79,14 +93,17 @@ class HyperCodec:
 
 
 def methods() -> list:
-    rows = [HyperCodec("paper", "paper (n=1600)"), HyperCodec("paper-cnn", "paper-cnn (n=225)")]
+    rows = [HyperCodec("blockvq", "blockvq b=4 B=40", bits=4, block=40),
+            HyperCodec("blockvq", "blockvq b=5 B=40", bits=5, block=40),
+            HyperCodec("blockvq", "blockvq b=5 B=32", bits=5, block=32),
+            HyperCodec("paper", "paper (n=1600)"), HyperCodec("paper-cnn", "paper-cnn (n=225)")]
     for name in codec.CODECS:  # codecs registered later get a default row too
-        if name not in ("paper", "paper-cnn", "kronecker"):
+        if name not in ("paper", "paper-cnn", "kronecker", "blockvq"):
             rows.append(HyperCodec(name, name))
     if "kronecker" in codec.CODECS:
         rows += [HyperCodec("kronecker", "kronecker N=2 U=4096", N=2, U=4096),
                  HyperCodec("kronecker", "kronecker N=2 U=256", N=2, U=256)]
-    return rows + [IntRtn(4), IntRtn(8)]
+    return rows + [IntRtn(4), IntRtn(4, clip=True), IntRtn(5, clip=True), IntRtn(8)]
 
 
 def measure(method, tensors: list[np.ndarray]) -> tuple[float, float]:
