@@ -542,6 +542,14 @@ def _write(result: dict[str, Any], out: Path, say: Callable[[str], None]) -> dic
     return files
 
 
+def _label(spec: str) -> str:
+    """A short point label: "ort-nbits:algo=rtn:block=32:ops=MatMul+Gather" → "nbits rtn b32 +Gather"."""
+    for long, short in (("ort-nbits", "nbits"), ("algo=", ""), ("block=", "b"), ("ops=MatMul+Gather", "+Gather"),
+                        ("per_channel=1", "per-ch"), (":", " ")):
+        spec = spec.replace(long, short)
+    return spec
+
+
 def plot(result: dict[str, Any], path: Path) -> bool:
     """Size against fidelity, one point per variant; False (and nothing written) without matplotlib."""
     try:
@@ -549,7 +557,9 @@ def plot(result: dict[str, Any], path: Path) -> bool:
         from matplotlib.figure import Figure
     except ImportError:
         return False
-    rows = [r for r in result["rows"] if "error" not in r and not math.isnan(r["cosine_min"])]
+    # rows that compressed nothing sit on the fp32 point and would stretch the log axis to 1e-12
+    rows = [r for r in result["rows"] if "error" not in r and not math.isnan(r["cosine_min"])
+            and (r["kind"] == "reference" or r["float_weights_left"] < 1.0)]
     has_top1 = any(r.get("top1_agreement") is not None for r in rows)
     # Figure + Agg canvas, not pyplot: no global backend state, works headless and inside other programs
     fig = Figure(figsize=(11 if has_top1 else 6.5, 4.6), layout="constrained")
@@ -563,14 +573,16 @@ def plot(result: dict[str, Any], path: Path) -> bool:
                 # 1 − cosine on a log axis separates 0.999 from 0.99999; the exact fp32 point has no place there
                 if r is ref:
                     continue
-                y = max(1.0 - r["cosine_min"], 1e-12)
+                y = max(1.0 - r["cosine_min"], 1e-9)
             else:
                 if r.get("top1_agreement") is None:
                     continue
                 y = r["top1_agreement"]
             ax.scatter(r["bytes"] / 1e6, y, color=colors.get(r["kind"], "gray"),
                        marker="o" if r["frontier"] else "x", zorder=3)
-            ax.annotate(r["variant"], (r["bytes"] / 1e6, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            label = ax.annotate(_label(r["variant"]), (r["bytes"] / 1e6, y), fontsize=7, xytext=(4, 3),
+                                textcoords="offset points")
+            label.set_in_layout(False)  # long labels must not squeeze the axes
         ax.axvline(ref["bytes"] / 1e6, color="black", linestyle=":", linewidth=1, label="fp32 size")
         ax.set_xlabel("whole file, MB")
         ax.grid(True, alpha=0.3)
