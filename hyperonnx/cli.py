@@ -193,15 +193,36 @@ def doctor(as_json) -> None:
         click.echo(f"{key:16} {value}")
 
 
+def _quiet_native_logs() -> None:
+    # ONNX Runtime logs a failed session creation on stderr itself, before it raises the exception that we turn
+    # into our one error line: keep its logger to fatal messages (HYPERONNX_DEBUG=1 keeps them all).
+    if os.environ.get("HYPERONNX_DEBUG"):
+        return
+    try:
+        import onnxruntime
+
+        onnxruntime.set_default_logger_severity(4)
+    except Exception:  # onnxruntime missing or too old: commands that need it say so themselves
+        pass
+
+
 def main() -> None:
+    _quiet_native_logs()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("hyperonnx: interrupted", err=True)
         sys.exit(130)
     except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(2)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `hyperonnx`: the help text is the answer
+            exc.show()
+            sys.exit(2)
+        # One line like every other error (click's own form is usage + hint + blank line + message).
+        message = " ".join(exc.format_message().split())
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if isinstance(exc, click.UsageError) and ctx else ""
+        click.echo(f"hyperonnx: error: {message}{hint}", err=True)
+        sys.exit(exc.exit_code if exc.exit_code in (1, 2) else 2)
     except (HyperonnxError, ValueError, FileNotFoundError) as exc:
         if os.environ.get("HYPERONNX_DEBUG"):
             raise
@@ -210,6 +231,12 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("hyperonnx: interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:  # the system said no (disk full, permissions, --report path): the user's to fix
+        if os.environ.get("HYPERONNX_DEBUG"):
+            raise
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        click.echo(f"hyperonnx: error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(2)
     except Exception as exc:  # a bug, not a user error: still one line, and a way to see more
         if os.environ.get("HYPERONNX_DEBUG"):
             raise

@@ -81,28 +81,55 @@ def save(model: onnx.ModelProto, path: str | os.PathLike, external_data: bool | 
         raise HyperonnxError(f"{path}: output folder {folder} is not writable")
     if external_data is None:
         external_data = model.ByteSize() > PROTOBUF_LIMIT if _small_enough_to_measure(model) else True
-    tmp = Path(tempfile.mkdtemp(prefix=".hyperonnx-", dir=folder))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=".hyperonnx-", dir=folder))
+    except OSError as exc:
+        raise HyperonnxError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    data_name = path.name + ".data"
+    final_data = folder / data_name
+    backup = tmp / (data_name + ".previous")
+    placed_data = False  # final_data now holds this save's data (undone on any failure below)
+    done = False
     try:
         target = tmp / path.name
-        data_name = path.name + ".data"
+        data = tmp / data_name
         if external_data:
             onnx.save_model(model, str(target), save_as_external_data=True, all_tensors_to_one_file=True,
                             location=data_name, size_threshold=1024)
-            data = tmp / data_name
             if data.exists():
                 os.chmod(data, 0o644)  # onnx writes 0600; models are shared between users and containers
-                os.replace(data, folder / data_name)
         else:
             onnx.save_model(model, str(target))
-            stale = folder / data_name
-            if stale.exists() and stale.resolve() != path.resolve():
-                pass  # an older external data file of another save: leave the user's files alone
+            # an older external data file of another save (OUT.data) is left alone: the user's files
         os.chmod(target, 0o644)
+        # Commit: the data first (the model names it), then the model. A previous OUT.data is kept aside
+        # until the model is in place, so a failure between the two renames restores it.
+        if external_data and data.exists():
+            if final_data.exists():
+                os.replace(final_data, backup)
+            os.replace(data, final_data)
+            placed_data = True
         os.replace(target, path)
+        done = True
     except OSError as exc:
         raise HyperonnxError(f"{path}: cannot write ({exc.strerror or exc})") from None
     finally:
+        if not done:
+            if placed_data:
+                _unlink_quietly(final_data)
+            if backup.exists():
+                try:
+                    os.replace(backup, final_data)
+                except OSError:
+                    pass
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
 
 
 def _small_enough_to_measure(model: onnx.ModelProto) -> bool:
