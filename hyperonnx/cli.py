@@ -206,6 +206,15 @@ def _quiet_native_logs() -> None:
         pass
 
 
+def _register_bench() -> None:
+    from hyperonnx.cli_bench import bench_command
+
+    cli.add_command(bench_command)
+
+
+_register_bench()
+
+
 def main() -> None:
     _quiet_native_logs()
     try:
