@@ -102,11 +102,15 @@ def save(model: onnx.ModelProto, path: str | os.PathLike, external_data: bool | 
             onnx.save_model(model, str(target))
             # an older external data file of another save (OUT.data) is left alone: the user's files
         os.chmod(target, 0o644)
-        # Commit: the data first (the model names it), then the model. A previous OUT.data is kept aside
-        # until the model is in place, so a failure between the two renames restores it.
+        # Commit: the data first (the model names it), then the model. A previous OUT.data is kept (a second
+        # link in our temporary folder) until the model is in place, so a failure between the two renames
+        # restores it; OUT.data itself is only ever replaced atomically, never missing.
         if external_data and data.exists():
             if final_data.exists():
-                os.replace(final_data, backup)
+                try:
+                    os.link(final_data, backup)
+                except OSError:
+                    shutil.copy2(final_data, backup)
             os.replace(data, final_data)
             placed_data = True
         os.replace(target, path)
