@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/runtime.py            # about a minute on 2 cores; --quick for a smoke run
 
 1. Decode throughput: the kernel regenerating a large synthetic float32 tensor (16M weights, paper codec at its
-   defaults, or --codec kronecker: N=2, U=4096) at 1 and 2 decode threads vs copying the same decoded bytes with
+   defaults, or --codec kronecker: N=2, U=4096, or --codec blockvq: bits 5, blocks of 32) at 1 and 2 decode threads vs copying the same decoded bytes with
    one numpy copy (np.copyto into a reused buffer: glibc's memcpy, one thread). Ratio > 1: decoding is faster
    than copying the result. The three are timed in interleaved rounds, so a load change on the machine hits
    them alike; the load average is printed, as other processes on a small machine skew the 2-thread numbers
@@ -61,6 +61,13 @@ def synthetic_encoding(shape: tuple[int, ...], seed: int = 0, codec_name: str = 
     codes)."""
     rng = np.random.default_rng(seed)
     small = codec.encode((rng.standard_normal(4096) * 0.02).astype(np.float32), codec_name)
+    if small.codec == "blockvq":  # no table: random pair codes, then random block headers (scale code, codebook)
+        numel, block = int(np.prod(shape)), small.ints["block"][0]
+        theta = rng.integers(0, 1 << small.bits, size=-(-numel // 2), dtype=np.uint64)
+        headers = rng.integers(0, 48, size=-(-numel // block), dtype=np.uint64) | (
+            rng.integers(0, 4, size=-(-numel // block), dtype=np.uint64) << np.uint64(8))
+        blob = np.concatenate([bitpack.pack(theta, small.bits), bitpack.pack(headers, 10)])
+        return dataclasses.replace(small, shape=tuple(shape), blob=blob)
     entries = codec.table(small).shape[0]
     count = -(-int(np.prod(shape)) // small.group)
     codes = rng.integers(0, entries, size=count, dtype=np.uint64)
@@ -214,7 +221,8 @@ def compare_models(runs: int, folder: Path) -> list[tuple[str, dict[str, dict]]]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (smoke test)")
-    parser.add_argument("--codec", choices=("paper", "kronecker"), default="paper", help="codec of part 1")
+    parser.add_argument("--codec", choices=("paper", "kronecker", "blockvq"), default="paper",
+                        help="codec of part 1 (blockvq: its defaults, bits 5, blocks of 32)")
     parser.add_argument("--decode-only", action="store_true", help="part 1 only")
     parser.add_argument("--child", nargs=4, metavar=("VARIANT", "PATH", "MODEL", "RUNS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -227,7 +235,7 @@ def main() -> None:
     print(f"onnxruntime {ort.__version__}, {os.cpu_count()} CPUs, library {runtime.library_path()}")
     load = os.getloadavg()[0]
     tp = decode_throughput(weights, repeat, args.codec)
-    params = "n=1600, rings=3" if args.codec == "paper" else "N=2, U=4096"
+    params = {"paper": "n=1600, rings=3", "kronecker": "N=2, U=4096", "blockvq": "bits=5, block=32"}[args.codec]
     print(f"\n1. decode throughput, {weights / 2**20:.0f}M float32 weights ({args.codec} codec, {params}, "
           f"{tp['bits']}-bit codes), median of {repeat} interleaved rounds; load average {load:.2f} -> "
           f"{os.getloadavg()[0]:.2f}")

@@ -117,10 +117,49 @@ def test_kronecker_matches_reference(tmp_path, shape, dtype, group, levels, mode
     assert same_bits(run(path, mode), codec.decode(enc))
 
 
+BLOCKVQ_CASES = [  # (shape, dtype, bits, block): odd sizes leave a partial last block and pair
+    ((33, 17), "float32", 5, 32),
+    ((64, 48), "float32", 4, 64),
+    ((5, 7), "float16", 3, 40),
+    ((3, 11), "float64", 8, 32),
+    ((9, 65), "float16", 2, 2),
+    ((2,), "float32", 1, 16),
+]
+
+
+@pytest.mark.parametrize("shape,dtype,bits,block", BLOCKVQ_CASES)
+@pytest.mark.parametrize("mode", [None, "load", "call", "init"])
+def test_blockvq_matches_reference(tmp_path, shape, dtype, bits, block, mode):
+    rng = np.random.default_rng(bits * 1000 + block)
+    x = (rng.standard_normal(shape) * 0.05).astype(dtype_from_name(dtype))
+    enc = codec.encode(x, "blockvq", bits=bits, block=block)
+    path = save(decode_model(attributes(enc, "call" if mode is None else "load"), enc.blob), tmp_path)
+    assert same_bits(run(path, mode), codec.decode(enc))
+
+
+def test_blockvq_bfloat16_and_blob_input(tmp_path):
+    x = (np.random.default_rng(6).standard_normal((7, 96)) * 0.1).astype(dtype_from_name("bfloat16"))
+    enc = codec.encode(x, "blockvq", bits=5, block=32)
+    attrs = attributes(enc)
+    ref = codec.decode(enc).view(np.uint16).tobytes()
+    path = save(decode_model(attrs, enc.blob), tmp_path)
+    for mode in ("load", "call", "init"):
+        sess = runtime.session(path, mode=mode)
+        assert sess.get_outputs()[0].type == "tensor(bfloat16)"
+        assert raw_output(sess, attrs) == ref
+    x = (np.random.default_rng(7).standard_normal((101,)) * 0.1).astype(np.float32)
+    enc = codec.encode(x, "blockvq", bits=4, block=16)
+    path = save(decode_model(attributes(enc), None, "Identity"), tmp_path, "input.onnx")
+    for mode in ("load", "call", "init"):
+        sess = runtime.session(path, mode=mode)
+        for _ in range(2):
+            assert same_bits(sess.run(None, {"blob": enc.blob})[0], codec.decode(enc))
+
+
 def test_golden_covers_every_codec():
     """The C++ and ORT golden tests below iterate the golden files: each codec must have some."""
     families = {c.family for c in codec.CODECS.values()}
-    assert families >= {"paper", "kronecker"}
+    assert families >= {"paper", "kronecker", "blockvq"}
     assert {read_golden(p)[0]["codec"] for p in GOLDEN_CASES} == families
 
 

@@ -82,6 +82,71 @@ def test_bad_kronecker_side_information(tmp_path, name):
         runtime.session(path, mode="call").run(None, {})
 
 
+BLOCKVQ = codec.encode(np.linspace(-1, 1, 77, dtype=np.float32).reshape(7, 11), "blockvq", bits=3, block=16)
+BLOCKVQ_CASES = {
+    "levels 12": ({"i_levels": [12]}, "i_levels must be a power of two in 2..256, got 12"),
+    "levels 1": ({"i_levels": [1], "bits": 0}, "bits must be in 1..32"),
+    "levels 512": ({"i_levels": [512], "bits": 18}, "got 512"),
+    "bits vs levels": ({"bits": 8}, "bits must be 2\\*log2\\(i_levels\\) = 6, got 8"),
+    "group 3": ({"group": 3}, "group must be 2"),
+    "block odd": ({"i_block": [15]}, "i_block must be even and in 2..4096, got 15"),
+    "block 0": ({"i_block": [0]}, "got 0"),
+    "block 8192": ({"i_block": [8192]}, "got 8192"),
+    "books short": ({"f_books": list(BLOCKVQ.floats["books"][:-1])}, "f_books must hold 4\\*i_levels = 32 floats, got 31"),
+    "books of 4 levels": ({"f_books": list(BLOCKVQ.floats["books"][:16])}, "got 16"),
+    "no smax": ({"f_smax": None}, "f_smax"),
+    "two smax": ({"f_smax": [1.0, 2.0]}, "f_smax must hold one float"),
+    "no block": ({"i_block": None}, "i_block"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKVQ_CASES))
+@pytest.mark.parametrize("mode", ["load", "call"])
+def test_bad_blockvq_side_information(tmp_path, name, mode):
+    change, message = BLOCKVQ_CASES[name]
+    attrs = {k: v for k, v in {**attributes(BLOCKVQ), **change}.items() if v is not None}
+    path = save(decode_model(attrs, BLOCKVQ.blob), tmp_path)
+    with pytest.raises(Exception, match=f"decode_W.*{message}"):
+        runtime.session(path, mode=mode).run(None, {})
+
+
+# 77 weights, blocks of 16: 39 codes of 6 bits (30 bytes), then 5 headers of 10 bits (7 bytes).
+BLOCKVQ_BLOBS = {
+    "one byte short": lambda: BLOCKVQ.blob[:-1],
+    "one byte long": lambda: np.append(BLOCKVQ.blob, np.uint8(0)),
+    "codes only": lambda: BLOCKVQ.blob[:30],
+    "empty": lambda: np.zeros(0, np.uint8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKVQ_BLOBS))
+@pytest.mark.parametrize("mode", ["load", "call"])
+def test_bad_blockvq_blob(tmp_path, name, mode):
+    assert BLOCKVQ.blob.size == 37
+    message = r"blob holds \d+ bytes, expected 37 \(39 codes of 6 bits \+ 5 block headers of 10 bits\)"
+    path = save(decode_model(attributes(BLOCKVQ), BLOCKVQ_BLOBS[name]()), tmp_path)
+    with pytest.raises(Exception, match=f"HyperDecode node 'decode_W'.*{message}"):
+        runtime.session(path, mode=mode)
+    path = save(decode_model(attributes(BLOCKVQ), None), tmp_path, "input.onnx")
+    sess = runtime.session(path, mode=mode)
+    with pytest.raises(Exception, match=message):
+        sess.run(None, {"blob": BLOCKVQ_BLOBS[name]()})
+    assert sess.run(None, {"blob": BLOCKVQ.blob})[0].tobytes() == codec.decode(BLOCKVQ).tobytes()  # still usable
+
+
+def test_blockvq_every_header_is_valid(tmp_path):
+    """A 10-bit header cannot hold a codebook id >= 4 (the format's `c < 4` check is implied): every header
+    value 0..1023, one block of 2 weights each, decodes as the numpy reference does."""
+    from hyperonnx.codec import bitpack
+
+    enc = codec.encode(np.linspace(-1, 1, 64, dtype=np.float32), "blockvq", bits=3, block=2)
+    theta = np.arange(1024, dtype=np.uint64) * 5 % 64
+    blob = np.concatenate([bitpack.pack(theta, 6), bitpack.pack(np.arange(1024, dtype=np.uint64), 10)])
+    enc = dataclasses.replace(enc, shape=(2048,), blob=blob)
+    path = save(decode_model(attributes(enc), enc.blob), tmp_path)
+    assert runtime.session(path, mode="call").run(None, {})[0].tobytes() == codec.decode(enc).tobytes()
+
+
 def test_kronecker_code_out_of_range(tmp_path):
     """U = 100 with 7-bit codes: codes 100..127 are representable and must be rejected."""
     path = save(decode_model(attributes(KRONECKER), bad_code_blob(KRONECKER, 7, 100)), tmp_path)

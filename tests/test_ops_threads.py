@@ -49,3 +49,27 @@ def test_eight_threads_kronecker(tmp_path, mode):
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: sess.run(None, {})[0].tobytes(), range(16)))
     assert all(r == ref.tobytes() for r in results)
+
+
+@pytest.mark.parametrize("mode", ["load", "call", "init"])
+@pytest.mark.parametrize("constant", [True, False], ids=["initializer", "graph-input"])
+def test_eight_threads_blockvq(tmp_path, mode, constant):
+    """blockvq (bits 5, blocks of 32: the C++ fused path; streaming stores) above the parallel threshold, 8 Run
+    threads at once, bit-exact vs the numpy reference. Codes and headers are random (encoding 1.1M weights with
+    the numpy encoder would be slow); every 10-bit header is a valid (scale code, codebook)."""
+    small = codec.encode((np.random.default_rng(8).standard_normal(999) * 0.02).astype(np.float32), "blockvq",
+                         bits=5, block=32)
+    shape = (1100, 1001)  # odd: a partial last block and pair
+    numel = shape[0] * shape[1]
+    rng = np.random.default_rng(9)
+    theta = rng.integers(0, 1 << 10, size=-(-numel // 2), dtype=np.uint64)
+    headers = rng.integers(0, 1 << 10, size=-(-numel // 32), dtype=np.uint64)
+    blob = np.concatenate([bitpack.pack(theta, 10), bitpack.pack(headers, 10)])
+    enc = dataclasses.replace(small, shape=shape, blob=blob)
+    ref = codec.decode(enc).tobytes()
+    path = save(decode_model(attributes(enc), enc.blob if constant else None), tmp_path)
+    sess = runtime.session(path, mode=mode)
+    feeds = {} if constant else {"blob": enc.blob}
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: sess.run(None, feeds)[0].tobytes(), range(16)))
+    assert all(r == ref for r in results)

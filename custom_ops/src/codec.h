@@ -1,6 +1,11 @@
-// The codec table (like ggml's type traits): each codec family is one entry that turns the node's side
-// information into a float32 table generator. Everything else (code unpacking, range checks, casting,
-// gathering, threading) is shared, exactly as in the numpy reference (hyperonnx/codec/base.py).
+// The codec table (like ggml's type traits): each codec family is one entry. Two kinds:
+//   table codecs (paper, kronecker): the side information gives a float32 table generator; everything else
+//     (code unpacking, range checks, casting, gathering, threading) is shared, exactly as in the numpy
+//     reference (hyperonnx/codec/base.py);
+//   blocked codecs (blockvq): the blob carries per-block side streams after the codes, so there is no single
+//     table; the codec validates and decodes ranges of its own blocks (BlockDecoder). The shared decoder still
+//     reads the common attributes, checks the blob length, splits the blocks over threads and picks streaming
+//     stores.
 //
 // Adding a codec = one new file in codecs/ defining `const CodecSpec kFooCodec = {...}` plus one
 // `X(kFooCodec)` line in HYPERONNX_CODECS below (CMake globs codecs/*.cc).
@@ -11,6 +16,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "dtype.h"
 
 namespace hyperonnx {
 
@@ -30,18 +37,50 @@ class TableGen {
   virtual void rows(uint64_t first, uint64_t count, float* out) const = 0;
 };
 
+// The node's common attributes, already validated, as a blocked codec sees them.
+struct NodeLayout {
+  uint64_t numel = 0;  // output elements
+  uint64_t count = 0;  // codes: ceil(numel / group)
+  int64_t group = 1;
+  int bits = 1;
+  DType dtype = DType::kFloat;
+};
+
+// Decodes one tensor of a blocked codec. Immutable after creation, so every method may be called from several
+// threads at once.
+class BlockDecoder {
+ public:
+  virtual ~BlockDecoder() = default;
+  // The exact blob length, and what it is made of (for the length error: "123 codes of 10 bits + 9 headers").
+  virtual uint64_t blob_bytes() const = 0;
+  virtual std::string blob_layout() const = 0;
+  // Independent work units (blocks); decode() may be given any sub-range, in any order, on any thread.
+  virtual uint64_t units() const = 0;
+  // Checks a blob of blob_bytes() bytes beyond its length (the length was checked).
+  virtual bool validate(const uint8_t* blob, std::string* error) const = 0;
+  // Writes every output element of units [u0, u1) into out (the whole tensor: numel * element size bytes).
+  // stream: out is 16-byte aligned and large; non-temporal stores are welcome (fenced before returning).
+  // On a bad blob returns false with *error set (out partly written).
+  virtual bool decode(const uint8_t* blob, uint64_t u0, uint64_t u1, void* out, bool stream,
+                      std::string* error) const = 0;
+};
+
 struct CodecSpec {
   const char* name;                     // the `codec` attribute value
   std::vector<std::string> int_keys;    // side information read as i_<key> (all required)
   std::vector<std::string> float_keys;  // side information read as f_<key> (all required)
-  // Validates the side information for a node with `group` weights per code; on failure returns null and
-  // sets *error (without the node name; the caller adds it).
+  // Table codecs: validates the side information for a node with `group` weights per code; on failure returns
+  // null and sets *error (without the node name; the caller adds it). Null for blocked codecs.
   std::unique_ptr<TableGen> (*create)(const SideInfo& side, int64_t group, std::string* error);
+  // Blocked codecs: the same for the whole node (layout: the common attributes). Null for table codecs.
+  std::unique_ptr<BlockDecoder> (*create_blocked)(const SideInfo& side, const NodeLayout& layout,
+                                                  std::string* error);
 };
 
 #define HYPERONNX_CODECS(X) \
   X(kPaperCodec)              \
-  X(kKroneckerCodec)
+  X(kKroneckerCodec)          \
+  X(kBlockVQCodec)
 
 #define HYPERONNX_DECLARE_CODEC(spec) extern const CodecSpec spec;
 HYPERONNX_CODECS(HYPERONNX_DECLARE_CODEC)

@@ -257,6 +257,21 @@ std::unique_ptr<Decoder> Decoder::create(const AttrSource& attrs, std::string* e
       return bad("codec " + codec_name + ": missing floats attribute 'f_" + key + "'");
     }
   }
+  if (codec->create_blocked) {  // the codec decodes its blocks itself: no table
+    NodeLayout layout;
+    layout.numel = numel;
+    layout.count = d->count_;
+    layout.group = group;
+    layout.bits = d->bits_;
+    layout.dtype = d->dtype_;
+    d->blocked_ = codec->create_blocked(side, layout, error);
+    if (!d->blocked_) return nullptr;
+    d->blob_bytes_ = static_cast<size_t>(d->blocked_->blob_bytes());
+    d->entries_ = bits == 32 ? (uint64_t{1} << 32) : (uint64_t{1} << bits);  // every code is a valid one
+    d->table_rows_ = 0;
+    d->use_table_ = false;
+    return d;
+  }
   d->gen_ = codec->create(side, group, error);
   if (!d->gen_) return nullptr;
   d->entries_ = d->gen_->entries();
@@ -278,8 +293,10 @@ std::unique_ptr<Decoder> Decoder::create(const AttrSource& attrs, std::string* e
 
 bool Decoder::check_length(size_t len, std::string* error) const {
   if (len == blob_bytes_) return true;
+  const std::string layout =
+      blocked_ ? blocked_->blob_layout() : std::to_string(count_) + " codes of " + std::to_string(bits_) + " bits";
   return fail(error, "blob holds " + std::to_string(len) + " bytes, expected " + std::to_string(blob_bytes_) + " (" +
-                         std::to_string(count_) + " codes of " + std::to_string(bits_) + " bits)");
+                         layout + ")");
 }
 
 bool Decoder::check_codes(const uint32_t* codes, size_t n, uint64_t first, uint32_t* bad_code,
@@ -397,6 +414,7 @@ struct FirstBadCode {
 
 bool Decoder::validate(const uint8_t* blob, size_t len, std::string* error) const {
   if (!check_length(len, error)) return false;
+  if (blocked_) return blocked_->validate(blob, error);
   uint32_t code = 0;
   uint64_t index = 0;
   if (scan_range(blob, len, 0, count_, &code, &index)) return true;
@@ -404,9 +422,27 @@ bool Decoder::validate(const uint8_t* blob, size_t len, std::string* error) cons
                          " is out of range: the table has " + std::to_string(entries_) + " entries");
 }
 
+// Blocked codecs: the codec decodes ranges of its blocks; the first failing block's error wins.
+bool Decoder::decode_blocked(const uint8_t* blob, void* out, int threads, std::string* error) const {
+  const bool stream = kCanStream && out_bytes() >= kStreamMinBytes && reinterpret_cast<uintptr_t>(out) % 16 == 0;
+  std::mutex mu;
+  uint64_t first_bad = ~uint64_t{0};
+  parallel_ranges(blocked_->units(), 64, numel_ >= kParallelMinElements ? threads : 1, [&](uint64_t u0, uint64_t u1) {
+    std::string e;
+    if (blocked_->decode(blob, u0, u1, out, stream, &e)) return;
+    std::lock_guard<std::mutex> lock(mu);
+    if (u0 < first_bad) {
+      first_bad = u0;
+      *error = e;
+    }
+  });
+  return first_bad == ~uint64_t{0};
+}
+
 bool Decoder::decode(const uint8_t* blob, size_t len, void* out, int threads, std::string* error) const {
   if (!check_length(len, error)) return false;
   if (numel_ == 0) return true;
+  if (blocked_) return decode_blocked(blob, out, threads, error);
   auto* dst = static_cast<uint8_t*>(out);
   FirstBadCode bad;
   parallel_ranges(count_, 64, numel_ >= kParallelMinElements ? threads : 1, [&](uint64_t c0, uint64_t c1) {

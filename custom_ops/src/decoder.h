@@ -40,13 +40,19 @@ class Decoder {
   int bits() const { return bits_; }
   int64_t group() const { return group_; }
   uint64_t entries() const { return entries_; }
-  // Rows [0, table_rows()) of the table cast to dtype() (table_rows() * group() elements), or empty when
-  // the decoder generates rows per code instead; table_gen() then regenerates them (float32, uncast).
+  // Table codecs: rows [0, table_rows()) of the table cast to dtype() (table_rows() * group() elements), or
+  // empty when the decoder generates rows per code instead; table_gen() then regenerates them (float32,
+  // uncast). Blocked codecs (blocked() != null) have neither: no table, no generator, table_rows() == 0.
   uint64_t table_rows() const { return table_rows_; }
   const std::vector<uint8_t>& table() const { return table_; }
   const TableGen& table_gen() const { return *gen_; }
+  // The codec's own decoder for blocked codecs (codec.h), else null.
+  const BlockDecoder* blocked() const { return blocked_.get(); }
 
-  // Checks the blob's length and that every code is < entries, without decoding.
+  // True when len is the exact blob length; else false with the message every backend reports.
+  bool check_length(size_t len, std::string* error) const;
+  // Checks the blob's length and that every code is < entries (blocked codecs: their own checks), without
+  // decoding.
   bool validate(const uint8_t* blob, size_t len, std::string* error) const;
 
   // Decodes the blob into out (out_bytes() bytes). Tensors of >= kParallelMinElements use up to `threads`
@@ -56,7 +62,7 @@ class Decoder {
 
  private:
   Decoder() = default;
-  bool check_length(size_t len, std::string* error) const;
+  bool decode_blocked(const uint8_t* blob, void* out, int threads, std::string* error) const;
   // Decodes codes [c0, c1); on a bad code stores it in *bad_code/*bad_index and returns false.
   bool decode_range(const uint8_t* blob, size_t len, uint64_t c0, uint64_t c1, uint8_t* out, uint32_t* bad_code,
                     uint64_t* bad_index) const;
@@ -76,6 +82,7 @@ class Decoder {
   // Rows [0, table_rows_) of the table already cast to dtype_. When the table would be larger than the
   // output itself (a huge codebook for a tiny tensor) rows are generated per code from gen_ instead.
   std::unique_ptr<TableGen> gen_;
+  std::unique_ptr<BlockDecoder> blocked_;  // blocked codecs only (then gen_ and table_ are empty)
   std::vector<uint8_t> table_;
   uint64_t table_rows_ = 0;
   bool use_table_ = true;

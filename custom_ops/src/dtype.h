@@ -9,6 +9,13 @@
 #include <cstdint>
 #include <cstring>
 
+// The casts below are also compiled into the CUDA kernels (decode_kernel.cuh), so device and host round alike.
+#if defined(__CUDACC__)
+#define HX_HOST_DEVICE __host__ __device__
+#else
+#define HX_HOST_DEVICE
+#endif
+
 namespace hyperonnx {
 
 // ONNX TensorProto element type codes that a HyperDecode node may produce.
@@ -19,14 +26,18 @@ bool dtype_from_onnx(int64_t code, DType* out);
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);
 
-inline uint32_t float_bits(float f) {
+inline HX_HOST_DEVICE uint32_t float_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
   uint32_t u;
   std::memcpy(&u, &f, sizeof u);
   return u;
+#endif
 }
 
 // float32 -> IEEE binary16, round to nearest even; overflow goes to inf, NaN stays NaN (quiet, sign kept).
-inline uint16_t float_to_half(float f) {
+inline HX_HOST_DEVICE uint16_t float_to_half(float f) {
   const uint32_t u = float_bits(f);
   const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   const uint32_t a = u & 0x7fffffffu;
@@ -52,7 +63,7 @@ inline uint16_t float_to_half(float f) {
 }
 
 // float32 -> bfloat16, round to nearest even; NaN becomes the quiet NaN 0x7fc0 with the sign (as ml_dtypes does).
-inline uint16_t float_to_bfloat16(float f) {
+inline HX_HOST_DEVICE uint16_t float_to_bfloat16(float f) {
   const uint32_t u = float_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16 & 0x8000u) | 0x7fc0u);
   const uint32_t lsb = (u >> 16) & 1u;

@@ -2,7 +2,8 @@
 // `valgrind --tool=callgrind` or `perf record` on this binary; benchmarks/runtime.py measures through ORT).
 //
 //   hyperonnx_decode_bench [numel] [repeat] [codec] [dtype] [threads...]
-//     codec: paper (n=1600, rings=3, group 2, 13-bit codes; the paper defaults) or kronecker (N=2, U=4096)
+//     codec: paper (n=1600, rings=3, group 2, 13-bit codes; the paper defaults), kronecker (N=2, U=4096), or
+//            blockvq[:b[:B]] (b bits per weight, blocks of B; default blockvq:5:32, the codec's defaults)
 //     dtype: ONNX code, 1 float32 (default), 10 float16, 16 bfloat16, 11 double
 //
 // Prints the median over `repeat` runs of decoding into a reused output buffer, ns per code, and the ratio
@@ -22,10 +23,33 @@ using hyperonnx::MapAttrs;
 
 namespace {
 
+struct BlockVQSpec {
+  int b = 5;
+  int64_t block = 32;
+};
+
+BlockVQSpec parse_blockvq(const std::string& codec) {
+  BlockVQSpec s;
+  const size_t c1 = codec.find(':');
+  if (c1 == std::string::npos) return s;
+  s.b = std::atoi(codec.c_str() + c1 + 1);
+  const size_t c2 = codec.find(':', c1 + 1);
+  if (c2 != std::string::npos) s.block = std::atoll(codec.c_str() + c2 + 1);
+  return s;
+}
+
 MapAttrs attrs_for(const std::string& codec, int64_t numel, int64_t dtype) {
   MapAttrs a;
-  a.strings = {{"codec", codec}, {"mode", "call"}};
-  if (codec == "kronecker") {
+  a.strings = {{"codec", codec.substr(0, codec.find(':'))}, {"mode", "call"}};
+  if (codec.rfind("blockvq", 0) == 0) {
+    const BlockVQSpec s = parse_blockvq(codec);
+    const int64_t levels = int64_t{1} << s.b;
+    std::vector<float> books(static_cast<size_t>(4 * levels));
+    for (size_t i = 0; i < books.size(); ++i) books[i] = -1.0f + 2.0f * static_cast<float>(i % levels) / (levels - 1);
+    a.ints = {{"format", {1}}, {"dtype", {dtype}}, {"group", {2}}, {"bits", {2 * s.b}}, {"shape", {numel}},
+              {"i_block", {s.block}}, {"i_levels", {levels}}};
+    a.floats = {{"f_smax", {0.1f}}, {"f_books", books}};
+  } else if (codec == "kronecker") {
     a.ints = {{"format", {1}}, {"dtype", {dtype}}, {"group", {2}}, {"bits", {12}}, {"shape", {numel}},
               {"i_levels", {4096}}, {"i_alpha", {-7046029254386353131, 4354685564936845355}}};
     a.floats = {{"f_offset", {0.01f}}, {"f_width", {0.3f}}};
@@ -83,15 +107,24 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "create: %s\n", error.c_str());
     return 1;
   }
-  const uint32_t entries = codec == "kronecker" ? 4096 : 1601 * 4;
-  const int bits = codec == "kronecker" ? 12 : 13;
+  const bool blockvq = codec.rfind("blockvq", 0) == 0;
+  const BlockVQSpec bvq = parse_blockvq(codec);
+  const uint32_t entries = blockvq ? (1u << (2 * bvq.b)) : codec == "kronecker" ? 4096 : 1601 * 4;
+  const int bits = blockvq ? 2 * bvq.b : codec == "kronecker" ? 12 : 13;
   std::vector<uint32_t> codes(dec->count());
   uint64_t state = 88172645463325252ull;
-  for (auto& c : codes) {
+  auto next = [&] {
     state ^= state << 13, state ^= state >> 7, state ^= state << 17;
-    c = static_cast<uint32_t>(state % entries);
+    return state;
+  };
+  for (auto& c : codes) c = static_cast<uint32_t>(next() % entries);
+  auto blob = pack(codes, bits);
+  if (blockvq) {  // block headers: scale codes near the top (as for real weights), all four codebooks
+    std::vector<uint32_t> headers((numel + bvq.block - 1) / bvq.block);
+    for (auto& h : headers) h = static_cast<uint32_t>((next() % 48) | (next() % 4) << 8);
+    const auto hb = pack(headers, 10);
+    blob.insert(blob.end(), hb.begin(), hb.end());
   }
-  const auto blob = pack(codes, bits);
   std::vector<uint8_t> out(dec->out_bytes()), src(dec->out_bytes(), 1), dst(dec->out_bytes());
   const Timing copy = time_runs(repeat, [&] { std::memcpy(dst.data(), src.data(), src.size()); });
   const double t_copy = copy.median;

@@ -5,6 +5,8 @@
 //   golden    output == the numpy reference bytes, NaN-poisoned buffers
 //   random    output == the CPU decoder for paper tensors of every dtype and bits 1..32
 //   badcodes  out-of-range codes: lowest index reported by decode and scan, the table never read for them
+//   blockvq   blockvq_body (golden blockvq cases and random blobs of every b, dtype and block size) == the
+//             numpy reference / the CPU decoder
 // The GPU itself is tested by cuda_golden_test.cc (tests/gpu/run.sh).
 #include <cstdio>
 #include <cstring>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "cuda/decode_kernel.cuh"
+#include "codecs/blockvq.h"
 #include "cuda/host_table.h"
 #include "decoder.h"
 #include "golden.h"
@@ -119,9 +122,88 @@ struct Kinds {
 };
 Kinds g_kinds;
 
+// blockvq: blockvq_body with blobs at byte offsets 0..3 (word and byte code loads) and outputs aligned and
+// misaligned to a pair (pair and element stores), strides 1 and 7, against `expect`.
+int g_blockvq = 0;
+void run_blockvq_case(const std::string& name, const Decoder& dec, const std::vector<uint8_t>& blob,
+                      const std::vector<uint8_t>& expect) {
+  const hyperonnx::BlockVQParams* bp = hyperonnx::blockvq_params(dec.blocked());
+  if (!check(bp != nullptr, name + ": not a blockvq decoder")) return;
+  std::vector<uint8_t> own;
+  const uint8_t* params = nullptr;
+  size_t params_bytes = 0;
+  if (!check(hyperonnx::cuda::device_table_bytes(dec, &own, &params, &params_bytes), name + ": no device params")) return;
+  Buf pbuf(params_bytes, 0);
+  std::memcpy(pbuf.ptr, params, params_bytes);
+  const size_t esize = hyperonnx::dtype_size(dec.dtype());
+  ++g_blockvq;
+  for (size_t blob_off : {0, 1, 2, 3}) {
+    for (size_t out_off : {size_t{0}, esize}) {
+      for (uint64_t stride : {1, 7}) {
+        Buf b(blob.size(), blob_off), o(dec.out_bytes(), out_off);
+        if (!blob.empty()) std::memcpy(b.ptr, blob.data(), blob.size());
+        std::memset(o.ptr, 0xFF, dec.out_bytes());
+        hyperonnx::cuda::BlockVQArgs a;
+        a.blob = b.ptr;
+        a.blob_len = blob.size();
+        a.code_bytes = bp->code_bytes;
+        a.level_bits = bp->level_bits;
+        a.pairs_per_block = bp->block / 2;
+        a.count = bp->count;
+        a.numel = bp->numel;
+        a.params = reinterpret_cast<const float*>(pbuf.ptr);
+        a.dtype = static_cast<int>(bp->dtype);
+        a.out = o.ptr;
+        const std::string what = name + " [blockvq blob+" + std::to_string(blob_off) + " out+" +
+                                 std::to_string(out_off) + " stride " + std::to_string(stride) + "]";
+        const detail::BlockVQPlan p = detail::plan_blockvq(a);
+        if (!check(p.status == detail::BlockVQPlan::kOk, what + ": plan refused")) continue;
+        g_kinds.byte_loads += !p.blob_aligned;
+        g_kinds.elems += !p.pair_store;
+        g_kinds.rows += p.pair_store;
+        for (uint64_t t = 0; t < stride; ++t) {
+          auto body = [&](auto dt) {
+            constexpr int kDt = decltype(dt)::value;
+            if (p.blob_aligned && p.pair_store) detail::blockvq_body<kDt, true, true>(a, t, stride);
+            if (p.blob_aligned && !p.pair_store) detail::blockvq_body<kDt, true, false>(a, t, stride);
+            if (!p.blob_aligned && p.pair_store) detail::blockvq_body<kDt, false, true>(a, t, stride);
+            if (!p.blob_aligned && !p.pair_store) detail::blockvq_body<kDt, false, false>(a, t, stride);
+          };
+          switch (a.dtype) {
+            case 1: body(std::integral_constant<int, 1>{}); break;
+            case 10: body(std::integral_constant<int, 10>{}); break;
+            case 11: body(std::integral_constant<int, 11>{}); break;
+            default: body(std::integral_constant<int, 16>{}); break;
+          }
+        }
+        check(std::memcmp(o.ptr, expect.data(), expect.size()) == 0, what + ": output differs");
+      }
+    }
+  }
+}
+
+MapAttrs blockvq(int dtype, int b, int64_t block, int64_t numel, std::mt19937_64& rng) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  MapAttrs a;
+  a.strings["codec"] = "blockvq";
+  a.ints["format"] = {1};
+  a.ints["dtype"] = {dtype};
+  a.ints["group"] = {2};
+  a.ints["bits"] = {2 * b};
+  a.ints["shape"] = {numel};
+  a.ints["i_block"] = {block};
+  a.ints["i_levels"] = {int64_t{1} << b};
+  a.floats["f_smax"] = {0.05f * (1.5f + u(rng))};
+  std::vector<float> books(static_cast<size_t>(4) << b);
+  for (auto& v : books) v = u(rng);
+  a.floats["f_books"] = books;
+  return a;
+}
+
 // Every variant against `expect`; bad_expected: the lowest out-of-range code index, or UINT64_MAX.
 void run_case(const std::string& name, const Decoder& dec, const std::vector<uint8_t>& blob,
               const std::vector<uint8_t>& expect, uint64_t bad_expected = ~0ull) {
+  if (dec.blocked()) return run_blockvq_case(name, dec, blob, expect);
   std::vector<uint8_t> own;
   const uint8_t* table = nullptr;
   size_t table_bytes = 0;
@@ -237,9 +319,34 @@ int main(int argc, char** argv) {
       ++bad_cases;
     }
   }
-  std::printf("emulated kernels: %zu golden cases, %d random tensors, %d with bad codes; launches: %d row-kernel, "
-              "%d element-kernel, %d with byte code loads; %d tables generated for the device, %d too large\n",
-              cases.size(), random, bad_cases, g_kinds.rows, g_kinds.elems, g_kinds.byte_loads,
+  // blockvq: random level sets and blobs (every code and header value is valid), GPU body == CPU decoder
+  // (whose fused path takes the blocks of multiples of 16 weights, its generic path the others).
+  int random_bvq = 0;
+  for (int b = 1; b <= 8; ++b) {
+    for (int dtype : {1, 10, 11, 16}) {
+      for (int64_t block : {2, 16, 32, 40, 4096}) {
+        if ((b + dtype + block) % 2 == 0 && block != 32) continue;  // a sample of the combinations
+        const int64_t numel = 1 + static_cast<int64_t>(rng() % 6000);
+        std::string error;
+        auto dec = Decoder::create(blockvq(dtype, b, block, numel, rng), &error);
+        if (!check(dec != nullptr, "random blockvq: " + error)) continue;
+        std::vector<uint8_t> blob(dec->blob_bytes());
+        for (auto& x : blob) x = static_cast<uint8_t>(rng());
+        std::vector<uint8_t> expect(dec->out_bytes());
+        if (!check(dec->decode(blob.data(), blob.size(), expect.data(), 1, &error), "random blockvq CPU: " + error)) {
+          continue;
+        }
+        run_case("random blockvq b=" + std::to_string(b) + " dtype=" + std::to_string(dtype) + " block=" +
+                     std::to_string(block) + " numel=" + std::to_string(numel),
+                 *dec, blob, expect);
+        ++random_bvq;
+      }
+    }
+  }
+  std::printf("emulated kernels: %zu golden cases, %d random tensors, %d with bad codes, %d random blockvq tensors "
+              "(%d blockvq cases in all); launches: %d row/pair-kernel, %d element-kernel, %d with byte code loads; "
+              "%d tables generated for the device, %d too large\n",
+              cases.size(), random, bad_cases, random_bvq, g_blockvq, g_kinds.rows, g_kinds.elems, g_kinds.byte_loads,
               g_kinds.generated_tables, g_kinds.too_large);
   std::printf("%s: %d failures\n", g_failures == 0 ? "PASS" : "FAIL", g_failures);
   return g_failures == 0 ? 0 : 1;

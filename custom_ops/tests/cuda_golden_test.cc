@@ -6,8 +6,10 @@
 //              table the CPU decoder does not build and a table too large for the device: GPU == CPU
 //   malformed  wrong blob lengths, out-of-range codes (first, last, several), bad attributes: rejected,
 //              with the CPU decoder's message
-//   bandwidth  64M weights (paper n=1600, rings 3, bits 13): decode vs cudaMemcpy device-to-device of the
-//              decoded bytes, median of 20 runs
+//   blockvq    random blobs of every b and dtype, several block sizes: GPU == CPU decoder on every path;
+//              wrong lengths rejected with the CPU decoder's message
+//   bandwidth  64M weights (paper n=1600, rings 3, bits 13; blockvq b=5, blocks of 32), float32 and float16:
+//              decode vs cudaMemcpy device-to-device of the decoded bytes, median of 20 runs
 // Usage: hyperonnx_cuda_golden_test <golden dir> [--bench-weights N] [--no-bandwidth]
 // Exit: 0 all passed, 1 a check failed, 3 CUDA setup error (e.g. no kernel image for this GPU), 77 no GPU.
 #include <cuda_runtime.h>
@@ -69,7 +71,12 @@ struct DevBuf {
   DevBuf(const DevBuf&) = delete;
   DevBuf& operator=(const DevBuf&) = delete;
   void upload(const std::vector<uint8_t>& v) { cu(cudaMemcpy(ptr, v.data(), v.size(), cudaMemcpyHostToDevice), "upload"); }
-  void poison() { cu(cudaMemset(ptr, 0xFF, bytes), "cudaMemset"); }  // NaN in every output dtype
+  // NaN in every output dtype. cudaMemset may still be running on the legacy stream when it returns; a decode on
+  // a non-blocking stream does not wait for it, so wait here (else the poison can land after the decode).
+  void poison() {
+    cu(cudaMemset(ptr, 0xFF, bytes), "cudaMemset");
+    cu(cudaDeviceSynchronize(), "cudaMemset (sync)");
+  }
   std::vector<uint8_t> download() const {
     std::vector<uint8_t> v(bytes);
     cu(cudaMemcpy(v.data(), ptr, bytes, cudaMemcpyDeviceToHost), "download");
@@ -312,6 +319,66 @@ void run_random(std::mt19937_64& rng) {
               generated, host_fallbacks, g_failures == before ? "GPU == CPU" : "FAILURES");
 }
 
+MapAttrs blockvq_attrs(int dtype, int b, int64_t block, std::vector<int64_t> shape, std::mt19937_64& rng) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  MapAttrs a;
+  a.strings["codec"] = "blockvq";
+  a.strings["mode"] = "call";
+  a.ints["format"] = {1};
+  a.ints["dtype"] = {dtype};
+  a.ints["group"] = {2};
+  a.ints["bits"] = {2 * b};
+  a.ints["shape"] = std::move(shape);
+  a.ints["i_block"] = {block};
+  a.ints["i_levels"] = {int64_t{1} << b};
+  a.floats["f_smax"] = {0.05f * (1.5f + u(rng))};
+  std::vector<float> books(static_cast<size_t>(4) << b);
+  for (auto& v : books) v = u(rng);
+  a.floats["f_books"] = books;
+  return a;
+}
+
+// blockvq: random level sets and blobs (every code and header is valid) for every b, dtype and several block
+// sizes, GPU == CPU decoder through every path; wrong lengths rejected with the CPU decoder's message.
+void run_blockvq(std::mt19937_64& rng) {
+  const int before = g_failures;
+  int configs = 0;
+  for (int b = 1; b <= 8; ++b) {
+    for (int dtype : {1, 10, 11, 16}) {
+      const int64_t blocks[] = {2, 16, 32, 40, 64, 4096};
+      const int64_t block = blocks[rng() % 6];
+      const int64_t numel = 1 + static_cast<int64_t>(rng() % 200000);
+      const MapAttrs attrs = blockvq_attrs(dtype, b, block, {numel}, rng);
+      std::string error;
+      auto dec = make(attrs, &error);
+      const std::string name = "blockvq b=" + std::to_string(b) + " dtype=" + std::to_string(dtype) + " block=" +
+                               std::to_string(block) + " numel=" + std::to_string(numel);
+      if (!check(dec != nullptr, name + ": create: " + error)) continue;
+      std::vector<uint8_t> blob(dec->blob_bytes());
+      for (auto& x : blob) x = static_cast<uint8_t>(rng());
+      std::vector<uint8_t> expect(dec->out_bytes());
+      if (!check(dec->decode(blob.data(), blob.size(), expect.data(), 4, &error), name + ": CPU decode: " + error)) continue;
+      all_paths(name, attrs, blob, expect);
+      ++configs;
+      if (b != 5) continue;
+      CudaDecoder cd(make(attrs, &error));
+      std::vector<uint8_t> out, scratch(dec->out_bytes());
+      for (long delta : {-1L, 1L, -static_cast<long>(blob.size())}) {
+        std::vector<uint8_t> bad = blob;
+        bad.resize(static_cast<size_t>(static_cast<long>(blob.size()) + delta), 0);
+        std::string g, c, v;
+        dec->decode(bad.data(), bad.size(), scratch.data(), 1, &c);
+        check(!gpu_decode(cd, bad, 0, 0, true, &out, &g) && g == c && g.find("block headers") != std::string::npos,
+              name + ": length delta " + std::to_string(delta) + ": '" + g + "' vs '" + c + "'");
+        DevBuf db(bad.size() + 1);
+        db.upload(bad);
+        check(!cd.validate(db.ptr, bad.size(), nullptr, &v) && v == c, name + ": validate length: '" + v + "'");
+      }
+    }
+  }
+  std::printf("blockvq: %d random configurations, %s\n", configs, g_failures == before ? "GPU == CPU" : "FAILURES");
+}
+
 void run_malformed(std::mt19937_64& rng) {
   const int before = g_failures;
   const MapAttrs attrs = paper_attrs(1, 7, 40, 0, {2, 333}, rng);  // entries 41 < 128
@@ -430,15 +497,23 @@ double wall_ms(int runs, F fn) {
 
 void run_bandwidth(std::mt19937_64& rng, int64_t weights) {
   constexpr int kRuns = 20;
-  for (int dtype : {1, 10}) {
-    const MapAttrs attrs = paper_attrs(dtype, 13, 1600, 3, {weights}, rng);
+  for (int variant = 0; variant < 4; ++variant) {
+    const int dtype = variant % 2 ? 10 : 1;
+    const bool bvq = variant >= 2;  // blockvq b=5, blocks of 32 (its defaults)
+    const MapAttrs attrs = bvq ? blockvq_attrs(dtype, 5, 32, {weights}, rng) : paper_attrs(dtype, 13, 1600, 3, {weights}, rng);
     std::string error;
     auto dec = make(attrs, &error);
     if (!check(dec != nullptr, "bandwidth: create: " + error)) return;
-    const uint64_t entries = dec->entries();  // 6404 < 2^13
-    std::vector<uint32_t> codes(dec->count());
-    for (auto& c : codes) c = static_cast<uint32_t>(rng() % entries);
-    const std::vector<uint8_t> blob = pack(codes, 13);
+    std::vector<uint8_t> blob;
+    if (bvq) {
+      blob.resize(dec->blob_bytes());
+      for (auto& x : blob) x = static_cast<uint8_t>(rng());
+    } else {
+      const uint64_t entries = dec->entries();  // 6404 < 2^13
+      std::vector<uint32_t> codes(dec->count());
+      for (auto& c : codes) c = static_cast<uint32_t>(rng() % entries);
+      blob = pack(codes, 13);
+    }
     std::vector<uint8_t> expect(dec->out_bytes());
     check(dec->decode(blob.data(), blob.size(), expect.data(), 16, &error), "bandwidth: CPU decode: " + error);
     const size_t out_bytes = dec->out_bytes();
@@ -460,8 +535,9 @@ void run_bandwidth(std::mt19937_64& rng, int64_t weights) {
     check(ok, "bandwidth: timed decodes failed: " + error);
     check(o.download() == expect, "bandwidth: output after the timed runs differs");
     const double gb = static_cast<double>(out_bytes) / 1e9;
-    std::printf("bandwidth %s: %lld weights, %.1f MiB out, %.1f MiB blob, median of %d\n",
-                dtype == 1 ? "float32" : "float16", static_cast<long long>(weights), out_bytes / 1048576.0,
+    std::printf("bandwidth %s %s: %lld weights, %.1f MiB out, %.1f MiB blob, median of %d\n",
+                bvq ? "blockvq b=5 B=32" : "paper n=1600 rings=3", dtype == 1 ? "float32" : "float16",
+                static_cast<long long>(weights), out_bytes / 1048576.0,
                 blob.size() / 1048576.0, kRuns);
     std::printf("  decode (async, unchecked)  %8.3f ms  %7.1f GB/s of output\n", dec_ms, gb / (dec_ms / 1e3));
     std::printf("  cudaMemcpy D2D (same bytes)%8.3f ms  %7.1f GB/s\n", cpy_ms, gb / (cpy_ms / 1e3));
@@ -512,6 +588,7 @@ int main(int argc, char** argv) {
     run_golden(dir);
     run_random(rng);
     run_malformed(rng);
+    run_blockvq(rng);
     if (bandwidth) run_bandwidth(rng, weights);
   } catch (const CudaFatal& e) {
     std::printf("FAIL: %s\n", e.what.c_str());

@@ -96,6 +96,7 @@ def main() -> None:
     total += write_case("paper_f16_default_37x41", enc)
     total += write_casts(rng)
     total += write_kronecker(np.random.default_rng(20250611))  # its own stream: the paper cases stay as they were
+    total += write_blockvq(np.random.default_rng(20250612))
     print(f"wrote {len(list(OUT.glob('*.txt')))} files, {total} bytes, into {OUT}")
 
 
@@ -132,6 +133,48 @@ def write_kronecker(rng: np.random.Generator) -> int:
     enc = dataclasses.replace(codec.encode(sample(rng, (151,), "float16"), "kronecker", N=2, U=16),
                               ints={"levels": (1 << 20,), "alpha": alphas})
     total += write_case("kronecker_direct_U1048576", with_codes(enc, rng.integers(0, 1 << 20, size=enc.count), 20))
+    return total
+
+
+def write_blockvq(rng: np.random.Generator) -> int:
+    """blockvq: every code width (bits 1..8), block sizes that take the C++ fused path (multiples of 16) and the
+    generic one (2, 40, ...), odd sizes (a partial last block and pair), every dtype, constant and zero tensors,
+    and tiny and huge tensor maxima (subnormal scales; float16 overflow)."""
+    total = 0
+    cases = [  # (bits, block, shape, dtype)
+        (1, 16, (45,), "float32"), (2, 2, (3, 5, 7), "float16"), (3, 40, (131,), "float32"),
+        (4, 64, (9, 64), "bfloat16"), (5, 32, (19, 41), "float32"), (5, 32, (3, 67), "float64"),
+        (5, 32, (11, 29), "float16"), (5, 16, (2, 97), "bfloat16"), (6, 40, (200,), "bfloat16"),
+        (7, 40, (99,), "float32"), (8, 32, (257,), "float64"), (8, 64, (33, 16), "float16"),
+    ]
+    for i, (bits, block, shape, dtype) in enumerate(cases):
+        enc = codec.encode(sample(rng, shape, dtype), "blockvq", bits=bits, block=block)
+        total += write_case(f"blockvq_{dtype}_b{bits}_B{block}_{'x'.join(map(str, shape))}", enc, ("load", "call")[i % 2])
+    # Constant tensors: zero (smax becomes the smallest normal float32, so every scale is subnormal or zero) and
+    # a nonzero constant.
+    total += write_case("blockvq_zero", codec.encode(np.zeros((4, 24), np.float32), "blockvq", bits=4, block=32))
+    total += write_case("blockvq_constant",
+                        codec.encode(np.full((5, 7), -0.375, np.float16), "blockvq", bits=5, block=32))
+    # Extreme maxima: tiny (scales and products subnormal) and huge (float16 output overflows to inf).
+    x = sample(rng, (3, 43), "float32")
+    tiny = (x / np.abs(x).max() * np.float32(3e-38)).astype(np.float32)
+    total += write_case("blockvq_tiny_smax", codec.encode(tiny, "blockvq", bits=3, block=32))
+    huge = (x / np.abs(x).max() * np.float32(3e38)).astype(np.float32)
+    total += write_case("blockvq_huge_smax", codec.encode(huge, "blockvq", bits=5, block=16))
+    enc = codec.encode(huge, "blockvq", bits=5, block=32)
+    total += write_case("blockvq_huge_smax_float16", dataclasses.replace(enc, dtype="float16"))
+    # Random blobs (the encoder's level sets do not allow bits >= 6 with blocks of 2): every scale code 0..255 and
+    # codebook 0..3, codes over the whole range, blocks of 2 (a header per pair) and 48 (fused path, 3 groups).
+    base = codec.encode(sample(rng, (64,), "float32"), "blockvq", bits=7, block=32)
+    for block, shape, dtype in ((2, (3, 171), "float32"), (48, (2, 313), "bfloat16")):
+        numel = int(np.prod(shape))
+        count, nblocks = -(-numel // 2), -(-numel // block)
+        theta = rng.integers(0, 1 << 14, size=count, dtype=np.uint64)
+        headers = np.arange(nblocks, dtype=np.uint64) * 37 % 1024
+        blob = np.concatenate([bitpack.pack(theta, 14), bitpack.pack(headers, 10)])
+        enc = dataclasses.replace(base, shape=shape, dtype=dtype, ints={"block": (block,), "levels": (128,)},
+                                  blob=blob)
+        total += write_case(f"blockvq_random_b7_B{block}_{dtype}", enc)
     return total
 
 

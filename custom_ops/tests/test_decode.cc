@@ -3,8 +3,10 @@
 //   malformed  bad attributes and blobs are rejected with a message naming the problem
 //   casts      float32 -> float16 / bfloat16 match numpy / ml_dtypes on edge values
 //   threads    a large tensor decodes identically on 1..8 threads, and the per-code (no table) path
-//              equals the table path (paper and kronecker); a bad code deep inside is reported at its position
+//              equals the table path (paper and kronecker); a bad code deep inside is reported at its position;
+//              blockvq's fused and generic paths equal the format's formula on 1..8 threads
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -105,6 +107,111 @@ size_t run_malformed_kronecker(const std::string& dir) {
   return cases.size();
 }
 
+// blockvq: side-information errors, wrong blob lengths, and every 10-bit header value (a codebook id >= 4 cannot
+// be written in 10 bits, so all 1024 must be accepted). Returns how many cases ran.
+size_t run_malformed_blockvq(const std::string& dir) {
+  GoldenCase base;
+  for (auto& c : load_cases(dir)) {
+    if (c.name == "blockvq_float32_b5_B32_19x41") base = c;
+  }
+  check(!base.name.empty(), "golden case blockvq_float32_b5_B32_19x41 present");
+  if (base.name.empty()) return 0;
+  struct AttrCase {
+    const char* what;
+    std::function<void(MapAttrs&)> mutate;
+    const char* expect;
+  };
+  const std::vector<AttrCase> cases = {
+      {"no i_block", [](MapAttrs& a) { a.ints.erase("i_block"); }, "'i_block'"},
+      {"no i_levels", [](MapAttrs& a) { a.ints.erase("i_levels"); }, "'i_levels'"},
+      {"no f_smax", [](MapAttrs& a) { a.floats.erase("f_smax"); }, "'f_smax'"},
+      {"no f_books", [](MapAttrs& a) { a.floats.erase("f_books"); }, "'f_books'"},
+      {"levels 0", [](MapAttrs& a) { a.ints["i_levels"] = {0}; }, "power of two in 2..256, got 0"},
+      {"levels 1", [](MapAttrs& a) { a.ints["i_levels"] = {1}; }, "power of two in 2..256, got 1"},
+      {"levels 24", [](MapAttrs& a) { a.ints["i_levels"] = {24}; }, "power of two in 2..256, got 24"},
+      {"levels 512", [](MapAttrs& a) { a.ints["i_levels"] = {512}; a.ints["bits"] = {18}; }, "2..256, got 512"},
+      {"levels -32", [](MapAttrs& a) { a.ints["i_levels"] = {-32}; }, "power of two"},
+      {"two levels", [](MapAttrs& a) { a.ints["i_levels"] = {32, 32}; }, "i_levels must hold one integer"},
+      {"bits 11", [](MapAttrs& a) { a.ints["bits"] = {11}; }, "bits must be 2*log2(i_levels) = 10, got 11"},
+      {"bits 5", [](MapAttrs& a) { a.ints["bits"] = {5}; }, "bits must be 2*log2(i_levels) = 10, got 5"},
+      {"levels vs bits", [](MapAttrs& a) { a.ints["i_levels"] = {64}; }, "= 12, got 10"},
+      {"group 4", [](MapAttrs& a) { a.ints["group"] = {4}; }, "group must be 2"},
+      {"group 1", [](MapAttrs& a) { a.ints["group"] = {1}; }, "group must be 2"},
+      {"block 0", [](MapAttrs& a) { a.ints["i_block"] = {0}; }, "i_block must be even and in 2..4096, got 0"},
+      {"block 33", [](MapAttrs& a) { a.ints["i_block"] = {33}; }, "i_block must be even and in 2..4096, got 33"},
+      {"block 1", [](MapAttrs& a) { a.ints["i_block"] = {1}; }, "got 1"},
+      {"block 4098", [](MapAttrs& a) { a.ints["i_block"] = {4098}; }, "got 4098"},
+      {"block -32", [](MapAttrs& a) { a.ints["i_block"] = {-32}; }, "got -32"},
+      {"two blocks", [](MapAttrs& a) { a.ints["i_block"] = {32, 32}; }, "i_block must hold one integer"},
+      {"books short", [](MapAttrs& a) { a.floats["f_books"].pop_back(); }, "f_books must hold 4*i_levels = 128 floats, got 127"},
+      {"books long", [](MapAttrs& a) { a.floats["f_books"].push_back(0.5f); }, "got 129"},
+      {"books of 16 levels", [](MapAttrs& a) { a.floats["f_books"].resize(64); }, "got 64"},
+      {"no smax value", [](MapAttrs& a) { a.floats["f_smax"].clear(); }, "f_smax must hold one float"},
+      {"two smax", [](MapAttrs& a) { a.floats["f_smax"].push_back(1.0f); }, "f_smax must hold one float"},
+  };
+  for (const auto& ac : cases) {
+    MapAttrs attrs = base.attrs;
+    ac.mutate(attrs);
+    std::string error;
+    auto dec = Decoder::create(attrs, &error);
+    check(dec == nullptr, std::string("blockvq ") + ac.what + ": accepted");
+    check(error.find(ac.expect) != std::string::npos,
+          std::string("blockvq ") + ac.what + ": message '" + error + "' lacks '" + ac.expect + "'");
+  }
+  std::string error;
+  auto dec = Decoder::create(base.attrs, &error);
+  check(dec != nullptr, "blockvq base: " + error);
+  if (!dec) return cases.size();
+  // 779 weights, blocks of 32: 390 codes of 10 bits (488 bytes), 25 headers (32 bytes).
+  check(dec->blob_bytes() == 488 + 32 && base.blob.size() == 520, "blockvq blob length");
+  const std::vector<std::pair<std::string, std::vector<uint8_t>>> blobs = {
+      {"one byte short", std::vector<uint8_t>(base.blob.begin(), base.blob.end() - 1)},
+      {"one byte long", [&] { auto b = base.blob; b.push_back(0); return b; }()},
+      {"codes only", std::vector<uint8_t>(base.blob.begin(), base.blob.begin() + 488)},
+      {"a header byte short", std::vector<uint8_t>(base.blob.begin(), base.blob.begin() + 519)},
+      {"empty", {}},
+  };
+  for (const auto& [what, blob] : blobs) {
+    std::vector<uint8_t> out(dec->out_bytes());
+    std::string e1, e2;
+    check(!dec->validate(blob.data(), blob.size(), &e1), "blockvq " + what + ": validate accepted");
+    check(!dec->decode(blob.data(), blob.size(), out.data(), 2, &e2), "blockvq " + what + ": decode accepted");
+    const std::string want = "expected 520 (390 codes of 10 bits + 25 block headers of 10 bits)";
+    check(e1.find(want) != std::string::npos && e1 == e2, "blockvq " + what + ": message '" + e2 + "'");
+  }
+  // Every header value, codebook ids 0..3 with every scale code: all valid; the values as the format says.
+  MapAttrs attrs = base.attrs;
+  attrs.ints["shape"] = {2048};
+  attrs.ints["i_block"] = {2};
+  auto all = Decoder::create(attrs, &error);
+  check(all != nullptr, "blockvq 1024 headers: " + error);
+  if (all) {
+    std::vector<uint32_t> codes(1024), headers(1024);
+    for (uint32_t i = 0; i < 1024; ++i) codes[i] = (i * 77u) & 1023u, headers[i] = i;
+    auto blob = pack(codes, 10);
+    const auto hb = pack(headers, 10);
+    blob.insert(blob.end(), hb.begin(), hb.end());
+    std::vector<float> out(2048);
+    check(all->validate(blob.data(), blob.size(), &error), "blockvq 1024 headers: validate: " + error);
+    check(all->decode(blob.data(), blob.size(), out.data(), 1, &error), "blockvq 1024 headers: decode: " + error);
+    const auto& books = attrs.floats.at("f_books");
+    const float smax = attrs.floats.at("f_smax")[0];
+    static const uint32_t kSteps[16] = {0x3F800000, 0x3F75257D, 0x3F6AC0C7, 0x3F60CCDF, 0x3F5744FD, 0x3F4E248C,
+                                        0x3F45672A, 0x3F3D08A4, 0x3F3504F3, 0x3F2D583F, 0x3F25FED7, 0x3F1EF532,
+                                        0x3F1837F0, 0x3F11C3D3, 0x3F0B95C2, 0x3F05AAC3};
+    int wrong = 0;
+    for (uint32_t i = 0; i < 1024; ++i) {
+      float m;
+      std::memcpy(&m, &kSteps[i & 15], 4);
+      const float s = std::ldexp(smax * m, -static_cast<int>((i & 255) >> 4));
+      const float want0 = books[(i >> 8) * 32 + (codes[i] >> 5)] * s, want1 = books[(i >> 8) * 32 + (codes[i] & 31)] * s;
+      wrong += std::memcmp(&out[2 * i], &want0, 4) != 0 || std::memcmp(&out[2 * i + 1], &want1, 4) != 0;
+    }
+    check(wrong == 0, "blockvq 1024 headers: " + std::to_string(wrong) + " pairs differ from the format's formula");
+  }
+  return cases.size() + blobs.size() + 1;
+}
+
 int run_malformed(const std::string& dir) {
   GoldenCase base;
   for (auto& c : load_cases(dir)) {
@@ -192,8 +299,9 @@ int run_malformed(const std::string& dir) {
   }
   check(dec->validate(good.data(), good.size(), &error), "the unmutated blob: " + error);
   const size_t kron_cases = run_malformed_kronecker(dir);
-  std::printf("malformed: %zu attribute and %zu blob cases, %zu kronecker cases, %d failures\n", attr_cases.size(),
-              blob_cases.size(), kron_cases, g_failures);
+  const size_t bvq_cases = run_malformed_blockvq(dir);
+  std::printf("malformed: %zu attribute and %zu blob cases, %zu kronecker cases, %zu blockvq cases, %d failures\n",
+              attr_cases.size(), blob_cases.size(), kron_cases, bvq_cases, g_failures);
   return g_failures ? 1 : 0;
 }
 
@@ -294,6 +402,69 @@ void run_threads_kronecker() {
   }
 }
 
+// blockvq, blocks of 32 (fused path) and 40 (generic path), b = 5 (pair table) and 8 (level gathers), every dtype,
+// 2^22 + 1 weights (streaming stores for every dtype; a partial last block and pair): 1 thread == 2, 3, 8
+// threads == a misaligned output (plain stores) == the format's formula computed here element by element.
+void run_threads_blockvq() {
+  const int64_t numel = (int64_t{1} << 22) + 1;
+  static const uint32_t kSteps[16] = {0x3F800000, 0x3F75257D, 0x3F6AC0C7, 0x3F60CCDF, 0x3F5744FD, 0x3F4E248C,
+                                      0x3F45672A, 0x3F3D08A4, 0x3F3504F3, 0x3F2D583F, 0x3F25FED7, 0x3F1EF532,
+                                      0x3F1837F0, 0x3F11C3D3, 0x3F0B95C2, 0x3F05AAC3};
+  uint64_t state = 0x9E3779B97F4A7C15ull;
+  auto next = [&] {
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+    return state;
+  };
+  for (int b : {5, 8}) {
+    for (int64_t block : {32, 40}) {
+      const uint32_t L = 1u << b;
+      MapAttrs a;
+      a.strings = {{"codec", "blockvq"}};
+      a.ints = {{"format", {1}}, {"group", {2}}, {"bits", {2 * b}}, {"shape", {numel}}, {"i_block", {block}},
+                {"i_levels", {L}}};
+      std::vector<float> books(4 * L);
+      for (auto& v : books) v = static_cast<float>(static_cast<int64_t>(next() % 2001) - 1000) / 997.0f;
+      a.floats = {{"f_smax", {0.0371f}}, {"f_books", books}};
+      const uint64_t count = (numel + 1) / 2, nblocks = (numel + block - 1) / block;
+      std::vector<uint32_t> codes(count), headers(nblocks);
+      for (auto& c : codes) c = static_cast<uint32_t>(next() % (uint64_t{L} * L));
+      for (auto& h : headers) h = static_cast<uint32_t>(next() % 1024);
+      auto blob = pack(codes, 2 * b);
+      const auto hb = pack(headers, 10);
+      blob.insert(blob.end(), hb.begin(), hb.end());
+      std::vector<float> want(static_cast<size_t>(numel));
+      for (int64_t e = 0; e < numel; ++e) {
+        const uint32_t h = headers[static_cast<size_t>(e / block)], theta = codes[static_cast<size_t>(e / 2)];
+        float m;
+        std::memcpy(&m, &kSteps[h & 15], 4);
+        const float s = std::ldexp(0.0371f * m, -static_cast<int>((h & 255) >> 4));
+        want[static_cast<size_t>(e)] = books[(h >> 8) * L + (e % 2 ? theta & (L - 1) : theta >> b)] * s;
+      }
+      for (int64_t dtype : {1, 10, 16, 11}) {
+        a.ints["dtype"] = {dtype};
+        std::string error;
+        auto dec = Decoder::create(a, &error);
+        check(dec != nullptr, "blockvq threads create: " + error);
+        if (!dec) return;
+        const std::string what = "blockvq b=" + std::to_string(b) + " block=" + std::to_string(block) + " dtype=" +
+                                 std::to_string(dtype);
+        std::vector<uint8_t> ref(dec->out_bytes());
+        hyperonnx::DType t;
+        hyperonnx::dtype_from_onnx(dtype, &t);
+        hyperonnx::cast_floats(want.data(), want.size(), t, ref.data());
+        for (int threads : {1, 2, 3, 8}) {
+          std::vector<uint8_t> out(dec->out_bytes());
+          check(dec->decode(blob.data(), blob.size(), out.data(), threads, &error), what + ": " + error);
+          check(out == ref, what + ": " + std::to_string(threads) + " threads differ from the formula");
+        }
+        std::vector<uint8_t> shifted(dec->out_bytes() + 4);
+        check(dec->decode(blob.data(), blob.size(), shifted.data() + 2, 2, &error), what + " misaligned: " + error);
+        check(std::equal(ref.begin(), ref.end(), shifted.begin() + 2), what + ": misaligned output differs");
+      }
+    }
+  }
+}
+
 int run_threads() {
   // n = 2^19 - 1, one ring: 2^20 entries, 20-bit codes. 2^21 + 3 elements (odd: a partial last code) need the
   // table path and several threads; the first 999 elements alone need the per-code path (the table would be
@@ -326,6 +497,7 @@ int run_threads() {
           "dtype " + std::to_string(dtype) + ": per-code path differs from the table path");
   }
   run_threads_kronecker();
+  run_threads_blockvq();
   std::printf("threads: %d failures\n", g_failures);
   return g_failures ? 1 : 0;
 }

@@ -71,6 +71,6 @@ std::unique_ptr<TableGen> create(const SideInfo& side, int64_t group, std::strin
 
 }  // namespace
 
-const CodecSpec kKroneckerCodec = {"kronecker", {"levels", "alpha"}, {"offset", "width"}, &create};
+const CodecSpec kKroneckerCodec = {"kronecker", {"levels", "alpha"}, {"offset", "width"}, &create, nullptr};
 
 }  // namespace hyperonnx

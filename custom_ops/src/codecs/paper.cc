@@ -90,6 +90,6 @@ std::unique_ptr<TableGen> create(const SideInfo& side, int64_t group, std::strin
 
 }  // namespace
 
-const CodecSpec kPaperCodec = {"paper", {"n", "rings"}, {"center", "half", "step", "scale"}, &create};
+const CodecSpec kPaperCodec = {"paper", {"n", "rings"}, {"center", "half", "step", "scale"}, &create, nullptr};
 
 }  // namespace hyperonnx

@@ -54,13 +54,9 @@ CudaDecoder::~CudaDecoder() {
   if (d_bad_) cudaFree(d_bad_);
 }
 
-bool CudaDecoder::check_length(size_t len, std::string* error) const {
-  if (len == dec_->blob_bytes()) return true;
-  return fail(error, "blob holds " + std::to_string(len) + " bytes, expected " + std::to_string(dec_->blob_bytes()) +
-                         " (" + std::to_string(dec_->count()) + " codes of " + std::to_string(dec_->bits()) + " bits)");
-}
+bool CudaDecoder::check_length(size_t len, std::string* error) const { return dec_->check_length(len, error); }
 
-bool CudaDecoder::ensure_device(std::string* error) {
+bool CudaDecoder::ensure_device(void* stream, std::string* error) {
   int dev = -1;
   cudaError_t e = cudaGetDevice(&dev);
   if (e != cudaSuccess) return fail(error, cuda_error_message(e, "cudaGetDevice"));
@@ -80,9 +76,13 @@ bool CudaDecoder::ensure_device(std::string* error) {
       d_table_ = nullptr;
       return fail(error, cuda_error_message(e, "cudaMalloc (table)"));
     }
-    if ((e = cudaMemcpy(d_table_, table_, table_bytes_, cudaMemcpyHostToDevice)) != cudaSuccess) {
-      return fail(error, cuda_error_message(e, "cudaMemcpy (table upload)"));
-    }
+    // On the caller's stream, then waited for: a plain cudaMemcpy from pageable memory may return before the DMA
+    // has landed, and a kernel on a non-blocking stream would not wait for it (seen on an H200 with 1 MiB tables:
+    // the first decode read a partly uploaded table). Later decodes on any stream find the table complete.
+    auto s = static_cast<cudaStream_t>(stream);
+    e = cudaMemcpyAsync(d_table_, table_, table_bytes_, cudaMemcpyHostToDevice, s);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+    if (e != cudaSuccess) return fail(error, cuda_error_message(e, "cudaMemcpyAsync (table upload)"));
   }
   device_ = dev;
   return true;
@@ -129,7 +129,7 @@ bool CudaDecoder::decode(const void* blob, size_t len, void* out, void* stream, 
   if (!check_length(len, error)) return false;
   if (dec_->numel() == 0) return true;
   std::unique_lock<std::mutex> lock(mu_);
-  if (!ensure_device(error)) return false;
+  if (!ensure_device(stream, error)) return false;
   if (!device_table_) {
     lock.unlock();
     return host_decode(blob, len, out, stream, error);
@@ -156,6 +156,24 @@ bool CudaDecoder::decode(const void* blob, size_t len, void* out, void* stream, 
 
 bool CudaDecoder::launch_checked(const void* blob, size_t len, void* out, void* stream, bool check,
                                  std::string* error) {
+  if (const BlockVQParams* p = dec_->blocked() ? blockvq_params(dec_->blocked()) : nullptr) {
+    BlockVQArgs a;  // nothing to range-check: every code and header is valid
+    a.blob = static_cast<const uint8_t*>(blob);
+    a.blob_len = len;
+    a.code_bytes = p->code_bytes;
+    a.level_bits = p->level_bits;
+    a.pairs_per_block = p->block / 2;
+    a.count = p->count;
+    a.numel = p->numel;
+    a.params = static_cast<const float*>(d_table_);
+    a.dtype = static_cast<int>(p->dtype);
+    a.out = out;
+    if (int e = launch_blockvq(a, stream)) return fail(error, cuda_error_message(e, "HyperDecode kernel launch"));
+    if (!check) return true;
+    const cudaError_t e = cudaStreamSynchronize(static_cast<cudaStream_t>(stream));
+    if (e != cudaSuccess) return fail(error, cuda_error_message(e, "HyperDecode kernel"));
+    return true;
+  }
   DecodeArgs a;
   a.blob = static_cast<const uint8_t*>(blob);
   a.blob_len = len;
@@ -185,8 +203,17 @@ bool CudaDecoder::validate(const void* blob, size_t len, void* stream, std::stri
   if (!check_length(len, error)) return false;
   if (dec_->count() == 0) return true;
   if (!device_accessible(blob)) return dec_->validate(static_cast<const uint8_t*>(blob), len, error);
+  if (dec_->blocked()) {
+    // blockvq: the length is all there is to check. Other blocked codecs check a host copy.
+    if (blockvq_params(dec_->blocked())) return true;
+    std::vector<uint8_t> host_blob(len);
+    if (!fetch(host_blob.data(), blob, len, static_cast<cudaStream_t>(stream))) {
+      return fail(error, "CUDA error copying the blob to the host");
+    }
+    return dec_->validate(host_blob.data(), len, error);
+  }
   std::lock_guard<std::mutex> lock(mu_);
-  if (!ensure_device(error)) return false;
+  if (!ensure_device(stream, error)) return false;
   auto s = static_cast<cudaStream_t>(stream);
   DecodeArgs a;
   a.blob = static_cast<const uint8_t*>(blob);

@@ -44,7 +44,7 @@ class CudaDecoder {
 
  private:
   bool check_length(size_t len, std::string* error) const;
-  bool ensure_device(std::string* error);  // table + error word on the current device, once
+  bool ensure_device(void* stream, std::string* error);  // table + error word on the current device, once
   bool read_bad_index(void* stream, uint64_t* index, std::string* error);
   std::string bad_code_message(const void* blob, size_t len, uint64_t index, void* stream) const;
   bool launch_checked(const void* blob, size_t len, void* out, void* stream, bool check, std::string* error);

@@ -36,6 +36,11 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(DecodeArgs a) {
   detail::scan_body<kAligned>(a, thread_first(), grid_stride());
 }
 
+template <int DT, bool kAligned, bool kPairStore>
+__global__ void __launch_bounds__(kThreads) blockvq_kernel(BlockVQArgs a) {
+  detail::blockvq_body<DT, kAligned, kPairStore>(a, thread_first(), grid_stride());
+}
+
 unsigned blocks_for(uint64_t n) {
   const uint64_t b = (n + kThreads - 1) / kThreads;
   return static_cast<unsigned>(b < kMaxBlocks ? b : kMaxBlocks);
@@ -59,7 +64,40 @@ void elems(const DecodeArgs& a, bool aligned, uint64_t e0, uint64_t e1, cudaStre
   }
 }
 
+template <int DT>
+void blockvq(const BlockVQArgs& a, const detail::BlockVQPlan& p, cudaStream_t s) {
+  const unsigned grid = blocks_for(a.count);
+  if (p.blob_aligned) {
+    if (p.pair_store) {
+      blockvq_kernel<DT, true, true><<<grid, kThreads, 0, s>>>(a);
+    } else {
+      blockvq_kernel<DT, true, false><<<grid, kThreads, 0, s>>>(a);
+    }
+  } else {
+    if (p.pair_store) {
+      blockvq_kernel<DT, false, true><<<grid, kThreads, 0, s>>>(a);
+    } else {
+      blockvq_kernel<DT, false, false><<<grid, kThreads, 0, s>>>(a);
+    }
+  }
+}
+
 }  // namespace
+
+int launch_blockvq(const BlockVQArgs& a, void* stream) {
+  if (a.numel == 0) return cudaSuccess;
+  const detail::BlockVQPlan p = detail::plan_blockvq(a);
+  if (p.status == detail::BlockVQPlan::kInvalid) return cudaErrorInvalidValue;
+  if (p.status == detail::BlockVQPlan::kMisaligned) return cudaErrorMisalignedAddress;
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  switch (a.dtype) {
+    case 1: blockvq<1>(a, p, s); break;
+    case 10: blockvq<10>(a, p, s); break;
+    case 11: blockvq<11>(a, p, s); break;
+    default: blockvq<16>(a, p, s); break;
+  }
+  return cudaGetLastError();
+}
 
 int launch_decode(const DecodeArgs& a, void* stream) {
   if (a.numel == 0) return cudaSuccess;

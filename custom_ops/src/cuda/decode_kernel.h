@@ -26,6 +26,26 @@ struct DecodeArgs {
   unsigned long long* bad_index = nullptr;
 };
 
+// blockvq (docs/format.md, "blockvq"): the codes, then 10-bit block headers (scale code, codebook).
+struct BlockVQArgs {
+  const uint8_t* blob = nullptr;  // device-accessible, blob_len bytes (codes, then headers from code_bytes on)
+  uint64_t blob_len = 0;          // exactly code_bytes + ceil(nblocks * 10 / 8) (the host checked it)
+  uint64_t code_bytes = 0;        // ceil(count * 2b / 8)
+  int level_bits = 1;             // b (1..8): L = 2^b levels, 2b-bit codes
+  uint32_t pairs_per_block = 1;   // B / 2
+  uint64_t count = 0;             // pairs (codes)
+  uint64_t numel = 0;             // output elements
+  const float* params = nullptr;  // device: the 256 block scales, then the 4·L levels (book-major)
+  int dtype = 1;                  // ONNX element type: 1 float, 10 float16, 11 double, 16 bfloat16
+  void* out = nullptr;            // device, numel elements, aligned to the element size
+};
+
+// One pair per thread: its code and its block's header, two levels times the block scale (IEEE float32
+// products, --fmad=false), cast to the output type with dtype.h's own functions; both elements stored as one
+// word when the output is aligned to two elements. Every code and header is valid by construction, so there
+// is nothing to report.
+int launch_blockvq(const BlockVQArgs& args, void* stream);
+
 // Decodes the whole tensor: one code per thread, rows copied as one 2/4/8/16-byte word when the row size
 // and the output's alignment allow, element by element otherwise; the last, partial row of a tensor whose
 // size is not a multiple of `group` element by element.

@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <vector>
 
+#include <cstring>
+
+#include "codecs/blockvq.h"
 #include "decoder.h"
 #include "dtype.h"
 
@@ -18,7 +21,20 @@ constexpr uint64_t kMaxDeviceTableBytes = uint64_t{64} << 20;
 
 // Rows [0, d.table_rows()) cast to d.dtype(): d.table() when the decoder built it, else generated into
 // *own. Returns false (nothing built) when the table would exceed kMaxDeviceTableBytes.
+//
+// Blocked codecs: their device parameters instead (blockvq: the 256 block scales, then the 4·L levels, float32;
+// decode_kernel.h, BlockVQArgs::params). A blocked codec without a device kernel returns false (host decode).
 inline bool device_table_bytes(const Decoder& d, std::vector<uint8_t>* own, const uint8_t** data, size_t* bytes) {
+  if (d.blocked()) {
+    const BlockVQParams* p = blockvq_params(d.blocked());
+    if (!p) return false;
+    own->resize((p->scales.size() + p->books.size()) * sizeof(float));
+    std::memcpy(own->data(), p->scales.data(), p->scales.size() * sizeof(float));
+    std::memcpy(own->data() + p->scales.size() * sizeof(float), p->books.data(), p->books.size() * sizeof(float));
+    *data = own->data();
+    *bytes = own->size();
+    return true;
+  }
   if (!d.table().empty()) {
     *data = d.table().data();
     *bytes = d.table().size();

@@ -1,0 +1,418 @@
+// The `blockvq` codec (docs/format.md, "blockvq"; numpy: hyperonnx/codec/blockvq.py, decode_blockvq).
+//
+// Not a table codec: weight pair p of block q is books[c_q][digit] * scale[k_q], with the block's header (scale
+// code k, codebook c) in a 10-bit header stream after the codes. Every value is one IEEE binary32 product (the
+// build uses -ffp-contract=off; no FMA can be involved: there is nothing to add), then the cast to the output
+// dtype (dtype.h, or the same round-to-nearest-even in SIMD).
+//
+// Decode paths (all bit-identical; the golden and thread tests compare them):
+//   fused (x86 SSE2, blocks of a multiple of 16 weights, the default 32 included): per block one header, one
+//     broadcast scale and one codebook; per 8 pairs, 8 codes unpacked in registers (compile-time shifts), each
+//     pair's two levels gathered as ONE 8-byte row of a pair table (4·L² rows (levels[θ div L], levels[θ mod L])
+//     built once per node) or, for wide codes, as two 4-byte loads of the levels, multiplied by the scale four
+//     floats at a time, cast in registers (float16 with F16C when the CPU has it) and stored, non-temporally
+//     for large outputs;
+//   generic (any block size, the partial last block, NaN-bearing attributes, other CPUs): codes unpacked 512 at
+//     a time, then per pair two level loads, two products and the scalar casts of dtype.h.
+#include "blockvq.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
+#include "../unpack.h"
+
+namespace hyperonnx {
+namespace {
+
+// f32(2^(-j/16)), j = 0..15, as bit patterns (docs/format.md): part of the format.
+constexpr uint32_t kStepBits[16] = {0x3F800000, 0x3F75257D, 0x3F6AC0C7, 0x3F60CCDF, 0x3F5744FD, 0x3F4E248C,
+                                    0x3F45672A, 0x3F3D08A4, 0x3F3504F3, 0x3F2D583F, 0x3F25FED7, 0x3F1EF532,
+                                    0x3F1837F0, 0x3F11C3D3, 0x3F0B95C2, 0x3F05AAC3};
+constexpr int64_t kMaxBlock = 4096;
+constexpr size_t kChunkCodes = 512;
+// Pair tables up to this code width (4·L² rows of 8 bytes: 128 KiB at b = 6); wider codes gather the two
+// levels separately from the 4·L floats of the level sets (always in L1). Chosen by measurement (docs/ops.md).
+constexpr int kMaxPairTableBits = 6;
+
+static_assert((((1u << kBlockVQHeaderBits) - 1u) >> 8) < kBlockVQBooks,
+              "a 10-bit header cannot hold a codebook id >= 4: the format's check is implied by the layout");
+
+inline float from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// Header of block q (10 bits at bit 10q of the header stream). 10q is even, so the header starts at bit 0, 2, 4
+// or 6 of its first byte and always ends in the next one: two bytes, both inside the header stream.
+inline uint32_t header_at(const uint8_t* headers, uint64_t q) {
+  const uint64_t bit = q * kBlockVQHeaderBits;
+  const uint8_t* p = headers + (bit >> 3);
+  return ((static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8) >> (bit & 7u)) & 0x3ffu;
+}
+
+template <DType T>
+struct Out;
+template <>
+struct Out<DType::kFloat> {
+  static constexpr size_t kSize = 4;
+  static void put(uint8_t* out, uint64_t e, float v) { std::memcpy(out + e * 4, &v, 4); }
+};
+template <>
+struct Out<DType::kDouble> {
+  static constexpr size_t kSize = 8;
+  static void put(uint8_t* out, uint64_t e, float v) {
+    const double d = static_cast<double>(v);  // exact
+    std::memcpy(out + e * 8, &d, 8);
+  }
+};
+template <>
+struct Out<DType::kFloat16> {
+  static constexpr size_t kSize = 2;
+  static void put(uint8_t* out, uint64_t e, float v) {
+    const uint16_t h = float_to_half(v);
+    std::memcpy(out + e * 2, &h, 2);
+  }
+};
+template <>
+struct Out<DType::kBFloat16> {
+  static constexpr size_t kSize = 2;
+  static void put(uint8_t* out, uint64_t e, float v) {
+    const uint16_t h = float_to_bfloat16(v);
+    std::memcpy(out + e * 2, &h, 2);
+  }
+};
+
+// What the fused kernels read: code and header streams, scales, and either the pair table or the level sets.
+struct FusedArgs {
+  const uint8_t* codes;    // the blob (codes first)
+  const uint8_t* headers;  // the header stream
+  const float* scales;     // 256
+  const uint8_t* rows;     // pair table: 4·L² rows of 8 bytes (null: gather levels from `books`)
+  const float* books;      // 4·L
+  uint32_t groups;         // 8-pair groups per block (block / 16)
+};
+
+using FusedFn = void (*)(const FusedArgs&, uint64_t q0, uint64_t q1, uint8_t* out);
+
+#if defined(__SSE2__)
+template <bool STREAM>
+inline void store16(uint8_t* p, __m128i v) {
+  if constexpr (STREAM) {
+    _mm_stream_si128(reinterpret_cast<__m128i*>(p), v);
+  } else {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), v);
+  }
+}
+
+// Round to nearest even float32 -> bfloat16 of four NaN-free values (dtype.h's float_to_bfloat16, in SIMD), each
+// in the low 16 bits of a sign-extended 32-bit lane, ready for _mm_packs_epi32.
+inline __m128i bf16_lanes(__m128 v) {
+  const __m128i u = _mm_castps_si128(v);
+  const __m128i lsb = _mm_and_si128(_mm_srli_epi32(u, 16), _mm_set1_epi32(1));
+  const __m128i r = _mm_srli_epi32(_mm_add_epi32(_mm_add_epi32(u, _mm_set1_epi32(0x7fff)), lsb), 16);
+  return _mm_srai_epi32(_mm_slli_epi32(r, 16), 16);
+}
+
+// The 8 pairs of one group, as four vectors of two pairs each: levels times the block scale.
+template <int BITS, bool PAIRS>
+inline void group_products(const uint8_t* src, const uint8_t* rows, const float* book, __m128 s, __m128 v[4]) {
+  constexpr int kB = BITS / 2;
+  constexpr uint32_t kMask = (1u << kB) - 1u;
+  uint32_t c[8];
+#pragma GCC unroll 8
+  for (int t = 0; t < 8; ++t) c[t] = block_code<BITS>(src, t);
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    __m128 levels;
+    if constexpr (PAIRS) {
+      const __m128d lo = _mm_load_sd(reinterpret_cast<const double*>(rows + size_t{c[2 * i]} * 8));
+      levels = _mm_castpd_ps(_mm_loadh_pd(lo, reinterpret_cast<const double*>(rows + size_t{c[2 * i + 1]} * 8)));
+    } else {
+      const __m128 a = _mm_unpacklo_ps(_mm_load_ss(book + (c[2 * i] >> kB)), _mm_load_ss(book + (c[2 * i] & kMask)));
+      const __m128 b =
+          _mm_unpacklo_ps(_mm_load_ss(book + (c[2 * i + 1] >> kB)), _mm_load_ss(book + (c[2 * i + 1] & kMask)));
+      levels = _mm_movelh_ps(a, b);
+    }
+    v[i] = _mm_mul_ps(levels, s);  // level * scale: one rounding each, as numpy's float32 multiply
+  }
+}
+
+template <DType T, bool STREAM>
+inline void store_group(uint8_t* out, const __m128 v[4]) {
+  if constexpr (T == DType::kFloat) {
+    for (int i = 0; i < 4; ++i) store16<STREAM>(out + 16 * i, _mm_castps_si128(v[i]));
+  } else if constexpr (T == DType::kDouble) {
+    for (int i = 0; i < 4; ++i) {
+      store16<STREAM>(out + 32 * i, _mm_castpd_si128(_mm_cvtps_pd(v[i])));
+      store16<STREAM>(out + 32 * i + 16, _mm_castpd_si128(_mm_cvtps_pd(_mm_movehl_ps(v[i], v[i]))));
+    }
+  } else {
+    static_assert(T == DType::kBFloat16, "float16 has its own kernel (F16C)");
+    store16<STREAM>(out, _mm_packs_epi32(bf16_lanes(v[0]), bf16_lanes(v[1])));
+    store16<STREAM>(out + 16, _mm_packs_epi32(bf16_lanes(v[2]), bf16_lanes(v[3])));
+  }
+}
+
+// Blocks [q0, q1), all whole and all of whose codes can be read with 8-byte loads; out: block q0's output.
+template <int BITS, DType T, bool STREAM, bool PAIRS>
+void fused_blocks(const FusedArgs& a, uint64_t q0, uint64_t q1, uint8_t* out) {
+  constexpr size_t kGroupOut = 16 * Out<T>::kSize;
+  constexpr uint64_t kBookRows = uint64_t{1} << BITS;  // L²
+  const uint8_t* src = a.codes + q0 * a.groups * BITS;
+  for (uint64_t q = q0; q < q1; ++q) {
+    const uint32_t h = header_at(a.headers, q);
+    const __m128 s = _mm_set1_ps(a.scales[h & 255u]);
+    const uint8_t* rows = PAIRS ? a.rows + (h >> 8) * kBookRows * 8 : nullptr;
+    const float* book = a.books + (h >> 8) * (uint32_t{1} << (BITS / 2));
+    for (uint32_t g = 0; g < a.groups; ++g, src += BITS, out += kGroupOut) {
+      __m128 v[4];
+      group_products<BITS, PAIRS>(src, rows, book, s, v);
+      store_group<T, STREAM>(out, v);
+    }
+  }
+  if constexpr (STREAM) _mm_sfence();
+}
+
+// float16 output through F16C (vcvtps2ph, round to nearest even: the same bits as float_to_half on every
+// NaN-free value). Its own function: only it is compiled for F16C, and it runs only where the CPU has it.
+template <int BITS, bool STREAM, bool PAIRS>
+__attribute__((target("f16c"))) void fused_blocks_f16c(const FusedArgs& a, uint64_t q0, uint64_t q1, uint8_t* out) {
+  constexpr uint64_t kBookRows = uint64_t{1} << BITS;
+  const uint8_t* src = a.codes + q0 * a.groups * BITS;
+  for (uint64_t q = q0; q < q1; ++q) {
+    const uint32_t h = header_at(a.headers, q);
+    const __m128 s = _mm_set1_ps(a.scales[h & 255u]);
+    const uint8_t* rows = PAIRS ? a.rows + (h >> 8) * kBookRows * 8 : nullptr;
+    const float* book = a.books + (h >> 8) * (uint32_t{1} << (BITS / 2));
+    for (uint32_t g = 0; g < a.groups; ++g, src += BITS, out += 32) {
+      __m128 v[4];
+      group_products<BITS, PAIRS>(src, rows, book, s, v);
+      constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+      store16<STREAM>(out, _mm_unpacklo_epi64(_mm_cvtps_ph(v[0], kRound), _mm_cvtps_ph(v[1], kRound)));
+      store16<STREAM>(out + 16, _mm_unpacklo_epi64(_mm_cvtps_ph(v[2], kRound), _mm_cvtps_ph(v[3], kRound)));
+    }
+  }
+  if constexpr (STREAM) _mm_sfence();
+}
+
+bool cpu_has_f16c() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("f16c") != 0;
+  }();
+  return has;
+}
+
+template <DType T, bool STREAM, bool PAIRS>
+FusedFn fused_for(int b) {
+  auto pick = [](auto bits) -> FusedFn {
+    constexpr int kBits = decltype(bits)::value;
+    if constexpr (T == DType::kFloat16) {
+      return &fused_blocks_f16c<kBits, STREAM, PAIRS>;
+    } else {
+      return &fused_blocks<kBits, T, STREAM, PAIRS>;
+    }
+  };
+  switch (b) {
+    case 1: return pick(std::integral_constant<int, 2>{});
+    case 2: return pick(std::integral_constant<int, 4>{});
+    case 3: return pick(std::integral_constant<int, 6>{});
+    case 4: return pick(std::integral_constant<int, 8>{});
+    case 5: return pick(std::integral_constant<int, 10>{});
+    case 6: return pick(std::integral_constant<int, 12>{});
+    case 7: return pick(std::integral_constant<int, 14>{});
+    case 8: return pick(std::integral_constant<int, 16>{});
+    default: return nullptr;
+  }
+}
+
+template <bool STREAM, bool PAIRS>
+FusedFn fused_kernel(DType t, int b) {
+  switch (t) {
+    case DType::kFloat: return fused_for<DType::kFloat, STREAM, PAIRS>(b);
+    case DType::kDouble: return fused_for<DType::kDouble, STREAM, PAIRS>(b);
+    case DType::kBFloat16: return fused_for<DType::kBFloat16, STREAM, PAIRS>(b);
+    case DType::kFloat16: return cpu_has_f16c() ? fused_for<DType::kFloat16, STREAM, PAIRS>(b) : nullptr;
+  }
+  return nullptr;
+}
+#endif  // __SSE2__
+
+class BlockVQDecoder final : public BlockDecoder {
+ public:
+  explicit BlockVQDecoder(BlockVQParams p) : p_(std::move(p)) {
+    const uint64_t pairs_per_block = p_.block / 2;
+    const uint32_t L = p_.levels;
+    // Fused path: whole 8-pair groups per block, values that cast in SIMD exactly (no NaN: the SIMD float16 and
+    // bfloat16 casts do not reproduce NaN payloads; float32 and double need no such care but share the rule).
+    bool nan_free = true;
+    for (float v : p_.books) nan_free &= !std::isnan(v) && !std::isinf(v);
+    for (float v : p_.scales) nan_free &= !std::isnan(v) && !std::isinf(v);
+    const bool pairs_table = p_.level_bits <= kMaxPairTableBits;
+#if defined(__SSE2__)
+    if (pairs_per_block % 8 == 0 && nan_free) {
+      fused_ = pairs_table ? fused_kernel<false, true>(p_.dtype, p_.level_bits)
+                           : fused_kernel<false, false>(p_.dtype, p_.level_bits);
+      fused_stream_ = pairs_table ? fused_kernel<true, true>(p_.dtype, p_.level_bits)
+                                  : fused_kernel<true, false>(p_.dtype, p_.level_bits);
+    }
+#endif
+    if (fused_ && pairs_table) {
+      const uint64_t rows = uint64_t{kBlockVQBooks} * L * L;
+      pairs_.resize(static_cast<size_t>(rows * 2));
+      for (uint64_t r = 0; r < rows; ++r) {
+        const uint64_t book = r / (uint64_t{L} * L), theta = r % (uint64_t{L} * L);
+        pairs_[2 * r] = p_.books[book * L + theta / L];
+        pairs_[2 * r + 1] = p_.books[book * L + theta % L];
+      }
+    }
+    groups_ = static_cast<uint32_t>(pairs_per_block / 8);
+    // Whole blocks whose codes all lie in 8-byte-readable 8-code groups of the blob (which ends with the
+    // headers, so only the last few groups of a tiny tensor can fall short).
+    const uint64_t full_blocks = p_.numel / p_.block;
+    const uint64_t safe_groups = fast_blocks(static_cast<size_t>(blob_bytes()), 2 * p_.level_bits, 0,
+                                             static_cast<size_t>(p_.count));
+    fast_end_ = groups_ ? std::min<uint64_t>(full_blocks, safe_groups / groups_) : 0;
+  }
+
+  uint64_t blob_bytes() const override { return p_.code_bytes + p_.header_bytes; }
+  std::string blob_layout() const override {
+    return std::to_string(p_.count) + " codes of " + std::to_string(2 * p_.level_bits) + " bits + " +
+           std::to_string(p_.nblocks) + " block headers of 10 bits";
+  }
+  uint64_t units() const override { return p_.nblocks; }
+  // Nothing beyond the length can be wrong: every 2b-bit code is a valid pair θ < L², and every 10-bit header a
+  // valid (scale code < 256, codebook < 4) (see the static_assert above).
+  bool validate(const uint8_t*, std::string*) const override { return true; }
+
+  bool decode(const uint8_t* blob, uint64_t u0, uint64_t u1, void* out, bool stream, std::string*) const override {
+    auto* dst = static_cast<uint8_t*>(out);
+    const uint64_t fast_stop = std::min(u1, fast_end_);
+    if (fused_ && u0 < fast_stop) {
+      FusedArgs a{blob, blob + p_.code_bytes, p_.scales.data(), pairs_.empty() ? nullptr : reinterpret_cast<const uint8_t*>(pairs_.data()),
+                  p_.books.data(), groups_};
+      (stream ? fused_stream_ : fused_)(a, u0, fast_stop, dst + u0 * p_.block * dtype_size(p_.dtype));
+      u0 = fast_stop;
+    }
+    if (u0 < u1) {
+      switch (p_.dtype) {
+        case DType::kFloat: generic<DType::kFloat>(blob, u0, u1, dst); break;
+        case DType::kDouble: generic<DType::kDouble>(blob, u0, u1, dst); break;
+        case DType::kFloat16: generic<DType::kFloat16>(blob, u0, u1, dst); break;
+        case DType::kBFloat16: generic<DType::kBFloat16>(blob, u0, u1, dst); break;
+      }
+    }
+    return true;
+  }
+
+  const BlockVQParams& params() const { return p_; }
+
+ private:
+  // Any block size, the partial last block and pair; one element at a time through dtype.h's casts.
+  template <DType T>
+  void generic(const uint8_t* blob, uint64_t q0, uint64_t q1, uint8_t* out) const {
+    const uint64_t pb = p_.block / 2;
+    const uint64_t p0 = q0 * pb, p1 = std::min(q1 * pb, p_.count);
+    if (p0 >= p1) return;
+    const int b = p_.level_bits, bits = 2 * b;
+    const uint32_t mask = p_.levels - 1u;
+    const uint8_t* headers = blob + p_.code_bytes;
+    const size_t len = static_cast<size_t>(blob_bytes());
+    uint64_t q = q0, left = pb;
+    uint32_t h = header_at(headers, q);
+    float s = p_.scales[h & 255u];
+    const float* book = p_.books.data() + (h >> 8) * p_.levels;
+    uint32_t codes[kChunkCodes];
+    for (uint64_t c = p0 & ~uint64_t{7}; c < p1; c += kChunkCodes) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunkCodes, p1 - c));
+      unpack_codes(blob, len, bits, c, n, codes);
+      for (size_t i = c < p0 ? static_cast<size_t>(p0 - c) : 0; i < n; ++i) {
+        if (left == 0) {
+          h = header_at(headers, ++q);
+          s = p_.scales[h & 255u];
+          book = p_.books.data() + (h >> 8) * p_.levels;
+          left = pb;
+        }
+        --left;
+        const uint32_t theta = codes[i];
+        const float v0 = book[theta >> b] * s;  // one rounding each
+        const float v1 = book[theta & mask] * s;
+        const uint64_t e = 2 * (c + i);
+        Out<T>::put(out, e, v0);
+        if (e + 1 < p_.numel) Out<T>::put(out, e + 1, v1);  // the last pair of an odd-sized tensor has one
+      }
+    }
+  }
+
+  BlockVQParams p_;
+  std::vector<float> pairs_;  // pair table (fused path, b <= kMaxPairTableBits): 4·L² rows of 2 floats
+  FusedFn fused_ = nullptr, fused_stream_ = nullptr;
+  uint32_t groups_ = 0;
+  uint64_t fast_end_ = 0;  // blocks [0, fast_end_) may take the fused path
+};
+
+std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& layout, std::string* error) {
+  auto need = [&](bool ok, const std::string& what) {
+    if (!ok) *error = "blockvq codec: " + what;
+    return ok;
+  };
+  const auto& block_v = side.ints.at("block");
+  const auto& levels_v = side.ints.at("levels");
+  const auto& smax_v = side.floats.at("smax");
+  const auto& books = side.floats.at("books");
+  if (!need(block_v.size() == 1, "i_block must hold one integer") ||
+      !need(levels_v.size() == 1, "i_levels must hold one integer") ||
+      !need(smax_v.size() == 1, "f_smax must hold one float")) {
+    return nullptr;
+  }
+  const int64_t block = block_v[0], levels = levels_v[0];
+  int b = 0;
+  while (b < 9 && (int64_t{1} << b) < levels) ++b;
+  if (!need(levels >= 2 && levels <= 256 && (int64_t{1} << b) == levels,
+            "i_levels must be a power of two in 2..256, got " + std::to_string(levels)) ||
+      !need(layout.bits == 2 * b, "bits must be 2*log2(i_levels) = " + std::to_string(2 * b) + ", got " +
+                                      std::to_string(layout.bits)) ||
+      !need(layout.group == 2, "group must be 2 (weights are coded in pairs), got " + std::to_string(layout.group)) ||
+      !need(block >= 2 && block <= kMaxBlock && block % 2 == 0,
+            "i_block must be even and in 2..4096, got " + std::to_string(block)) ||
+      !need(books.size() == static_cast<size_t>(kBlockVQBooks * levels),
+            "f_books must hold 4*i_levels = " + std::to_string(kBlockVQBooks * levels) + " floats, got " +
+                std::to_string(books.size()))) {
+    return nullptr;
+  }
+  BlockVQParams p;
+  p.level_bits = b;
+  p.levels = static_cast<uint32_t>(levels);
+  p.block = static_cast<uint32_t>(block);
+  p.numel = layout.numel;
+  p.count = layout.count;
+  p.nblocks = (layout.numel + static_cast<uint64_t>(block) - 1) / static_cast<uint64_t>(block);
+  p.code_bytes = (p.count * static_cast<uint64_t>(2 * b) + 7) / 8;
+  p.header_bytes = (p.nblocks * kBlockVQHeaderBits + 7) / 8;
+  p.dtype = layout.dtype;
+  const float smax = smax_v[0];
+  for (int k = 0; k < 256; ++k) {
+    const float base = smax * from_bits(kStepBits[k & 15]);  // rounded product
+    p.scales[static_cast<size_t>(k)] = std::ldexp(base, -(k >> 4));  // correctly rounded (subnormal results too)
+  }
+  p.books = books;
+  return std::make_unique<BlockVQDecoder>(std::move(p));
+}
+
+}  // namespace
+
+const BlockVQParams* blockvq_params(const BlockDecoder* d) {
+  const auto* v = dynamic_cast<const BlockVQDecoder*>(d);
+  return v ? &v->params() : nullptr;
+}
+
+const CodecSpec kBlockVQCodec = {"blockvq", {"block", "levels"}, {"smax", "books"}, nullptr, &create};
+
+}  // namespace hyperonnx
