@@ -22,6 +22,7 @@
 #include <string>
 
 #if defined(__SSE2__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -202,10 +203,17 @@ __attribute__((target("f16c"))) void fused_blocks_f16c(const FusedArgs& a, uint6
   if constexpr (STREAM) _mm_sfence();
 }
 
+// F16C present and its VEX encoding enabled by the OS (XMM and YMM state saved): cpuid + xgetbv, which GCC and
+// clang both accept (clang's __builtin_cpu_supports does not know "f16c").
 bool cpu_has_f16c() {
   static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("f16c") != 0;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    const bool osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+    if (!(osxsave && avx && f16c)) return false;
+    unsigned lo = 0, hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 6u) == 6u;
   }();
   return has;
 }
