@@ -40,7 +40,7 @@ def test_convert_prints_a_summary_and_writes_a_json_report(toy, tmp_path):
 
 def test_convert_json_and_codec_options(toy, tmp_path):
     out = tmp_path / "out.onnx"
-    result = hx("convert", toy, "-o", out, "--min-elements", "1", "--json", "--codec-opt", "n=225")
+    result = hx("convert", toy, "-o", out, "--min-elements", "1", "--json", "--codec", "paper", "--codec-opt", "n=225")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert {t["name"] for t in data["tensors"]} == {"conv.weight", "fc1.weight", "fc2.weight"}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import hyperonnx.codec as codec
-from hyperonnx.codec import kronecker
+from hyperonnx.codec import blockvq, kronecker
 from hyperonnx.codec.paper import _Lattice, lattice_side
 
 DTYPES = [np.float16, ml_dtypes.bfloat16, np.float32, np.float64]
@@ -17,6 +17,7 @@ SHAPES = [(1,), (7,), (1000,), (33, 17), (8, 3, 3, 3), (5, 5)]
 NAMES = sorted(codec.CODECS)
 # Small, fast settings per codec for the exactness checks (the defaults are covered by the round trips).
 SETTINGS = {"paper": [{}, {"n": 37, "rings": 2}], "paper-cnn": [{}],
+            "blockvq": [{}, {"bits": 2, "block": 2}, {"bits": 8, "block": 16}, {"bits": 6, "block": 2}],
             "kronecker": [{}, {"N": 3, "U": 512}, {"N": 4, "U": 256}, {"U": 16}]}
 
 
@@ -60,7 +61,8 @@ def test_side_information_is_exact_float32_and_int64(name):
         assert all(float(np.float32(v)) == v for v in values)
     for values in enc.ints.values():
         assert all(isinstance(v, int) and -(1 << 63) <= v < 1 << 63 for v in values)
-    assert codec.table(enc).dtype == np.float32
+    if name != "blockvq":  # blockvq scales blocks after its level lookup: no single table
+        assert codec.table(enc).dtype == np.float32
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -141,7 +143,27 @@ def _check_kronecker(x: np.ndarray, options: dict) -> None:
     assert np.array_equal(d[np.arange(d.shape[0]), codes], d.min(axis=1))
 
 
-CHECKERS = {"paper": _check_paper, "paper-cnn": lambda x, o: _check_paper(x, {"n": 225, **o}),
+def _check_blockvq(x: np.ndarray, options: dict) -> None:
+    """Given each block's chosen codebook and scale, every weight's level is the nearest one (brute force)."""
+    enc = codec.encode(x, "blockvq", **options)
+    (block,), (levels,) = enc.ints["block"], enc.ints["levels"]
+    bits = levels.bit_length() - 1
+    code_bytes = codec.bitpack.packed_size(enc.count, enc.bits)
+    theta = codec.bitpack.unpack(enc.blob[:code_bytes], enc.count, enc.bits).astype(np.int64)
+    nblocks = -(-x.size // block)
+    headers = codec.bitpack.unpack(enc.blob[code_bytes:], nblocks, 10).astype(np.int64)
+    books = np.asarray(enc.floats["books"], dtype=np.float64).reshape(4, levels)
+    scales = blockvq.scale_table(enc.floats["smax"][0]).astype(np.float64)
+    digits = np.stack([theta >> bits, theta & (levels - 1)], axis=1).reshape(-1)[: x.size]
+    element_block = np.arange(x.size) // block
+    book = books[headers[element_block] >> 8]
+    v = x.astype(np.float32).reshape(-1).astype(np.float64) / scales[headers[element_block] & 0xFF]
+    distance = np.abs(book - v[:, None])
+    chosen = distance[np.arange(x.size), digits]
+    assert np.all(chosen <= distance.min(axis=1) * (1 + 1e-6) + 1e-12)
+
+
+CHECKERS = {"paper": _check_paper, "blockvq": _check_blockvq, "paper-cnn": lambda x, o: _check_paper(x, {"n": 225, **o}),
             "kronecker": _check_kronecker}
 
 

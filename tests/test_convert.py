@@ -163,7 +163,7 @@ def test_external_data_round_trip(toy, tmp_path):
 
 def test_inspect_reports_every_compressed_tensor(toy, tmp_path):
     out = tmp_path / "toy.hx.onnx"
-    hyperonnx.convert(toy, out, min_elements=1)
+    hyperonnx.convert(toy, out, min_elements=1, codec_name="paper")
     data = hyperonnx.inspect(out)
     assert {t["name"] for t in data["tensors"]} == {"conv.weight", "fc1.weight", "fc2.weight"}
     fc1 = next(t for t in data["tensors"] if t["name"] == "fc1.weight")
@@ -242,3 +242,12 @@ def test_strip_debug_info_drops_only_exporter_debug_data(tmp_path):
     assert [n.op_type for n in stripped.graph.node] == [n.op_type for n in kept.graph.node]
     assert stripped.graph.initializer == kept.graph.initializer
     assert stripped.metadata_props == kept.metadata_props
+
+
+def test_portable_form_needs_opset_11(tmp_path):
+    model = conv_mlp()
+    model.opset_import[0].version = 10
+    src = _save(model, tmp_path / "old.onnx")
+    with pytest.raises(hyperonnx.HyperonnxError, match="opset 11"):
+        hyperonnx.convert(src, tmp_path / "p.onnx", runtime="portable", min_elements=1)
+    hyperonnx.convert(src, tmp_path / "o.onnx", min_elements=1)  # the ort form has no such limit

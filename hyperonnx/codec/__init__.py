@@ -32,7 +32,7 @@ try:  # the Kronecker codec lives in its own module; it registers itself when pr
 except ImportError:  # pragma: no cover
     pass
 
-DEFAULT_CODEC = "paper"
+DEFAULT_CODEC = "blockvq"
 
 
 def get_codec(name: str) -> Codec:

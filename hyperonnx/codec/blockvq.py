@@ -98,16 +98,16 @@ class BlockVQCodec(Codec):
         flat = np.asarray(x).reshape(-1)
         numel = flat.size
         smax = float(np.float32(np.abs(flat.astype(np.float64)).max()))
-        if smax == 0.0 or not np.isfinite(smax):
-            smax = float(np.finfo(np.float32).tiny) if smax == 0.0 else smax
+        if not np.isfinite(smax):
+            raise ValueError("blockvq codec: the tensor's largest magnitude overflows float32")
         books = codebooks(bits, block)
         searchers = _searchers(bits, block)
         scales = scale_table(smax)
         levels = 1 << bits
         nblocks = -(-numel // block)
-        digits = np.empty(nblocks * block, dtype=np.uint16)
-        headers = np.empty(nblocks, dtype=np.uint32)
-        for start in range(0, nblocks, CHUNK_BLOCKS):
+        digits = np.zeros(nblocks * block, dtype=np.uint16)
+        headers = np.zeros(nblocks, dtype=np.uint32)
+        for start in range(0, nblocks if smax > 0 else 0, CHUNK_BLOCKS):  # all zeros: scale 0 decodes them
             stop = min(nblocks, start + CHUNK_BLOCKS)
             chunk = np.zeros((stop - start) * block, dtype=np.float32)
             part = flat[start * block : stop * block]
@@ -139,7 +139,7 @@ class BlockVQCodec(Codec):
 
 class _Nearest:
     """Exact nearest level in O(1): a fine lookup grid over [−LIMIT, LIMIT] narrower than any level gap, so
-    each cell holds at most one decision edge; one comparison with that edge finishes the search."""
+    each cell holds at most one decision edge; comparisons with the edges around the guess finish the search."""
 
     LIMIT = 2.0
     CELLS = 1 << 13
@@ -147,16 +147,20 @@ class _Nearest:
     def __init__(self, levels: np.ndarray):
         self.levels = levels.astype(np.float32)
         edges = ((levels[1:].astype(np.float64) + levels[:-1]) / 2).astype(np.float32)
-        if levels.size > 1 and np.diff(levels).min() <= 2 * self.LIMIT / self.CELLS:
-            raise ValueError("codebook levels too close for the lookup grid")
-        self.edges = np.append(edges, np.float32(np.inf))
+        # Padded with ∓inf so that a guess one cell off (float32 rounding of the cell index) is corrected too.
+        self.edges = np.concatenate([[np.float32(-np.inf)], edges, [np.float32(np.inf)]]).astype(np.float32)
+        # Levels closer than a cell (Lloyd sets for tiny blocks repeat ±1) fall back to a binary search.
+        self.exact_grid = levels.size < 2 or np.diff(levels).min() > 2 * self.LIMIT / self.CELLS
         starts = np.linspace(-self.LIMIT, self.LIMIT, self.CELLS, endpoint=False, dtype=np.float64)
         self.lut = np.searchsorted(edges.astype(np.float64), starts, side="right").astype(np.int32)
 
     def __call__(self, v: np.ndarray) -> np.ndarray:
+        if not self.exact_grid:
+            return np.searchsorted(self.edges[1:-1], v)
         cell = ((np.clip(v, -self.LIMIT, self.LIMIT * 0.999999) + self.LIMIT) * (self.CELLS / (2 * self.LIMIT)))
         guess = self.lut[cell.astype(np.int32)]
-        return guess + (v > self.edges[guess])
+        # The answer is the number of edges below v: the guess, or its neighbour when v lies past an edge.
+        return guess + (v > self.edges[guess + 1]) - (v <= self.edges[guess])
 
 
 @functools.lru_cache(maxsize=64)
@@ -209,10 +213,12 @@ def decode_blockvq(enc: Encoded) -> np.ndarray:
     except (KeyError, ValueError) as exc:
         raise ValueError(f"blockvq codec: missing or malformed side information ({exc})") from None
     bits = int(levels).bit_length() - 1
-    if levels != 1 << bits or enc.bits != 2 * bits or enc.group != 2 or books.size != BOOKS * levels:
+    if not 2 <= levels <= 256 or levels != 1 << bits:
+        raise ValueError(f"blockvq codec: levels must be a power of two in 2..256, got {levels}")
+    if enc.bits != 2 * bits or enc.group != 2 or books.size != BOOKS * levels:
         raise ValueError("blockvq codec: inconsistent side information")
-    if block < 2 or block % 2:
-        raise ValueError(f"blockvq codec: block must be even, got {block}")
+    if not 2 <= block <= 4096 or block % 2:
+        raise ValueError(f"blockvq codec: block must be an even number in 2..4096, got {block}")
     numel, count = enc.numel, enc.count
     nblocks = -(-numel // block)
     code_bytes = bitpack.packed_size(count, enc.bits)

@@ -97,6 +97,9 @@ def compress_model(
 
     # Tensors are encoded in parallel threads (numpy releases the GIL) but the graph is rewritten in order,
     # one tensor at a time, so the result does not depend on --jobs. At most 2·jobs tensors are in flight.
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    if runtime == "portable" and opset < 11:
+        raise ValueError(f"the portable form needs opset 11 or newer (the model has {opset}); use --runtime ort")
     namers: dict[int, emit.Namer] = {}
     rewrites: dict[int, tuple[onnx.GraphProto, list[emit.Rewrite]]] = {}
     budgeted = target_bpw is not None or max_bytes is not None

@@ -118,7 +118,7 @@ def emit_portable(site: WeightSite, namer: Namer, enc: Encoded, stats: dict) -> 
 
     Codes are stored one per uint8/uint16 (byte-aligned, so standard ops can index with them). Tables are
     generated in the graph from a few scalars with the format's float32 operations where the codec allows it
-    (`paper`, `blockvq`); ORT folds them at load. The Gather carries the codec attributes in its doc_string so
+    (`paper`, `blockvq`); ORT folds them at load. Needs opset ≥ 11 (Range, input-driven Pad and Slice). The Gather carries the codec attributes in its doc_string so
     that `inspect` and `decompress` understand the model.
     """
     code_bytes = codec.base.bitpack.packed_size(enc.count, enc.bits)
@@ -178,7 +178,6 @@ def _blockvq_nodes(enc: Encoded, namer: Namer, base: str, index: str, inits: lis
     nblocks = -(-enc.numel // block)
     code_bytes = codec.base.bitpack.packed_size(enc.count, enc.bits)
     headers = codec.base.bitpack.unpack(enc.blob[code_bytes:], nblocks, blockvq.HEADER_BITS)
-    f32 = np.float32
 
     def const(label: str, value) -> str:
         name = namer(f"{base}::{label}")
@@ -192,6 +191,19 @@ def _blockvq_nodes(enc: Encoded, namer: Namer, base: str, index: str, inits: lis
 
     scale_code = const("scale_code", (headers & 0xFF).astype(np.uint8))
     book = const("book", (headers >> 8).astype(np.uint8))
+    scales, table = _blockvq_table_nodes(enc, levels, const, node)
+    block_scale = node("Gather", [scales, node("Cast", [scale_code], "scale_code_i32", to=onnx.TensorProto.INT32)],
+                       "block_scale")
+    l2 = const("l2", np.int32(levels * levels))
+    return _blockvq_rows(enc, nblocks, block, index, book, l2, table, block_scale, const, node, namer, base, nodes,
+                         tag)
+
+
+def _blockvq_table_nodes(enc: Encoded, levels: int, const, node) -> tuple[str, str]:
+    """The 256 block scales and the pair table, computed in the graph exactly as docs/format.md specifies."""
+    from hyperonnx.codec import blockvq
+
+    f32 = np.float32
     # Block scales: smax · M[k mod 16], then an exact power-of-two step (a product by 2^-(k div 16)).
     k = node("Range", [const("k0", np.int32(0)), const("k256", np.int32(256)), const("k1", np.int32(1))], "k")
     sixteen = const("sixteen", np.int32(16))
@@ -200,14 +212,12 @@ def _blockvq_nodes(enc: Encoded, namer: Namer, base: str, index: str, inits: lis
     exponent = node("Gather", [powers, node("Div", [k, sixteen], "k_div")], "exponent")
     scales = node("Mul", [node("Mul", [const("smax", f32(enc.floats["smax"][0])), mantissa], "scaled"), exponent],
                   "scales")
-    block_scale = node("Gather", [scales, node("Cast", [scale_code], "scale_code_i32", to=onnx.TensorProto.INT32)],
-                       "block_scale")
     # Rows of the pair table: book·L² + θ.
     books = const("books", np.asarray(enc.floats["books"], dtype=f32))
     # The pair table (8·L² values) is generated in the graph from the books (4·L values).
     r = node("Range", [const("r0", np.int32(0)), const("rn", np.int32(blockvq.BOOKS * levels * levels)),
                        const("r1", np.int32(1))], "r")
-    l2 = const("l2", np.int32(levels * levels))
+    l2 = const("l2_table", np.int32(levels * levels))
     n_levels = const("levels", np.int32(levels))
     book_base = node("Mul", [node("Div", [r, l2], "r_book"), n_levels], "book_base")
     theta = node("Mod", [r, l2], "r_theta")
@@ -216,6 +226,11 @@ def _blockvq_nodes(enc: Encoded, namer: Namer, base: str, index: str, inits: lis
     column = const("column", np.array([-1, 1], dtype=np.int64))
     table = node("Concat", [node("Reshape", [first, column], "first_col"),
                             node("Reshape", [second, column], "second_col")], "pair_table", axis=1)
+    return scales, table
+
+
+def _blockvq_rows(enc, nblocks, block, index, book, l2, table, block_scale, const, node, namer, base, nodes, tag):
+    """Gather each pair's row (book·L² + θ) and multiply by its block's scale: (nblocks, B/2, 2) float32."""
     # Codes padded to whole blocks (the pad codes are 0 and get trimmed), one row per block.
     per_block = block // 2
     padded_count = nblocks * per_block
@@ -224,7 +239,7 @@ def _blockvq_nodes(enc: Encoded, namer: Namer, base: str, index: str, inits: lis
         index = node("Pad", [index, pads], "codes_padded")
     grid = node("Reshape", [index, const("grid", np.array([nblocks, per_block], dtype=np.int64))], "code_grid")
     row_base = node("Mul", [node("Cast", [book], "book_i32", to=onnx.TensorProto.INT32), l2], "row_base")
-    rows_index = node("Add", [grid, node("Unsqueeze", [row_base, const("axis1", np.array([1], dtype=np.int64))],
+    rows_index = node("Add", [grid, node("Reshape", [row_base, const("col", np.array([-1, 1], dtype=np.int64))],
                                          "row_base_col")], "rows_index")
     rows = namer(f"{base}::rows")
     nodes.append(helper.make_node("Gather", [table, rows_index], [rows], axis=0, name=f"hyperonnx/{base}/gather",
