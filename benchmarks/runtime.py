@@ -109,10 +109,34 @@ def _mm_feeds(k: int, batch: int) -> Callable[[], dict[str, np.ndarray]]:
     return lambda: {"X": np.random.default_rng(1).standard_normal((batch, k)).astype(np.float32)}
 
 
-# Real models (MobileNetV2, MiniLM, ...) are appended here as Model entries: build() returns the original and
-# the converted model paths, feeds() the inputs of one Run.
+def _realmodels():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import realmodels
+
+    return realmodels
+
+
+def real_model(get: Callable[[], Path]) -> Callable[[Path], dict[str, Path]]:
+    """The real model (tests/realmodels.py) and its conversion with the default codec."""
+
+    def build(folder: Path) -> dict[str, Path]:
+        import hyperonnx
+
+        source = get()
+        target = folder / (source.stem + ".hx.onnx")
+        hyperonnx.convert(source, target)
+        return {"original": source, "compressed": target}
+
+    return build
+
+
+# build() returns the original and the converted model paths, feeds() the inputs of one Run.
 MODELS = [
     Model("matmul 2048x2048 (16 MiB fp32), batch 8", lambda d: matmul_models(d, 2048, 2048, 8), _mm_feeds(2048, 8)),
+    Model("MobileNetV2, batch 1", real_model(lambda: _realmodels().mobilenet_v2()),
+          lambda: {"input": _realmodels().imagenet_inputs(1)[:1]}),
+    Model("all-MiniLM-L6-v2, 8 sentences", real_model(lambda: _realmodels().minilm()),
+          lambda: _realmodels().minilm_inputs(n=8)),
 ]
 
 
