@@ -20,6 +20,7 @@ import onnx
 import pytest
 import toymodels
 from onnx import TensorProto, helper, numpy_helper
+from test_ops_decode import LIBRARY
 
 from hyperonnx import model_io
 from hyperonnx.errors import HyperonnxError
@@ -323,5 +324,6 @@ def test_input_never_modified(tmp_path):
     assert _cli("convert", src, "-o", tmp_path / "c.onnx").returncode == 0
     assert _cli("inspect", tmp_path / "c.onnx").returncode == 0
     assert _cli("decompress", tmp_path / "c.onnx", "-o", tmp_path / "d.onnx").returncode == 0
-    assert _cli("verify", src, tmp_path / "c.onnx").returncode == 0
+    if LIBRARY is not None:  # verify runs the op library
+        assert _cli("verify", src, tmp_path / "c.onnx").returncode == 0
     assert [(_digest(f), f.stat().st_mtime_ns) for f in files] == state
