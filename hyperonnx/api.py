@@ -149,28 +149,12 @@ def decompress(source: str | os.PathLike, target: str | os.PathLike, external_da
 def inspect(path: str | os.PathLike) -> dict[str, Any]:
     """Per compressed tensor: name, shape, dtype, codec, bits/weight, SQNR, bytes; and totals."""
     model = model_io.load(path)
-    tensors = []
-    for decoder in find_decoders(model):
-        meta = decoder.meta
-        numel = math.prod(meta["shape"])
-        after = decoder.bytes_after + 8 * (len(meta["shape"]) + 3)
-        tensors.append({
-            "name": decoder.output,
-            "graph": decoder.graph_path,
-            "form": decoder.form,
-            "shape": list(meta["shape"]),
-            "dtype": _dtype_name(meta["dtype"]),
-            "codec": meta["codec"],
-            "bits": meta["bits"],
-            "mode": meta.get("mode"),
-            "bits_per_weight": 8.0 * after / max(numel, 1),
-            "sqnr_db": meta.get("sqnr_db"),
-            "bytes_before": meta.get("bytes_before"),
-            "bytes_after": after,
-        })
+    try:
+        tensors = [_describe(decoder) for decoder in find_decoders(model)]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise HyperonnxError(f"{path}: malformed hyperonnx decoder ({type(exc).__name__}: {exc})") from None
     before = sum(t["bytes_before"] or 0 for t in tensors)
     after = sum(t["bytes_after"] for t in tensors)
-    file_bytes = model_io.file_size(path)
     return {
         "tensors": tensors,
         "totals": {
@@ -178,8 +162,28 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
             "bytes_before": before,
             "bytes_after": after,
             "ratio": before / after if after else None,
-            "file_bytes": file_bytes,
+            "file_bytes": model_io.file_size(path),
         },
+    }
+
+
+def _describe(decoder) -> dict[str, Any]:
+    meta = decoder.meta
+    numel = math.prod(meta["shape"])
+    after = decoder.bytes_after + 8 * (len(meta["shape"]) + 3)
+    return {
+        "name": decoder.output,
+        "graph": decoder.graph_path,
+        "form": decoder.form,
+        "shape": list(meta["shape"]),
+        "dtype": _dtype_name(meta["dtype"]),
+        "codec": meta["codec"],
+        "bits": meta["bits"],
+        "mode": meta.get("mode"),
+        "bits_per_weight": 8.0 * after / max(numel, 1),
+        "sqnr_db": meta.get("sqnr_db"),
+        "bytes_before": meta.get("bytes_before"),
+        "bytes_after": after,
     }
 
 

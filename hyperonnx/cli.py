@@ -82,7 +82,7 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
     options = _parse_options(codec_opt)
     codec.get_codec(codec_name).params(options)  # fail on a bad codec or option before any work
     bar = None
-    if not as_json:
+    if not as_json and sys.stderr.isatty():  # a bar is for people; scripts and logs get the summary only
         import onnx
 
         from hyperonnx.passes.select import Selection, choose, find_sites

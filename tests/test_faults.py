@@ -144,8 +144,6 @@ def test_file_size_limit(small_model, tmp_path, command):
     assert _digest(source) == before
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py convert(): click's progress bar writes its label line "
-                   "('encoding') to stderr even when stderr is not a terminal, so a failing convert prints 2 lines")
 def test_progress_bar_not_on_error_output(wide_model, tmp_path):
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))

@@ -90,6 +90,7 @@ def test_cli_fuzz_bounded(tmp_path):
     assert summary, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
+# Bugs the fuzzers found, fixed since; their reproducers stay as regression tests.
 KNOWN_CLI = {
     "inspect-keyerror-no-dtype.onnx": "api.inspect: a HyperDecode node without a 'dtype' attribute -> KeyError "
                                       "(internal error, exit 1) instead of a one-line user error (exit 2)",
@@ -101,8 +102,7 @@ KNOWN_CLI = {
 
 
 @pytest.mark.parametrize("name", sorted(KNOWN_CLI))
-def test_cli_known_bugs(name, request):
-    request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN_CLI[name]))
+def test_cli_known_bugs(name):
     proc = _python_fuzz("--replay", str(CORPUS / "known" / name), "--strict", timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
@@ -157,8 +157,7 @@ KNOWN_DECODER = {
 
 
 @pytest.mark.parametrize("name", sorted(KNOWN_DECODER))
-def test_decoder_known_bugs(decoder_fuzz, name, request):
-    request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN_DECODER[name]))
+def test_decoder_known_bugs(decoder_fuzz, name):
     proc = _run_decoder_fuzz(decoder_fuzz, [str(CORPUS / "decoder_known" / name)], timeout=120,
                              env={"HX_FUZZ_NO_FILTER": "1"})
     assert proc.returncode == 0, proc.stderr[-1500:]

@@ -281,7 +281,10 @@ std::unique_ptr<Decoder> Decoder::create(const AttrSource& attrs, std::string* e
   const uint64_t reachable = bits == 32 ? (uint64_t{1} << 32) : (uint64_t{1} << bits);
   d->table_rows_ = std::min(d->entries_, reachable);
   const uint64_t g = static_cast<uint64_t>(group);
-  d->use_table_ = d->table_rows_ <= d->count_ || d->table_rows_ * g <= (uint64_t{1} << 20);
+  // A table larger than the output is not worth building, and an untrusted node must not make us allocate
+  // gigabytes before its blob is even seen (a 1 KB model can claim 2^32 entries): cap it at 64 Mi values.
+  d->use_table_ = (d->table_rows_ <= d->count_ || d->table_rows_ * g <= (uint64_t{1} << 20)) &&
+                  d->table_rows_ * g <= (uint64_t{1} << 26);
   if (d->use_table_) {
     std::vector<float> rows(static_cast<size_t>(d->table_rows_ * g));
     d->gen_->rows(0, d->table_rows_, rows.data());

@@ -16,10 +16,20 @@ def packed_size(count: int, bits: int) -> int:
     return (count * bits + 7) // 8
 
 
+CHUNK_CODES = 1 << 20  # a multiple of 8: chunks start on byte boundaries, so they pack independently
+
+
 def pack(codes: np.ndarray, bits: int) -> np.ndarray:
     """Pack non-negative integer ``codes`` (< 2**bits) into a uint8 blob."""
     if not 1 <= bits <= MAX_BITS:
         raise ValueError(f"bit width {bits} outside 1..{MAX_BITS}")
+    codes = np.asarray(codes).ravel()
+    if codes.size > CHUNK_CODES:  # bounded working memory: the wide intermediates below are per chunk
+        return np.concatenate([_pack(codes[i : i + CHUNK_CODES], bits) for i in range(0, codes.size, CHUNK_CODES)])
+    return _pack(codes, bits)
+
+
+def _pack(codes: np.ndarray, bits: int) -> np.ndarray:
     codes = np.ascontiguousarray(codes, dtype=np.uint64).ravel()
     count = codes.size
     out = np.zeros(packed_size(count, bits), dtype=np.uint8)

@@ -47,10 +47,14 @@ class CompressReport:
     budget: dict[str, Any] | None = None
 
 
-def sqnr_db(original: np.ndarray, decoded: np.ndarray) -> float:
-    x = original.astype(np.float64).ravel()
-    noise = float(((x - decoded.astype(np.float64).ravel()) ** 2).sum())
-    signal = float((x**2).sum())
+def sqnr_db(original: np.ndarray, decoded: np.ndarray, chunk: int = 1 << 20) -> float:
+    # In chunks: float64 copies of a whole large tensor would double the converter's peak memory.
+    x_all, y_all = original.reshape(-1), decoded.reshape(-1)
+    signal = noise = 0.0
+    for start in range(0, x_all.size, chunk):
+        x = x_all[start : start + chunk].astype(np.float64)
+        noise += float(((x - y_all[start : start + chunk].astype(np.float64)) ** 2).sum())
+        signal += float((x**2).sum())
     if noise == 0.0:
         return float("inf")
     return 10.0 * np.log10(max(signal, 1e-300) / noise)
@@ -96,7 +100,7 @@ def compress_model(
     jobs = max(1, jobs or os.cpu_count() or 1)
 
     # Tensors are encoded in parallel threads (numpy releases the GIL) but the graph is rewritten in order,
-    # one tensor at a time, so the result does not depend on --jobs. At most 2·jobs tensors are in flight.
+    # one tensor at a time, so the result does not depend on --jobs. At most jobs + 1 tensors are in flight.
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     if runtime == "portable" and opset < 11:
         raise ValueError(f"the portable form needs opset 11 or newer (the model has {opset}); use --runtime ort")
@@ -128,11 +132,11 @@ def compress_model(
 
 
 def _stream(pool, chosen, codec_name, options, jobs):
-    """(site, future) in order, with at most 2·jobs tensors in flight."""
+    """(site, future) in order, with at most jobs + 1 tensors in flight (memory: one working set per worker)."""
     pending = []
     for site in chosen:
         pending.append((site, pool.submit(_encode_one, _values(site), codec_name, options)))
-        if len(pending) >= 2 * jobs:
+        if len(pending) > jobs:
             yield pending.pop(0)
     yield from pending
 
@@ -184,7 +188,7 @@ def _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, targe
     for site in chosen:
         name = site.name if max_bytes is not None else None
         pending.append((site, pool.submit(_candidates, _values(site), codec_name, option_sets, runtime, name)))
-        if len(pending) >= 2 * jobs:
+        if len(pending) > jobs:
             site_done, future = pending.pop(0)
             results.append((site_done, future.result()))
     results += [(site, future.result()) for site, future in pending]

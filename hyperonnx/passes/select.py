@@ -110,6 +110,7 @@ def choose(sites: list[WeightSite], selection: Selection) -> tuple[list[WeightSi
         elif selection.all_ops or feeds_weight_input(site):
             chosen.append(site)
         else:
-            ops = sorted({op for op, _ in site.used_by}) or ["no consumer"]
+            # op types come from the file: undecodable bytes must not break the message
+            ops = sorted({op if isinstance(op, str) else repr(op) for op, _ in site.used_by}) or ["no consumer"]
             skipped.append(Skipped(name, f"not a weight input (used by {', '.join(ops)})"))
     return chosen, skipped
