@@ -118,9 +118,14 @@ def validate_input(array: np.ndarray) -> np.ndarray:
         raise ValueError(f"cannot encode dtype {name}: hyperonnx codecs take {', '.join(SUPPORTED_DTYPES)}")
     if array.size == 0:
         raise ValueError("cannot encode an empty tensor")
-    as64 = array.astype(np.float64)
-    if not np.isfinite(as64).all():
-        bad = int((~np.isfinite(as64)).sum())
+    flat = array.reshape(-1)
+    bad = 0
+    for start in range(0, flat.size, 1 << 22):  # in chunks: no float64 copy of a large tensor
+        chunk = flat[start : start + (1 << 22)]
+        if chunk.dtype.name == "bfloat16":
+            chunk = chunk.astype(np.float32)
+        bad += int(chunk.size - np.count_nonzero(np.isfinite(chunk)))
+    if bad:
         raise ValueError(f"cannot encode a tensor with {bad} non-finite value(s) (NaN or Inf)")
     return array
 

@@ -33,6 +33,7 @@ STEPS = np.array(STEP_BITS, dtype=np.uint32).view(np.float32)
 SCALE_CODES = 256
 BOOKS = 4
 HEADER_BITS = 8 + 2  # scale code + codebook id, per block
+CHUNK_PAIRS = 1 << 20  # decode working set (a multiple of 8 codes: chunks start on byte boundaries)
 CHUNK_BLOCKS = 1 << 13  # 256K weights at a time: the working set stays in L2/L3
 # Scale codes tried around the block's absolute maximum: two coarser (Lloyd levels stop short of 1) and up to
 # five finer (clipping the block's largest values pays when most values are small).
@@ -97,7 +98,8 @@ class BlockVQCodec(Codec):
             raise ValueError(f"blockvq codec: block must be an even number in 2..4096, got {block}")
         flat = np.asarray(x).reshape(-1)
         numel = flat.size
-        smax = float(np.float32(np.abs(flat.astype(np.float64)).max()))
+        # max(max, −min): no temporary as large as the tensor
+        smax = float(np.float32(max(float(flat.max()), -float(flat.min()))))
         if not np.isfinite(smax):
             raise ValueError("blockvq codec: the tensor's largest magnitude overflows float32")
         books = codebooks(bits, block)
@@ -117,8 +119,11 @@ class BlockVQCodec(Codec):
             headers[start:stop] = h
         pairs = digits.reshape(-1, 2)
         count = -(-numel // 2)
-        theta = (pairs[:count, 0].astype(np.uint32) << bits) | pairs[:count, 1]
-        blob = np.concatenate([bitpack.pack(theta, 2 * bits), bitpack.pack(headers, HEADER_BITS)])
+        parts = []  # θ built and packed per chunk (chunks of a multiple of 8 codes pack independently)
+        for first in range(0, count, CHUNK_PAIRS):
+            chunk = pairs[first : min(count, first + CHUNK_PAIRS)]
+            parts.append(bitpack.pack((chunk[:, 0].astype(np.uint32) << bits) | chunk[:, 1], 2 * bits))
+        blob = np.concatenate([*parts, bitpack.pack(headers, HEADER_BITS)])
         return Encoded(
             codec=self.family,
             shape=tuple(int(d) for d in np.shape(x)),
@@ -225,19 +230,26 @@ def decode_blockvq(enc: Encoded) -> np.ndarray:
     if enc.blob.size != code_bytes + bitpack.packed_size(nblocks, HEADER_BITS):
         raise ValueError(f"blockvq codec: blob holds {enc.blob.size} bytes, expected "
                          f"{code_bytes + bitpack.packed_size(nblocks, HEADER_BITS)}")
-    theta = bitpack.unpack(enc.blob[:code_bytes], count, enc.bits)
     headers = bitpack.unpack(enc.blob[code_bytes:], nblocks, HEADER_BITS)
     book = headers >> 8
     if book.size and int(book.max()) >= BOOKS:
         raise ValueError(f"blockvq codec: codebook id {int(book.max())} out of range")
     # One row per (codebook, θ) pair of levels, gathered as 8-byte words, then the block scale: the same values
-    # as levels[book][digit] · scale computed element by element, with one rounding each.
+    # as levels[book][digit] · scale computed element by element, with one rounding each. In chunks of pairs,
+    # so the working memory is the output plus a few MB.
     table = pair_table(books.reshape(BOOKS, levels)).view(np.uint64).reshape(-1)
-    per_pair = block // 2
-    row = (np.repeat(book, per_pair)[:count].astype(np.uint32) << np.uint32(enc.bits)) | theta
-    s = np.repeat(scale_table(smax)[headers & 0xFF], per_pair)[:count]
-    values = (table[row].view(np.float32).reshape(-1, 2) * s[:, None]).reshape(-1)[:numel]
-    return values.astype(dtype_from_name(enc.dtype)).reshape(enc.shape)
+    block_scales = scale_table(smax)[headers & 0xFF]
+    values = np.empty(count * 2, dtype=np.float32)
+    for first in range(0, count, CHUNK_PAIRS):
+        n = min(CHUNK_PAIRS, count - first)
+        theta = bitpack.unpack(enc.blob[first * enc.bits // 8 : bitpack.packed_size(first + n, enc.bits)], n,
+                               enc.bits)
+        pair_block = (np.arange(first, first + n, dtype=np.int64) * 2) // block
+        row = (book[pair_block].astype(np.uint32) << np.uint32(enc.bits)) | theta
+        chunk = table[row].view(np.float32).reshape(-1, 2) * block_scales[pair_block][:, None]
+        values[2 * first : 2 * (first + n)] = chunk.reshape(-1)
+    values = values[:numel]
+    return values.astype(dtype_from_name(enc.dtype), copy=False).reshape(enc.shape)
 
 
 __all__ = ["BlockVQCodec", "codebooks", "decode_blockvq", "scale_table"]
