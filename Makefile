@@ -26,6 +26,9 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check hyperonnx tests benchmarks samples
+	cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_MAKE_PROGRAM=$(abspath $(BIN))/ninja >/dev/null
+	cmake --build build -j2
+	ctest --test-dir build --output-on-failure
 	$(PY) -m pytest -q
 
 test-fast: setup
