@@ -170,14 +170,9 @@ def emit_portable(site: WeightSite, namer: Namer, enc: Encoded, stats: dict) -> 
     return Rewrite(site, inits, nodes)
 
 
-def _blockvq_nodes(enc: Encoded, namer: Namer, base: str, index: str, inits: list, nodes: list, tag: str) -> str:
-    """Pair rows of a `blockvq` tensor, (nblocks, B/2, 2) float32, exactly as docs/format.md specifies."""
-    from hyperonnx.codec import blockvq
-
-    (block,), (levels,) = enc.ints["block"], enc.ints["levels"]
-    nblocks = -(-enc.numel // block)
-    code_bytes = codec.base.bitpack.packed_size(enc.count, enc.bits)
-    headers = codec.base.bitpack.unpack(enc.blob[code_bytes:], nblocks, blockvq.HEADER_BITS)
+def _builders(namer: Namer, base: str, inits: list, nodes: list):
+    """``const(label, value)`` adds an initializer and ``node(op, inputs, label, **attrs)`` a node; both return
+    the fresh, unique name of what they made (node names derive from their unique output names)."""
 
     def const(label: str, value) -> str:
         name = namer(f"{base}::{label}")
@@ -188,6 +183,20 @@ def _blockvq_nodes(enc: Encoded, namer: Namer, base: str, index: str, inits: lis
         out = namer(f"{base}::{label}")
         nodes.append(helper.make_node(op, inputs, [out], name=f"hyperonnx/{base}/{out[len(base) + 2:]}", **attrs))
         return out
+
+    return const, node
+
+
+def _blockvq_nodes(enc: Encoded, namer: Namer, base: str, index: str, inits: list, nodes: list, tag: str) -> str:
+    """Pair rows of a `blockvq` tensor, (nblocks, B/2, 2) float32, exactly as docs/format.md specifies."""
+    from hyperonnx.codec import blockvq
+
+    (block,), (levels,) = enc.ints["block"], enc.ints["levels"]
+    nblocks = -(-enc.numel // block)
+    code_bytes = codec.base.bitpack.packed_size(enc.count, enc.bits)
+    headers = codec.base.bitpack.unpack(enc.blob[code_bytes:], nblocks, blockvq.HEADER_BITS)
+
+    const, node = _builders(namer, base, inits, nodes)
 
     scale_code = const("scale_code", (headers & 0xFF).astype(np.uint8))
     book = const("book", (headers >> 8).astype(np.uint8))
@@ -255,16 +264,7 @@ def _paper_table_nodes(enc: Encoded, namer: Namer, base: str, inits: list, nodes
     m = paper_lattice_side(n)
     f32 = np.float32
 
-    def const(label: str, value) -> str:
-        name = namer(f"{base}::{label}")
-        inits.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def node(op: str, inputs: list[str], label: str, **attrs) -> str:
-        out = namer(f"{base}::{label}")
-        # node names must be unique too: derive them from the (unique) output name
-        nodes.append(helper.make_node(op, inputs, [out], name=f"hyperonnx/{base}/{out[len(base) + 2:]}", **attrs))
-        return out
+    const, node = _builders(namer, base, inits, nodes)
 
     k = node("Range", [const("k0", np.int32(0)), const("kn", np.int32(n)), const("k1", np.int32(1))], "k")
     row = node("Mod", [k, const("m", np.int32(m))], "row")
