@@ -52,4 +52,15 @@ std::string kernel_node_name(const OrtApi& api, const OrtKernelInfo* info) {
   return name.empty() ? "<unnamed>" : name;
 }
 
+const OrtValue* constant_blob(const OrtApi& api, const OrtKernelInfo* info) {
+  int is_constant = 0;
+  const OrtValue* value = nullptr;
+  OrtStatus* status = api.KernelInfoGetConstantInput_tensor(info, 0, &is_constant, &value);
+  if (status != nullptr) {
+    api.ReleaseStatus(status);
+    return nullptr;
+  }
+  return is_constant ? value : nullptr;
+}
+
 }  // namespace hyperonnx

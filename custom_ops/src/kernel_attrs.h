@@ -27,4 +27,13 @@ class KernelInfoAttrs : public AttrSource {
 // The node's name for error messages ("<unnamed>" when it has none).
 std::string kernel_node_name(const OrtApi& api, const OrtKernelInfo* info);
 
+// The theta blob when it is a constant initializer, else nullptr (not knowing is fine: every run checks).
+const OrtValue* constant_blob(const OrtApi& api, const OrtKernelInfo* info);
+
+// The op declares its input untyped (ORT 1.21 requires it), so every kernel checks the blob really is uint8.
+inline bool is_uint8_blob(const OrtValue* value) {
+  return Ort::ConstValue(value).GetTensorTypeAndShapeInfo().GetElementType() == ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+}
+constexpr const char* kBlobTypeError = "input 0 (the theta blob) must be a uint8 tensor";
+
 }  // namespace hyperonnx

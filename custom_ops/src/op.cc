@@ -80,18 +80,10 @@ OrtStatus* HyperDecodeKernel::Error(OrtErrorCode code, const std::string& messag
 }
 
 OrtStatus* HyperDecodeKernel::Prepare(const OrtApi& api, const OrtKernelInfo* info) {
-  int is_constant = 0;
-  const OrtValue* value = nullptr;
-  OrtStatus* status = api.KernelInfoGetConstantInput_tensor(info, 0, &is_constant, &value);
-  if (status != nullptr) {  // not knowing is fine: Compute decodes/validates on first use instead
-    api.ReleaseStatus(status);
-    return nullptr;
-  }
-  if (!is_constant || value == nullptr) return nullptr;
+  const OrtValue* value = constant_blob(api, info);
+  if (value == nullptr) return nullptr;  // Compute decodes/validates on first use instead
+  if (!is_uint8_blob(value)) return Error(ORT_INVALID_ARGUMENT, kBlobTypeError);
   Ort::ConstValue blob(value);
-  if (blob.GetTensorTypeAndShapeInfo().GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) {
-    return Error(ORT_INVALID_ARGUMENT, "input 0 (the theta blob) must be a uint8 tensor");
-  }
   const auto* data = blob.GetTensorData<uint8_t>();
   const size_t len = blob.GetTensorTypeAndShapeInfo().GetElementCount();
   if (mode_ == Mode::kLoad) return EnsureCached(data, len);
@@ -116,9 +108,7 @@ OrtStatus* HyperDecodeKernel::ComputeV2(OrtKernelContext* raw) {
   try {
     Ort::KernelContext ctx(raw);
     Ort::ConstValue input = ctx.GetInput(0);
-    if (input.GetTensorTypeAndShapeInfo().GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) {
-      return Error(ORT_INVALID_ARGUMENT, "input 0 (the theta blob) must be a uint8 tensor");
-    }
+    if (!is_uint8_blob(input)) return Error(ORT_INVALID_ARGUMENT, kBlobTypeError);
     const auto* blob = input.GetTensorData<uint8_t>();
     const size_t len = input.GetTensorTypeAndShapeInfo().GetElementCount();
     const std::vector<int64_t>& shape = dec_->shape();

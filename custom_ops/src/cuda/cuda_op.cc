@@ -58,14 +58,9 @@ OrtStatus* HyperDecodeCudaKernel::Error(OrtErrorCode code, const std::string& me
 }
 
 OrtStatus* HyperDecodeCudaKernel::Prepare(const OrtApi& api, const OrtKernelInfo* info) {
-  int is_constant = 0;
-  const OrtValue* value = nullptr;
-  OrtStatus* status = api.KernelInfoGetConstantInput_tensor(info, 0, &is_constant, &value);
-  if (status != nullptr) {  // not knowing is fine: every run checks instead
-    api.ReleaseStatus(status);
-    return nullptr;
-  }
-  if (!is_constant || value == nullptr) return nullptr;
+  const OrtValue* value = constant_blob(api, info);
+  if (value == nullptr) return nullptr;  // every run checks instead
+  if (!is_uint8_blob(value)) return Error(ORT_INVALID_ARGUMENT, kBlobTypeError);
   Ort::ConstValue blob(value);
   const void* data = blob.GetTensorRawData();
   const size_t len = blob.GetTensorTypeAndShapeInfo().GetElementCount();
@@ -111,6 +106,7 @@ OrtStatus* HyperDecodeCudaKernel::ComputeV2(OrtKernelContext* raw) {
     Ort::KernelContext ctx(raw);
     void* stream = ctx.GetGPUComputeStream();
     Ort::ConstValue input = ctx.GetInput(0);
+    if (!is_uint8_blob(input)) return Error(ORT_INVALID_ARGUMENT, kBlobTypeError);
     const void* blob = input.GetTensorRawData();
     const size_t len = input.GetTensorTypeAndShapeInfo().GetElementCount();
     const Decoder& d = dec_->host();
