@@ -12,6 +12,7 @@ import numpy as np
 
 from hyperonnx.codec.base import FORMAT_VERSION, Codec, Encoded, validate_input
 from hyperonnx.codec.blockvq import BlockVQCodec
+from hyperonnx.codec.ecsq import EcsqCodec
 from hyperonnx.codec.paper import PaperCnnCodec, PaperCodec
 
 CODECS: dict[str, Codec] = {}
@@ -22,7 +23,7 @@ def register(codec: Codec) -> Codec:
     return codec
 
 
-for _codec in (BlockVQCodec(), PaperCodec(), PaperCnnCodec()):
+for _codec in (BlockVQCodec(), EcsqCodec(), PaperCodec(), PaperCnnCodec()):
     register(_codec)
 
 try:  # the Kronecker codec lives in its own module; it registers itself when present

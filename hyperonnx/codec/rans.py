@@ -1,0 +1,157 @@
+"""Interleaved rANS: the lossless entropy coder for θ streams (docs/format.md, "rANS streams").
+
+A static, order-0 coder: each alphabet's frequencies are normalised to 2^12 and stored once; the coder state
+is 32 bits with 16-bit renormalisation, so a symbol moves at most one 16-bit word. Symbols are dealt round-robin
+to ``lanes`` coder states that share one word stream in the order the decoder reads it: symbol i belongs to
+lane i mod lanes, and at each step every active lane decodes one symbol, in lane order, then the lanes whose
+state fell below 2^16 read one word each, in lane order. Numpy vectorises over the lanes; a C++ decoder
+runs the same loop. Decoding ends with every lane back at the initial state 2^16 and every word read: a
+corrupt or truncated stream is detected, never silently decoded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PROB_BITS = 12
+PROB_SCALE = 1 << PROB_BITS
+STATE_LOW = 1 << 16  # L: the state lives in [L, 2^32)
+MAX_SYMBOLS = 256
+
+
+def lanes_for(count: int) -> int:
+    """Coder states for ``count`` symbols: about one per 1024 symbols, 8 to 4096 (part of the format)."""
+    return int(min(4096, max(8, -(-count // 1024))))
+
+
+def normalise(counts: np.ndarray) -> np.ndarray:
+    """Frequencies summing to 2^12, at least 1 for every symbol that occurs (deterministic)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum())
+    if total <= 0:
+        raise ValueError("rANS: no symbols to model")
+    freq = np.where(counts > 0, np.maximum(1, (counts * PROB_SCALE) // total), 0).astype(np.int64)
+    # Hand the rounding difference to the largest frequencies, one unit at a time, never below 1.
+    diff = PROB_SCALE - int(freq.sum())
+    order = np.argsort(-freq, kind="stable")
+    i = 0
+    while diff != 0:
+        s = order[i % order.size]
+        if diff > 0:
+            freq[s] += 1
+            diff -= 1
+        elif freq[s] > 1:
+            freq[s] -= 1
+            diff += 1
+        i += 1
+    return freq
+
+
+class Model:
+    """One alphabet's frequency table: symbols lo .. lo + len(freq) − 1."""
+
+    def __init__(self, lo: int, freq: np.ndarray):
+        freq = np.asarray(freq, dtype=np.int64)
+        if not 0 <= lo < MAX_SYMBOLS or not 1 <= freq.size <= MAX_SYMBOLS - lo:
+            raise ValueError(f"rANS: alphabet [{lo}, {lo + freq.size}) outside 0..{MAX_SYMBOLS - 1}")
+        if int(freq.sum()) != PROB_SCALE or int(freq.min()) < 0:
+            raise ValueError(f"rANS: frequencies must be non-negative and sum to {PROB_SCALE}")
+        self.lo, self.freq = int(lo), freq
+        self.cum = np.concatenate([[0], np.cumsum(freq)[:-1]]).astype(np.int64)
+        self.slot_symbol = np.repeat(np.arange(freq.size, dtype=np.int64), freq)  # 4096 entries
+
+    @classmethod
+    def fit(cls, symbols: np.ndarray) -> Model:
+        counts = np.bincount(symbols.ravel(), minlength=1)
+        nonzero = np.flatnonzero(counts)
+        lo, hi = int(nonzero[0]), int(nonzero[-1]) + 1
+        return cls(lo, normalise(counts[lo:hi]))
+
+    def header(self) -> bytes:
+        return (np.array([self.lo, self.freq.size], "<u2").tobytes() + self.freq.astype("<u2").tobytes())
+
+    @classmethod
+    def parse(cls, blob: np.ndarray, pos: int) -> tuple[Model, int]:
+        if pos + 4 > blob.size:
+            raise ValueError("rANS: truncated frequency table")
+        lo, n = (int(v) for v in blob[pos : pos + 4].view("<u2"))
+        end = pos + 4 + 2 * n
+        if n == 0 or end > blob.size:
+            raise ValueError("rANS: truncated or empty frequency table")
+        return cls(lo, blob[pos + 4 : end].view("<u2").astype(np.int64)), end
+
+
+def encode(phases: list[tuple[np.ndarray, Model]]) -> bytes:
+    """One stream holding each phase's symbols in turn (each with its own model), all on the same lanes.
+
+    Layout: lanes × u32 initial states, u32 word count, words (u16). Lanes follow from the total count.
+    """
+    total = sum(int(s.size) for s, _ in phases)
+    lanes = lanes_for(total)
+    # The symbol sequence and, per symbol, its (freq, cum) in the phase's model, relative to the model's lo.
+    freq = np.concatenate([m.freq[np.asarray(s, np.int64) - m.lo] for s, m in phases])
+    cum = np.concatenate([m.cum[np.asarray(s, np.int64) - m.lo] for s, m in phases])
+    if int(freq.min(initial=1)) <= 0:
+        raise ValueError("rANS: a symbol has no frequency in its model")
+    state = np.full(lanes, STATE_LOW, dtype=np.uint64)
+    steps = -(-total // lanes)
+    words: list[np.ndarray] = []  # pushed in reverse of the decoder's reading order
+    for t in range(steps - 1, -1, -1):
+        first = t * lanes
+        n = min(lanes, total - first)
+        f, c = freq[first : first + n].astype(np.uint64), cum[first : first + n].astype(np.uint64)
+        x = state[:n]
+        renorm = x >= (f << np.uint64(32 - PROB_BITS))  # x_max = ((L >> 12) << 16) · f
+        if renorm.any():
+            # The decoder reads lanes in increasing order: pushing them in decreasing order reverses to that.
+            words.append((x[renorm] & np.uint64(0xFFFF)).astype(np.uint16)[::-1])
+            x[renorm] >>= np.uint64(16)
+        state[:n] = ((x // f) << np.uint64(PROB_BITS)) + (x % f) + c
+    stream = np.concatenate(words)[::-1] if words else np.zeros(0, np.uint16)
+    return (state.astype("<u4").tobytes() + np.array([stream.size], "<u4").tobytes()
+            + stream.astype("<u2").tobytes())
+
+
+def decode(blob: np.ndarray, pos: int, phases: list[tuple[int, Model]]) -> tuple[list[np.ndarray], int]:
+    """Decode a stream written by :func:`encode` at ``blob[pos:]``; returns each phase's symbols and the end."""
+    total = sum(count for count, _ in phases)
+    lanes = lanes_for(total)
+    head = pos + 4 * lanes + 4
+    if head > blob.size:
+        raise ValueError("rANS: truncated stream header")
+    state = blob[pos : pos + 4 * lanes].view("<u4").astype(np.uint64)
+    nwords = int(blob[pos + 4 * lanes : head].view("<u4")[0])
+    end = head + 2 * nwords
+    if end > blob.size:
+        raise ValueError("rANS: truncated stream")
+    if int(state.min()) < STATE_LOW:
+        raise ValueError("rANS: corrupt stream (state out of range)")
+    words = blob[head:end].view("<u2").astype(np.uint64)
+    outputs, read, t = [], 0, 0
+    mask = np.uint64(PROB_SCALE - 1)
+    for count, model in phases:
+        out = np.empty(count, dtype=np.uint8)
+        slot_symbol, freq, cum = model.slot_symbol, model.freq.astype(np.uint64), model.cum.astype(np.uint64)
+        done = 0
+        while done < count:  # steps continue across phases: symbol i is on lane i mod lanes
+            lane0 = t % lanes
+            n = min(lanes - lane0, count - done)
+            x = state[lane0 : lane0 + n]
+            slot = x & mask
+            s = slot_symbol[slot.astype(np.int64)]
+            out[done : done + n] = s + model.lo
+            x = freq[s] * (x >> np.uint64(PROB_BITS)) + slot - cum[s]
+            need = x < STATE_LOW
+            k = int(np.count_nonzero(need))
+            if k:
+                if read + k > nwords:
+                    raise ValueError("rANS: corrupt stream (ran out of words)")
+                x[need] = (x[need] << np.uint64(16)) | words[read : read + k]
+                read += k
+            state[lane0 : lane0 + n] = x
+            done += n
+            t += n
+        outputs.append(out)
+    if read != nwords or np.any(state != STATE_LOW):
+        raise ValueError("rANS: corrupt stream (final state check failed)")
+    return outputs, end
