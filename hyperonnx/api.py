@@ -81,12 +81,18 @@ def convert(
     target_bpw: float | None = None,
     max_size: int | None = None,
     strip_debug_info: bool = False,
+    target_cosine: float | None = None,
+    inputs: str | os.PathLike | dict[str, np.ndarray] | None = None,
 ) -> ConvertResult:
     """Compress the weights of the model at ``source`` and write the result to ``target`` atomically.
 
     ``target_bpw`` / ``max_size`` allocate bits per tensor to meet a budget (bits per compressed weight, or the
     whole output file in bytes). ``strip_debug_info`` drops exporter debug data (node metadata and doc strings)
     — the one opt-in exception to "nothing else changes".
+
+    ``target_cosine`` instead searches for the smallest model whose outputs keep that cosine to the original's on
+    ``inputs`` (an .npz path or a dict keyed by input name; generated when None), validates it and reports the
+    achieved cosine (:mod:`hyperonnx.tune`); ``progress`` then receives one line per search step.
     """
     source, target = _check_paths(source, target)
     if min_elements < 1:
@@ -99,13 +105,27 @@ def convert(
         raise HyperonnxError("give --target-bpw or --max-size, not both")
     if max_size is not None and max_size <= 0:
         raise HyperonnxError(f"--max-size must be positive, got {max_size}")
+    if target_cosine is not None and (target_bpw is not None or max_size is not None):
+        raise HyperonnxError("give --target-cosine or a size budget (--target-bpw, --max-size), not both")
+    if target_cosine is not None and not 0.0 < target_cosine <= 1.0:
+        raise HyperonnxError(f"--target-cosine must be in (0, 1], got {target_cosine}")
+    if inputs is not None and target_cosine is None:
+        raise HyperonnxError("--inputs is used with --target-cosine only")
     model = model_io.load(source)
     had_external = bool(model_io.external_files(source))
     selection = Selection(min_elements, tuple(include), tuple(exclude), all_ops)
+    tuned = None
     try:
-        report = compress_model(model, codec_name, options, selection, runtime, decode, jobs, progress,
-                                target_bpw=target_bpw, max_bytes=max_size,
-                                input_bytes=model_io.file_size(source))
+        if target_cosine is not None:
+            from hyperonnx import tune
+
+            tuned = tune.tune_model(model, source, target_cosine, inputs, codec_name, options, selection, runtime,
+                                    decode, jobs, progress)
+            report = tuned.report
+        else:
+            report = compress_model(model, codec_name, options, selection, runtime, decode, jobs, progress,
+                                    target_bpw=target_bpw, max_bytes=max_size,
+                                    input_bytes=model_io.file_size(source))
     except ValueError as exc:
         raise HyperonnxError(str(exc)) from None
     if strip_debug_info:
@@ -119,6 +139,8 @@ def convert(
                                    "setting of every tensor; lower --min-elements or add --strip-debug-info")
     if report.budget is not None:
         result.extra["budget"] = report.budget
+    if tuned is not None:
+        result.extra["tune"] = tuned.details
     return result
 
 

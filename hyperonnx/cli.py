@@ -73,16 +73,27 @@ def cli() -> None:
 @click.option("--target-bpw", type=float, default=None,
               help="Allocate bits per tensor to this average (bits per compressed weight, all stored bytes counted).")
 @click.option("--max-size", default=None, metavar="BYTES", help="Allocate bits so the whole file fits (e.g. 2.5M).")
+@click.option("--target-cosine", type=float, default=None,
+              help="Smallest model whose outputs keep this cosine to the original's (e.g. 0.995): bits per tensor "
+                   "from measured sensitivity, searched and validated by running both models.")
+@click.option("--inputs", type=click.Path(dir_okay=False), default=None,
+              help="With --target-cosine: .npz of input arrays keyed by input name (rows of the leading dimension "
+                   "are samples). Default: generated inputs; real inputs make the target meaningful.")
 @click.option("--strip-debug-info", is_flag=True, help="Drop exporter debug data (node metadata, doc strings).")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write a JSON report here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elements, include, exclude, all_ops,
-            jobs, external_data, target_bpw, max_size, strip_debug_info, report, as_json) -> None:
+            jobs, external_data, target_bpw, max_size, target_cosine, inputs, strip_debug_info, report,
+            as_json) -> None:
     """Compress the weights of MODEL into OUTPUT."""
     options = _parse_options(codec_opt)
     codec.get_codec(codec_name).params(options)  # fail on a bad codec or option before any work
     bar = None
-    if not as_json and sys.stderr.isatty():  # a bar is for people; scripts and logs get the summary only
+    note = None
+    if target_cosine is not None and not as_json:  # the search reports its steps, one line each
+        def note(message: str) -> None:
+            click.echo(f"hyperonnx: {message}", err=True)
+    elif not as_json and sys.stderr.isatty():  # a bar is for people; scripts and logs get the summary only
         import onnx
 
         from hyperonnx.passes.select import Selection, choose, find_sites
@@ -97,9 +108,10 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
             bar.__enter__()
     try:
         result = api.convert(model, output, codec_name, options, runtime, decode_mode, min_elements, include, exclude,
-                             all_ops, jobs, external_data, progress=(lambda _name: bar.update(1)) if bar else None,
+                             all_ops, jobs, external_data,
+                             progress=note or ((lambda _name: bar.update(1)) if bar else None),
                              target_bpw=target_bpw, max_size=_parse_size(max_size),
-                             strip_debug_info=strip_debug_info)
+                             strip_debug_info=strip_debug_info, target_cosine=target_cosine, inputs=inputs)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -121,6 +133,11 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
     click.echo(f"compressed {totals['tensors_compressed']} tensors ({len(data['skipped'])} kept raw) in "
                f"{totals['seconds']:.1f} s: {_human(totals['bytes_before'])} -> {_human(totals['bytes_after'])} "
                f"({totals['ratio']:.2f}x, whole file)")
+    if "tune" in data:
+        tuned = data["tune"]
+        click.echo(f"fidelity: cosine {tuned['cosine']:.6f} >= target {tuned['target_cosine']} on "
+                   f"{tuned['samples']} samples of {tuned['inputs']} ({tuned['metric']}), "
+                   f"{len(tuned['evaluations'])} evaluations")
 
 
 @cli.command()

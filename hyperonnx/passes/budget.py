@@ -24,11 +24,16 @@ class Candidate:
     payload: object  # what the caller needs to emit this choice (the Encoded, its SQNR)
 
 
-def allocate(candidates: list[list[Candidate]], budget_bytes: float) -> list[int]:
+def allocate(candidates: list[list[Candidate]], budget_bytes: float,
+             weights: list[float] | None = None) -> list[int]:
     """Index of the chosen candidate per tensor. Candidates of a tensor must be sorted by size.
 
-    Returns the cheapest choice everywhere when even that exceeds the budget (the caller reports it).
+    ``weights`` (one per tensor, default all 1) scales each tensor's relative noise, e.g. by its measured effect
+    on the model's outputs (:mod:`hyperonnx.tune`), so the upgrades that buy the most output fidelity per byte
+    come first. Returns the cheapest choice everywhere when even that exceeds the budget (the caller reports it).
     """
+    if weights is not None and len(weights) != len(candidates):
+        raise ValueError(f"{len(weights)} weights for {len(candidates)} tensors")
     choice = [0] * len(candidates)
     total = sum(c[0].nbytes for c in candidates)
     heap: list[tuple[float, int, int]] = []
@@ -37,7 +42,7 @@ def allocate(candidates: list[list[Candidate]], budget_bytes: float) -> list[int
         i = choice[t]
         if i + 1 < len(candidates[t]):
             here, there = candidates[t][i], candidates[t][i + 1]
-            gain = here.rel_noise - there.rel_noise
+            gain = (here.rel_noise - there.rel_noise) * (1.0 if weights is None else weights[t])
             cost = max(there.nbytes - here.nbytes, 1)
             heapq.heappush(heap, (-gain / cost, t, i))
 
