@@ -90,7 +90,7 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
     codec.get_codec(codec_name).params(options)  # fail on a bad codec or option before any work
     bar = None
     note = None
-    if target_cosine is not None and not as_json:  # the search reports its steps, one line each
+    if target_cosine is not None and not as_json and sys.stderr.isatty():  # the search's steps, a line each
         def note(message: str) -> None:
             click.echo(f"hyperonnx: {message}", err=True)
     elif not as_json and sys.stderr.isatty():  # a bar is for people; scripts and logs get the summary only

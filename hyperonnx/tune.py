@@ -100,7 +100,8 @@ def load_samples(session, inputs: str | dict[str, np.ndarray] | None) -> Samples
     names = {a.name for a in args}
     if inputs is None:
         free = all(a.shape and not isinstance(a.shape[0], int) for a in args)
-        seeds = [api.generated_inputs(session, seed) for seed in range(GENERATED_SAMPLES)]
+        seeds = [{k: np.asarray(v) for k, v in api.generated_inputs(session, seed).items()}  # a scalar too
+                 for seed in range(GENERATED_SAMPLES)]
         if free:  # one batch of GENERATED_SAMPLES rows
             feeds = {k: np.concatenate([s[k] for s in seeds]) for k in seeds[0]}
             return Samples([(feeds, True)], f"{GENERATED_SAMPLES} generated inputs")
@@ -321,7 +322,8 @@ def tune_model(
         raise HyperonnxError("no tensor to compress (see --min-elements, --include, --exclude)")
     say(f"encoding {len(chosen)} tensors at {len(option_sets)} settings each")
     jobs = max(1, jobs or 1)
-    arrays = [numpy_helper.to_array(site.tensor) for site in chosen]
+    base_dir = str(Path(source).parent)  # for tensors still in external data
+    arrays = [numpy_helper.to_array(site.tensor, base_dir) for site in chosen]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(lambda ia: compress._candidates(ia[1], codec_name, option_sets, runtime,
                                                                 chosen[ia[0]].name if runtime == "ort" else None),

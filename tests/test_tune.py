@@ -1,0 +1,148 @@
+"""convert --target-cosine: the smallest model that meets an output-cosine target, searched and validated."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from toymodels import constants_and_subgraphs, conv_mlp
+
+import hyperonnx
+from hyperonnx import runtime
+from hyperonnx.errors import HyperonnxError
+from hyperonnx.passes import budget
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def hx(*args):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("HYPERONNX_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "hyperonnx", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def one_line_error(result, *needles):
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture
+def toy(tmp_path):
+    path = tmp_path / "toy.onnx"
+    onnx.save(conv_mlp(), str(path))
+    return path
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    path = tmp_path / "x.npz"
+    np.savez(path, x=np.random.default_rng(7).standard_normal((24, 8, 8, 8)).astype(np.float32))
+    return path
+
+
+def measured_cosine(original, converted, feeds) -> float:
+    """The metric, computed independently: per-sample cosine of the output, averaged over the samples."""
+    a = ort.InferenceSession(str(original), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    b = ort.InferenceSession(str(converted), runtime.session_options(),
+                             providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).mean())
+
+
+def test_the_target_is_met_and_reported(toy, inputs, tmp_path):
+    out = tmp_path / "out.onnx"
+    result = hyperonnx.convert(toy, out, min_elements=1000, target_cosine=0.995, inputs=str(inputs))
+    tuned = result.as_dict()["tune"]
+    feeds = dict(np.load(inputs))
+    achieved = measured_cosine(toy, out, feeds)
+    assert achieved >= 0.995
+    assert tuned["cosine"] == pytest.approx(achieved, abs=1e-6)
+    assert tuned["samples"] == 24 and tuned["target_cosine"] == 0.995
+    assert 1 <= len(tuned["evaluations"]) <= 15
+    assert result.bytes_after == out.stat().st_size
+
+
+def test_a_looser_target_gives_a_smaller_file(toy, inputs, tmp_path):
+    loose = hyperonnx.convert(toy, tmp_path / "loose.onnx", min_elements=1000, target_cosine=0.98,
+                              inputs=str(inputs))
+    tight = hyperonnx.convert(toy, tmp_path / "tight.onnx", min_elements=1000, target_cosine=0.9995,
+                              inputs=str(inputs))
+    assert loose.bytes_after < tight.bytes_after
+    feeds = dict(np.load(inputs))
+    assert measured_cosine(toy, tmp_path / "loose.onnx", feeds) >= 0.98
+    assert measured_cosine(toy, tmp_path / "tight.onnx", feeds) >= 0.9995
+
+
+def test_weights_in_constants_and_subgraphs_with_generated_inputs(tmp_path):
+    src, out = tmp_path / "sub.onnx", tmp_path / "out.onnx"
+    onnx.save(constants_and_subgraphs(), str(src))
+    result = hyperonnx.convert(src, out, min_elements=1, target_cosine=0.99)
+    tuned = result.as_dict()["tune"]
+    assert len(result.report.tensors) == 3 and tuned["cosine"] >= 0.99
+    assert "generated" in tuned["inputs"]
+    rng = np.random.default_rng(3)
+    for flag in (True, False):
+        feeds = {"x": rng.standard_normal((4, 64)).astype(np.float32), "flag": np.array(flag)}
+        assert measured_cosine(src, out, feeds) > 0.98
+
+
+def test_cli_reports_the_achieved_cosine(toy, inputs, tmp_path):
+    out = tmp_path / "out.onnx"
+    result = hx("convert", toy, "-o", out, "--min-elements", "1000", "--target-cosine", "0.99", "--inputs", inputs)
+    assert result.returncode == 0, result.stderr
+    assert "fidelity: cosine" in result.stdout and ">= target 0.99" in result.stdout
+    data = json.loads(hx("convert", toy, "-o", out, "--min-elements", "1000", "--target-cosine", "0.99",
+                         "--json").stdout)
+    assert data["tune"]["cosine"] >= 0.99 and data["tune"]["metric"].startswith("min over float outputs")
+
+
+def test_an_unreachable_target_fails_with_one_line_and_no_file(toy, tmp_path):
+    out = tmp_path / "out.onnx"
+    one_line_error(hx("convert", toy, "-o", out, "--min-elements", "1000", "--target-cosine", "1.0"),
+                   "out of reach")
+    assert not out.exists()
+
+
+def test_a_codec_with_one_setting_cannot_reach_a_tight_target(toy, tmp_path, monkeypatch):
+    monkeypatch.setitem(budget.BUDGET_OPTIONS, "blockvq", [{"bits": 2}])
+    out = tmp_path / "out.onnx"
+    with pytest.raises(HyperonnxError, match="out of reach"):
+        hyperonnx.convert(toy, out, min_elements=1000, target_cosine=0.999)
+    assert not out.exists()
+    hyperonnx.convert(toy, out, min_elements=1000, target_cosine=0.5)  # the one setting is enough for this
+    assert out.exists()
+
+
+def test_bad_inputs_and_option_combinations(toy, tmp_path):
+    out = tmp_path / "out.onnx"
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, image=np.zeros((2, 8, 8, 8), np.float32))
+    one_line_error(hx("convert", toy, "-o", out, "--target-cosine", "0.99", "--inputs", wrong),
+                   "['image']", "['x']")
+    one_line_error(hx("convert", toy, "-o", out, "--target-cosine", "0.99", "--target-bpw", "4"),
+                   "--target-cosine", "not both")
+    one_line_error(hx("convert", toy, "-o", out, "--target-cosine", "1.5"), "--target-cosine")
+    one_line_error(hx("convert", toy, "-o", out, "--inputs", wrong), "--inputs")
+    one_line_error(hx("convert", toy, "-o", out, "--target-cosine", "0.99", "--inputs", tmp_path / "no.npz"),
+                   "no.npz")
+    assert not out.exists()
+
+
+def test_allocate_spends_bytes_where_the_weight_says():
+    def ladder():
+        return [budget.Candidate(100, 0.1, None), budget.Candidate(200, 0.01, None)]
+
+    assert budget.allocate([ladder(), ladder()], 300, [1.0, 5.0]) == [0, 1]
+    assert budget.allocate([ladder(), ladder()], 300, [5.0, 1.0]) == [1, 0]
+    with pytest.raises(ValueError):
+        budget.allocate([ladder()], 300, [1.0, 2.0])
