@@ -2,15 +2,18 @@
 //   table codecs (paper, kronecker): the side information gives a float32 table generator; everything else
 //     (code unpacking, range checks, casting, gathering, threading) is shared, exactly as in the numpy
 //     reference (hyperonnx/codec/base.py);
-//   blocked codecs (blockvq): the blob carries per-block side streams after the codes, so there is no single
-//     table; the codec validates and decodes ranges of its own blocks (BlockDecoder). The shared decoder still
-//     reads the common attributes, checks the blob length, splits the blocks over threads and picks streaming
-//     stores.
+//   blocked codecs (blockvq, ecsq): the blob carries per-block side streams after the codes, so there is no
+//     single table; the codec validates and decodes ranges of its own units (BlockDecoder). The shared decoder
+//     still reads the common attributes, checks the blob length, splits the units over threads and picks
+//     streaming stores. A blocked codec whose blob length is only known by parsing the blob (ecsq: entropy-coded
+//     streams) says so with variable_length(): the shared decoder then only checks the minimum length and the
+//     codec checks the exact one in validate() and decode().
 //
 // Adding a codec = one new file in codecs/ defining `const CodecSpec kFooCodec = {...}` plus one
 // `X(kFooCodec)` line in HYPERONNX_CODECS below (CMake globs codecs/*.cc).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -51,17 +54,26 @@ struct NodeLayout {
 class BlockDecoder {
  public:
   virtual ~BlockDecoder() = default;
-  // The exact blob length, and what it is made of (for the length error: "123 codes of 10 bits + 9 headers").
+  // The exact blob length (variable_length(): the least length any blob can have), and what it is made of (for
+  // the length error: "123 codes of 10 bits + 9 headers").
   virtual uint64_t blob_bytes() const = 0;
   virtual std::string blob_layout() const = 0;
+  // True when the length is only known by parsing the blob: the shared decoder then rejects only blobs shorter
+  // than blob_bytes(), and validate() and decode() must check everything else (framing, trailing bytes) within
+  // `len` bytes themselves. False (fixed length): len == blob_bytes() was checked before any call.
+  virtual bool variable_length() const { return false; }
   // Independent work units (blocks); decode() may be given any sub-range, in any order, on any thread.
   virtual uint64_t units() const = 0;
-  // Checks a blob of blob_bytes() bytes beyond its length (the length was checked).
-  virtual bool validate(const uint8_t* blob, std::string* error) const = 0;
+  // The shared decoder hands out unit ranges starting at multiples of this (few, large units: 1).
+  virtual uint64_t unit_align() const { return 64; }
+  // Checks a blob of `len` bytes beyond what the shared decoder checked (see variable_length()).
+  virtual bool validate(const uint8_t* blob, size_t len, std::string* error) const = 0;
   // Writes every output element of units [u0, u1) into out (the whole tensor: numel * element size bytes).
   // stream: out is 16-byte aligned and large; non-temporal stores are welcome (fenced before returning).
-  // On a bad blob returns false with *error set (out partly written).
-  virtual bool decode(const uint8_t* blob, uint64_t u0, uint64_t u1, void* out, bool stream,
+  // On a bad blob returns false with *error set (out partly written). The whole blob is checked by the union of
+  // all the calls covering [0, units()) (each call checks what it reads; the call holding the last unit checks
+  // the end of the blob); a variable-length codec with no units checks the blob in validate() only.
+  virtual bool decode(const uint8_t* blob, size_t len, uint64_t u0, uint64_t u1, void* out, bool stream,
                       std::string* error) const = 0;
 };
 
@@ -80,7 +92,8 @@ struct CodecSpec {
 #define HYPERONNX_CODECS(X) \
   X(kPaperCodec)              \
   X(kKroneckerCodec)          \
-  X(kBlockVQCodec)
+  X(kBlockVQCodec)            \
+  X(kEcsqCodec)
 
 #define HYPERONNX_DECLARE_CODEC(spec) extern const CodecSpec spec;
 HYPERONNX_CODECS(HYPERONNX_DECLARE_CODEC)

@@ -295,11 +295,12 @@ std::unique_ptr<Decoder> Decoder::create(const AttrSource& attrs, std::string* e
 }
 
 bool Decoder::check_length(size_t len, std::string* error) const {
-  if (len == blob_bytes_) return true;
+  const bool variable = blocked_ && blocked_->variable_length();
+  if (variable ? len >= blob_bytes_ : len == blob_bytes_) return true;
   const std::string layout =
       blocked_ ? blocked_->blob_layout() : std::to_string(count_) + " codes of " + std::to_string(bits_) + " bits";
-  return fail(error, "blob holds " + std::to_string(len) + " bytes, expected " + std::to_string(blob_bytes_) + " (" +
-                         layout + ")");
+  return fail(error, "blob holds " + std::to_string(len) + " bytes, expected " + (variable ? "at least " : "") +
+                         std::to_string(blob_bytes_) + " (" + layout + ")");
 }
 
 bool Decoder::check_codes(const uint32_t* codes, size_t n, uint64_t first, uint32_t* bad_code,
@@ -417,7 +418,7 @@ struct FirstBadCode {
 
 bool Decoder::validate(const uint8_t* blob, size_t len, std::string* error) const {
   if (!check_length(len, error)) return false;
-  if (blocked_) return blocked_->validate(blob, error);
+  if (blocked_) return blocked_->validate(blob, len, error);
   uint32_t code = 0;
   uint64_t index = 0;
   if (scan_range(blob, len, 0, count_, &code, &index)) return true;
@@ -426,13 +427,14 @@ bool Decoder::validate(const uint8_t* blob, size_t len, std::string* error) cons
 }
 
 // Blocked codecs: the codec decodes ranges of its blocks; the first failing block's error wins.
-bool Decoder::decode_blocked(const uint8_t* blob, void* out, int threads, std::string* error) const {
+bool Decoder::decode_blocked(const uint8_t* blob, size_t len, void* out, int threads, std::string* error) const {
   const bool stream = kCanStream && out_bytes() >= kStreamMinBytes && reinterpret_cast<uintptr_t>(out) % 16 == 0;
   std::mutex mu;
   uint64_t first_bad = ~uint64_t{0};
-  parallel_ranges(blocked_->units(), 64, numel_ >= kParallelMinElements ? threads : 1, [&](uint64_t u0, uint64_t u1) {
+  const uint64_t align = std::max<uint64_t>(1, blocked_->unit_align());
+  parallel_ranges(blocked_->units(), align, numel_ >= kParallelMinElements ? threads : 1, [&](uint64_t u0, uint64_t u1) {
     std::string e;
-    if (blocked_->decode(blob, u0, u1, out, stream, &e)) return;
+    if (blocked_->decode(blob, len, u0, u1, out, stream, &e)) return;
     std::lock_guard<std::mutex> lock(mu);
     if (u0 < first_bad) {
       first_bad = u0;
@@ -444,8 +446,9 @@ bool Decoder::decode_blocked(const uint8_t* blob, void* out, int threads, std::s
 
 bool Decoder::decode(const uint8_t* blob, size_t len, void* out, int threads, std::string* error) const {
   if (!check_length(len, error)) return false;
-  if (numel_ == 0) return true;
-  if (blocked_) return decode_blocked(blob, out, threads, error);
+  // An empty tensor: nothing to decode, but a variable-length blob still has to be well formed.
+  if (numel_ == 0) return blocked_ && blocked_->variable_length() ? blocked_->validate(blob, len, error) : true;
+  if (blocked_) return decode_blocked(blob, len, out, threads, error);
   auto* dst = static_cast<uint8_t*>(out);
   FirstBadCode bad;
   parallel_ranges(count_, 64, numel_ >= kParallelMinElements ? threads : 1, [&](uint64_t c0, uint64_t c1) {

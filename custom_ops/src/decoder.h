@@ -34,7 +34,9 @@ class Decoder {
   Mode mode() const { return mode_; }
   uint64_t numel() const { return numel_; }
   uint64_t count() const { return count_; }
+  // The exact blob length, or for variable-length codecs (variable_length()) the least one.
   size_t blob_bytes() const { return blob_bytes_; }
+  bool variable_length() const { return blocked_ && blocked_->variable_length(); }
   size_t out_bytes() const { return static_cast<size_t>(numel_) * dtype_size(dtype_); }
   // For other backends (the CUDA kernel uploads the cast table): code width, weights per code, table size.
   int bits() const { return bits_; }
@@ -49,7 +51,8 @@ class Decoder {
   // The codec's own decoder for blocked codecs (codec.h), else null.
   const BlockDecoder* blocked() const { return blocked_.get(); }
 
-  // True when len is the exact blob length; else false with the message every backend reports.
+  // True when len is the exact blob length (variable-length blocked codecs: at least the least length, the rest
+  // is checked by validate() and decode()); else false with the message every backend reports.
   bool check_length(size_t len, std::string* error) const;
   // Checks the blob's length and that every code is < entries (blocked codecs: their own checks), without
   // decoding.
@@ -62,7 +65,7 @@ class Decoder {
 
  private:
   Decoder() = default;
-  bool decode_blocked(const uint8_t* blob, void* out, int threads, std::string* error) const;
+  bool decode_blocked(const uint8_t* blob, size_t len, void* out, int threads, std::string* error) const;
   // Decodes codes [c0, c1); on a bad code stores it in *bad_code/*bad_index and returns false.
   bool decode_range(const uint8_t* blob, size_t len, uint64_t c0, uint64_t c1, uint8_t* out, uint32_t* bad_code,
                     uint64_t* bad_index) const;

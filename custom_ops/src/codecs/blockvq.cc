@@ -31,10 +31,6 @@
 namespace hyperonnx {
 namespace {
 
-// f32(2^(-j/16)), j = 0..15, as bit patterns (docs/format.md): part of the format.
-constexpr uint32_t kStepBits[16] = {0x3F800000, 0x3F75257D, 0x3F6AC0C7, 0x3F60CCDF, 0x3F5744FD, 0x3F4E248C,
-                                    0x3F45672A, 0x3F3D08A4, 0x3F3504F3, 0x3F2D583F, 0x3F25FED7, 0x3F1EF532,
-                                    0x3F1837F0, 0x3F11C3D3, 0x3F0B95C2, 0x3F05AAC3};
 constexpr int64_t kMaxBlock = 4096;
 constexpr size_t kChunkCodes = 512;
 // Pair tables up to this code width (4·L² rows of 8 bytes: 128 KiB at b = 6); wider codes gather the two
@@ -298,9 +294,10 @@ class BlockVQDecoder final : public BlockDecoder {
   uint64_t units() const override { return p_.nblocks; }
   // Nothing beyond the length can be wrong: every 2b-bit code is a valid pair θ < L², and every 10-bit header a
   // valid (scale code < 256, codebook < 4) (see the static_assert above).
-  bool validate(const uint8_t*, std::string*) const override { return true; }
+  bool validate(const uint8_t*, size_t, std::string*) const override { return true; }
 
-  bool decode(const uint8_t* blob, uint64_t u0, uint64_t u1, void* out, bool stream, std::string*) const override {
+  bool decode(const uint8_t* blob, size_t, uint64_t u0, uint64_t u1, void* out, bool stream,
+              std::string*) const override {
     auto* dst = static_cast<uint8_t*>(out);
     const uint64_t fast_stop = std::min(u1, fast_end_);
     if (fused_ && u0 < fast_stop) {
@@ -407,7 +404,7 @@ std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& lay
   p.dtype = layout.dtype;
   const float smax = smax_v[0];
   for (int k = 0; k < 256; ++k) {
-    const float base = smax * from_bits(kStepBits[k & 15]);  // rounded product
+    const float base = smax * from_bits(kLogStepBits[k & 15]);  // rounded product
     p.scales[static_cast<size_t>(k)] = std::ldexp(base, -(k >> 4));  // correctly rounded (subnormal results too)
   }
   p.books = books;

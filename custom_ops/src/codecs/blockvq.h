@@ -10,6 +10,12 @@
 
 namespace hyperonnx {
 
+// M[j] = f32(2^(-j/16)), j = 0..15, as bit patterns (docs/format.md, "blockvq"; ecsq's block steps use the
+// same constants): part of the format.
+inline constexpr uint32_t kLogStepBits[16] = {0x3F800000, 0x3F75257D, 0x3F6AC0C7, 0x3F60CCDF, 0x3F5744FD, 0x3F4E248C,
+                                              0x3F45672A, 0x3F3D08A4, 0x3F3504F3, 0x3F2D583F, 0x3F25FED7, 0x3F1EF532,
+                                              0x3F1837F0, 0x3F11C3D3, 0x3F0B95C2, 0x3F05AAC3};
+
 struct BlockVQParams {
   int level_bits = 1;       // b: levels per coordinate L = 2^b, codes of 2b bits
   uint32_t levels = 2;      // L

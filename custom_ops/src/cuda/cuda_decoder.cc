@@ -127,7 +127,7 @@ bool CudaDecoder::host_decode(const void* blob, size_t len, void* out, void* str
 
 bool CudaDecoder::decode(const void* blob, size_t len, void* out, void* stream, bool check, std::string* error) {
   if (!check_length(len, error)) return false;
-  if (dec_->numel() == 0) return true;
+  if (dec_->numel() == 0) return dec_->variable_length() ? validate(blob, len, stream, error) : true;
   std::unique_lock<std::mutex> lock(mu_);
   if (!ensure_device(stream, error)) return false;
   if (!device_table_) {
@@ -201,10 +201,11 @@ bool CudaDecoder::launch_checked(const void* blob, size_t len, void* out, void* 
 
 bool CudaDecoder::validate(const void* blob, size_t len, void* stream, std::string* error) {
   if (!check_length(len, error)) return false;
-  if (dec_->count() == 0) return true;
+  if (dec_->count() == 0 && !dec_->variable_length()) return true;
   if (!device_accessible(blob)) return dec_->validate(static_cast<const uint8_t*>(blob), len, error);
   if (dec_->blocked()) {
-    // blockvq: the length is all there is to check. Other blocked codecs check a host copy.
+    // blockvq: the length is all there is to check. Other blocked codecs (ecsq: rANS streams, decoded on the host
+    // anyway) check a host copy.
     if (blockvq_params(dec_->blocked())) return true;
     std::vector<uint8_t> host_blob(len);
     if (!fetch(host_blob.data(), blob, len, static_cast<cudaStream_t>(stream))) {
