@@ -1,14 +1,25 @@
-"""Loading and saving models: one clear error for bad files, atomic writes, external data, >2 GiB."""
+"""Loading and saving models: one clear error for bad files, atomic writes, external data, >2 GiB.
+
+Large models are converted without their external data in memory: :func:`load_lazy` reads the graph only and
+checks every external reference; a weight's bytes are read when it is encoded (:func:`read_array`), and what is
+not compressed is copied from the input's data file to the output's in chunks when saving (:func:`save` with
+``source_dir``), byte for byte.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
+from onnx import external_data_helper
 
 from hyperonnx.errors import HyperonnxError
 
@@ -39,17 +50,30 @@ def load(path: str | os.PathLike, load_external_data: bool = True) -> onnx.Model
     return model
 
 
+def load_lazy(path: str | os.PathLike) -> onnx.ModelProto:
+    """Load a model without its external data; every external reference is checked now (a file inside the
+    model's folder, offset and length within it), so a bad one is one clear error before any work is done."""
+    model = load(path, load_external_data=False)
+    folder = Path(path).parent
+    for tensor in _all_tensors(model):
+        if is_external(tensor):
+            external_ref(tensor, folder, model_path=path)
+    return model
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
 
 
-def external_files(model_path: str | os.PathLike) -> list[Path]:
-    """External data files referenced by a saved model (for size accounting)."""
+def external_files(model_path: str | os.PathLike, model: onnx.ModelProto | None = None) -> list[Path]:
+    """External data files referenced by a saved model (for size accounting); ``model``: the model at
+    ``model_path`` if it is already loaded (not read again)."""
     model_path = Path(model_path)
-    model = onnx.load(str(model_path), load_external_data=False)
+    if model is None:
+        model = onnx.load(str(model_path), load_external_data=False)
     names = set()
-    for tensor in onnx.external_data_helper._get_all_tensors(model):
+    for tensor in _all_tensors(model):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             for entry in tensor.external_data:
                 if entry.key == "location":
@@ -57,21 +81,24 @@ def external_files(model_path: str | os.PathLike) -> list[Path]:
     return [model_path.parent / name for name in sorted(names)]
 
 
-def file_size(model_path: str | os.PathLike) -> int:
-    """Bytes on disk of a model, its external data included."""
+def file_size(model_path: str | os.PathLike, model: onnx.ModelProto | None = None) -> int:
+    """Bytes on disk of a model, its external data included (``model``: as for :func:`external_files`)."""
     model_path = Path(model_path)
     total = model_path.stat().st_size
-    for extra in external_files(model_path):
+    for extra in external_files(model_path, model):
         if extra.exists():
             total += extra.stat().st_size
     return total
 
 
-def save(model: onnx.ModelProto, path: str | os.PathLike, external_data: bool | None = None) -> None:
+def save(model: onnx.ModelProto, path: str | os.PathLike, external_data: bool | None = None,
+         source_dir: str | os.PathLike | None = None) -> None:
     """Write ``model`` to ``path`` atomically; external data (``<name>.data``) when asked or when needed.
 
     Files are written into a temporary folder beside the target and renamed into place, so an interrupted
-    run never leaves a half-written model. ``model`` may be modified (tensor data moved out).
+    run never leaves a half-written model. ``model`` may be modified (tensor data moved out). Tensors of
+    ``model`` that still refer to external data (a model from :func:`load_lazy`) are read from ``source_dir``
+    (the input model's folder): copied in chunks into the output's data file, or read in when saving inline.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
@@ -80,7 +107,7 @@ def save(model: onnx.ModelProto, path: str | os.PathLike, external_data: bool | 
     if not os.access(folder, os.W_OK):
         raise HyperonnxError(f"{path}: output folder {folder} is not writable")
     if external_data is None:
-        external_data = model.ByteSize() > PROTOBUF_LIMIT if _small_enough_to_measure(model) else True
+        external_data = _inline_size_over_limit(model)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=".hyperonnx-", dir=folder))
     except OSError as exc:
@@ -94,13 +121,13 @@ def save(model: onnx.ModelProto, path: str | os.PathLike, external_data: bool | 
         target = tmp / path.name
         data = tmp / data_name
         if external_data:
-            onnx.save_model(model, str(target), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data_name, size_threshold=1024)
+            _write_external_data(model, data, data_name, source_dir)
             if data.exists():
-                os.chmod(data, 0o644)  # onnx writes 0600; models are shared between users and containers
+                os.chmod(data, 0o644)  # models are shared between users and containers
         else:
-            onnx.save_model(model, str(target))
+            _read_in_external_data(model, source_dir)
             # an older external data file of another save (OUT.data) is left alone: the user's files
+        onnx.save_model(model, str(target))
         os.chmod(target, 0o644)
         # Commit: the data first (the model names it), then the model. A previous OUT.data is kept (a second
         # link in our temporary folder) until the model is in place, so a failure between the two renames
@@ -129,6 +156,210 @@ def save(model: onnx.ModelProto, path: str | os.PathLike, external_data: bool | 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# ---- external data --------------------------------------------------------------------------------------
+
+INLINE_THRESHOLD = 1024  # initializers with at least this many bytes (sys.getsizeof) go to the data file
+COPY_CHUNK = 8 << 20
+
+
+@dataclass(frozen=True)
+class ExternalRef:
+    """Where one tensor's bytes are: a plain value, safe to hand to another thread (protobuf messages are not)."""
+
+    name: str
+    folder: str
+    location: str
+    offset: int
+    length: int
+
+    @property
+    def path(self) -> Path:
+        return Path(self.folder) / self.location
+
+
+def is_external(tensor: onnx.TensorProto) -> bool:
+    return external_data_helper.uses_external_data(tensor)
+
+
+def has_external_data(model: onnx.ModelProto) -> bool:
+    return any(is_external(tensor) for tensor in _all_tensors(model))
+
+
+def external_ref(tensor: onnx.TensorProto, folder: str | os.PathLike | None,
+                 model_path: str | os.PathLike | None = None) -> ExternalRef:
+    """Check where ``tensor``'s external data is (a regular file inside ``folder``, offset and length within
+    it; no length: to the end of the file) and return it. Raises HyperonnxError."""
+    where = model_path if model_path is not None else folder
+    if folder is None:
+        raise HyperonnxError(f"tensor {tensor.name!r} refers to external data, but the model's folder is unknown")
+    try:
+        info = external_data_helper.ExternalDataInfo(tensor)
+        with _open_external(folder, info.location, tensor.name) as file:
+            size = os.fstat(file.fileno()).st_size
+    except HyperonnxError:
+        raise
+    except Exception as exc:  # onnx's ValidationError, ValueError, OSError
+        raise HyperonnxError(f"{where}: cannot read its external data ({_short(exc)})") from None
+    offset = info.offset or 0
+    length = info.length if info.length is not None else size - offset
+    if offset > size or length < 0 or offset + length > size:
+        raise HyperonnxError(f"{where}: cannot read its external data (tensor {tensor.name!r}: offset {offset} "
+                             f"and length {length} are past the end of {info.location}, {size} bytes)")
+    return ExternalRef(tensor.name, str(folder), info.location, offset, length)
+
+
+def read_array(ref: ExternalRef, data_type: int, dims: tuple[int, ...]) -> np.ndarray:
+    """A float tensor's values read from its external data file, into one new array (no other copy)."""
+    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type))
+    count = 1
+    for d in dims:
+        count *= int(d)
+    if count * dtype.itemsize != ref.length:
+        raise HyperonnxError(f"{ref.path}: external data of tensor {ref.name!r} holds {ref.length} bytes, its shape "
+                             f"{list(dims)} needs {count * dtype.itemsize}")
+    array = np.empty(count, dtype=dtype.newbyteorder("<"))
+    with _open_ref(ref) as file:
+        file.seek(ref.offset)
+        _read_exactly(file, memoryview(array).cast("B"), ref)
+    if not array.dtype.isnative:
+        array = array.astype(dtype)
+    return array.reshape(dims)
+
+
+def _read_exactly(file, buffer: memoryview, ref: ExternalRef) -> None:
+    done = 0
+    while done < len(buffer):
+        try:
+            n = file.readinto(buffer[done:])
+        except OSError as exc:
+            raise HyperonnxError(f"{ref.path}: cannot read external data ({exc.strerror or exc})") from None
+        if not n:
+            raise HyperonnxError(f"{ref.path}: external data of tensor {ref.name!r} ends early (the file changed "
+                                 "while it was read)")
+        done += n
+
+
+def _open_ref(ref: ExternalRef):
+    try:
+        file = _open_external(ref.folder, ref.location, ref.name)
+    except Exception as exc:
+        raise HyperonnxError(f"{ref.path}: cannot read external data ({_short(exc)})") from None
+    if os.fstat(file.fileno()).st_size < ref.offset + ref.length:
+        file.close()
+        raise HyperonnxError(f"{ref.path}: external data of tensor {ref.name!r} ends early (the file changed "
+                             "while it was read)")
+    return file
+
+
+def _open_external(folder: str | os.PathLike, location: str, name: str):
+    """Open an external data file for reading, with onnx's checks (relative, inside the folder, no symlink)."""
+    opener = getattr(external_data_helper, "_open_external_data_fd", None)
+    if opener is not None:
+        return os.fdopen(opener(str(folder), location, name, True), "rb")
+    # older onnx: the same rules, checked here
+    if not location or os.path.isabs(location):
+        raise ValueError(f"location {location!r} of tensor {name!r} is not a relative path")
+    base = os.path.realpath(folder)
+    full = os.path.join(folder, location)
+    if os.path.islink(full) or os.path.commonpath([base, os.path.realpath(full)]) != base:
+        raise ValueError(f"location {location!r} of tensor {name!r} points outside {folder}")
+    return open(full, "rb")
+
+
+def _set_external(tensor: onnx.TensorProto, location: str, offset: int, length: int) -> None:
+    del tensor.external_data[:]
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+
+
+def _write_external_data(model: onnx.ModelProto, data: Path, data_name: str,
+                         source_dir: str | os.PathLike | None) -> None:
+    """The data file of ``model`` (as ``onnx.save_model(save_as_external_data=True, size_threshold=1024)`` lays
+    it out: initializers in order, one after the other, no gaps), streaming: tensors still in the input's
+    external data are copied through in chunks; in-memory ones are written and dropped from memory."""
+    out = None
+    buffer = None
+    try:
+        for tensor, initializer in _tensors_for_saving(model):
+            if is_external(tensor):
+                ref = external_ref(tensor, source_dir)
+                if not initializer or sys.getsizeof(b"") + ref.length < INLINE_THRESHOLD:
+                    _read_in(tensor, ref)  # small, or a node attribute: inline, as a full load and save does
+                    continue
+                if out is None:
+                    out = open(data, "wb")
+                if buffer is None:
+                    buffer = bytearray(COPY_CHUNK)
+                offset = out.tell()
+                _copy(ref, out, buffer)
+                _set_external(tensor, data_name, offset, ref.length)
+            elif initializer and tensor.HasField("raw_data"):
+                raw = tensor.raw_data
+                if sys.getsizeof(raw) < INLINE_THRESHOLD:
+                    continue
+                if out is None:
+                    out = open(data, "wb")
+                offset = out.tell()
+                out.write(raw)
+                del raw
+                tensor.ClearField("raw_data")
+                _set_external(tensor, data_name, offset, out.tell() - offset)
+    finally:
+        if out is not None:
+            out.close()
+
+
+def _copy(ref: ExternalRef, out, buffer: bytearray) -> None:
+    view = memoryview(buffer)
+    with _open_ref(ref) as file:
+        file.seek(ref.offset)
+        left = ref.length
+        while left:
+            part = view[: min(left, len(view))]
+            _read_exactly(file, part, ref)
+            out.write(part)
+            left -= len(part)
+
+
+def _read_in_external_data(model: onnx.ModelProto, source_dir: str | os.PathLike | None) -> None:
+    """Saving inline: tensors still in the input's external data are read into the model."""
+    for tensor, _ in _tensors_for_saving(model):
+        if is_external(tensor):
+            _read_in(tensor, external_ref(tensor, source_dir))
+
+
+def _read_in(tensor: onnx.TensorProto, ref: ExternalRef) -> None:
+    """Make a tensor in external data an in-memory one."""
+    with _open_ref(ref) as file:
+        file.seek(ref.offset)
+        try:
+            raw = file.read(ref.length)
+        except OSError as exc:
+            raise HyperonnxError(f"{ref.path}: cannot read external data ({exc.strerror or exc})") from None
+    if len(raw) != ref.length:
+        raise HyperonnxError(f"{ref.path}: external data of tensor {ref.name!r} ends early (the file changed "
+                             "while it was read)")
+    tensor.raw_data = raw
+    del raw
+    tensor.data_location = onnx.TensorProto.DEFAULT
+    del tensor.external_data[:]
+
+
+def _tensors_for_saving(model: onnx.ModelProto) -> Iterator[tuple[onnx.TensorProto, bool]]:
+    """Every tensor, in onnx's order: initializers (subgraphs' included), then node attributes; with whether it
+    is an initializer (only those go to the data file when in memory, as onnx does)."""
+    for tensor in external_data_helper._get_initializer_tensors(model):
+        yield tensor, True
+    for tensor in external_data_helper._get_attribute_tensors(model):
+        yield tensor, False
+
+
+def _all_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    return external_data_helper._get_all_tensors(model)
+
+
 def _unlink_quietly(path: Path) -> None:
     try:
         path.unlink()
@@ -136,11 +367,16 @@ def _unlink_quietly(path: Path) -> None:
         pass
 
 
-def _small_enough_to_measure(model: onnx.ModelProto) -> bool:
+def _inline_size_over_limit(model: onnx.ModelProto) -> bool:
+    """Whether the model saved inline would pass the protobuf limit (external data counted as it would be)."""
     # ByteSize itself fails past 2 GiB with some protobuf builds; count the tensors first.
-    total = 0
-    for tensor in onnx.external_data_helper._get_all_tensors(model):
-        total += len(tensor.raw_data)
-        if total > PROTOBUF_LIMIT:
-            return False
-    return True
+    total = external = 0
+    for tensor in _all_tensors(model):
+        if is_external(tensor):
+            length = next((e.value for e in tensor.external_data if e.key == "length"), None)
+            external += int(length) if length and length.isdigit() else PROTOBUF_LIMIT + 1
+        else:
+            total += len(tensor.raw_data)
+        if total + external > PROTOBUF_LIMIT:
+            return True
+    return model.ByteSize() + external > PROTOBUF_LIMIT

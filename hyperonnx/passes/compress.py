@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from hyperonnx import codec
+from hyperonnx import codec, model_io
 from hyperonnx.ops import DOMAIN, OPSET_VERSION, register_schemas
 from hyperonnx.passes import budget, emit
 from hyperonnx.passes.select import Selection, Skipped, WeightSite, choose, find_sites
@@ -60,7 +60,9 @@ def sqnr_db(original: np.ndarray, decoded: np.ndarray, chunk: int = 1 << 20) -> 
     return 10.0 * np.log10(max(signal, 1e-300) / noise)
 
 
-def _encode_one(array: np.ndarray, codec_name: str, options: dict) -> tuple[codec.Encoded, float] | str:
+def _encode_one(values: Callable[[], np.ndarray] | np.ndarray, codec_name: str,
+                options: dict) -> tuple[codec.Encoded, float] | str:
+    array = values() if callable(values) else values  # a file read raises HyperonnxError: not a skip
     try:
         enc = codec.encode(array, codec_name, **options)
     except ValueError as exc:
@@ -80,8 +82,12 @@ def compress_model(
     target_bpw: float | None = None,
     max_bytes: int | None = None,
     input_bytes: int | None = None,
+    base_dir: str | os.PathLike | None = None,
 ) -> CompressReport:
     """Compress ``model`` in place. Raises ValueError for an unknown codec/option/runtime/mode.
+
+    Weights may still be in external data (a model from :func:`model_io.load_lazy`; ``base_dir``: its folder):
+    each is read by the worker that encodes it, so only the tensors being encoded are in memory.
 
     With ``target_bpw`` (bits per compressed weight, everything stored counted) or ``max_bytes`` (the whole
     output file; needs ``input_bytes``, the input's size), each tensor's setting is chosen by
@@ -116,9 +122,9 @@ def compress_model(
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         if budgeted:
             finished = _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, target_bpw, max_bytes,
-                                        input_bytes, report)
+                                        input_bytes, report, base_dir)
         else:
-            finished = _stream(pool, chosen, codec_name, options, jobs)
+            finished = _stream(pool, chosen, codec_name, options, jobs, base_dir)
         for item in finished:
             _finish(item, report, runtime, decode_mode, namers, rewrites, progress)
     # Subgraphs first: rewriting a parent graph copies its nodes, and with them their subgraph attributes.
@@ -131,11 +137,12 @@ def compress_model(
     return report
 
 
-def _stream(pool, chosen, codec_name, options, jobs):
-    """(site, future) in order, with at most jobs + 1 tensors in flight (memory: one working set per worker)."""
+def _stream(pool, chosen, codec_name, options, jobs, base_dir):
+    """(site, future) in order, with at most jobs + 1 tensors in flight (memory: one working set per worker;
+    a tensor in external data is read only when a worker starts on it)."""
     pending = []
     for site in chosen:
-        pending.append((site, pool.submit(_encode_one, _values(site), codec_name, options)))
+        pending.append((site, pool.submit(_encode_one, _values(site, base_dir), codec_name, options)))
         if len(pending) > jobs:
             yield pending.pop(0)
     yield from pending
@@ -151,9 +158,10 @@ class _Done:
         return self.value
 
 
-def _candidates(array: np.ndarray, codec_name: str, option_sets: list[dict], runtime: str, name: str | None):
+def _candidates(values, codec_name: str, option_sets: list[dict], runtime: str, name: str | None):
     """Every budget setting of one tensor, cheapest first. With ``name`` (a whole-file budget), sizes are the
     serialized bytes of the decoder and its blob, so the file size can be predicted exactly."""
+    array = values() if callable(values) else values
     out = []
     for opts in option_sets:
         result = _encode_one(array, codec_name, opts)
@@ -182,12 +190,13 @@ def _serialized_bytes(name: str, enc: codec.Encoded, sqnr: float) -> int:
 
 
 def _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, target_bpw, max_bytes, input_bytes,
-                     report):
+                     report, base_dir):
     """Encode every tensor at every budget setting, allocate the budget, yield the chosen encodings."""
     pending, results = [], []
     for site in chosen:
         name = site.name if max_bytes is not None else None
-        pending.append((site, pool.submit(_candidates, _values(site), codec_name, option_sets, runtime, name)))
+        pending.append((site, pool.submit(_candidates, _values(site, base_dir), codec_name, option_sets, runtime,
+                                          name)))
         if len(pending) > jobs:
             site_done, future = pending.pop(0)
             results.append((site_done, future.result()))
@@ -198,7 +207,7 @@ def _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, targe
         limit = target_bpw * weights / 8.0
     else:
         # What the compressed tensors free: their serialized bytes (a Constant node's too) in the input.
-        raw = sum((site.constant_node or site.tensor).ByteSize() + 8 for site, _ in kept)
+        raw = sum(_inline_bytes(site) + 8 for site, _ in kept)
         limit = max_bytes - (input_bytes - raw) - 64  # 64: the added opset import, with room to spare
     choice = budget.allocate([c for _, c in kept], limit)
     report.budget = {"limit_bytes": limit, "weights": weights,
@@ -208,9 +217,33 @@ def _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, targe
         yield site, _Done(c if isinstance(c, str) else chosen_by_site[id(site)])
 
 
-def _values(site: WeightSite) -> np.ndarray:
-    # Read in the calling thread: protobuf messages are only touched from one thread.
-    return numpy_helper.to_array(site.tensor)
+def _values(site: WeightSite, base_dir) -> np.ndarray | Callable[[], np.ndarray]:
+    """The tensor's values, or for one in external data a reader the worker calls. The protobuf message is read
+    here, in the calling thread: protobuf messages are only touched from one thread."""
+    if not model_io.is_external(site.tensor):
+        return numpy_helper.to_array(site.tensor)
+    ref = model_io.external_ref(site.tensor, base_dir)
+    data_type, dims = site.tensor.data_type, tuple(site.tensor.dims)
+    return lambda: model_io.read_array(ref, data_type, dims)
+
+
+def _inline_bytes(site: WeightSite) -> int:
+    """Serialized bytes of the weight (of its Constant node, for one) as if its data were inline: what the input
+    file holds for it, external data included. (The enclosing length prefixes' growth is not counted.)"""
+    message = site.constant_node or site.tensor
+    size = message.ByteSize()
+    if model_io.is_external(site.tensor):
+        header = onnx.TensorProto()
+        header.CopyFrom(site.tensor)  # small: the data is external
+        del header.external_data[:]
+        header.data_location = onnx.TensorProto.DEFAULT
+        length = site.numel * np.dtype(onnx.helper.tensor_dtype_to_np_dtype(site.tensor.data_type)).itemsize
+        size += header.ByteSize() + 1 + _varint_size(length) + length - site.tensor.ByteSize()  # 1: raw_data's tag
+    return size
+
+
+def _varint_size(value: int) -> int:
+    return max(1, -(-value.bit_length() // 7))
 
 
 def _finish(item, report: CompressReport, runtime: str, mode: str, namers, rewrites, progress) -> None:
