@@ -17,8 +17,8 @@ How:
    of its relative weight noise, so the predicted drop of a whole allocation is Σ gain × noise (errors of
    independent tensors add up in 1 − cosine as long as they are small);
 3. *search*: :func:`budget.allocate` spends a byte budget where the weighted noise drops most per byte; the byte
-   budget is searched — a prediction first (the predicted drop, rescaled by what the last evaluation measured),
-   bisection when the prediction leaves the bracket — evaluating the whole model on all samples each time, at
+   budget is searched — a prediction first (the predicted drop, rescaled by what the evaluation nearest the
+   target measured), bisection when the prediction leaves the bracket — evaluating the whole model on all samples each time, at
    most ``max_evals`` times. The smallest allocation that meets the target wins;
 4. *validation*: the winner is written as the real converted model (HyperDecode nodes or the portable form) and
    run with ONNX Runtime against the original file; only a model that meets the target is returned.
@@ -29,6 +29,8 @@ decoded weights, which are bit-identical to what the decoders produce), so no mo
 
 from __future__ import annotations
 
+import math
+import os
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -321,7 +323,7 @@ def tune_model(
     if not chosen:
         raise HyperonnxError("no tensor to compress (see --min-elements, --include, --exclude)")
     say(f"encoding {len(chosen)} tensors at {len(option_sets)} settings each")
-    jobs = max(1, jobs or 1)
+    jobs = max(1, jobs or os.cpu_count() or 1)
     base_dir = str(Path(source).parent)  # for tensors still in external data
     arrays = [numpy_helper.to_array(site.tensor, base_dir) for site in chosen]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -384,47 +386,57 @@ def tune_model(
 
     # 3. search the byte budget
     wanted = 1.0 - target_cosine
-    evaluated: dict[int, tuple[list[int], float, dict[str, float]]] = {}  # size -> choice, fidelity, per output
+    evaluated: dict[int, tuple[list[int], float]] = {}  # allocation size -> choice, fidelity
     history: list[dict[str, Any]] = []
-    scale = 1.0  # measured drop / predicted drop, from the last evaluation
+    fits: list[tuple[float, float]] = []  # (measured, predicted) drop per evaluation
 
-    def evaluate(limit: float) -> tuple[int, float]:
-        nonlocal scale
+    def scale() -> float:
+        """Measured / predicted drop at the evaluation nearest the target: the prediction's error there."""
+        usable = [(m, p) for m, p in fits if m > 0 and p > 0]
+        if not usable:
+            return 1.0
+        m, p = min(usable, key=lambda mp: abs(math.log(mp[0] / wanted)) if wanted > 0 else mp[0])
+        return m / p
+
+    def evaluate(limit: float) -> bool:
         choice, size, predicted = allocation(limit)
         if size not in evaluated:
-            fid = evaluator.fidelity(weights(choice))
-            evaluated[size] = (choice, fid.value, fid.per_output)
-            if predicted > 0 and 1.0 - fid.value > 0:
-                scale = (1.0 - fid.value) / predicted
-            ok = fid.value >= target_cosine
-            history.append({"bytes": size, "cosine": fid.value, "passed": ok})
-            say(f"evaluation {len(history)}: {size} bytes of weights -> cosine {fid.value:.6f} "
-                f"({'meets' if ok else 'below'} {target_cosine})")
-        return size, evaluated[size][1]
-
-    lo_limit, hi_limit = float(smallest), float(largest)  # budgets known to fail / to pass (or the ends)
-    guess = budget_for(wanted)
-    if evaluate(guess)[1] >= target_cosine:
-        hi_limit = guess
-    else:
-        lo_limit = guess
-        top = evaluate(largest)[1]
-        if top < target_cosine:
+            fid = evaluator.fidelity(weights(choice)).value
+            evaluated[size] = (choice, fid)
+            fits.append((1.0 - fid, predicted))
+            history.append({"bytes": size, "cosine": fid, "passed": fid >= target_cosine})
+            say(f"evaluation {len(history)}: {size} bytes of weights -> cosine {fid:.6f} "
+                f"({'meets' if fid >= target_cosine else 'below'} {target_cosine})")
+        if evaluated[size][1] < target_cosine and limit >= largest:
             raise HyperonnxError(f"--target-cosine {target_cosine} is out of reach: even the largest setting of "
-                                 f"every tensor gives cosine {top:.6f} on {samples.source} ({METRIC})")
-    while len(history) < max_evals and hi_limit - lo_limit > 0.01 * hi_limit:
-        guess = budget_for(wanted / max(scale, 1e-12))
+                                 f"every tensor gives cosine {evaluated[size][1]:.6f} on {samples.source} "
+                                 f"({METRIC})")
+        return evaluated[size][1] >= target_cosine
+
+    lo_limit, hi_limit = float(smallest), None  # budgets known to fail (or the bottom) / to pass
+    guess, misses = budget_for(wanted), 0
+    while len(history) < max_evals:
+        if evaluate(guess):
+            hi_limit = guess
+        else:
+            lo_limit, misses = guess, misses + 1
+        if hi_limit is None:  # nothing passed yet: aim past the corrected prediction, then at the top
+            guess = budget_for(0.7 * wanted / scale()) if misses < 2 else float(largest)
+            if guess <= lo_limit:
+                guess = lo_limit + 0.1 * (largest - lo_limit)
+            continue
+        if hi_limit - lo_limit <= 0.01 * hi_limit:
+            break
+        guess = budget_for(wanted / scale())
         margin = 0.05 * (hi_limit - lo_limit)
         if not lo_limit + margin < guess < hi_limit - margin:
             guess = (lo_limit + hi_limit) / 2
-        if evaluate(guess)[1] >= target_cosine:
-            hi_limit = guess
-        else:
-            lo_limit = guess
+    if hi_limit is None:
+        evaluate(float(largest))  # raises when even that falls short
 
     # 4. write the winner as the real converted model and validate it against the original file
     passing = sorted((s, v) for s, v in evaluated.items() if v[1] >= target_cosine)
-    for size, (choice, _, _) in passing:
+    for size, (choice, _) in passing:
         encodings: list[Any] = list(results)
         for t, i, c in zip(tensors, kept, choice):
             encodings[i] = t.candidates[c].payload
