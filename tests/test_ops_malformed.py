@@ -147,6 +147,103 @@ def test_blockvq_every_header_is_valid(tmp_path):
     assert runtime.session(path, mode="call").run(None, {})[0].tobytes() == codec.decode(enc).tobytes()
 
 
+ECSQ = codec.encode((np.random.default_rng(3).standard_normal((7, 11)) * 0.1).astype(np.float32), "ecsq", block=16)
+ECSQ_CASES = {
+    "block 0": ({"i_block": [0]}, "i_block must be in 1..4096, got 0"),
+    "block 4097": ({"i_block": [4097]}, "got 4097"),
+    "two blocks": ({"i_block": [16, 16]}, "i_block must hold one integer"),
+    "scale inf": ({"f_scale": [float("inf")]}, "not finite"),
+    "scale nan": ({"f_scale": [float("nan")]}, "not finite"),
+    "two scales": ({"f_scale": [1.0, 2.0]}, "f_scale must hold one float"),
+    "no scale": ({"f_scale": None}, "f_scale"),
+    "no block": ({"i_block": None}, "i_block"),
+    "group 2": ({"group": 2}, "group must be 1"),
+    "bits 4": ({"bits": 4}, "bits must be 8"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ECSQ_CASES))
+@pytest.mark.parametrize("mode", ["load", "call"])
+def test_bad_ecsq_side_information(tmp_path, name, mode):
+    change, message = ECSQ_CASES[name]
+    attrs = {k: v for k, v in {**attributes(ECSQ), **change}.items() if v is not None}
+    path = save(decode_model(attrs, ECSQ.blob), tmp_path)
+    with pytest.raises(Exception, match=f"decode_W.*{message}"):
+        runtime.session(path, mode=mode).run(None, {})
+
+
+def _ecsq_blob(change) -> np.ndarray:
+    blob = ECSQ.blob.copy()
+    change(blob)
+    return blob
+
+
+def _u16(blob: np.ndarray, at: int, value: int) -> None:
+    blob[at : at + 2] = np.array([value], "<u2").view(np.uint8)
+
+
+# 77 weights, blocks of 16: one stream of 8 lanes after the k and q frequency tables.
+_Q_AT = 4 + 2 * int(ECSQ.blob[2:4].view("<u2")[0])
+_STREAM_AT = _Q_AT + 4 + 2 * int(ECSQ.blob[_Q_AT + 2 : _Q_AT + 4].view("<u2")[0])
+ECSQ_BLOBS = {  # each: (blob, message)
+    "empty": (lambda: np.zeros(0, np.uint8), r"blob holds 0 bytes, expected at least 48"),
+    "tables only": (lambda: ECSQ.blob[:_STREAM_AT], r"expected at least 48|truncated stream header"),
+    "one byte short": (lambda: ECSQ.blob[:-1], "segment 0: truncated stream"),
+    "trailing byte": (lambda: np.append(ECSQ.blob, np.uint8(0)), r"1 unexpected byte\(s\) after the last stream"),
+    "bad frequency sum": (lambda: _ecsq_blob(lambda b: _u16(b, 4, int(b[4:6].view("<u2")[0]) + 1)),
+                          "k model: frequencies sum to 4097"),
+    "q alphabet beyond 254": (lambda: _ecsq_blob(lambda b: _u16(b, _Q_AT, 256 - int(b[_Q_AT + 2 : _Q_AT + 4].view("<u2")[0]))),
+                              "level alphabet beyond"),
+    "k alphabet beyond 255": (lambda: _ecsq_blob(lambda b: _u16(b, 0, 300)), r"outside 0..255"),
+    "state below 2^16": (lambda: _ecsq_blob(lambda b: b.__setitem__(slice(_STREAM_AT, _STREAM_AT + 4), [255, 255, 0, 0])),
+                         r"state out of range"),
+    "wrong state": (lambda: _ecsq_blob(lambda b: b.__setitem__(_STREAM_AT, b[_STREAM_AT] ^ 1)), "segment 0: corrupt stream"),
+    "flipped last word": (lambda: _ecsq_blob(lambda b: b.__setitem__(-1, b[-1] ^ 0x21)), "segment 0: corrupt stream"),
+    "word count 2^32 - 1": (lambda: _ecsq_blob(lambda b: b.__setitem__(slice(_STREAM_AT + 32, _STREAM_AT + 36), 255)),
+                            "truncated stream"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ECSQ_BLOBS))
+@pytest.mark.parametrize("mode", ["load", "call"])
+def test_bad_ecsq_blob(tmp_path, name, mode):
+    make, message = ECSQ_BLOBS[name]
+    with pytest.raises(ValueError):  # the reference rejects it too
+        codec.decode(dataclasses.replace(ECSQ, blob=make()))
+    path = save(decode_model(attributes(ECSQ), make()), tmp_path)
+    with pytest.raises(Exception, match=f"HyperDecode node 'decode_W'.*ecsq codec: .*({message})|decode_W.*{message}"):
+        runtime.session(path, mode=mode)
+    path = save(decode_model(attributes(ECSQ), None), tmp_path, "input.onnx")
+    sess = runtime.session(path, mode=mode)
+    with pytest.raises(Exception, match=message):
+        sess.run(None, {"blob": make()})
+    assert sess.run(None, {"blob": ECSQ.blob})[0].tobytes() == codec.decode(ECSQ).tobytes()  # still usable
+
+
+def test_ecsq_every_byte_flip_is_safe(tmp_path):
+    """Every byte of the blob flipped (run-time input, call mode): the op and the reference agree on accepting
+    it, with the same output when accepted; never a crash."""
+    path = save(decode_model(attributes(ECSQ), None), tmp_path, "input.onnx")
+    sess = runtime.session(path, mode="call")
+    rejected = 0
+    for at in range(ECSQ.blob.size):
+        blob = ECSQ.blob.copy()
+        blob[at] ^= 0x10
+        try:
+            ref = codec.decode(dataclasses.replace(ECSQ, blob=blob))
+        except ValueError:
+            ref = None
+        try:
+            out = sess.run(None, {"blob": blob})[0]
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own types
+            assert ref is None, f"byte {at}: the op rejected what the reference decodes: {exc}"
+            assert "ecsq codec" in str(exc) or "blob holds" in str(exc)
+            rejected += 1
+            continue
+        assert ref is not None and out.tobytes() == ref.tobytes(), f"byte {at}: accepted, differs from the reference"
+    assert rejected >= ECSQ.blob.size * 9 // 10
+
+
 def test_kronecker_code_out_of_range(tmp_path):
     """U = 100 with 7-bit codes: codes 100..127 are representable and must be rejected."""
     path = save(decode_model(attributes(KRONECKER), bad_code_blob(KRONECKER, 7, 100)), tmp_path)

@@ -96,8 +96,10 @@ OrtStatus* HyperDecodeKernel::EnsureCached(const uint8_t* blob, size_t len) {
   if (ready_.load(std::memory_order_acquire)) return nullptr;
   std::lock_guard<std::mutex> lock(mu_);
   if (ready_.load(std::memory_order_relaxed)) return nullptr;
-  std::vector<uint8_t> decoded(dec_->out_bytes());
   std::string error;
+  // The length first: a blob that cannot be the node's must not cost the output's allocation.
+  if (!dec_->check_length(len, &error)) return Error(ORT_INVALID_ARGUMENT, error);
+  std::vector<uint8_t> decoded(dec_->out_bytes());
   if (!dec_->decode(blob, len, decoded.data(), threads_, &error)) return Error(ORT_INVALID_ARGUMENT, error);
   cache_ = std::move(decoded);
   ready_.store(true, std::memory_order_release);

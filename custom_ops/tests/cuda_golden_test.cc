@@ -235,6 +235,50 @@ void run_golden(const std::string& dir) {
   std::printf("golden: %zu cases, %s\n", cases.size(), g_failures == before ? "all bit-identical" : "FAILURES");
 }
 
+// ecsq (no device kernel: host decode): the multi-segment digest cases through the CUDA decoder, and malformed
+// blobs (a trailing byte, a flipped word, a cut stream, a bad frequency sum) rejected with the CPU decoder's
+// message by checked and unchecked decodes and by validate, for device and host blobs.
+void run_ecsq(const std::string& dir) {
+  const int before = g_failures;
+  int ran = 0;
+  for (const auto& c : hyperonnx::test::load_digest_cases(dir)) {
+    std::string error;
+    CudaDecoder cd(make(c.attrs, &error));
+    std::vector<uint8_t> out;
+    if (check(gpu_decode(cd, c.blob, 0, 0, true, &out, &error), c.name + ": " + error)) {
+      check(hyperonnx::test::matches(c, out), c.name + ": output differs from the digest");
+    }
+    ++ran;
+  }
+  for (const auto& c : hyperonnx::test::load_cases(dir)) {
+    if (c.name != "ecsq_float32_B32_s0.25_19x41") continue;
+    std::string error;
+    auto dec = make(c.attrs, &error);
+    CudaDecoder cd(make(c.attrs, &error));
+    std::vector<uint8_t> scratch(dec->out_bytes()), out;
+    std::vector<std::vector<uint8_t>> bads;
+    bads.push_back(c.blob), bads.back().push_back(0);
+    bads.push_back(c.blob), bads.back()[c.blob.size() - 2] ^= 0x40;
+    bads.push_back(std::vector<uint8_t>(c.blob.begin(), c.blob.end() - 3));
+    bads.push_back(c.blob), bads.back()[4] ^= 1;
+    bads.push_back(std::vector<uint8_t>(c.blob.begin(), c.blob.begin() + 20));
+    for (size_t i = 0; i < bads.size(); ++i) {
+      const auto& b = bads[i];
+      std::string cpu, g, u, v, vh;
+      const bool cpu_ok = dec->decode(b.data(), b.size(), scratch.data(), 1, &cpu);
+      check(!cpu_ok, "ecsq bad blob " + std::to_string(i) + ": CPU accepted");
+      check(!gpu_decode(cd, b, 0, 0, true, &out, &g) && g == cpu, "ecsq bad blob " + std::to_string(i) + ": '" + g + "' vs '" + cpu + "'");
+      check(!gpu_decode(cd, b, 1, 0, false, &out, &u) && u == cpu, "ecsq bad blob " + std::to_string(i) + " unchecked: '" + u + "'");
+      DevBuf db(b.size() + 1);
+      db.upload(b);
+      check(!cd.validate(db.ptr, b.size(), nullptr, &v) && v == cpu, "ecsq bad blob " + std::to_string(i) + " validate: '" + v + "'");
+      check(!cd.validate(b.data(), b.size(), nullptr, &vh) && vh == cpu, "ecsq bad blob " + std::to_string(i) + " validate host: '" + vh + "'");
+      ++ran;
+    }
+  }
+  std::printf("ecsq: %d host-decoded cases (digests, malformed), %s\n", ran, g_failures == before ? "GPU == CPU" : "FAILURES");
+}
+
 struct RandomConfig {
   int dtype, bits;
   int64_t n;
@@ -589,6 +633,7 @@ int main(int argc, char** argv) {
     run_random(rng);
     run_malformed(rng);
     run_blockvq(rng);
+    run_ecsq(dir);
     if (bandwidth) run_bandwidth(rng, weights);
   } catch (const CudaFatal& e) {
     std::printf("FAIL: %s\n", e.what.c_str());

@@ -217,6 +217,145 @@ size_t run_malformed_blockvq(const std::string& dir) {
   return cases.size() + blobs.size() + 1;
 }
 
+// ecsq: side-information errors, and blobs that are truncated anywhere, have a byte flipped anywhere, a trailing
+// byte, a bad frequency sum, alphabets out of range, states out of range or wrong, and word counts off by one:
+// validate() and decode() (1 and 3 threads) must agree and reject every one of them with the codec's message,
+// never reading outside the blob (the sanitizer build runs this). Returns how many cases ran.
+size_t run_malformed_ecsq(const std::string& dir) {
+  GoldenCase base, multi;
+  for (auto& c : load_cases(dir)) {
+    if (c.name == "ecsq_float32_B32_s0.25_19x41") base = c;
+  }
+  for (auto& c : load_digest_cases(dir)) {
+    if (c.name == "ecsq_2seg_B1_bfloat16") multi = c;
+  }
+  check(!base.name.empty() && !multi.name.empty(), "golden cases ecsq_float32_B32_s0.25_19x41, ecsq_2seg_B1_bfloat16");
+  if (base.name.empty() || multi.name.empty()) return 0;
+  struct AttrCase {
+    const char* what;
+    std::function<void(MapAttrs&)> mutate;
+    const char* expect;
+  };
+  const std::vector<AttrCase> attr_cases = {
+      {"no i_block", [](MapAttrs& a) { a.ints.erase("i_block"); }, "'i_block'"},
+      {"no f_scale", [](MapAttrs& a) { a.floats.erase("f_scale"); }, "'f_scale'"},
+      {"block 0", [](MapAttrs& a) { a.ints["i_block"] = {0}; }, "i_block must be in 1..4096, got 0"},
+      {"block 4097", [](MapAttrs& a) { a.ints["i_block"] = {4097}; }, "got 4097"},
+      {"block -1", [](MapAttrs& a) { a.ints["i_block"] = {-1}; }, "got -1"},
+      {"two blocks", [](MapAttrs& a) { a.ints["i_block"] = {32, 32}; }, "i_block must hold one integer"},
+      {"no scale value", [](MapAttrs& a) { a.floats["f_scale"].clear(); }, "f_scale must hold one float"},
+      {"scale NaN", [](MapAttrs& a) { a.floats["f_scale"] = {std::nanf("")}; }, "not finite"},
+      {"scale inf", [](MapAttrs& a) { a.floats["f_scale"] = {INFINITY}; }, "not finite"},
+      {"group 2", [](MapAttrs& a) { a.ints["group"] = {2}; }, "group must be 1"},
+      {"bits 4", [](MapAttrs& a) { a.ints["bits"] = {4}; }, "bits must be 8"},
+  };
+  for (const auto& ac : attr_cases) {
+    MapAttrs attrs = base.attrs;
+    ac.mutate(attrs);
+    std::string error;
+    auto dec = Decoder::create(attrs, &error);
+    check(dec == nullptr, std::string("ecsq ") + ac.what + ": accepted");
+    check(error.find(ac.expect) != std::string::npos,
+          std::string("ecsq ") + ac.what + ": message '" + error + "' lacks '" + ac.expect + "'");
+  }
+  size_t ran = attr_cases.size();
+  // Rejects `blob` with a message holding `expect` (validate and decode agree); or, when expect is null, only
+  // requires validate and decode to agree (a flipped word may still decode to valid states: rANS has no checksum).
+  auto reject = [&](const GoldenCase& c, const std::string& what, const std::vector<uint8_t>& blob,
+                    const char* expect) {
+    std::string error;
+    auto dec = Decoder::create(c.attrs, &error);
+    check(dec != nullptr, "ecsq " + c.name + ": " + error);
+    if (!dec) return false;
+    std::string ev, e1, e3;
+    std::vector<uint8_t> out(dec->out_bytes());
+    const bool v = dec->validate(blob.data(), blob.size(), &ev);
+    const bool d1 = dec->decode(blob.data(), blob.size(), out.data(), 1, &e1);
+    const bool d3 = dec->decode(blob.data(), blob.size(), out.data(), 3, &e3);
+    check(v == d1 && v == d3 && ev == e1 && ev == e3,
+          "ecsq " + what + ": validate/decode disagree: '" + ev + "' '" + e1 + "' '" + e3 + "'");
+    if (expect) {
+      check(!v, "ecsq " + what + ": accepted");
+      check(ev.find(expect) != std::string::npos, "ecsq " + what + ": message '" + ev + "' lacks '" + expect + "'");
+    }
+    ++ran;
+    return !v;
+  };
+  const std::vector<uint8_t>& good = base.blob;
+  check(reject(base, "unmutated", good, nullptr) == false, "ecsq: the unmutated blob is rejected");
+  // Layout of the base blob: k table, q table, one stream of 8 lanes.
+  auto u16 = [](const std::vector<uint8_t>& b, size_t at) { return static_cast<uint32_t>(b[at] | b[at + 1] << 8); };
+  auto put16 = [](std::vector<uint8_t>& b, size_t at, uint32_t v) {
+    b[at] = static_cast<uint8_t>(v), b[at + 1] = static_cast<uint8_t>(v >> 8);
+  };
+  auto put32 = [&](std::vector<uint8_t>& b, size_t at, uint32_t v) { put16(b, at, v & 0xffff), put16(b, at + 2, v >> 16); };
+  const size_t q_at = 4 + 2 * u16(good, 2), stream_at = q_at + 4 + 2 * u16(good, q_at + 2);
+  const size_t nwords_at = stream_at + 4 * 8;
+  check(good.size() == nwords_at + 4 + 2 * (u16(good, nwords_at) | u16(good, nwords_at + 2) << 16), "ecsq base layout");
+  for (size_t n = 0; n < good.size(); ++n) {  // every truncation (below the least length: the shared length error)
+    reject(base, "truncated to " + std::to_string(n), std::vector<uint8_t>(good.begin(), good.begin() + n),
+           n < 48 ? "expected at least 48 (two frequency tables + 1 rANS stream(s)" : "ecsq codec");
+  }
+  int flips_rejected = 0, flips = 0;
+  for (size_t at = 0; at < good.size(); ++at) {  // every byte flipped (each bit pattern 0x01 and 0x80)
+    for (uint8_t mask : {uint8_t{0x01}, uint8_t{0x80}}) {
+      auto b = good;
+      b[at] ^= mask;
+      flips_rejected += reject(base, "byte " + std::to_string(at) + " ^ " + std::to_string(mask), b, nullptr);
+      ++flips;
+    }
+  }
+  // Every flip in the tables and stream header must be caught; words may (rarely) decode to valid states.
+  check(flips_rejected >= flips * 9 / 10, "ecsq flips: only " + std::to_string(flips_rejected) + " of " +
+                                              std::to_string(flips) + " rejected");
+  auto mutated = [&](const std::function<void(std::vector<uint8_t>&)>& f) {
+    auto b = good;
+    f(b);
+    return b;
+  };
+  reject(base, "trailing byte", mutated([](auto& b) { b.push_back(0); }), "1 unexpected byte(s) after the last stream");
+  reject(base, "k frequency sum 4097", mutated([&](auto& b) { put16(b, 4, u16(b, 4) + 1); }), "k model: frequencies sum to 4097");
+  reject(base, "q frequency sum 4095", mutated([&](auto& b) { put16(b, q_at + 4, u16(b, q_at + 4) - 1); }),
+         "q model: frequencies sum to 4095");
+  reject(base, "k alphabet past 255", mutated([&](auto& b) { put16(b, 0, 256 - u16(b, 2) + 1); }), "outside 0..255");
+  reject(base, "k lo 65535", mutated([&](auto& b) { put16(b, 0, 65535); }), "outside 0..255");
+  reject(base, "q alphabet past 254", mutated([&](auto& b) { put16(b, q_at, 255 - u16(b, q_at + 2) + 1); }),
+         "level alphabet beyond");
+  reject(base, "empty k table", mutated([&](auto& b) { put16(b, 2, 0); }), "k model: truncated or empty");
+  reject(base, "k table of 65535", mutated([&](auto& b) { put16(b, 2, 65535); }), "k model: truncated or empty");
+  reject(base, "state 2^16 - 1", mutated([&](auto& b) { put32(b, stream_at, 0xffff); }), "state out of range");
+  reject(base, "state 0", mutated([&](auto& b) { put32(b, stream_at + 28, 0); }), "state out of range");
+  reject(base, "state + 1", mutated([&](auto& b) { b[stream_at] ^= 1; }), "segment 0: corrupt stream");
+  reject(base, "nwords + 1", mutated([&](auto& b) { b[nwords_at] += 1; }), "segment 0: truncated stream");
+  reject(base, "nwords 2^32 - 1", mutated([&](auto& b) { put32(b, nwords_at, 0xffffffffu); }), "truncated stream");
+  reject(base, "nwords - 1", mutated([&](auto& b) { b[nwords_at] -= 1; }), "ecsq codec");
+  reject(base, "no words", mutated([&](auto& b) { put32(b, nwords_at, 0); }), "ecsq codec");
+  // Two segments: damage in the second stream is reported for segment 1 by every thread count; a stream cut short.
+  const auto& mb = multi.blob;
+  auto mutated_multi = [&](size_t at, uint8_t mask) {
+    auto b = mb;
+    b[at] ^= mask;
+    return b;
+  };
+  reject(multi, "2 segments: last word flipped", mutated_multi(mb.size() - 1, 0x5a), "segment 1: corrupt stream");
+  reject(multi, "2 segments: trailing byte", [&] { auto b = mb; b.push_back(7); return b; }(), "after the last stream");
+  reject(multi, "2 segments: last byte cut", std::vector<uint8_t>(mb.begin(), mb.end() - 1), "segment 1: truncated stream");
+  reject(multi, "2 segments: cut to the first", std::vector<uint8_t>(mb.begin(), mb.begin() + mb.size() / 2),
+         "ecsq codec");
+  // A shape claiming far more segments than the blob can hold: rejected by the length check, nothing allocated.
+  MapAttrs huge = base.attrs;
+  huge.ints["shape"] = {int64_t{1} << 40};
+  std::string error;
+  auto dec = Decoder::create(huge, &error);
+  check(dec != nullptr, "ecsq 2^40 weights: " + error);
+  if (dec) {
+    check(!dec->validate(good.data(), good.size(), &error) && error.find("expected at least") != std::string::npos,
+          "ecsq 2^40 weights: '" + error + "'");
+    ++ran;
+  }
+  return ran;
+}
+
 int run_malformed(const std::string& dir) {
   GoldenCase base;
   for (auto& c : load_cases(dir)) {
@@ -305,8 +444,10 @@ int run_malformed(const std::string& dir) {
   check(dec->validate(good.data(), good.size(), &error), "the unmutated blob: " + error);
   const size_t kron_cases = run_malformed_kronecker(dir);
   const size_t bvq_cases = run_malformed_blockvq(dir);
-  std::printf("malformed: %zu attribute and %zu blob cases, %zu kronecker cases, %zu blockvq cases, %d failures\n",
-              attr_cases.size(), blob_cases.size(), kron_cases, bvq_cases, g_failures);
+  const size_t ecsq_cases = run_malformed_ecsq(dir);
+  std::printf("malformed: %zu attribute and %zu blob cases, %zu kronecker cases, %zu blockvq cases, %zu ecsq cases, "
+              "%d failures\n",
+              attr_cases.size(), blob_cases.size(), kron_cases, bvq_cases, ecsq_cases, g_failures);
   return g_failures ? 1 : 0;
 }
 
