@@ -5,7 +5,8 @@
 >>> session = hyperonnx.session("model.hx.onnx")               # doctest: +SKIP
 """
 
-from hyperonnx import codec
+# _startup first, before numpy and onnx: the command's Ctrl-C while starting is one line, not a traceback.
+from hyperonnx import _startup, codec  # noqa: F401
 from hyperonnx.api import ConvertResult, convert, decompress, doctor, inspect, verify
 from hyperonnx.errors import HyperonnxError
 from hyperonnx.ops import register_schemas

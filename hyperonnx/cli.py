@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from hyperonnx import api, codec
+from hyperonnx import _startup, api, codec
 from hyperonnx.errors import HyperonnxError
 
 
@@ -233,8 +233,9 @@ _register_bench()
 
 
 def main() -> None:
-    _quiet_native_logs()
+    _quiet_native_logs()  # imports onnxruntime: a Ctrl-C until release() is one line, exit 130 (_startup.py)
     try:
+        _startup.release()  # from here a Ctrl-C is a KeyboardInterrupt, handled below (partial output cleaned up)
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("hyperonnx: interrupted", err=True)

@@ -243,6 +243,59 @@ def test_sigint_during_conversion(tmp_path):
     assert _digest(src) == before
 
 
+def _interrupt_while_starting(src: Path, out: Path, after: float | None) -> tuple[int, list[str]]:
+    """Start ``hyperonnx convert`` and send SIGINT ``after`` seconds past the moment the package's start-up
+    handler is in place (``-X importtime`` reports each finished import on stderr: ``hyperonnx._startup`` comes
+    before numpy, onnx and onnxruntime), or, with ``after=None``, right after the process is spawned.
+    Returns the exit status and stderr's lines without the import-time report."""
+    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "hyperonnx", "convert", str(src), "-o",
+                             str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+    lines = []
+    if after is not None:
+        for line in proc.stderr:
+            lines.append(line)
+            if line.rstrip().endswith("hyperonnx._startup"):
+                break
+        else:
+            proc.wait(timeout=60)
+            raise AssertionError("".join(lines))
+        time.sleep(after)
+    proc.send_signal(signal.SIGINT)
+    lines += proc.stderr.readlines()
+    proc.wait(timeout=60)
+    proc.stderr.close()
+    return proc.returncode, [line.rstrip("\n") for line in lines if not line.startswith("import time:")]
+
+
+def test_sigint_while_starting(small_model, tmp_path):
+    """Ctrl-C during the command's start-up (numpy, onnx, onnxruntime importing: the first few tenths of a
+    second): one line, exit 130, never a traceback, no output. Signals at 0-300 ms after the start-up handler is
+    in place, and right after spawn."""
+    outcomes = []
+    for i, after in enumerate([0.0, 0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, None, None, None]):
+        out_dir = tmp_path / f"o{i}"
+        out_dir.mkdir()
+        code, err = _interrupt_while_starting(small_model, out_dir / "out.onnx", after)
+        outcomes.append((after, code))
+        text = "\n".join(err)
+        names = sorted(p.name for p in out_dir.iterdir())
+        if after is None and "Traceback" in text:
+            # Before any hyperonnx code runs (Python's own start-up: site, runpy finding the module), a SIGINT is
+            # Python's: it prints a traceback from <frozen site>/<frozen runpy>. Nothing of ours has run.
+            assert "hyperonnx" not in text and names == [], text
+            continue
+        assert "Traceback" not in text, text
+        if code == 130:
+            assert err == ["hyperonnx: interrupted"], text
+            assert names == [], names
+        elif after is None:  # killed before Python installed its own handler
+            assert code == -signal.SIGINT and err == [] and names == [], (code, text)
+        else:  # the conversion finished before the signal came (a slow machine's imports are not that slow)
+            assert code == 0 and names == ["out.onnx"], (code, text, names)
+    assert sum(code == 130 for after, code in outcomes if after is not None and after <= 0.1) >= 5, outcomes
+    print("start-up SIGINT outcomes (delay after the handler, exit status):", outcomes)
+
+
 @pytest.mark.parametrize("failure", [KeyboardInterrupt, OSError(28, "No space left on device")],
                          ids=["interrupt", "enospc"])
 def test_save_fails_between_data_and_model(tmp_path, monkeypatch, failure):
