@@ -111,8 +111,12 @@ def convert(
         raise HyperonnxError(f"--target-cosine must be in (0, 1], got {target_cosine}")
     if inputs is not None and target_cosine is None:
         raise HyperonnxError("--inputs is used with --target-cosine only")
-    model = model_io.load(source)
-    had_external = bool(model_io.external_files(source))
+    # Streaming: external data stays on disk; each weight is read when it is encoded, the rest is copied through
+    # when saving. (The fidelity search holds every weight in memory anyway: it loads them all.)
+    lazy = target_cosine is None
+    model = model_io.load_lazy(source) if lazy else model_io.load(source)
+    had_external = bool(model_io.external_files(source, model if lazy else None))
+    bytes_before = model_io.file_size(source, model if lazy else None)
     selection = Selection(min_elements, tuple(include), tuple(exclude), all_ops)
     tuned = None
     try:
@@ -124,16 +128,17 @@ def convert(
             report = tuned.report
         else:
             report = compress_model(model, codec_name, options, selection, runtime, decode, jobs, progress,
-                                    target_bpw=target_bpw, max_bytes=max_size,
-                                    input_bytes=model_io.file_size(source))
+                                    target_bpw=target_bpw, max_bytes=max_size, input_bytes=bytes_before,
+                                    base_dir=source.parent)
     except ValueError as exc:
         raise HyperonnxError(str(exc)) from None
     if strip_debug_info:
         strip_debug(model)
     if external_data is None and had_external:
         external_data = True
-    model_io.save(model, target, external_data)
-    result = ConvertResult(str(source), str(target), report, model_io.file_size(source), model_io.file_size(target))
+    model_io.save(model, target, external_data, source_dir=source.parent)
+    del model
+    result = ConvertResult(str(source), str(target), report, bytes_before, model_io.file_size(target))
     if max_size is not None and result.bytes_after > max_size:
         result.extra["warning"] = (f"{result.bytes_after} bytes is over --max-size {max_size} even at the smallest "
                                    "setting of every tensor; lower --min-elements or add --strip-debug-info")
