@@ -111,6 +111,9 @@ def convert(
         raise HyperonnxError(f"--target-cosine must be in (0, 1], got {target_cosine}")
     if inputs is not None and target_cosine is None:
         raise HyperonnxError("--inputs is used with --target-cosine only")
+    if runtime == "portable" and codec_name in codec.CODECS and not codec.CODECS[codec_name].portable:
+        raise HyperonnxError(f"codec {codec_name!r} has no portable decoder (its θ are entropy coded): "
+                             "use --runtime ort, or --codec blockvq for --runtime portable")
     # Streaming: external data stays on disk; each weight is read when it is encoded, the rest is copied through
     # when saving. (The fidelity search holds every weight in memory anyway: it loads them all.)
     lazy = target_cosine is None

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import hyperonnx.codec as codec
-from hyperonnx.codec import blockvq, kronecker
+from hyperonnx.codec import blockvq, ecsq, kronecker, rans
 from hyperonnx.codec.paper import _Lattice, lattice_side
 
 DTYPES = [np.float16, ml_dtypes.bfloat16, np.float32, np.float64]
@@ -18,7 +18,8 @@ NAMES = sorted(codec.CODECS)
 # Small, fast settings per codec for the exactness checks (the defaults are covered by the round trips).
 SETTINGS = {"paper": [{}, {"n": 37, "rings": 2}], "paper-cnn": [{}],
             "blockvq": [{}, {"bits": 2, "block": 2}, {"bits": 8, "block": 16}, {"bits": 6, "block": 2}],
-            "kronecker": [{}, {"N": 3, "U": 512}, {"N": 4, "U": 256}, {"U": 16}]}
+            "kronecker": [{}, {"N": 3, "U": 512}, {"N": 4, "U": 256}, {"U": 16}],
+            "ecsq": [{}, {"step": 0.05, "block": 1}, {"step": 1.5, "block": 7}]}
 
 
 def sqnr(x: np.ndarray, y: np.ndarray) -> float:
@@ -61,7 +62,7 @@ def test_side_information_is_exact_float32_and_int64(name):
         assert all(float(np.float32(v)) == v for v in values)
     for values in enc.ints.values():
         assert all(isinstance(v, int) and -(1 << 63) <= v < 1 << 63 for v in values)
-    if name != "blockvq":  # blockvq scales blocks after its level lookup: no single table
+    if name not in ("blockvq", "ecsq"):  # they scale blocks after the level lookup: no single table
         assert codec.table(enc).dtype == np.float32
 
 
@@ -163,7 +164,22 @@ def _check_blockvq(x: np.ndarray, options: dict) -> None:
     assert np.all(chosen <= distance.min(axis=1) * (1 + 1e-6) + 1e-12)
 
 
-CHECKERS = {"paper": _check_paper, "blockvq": _check_blockvq, "paper-cnn": lambda x, o: _check_paper(x, {"n": 225, **o}),
+def _check_ecsq(x: np.ndarray, options: dict) -> None:
+    """Given each block's scale code, every weight's level is the nearest multiple of the block's step."""
+    enc = codec.encode(x, "ecsq", **options)
+    (block,) = enc.ints["block"]
+    kmodel, pos = rans.Model.parse(enc.blob, 0)
+    qmodel, pos = rans.Model.parse(enc.blob, pos)
+    (k, q), _ = rans.decode(enc.blob, pos, [(-(-x.size // block), kmodel), (x.size, qmodel)])
+    steps = ecsq.scale_table(enc.floats["scale"][0]).astype(np.float64)
+    step = steps[k][np.arange(x.size) // block]
+    v = x.astype(np.float32).reshape(-1).astype(np.float64)
+    level = q.astype(np.float64) - ecsq.ZERO
+    inside = np.abs(v / step) < ecsq.ZERO
+    assert np.all(np.abs(v - level * step)[inside] <= step[inside] / 2 * (1 + 1e-6))
+
+
+CHECKERS = {"paper": _check_paper, "ecsq": _check_ecsq, "blockvq": _check_blockvq, "paper-cnn": lambda x, o: _check_paper(x, {"n": 225, **o}),
             "kronecker": _check_kronecker}
 
 

@@ -83,6 +83,7 @@ class Codec:
     family: ClassVar[str]  # the decoder this codec's output needs (a preset shares its family's decoder)
     defaults: ClassVar[dict[str, Any]]
     summary: ClassVar[str]
+    portable: ClassVar[bool] = True  # whether emit.emit_portable can express the decoder with standard ops
 
     def params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         params = dict(self.defaults)
