@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -347,12 +348,14 @@ def tune_model(
 
     probe_index = [max(0, (len(t.candidates) - 1) // 2) for t in tensors]
     say(f"measuring the sensitivity of {len(tensors)} tensors on {evaluator.probe.count} samples")
+    started = time.perf_counter()
     for k, (t, i) in enumerate(zip(tensors, kept)):
         trial = list(originals)
         trial[i] = t.weight(probe_index[k])
         drop = 1.0 - evaluator.fidelity(trial, probe=True).value
         noise = t.candidates[probe_index[k]].rel_noise
         t.gain = drop / noise if noise > 0 else 0.0
+    say(f"sensitivity measured in {time.perf_counter() - started:.1f} s")
     positive = sorted(t.gain for t in tensors if t.gain > 0)
     floor = positive[len(positive) // 2] * 1e-3 if positive else 1.0
     for t in tensors:
@@ -401,12 +404,14 @@ def tune_model(
     def evaluate(limit: float) -> bool:
         choice, size, predicted = allocation(limit)
         if size not in evaluated:
+            started = time.perf_counter()
             fid = evaluator.fidelity(weights(choice)).value
             evaluated[size] = (choice, fid)
             fits.append((1.0 - fid, predicted))
             history.append({"bytes": size, "cosine": fid, "passed": fid >= target_cosine})
             say(f"evaluation {len(history)}: {size} bytes of weights -> cosine {fid:.6f} "
-                f"({'meets' if fid >= target_cosine else 'below'} {target_cosine})")
+                f"({'meets' if fid >= target_cosine else 'below'} {target_cosine}, "
+                f"{time.perf_counter() - started:.1f} s)")
         if evaluated[size][1] < target_cosine and limit >= largest:
             raise HyperonnxError(f"--target-cosine {target_cosine} is out of reach: even the largest setting of "
                                  f"every tensor gives cosine {evaluated[size][1]:.6f} on {samples.source} "
@@ -443,11 +448,11 @@ def tune_model(
         converted = onnx.ModelProto()
         converted.CopyFrom(model)
         report = _emit(converted, selection, encodings, runtime, decode_mode)
-        fid = _validate(converted, reference_session, samples, outputs, decode_mode)
+        fid = _validate(converted, reference_session, samples, outputs)
         say(f"validated the converted model: cosine {fid.value:.6f}")
         if fid.value >= target_cosine:
             model.CopyFrom(converted)
-            per_tensor = {t.name: {"gain": t.gain, "setting": option_sets[c] if len(option_sets) > c else None}
+            per_tensor = {t.name: {"gain": t.gain, "bits": t.candidates[c].payload[0].bits}
                           for t, c in zip(tensors, choice)}
             return TuneResult(report, {
                 "target_cosine": target_cosine,
@@ -468,8 +473,6 @@ def _emit(model: onnx.ModelProto, selection: Selection, encodings: list, runtime
           decode_mode: str) -> compress.CompressReport:
     """Rewrite ``model`` in place with the given encoding (or skip reason) per selected tensor, in site order —
     the tail of :func:`compress.compress_model` with the encodings already chosen."""
-    import time
-
     started = time.perf_counter()
     register_schemas()
     chosen, skipped = choose(find_sites(model), selection)
@@ -486,8 +489,7 @@ def _emit(model: onnx.ModelProto, selection: Selection, encodings: list, runtime
     return report
 
 
-def _validate(model: onnx.ModelProto, reference_session, samples: Samples, outputs: list[str],
-              decode_mode: str) -> Fidelity:
+def _validate(model: onnx.ModelProto, reference_session, samples: Samples, outputs: list[str]) -> Fidelity:
     """Fidelity of the converted ``model`` run as a file by ONNX Runtime (with the op library), against the
     original model's session."""
     from hyperonnx import api
