@@ -413,6 +413,14 @@ std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& lay
 
 }  // namespace
 
+bool host_has_f16c() {
+#if defined(__SSE2__)
+  return cpu_has_f16c();
+#else
+  return false;
+#endif
+}
+
 const BlockVQParams* blockvq_params(const BlockDecoder* d) {
   const auto* v = dynamic_cast<const BlockVQDecoder*>(d);
   return v ? &v->params() : nullptr;

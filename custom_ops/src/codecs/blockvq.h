@@ -34,6 +34,9 @@ struct BlockVQParams {
 constexpr int kBlockVQHeaderBits = 10;
 constexpr int kBlockVQBooks = 4;
 
+// Whether this x86 CPU (and OS) can run F16C instructions (float32 -> float16 in SIMD); false elsewhere.
+bool host_has_f16c();
+
 // The parameters of a blockvq decoder, or null when `d` is another codec's.
 const BlockVQParams* blockvq_params(const BlockDecoder* d);
 

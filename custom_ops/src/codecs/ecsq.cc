@@ -21,6 +21,10 @@
 #include <memory>
 #include <string>
 
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
 #include "../codec.h"
 #include "blockvq.h"
 
@@ -49,6 +53,22 @@ inline uint32_t lanes_for(uint64_t count) {
   const uint64_t w = (count + 1023) / 1024;
   return static_cast<uint32_t>(std::min<uint64_t>(4096, std::max<uint64_t>(8, w)));
 }
+
+#if defined(__SSE2__)
+// float32 -> float16 of n NaN-free values through F16C (vcvtps2ph, round to nearest even: the same bits as
+// dtype.h's float_to_half on every NaN-free value, overflow to inf included); only called where the CPU has it.
+__attribute__((target("avx,f16c"))) void to_half_f16c(const float* in, size_t n, uint8_t* out) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i), h);
+  }
+  for (; i < n; ++i) {
+    const uint16_t h = float_to_half(in[i]);
+    std::memcpy(out + 2 * i, &h, 2);
+  }
+}
+#endif
 
 bool fail(std::string* error, const std::string& message) {
   *error = "ecsq codec: " + message;
@@ -96,6 +116,7 @@ struct Params {
   uint64_t segments = 0;
   DType dtype = DType::kFloat;
   float scales[256];
+  bool f16c = false;  // float16 output cast with F16C (the CPU has it and no value can be NaN)
 };
 
 class EcsqDecoder final : public BlockDecoder {
@@ -200,7 +221,13 @@ class EcsqDecoder final : public BlockDecoder {
           --left;
           values[t] = static_cast<float>(static_cast<int32_t>(syms[t]) - static_cast<int32_t>(kZero)) * s;
         }
-        cast_floats(values, n, p_.dtype, dst + static_cast<size_t>(i) * esize);
+        if (p_.f16c) {
+#if defined(__SSE2__)
+          to_half_f16c(values, n, dst + static_cast<size_t>(i) * 2);
+#endif
+        } else {
+          cast_floats(values, n, p_.dtype, dst + static_cast<size_t>(i) * esize);
+        }
       }
     }
     if (c.read != nwords) return fail(error, seg + "corrupt stream (final state check failed)");
@@ -219,39 +246,51 @@ class EcsqDecoder final : public BlockDecoder {
     const uint8_t* words;
     uint64_t nwords, read;
 
-    // Decodes n symbols with model m into out; false when the words run out.
+    // Decodes n symbols with model m into out; false when the words run out. Works on local copies of the
+    // coder's fields (out is a byte pointer: stores through it could alias them and force reloads).
     bool decode(const Model& m, uint64_t n, uint8_t* out) {
       const uint32_t* slot = m.slot;
+      uint32_t* const st = state;
+      const uint8_t* const w = words;
+      const uint32_t nl = lanes;
+      uint32_t ln = lane;
+      uint64_t rd = read;
       uint64_t i = 0;
       // Fast part: every symbol reads at most one word, so while read + (symbols left) <= nwords no check is
       // needed and the refill can be branch-free (the word load is always in bounds).
-      const uint64_t safe = nwords - read >= n ? n : nwords - read;
+      const uint64_t safe = nwords - rd >= n ? n : nwords - rd;
       for (; i < safe; ++i) {
-        uint32_t x = state[lane];
+        uint32_t x = st[ln];
         const uint32_t e = slot[x & (kProbScale - 1)];
         x = ((e >> 8 & 0xfffu) + 1) * (x >> kProbBits) + (e >> 20);
-        const uint32_t w = u16_at(words + 2 * read);
+        const uint32_t word = u16_at(w + 2 * rd);
         const bool need = x < kStateLow;
-        x = need ? (x << 16 | w) : x;
-        read += need;
-        state[lane] = x;
+        x = need ? (x << 16 | word) : x;
+        rd += need;
+        st[ln] = x;
         out[i] = static_cast<uint8_t>(e);
-        lane = lane + 1 == lanes ? 0 : lane + 1;
+        ln = ln + 1 == nl ? 0 : ln + 1;
       }
+      bool ok = true;
       for (; i < n; ++i) {
-        uint32_t x = state[lane];
+        uint32_t x = st[ln];
         const uint32_t e = slot[x & (kProbScale - 1)];
         x = ((e >> 8 & 0xfffu) + 1) * (x >> kProbBits) + (e >> 20);
         if (x < kStateLow) {
-          if (read == nwords) return false;
-          x = x << 16 | u16_at(words + 2 * read);
-          ++read;
+          if (rd == nwords) {
+            ok = false;
+            break;
+          }
+          x = x << 16 | u16_at(w + 2 * rd);
+          ++rd;
         }
-        state[lane] = x;
+        st[ln] = x;
         out[i] = static_cast<uint8_t>(e);
-        lane = lane + 1 == lanes ? 0 : lane + 1;
+        ln = ln + 1 == nl ? 0 : ln + 1;
       }
-      return true;
+      lane = ln;
+      read = rd;
+      return ok;
     }
   };
 
@@ -288,6 +327,10 @@ std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& lay
     const float b = base * from_bits(kLogStepBits[k & 15]);  // rounded product
     p.scales[k] = std::ldexp(b, 8 - (k >> 4));                // exact power of two (correctly rounded if subnormal)
   }
+  // NaN-free: every level is a finite integer, so a value is NaN only for an infinite scale (a huge base).
+  bool finite = true;
+  for (float v : p.scales) finite &= std::isfinite(v);
+  p.f16c = p.dtype == DType::kFloat16 && finite && host_has_f16c();
   return std::make_unique<EcsqDecoder>(p);
 }
 
