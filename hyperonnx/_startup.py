@@ -17,6 +17,7 @@ import sys
 
 MESSAGE = b"hyperonnx: interrupted\n"
 COMMAND_NAMES = ("hyperonnx", "hyperonnx.exe", "hyperonnx-script.py")
+COMMAND_MODULES = ("hyperonnx", "hyperonnx.__main__", "hyperonnx.cli")  # those whose main() calls release()
 
 
 def _interrupted(signum, frame) -> None:  # noqa: ARG001 (a signal handler's signature)
@@ -28,7 +29,7 @@ def _interrupted(signum, frame) -> None:  # noqa: ARG001 (a signal handler's sig
 
 
 def launched_as_command() -> bool:
-    """Whether this process is the ``hyperonnx`` command: the console script, or ``python -m hyperonnx[.…]``
+    """Whether this process is the ``hyperonnx`` command: the console script, or ``python -m hyperonnx``
     (while ``-m`` locates its module, ``sys.argv[0]`` is ``"-m"``)."""
     argv0 = sys.argv[0] if sys.argv else ""
     if argv0 == "-m":
@@ -40,7 +41,7 @@ def launched_as_command() -> bool:
                 module = arg[2:]
             else:
                 continue
-            return module.split(".")[0] == "hyperonnx"
+            return module in COMMAND_MODULES
         return False
     return os.path.basename(argv0) in COMMAND_NAMES
 
