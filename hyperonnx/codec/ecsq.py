@@ -108,9 +108,15 @@ def _quantise(x: np.ndarray, block: int, step: float, base: float, steps: np.nda
     block_rms = np.sqrt(np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64) / counts)
     with np.errstate(divide="ignore"):  # steps 2^(1/4) apart: finer costs more scale-code entropy than it saves
         k = UNITY - SCALE_STRIDE * np.rint(16 / SCALE_STRIDE * np.log2(step * block_rms / base))
-    # Blocks of zeros (and blocks far below the tensor's scale) take the finest step; q clips at ±127, which a
-    # step relative to the block's RMS only reaches for blocks of over 127²·step² weights.
+    # Blocks of zeros (and blocks far below the tensor's scale) take the finest step.
     k = np.clip(np.nan_to_num(k, nan=SCALE_CODES - 1, posinf=SCALE_CODES - 1, neginf=0), 0, SCALE_CODES - 1)
+    # Fine steps would clip a block's outliers at ±127 levels: take the finest step that still reaches them.
+    absmax = np.abs(blocks).max(axis=1).astype(np.float64)
+    with np.errstate(divide="ignore"):
+        limit = np.floor(UNITY - 16 * np.log2(absmax / (ZERO * base)))
+    k = np.minimum(k, np.clip(np.nan_to_num(limit, nan=SCALE_CODES - 1, posinf=SCALE_CODES - 1), 0,
+                              SCALE_CODES - 1)).astype(np.int64)
+    k -= (absmax / steps[k] > ZERO + 0.5) & (k > 0)  # float32 rounding of the step table
     k = k.astype(np.uint8)
     s = steps[k][:, None]
     q = np.clip(np.rint(blocks / s), -ZERO, ZERO).astype(np.int16) + ZERO
