@@ -13,9 +13,12 @@ import numpy as np
 from hyperonnx.codec.base import FORMAT_VERSION, Codec, Encoded, validate_input
 from hyperonnx.codec.blockvq import BlockVQCodec
 from hyperonnx.codec.ecsq import EcsqCodec
+from hyperonnx.codec.grid import GridCodec
 from hyperonnx.codec.paper import PaperCnnCodec, PaperCodec
 
 CODECS: dict[str, Codec] = {}
+# Families that are decoded but never chosen: `grid` is detected by the converter (exact or nothing).
+DECODE_ONLY: dict[str, Codec] = {"grid": GridCodec()}
 
 
 def register(codec: Codec) -> Codec:
@@ -45,7 +48,7 @@ def get_codec(name: str) -> Codec:
 
 def decoder_for(family: str) -> Codec:
     """The codec that decodes ``Encoded.codec == family`` (presets share their family's decoder)."""
-    for codec in CODECS.values():
+    for codec in (*CODECS.values(), *DECODE_ONLY.values()):
         if codec.name == family:
             return codec
     raise ValueError(f"unknown codec family {family!r}")
