@@ -83,6 +83,7 @@ def convert(
     strip_debug_info: bool = False,
     target_cosine: float | None = None,
     inputs: str | os.PathLike | dict[str, np.ndarray] | None = None,
+    exact_grids: bool = True,
 ) -> ConvertResult:
     """Compress the weights of the model at ``source`` and write the result to ``target`` atomically.
 
@@ -93,6 +94,9 @@ def convert(
     ``target_cosine`` instead searches for the smallest model whose outputs keep that cosine to the original's on
     ``inputs`` (an .npz path or a dict keyed by input name; generated when None), validates it and reports the
     achieved cosine (:mod:`hyperonnx.tune`); ``progress`` then receives one line per search step.
+
+    ``exact_grids`` stores weights that already lie on a float16 block grid (dequantized from a llama.cpp
+    checkpoint) exactly, with the `grid` codec, in the ``ort`` form.
     """
     source, target = _check_paths(source, target)
     if min_elements < 1:
@@ -127,12 +131,12 @@ def convert(
             from hyperonnx import tune
 
             tuned = tune.tune_model(model, source, target_cosine, inputs, codec_name, options, selection, runtime,
-                                    decode, jobs, progress)
+                                    decode, jobs, progress, exact_grids=exact_grids)
             report = tuned.report
         else:
             report = compress_model(model, codec_name, options, selection, runtime, decode, jobs, progress,
                                     target_bpw=target_bpw, max_bytes=max_size, input_bytes=bytes_before,
-                                    base_dir=source.parent)
+                                    base_dir=source.parent, exact_grids=exact_grids)
     except ValueError as exc:
         raise HyperonnxError(str(exc)) from None
     if strip_debug_info:

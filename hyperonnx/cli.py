@@ -80,10 +80,12 @@ def cli() -> None:
               help="With --target-cosine: .npz of input arrays keyed by input name (rows of the leading dimension "
                    "are samples). Default: generated inputs; real inputs make the target meaningful.")
 @click.option("--strip-debug-info", is_flag=True, help="Drop exporter debug data (node metadata, doc strings).")
+@click.option("--exact-grids/--no-exact-grids", default=True, show_default=True,
+              help="Store weights already on a float16 block grid (from a GGUF checkpoint) exactly.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write a JSON report here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elements, include, exclude, all_ops,
-            jobs, external_data, target_bpw, max_size, target_cosine, inputs, strip_debug_info, report,
+            jobs, external_data, target_bpw, max_size, target_cosine, inputs, strip_debug_info, exact_grids, report,
             as_json) -> None:
     """Compress the weights of MODEL into OUTPUT."""
     options = _parse_options(codec_opt)
@@ -111,7 +113,8 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
                              all_ops, jobs, external_data,
                              progress=note or ((lambda _name: bar.update(1)) if bar else None),
                              target_bpw=target_bpw, max_size=_parse_size(max_size),
-                             strip_debug_info=strip_debug_info, target_cosine=target_cosine, inputs=inputs)
+                             strip_debug_info=strip_debug_info, target_cosine=target_cosine, inputs=inputs,
+                             exact_grids=exact_grids)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)

@@ -289,6 +289,7 @@ def tune_model(
     jobs: int | None = None,
     progress: Callable[[str], None] | None = None,
     max_evals: int = MAX_EVALS,
+    exact_grids: bool = True,
 ) -> TuneResult:
     """Compress ``model`` (loaded from ``source``) in place into the smallest model found whose fidelity
     (:data:`METRIC`) on ``inputs`` reaches ``target_cosine``. Raises HyperonnxError when even the largest
@@ -329,7 +330,8 @@ def tune_model(
     arrays = [numpy_helper.to_array(site.tensor, base_dir) for site in chosen]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(lambda ia: compress._candidates(ia[1], codec_name, option_sets, runtime,
-                                                                chosen[ia[0]].name if runtime == "ort" else None),
+                                                                chosen[ia[0]].name if runtime == "ort" else None,
+                                                                exact_grids and runtime == "ort"),
                                 enumerate(arrays)))
     tensors = [Tensor(site.name, c) for site, c in zip(chosen, results) if not isinstance(c, str)]
     kept = [i for i, c in enumerate(results) if not isinstance(c, str)]

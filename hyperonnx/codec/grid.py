@@ -43,17 +43,24 @@ def _fit_blocks(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | No
     best_m = np.zeros(nb, np.float16)
     best_q = np.zeros(v.shape, np.int16)
     bits = v.view(np.uint32)
+    # The smallest gap between distinct values: one step, or a few, whatever the level count.
+    ordered = np.sort(v, axis=1).astype(np.float64)
+    gaps = np.diff(ordered, axis=1)
+    gap = np.where(gaps > 0, gaps, np.inf).min(axis=1)
+    gap = np.where(np.isfinite(gap), gap, 1.0)
     # Hypotheses for the offset: the block minimum (asymmetric grids: q ≥ 0) or zero (symmetric grids).
     for m in (vmin, np.zeros_like(vmin)):
         m16 = m.astype(np.float16)
         m_ok = m16.astype(np.float32) == m
         spread = np.maximum(vmax - m, m - vmin).astype(np.float64)
-        # The step: the block's spread over the largest level, for the level counts GGUF formats use.
-        for top in (15, 7, 8, 127, 31, 16, 3, 1, 63, 255, 128):
+        levels = np.maximum(np.rint(spread / gap), 1)  # the spread in steps, if the smallest gap is one step
+        # The step: the block's spread over its level count (from the gap, then the counts GGUF formats use).
+        for top in (None, 15, 7, 8, 127, 31, 16, 3, 1, 63, 255, 128):
             todo = ~ok & m_ok
             if not todo.any():
                 break
-            guess = (spread[todo] / top).astype(np.float16)
+            count = levels[todo] if top is None else top
+            guess = (spread[todo] / count).astype(np.float16)
             for ulps in (0, -1, 1):
                 d16 = (guess.view(np.uint16) + np.uint16(ulps & 0xFFFF)).view(np.float16) if ulps else guess
                 d = d16.astype(np.float32)
@@ -70,7 +77,8 @@ def _fit_blocks(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | No
                     todo = ~ok & m_ok
                     if not todo.any():
                         break
-                    guess = (spread[todo] / top).astype(np.float16)
+                    count = levels[todo] if top is None else top
+                    guess = (spread[todo] / count).astype(np.float16)
     return (best_d, best_m, best_q) if ok.all() else None
 
 

@@ -15,6 +15,7 @@ import onnx
 from onnx import numpy_helper
 
 from hyperonnx import codec, model_io
+from hyperonnx.codec import grid
 from hyperonnx.ops import DOMAIN, OPSET_VERSION, register_schemas
 from hyperonnx.passes import budget, emit
 from hyperonnx.passes.select import Selection, Skipped, WeightSite, choose, find_sites
@@ -61,8 +62,12 @@ def sqnr_db(original: np.ndarray, decoded: np.ndarray, chunk: int = 1 << 20) -> 
 
 
 def _encode_one(values: Callable[[], np.ndarray] | np.ndarray, codec_name: str,
-                options: dict) -> tuple[codec.Encoded, float] | str:
+                options: dict, exact_grids: bool = False) -> tuple[codec.Encoded, float] | str:
     array = values() if callable(values) else values  # a file read raises HyperonnxError: not a skip
+    if exact_grids:
+        exact = grid.detect(array)
+        if exact is not None:
+            return exact, float("inf")
     try:
         enc = codec.encode(array, codec_name, **options)
     except ValueError as exc:
@@ -83,6 +88,7 @@ def compress_model(
     max_bytes: int | None = None,
     input_bytes: int | None = None,
     base_dir: str | os.PathLike | None = None,
+    exact_grids: bool = True,
 ) -> CompressReport:
     """Compress ``model`` in place. Raises ValueError for an unknown codec/option/runtime/mode.
 
@@ -92,6 +98,10 @@ def compress_model(
     With ``target_bpw`` (bits per compressed weight, everything stored counted) or ``max_bytes`` (the whole
     output file; needs ``input_bytes``, the input's size), each tensor's setting is chosen by
     :func:`budget.allocate` among the codec's budget options.
+
+    ``exact_grids``: a weight that already lies on a float16 block grid (dequantized from a llama.cpp
+    checkpoint) is stored exactly with the `grid` codec (``ort`` runtime only); under a budget, that exact
+    encoding competes with the codec's settings as the top one.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
@@ -119,12 +129,13 @@ def compress_model(
             known = ", ".join(sorted(budget.BUDGET_OPTIONS))
             raise ValueError(f"a size budget needs a codec with a bits option ({known}), not {codec_name!r}")
         option_sets = [dict(options, **o) for o in option_sets]
+    exact_grids = exact_grids and runtime == "ort"  # rANS streams have no standard-op form
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         if budgeted:
             finished = _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, target_bpw, max_bytes,
-                                        input_bytes, report, base_dir)
+                                        input_bytes, report, base_dir, exact_grids)
         else:
-            finished = _stream(pool, chosen, codec_name, options, jobs, base_dir)
+            finished = _stream(pool, chosen, codec_name, options, jobs, base_dir, exact_grids)
         for item in finished:
             _finish(item, report, runtime, decode_mode, namers, rewrites, progress)
     # Subgraphs first: rewriting a parent graph copies its nodes, and with them their subgraph attributes.
@@ -137,12 +148,12 @@ def compress_model(
     return report
 
 
-def _stream(pool, chosen, codec_name, options, jobs, base_dir):
+def _stream(pool, chosen, codec_name, options, jobs, base_dir, exact_grids=False):
     """(site, future) in order, with at most jobs + 1 tensors in flight (memory: one working set per worker;
     a tensor in external data is read only when a worker starts on it)."""
     pending = []
     for site in chosen:
-        pending.append((site, pool.submit(_encode_one, _values(site, base_dir), codec_name, options)))
+        pending.append((site, pool.submit(_encode_one, _values(site, base_dir), codec_name, options, exact_grids)))
         if len(pending) > jobs:
             yield pending.pop(0)
     yield from pending
@@ -158,15 +169,21 @@ class _Done:
         return self.value
 
 
-def _candidates(values, codec_name: str, option_sets: list[dict], runtime: str, name: str | None):
+def _candidates(values, codec_name: str, option_sets: list[dict], runtime: str, name: str | None,
+                exact_grids: bool = False):
     """Every budget setting of one tensor, cheapest first. With ``name`` (a whole-file budget), sizes are the
-    serialized bytes of the decoder and its blob, so the file size can be predicted exactly."""
+    serialized bytes of the decoder and its blob, so the file size can be predicted exactly. An exact grid
+    encoding (``exact_grids``) is the top candidate; settings larger than it are dropped (it dominates them)."""
     array = values() if callable(values) else values
-    out = []
+    exact = grid.detect(array) if exact_grids else None
+    encodings = [] if exact is None else [(exact, float("inf"))]
     for opts in option_sets:
         result = _encode_one(array, codec_name, opts)
         if isinstance(result, str):
             return result
+        encodings.append(result)
+    out = []
+    for result in encodings:
         enc, sqnr = result
         if name is not None and runtime == "ort":
             nbytes = _serialized_bytes(name, enc, sqnr)
@@ -174,7 +191,11 @@ def _candidates(values, codec_name: str, option_sets: list[dict], runtime: str, 
             nbytes = enc.nbytes if runtime == "ort" else _portable_bytes(enc)
         rel = 0.0 if not np.isfinite(sqnr) else 10.0 ** (-sqnr / 10.0)
         out.append(budget.Candidate(nbytes, rel, result))
-    return sorted(out, key=lambda c: c.nbytes)
+    out.sort(key=lambda c: c.nbytes)
+    if exact is not None:
+        top = next(i for i, c in enumerate(out) if c.payload[0] is exact)
+        out = out[: top + 1]
+    return out
 
 
 def _serialized_bytes(name: str, enc: codec.Encoded, sqnr: float) -> int:
@@ -190,13 +211,13 @@ def _serialized_bytes(name: str, enc: codec.Encoded, sqnr: float) -> int:
 
 
 def _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, target_bpw, max_bytes, input_bytes,
-                     report, base_dir):
+                     report, base_dir, exact_grids=False):
     """Encode every tensor at every budget setting, allocate the budget, yield the chosen encodings."""
     pending, results = [], []
     for site in chosen:
         name = site.name if max_bytes is not None else None
         pending.append((site, pool.submit(_candidates, _values(site, base_dir), codec_name, option_sets, runtime,
-                                          name)))
+                                          name, exact_grids)))
         if len(pending) > jobs:
             site_done, future = pending.pop(0)
             results.append((site_done, future.result()))
