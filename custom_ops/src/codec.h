@@ -2,12 +2,12 @@
 //   table codecs (paper, kronecker): the side information gives a float32 table generator; everything else
 //     (code unpacking, range checks, casting, gathering, threading) is shared, exactly as in the numpy
 //     reference (hyperonnx/codec/base.py);
-//   blocked codecs (blockvq, ecsq): the blob carries per-block side streams after the codes, so there is no
-//     single table; the codec validates and decodes ranges of its own units (BlockDecoder). The shared decoder
+//   blocked codecs (blockvq, ecsq, grid): the blob carries per-block side streams after the codes, so there is
+//     no single table; the codec validates and decodes ranges of its own units (BlockDecoder). The shared decoder
 //     still reads the common attributes, checks the blob length, splits the units over threads and picks
 //     streaming stores. A blocked codec whose blob length is only known by parsing the blob (ecsq: entropy-coded
-//     streams) says so with variable_length(): the shared decoder then only checks the minimum length and the
-//     codec checks the exact one in validate() and decode().
+//     streams; grid) says so with variable_length(): the shared decoder then only checks the minimum length and
+//     the codec checks the exact one in validate() and decode().
 //
 // Adding a codec = one new file in codecs/ defining `const CodecSpec kFooCodec = {...}` plus one
 // `X(kFooCodec)` line in HYPERONNX_CODECS below (CMake globs codecs/*.cc).
@@ -47,6 +47,7 @@ struct NodeLayout {
   int64_t group = 1;
   int bits = 1;
   DType dtype = DType::kFloat;
+  std::vector<int64_t> shape;  // output shape (grid's transposed layout needs shape[0])
 };
 
 // Decodes one tensor of a blocked codec. Immutable after creation, so every method may be called from several
@@ -93,7 +94,8 @@ struct CodecSpec {
   X(kPaperCodec)              \
   X(kKroneckerCodec)          \
   X(kBlockVQCodec)            \
-  X(kEcsqCodec)
+  X(kEcsqCodec)               \
+  X(kGridCodec)
 
 #define HYPERONNX_DECLARE_CODEC(spec) extern const CodecSpec spec;
 HYPERONNX_CODECS(HYPERONNX_DECLARE_CODEC)

@@ -264,6 +264,7 @@ std::unique_ptr<Decoder> Decoder::create(const AttrSource& attrs, std::string* e
     layout.group = group;
     layout.bits = d->bits_;
     layout.dtype = d->dtype_;
+    layout.shape = d->shape_;
     d->blocked_ = codec->create_blocked(side, layout, error);
     if (!d->blocked_) return nullptr;
     d->blob_bytes_ = static_cast<size_t>(d->blocked_->blob_bytes());

@@ -413,6 +413,27 @@ std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& lay
 
 }  // namespace
 
+#if defined(__SSE2__)
+__attribute__((target("avx,f16c"))) void to_half_f16c(const float* in, size_t n, uint8_t* out) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i), h);
+  }
+  for (; i < n; ++i) {
+    const uint16_t h = float_to_half(in[i]);
+    std::memcpy(out + 2 * i, &h, 2);
+  }
+}
+#else
+void to_half_f16c(const float* in, size_t n, uint8_t* out) {
+  for (size_t i = 0; i < n; ++i) {
+    const uint16_t h = float_to_half(in[i]);
+    std::memcpy(out + 2 * i, &h, 2);
+  }
+}
+#endif
+
 bool host_has_f16c() {
 #if defined(__SSE2__)
   return cpu_has_f16c();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -36,6 +37,10 @@ constexpr int kBlockVQBooks = 4;
 
 // Whether this x86 CPU (and OS) can run F16C instructions (float32 -> float16 in SIMD); false elsewhere.
 bool host_has_f16c();
+// float32 -> float16 of n NaN-free values through F16C (vcvtps2ph, round to nearest even: the same bits as
+// dtype.h's float_to_half on every NaN-free value, overflow to inf included); call only where host_has_f16c()
+// (elsewhere it is float_to_half per value). Used by the entropy-coded codecs (ecsq, grid).
+void to_half_f16c(const float* in, size_t n, uint8_t* out);
 
 // The parameters of a blockvq decoder, or null when `d` is another codec's.
 const BlockVQParams* blockvq_params(const BlockDecoder* d);

@@ -1,0 +1,269 @@
+// The `grid` codec (docs/format.md, "grid" and "rANS streams"; numpy: hyperonnx/codec/grid.py, decode_grid, and
+// hyperonnx/codec/rans.py, decode).
+//
+// Exact storage of a tensor already on a per-block float16 grid: stream element i of a segment is
+// f32(f32(D_b · float(sym_i − 128)) + M_b), b = i div B, with D_b, M_b the blocks' float16 step and offset
+// converted exactly to float32. Five frequency tables (d_lo, d_hi, m_lo, m_hi, q), then one interleaved-rANS
+// stream per segment of 2^17·B stream elements (rans.h), each with six phases: the nb low and high bytes of the
+// steps, then of the offsets, then the level symbols. The blob length is only known by parsing it
+// (variable_length()); the units are the segments, each decoded on its own (its offset found by walking the
+// stream headers before it, O(segments)), so threads decode segments in parallel.
+//
+// Stream order: i_transpose = 0 is the tensor's row-major order; i_transpose = 1 is the tensor seen as [R, C]
+// (R = shape[0], C = numel / R) transposed: stream element j is output element (j mod R)·C + (j div R). A segment
+// then writes a set of whole and partial columns (scattered, disjoint from every other segment's elements).
+//
+// Untrusted blobs: every read is bounds-checked against the blob length before it happens (rans.h); a block whose
+// step or offset is not finite (float16 exponent all ones) is rejected, and nothing may follow the last stream.
+// Memory does not depend on the blob: five 4096-entry slot tables, at most 4096 states and 2^17 blocks' steps and
+// offsets per call.
+//
+// Arithmetic: each value is one IEEE binary32 product of two exact operands, then one binary32 sum, written as two
+// statements (the build uses -ffp-contract=off: no FMA), then the shared cast to the output dtype (dtype.h),
+// exactly as numpy's float32 multiply, add and astype. Every value is finite (|D·q| <= 65504·128), so the float16
+// cast may use F16C.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "../codec.h"
+#include "blockvq.h"
+#include "rans.h"
+
+namespace hyperonnx {
+namespace {
+
+using rans::Model;
+
+constexpr uint64_t kSegmentBlocks = uint64_t{1} << 17;
+constexpr int64_t kMaxBlock = 4096;
+constexpr int32_t kZero = 128;   // symbol of level 0
+constexpr size_t kChunk = 2048;  // level symbols decoded, then reconstructed and cast, per step (stays in L1)
+constexpr int kModels = 5;       // d_lo, d_hi, m_lo, m_hi, q
+const char* const kModelNames[kModels] = {"d_lo", "d_hi", "m_lo", "m_hi", "q"};
+
+bool fail(std::string* error, const std::string& message) {
+  *error = "grid codec: " + message;
+  return false;
+}
+
+// float16 bit pattern -> float32, exact; h must be finite (exponent bits not all ones).
+inline float half_to_float(uint32_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16, exp = h >> 10 & 0x1fu, mant = h & 0x3ffu;
+  if (exp == 0) {  // zero or subnormal: mant · 2^-24, exact in float32
+    const float v = std::ldexp(static_cast<float>(mant), -24);
+    return sign ? -v : v;
+  }
+  const uint32_t u = sign | (exp + 112) << 23 | mant << 13;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+struct Params {
+  uint64_t numel = 0;
+  uint64_t block = 1;
+  uint64_t seg_elems = 0;  // 2^17 · B
+  uint64_t segments = 0;
+  uint64_t rows = 1, cols = 1;  // the [R, C] view of a transposed tensor
+  bool transpose = false;       // i_transpose = 1 and the order differs (R > 1 and C > 1)
+  DType dtype = DType::kFloat;
+  bool f16c = false;  // float16 output cast with F16C (the CPU has it; values are never NaN)
+};
+
+// Copies n elements of `esize` bytes from src (stream order, starting at stream element j) to their places in
+// out: stream element j is output element (j mod R)·C + (j div R).
+template <size_t ESIZE>
+void scatter(const uint8_t* src, size_t n, uint64_t j, uint64_t rows, uint64_t cols, uint8_t* out) {
+  uint64_t r = j % rows, c = j / rows;
+  for (size_t t = 0; t < n; ++t) {
+    std::memcpy(out + static_cast<size_t>(r * cols + c) * ESIZE, src + t * ESIZE, ESIZE);
+    if (++r == rows) {
+      r = 0;
+      ++c;
+    }
+  }
+}
+
+class GridDecoder final : public BlockDecoder {
+ public:
+  explicit GridDecoder(const Params& p) : p_(p) {
+    // The least blob: five one-symbol tables, then per segment its states, its word count and no words.
+    min_bytes_ = 6 * kModels;
+    if (p_.segments) {
+      const uint64_t full = p_.segments - 1;
+      min_bytes_ += full * (4 * uint64_t{rans::lanes_for(symbols(0))} + 4) +
+                    4 * uint64_t{rans::lanes_for(symbols(full))} + 4;
+    }
+  }
+
+  uint64_t blob_bytes() const override { return min_bytes_; }
+  std::string blob_layout() const override {
+    return "five frequency tables + " + std::to_string(p_.segments) + " rANS stream(s) of 2^17 blocks of " +
+           std::to_string(p_.block) + " weights";
+  }
+  bool variable_length() const override { return true; }
+  uint64_t units() const override { return p_.segments; }
+  uint64_t unit_align() const override { return 1; }
+
+  bool validate(const uint8_t* blob, size_t len, std::string* error) const override {
+    return run<false>(blob, len, 0, p_.segments, nullptr, error);
+  }
+  bool decode(const uint8_t* blob, size_t len, uint64_t u0, uint64_t u1, void* out, bool,
+              std::string* error) const override {
+    return run<true>(blob, len, u0, u1, static_cast<uint8_t*>(out), error);
+  }
+
+ private:
+  uint64_t seg_len(uint64_t g) const { return std::min(p_.numel - g * p_.seg_elems, p_.seg_elems); }
+  uint64_t seg_blocks(uint64_t g) const { return (seg_len(g) + p_.block - 1) / p_.block; }
+  uint64_t symbols(uint64_t g) const { return 4 * seg_blocks(g) + seg_len(g); }
+
+  // Moves *pos past segment g's stream; its header and words must lie inside the blob.
+  bool skip_stream(const uint8_t* blob, size_t len, uint64_t g, size_t* pos, std::string* error) const {
+    uint64_t bytes = 0;
+    std::string e;
+    if (!rans::stream_bytes(blob, len, *pos, symbols(g), &bytes, &e)) {
+      return fail(error, "segment " + std::to_string(g) + ": " + e);
+    }
+    *pos += static_cast<size_t>(bytes);
+    return true;
+  }
+
+  // Per-call scratch, off the stack: the models, the coder, a segment's side bytes and its steps and offsets.
+  struct Scratch {
+    Model models[kModels];
+    rans::Stream coder;
+  };
+
+  // Units [u0, u1): parse the tables, find segment u0's stream, decode (WRITE) or just check each stream; the
+  // call holding the last segment also rejects trailing bytes.
+  template <bool WRITE>
+  bool run(const uint8_t* blob, size_t len, uint64_t u0, uint64_t u1, uint8_t* out, std::string* error) const {
+    auto scratch = std::make_unique<Scratch>();  // 96 KiB
+    size_t pos = 0;
+    std::string e;
+    for (int k = 0; k < kModels; ++k) {
+      if (!rans::parse_model(blob, len, &pos, kModelNames[k], &scratch->models[k], &e)) return fail(error, e);
+    }
+    for (uint64_t g = 0; g < u0; ++g) {
+      if (!skip_stream(blob, len, g, &pos, error)) return false;
+    }
+    const size_t nb_max = static_cast<size_t>(p_.segments ? std::min(kSegmentBlocks, seg_blocks(u0)) : 0);
+    std::unique_ptr<uint8_t[]> side(new uint8_t[4 * nb_max + 1]);
+    std::unique_ptr<float[]> dm(new float[2 * nb_max + 1]);
+    for (uint64_t g = u0; g < u1; ++g) {
+      if (!stream<WRITE>(blob, len, g, *scratch, side.get(), dm.get(), out, &pos, error)) return false;
+    }
+    if (u1 == p_.segments && pos != len) {
+      return fail(error, std::to_string(len - pos) + " unexpected byte(s) after the last stream");
+    }
+    return true;
+  }
+
+  // Decodes segment g's stream at blob[*pos, len) and moves *pos past it. side: 4·nb bytes, dm: 2·nb floats.
+  template <bool WRITE>
+  bool stream(const uint8_t* blob, size_t len, uint64_t g, Scratch& s, uint8_t* side, float* dm, uint8_t* out,
+              size_t* pos, std::string* error) const {
+    const std::string seg = "segment " + std::to_string(g) + ": ";
+    const uint64_t nb = seg_blocks(g), nq = seg_len(g);
+    rans::Stream& c = s.coder;
+    std::string e;
+    if (!c.open(blob, len, pos, symbols(g), &e)) return fail(error, seg + e);
+    for (int k = 0; k < 4; ++k) {
+      if (!c.decode(s.models[k], nb, side + k * nb)) return fail(error, seg + "corrupt stream (ran out of words)");
+    }
+    float* d = dm;
+    float* m = dm + nb;
+    for (uint64_t b = 0; b < nb; ++b) {
+      const uint32_t hd = side[b] | static_cast<uint32_t>(side[nb + b]) << 8;
+      const uint32_t hm = side[2 * nb + b] | static_cast<uint32_t>(side[3 * nb + b]) << 8;
+      if ((hd & 0x7c00u) == 0x7c00u || (hm & 0x7c00u) == 0x7c00u) {
+        return fail(error, seg + "block " + std::to_string(b) + ": step or offset is not finite");
+      }
+      d[b] = half_to_float(hd);
+      m[b] = half_to_float(hm);
+    }
+    const size_t esize = dtype_size(p_.dtype);
+    const uint64_t first = g * p_.seg_elems;
+    uint8_t syms[kChunk];
+    float values[kChunk];
+    alignas(16) uint8_t cast[kChunk * 8];
+    for (uint64_t i = 0; i < nq; i += kChunk) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, nq - i));
+      if (!c.decode(s.models[4], n, syms)) return fail(error, seg + "corrupt stream (ran out of words)");
+      if (!WRITE) continue;
+      uint64_t b = i / p_.block, left = p_.block - i % p_.block;
+      float db = d[b], mb = m[b];
+      for (size_t t = 0; t < n; ++t) {
+        if (left == 0) {
+          ++b;
+          db = d[b];
+          mb = m[b];
+          left = p_.block;
+        }
+        --left;
+        const float prod = db * static_cast<float>(static_cast<int32_t>(syms[t]) - kZero);  // rounded product
+        values[t] = prod + mb;                                                             // rounded sum
+      }
+      uint8_t* dst = p_.transpose ? cast : out + static_cast<size_t>(first + i) * esize;
+      if (p_.f16c) {
+        to_half_f16c(values, n, dst);
+      } else {
+        cast_floats(values, n, p_.dtype, dst);
+      }
+      if (p_.transpose) {
+        switch (esize) {
+          case 2: scatter<2>(cast, n, first + i, p_.rows, p_.cols, out); break;
+          case 4: scatter<4>(cast, n, first + i, p_.rows, p_.cols, out); break;
+          default: scatter<8>(cast, n, first + i, p_.rows, p_.cols, out); break;
+        }
+      }
+    }
+    if (!c.finished()) return fail(error, seg + "corrupt stream (final state check failed)");
+    return true;
+  }
+
+  Params p_;
+  uint64_t min_bytes_ = 0;
+};
+
+std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& layout, std::string* error) {
+  auto need = [&](bool ok, const std::string& what) {
+    if (!ok) *error = "grid codec: " + what;
+    return ok;
+  };
+  const auto& block_v = side.ints.at("block");
+  const auto& transpose_v = side.ints.at("transpose");
+  if (!need(block_v.size() == 1, "i_block must hold one integer") ||
+      !need(transpose_v.size() == 1, "i_transpose must hold one integer")) {
+    return nullptr;
+  }
+  const int64_t block = block_v[0], transpose = transpose_v[0];
+  if (!need(block >= 1 && block <= kMaxBlock, "i_block must be in 1..4096, got " + std::to_string(block)) ||
+      !need(transpose == 0 || transpose == 1, "i_transpose must be 0 or 1, got " + std::to_string(transpose)) ||
+      !need(layout.group == 1, "group must be 1, got " + std::to_string(layout.group)) ||
+      !need(layout.bits == 8, "bits must be 8, got " + std::to_string(layout.bits))) {
+    return nullptr;
+  }
+  Params p;
+  p.numel = layout.numel;
+  p.block = static_cast<uint64_t>(block);
+  p.seg_elems = kSegmentBlocks * p.block;
+  p.segments = (p.numel + p.seg_elems - 1) / p.seg_elems;
+  p.dtype = layout.dtype;
+  // R = shape[0] (1 for a scalar or an empty tensor, as the reference), C = numel / R.
+  p.rows = !layout.shape.empty() && layout.shape[0] > 0 ? static_cast<uint64_t>(layout.shape[0]) : 1;
+  p.cols = p.numel / p.rows;
+  p.transpose = transpose == 1 && p.rows > 1 && p.cols > 1;
+  p.f16c = p.dtype == DType::kFloat16 && host_has_f16c();
+  return std::make_unique<GridDecoder>(p);
+}
+
+}  // namespace
+
+const CodecSpec kGridCodec = {"grid", {"block", "transpose"}, {}, nullptr, &create};
+
+}  // namespace hyperonnx

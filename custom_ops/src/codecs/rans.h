@@ -1,0 +1,69 @@
+// The interleaved rANS stream reader shared by the entropy-coded codecs (`ecsq`, `grid`; docs/format.md, "rANS
+// streams"; numpy: hyperonnx/codec/rans.py, Model.parse and decode).
+//
+// Untrusted blobs: parse_model() and Stream::open() check every byte they read against the blob length first;
+// a frequency table must have n >= 1, lo + n <= 256 and sum to exactly 4096, every initial state must lie in
+// [2^16, 2^32), a stream must not run out of words, and Stream::finish() requires every state back at 2^16 and
+// every word read. Messages carry no codec prefix: the codec adds its own ("ecsq codec: ...").
+//
+// Arithmetic: the state update is exact 32-bit integer arithmetic (a state in [2^16, 2^32) decodes to one in
+// [16, 2^32) and is refilled to [2^16, 2^32)).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace hyperonnx {
+namespace rans {
+
+constexpr uint32_t kProbBits = 12;
+constexpr uint32_t kProbScale = 1u << kProbBits;
+constexpr uint32_t kStateLow = 1u << 16;
+constexpr uint32_t kMaxLanes = 4096;
+
+inline uint32_t u16_at(const uint8_t* p) { return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8; }
+inline uint32_t u32_at(const uint8_t* p) { return u16_at(p) | u16_at(p + 2) << 16; }
+
+// Coder states for a stream of `count` symbols: min(4096, max(8, ceil(count / 1024))) (part of the format).
+uint32_t lanes_for(uint64_t count);
+
+// One alphabet's decoding table: per slot s (0..4095) the symbol (bits 0..7), freq − 1 (bits 8..19) and
+// s − cum (bits 20..31) of the symbol whose [cum, cum + freq) holds s.
+struct Model {
+  uint32_t lo = 0, n = 0;
+  uint32_t slot[kProbScale];
+};
+
+// Parses a frequency table at blob[*pos, len) into *m and moves *pos past it. On failure sets *error to
+// "<what> model: ..." and returns false.
+bool parse_model(const uint8_t* blob, size_t len, size_t* pos, const char* what, Model* m, std::string* error);
+
+// The bytes of a stream of `symbols` symbols at blob[pos, len): its header (states, word count) and words. On
+// failure (header or words past the end) sets *error to "truncated stream header" / "truncated stream".
+bool stream_bytes(const uint8_t* blob, size_t len, size_t pos, uint64_t symbols, uint64_t* bytes, std::string* error);
+
+// One stream being decoded: `lanes` states sharing one word stream; symbol i of the stream is on lane i mod lanes.
+// Words are read in symbol order, which is the format's order (a step's lanes in increasing order, each reading
+// at most one word, and no lane's decode depending on another's words). Holds 16 KiB of states: keep it off
+// small stacks.
+class Stream {
+ public:
+  // Opens the stream of `symbols` symbols at blob[*pos, len) and moves *pos past it. Errors: "truncated stream
+  // header", "truncated stream", "corrupt stream (state out of range)".
+  bool open(const uint8_t* blob, size_t len, size_t* pos, uint64_t symbols, std::string* error);
+  // Decodes the next n symbols with model m into out; false when the words run out ("corrupt stream (ran out of
+  // words)" is the caller's message).
+  bool decode(const Model& m, uint64_t n, uint8_t* out);
+  // After the last symbol: every word read and every state at 2^16.
+  bool finished() const;
+
+ private:
+  uint32_t state_[kMaxLanes];
+  uint32_t lanes_ = 0, lane_ = 0;
+  const uint8_t* words_ = nullptr;
+  uint64_t nwords_ = 0, read_ = 0;
+};
+
+}  // namespace rans
+}  // namespace hyperonnx
