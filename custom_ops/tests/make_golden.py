@@ -1,6 +1,7 @@
 """Write the golden vectors of the C++ decoder tests from the numpy reference (the source of truth).
 
     .venv/bin/python custom_ops/tests/make_golden.py        # rewrites custom_ops/tests/golden/
+    .venv/bin/python custom_ops/tests/make_golden.py grid   # rewrites only the grid_* cases
 
 Each case is a small text file: one attribute per line (``s``/``i``/``f`` + name + values; floats as the hex
 of their float32 bits, so they round-trip exactly), then ``blob`` and ``expect`` (the reference decode) as
@@ -111,6 +112,7 @@ def main() -> None:
     total += write_kronecker(np.random.default_rng(20250611))  # its own stream: the paper cases stay as they were
     total += write_blockvq(np.random.default_rng(20250612))
     total += write_ecsq(np.random.default_rng(20250613))
+    total += write_grid(np.random.default_rng(20250614))
     print(f"wrote {len(list(OUT.glob('*.txt'))) + len(list(OUT.glob('*.digest')))} files, {total} bytes, into {OUT}")
 
 
@@ -226,6 +228,90 @@ def write_ecsq(rng: np.random.Generator) -> int:
     return total
 
 
+def grid_blocks(rng: np.random.Generator, nblocks: int, block: int, signed: bool, d_choices=None,
+                density: float = 1.0):
+    """Per-block float16 steps d and offsets m and integer levels q (−8..7 signed with m = 0, as Q4_0; 0..15 with
+    a random offset, as Q4_1), and the float32 tensor they give in stream order: f32(f32(d·q) + m)."""
+    if d_choices is None:
+        d = (rng.random(nblocks) * 0.02 + 1e-4).astype(np.float16)
+    else:
+        d = np.full(nblocks, d_choices[0], np.float16)  # mostly the first, 1 % the others
+        rare = rng.random(nblocks) < 0.01
+        d[rare] = rng.choice(np.asarray(d_choices[1:], np.float16), size=int(rare.sum()))
+    m = np.zeros(nblocks, np.float16) if signed else (-rng.random(nblocks) * 0.1).astype(np.float16)
+    q = rng.integers(-8, 8, (nblocks, block)) if signed else rng.integers(0, 16, (nblocks, block))
+    if block >= 2:  # each block reaches its grid's ends (what the encoder's detection assumes of GGUF blocks)
+        rows = np.arange(nblocks)
+        q[rows, rng.integers(0, block // 2, nblocks)] = -8 if signed else 0
+        q[rows, rng.integers(block // 2, block, nblocks)] = 7 if signed else 15
+    if density < 1.0:
+        q[rng.random(q.shape) >= density] = 0
+    x = (d.astype(np.float32)[:, None] * q.astype(np.float32)).astype(np.float32) + m.astype(np.float32)[:, None]
+    return d, m, q, x.astype(np.float32).reshape(-1)
+
+
+def grid_pack(shape, block: int, transpose: int, d, m, q, dtype: str = "float32") -> Encoded:
+    """The grid encoding of given steps, offsets and levels (stream order; any length, a partial last block too),
+    split into segments as the encoder does; output dtype `dtype` (the reference casts on decode)."""
+    from hyperonnx.codec import grid
+
+    q = np.asarray(q).reshape(-1)
+    seg = grid.SEGMENT_BLOCKS * block
+    ds, ms, qs = [], [], []
+    for first in range(0, q.size, seg):
+        b0, b1 = first // block, -(-min(q.size, first + seg) // block)
+        ds.append(d[b0:b1])
+        ms.append(m[b0:b1])
+        qs.append((q[first : first + seg] + grid.ZERO).astype(np.uint8))
+    enc = grid._pack(np.zeros(shape, np.float32), block, transpose, ds, ms, qs)
+    return dataclasses.replace(enc, dtype=dtype)
+
+
+def write_grid(rng: np.random.Generator) -> int:
+    """grid: tensors detected by the encoder (flat Q4_0- and Q4_1-like, transposed [R, C] with blocks down axis 0, a
+    zero tensor), packed ones (partial last blocks, every output dtype, transposed 3-D, a scalar) and as digests
+    tensors of 2 segments (blocks of 1 flat, blocks of 2 transposed: segments writing scattered columns)."""
+    from hyperonnx.codec import grid
+
+    total = 0
+
+    def detected(name: str, x: np.ndarray, transpose: int, mode: str = "load") -> int:
+        enc = grid.detect(x)
+        assert enc is not None and enc.ints["transpose"] == (transpose,), name
+        assert codec.decode(enc).tobytes() == x.tobytes(), name
+        return write_case(name, enc, mode)
+
+    _, _, _, x = grid_blocks(rng, 16, 32, signed=True)
+    total += detected("grid_float32_B32_q4_0_8x64", x.reshape(8, 64), 0)
+    _, _, _, x = grid_blocks(rng, 9, 32, signed=False)
+    total += detected("grid_float32_B32_q4_1_3x96", x.reshape(3, 96), 0, "call")
+    _, _, _, x = grid_blocks(rng, 10, 32, signed=False)  # stream order = the [64, 5] tensor's columns
+    total += detected("grid_float32_B32_T_64x5", np.ascontiguousarray(x.reshape(5, 64).T), 1)
+    _, _, _, x = grid_blocks(rng, 12, 32, signed=True)
+    total += detected("grid_float32_B32_T_96x4", np.ascontiguousarray(x.reshape(4, 96).T), 1, "call")
+    total += detected("grid_zero", np.zeros((4, 32), np.float32), 0)
+    packed = [  # (shape, block, transpose, signed, dtype): odd sizes leave a partial last block
+        ((7, 11), 16, 0, False, "float32"), ((37, 3), 8, 1, True, "float32"), ((3, 5, 7), 4, 0, False, "float16"),
+        ((32, 3, 2), 32, 1, False, "bfloat16"), ((5, 13), 7, 1, True, "float64"), ((), 32, 0, False, "float32"),
+        ((50,), 4096, 1, True, "float16"), ((9, 1), 2, 1, False, "float32"),
+    ]
+    for i, (shape, block, transpose, signed, dtype) in enumerate(packed):
+        numel = int(np.prod(shape))
+        d, m, q, _ = grid_blocks(rng, -(-numel // block), block, signed)
+        enc = grid_pack(shape, block, transpose, d, m, q.reshape(-1)[:numel], dtype)
+        name = f"grid_{dtype}_B{block}_t{transpose}_{'x'.join(map(str, shape)) or 'scalar'}"
+        total += write_case(name, enc, ("load", "call")[i % 2])
+    # Digests: 2 segments of blocks of 1 (flat, bfloat16 out) and of blocks of 2 (transposed [1024, 300]), few
+    # distinct steps and sparse levels so that the blobs stay small.
+    d, m, q, _ = grid_blocks(rng, (1 << 17) + 4999, 1, True, d_choices=(0.01, 0.02, 0.5), density=0.01)
+    total += write_case("grid_2seg_B1_bfloat16", grid_pack(((1 << 17) + 4999,), 1, 0, d, m, q, "bfloat16"), "call",
+                        big=True)
+    d, m, q, _ = grid_blocks(rng, 1024 * 300 // 2, 2, False, d_choices=(0.25, 0.125), density=0.01)
+    m[rng.random(m.size) < 0.995] = 0
+    total += write_case("grid_2seg_B2_T_1024x300", grid_pack((1024, 300), 2, 1, d, m, q), big=True)
+    return total
+
+
 def write_casts(rng: np.random.Generator) -> int:
     """float32 -> float16 / bfloat16 pairs: ties, subnormals, overflow edges, inf, random bit patterns."""
     import ml_dtypes
@@ -248,5 +334,14 @@ def write_casts(rng: np.random.Generator) -> int:
     return path.stat().st_size
 
 
+def main_grid() -> None:
+    """Writes only the grid cases (``make_golden.py grid``): the other files stay as they are."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in [*OUT.glob("grid_*.txt"), *OUT.glob("grid_*.digest")]:
+        old.unlink()
+    total = write_grid(np.random.default_rng(20250614))
+    print(f"wrote {len(list(OUT.glob('grid_*')))} grid files, {total} bytes, into {OUT}")
+
+
 if __name__ == "__main__":
-    main()
+    main_grid() if sys.argv[1:] == ["grid"] else main()
