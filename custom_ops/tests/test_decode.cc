@@ -356,6 +356,191 @@ size_t run_malformed_ecsq(const std::string& dir) {
   return ran;
 }
 
+// grid: side-information errors (block, transpose, group, bits), and blobs that are truncated anywhere, have a byte
+// flipped anywhere, a trailing byte, a bad frequency sum, an alphabet out of range, a non-finite step or offset,
+// states out of range or wrong, and word counts off by one: validate() and decode() (1 and 3 threads) must agree
+// and reject every one of them with the codec's message, never reading outside the blob (the sanitizer build runs
+// this). A flipped transpose attribute is no error: it decodes, to another tensor. Returns how many cases ran.
+size_t run_malformed_grid(const std::string& dir) {
+  GoldenCase base, zero, transposed, multi;
+  for (auto& c : load_cases(dir)) {
+    if (c.name == "grid_float32_B32_q4_1_3x96") base = c;
+    if (c.name == "grid_zero") zero = c;
+    if (c.name == "grid_float32_B32_T_64x5") transposed = c;
+  }
+  for (auto& c : load_digest_cases(dir)) {
+    if (c.name == "grid_2seg_B1_bfloat16") multi = c;
+  }
+  const bool have = !base.name.empty() && !zero.name.empty() && !transposed.name.empty() && !multi.name.empty();
+  check(have, "golden cases grid_float32_B32_q4_1_3x96, grid_zero, grid_float32_B32_T_64x5, grid_2seg_B1_bfloat16");
+  if (!have) return 0;
+  struct AttrCase {
+    const char* what;
+    std::function<void(MapAttrs&)> mutate;
+    const char* expect;
+  };
+  const std::vector<AttrCase> attr_cases = {
+      {"no i_block", [](MapAttrs& a) { a.ints.erase("i_block"); }, "'i_block'"},
+      {"no i_transpose", [](MapAttrs& a) { a.ints.erase("i_transpose"); }, "'i_transpose'"},
+      {"block 0", [](MapAttrs& a) { a.ints["i_block"] = {0}; }, "i_block must be in 1..4096, got 0"},
+      {"block 4097", [](MapAttrs& a) { a.ints["i_block"] = {4097}; }, "got 4097"},
+      {"block -1", [](MapAttrs& a) { a.ints["i_block"] = {-1}; }, "got -1"},
+      {"two blocks", [](MapAttrs& a) { a.ints["i_block"] = {32, 32}; }, "i_block must hold one integer"},
+      {"transpose 2", [](MapAttrs& a) { a.ints["i_transpose"] = {2}; }, "i_transpose must be 0 or 1, got 2"},
+      {"transpose -1", [](MapAttrs& a) { a.ints["i_transpose"] = {-1}; }, "i_transpose must be 0 or 1, got -1"},
+      {"no transpose value", [](MapAttrs& a) { a.ints["i_transpose"].clear(); }, "i_transpose must hold one integer"},
+      {"two transposes", [](MapAttrs& a) { a.ints["i_transpose"] = {0, 1}; }, "i_transpose must hold one integer"},
+      {"group 2", [](MapAttrs& a) { a.ints["group"] = {2}; }, "group must be 1"},
+      {"bits 4", [](MapAttrs& a) { a.ints["bits"] = {4}; }, "bits must be 8"},
+  };
+  for (const auto& ac : attr_cases) {
+    MapAttrs attrs = base.attrs;
+    ac.mutate(attrs);
+    std::string error;
+    auto dec = Decoder::create(attrs, &error);
+    check(dec == nullptr, std::string("grid ") + ac.what + ": accepted");
+    check(error.find(ac.expect) != std::string::npos,
+          std::string("grid ") + ac.what + ": message '" + error + "' lacks '" + ac.expect + "'");
+  }
+  size_t ran = attr_cases.size();
+  // Rejects `blob` with a message holding `expect` (validate and decode agree); or, when expect is null, only
+  // requires validate and decode to agree (a flipped word may still decode to valid states: rANS has no checksum).
+  auto reject = [&](const GoldenCase& c, const std::string& what, const std::vector<uint8_t>& blob,
+                    const char* expect) {
+    std::string error;
+    auto dec = Decoder::create(c.attrs, &error);
+    check(dec != nullptr, "grid " + c.name + ": " + error);
+    if (!dec) return false;
+    std::string ev, e1, e3;
+    std::vector<uint8_t> out(dec->out_bytes());
+    const bool v = dec->validate(blob.data(), blob.size(), &ev);
+    const bool d1 = dec->decode(blob.data(), blob.size(), out.data(), 1, &e1);
+    const bool d3 = dec->decode(blob.data(), blob.size(), out.data(), 3, &e3);
+    check(v == d1 && v == d3 && ev == e1 && ev == e3,
+          "grid " + what + ": validate/decode disagree: '" + ev + "' '" + e1 + "' '" + e3 + "'");
+    if (expect) {
+      check(!v, "grid " + what + ": accepted");
+      check(ev.find(expect) != std::string::npos, "grid " + what + ": message '" + ev + "' lacks '" + expect + "'");
+    }
+    ++ran;
+    return !v;
+  };
+  const std::vector<uint8_t>& good = base.blob;
+  check(reject(base, "unmutated", good, nullptr) == false, "grid: the unmutated blob is rejected");
+  // Layout of the base blob: five tables (d_lo, d_hi, m_lo, m_hi, q), one stream of 8 lanes (324 symbols).
+  auto u16 = [](const std::vector<uint8_t>& b, size_t at) { return static_cast<uint32_t>(b[at] | b[at + 1] << 8); };
+  auto put16 = [](std::vector<uint8_t>& b, size_t at, uint32_t v) {
+    b[at] = static_cast<uint8_t>(v), b[at + 1] = static_cast<uint8_t>(v >> 8);
+  };
+  auto put32 = [&](std::vector<uint8_t>& b, size_t at, uint32_t v) { put16(b, at, v & 0xffff), put16(b, at + 2, v >> 16); };
+  auto tables = [&](const std::vector<uint8_t>& b) {  // offsets of the five tables, then of the first stream
+    std::vector<size_t> at{0};
+    for (int k = 0; k < 5; ++k) at.push_back(at.back() + 4 + 2 * u16(b, at.back() + 2));
+    return at;
+  };
+  const std::vector<size_t> t_at = tables(good);
+  const size_t stream_at = t_at[5], nwords_at = stream_at + 4 * 8;
+  check(good.size() == nwords_at + 4 + 2 * (u16(good, nwords_at) | u16(good, nwords_at + 2) << 16), "grid base layout");
+  const size_t least = 30 + 4 * 8 + 4;  // five one-symbol tables, one empty stream of 8 lanes
+  for (size_t n = 0; n < good.size(); ++n) {  // every truncation (below the least length: the shared length error)
+    reject(base, "truncated to " + std::to_string(n), std::vector<uint8_t>(good.begin(), good.begin() + n),
+           n < least ? "expected at least 66 (five frequency tables + 1 rANS stream(s)" : "grid codec");
+  }
+  int flips_rejected = 0, flips = 0;
+  for (size_t at = 0; at < good.size(); ++at) {  // every byte flipped (each bit pattern 0x01 and 0x80)
+    for (uint8_t mask : {uint8_t{0x01}, uint8_t{0x80}}) {
+      auto b = good;
+      b[at] ^= mask;
+      flips_rejected += reject(base, "byte " + std::to_string(at) + " ^ " + std::to_string(mask), b, nullptr);
+      ++flips;
+    }
+  }
+  check(flips_rejected >= flips * 9 / 10, "grid flips: only " + std::to_string(flips_rejected) + " of " +
+                                              std::to_string(flips) + " rejected");
+  auto mutated = [&](const GoldenCase& c, const std::function<void(std::vector<uint8_t>&)>& f) {
+    auto b = c.blob;
+    f(b);
+    return b;
+  };
+  reject(base, "trailing byte", mutated(base, [](auto& b) { b.push_back(0); }),
+         "1 unexpected byte(s) after the last stream");
+  reject(base, "d_lo frequency sum 4097", mutated(base, [&](auto& b) { put16(b, 4, u16(b, 4) + 1); }),
+         "d_lo model: frequencies sum to 4097");
+  reject(base, "q frequency sum 4095", mutated(base, [&](auto& b) { put16(b, t_at[4] + 4, u16(b, t_at[4] + 4) - 1); }),
+         "q model: frequencies sum to 4095");
+  reject(base, "m_hi alphabet past 255",
+         mutated(base, [&](auto& b) { put16(b, t_at[3], 256 - u16(b, t_at[3] + 2) + 1); }), "m_hi model: alphabet");
+  reject(base, "empty m_lo table", mutated(base, [&](auto& b) { put16(b, t_at[2] + 2, 0); }),
+         "m_lo model: truncated or empty");
+  reject(base, "q table of 65535", mutated(base, [&](auto& b) { put16(b, t_at[4] + 2, 65535); }),
+         "q model: truncated or empty");
+  reject(base, "state 2^16 - 1", mutated(base, [&](auto& b) { put32(b, stream_at, 0xffff); }), "state out of range");
+  reject(base, "state 0", mutated(base, [&](auto& b) { put32(b, stream_at + 28, 0); }), "state out of range");
+  reject(base, "state + 1", mutated(base, [&](auto& b) { b[stream_at] ^= 1; }), "segment 0: corrupt stream");
+  reject(base, "nwords + 1", mutated(base, [&](auto& b) { b[nwords_at] += 1; }), "segment 0: truncated stream");
+  reject(base, "nwords 2^32 - 1", mutated(base, [&](auto& b) { put32(b, nwords_at, 0xffffffffu); }),
+         "truncated stream");
+  reject(base, "nwords - 1", mutated(base, [&](auto& b) { b[nwords_at] -= 1; }), "grid codec");
+  reject(base, "no words", mutated(base, [&](auto& b) { put32(b, nwords_at, 0); }), "grid codec");
+  // Non-finite steps and offsets: the zero tensor's side tables are one-symbol alphabets (symbol 0, no words), so
+  // moving a table's symbol changes every block's byte and nothing else.
+  const std::vector<size_t> z_at = tables(zero.blob);
+  check(u16(zero.blob, z_at[1] + 2) == 1 && u16(zero.blob, z_at[3] + 2) == 1, "grid_zero: one-symbol side tables");
+  for (uint32_t hi : {0x7cu, 0xfcu, 0x7eu, 0xffu}) {
+    reject(zero, "d_hi " + std::to_string(hi), mutated(zero, [&](auto& b) { put16(b, z_at[1], hi); }),
+           "segment 0: block 0: step or offset is not finite");
+    reject(zero, "m_hi " + std::to_string(hi), mutated(zero, [&](auto& b) { put16(b, z_at[3], hi); }),
+           "segment 0: block 0: step or offset is not finite");
+  }
+  for (uint32_t hi : {0x7bu, 0xfbu, 0x3cu}) {  // the largest finite exponents: fine
+    check(!reject(zero, "d_hi finite " + std::to_string(hi), mutated(zero, [&](auto& b) { put16(b, z_at[1], hi); }),
+                  nullptr),
+          "grid: a finite step rejected");
+  }
+  // The transpose attribute flipped: a valid decode of the other layout (not the tensor), and back.
+  {
+    MapAttrs flat = transposed.attrs;
+    flat.ints["i_transpose"] = {0};
+    std::string error;
+    auto dec = Decoder::create(flat, &error);
+    std::vector<uint8_t> out(dec ? dec->out_bytes() : 0);
+    check(dec && dec->decode(transposed.blob.data(), transposed.blob.size(), out.data(), 1, &error),
+          "grid transpose flipped: " + error);
+    check(out != transposed.expect, "grid transpose flipped: decodes to the same tensor");
+    // Element (r, c) of the [64, 5] tensor is stream element c·64 + r.
+    bool same = out.size() == transposed.expect.size();
+    for (size_t j = 0; same && j < 320; ++j) {
+      same = std::memcmp(&out[4 * j], &transposed.expect[4 * ((j % 64) * 5 + j / 64)], 4) == 0;
+    }
+    check(same, "grid transpose flipped: not the stream order");
+    ran += 2;
+  }
+  // Two segments: damage in the second stream is reported for segment 1 by every thread count; a stream cut short.
+  const auto& mb = multi.blob;
+  auto mutated_multi = [&](size_t at, uint8_t mask) {
+    auto b = mb;
+    b[at] ^= mask;
+    return b;
+  };
+  reject(multi, "2 segments: last word flipped", mutated_multi(mb.size() - 1, 0x5a), "segment 1: corrupt stream");
+  reject(multi, "2 segments: trailing byte", [&] { auto b = mb; b.push_back(7); return b; }(), "after the last stream");
+  reject(multi, "2 segments: last byte cut", std::vector<uint8_t>(mb.begin(), mb.end() - 1), "segment 1: truncated stream");
+  reject(multi, "2 segments: cut to the first", std::vector<uint8_t>(mb.begin(), mb.begin() + mb.size() / 2),
+         "grid codec");
+  // A shape claiming far more segments than the blob can hold: rejected by the length check, nothing allocated.
+  MapAttrs huge = base.attrs;
+  huge.ints["shape"] = {int64_t{1} << 40};
+  std::string error;
+  auto dec = Decoder::create(huge, &error);
+  check(dec != nullptr, "grid 2^40 weights: " + error);
+  if (dec) {
+    check(!dec->validate(good.data(), good.size(), &error) && error.find("expected at least") != std::string::npos,
+          "grid 2^40 weights: '" + error + "'");
+    ++ran;
+  }
+  return ran;
+}
+
 int run_malformed(const std::string& dir) {
   GoldenCase base;
   for (auto& c : load_cases(dir)) {
@@ -445,9 +630,10 @@ int run_malformed(const std::string& dir) {
   const size_t kron_cases = run_malformed_kronecker(dir);
   const size_t bvq_cases = run_malformed_blockvq(dir);
   const size_t ecsq_cases = run_malformed_ecsq(dir);
+  const size_t grid_cases = run_malformed_grid(dir);
   std::printf("malformed: %zu attribute and %zu blob cases, %zu kronecker cases, %zu blockvq cases, %zu ecsq cases, "
-              "%d failures\n",
-              attr_cases.size(), blob_cases.size(), kron_cases, bvq_cases, ecsq_cases, g_failures);
+              "%zu grid cases, %d failures\n",
+              attr_cases.size(), blob_cases.size(), kron_cases, bvq_cases, ecsq_cases, grid_cases, g_failures);
   return g_failures ? 1 : 0;
 }
 
