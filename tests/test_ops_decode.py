@@ -34,7 +34,10 @@ def attributes(enc: codec.Encoded, mode: str = "load") -> dict:
 def decode_model(attrs: dict, blob: np.ndarray | None, consumer: str = "Identity",
                  matmul_input: tuple[int, int] | None = None) -> onnx.ModelProto:
     """blob -> HyperDecode -> W -> consumer. ``blob=None`` makes the blob a graph input instead of an initializer."""
-    nodes = [helper.make_node("HyperDecode", ["blob"], ["W"], domain="ai.hyperonnx", name="decode_W", **attrs)]
+    empty = [k for k, v in attrs.items() if isinstance(v, list) and not v]  # e.g. a scalar's shape: typed by hand
+    nodes = [helper.make_node("HyperDecode", ["blob"], ["W"], domain="ai.hyperonnx", name="decode_W",
+                              **{k: v for k, v in attrs.items() if k not in empty})]
+    nodes[0].attribute.extend(helper.make_attribute(k, [], attr_type=onnx.AttributeProto.INTS) for k in empty)
     inputs, inits = [], []
     if blob is None:
         inputs.append(helper.make_tensor_value_info("blob", TensorProto.UINT8, [None]))
@@ -204,12 +207,106 @@ def test_ecsq_segments_threads_and_blob_input(tmp_path):
             assert buffer.tobytes() == ref
 
 
+def grid_tensor(rng: np.random.Generator, nblocks: int, block: int, signed: bool) -> np.ndarray:
+    """Blocks of a float16 grid in stream order, f32(f32(d·q) + m): Q4_0-like (q in −8..7, m = 0) or Q4_1-like
+    (q in 0..15, a random float16 offset); each block reaches both ends of its grid (as detection assumes)."""
+    d = (rng.random(nblocks) * 0.02 + 1e-4).astype(np.float16)
+    m = np.zeros(nblocks, np.float16) if signed else (-rng.random(nblocks) * 0.1).astype(np.float16)
+    lo, hi = (-8, 7) if signed else (0, 15)
+    q = rng.integers(lo, hi + 1, (nblocks, block))
+    q[:, 0], q[:, -1] = lo, hi
+    x = (d.astype(np.float32)[:, None] * q.astype(np.float32)).astype(np.float32) + m.astype(np.float32)[:, None]
+    return x.astype(np.float32).reshape(-1)
+
+
+def grid_pack(shape, block: int, transpose: int, d, m, q, dtype: str = "float32") -> codec.Encoded:
+    """The grid encoding of given per-block float16 steps and offsets and levels (stream order), any output dtype
+    (as custom_ops/tests/make_golden.py)."""
+    import dataclasses
+
+    from hyperonnx.codec import grid
+
+    q = np.asarray(q).reshape(-1)
+    seg = grid.SEGMENT_BLOCKS * block
+    ds, ms, qs = [], [], []
+    for first in range(0, q.size, seg):
+        b0, b1 = first // block, -(-min(q.size, first + seg) // block)
+        ds.append(d[b0:b1])
+        ms.append(m[b0:b1])
+        qs.append((q[first : first + seg] + grid.ZERO).astype(np.uint8))
+    return dataclasses.replace(grid._pack(np.zeros(shape, np.float32), block, transpose, ds, ms, qs), dtype=dtype)
+
+
+GRID_CASES = [  # (shape, transpose, signed, dtype): detected, then cast on decode for the other dtypes
+    ((8, 64), 0, True, "float32"),
+    ((3, 96), 0, False, "float32"),
+    ((64, 5), 1, False, "float32"),
+    ((96, 3, 4), 1, True, "float32"),
+    ((32, 7), 1, False, "float16"),
+    ((4, 48), 0, True, "bfloat16"),
+    ((64, 9), 1, True, "float64"),
+]
+
+
+@pytest.mark.parametrize("shape,transpose,signed,dtype", GRID_CASES)
+@pytest.mark.parametrize("mode", [None, "load", "call", "init"])
+def test_grid_matches_reference(tmp_path, shape, transpose, signed, dtype, mode):
+    import dataclasses
+
+    from hyperonnx.codec import grid
+
+    rng = np.random.default_rng(int(np.prod(shape)) + transpose)
+    numel = int(np.prod(shape))
+    flat = grid_tensor(rng, numel // 32, 32, signed)
+    x = flat.reshape(shape) if not transpose else np.ascontiguousarray(flat.reshape(-1, shape[0]).T).reshape(shape)
+    enc = grid.detect(x)
+    assert enc is not None and enc.ints["transpose"] == (transpose,)
+    assert codec.decode(enc).tobytes() == x.tobytes()  # exact
+    enc = dataclasses.replace(enc, dtype=dtype)
+    attrs = attributes(enc, "call" if mode is None else "load")
+    path = save(decode_model(attrs, enc.blob), tmp_path)
+    expect = np.ascontiguousarray(codec.decode(enc)).tobytes()
+    assert raw_output(runtime.session(path, mode=mode), attrs) == expect  # raw bytes: bfloat16 too
+
+
+def test_grid_segments_threads_transposed_and_blob_input(tmp_path):
+    """Two segments (blocks of 2: 2^18 stream elements each) of a transposed [1100, 300] tensor, so that each
+    segment writes scattered columns, decoded on 1 and 4 threads in both modes, float16 output, the blob as a graph
+    input: every run equals the reference."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(12)
+    shape, block = (1100, 300), 2
+    nb = 1100 * 300 // block
+    d = rng.choice(np.array([0.25, 0.125, 0.01], np.float16), nb)
+    m = rng.choice(np.array([0, -0.5], np.float16), nb)
+    q = rng.integers(0, 16, nb * block)
+    enc = grid_pack(shape, block, 1, d, m, q, "float16")
+    attrs = attributes(enc)
+    ref = codec.decode(enc)
+    x = ((d.astype(np.float32).repeat(block) * q.astype(np.float32)).astype(np.float32)
+         + m.astype(np.float32).repeat(block))
+    assert ref.tobytes() == np.ascontiguousarray(x.reshape(300, 1100).T).astype(np.float16).tobytes()
+    ref = ref.view(np.uint16).tobytes()
+    path = save(decode_model(attrs, enc.blob), tmp_path)
+    for threads in (1, 4):
+        for mode in ("load", "call"):
+            so = runtime.session_options(mode=mode, threads=threads)
+            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            assert raw_output(sess, attrs) == ref, (threads, mode)
+    path = save(decode_model(attrs, None), tmp_path, "input.onnx")
+    for mode in ("load", "call"):
+        sess = runtime.session(path, mode=mode)
+        for _ in range(2):
+            assert sess.run(None, {"blob": enc.blob})[0].view(np.uint16).tobytes() == ref
+
+
 def test_golden_covers_every_codec():
     """The C++ and ORT golden tests below iterate the golden files: each codec must have some."""
-    families = {c.family for c in codec.CODECS.values()}
-    assert families >= {"paper", "kronecker", "blockvq", "ecsq"}
+    families = {c.family for c in (*codec.CODECS.values(), *codec.DECODE_ONLY.values())}
+    assert families >= {"paper", "kronecker", "blockvq", "ecsq", "grid"}
     assert {read_golden(p)[0]["codec"] for p in GOLDEN_CASES} == families
-    assert {read_golden(p)[0]["codec"] for p in DIGEST_CASES} == {"ecsq"}
+    assert {read_golden(p)[0]["codec"] for p in DIGEST_CASES} == {"ecsq", "grid"}
 
 
 def test_bfloat16(tmp_path):
@@ -260,7 +357,7 @@ def read_golden(path: Path) -> tuple[dict, np.ndarray, bytes | tuple[int, int]]:
             size, value = rest.split()
             expect = (int(size), int(value, 16))
         else:
-            key, *values = rest.split(" ")
+            key, *values = rest.split()
             if kind == "s":
                 attrs[key] = values[0]
             elif kind == "i":
