@@ -296,3 +296,136 @@ def test_bad_session_config(tmp_path):
     so.add_session_config_entry(runtime.CONFIG_DECODE_THREADS, "0")
     with pytest.raises(Exception, match="hyperonnx.decode_threads"):
         so.register_custom_ops_library(LIBRARY)
+
+
+def _grid_encoding() -> codec.Encoded:
+    from hyperonnx.codec import grid
+
+    rng = np.random.default_rng(5)
+    d = (rng.random(6) * 0.02 + 1e-3).astype(np.float16)
+    m = (-rng.random(6) * 0.1).astype(np.float16)
+    q = rng.integers(0, 16, (6, 32))
+    q[:, 0], q[:, -1] = 0, 15
+    x = (d.astype(np.float32)[:, None] * q.astype(np.float32)).astype(np.float32) + m.astype(np.float32)[:, None]
+    enc = grid.detect(np.ascontiguousarray(x.reshape(3, 64).T))  # [64, 3], blocks down axis 0
+    assert enc is not None and enc.ints["transpose"] == (1,)
+    return enc
+
+
+def _grid_zero() -> codec.Encoded:
+    from hyperonnx.codec import grid
+
+    return grid.detect(np.zeros((4, 32), np.float32))
+
+
+GRID = _grid_encoding()
+GRID_ZERO = _grid_zero()
+GRID_CASES = {
+    "block 0": ({"i_block": [0]}, "i_block must be in 1..4096, got 0"),
+    "block 4097": ({"i_block": [4097]}, "got 4097"),
+    "two blocks": ({"i_block": [32, 32]}, "i_block must hold one integer"),
+    "transpose 2": ({"i_transpose": [2]}, "i_transpose must be 0 or 1, got 2"),
+    "transpose -1": ({"i_transpose": [-1]}, "i_transpose must be 0 or 1, got -1"),
+    "two transposes": ({"i_transpose": [1, 0]}, "i_transpose must hold one integer"),
+    "no transpose": ({"i_transpose": None}, "i_transpose"),
+    "no block": ({"i_block": None}, "i_block"),
+    "group 2": ({"group": 2}, "group must be 1"),
+    "bits 4": ({"bits": 4}, "bits must be 8"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRID_CASES))
+@pytest.mark.parametrize("mode", ["load", "call"])
+def test_bad_grid_side_information(tmp_path, name, mode):
+    change, message = GRID_CASES[name]
+    attrs = {k: v for k, v in {**attributes(GRID), **change}.items() if v is not None}
+    path = save(decode_model(attrs, GRID.blob), tmp_path)
+    with pytest.raises(Exception, match=f"decode_W.*{message}"):
+        runtime.session(path, mode=mode).run(None, {})
+
+
+def test_grid_transpose_flipped_is_another_tensor(tmp_path):
+    """i_transpose 1 -> 0 is no error (both are valid layouts): the op and the reference give the stream order."""
+    flat = dataclasses.replace(GRID, ints={**GRID.ints, "transpose": (0,)})
+    path = save(decode_model(attributes(flat), flat.blob), tmp_path)
+    out = runtime.session(path, mode="call").run(None, {})[0]
+    assert out.tobytes() == codec.decode(flat).tobytes() != codec.decode(GRID).tobytes()
+    assert out.tobytes() == np.ascontiguousarray(codec.decode(GRID).reshape(64, 3).T).tobytes()
+
+
+def _tables(blob: np.ndarray) -> list[int]:
+    """Offsets of the five frequency tables, then of the first stream."""
+    at = [0]
+    for _ in range(5):
+        at.append(at[-1] + 4 + 2 * int(blob[at[-1] + 2 : at[-1] + 4].view("<u2")[0]))
+    return at
+
+
+def _grid_blob(enc: codec.Encoded, change) -> np.ndarray:
+    blob = enc.blob.copy()
+    change(blob)
+    return blob
+
+
+_G_AT = _tables(GRID.blob)
+_Z_AT = _tables(GRID_ZERO.blob)  # the zero tensor: one-symbol side tables (symbol 0), no words
+GRID_BLOBS = {  # each: (encoding, blob, message)
+    "empty": (GRID, lambda: np.zeros(0, np.uint8), r"blob holds 0 bytes, expected at least 66"),
+    "tables only": (GRID, lambda: GRID.blob[: _G_AT[5]], r"expected at least 66|truncated stream header"),
+    "one byte short": (GRID, lambda: GRID.blob[:-1], "segment 0: truncated stream"),
+    "trailing byte": (GRID, lambda: np.append(GRID.blob, np.uint8(0)), r"1 unexpected byte\(s\) after the last stream"),
+    "bad frequency sum": (GRID, lambda: _grid_blob(GRID, lambda b: _u16(b, 4, int(b[4:6].view("<u2")[0]) + 1)),
+                          "d_lo model: frequencies sum to 4097"),
+    "q alphabet beyond 255": (GRID, lambda: _grid_blob(GRID, lambda b: _u16(b, _G_AT[4], 300)), r"outside 0..255"),
+    "state below 2^16": (GRID, lambda: _grid_blob(GRID, lambda b: b.__setitem__(slice(_G_AT[5], _G_AT[5] + 4),
+                                                                                 [255, 255, 0, 0])),
+                         r"state out of range"),
+    "wrong state": (GRID, lambda: _grid_blob(GRID, lambda b: b.__setitem__(_G_AT[5], b[_G_AT[5]] ^ 1)),
+                    "segment 0: corrupt stream"),
+    "flipped last word": (GRID, lambda: _grid_blob(GRID, lambda b: b.__setitem__(-1, b[-1] ^ 0x21)),
+                          "segment 0: corrupt stream"),
+    "infinite step": (GRID_ZERO, lambda: _grid_blob(GRID_ZERO, lambda b: _u16(b, _Z_AT[1], 0x7C)),
+                      "step or offset is not finite"),
+    "NaN offset": (GRID_ZERO, lambda: _grid_blob(GRID_ZERO, lambda b: _u16(b, _Z_AT[3], 0xFE)),
+                   "step or offset is not finite"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRID_BLOBS))
+@pytest.mark.parametrize("mode", ["load", "call"])
+def test_bad_grid_blob(tmp_path, name, mode):
+    enc, make, message = GRID_BLOBS[name]
+    with pytest.raises(ValueError):  # the reference rejects it too
+        codec.decode(dataclasses.replace(enc, blob=make()))
+    path = save(decode_model(attributes(enc), make()), tmp_path)
+    with pytest.raises(Exception, match=f"HyperDecode node 'decode_W'.*grid codec: .*({message})|decode_W.*{message}"):
+        runtime.session(path, mode=mode)
+    path = save(decode_model(attributes(enc), None), tmp_path, "input.onnx")
+    sess = runtime.session(path, mode=mode)
+    with pytest.raises(Exception, match=message):
+        sess.run(None, {"blob": make()})
+    assert sess.run(None, {"blob": enc.blob})[0].tobytes() == codec.decode(enc).tobytes()  # still usable
+
+
+def test_grid_every_byte_flip_is_safe(tmp_path):
+    """Every byte of the blob flipped (run-time input, call mode): the op and the reference agree on accepting
+    it, with the same output when accepted; never a crash."""
+    path = save(decode_model(attributes(GRID), None), tmp_path, "input.onnx")
+    sess = runtime.session(path, mode="call")
+    rejected = 0
+    for at in range(GRID.blob.size):
+        blob = GRID.blob.copy()
+        blob[at] ^= 0x10
+        try:
+            ref = codec.decode(dataclasses.replace(GRID, blob=blob))
+        except ValueError:
+            ref = None
+        try:
+            out = sess.run(None, {"blob": blob})[0]
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own types
+            assert ref is None, f"byte {at}: the op rejected what the reference decodes: {exc}"
+            assert "grid codec" in str(exc) or "blob holds" in str(exc)
+            rejected += 1
+            continue
+        assert ref is not None and out.tobytes() == ref.tobytes(), f"byte {at}: accepted, differs from the reference"
+    assert rejected >= GRID.blob.size * 9 // 10
