@@ -13,7 +13,7 @@
 //
 // Checked: Decoder::create never crashes or allocates absurdly (libFuzzer's -malloc_limit_mb), and for a
 // decoder it returns: validate() and decode() agree, decode() of the blob as given and of the blob fitted to
-// the expected length (variable-length ecsq blobs: to at least the least length) never reads or writes out of bounds, and 1 thread and 4 threads give the same bytes.
+// the expected length (variable-length ecsq and grid blobs: to at least the least length) never reads or writes out of bounds, and 1 thread and 4 threads give the same bytes.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -188,7 +188,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The blob as given (usually the wrong length: must be rejected cleanly) ...
   check_blob(*d, blob);
   // ... and fitted to the expected length (zero padded or truncated), so shape/bits/group mutations reach the
-  // decode loops with a blob the length check accepts (variable-length codecs, ecsq: padded to the least length
+  // decode loops with a blob the length check accepts (variable-length codecs, ecsq and grid: padded to the least length
   // when shorter; any longer blob already passes the length check and is parsed as given).
   const bool fit = d->variable_length() ? blob.size() < d->blob_bytes() : blob.size() != d->blob_bytes();
   if (d->blob_bytes() <= kMaxOutBytes && fit) {
