@@ -24,7 +24,8 @@ from onnx import TensorProto, helper, numpy_helper
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "custom_ops" / "tests" / "golden"
 CASES = ["paper_bits13", "paper_float16_r3_n225_3x5", "paper_float64_r2_n17_2x3x5",
-         "paper_f16_default_37x41", "ecsq_float16_B16_s0.25_3x5x7"]  # ecsq: host decode, uploaded
+         "paper_f16_default_37x41", "ecsq_float16_B16_s0.25_3x5x7",  # ecsq, grid: host decode, uploaded
+         "grid_float32_B32_T_64x5", "grid_float16_B4_t0_3x5x7"]
 failures = 0
 
 
@@ -124,7 +125,8 @@ def main() -> int:
                         sess.run(None, {"blob": np.frombuffer(bytes(bad), np.uint8).copy()})
                         print(f"  note: {name}: all-ones first code is in range (table covers 2^bits)")
                     except Exception as exc:  # noqa: BLE001
-                        want = "ecsq codec" if attrs["codec"] == "ecsq" else "out of range"  # ecsq: a bad k table
+                        # ecsq, grid: a bad first frequency table
+                        want = f"{attrs['codec']} codec" if attrs["codec"] in ("ecsq", "grid") else "out of range"
                         check(want in str(exc), f"{name}: bad run-time blob: unexpected error {exc}")
     print(f"{'PASS' if failures == 0 else 'FAIL'}: {checked} session checks, {failures} failures")
     return 1 if failures else 0
