@@ -217,3 +217,15 @@ def test_kronecker_is_as_good_as_a_uniform_grid(gaussian, levels, floor):
     assert enc.bits_per_weight == pytest.approx(bits, abs=1e-3)
     assert got >= floor  # measured 26.79 / 14.85 dB
     assert got >= sqnr(gaussian, int_per_tensor(gaussian, bits)) - 1.0
+
+
+@pytest.mark.parametrize("name, key, value", [("blockvq", "bits", 4.5), ("blockvq", "bits", "four"),
+                                              ("paper", "n", "nan"), ("ecsq", "step", "inf")])
+def test_option_values_are_never_truncated(name, key, value):
+    with pytest.raises(ValueError, match=f"option '{key}' must be"):
+        codec.encode(np.ones(64, np.float32), name, **{key: value})
+
+
+def test_option_values_from_the_command_line_are_converted():
+    assert codec.get_codec("blockvq").params({"bits": "4", "block": 64.0}) == {"bits": 4, "block": 64}
+    assert codec.get_codec("ecsq").params({"step": "0.2"})["step"] == 0.2

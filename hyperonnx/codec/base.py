@@ -91,7 +91,7 @@ class Codec:
             if key not in params:
                 known = ", ".join(sorted(params)) or "none"
                 raise ValueError(f"codec {self.name!r} has no option {key!r} (options: {known})")
-            params[key] = type(self.defaults[key])(value)
+            params[key] = _coerce(self.name, key, value, type(self.defaults[key]))
         return params
 
     def nominal_bits_per_weight(self, params: dict[str, Any]) -> float:
@@ -109,6 +109,22 @@ class Codec:
     def decode(self, enc: Encoded) -> np.ndarray:
         """Regenerate the tensor. Table codecs share one decoder; codecs with more structure override this."""
         return gather_table(enc, self.table(enc))
+
+
+def _coerce(codec: str, key: str, value: Any, kind: type) -> Any:
+    """An option value as its default's type; a value that would change on the way (``n=225.7`` for an int
+    option, text that is not a number) is an error, never silently truncated."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"codec {codec!r} option {key!r} must be a number, got {value!r}") from None
+    if kind is int:
+        if not math.isfinite(number) or number != int(number):
+            raise ValueError(f"codec {codec!r} option {key!r} must be an integer, got {value!r}")
+        return int(number)
+    if not math.isfinite(number):
+        raise ValueError(f"codec {codec!r} option {key!r} must be finite, got {value!r}")
+    return kind(number)
 
 
 def validate_input(array: np.ndarray) -> np.ndarray:
