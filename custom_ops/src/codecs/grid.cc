@@ -11,12 +11,15 @@
 //
 // Stream order: i_transpose = 0 is the tensor's row-major order; i_transpose = 1 is the tensor seen as [R, C]
 // (R = shape[0], C = numel / R) transposed: stream element j is output element (j mod R)·C + (j div R). A segment
-// then writes a set of whole and partial columns (scattered, disjoint from every other segment's elements).
+// then writes a set of whole and partial columns (scattered, disjoint from every other segment's elements). When
+// R <= 2^15 a segment is decoded a tile at a time (its elements in floor(2^16 / R) consecutive columns, cast, into a
+// buffer in stream order) and each tile is written row by row, contiguous stores per row (write_tile); a taller
+// tensor scatters each chunk of 2048 elements (scatter).
 //
 // Untrusted blobs: every read is bounds-checked against the blob length before it happens (rans.h); a block whose
 // step or offset is not finite (float16 exponent all ones) is rejected, and nothing may follow the last stream.
 // Memory does not depend on the blob: five 4096-entry slot tables, at most 4096 states and 2^17 blocks' steps and
-// offsets per call.
+// offsets per call, and for a transposed tensor one tile buffer of at most 2^16 elements of the output dtype.
 //
 // Arithmetic: each value is one IEEE binary32 product of two exact operands, then one binary32 sum, written as two
 // statements (the build uses -ffp-contract=off: no FMA), then the shared cast to the output dtype (dtype.h),
@@ -41,6 +44,7 @@ constexpr uint64_t kSegmentBlocks = uint64_t{1} << 17;
 constexpr int64_t kMaxBlock = 4096;
 constexpr int32_t kZero = 128;   // symbol of level 0
 constexpr size_t kChunk = 2048;  // level symbols decoded, then reconstructed and cast, per step (stays in L1)
+constexpr uint64_t kTileElems = uint64_t{1} << 16;  // transposed: stream elements per tile (at most 512 KiB cast)
 constexpr int kModels = 5;       // d_lo, d_hi, m_lo, m_hi, q
 const char* const kModelNames[kModels] = {"d_lo", "d_hi", "m_lo", "m_hi", "q"};
 
@@ -69,6 +73,7 @@ struct Params {
   uint64_t segments = 0;
   uint64_t rows = 1, cols = 1;  // the [R, C] view of a transposed tensor
   bool transpose = false;       // i_transpose = 1 and the order differs (R > 1 and C > 1)
+  uint64_t tile_cols = 0;       // transposed with R <= kTileElems / 2: columns per tile (>= 2), else 0 (scatter)
   DType dtype = DType::kFloat;
   bool f16c = false;  // float16 output cast with F16C (the CPU has it; values are never NaN)
 };
@@ -84,6 +89,25 @@ void scatter(const uint8_t* src, size_t n, uint64_t j, uint64_t rows, uint64_t c
       r = 0;
       ++c;
     }
+  }
+}
+
+// Writes a tile of stream elements [js, je) (cast, in stream order at tile) that lies in columns [ca, cb) of the
+// [R, C] view, ca = js div R, cb - 1 = (je - 1) div R, row by row: row r's elements of the tile are consecutive
+// output elements (r·C + ca + k), so the stores are contiguous per row (a cache-friendly transpose).
+template <size_t ESIZE>
+void write_tile(const uint8_t* tile, uint64_t js, uint64_t je, uint64_t rows, uint64_t cols, uint8_t* out) {
+  const uint64_t ca = js / rows, cb = (je - 1) / rows + 1;
+  const size_t ncols = static_cast<size_t>(cb - ca);
+  const uint64_t head = js - ca * rows;             // rows of column ca before the tile: [0, R)
+  const uint64_t tail = je - (cb - 1) * rows;       // rows of column cb - 1 inside the tile: (0, R]
+  for (uint64_t r = 0; r < rows; ++r) {
+    const size_t k0 = r < head ? 1 : 0;
+    const size_t k1 = ncols - (r >= tail ? 1 : 0);
+    uint8_t* orow = out + static_cast<size_t>(r * cols + ca) * ESIZE;
+    const uint8_t* src = tile + static_cast<size_t>(k0 * rows + r - head) * ESIZE;  // column k0's element of row r
+    const size_t stride = static_cast<size_t>(rows) * ESIZE;
+    for (size_t k = k0; k < k1; ++k, src += stride) std::memcpy(orow + k * ESIZE, src, ESIZE);
   }
 }
 
@@ -154,8 +178,12 @@ class GridDecoder final : public BlockDecoder {
     const size_t nb_max = static_cast<size_t>(p_.segments ? std::min(kSegmentBlocks, seg_blocks(u0)) : 0);
     std::unique_ptr<uint8_t[]> side(new uint8_t[4 * nb_max + 1]);
     std::unique_ptr<float[]> dm(new float[2 * nb_max + 1]);
+    std::unique_ptr<uint8_t[]> tile;  // transposed output: one tile of cast values, stream order
+    if (WRITE && p_.tile_cols != 0 && u0 < u1) {
+      tile.reset(new uint8_t[static_cast<size_t>(p_.tile_cols * p_.rows) * dtype_size(p_.dtype)]);
+    }
     for (uint64_t g = u0; g < u1; ++g) {
-      if (!stream<WRITE>(blob, len, g, *scratch, side.get(), dm.get(), out, &pos, error)) return false;
+      if (!stream<WRITE>(blob, len, g, *scratch, side.get(), dm.get(), tile.get(), out, &pos, error)) return false;
     }
     if (u1 == p_.segments && pos != len) {
       return fail(error, std::to_string(len - pos) + " unexpected byte(s) after the last stream");
@@ -165,8 +193,8 @@ class GridDecoder final : public BlockDecoder {
 
   // Decodes segment g's stream at blob[*pos, len) and moves *pos past it. side: 4·nb bytes, dm: 2·nb floats.
   template <bool WRITE>
-  bool stream(const uint8_t* blob, size_t len, uint64_t g, Scratch& s, uint8_t* side, float* dm, uint8_t* out,
-              size_t* pos, std::string* error) const {
+  bool stream(const uint8_t* blob, size_t len, uint64_t g, Scratch& s, uint8_t* side, float* dm, uint8_t* tile,
+              uint8_t* out, size_t* pos, std::string* error) const {
     const std::string seg = "segment " + std::to_string(g) + ": ";
     const uint64_t nb = seg_blocks(g), nq = seg_len(g);
     rans::Stream& c = s.coder;
@@ -191,8 +219,36 @@ class GridDecoder final : public BlockDecoder {
     uint8_t syms[kChunk];
     float values[kChunk];
     alignas(16) uint8_t cast[kChunk * 8];
-    for (uint64_t i = 0; i < nq; i += kChunk) {
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, nq - i));
+    const bool tiled = WRITE && p_.tile_cols != 0;
+    for (uint64_t t0 = 0; t0 < nq;) {
+      // A tile: the segment's stream elements in p_.tile_cols consecutive columns (or the whole segment).
+      const uint64_t t1 =
+          tiled ? std::min(nq, ((first + t0) / p_.rows + p_.tile_cols) * p_.rows - first) : nq;
+      if (!tile_chunks<WRITE>(s, t0, t1, first, d, m, syms, values, cast, tile, out, seg, error)) return false;
+      if (tiled) {
+        switch (esize) {
+          case 2: write_tile<2>(tile, first + t0, first + t1, p_.rows, p_.cols, out); break;
+          case 4: write_tile<4>(tile, first + t0, first + t1, p_.rows, p_.cols, out); break;
+          default: write_tile<8>(tile, first + t0, first + t1, p_.rows, p_.cols, out); break;
+        }
+      }
+      t0 = t1;
+    }
+    if (!c.finished()) return fail(error, seg + "corrupt stream (final state check failed)");
+    return true;
+  }
+
+  // Decodes the segment's stream elements [t0, t1), kChunk at a time, and (WRITE) writes them: into the tile (in
+  // stream order from t0) when tiled, else to their places in out.
+  template <bool WRITE>
+  bool tile_chunks(Scratch& s, uint64_t t0, uint64_t t1, uint64_t first, const float* d, const float* m,
+                   uint8_t* syms, float* values, uint8_t* cast, uint8_t* tile, uint8_t* out, const std::string& seg,
+                   std::string* error) const {
+    rans::Stream& c = s.coder;
+    const size_t esize = dtype_size(p_.dtype);
+    const bool tiled = WRITE && p_.tile_cols != 0;
+    for (uint64_t i = t0; i < t1; i += kChunk) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, t1 - i));
       if (!c.decode(s.models[4], n, syms)) return fail(error, seg + "corrupt stream (ran out of words)");
       if (!WRITE) continue;
       uint64_t b = i / p_.block, left = p_.block - i % p_.block;
@@ -208,13 +264,15 @@ class GridDecoder final : public BlockDecoder {
         const float prod = db * static_cast<float>(static_cast<int32_t>(syms[t]) - kZero);  // rounded product
         values[t] = prod + mb;                                                             // rounded sum
       }
-      uint8_t* dst = p_.transpose ? cast : out + static_cast<size_t>(first + i) * esize;
+      uint8_t* dst = tiled           ? tile + static_cast<size_t>(i - t0) * esize
+                     : p_.transpose ? cast
+                                    : out + static_cast<size_t>(first + i) * esize;
       if (p_.f16c) {
         to_half_f16c(values, n, dst);
       } else {
         cast_floats(values, n, p_.dtype, dst);
       }
-      if (p_.transpose) {
+      if (p_.transpose && !tiled) {
         switch (esize) {
           case 2: scatter<2>(cast, n, first + i, p_.rows, p_.cols, out); break;
           case 4: scatter<4>(cast, n, first + i, p_.rows, p_.cols, out); break;
@@ -222,7 +280,6 @@ class GridDecoder final : public BlockDecoder {
         }
       }
     }
-    if (!c.finished()) return fail(error, seg + "corrupt stream (final state check failed)");
     return true;
   }
 
@@ -258,6 +315,7 @@ std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& lay
   p.rows = !layout.shape.empty() && layout.shape[0] > 0 ? static_cast<uint64_t>(layout.shape[0]) : 1;
   p.cols = p.numel / p.rows;
   p.transpose = transpose == 1 && p.rows > 1 && p.cols > 1;
+  p.tile_cols = p.transpose && p.rows <= kTileElems / 2 ? kTileElems / p.rows : 0;
   p.f16c = p.dtype == DType::kFloat16 && host_has_f16c();
   return std::make_unique<GridDecoder>(p);
 }
