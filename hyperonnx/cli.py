@@ -239,7 +239,11 @@ def main() -> None:
     _quiet_native_logs()  # imports onnxruntime: a Ctrl-C until release() is one line, exit 130 (_startup.py)
     try:
         _startup.release()  # from here a Ctrl-C is a KeyboardInterrupt, handled below (partial output cleaned up)
-        cli.main(standalone_mode=False)
+        # cli.main() without its own exception handling: on Ctrl-C click's main() prints a blank line first.
+        with cli.make_context("hyperonnx", sys.argv[1:]) as ctx:
+            cli.invoke(ctx)
+    except click.exceptions.Exit as exc:  # --help, --version
+        sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("hyperonnx: interrupted", err=True)
         sys.exit(130)

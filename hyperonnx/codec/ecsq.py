@@ -33,7 +33,8 @@ SEGMENT_BLOCKS = 1 << 17  # blocks per independently decodable segment (8M weigh
 def scale_table(base: float) -> np.ndarray:
     """The 256 block steps of a tensor, float32, exactly as every decoder computes them."""
     k = np.arange(SCALE_CODES)
-    return np.ldexp(np.float32(base) * STEPS[k & 15], 8 - (k >> 4)).astype(np.float32)
+    with np.errstate(over="ignore"):  # near float32's limit the coarsest steps are inf; encoders never use them
+        return np.ldexp(np.float32(base) * STEPS[k & 15], 8 - (k >> 4)).astype(np.float32)
 
 
 def segments(numel: int, block: int) -> list[tuple[int, int]]:
@@ -67,9 +68,12 @@ class EcsqCodec(Codec):
         if not np.isfinite(base) or base <= 0:
             raise ValueError("ecsq codec: the tensor's scale is not representable in float32")
         steps = scale_table(base)
+        if not (np.isfinite(steps) & (steps > 0)).any():
+            raise ValueError("ecsq codec: the tensor's scale is not representable in float32")
         qs, ks = [], []
         for first, stop in segments(numel, block):
-            q, k = _quantise(flat[first:stop].astype(np.float32), block, step, base, steps)
+            with np.errstate(all="ignore"):  # extreme magnitudes: steps that under/overflow just clip
+                q, k = _quantise(flat[first:stop].astype(np.float32), block, step, base, steps)
             qs.append(q)
             ks.append(k)
         kmodel = rans.Model.fit(np.concatenate(ks))
@@ -116,6 +120,9 @@ def _quantise(x: np.ndarray, block: int, step: float, base: float, steps: np.nda
         limit = np.floor(UNITY - 16 * np.log2(absmax / (ZERO * base)))
     k = np.minimum(k, np.clip(np.nan_to_num(limit, nan=SCALE_CODES - 1, posinf=SCALE_CODES - 1), 0,
                               SCALE_CODES - 1)).astype(np.int64)
+    # Near float32's limits part of the table overflows (coarse end) or underflows to 0 (fine end): stay inside.
+    usable = np.flatnonzero(np.isfinite(steps) & (steps > 0))
+    k = np.clip(k, usable[0], usable[-1])
     k -= (absmax / steps[k] > ZERO + 0.5) & (k > 0)  # float32 rounding of the step table
     k = k.astype(np.uint8)
     s = steps[k][:, None]

@@ -36,6 +36,12 @@ def _reconstruct(d: np.ndarray, m: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 def _fit_blocks(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(d, m as float16, q as int) reproducing every block of ``v`` (rows) bit for bit, or None."""
+    # Guesses may overflow float16 or divide by zero on arbitrary data: such guesses simply fail the exact check.
+    with np.errstate(all="ignore"):
+        return _fit(v)
+
+
+def _fit(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     nb = v.shape[0]
     vmin, vmax = v.min(axis=1), v.max(axis=1)
     ok = np.zeros(nb, dtype=bool)
@@ -64,8 +70,7 @@ def _fit_blocks(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | No
             for ulps in (0, -1, 1):
                 d16 = (guess.view(np.uint16) + np.uint16(ulps & 0xFFFF)).view(np.float16) if ulps else guess
                 d = d16.astype(np.float32)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    q = np.rint((v[todo].astype(np.float64) - m[todo, None]) / d[:, None])
+                q = np.rint((v[todo].astype(np.float64) - m[todo, None]) / d[:, None])
                 q = np.nan_to_num(q, nan=0.0, posinf=0.0, neginf=0.0)
                 q = np.clip(q, -ZERO, ZERO - 1).astype(np.int16)
                 rec = _reconstruct(d[:, None], m16[todo].astype(np.float32)[:, None], q)
