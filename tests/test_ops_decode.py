@@ -82,6 +82,23 @@ def run(path: str, mode: str | None, feeds: dict | None = None) -> np.ndarray:
     return runtime.session(path, mode=mode).run(None, feeds or {})[0]
 
 
+def check_matches_reference(tmp_path: Path, enc: codec.Encoded, mode: str | None) -> None:
+    """The op decodes ``enc`` (a constant blob; ``mode`` None: the node's own mode "call") as the reference."""
+    path = save(decode_model(attributes(enc, "call" if mode is None else "load"), enc.blob), tmp_path)
+    assert same_bits(run(path, mode), codec.decode(enc))
+
+
+def check_threads(path: str, attrs: dict, ref: bytes) -> None:
+    """The model decodes to the raw bytes ``ref`` on 1 and 4 threads, in both modes."""
+    import onnxruntime as ort
+
+    for threads in (1, 4):
+        for mode in ("load", "call"):
+            so = runtime.session_options(mode=mode, threads=threads)
+            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            assert raw_output(sess, attrs) == ref, (threads, mode)
+
+
 CASES = [  # (shape, dtype, n, rings)
     ((33, 17), "float32", 1600, 3),
     ((7,), "float32", 5, 0),
@@ -97,9 +114,7 @@ CASES = [  # (shape, dtype, n, rings)
 def test_decode_matches_reference(tmp_path, shape, dtype, n, rings, mode):
     rng = np.random.default_rng(abs(hash((shape, dtype, n))) % 2**32)
     x = (rng.standard_normal(shape) * 0.05).astype(dtype_from_name(dtype))
-    enc = codec.encode(x, "paper", n=n, rings=rings, L=4.0)
-    path = save(decode_model(attributes(enc, "call" if mode is None else "load"), enc.blob), tmp_path)
-    assert same_bits(run(path, mode), codec.decode(enc))
+    check_matches_reference(tmp_path, codec.encode(x, "paper", n=n, rings=rings, L=4.0), mode)
 
 
 KRONECKER_CASES = [  # (shape, dtype, N, U): odd sizes leave a partial last group
@@ -115,9 +130,7 @@ KRONECKER_CASES = [  # (shape, dtype, N, U): odd sizes leave a partial last grou
 def test_kronecker_matches_reference(tmp_path, shape, dtype, group, levels, mode):
     rng = np.random.default_rng(group * 1000 + levels)
     x = (rng.standard_normal(shape) * 0.05).astype(dtype_from_name(dtype))
-    enc = codec.encode(x, "kronecker", N=group, U=levels)
-    path = save(decode_model(attributes(enc, "call" if mode is None else "load"), enc.blob), tmp_path)
-    assert same_bits(run(path, mode), codec.decode(enc))
+    check_matches_reference(tmp_path, codec.encode(x, "kronecker", N=group, U=levels), mode)
 
 
 BLOCKVQ_CASES = [  # (shape, dtype, bits, block): odd sizes leave a partial last block and pair
@@ -135,9 +148,7 @@ BLOCKVQ_CASES = [  # (shape, dtype, bits, block): odd sizes leave a partial last
 def test_blockvq_matches_reference(tmp_path, shape, dtype, bits, block, mode):
     rng = np.random.default_rng(bits * 1000 + block)
     x = (rng.standard_normal(shape) * 0.05).astype(dtype_from_name(dtype))
-    enc = codec.encode(x, "blockvq", bits=bits, block=block)
-    path = save(decode_model(attributes(enc, "call" if mode is None else "load"), enc.blob), tmp_path)
-    assert same_bits(run(path, mode), codec.decode(enc))
+    check_matches_reference(tmp_path, codec.encode(x, "blockvq", bits=bits, block=block), mode)
 
 
 def test_blockvq_bfloat16_and_blob_input(tmp_path):
@@ -174,9 +185,7 @@ ECSQ_CASES = [  # (shape, dtype, step, block): odd sizes leave a partial last bl
 def test_ecsq_matches_reference(tmp_path, shape, dtype, step, block, mode):
     rng = np.random.default_rng(block * 1000 + int(step * 100))
     x = (rng.standard_normal(shape) * 0.05).astype(dtype_from_name(dtype))
-    enc = codec.encode(x, "ecsq", step=step, block=block)
-    path = save(decode_model(attributes(enc, "call" if mode is None else "load"), enc.blob), tmp_path)
-    assert same_bits(run(path, mode), codec.decode(enc))
+    check_matches_reference(tmp_path, codec.encode(x, "ecsq", step=step, block=block), mode)
 
 
 def test_ecsq_segments_threads_and_blob_input(tmp_path):
@@ -189,12 +198,7 @@ def test_ecsq_segments_threads_and_blob_input(tmp_path):
     enc = codec.encode(x, "ecsq", block=2)
     attrs = attributes(enc)
     ref = codec.decode(enc).view(np.uint16).tobytes()
-    path = save(decode_model(attrs, enc.blob), tmp_path)
-    for threads in (1, 4):
-        for mode in ("load", "call"):
-            so = runtime.session_options(mode=mode, threads=threads)
-            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-            assert raw_output(sess, attrs) == ref, (threads, mode)
+    check_threads(save(decode_model(attrs, enc.blob), tmp_path), attrs, ref)
     path = save(decode_model(attrs, None), tmp_path, "input.onnx")
     for mode in ("load", "call"):
         sess = runtime.session(path, mode=mode)
@@ -273,8 +277,6 @@ def test_grid_segments_threads_transposed_and_blob_input(tmp_path):
     """Two segments (blocks of 2: 2^18 stream elements each) of a transposed [1100, 300] tensor, so that each
     segment writes scattered columns, decoded on 1 and 4 threads in both modes, float16 output, the blob as a graph
     input: every run equals the reference."""
-    import onnxruntime as ort
-
     rng = np.random.default_rng(12)
     shape, block = (1100, 300), 2
     nb = 1100 * 300 // block
@@ -288,12 +290,7 @@ def test_grid_segments_threads_transposed_and_blob_input(tmp_path):
          + m.astype(np.float32).repeat(block))
     assert ref.tobytes() == np.ascontiguousarray(x.reshape(300, 1100).T).astype(np.float16).tobytes()
     ref = ref.view(np.uint16).tobytes()
-    path = save(decode_model(attrs, enc.blob), tmp_path)
-    for threads in (1, 4):
-        for mode in ("load", "call"):
-            so = runtime.session_options(mode=mode, threads=threads)
-            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-            assert raw_output(sess, attrs) == ref, (threads, mode)
+    check_threads(save(decode_model(attrs, enc.blob), tmp_path), attrs, ref)
     path = save(decode_model(attrs, None), tmp_path, "input.onnx")
     for mode in ("load", "call"):
         sess = runtime.session(path, mode=mode)

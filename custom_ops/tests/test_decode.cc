@@ -217,10 +217,148 @@ size_t run_malformed_blockvq(const std::string& dir) {
   return cases.size() + blobs.size() + 1;
 }
 
-// ecsq: side-information errors, and blobs that are truncated anywhere, have a byte flipped anywhere, a trailing
-// byte, a bad frequency sum, alphabets out of range, states out of range or wrong, and word counts off by one:
-// validate() and decode() (1 and 3 threads) must agree and reject every one of them with the codec's message,
-// never reading outside the blob (the sanitizer build runs this). Returns how many cases ran.
+// The malformed-input cases the rANS codecs (ecsq, grid) share: attribute mutations, and blobs that are truncated
+// anywhere, have a byte flipped anywhere, a trailing byte, states out of range or wrong, word counts off by one, a
+// second segment damaged, or far too few segments for the shape. validate() and decode() (1 and 3 threads) must
+// agree and reject every one of them with the codec's message, never reading outside the blob (the sanitizer
+// build runs this).
+
+// An attribute mutation that must make create() fail with a message containing `expect`.
+struct AttrCase {
+  const char* what;
+  std::function<void(MapAttrs&)> mutate;
+  const char* expect;
+};
+
+// Applies each mutation to `attrs`; create() must reject every one. Returns how many ran.
+size_t reject_attrs(const std::string& codec, const MapAttrs& attrs, const std::vector<AttrCase>& cases) {
+  for (const auto& ac : cases) {
+    MapAttrs a = attrs;
+    ac.mutate(a);
+    std::string error;
+    auto dec = Decoder::create(a, &error);
+    check(dec == nullptr, codec + " " + ac.what + ": accepted");
+    check(error.find(ac.expect) != std::string::npos,
+          codec + " " + ac.what + ": message '" + error + "' lacks '" + ac.expect + "'");
+  }
+  return cases.size();
+}
+
+uint32_t u16(const std::vector<uint8_t>& b, size_t at) { return static_cast<uint32_t>(b[at] | b[at + 1] << 8); }
+void put16(std::vector<uint8_t>& b, size_t at, uint32_t v) {
+  b[at] = static_cast<uint8_t>(v), b[at + 1] = static_cast<uint8_t>(v >> 8);
+}
+void put32(std::vector<uint8_t>& b, size_t at, uint32_t v) { put16(b, at, v & 0xffff), put16(b, at + 2, v >> 16); }
+
+// A copy of `blob` changed by f.
+std::vector<uint8_t> mutated(const std::vector<uint8_t>& blob, const std::function<void(std::vector<uint8_t>&)>& f) {
+  auto b = blob;
+  f(b);
+  return b;
+}
+
+// Offsets of a blob's `n` frequency tables, then of its first stream.
+std::vector<size_t> table_offsets(const std::vector<uint8_t>& b, int n) {
+  std::vector<size_t> at{0};
+  for (int k = 0; k < n; ++k) at.push_back(at.back() + 4 + 2 * u16(b, at.back() + 2));
+  return at;
+}
+
+// The blob cases of one rANS codec; `ran` counts them.
+struct RansRejecter {
+  std::string codec;  // "ecsq"
+  size_t ran = 0;
+
+  // Rejects `blob` with a message holding `expect` (validate and decode agree); or, when expect is null, only
+  // requires validate and decode to agree (a flipped word may still decode to valid states: rANS has no checksum).
+  bool operator()(const GoldenCase& c, const std::string& what, const std::vector<uint8_t>& blob, const char* expect) {
+    std::string error;
+    auto dec = Decoder::create(c.attrs, &error);
+    check(dec != nullptr, codec + " " + c.name + ": " + error);
+    if (!dec) return false;
+    std::string ev, e1, e3;
+    std::vector<uint8_t> out(dec->out_bytes());
+    const bool v = dec->validate(blob.data(), blob.size(), &ev);
+    const bool d1 = dec->decode(blob.data(), blob.size(), out.data(), 1, &e1);
+    const bool d3 = dec->decode(blob.data(), blob.size(), out.data(), 3, &e3);
+    check(v == d1 && v == d3 && ev == e1 && ev == e3,
+          codec + " " + what + ": validate/decode disagree: '" + ev + "' '" + e1 + "' '" + e3 + "'");
+    if (expect) {
+      check(!v, codec + " " + what + ": accepted");
+      check(ev.find(expect) != std::string::npos, codec + " " + what + ": message '" + ev + "' lacks '" + expect + "'");
+    }
+    ++ran;
+    return !v;
+  }
+
+  // The framing cases on `base`: `tables` frequency tables (`tables_word`: "two"), then one stream of 8 lanes.
+  void framing(const GoldenCase& base, int tables, const char* tables_word) {
+    const std::vector<uint8_t>& good = base.blob;
+    auto& reject = *this;
+    check(reject(base, "unmutated", good, nullptr) == false, codec + ": the unmutated blob is rejected");
+    const size_t stream_at = table_offsets(good, tables).back(), nwords_at = stream_at + 4 * 8;
+    check(good.size() == nwords_at + 4 + 2 * (u16(good, nwords_at) | u16(good, nwords_at + 2) << 16),
+          codec + " base layout");
+    const size_t least = 6 * static_cast<size_t>(tables) + 4 * 8 + 4;  // one-symbol tables, one empty stream
+    const std::string short_msg = "expected at least " + std::to_string(least) + " (" + tables_word +
+                                  " frequency tables + 1 rANS stream(s)";
+    const std::string codec_msg = codec + " codec";
+    for (size_t n = 0; n < good.size(); ++n) {  // every truncation (below the least length: the shared length error)
+      reject(base, "truncated to " + std::to_string(n), std::vector<uint8_t>(good.begin(), good.begin() + n),
+             n < least ? short_msg.c_str() : codec_msg.c_str());
+    }
+    int flips_rejected = 0, flips = 0;
+    for (size_t at = 0; at < good.size(); ++at) {  // every byte flipped (each bit pattern 0x01 and 0x80)
+      for (uint8_t mask : {uint8_t{0x01}, uint8_t{0x80}}) {
+        auto b = good;
+        b[at] ^= mask;
+        flips_rejected += reject(base, "byte " + std::to_string(at) + " ^ " + std::to_string(mask), b, nullptr);
+        ++flips;
+      }
+    }
+    // Every flip in the tables and stream header must be caught; words may (rarely) decode to valid states.
+    check(flips_rejected >= flips * 9 / 10, codec + " flips: only " + std::to_string(flips_rejected) + " of " +
+                                                std::to_string(flips) + " rejected");
+    reject(base, "trailing byte", mutated(good, [](auto& b) { b.push_back(0); }),
+           "1 unexpected byte(s) after the last stream");
+    reject(base, "state 2^16 - 1", mutated(good, [&](auto& b) { put32(b, stream_at, 0xffff); }), "state out of range");
+    reject(base, "state 0", mutated(good, [&](auto& b) { put32(b, stream_at + 28, 0); }), "state out of range");
+    reject(base, "state + 1", mutated(good, [&](auto& b) { b[stream_at] ^= 1; }), "segment 0: corrupt stream");
+    reject(base, "nwords + 1", mutated(good, [&](auto& b) { b[nwords_at] += 1; }), "segment 0: truncated stream");
+    reject(base, "nwords 2^32 - 1", mutated(good, [&](auto& b) { put32(b, nwords_at, 0xffffffffu); }),
+           "truncated stream");
+    reject(base, "nwords - 1", mutated(good, [&](auto& b) { b[nwords_at] -= 1; }), codec_msg.c_str());
+    reject(base, "no words", mutated(good, [&](auto& b) { put32(b, nwords_at, 0); }), codec_msg.c_str());
+  }
+
+  // Two segments: damage in the second stream is reported for segment 1 by every thread count; a stream cut
+  // short. Then a shape claiming far more segments than `base`'s blob can hold: rejected by the length check,
+  // nothing allocated.
+  void segments(const GoldenCase& multi, const GoldenCase& base) {
+    auto& reject = *this;
+    const auto& mb = multi.blob;
+    reject(multi, "2 segments: last word flipped", mutated(mb, [](auto& b) { b.back() ^= 0x5a; }),
+           "segment 1: corrupt stream");
+    reject(multi, "2 segments: trailing byte", mutated(mb, [](auto& b) { b.push_back(7); }), "after the last stream");
+    reject(multi, "2 segments: last byte cut", std::vector<uint8_t>(mb.begin(), mb.end() - 1),
+           "segment 1: truncated stream");
+    reject(multi, "2 segments: cut to the first", std::vector<uint8_t>(mb.begin(), mb.begin() + mb.size() / 2),
+           (codec + " codec").c_str());
+    MapAttrs huge = base.attrs;
+    huge.ints["shape"] = {int64_t{1} << 40};
+    std::string error;
+    auto dec = Decoder::create(huge, &error);
+    check(dec != nullptr, codec + " 2^40 weights: " + error);
+    if (dec) {
+      check(!dec->validate(base.blob.data(), base.blob.size(), &error) &&
+                error.find("expected at least") != std::string::npos,
+            codec + " 2^40 weights: '" + error + "'");
+      ++ran;
+    }
+  }
+};
+
+// ecsq: the shared cases (above), and a bad frequency sum and alphabets out of range. Returns how many cases ran.
 size_t run_malformed_ecsq(const std::string& dir) {
   GoldenCase base, multi;
   for (auto& c : load_cases(dir)) {
@@ -231,12 +369,7 @@ size_t run_malformed_ecsq(const std::string& dir) {
   }
   check(!base.name.empty() && !multi.name.empty(), "golden cases ecsq_float32_B32_s0.25_19x41, ecsq_2seg_B1_bfloat16");
   if (base.name.empty() || multi.name.empty()) return 0;
-  struct AttrCase {
-    const char* what;
-    std::function<void(MapAttrs&)> mutate;
-    const char* expect;
-  };
-  const std::vector<AttrCase> attr_cases = {
+  const size_t attrs = reject_attrs("ecsq", base.attrs, {
       {"no i_block", [](MapAttrs& a) { a.ints.erase("i_block"); }, "'i_block'"},
       {"no f_scale", [](MapAttrs& a) { a.floats.erase("f_scale"); }, "'f_scale'"},
       {"block 0", [](MapAttrs& a) { a.ints["i_block"] = {0}; }, "i_block must be in 1..4096, got 0"},
@@ -248,119 +381,29 @@ size_t run_malformed_ecsq(const std::string& dir) {
       {"scale inf", [](MapAttrs& a) { a.floats["f_scale"] = {INFINITY}; }, "not finite"},
       {"group 2", [](MapAttrs& a) { a.ints["group"] = {2}; }, "group must be 1"},
       {"bits 4", [](MapAttrs& a) { a.ints["bits"] = {4}; }, "bits must be 8"},
-  };
-  for (const auto& ac : attr_cases) {
-    MapAttrs attrs = base.attrs;
-    ac.mutate(attrs);
-    std::string error;
-    auto dec = Decoder::create(attrs, &error);
-    check(dec == nullptr, std::string("ecsq ") + ac.what + ": accepted");
-    check(error.find(ac.expect) != std::string::npos,
-          std::string("ecsq ") + ac.what + ": message '" + error + "' lacks '" + ac.expect + "'");
-  }
-  size_t ran = attr_cases.size();
-  // Rejects `blob` with a message holding `expect` (validate and decode agree); or, when expect is null, only
-  // requires validate and decode to agree (a flipped word may still decode to valid states: rANS has no checksum).
-  auto reject = [&](const GoldenCase& c, const std::string& what, const std::vector<uint8_t>& blob,
-                    const char* expect) {
-    std::string error;
-    auto dec = Decoder::create(c.attrs, &error);
-    check(dec != nullptr, "ecsq " + c.name + ": " + error);
-    if (!dec) return false;
-    std::string ev, e1, e3;
-    std::vector<uint8_t> out(dec->out_bytes());
-    const bool v = dec->validate(blob.data(), blob.size(), &ev);
-    const bool d1 = dec->decode(blob.data(), blob.size(), out.data(), 1, &e1);
-    const bool d3 = dec->decode(blob.data(), blob.size(), out.data(), 3, &e3);
-    check(v == d1 && v == d3 && ev == e1 && ev == e3,
-          "ecsq " + what + ": validate/decode disagree: '" + ev + "' '" + e1 + "' '" + e3 + "'");
-    if (expect) {
-      check(!v, "ecsq " + what + ": accepted");
-      check(ev.find(expect) != std::string::npos, "ecsq " + what + ": message '" + ev + "' lacks '" + expect + "'");
-    }
-    ++ran;
-    return !v;
-  };
+  });
+  RansRejecter reject{"ecsq"};
+  reject.framing(base, 2, "two");
+  // The tables: k, then q.
   const std::vector<uint8_t>& good = base.blob;
-  check(reject(base, "unmutated", good, nullptr) == false, "ecsq: the unmutated blob is rejected");
-  // Layout of the base blob: k table, q table, one stream of 8 lanes.
-  auto u16 = [](const std::vector<uint8_t>& b, size_t at) { return static_cast<uint32_t>(b[at] | b[at + 1] << 8); };
-  auto put16 = [](std::vector<uint8_t>& b, size_t at, uint32_t v) {
-    b[at] = static_cast<uint8_t>(v), b[at + 1] = static_cast<uint8_t>(v >> 8);
-  };
-  auto put32 = [&](std::vector<uint8_t>& b, size_t at, uint32_t v) { put16(b, at, v & 0xffff), put16(b, at + 2, v >> 16); };
-  const size_t q_at = 4 + 2 * u16(good, 2), stream_at = q_at + 4 + 2 * u16(good, q_at + 2);
-  const size_t nwords_at = stream_at + 4 * 8;
-  check(good.size() == nwords_at + 4 + 2 * (u16(good, nwords_at) | u16(good, nwords_at + 2) << 16), "ecsq base layout");
-  for (size_t n = 0; n < good.size(); ++n) {  // every truncation (below the least length: the shared length error)
-    reject(base, "truncated to " + std::to_string(n), std::vector<uint8_t>(good.begin(), good.begin() + n),
-           n < 48 ? "expected at least 48 (two frequency tables + 1 rANS stream(s)" : "ecsq codec");
-  }
-  int flips_rejected = 0, flips = 0;
-  for (size_t at = 0; at < good.size(); ++at) {  // every byte flipped (each bit pattern 0x01 and 0x80)
-    for (uint8_t mask : {uint8_t{0x01}, uint8_t{0x80}}) {
-      auto b = good;
-      b[at] ^= mask;
-      flips_rejected += reject(base, "byte " + std::to_string(at) + " ^ " + std::to_string(mask), b, nullptr);
-      ++flips;
-    }
-  }
-  // Every flip in the tables and stream header must be caught; words may (rarely) decode to valid states.
-  check(flips_rejected >= flips * 9 / 10, "ecsq flips: only " + std::to_string(flips_rejected) + " of " +
-                                              std::to_string(flips) + " rejected");
-  auto mutated = [&](const std::function<void(std::vector<uint8_t>&)>& f) {
-    auto b = good;
-    f(b);
-    return b;
-  };
-  reject(base, "trailing byte", mutated([](auto& b) { b.push_back(0); }), "1 unexpected byte(s) after the last stream");
-  reject(base, "k frequency sum 4097", mutated([&](auto& b) { put16(b, 4, u16(b, 4) + 1); }), "k model: frequencies sum to 4097");
-  reject(base, "q frequency sum 4095", mutated([&](auto& b) { put16(b, q_at + 4, u16(b, q_at + 4) - 1); }),
+  const size_t q_at = table_offsets(good, 2)[1];
+  reject(base, "k frequency sum 4097", mutated(good, [&](auto& b) { put16(b, 4, u16(b, 4) + 1); }),
+         "k model: frequencies sum to 4097");
+  reject(base, "q frequency sum 4095", mutated(good, [&](auto& b) { put16(b, q_at + 4, u16(b, q_at + 4) - 1); }),
          "q model: frequencies sum to 4095");
-  reject(base, "k alphabet past 255", mutated([&](auto& b) { put16(b, 0, 256 - u16(b, 2) + 1); }), "outside 0..255");
-  reject(base, "k lo 65535", mutated([&](auto& b) { put16(b, 0, 65535); }), "outside 0..255");
-  reject(base, "q alphabet past 254", mutated([&](auto& b) { put16(b, q_at, 255 - u16(b, q_at + 2) + 1); }),
+  reject(base, "k alphabet past 255", mutated(good, [&](auto& b) { put16(b, 0, 256 - u16(b, 2) + 1); }),
+         "outside 0..255");
+  reject(base, "k lo 65535", mutated(good, [&](auto& b) { put16(b, 0, 65535); }), "outside 0..255");
+  reject(base, "q alphabet past 254", mutated(good, [&](auto& b) { put16(b, q_at, 255 - u16(b, q_at + 2) + 1); }),
          "level alphabet beyond");
-  reject(base, "empty k table", mutated([&](auto& b) { put16(b, 2, 0); }), "k model: truncated or empty");
-  reject(base, "k table of 65535", mutated([&](auto& b) { put16(b, 2, 65535); }), "k model: truncated or empty");
-  reject(base, "state 2^16 - 1", mutated([&](auto& b) { put32(b, stream_at, 0xffff); }), "state out of range");
-  reject(base, "state 0", mutated([&](auto& b) { put32(b, stream_at + 28, 0); }), "state out of range");
-  reject(base, "state + 1", mutated([&](auto& b) { b[stream_at] ^= 1; }), "segment 0: corrupt stream");
-  reject(base, "nwords + 1", mutated([&](auto& b) { b[nwords_at] += 1; }), "segment 0: truncated stream");
-  reject(base, "nwords 2^32 - 1", mutated([&](auto& b) { put32(b, nwords_at, 0xffffffffu); }), "truncated stream");
-  reject(base, "nwords - 1", mutated([&](auto& b) { b[nwords_at] -= 1; }), "ecsq codec");
-  reject(base, "no words", mutated([&](auto& b) { put32(b, nwords_at, 0); }), "ecsq codec");
-  // Two segments: damage in the second stream is reported for segment 1 by every thread count; a stream cut short.
-  const auto& mb = multi.blob;
-  auto mutated_multi = [&](size_t at, uint8_t mask) {
-    auto b = mb;
-    b[at] ^= mask;
-    return b;
-  };
-  reject(multi, "2 segments: last word flipped", mutated_multi(mb.size() - 1, 0x5a), "segment 1: corrupt stream");
-  reject(multi, "2 segments: trailing byte", [&] { auto b = mb; b.push_back(7); return b; }(), "after the last stream");
-  reject(multi, "2 segments: last byte cut", std::vector<uint8_t>(mb.begin(), mb.end() - 1), "segment 1: truncated stream");
-  reject(multi, "2 segments: cut to the first", std::vector<uint8_t>(mb.begin(), mb.begin() + mb.size() / 2),
-         "ecsq codec");
-  // A shape claiming far more segments than the blob can hold: rejected by the length check, nothing allocated.
-  MapAttrs huge = base.attrs;
-  huge.ints["shape"] = {int64_t{1} << 40};
-  std::string error;
-  auto dec = Decoder::create(huge, &error);
-  check(dec != nullptr, "ecsq 2^40 weights: " + error);
-  if (dec) {
-    check(!dec->validate(good.data(), good.size(), &error) && error.find("expected at least") != std::string::npos,
-          "ecsq 2^40 weights: '" + error + "'");
-    ++ran;
-  }
-  return ran;
+  reject(base, "empty k table", mutated(good, [&](auto& b) { put16(b, 2, 0); }), "k model: truncated or empty");
+  reject(base, "k table of 65535", mutated(good, [&](auto& b) { put16(b, 2, 65535); }), "k model: truncated or empty");
+  reject.segments(multi, base);
+  return attrs + reject.ran;
 }
 
-// grid: side-information errors (block, transpose, group, bits), and blobs that are truncated anywhere, have a byte
-// flipped anywhere, a trailing byte, a bad frequency sum, an alphabet out of range, a non-finite step or offset,
-// states out of range or wrong, and word counts off by one: validate() and decode() (1 and 3 threads) must agree
-// and reject every one of them with the codec's message, never reading outside the blob (the sanitizer build runs
-// this). A flipped transpose attribute is no error: it decodes, to another tensor. Returns how many cases ran.
+// grid: the shared cases (above), and a bad frequency sum, an alphabet out of range and a non-finite step or
+// offset. A flipped transpose attribute is no error: it decodes, to another tensor. Returns how many cases ran.
 size_t run_malformed_grid(const std::string& dir) {
   GoldenCase base, zero, transposed, multi;
   for (auto& c : load_cases(dir)) {
@@ -374,12 +417,7 @@ size_t run_malformed_grid(const std::string& dir) {
   const bool have = !base.name.empty() && !zero.name.empty() && !transposed.name.empty() && !multi.name.empty();
   check(have, "golden cases grid_float32_B32_q4_1_3x96, grid_zero, grid_float32_B32_T_64x5, grid_2seg_B1_bfloat16");
   if (!have) return 0;
-  struct AttrCase {
-    const char* what;
-    std::function<void(MapAttrs&)> mutate;
-    const char* expect;
-  };
-  const std::vector<AttrCase> attr_cases = {
+  size_t ran = reject_attrs("grid", base.attrs, {
       {"no i_block", [](MapAttrs& a) { a.ints.erase("i_block"); }, "'i_block'"},
       {"no i_transpose", [](MapAttrs& a) { a.ints.erase("i_transpose"); }, "'i_transpose'"},
       {"block 0", [](MapAttrs& a) { a.ints["i_block"] = {0}; }, "i_block must be in 1..4096, got 0"},
@@ -392,109 +430,35 @@ size_t run_malformed_grid(const std::string& dir) {
       {"two transposes", [](MapAttrs& a) { a.ints["i_transpose"] = {0, 1}; }, "i_transpose must hold one integer"},
       {"group 2", [](MapAttrs& a) { a.ints["group"] = {2}; }, "group must be 1"},
       {"bits 4", [](MapAttrs& a) { a.ints["bits"] = {4}; }, "bits must be 8"},
-  };
-  for (const auto& ac : attr_cases) {
-    MapAttrs attrs = base.attrs;
-    ac.mutate(attrs);
-    std::string error;
-    auto dec = Decoder::create(attrs, &error);
-    check(dec == nullptr, std::string("grid ") + ac.what + ": accepted");
-    check(error.find(ac.expect) != std::string::npos,
-          std::string("grid ") + ac.what + ": message '" + error + "' lacks '" + ac.expect + "'");
-  }
-  size_t ran = attr_cases.size();
-  // Rejects `blob` with a message holding `expect` (validate and decode agree); or, when expect is null, only
-  // requires validate and decode to agree (a flipped word may still decode to valid states: rANS has no checksum).
-  auto reject = [&](const GoldenCase& c, const std::string& what, const std::vector<uint8_t>& blob,
-                    const char* expect) {
-    std::string error;
-    auto dec = Decoder::create(c.attrs, &error);
-    check(dec != nullptr, "grid " + c.name + ": " + error);
-    if (!dec) return false;
-    std::string ev, e1, e3;
-    std::vector<uint8_t> out(dec->out_bytes());
-    const bool v = dec->validate(blob.data(), blob.size(), &ev);
-    const bool d1 = dec->decode(blob.data(), blob.size(), out.data(), 1, &e1);
-    const bool d3 = dec->decode(blob.data(), blob.size(), out.data(), 3, &e3);
-    check(v == d1 && v == d3 && ev == e1 && ev == e3,
-          "grid " + what + ": validate/decode disagree: '" + ev + "' '" + e1 + "' '" + e3 + "'");
-    if (expect) {
-      check(!v, "grid " + what + ": accepted");
-      check(ev.find(expect) != std::string::npos, "grid " + what + ": message '" + ev + "' lacks '" + expect + "'");
-    }
-    ++ran;
-    return !v;
-  };
+  });
+  RansRejecter reject{"grid"};
+  reject.framing(base, 5, "five");
+  // The tables: d_lo, d_hi, m_lo, m_hi, q.
   const std::vector<uint8_t>& good = base.blob;
-  check(reject(base, "unmutated", good, nullptr) == false, "grid: the unmutated blob is rejected");
-  // Layout of the base blob: five tables (d_lo, d_hi, m_lo, m_hi, q), one stream of 8 lanes (324 symbols).
-  auto u16 = [](const std::vector<uint8_t>& b, size_t at) { return static_cast<uint32_t>(b[at] | b[at + 1] << 8); };
-  auto put16 = [](std::vector<uint8_t>& b, size_t at, uint32_t v) {
-    b[at] = static_cast<uint8_t>(v), b[at + 1] = static_cast<uint8_t>(v >> 8);
-  };
-  auto put32 = [&](std::vector<uint8_t>& b, size_t at, uint32_t v) { put16(b, at, v & 0xffff), put16(b, at + 2, v >> 16); };
-  auto tables = [&](const std::vector<uint8_t>& b) {  // offsets of the five tables, then of the first stream
-    std::vector<size_t> at{0};
-    for (int k = 0; k < 5; ++k) at.push_back(at.back() + 4 + 2 * u16(b, at.back() + 2));
-    return at;
-  };
-  const std::vector<size_t> t_at = tables(good);
-  const size_t stream_at = t_at[5], nwords_at = stream_at + 4 * 8;
-  check(good.size() == nwords_at + 4 + 2 * (u16(good, nwords_at) | u16(good, nwords_at + 2) << 16), "grid base layout");
-  const size_t least = 30 + 4 * 8 + 4;  // five one-symbol tables, one empty stream of 8 lanes
-  for (size_t n = 0; n < good.size(); ++n) {  // every truncation (below the least length: the shared length error)
-    reject(base, "truncated to " + std::to_string(n), std::vector<uint8_t>(good.begin(), good.begin() + n),
-           n < least ? "expected at least 66 (five frequency tables + 1 rANS stream(s)" : "grid codec");
-  }
-  int flips_rejected = 0, flips = 0;
-  for (size_t at = 0; at < good.size(); ++at) {  // every byte flipped (each bit pattern 0x01 and 0x80)
-    for (uint8_t mask : {uint8_t{0x01}, uint8_t{0x80}}) {
-      auto b = good;
-      b[at] ^= mask;
-      flips_rejected += reject(base, "byte " + std::to_string(at) + " ^ " + std::to_string(mask), b, nullptr);
-      ++flips;
-    }
-  }
-  check(flips_rejected >= flips * 9 / 10, "grid flips: only " + std::to_string(flips_rejected) + " of " +
-                                              std::to_string(flips) + " rejected");
-  auto mutated = [&](const GoldenCase& c, const std::function<void(std::vector<uint8_t>&)>& f) {
-    auto b = c.blob;
-    f(b);
-    return b;
-  };
-  reject(base, "trailing byte", mutated(base, [](auto& b) { b.push_back(0); }),
-         "1 unexpected byte(s) after the last stream");
-  reject(base, "d_lo frequency sum 4097", mutated(base, [&](auto& b) { put16(b, 4, u16(b, 4) + 1); }),
+  const std::vector<size_t> t_at = table_offsets(good, 5);
+  reject(base, "d_lo frequency sum 4097", mutated(good, [&](auto& b) { put16(b, 4, u16(b, 4) + 1); }),
          "d_lo model: frequencies sum to 4097");
-  reject(base, "q frequency sum 4095", mutated(base, [&](auto& b) { put16(b, t_at[4] + 4, u16(b, t_at[4] + 4) - 1); }),
+  reject(base, "q frequency sum 4095", mutated(good, [&](auto& b) { put16(b, t_at[4] + 4, u16(b, t_at[4] + 4) - 1); }),
          "q model: frequencies sum to 4095");
   reject(base, "m_hi alphabet past 255",
-         mutated(base, [&](auto& b) { put16(b, t_at[3], 256 - u16(b, t_at[3] + 2) + 1); }), "m_hi model: alphabet");
-  reject(base, "empty m_lo table", mutated(base, [&](auto& b) { put16(b, t_at[2] + 2, 0); }),
+         mutated(good, [&](auto& b) { put16(b, t_at[3], 256 - u16(b, t_at[3] + 2) + 1); }), "m_hi model: alphabet");
+  reject(base, "empty m_lo table", mutated(good, [&](auto& b) { put16(b, t_at[2] + 2, 0); }),
          "m_lo model: truncated or empty");
-  reject(base, "q table of 65535", mutated(base, [&](auto& b) { put16(b, t_at[4] + 2, 65535); }),
+  reject(base, "q table of 65535", mutated(good, [&](auto& b) { put16(b, t_at[4] + 2, 65535); }),
          "q model: truncated or empty");
-  reject(base, "state 2^16 - 1", mutated(base, [&](auto& b) { put32(b, stream_at, 0xffff); }), "state out of range");
-  reject(base, "state 0", mutated(base, [&](auto& b) { put32(b, stream_at + 28, 0); }), "state out of range");
-  reject(base, "state + 1", mutated(base, [&](auto& b) { b[stream_at] ^= 1; }), "segment 0: corrupt stream");
-  reject(base, "nwords + 1", mutated(base, [&](auto& b) { b[nwords_at] += 1; }), "segment 0: truncated stream");
-  reject(base, "nwords 2^32 - 1", mutated(base, [&](auto& b) { put32(b, nwords_at, 0xffffffffu); }),
-         "truncated stream");
-  reject(base, "nwords - 1", mutated(base, [&](auto& b) { b[nwords_at] -= 1; }), "grid codec");
-  reject(base, "no words", mutated(base, [&](auto& b) { put32(b, nwords_at, 0); }), "grid codec");
   // Non-finite steps and offsets: the zero tensor's side tables are one-symbol alphabets (symbol 0, no words), so
   // moving a table's symbol changes every block's byte and nothing else.
-  const std::vector<size_t> z_at = tables(zero.blob);
+  const std::vector<size_t> z_at = table_offsets(zero.blob, 5);
   check(u16(zero.blob, z_at[1] + 2) == 1 && u16(zero.blob, z_at[3] + 2) == 1, "grid_zero: one-symbol side tables");
   for (uint32_t hi : {0x7cu, 0xfcu, 0x7eu, 0xffu}) {
-    reject(zero, "d_hi " + std::to_string(hi), mutated(zero, [&](auto& b) { put16(b, z_at[1], hi); }),
+    reject(zero, "d_hi " + std::to_string(hi), mutated(zero.blob, [&](auto& b) { put16(b, z_at[1], hi); }),
            "segment 0: block 0: step or offset is not finite");
-    reject(zero, "m_hi " + std::to_string(hi), mutated(zero, [&](auto& b) { put16(b, z_at[3], hi); }),
+    reject(zero, "m_hi " + std::to_string(hi), mutated(zero.blob, [&](auto& b) { put16(b, z_at[3], hi); }),
            "segment 0: block 0: step or offset is not finite");
   }
   for (uint32_t hi : {0x7bu, 0xfbu, 0x3cu}) {  // the largest finite exponents: fine
-    check(!reject(zero, "d_hi finite " + std::to_string(hi), mutated(zero, [&](auto& b) { put16(b, z_at[1], hi); }),
-                  nullptr),
+    check(!reject(zero, "d_hi finite " + std::to_string(hi),
+                  mutated(zero.blob, [&](auto& b) { put16(b, z_at[1], hi); }), nullptr),
           "grid: a finite step rejected");
   }
   // The transpose attribute flipped: a valid decode of the other layout (not the tensor), and back.
@@ -515,30 +479,8 @@ size_t run_malformed_grid(const std::string& dir) {
     check(same, "grid transpose flipped: not the stream order");
     ran += 2;
   }
-  // Two segments: damage in the second stream is reported for segment 1 by every thread count; a stream cut short.
-  const auto& mb = multi.blob;
-  auto mutated_multi = [&](size_t at, uint8_t mask) {
-    auto b = mb;
-    b[at] ^= mask;
-    return b;
-  };
-  reject(multi, "2 segments: last word flipped", mutated_multi(mb.size() - 1, 0x5a), "segment 1: corrupt stream");
-  reject(multi, "2 segments: trailing byte", [&] { auto b = mb; b.push_back(7); return b; }(), "after the last stream");
-  reject(multi, "2 segments: last byte cut", std::vector<uint8_t>(mb.begin(), mb.end() - 1), "segment 1: truncated stream");
-  reject(multi, "2 segments: cut to the first", std::vector<uint8_t>(mb.begin(), mb.begin() + mb.size() / 2),
-         "grid codec");
-  // A shape claiming far more segments than the blob can hold: rejected by the length check, nothing allocated.
-  MapAttrs huge = base.attrs;
-  huge.ints["shape"] = {int64_t{1} << 40};
-  std::string error;
-  auto dec = Decoder::create(huge, &error);
-  check(dec != nullptr, "grid 2^40 weights: " + error);
-  if (dec) {
-    check(!dec->validate(good.data(), good.size(), &error) && error.find("expected at least") != std::string::npos,
-          "grid 2^40 weights: '" + error + "'");
-    ++ran;
-  }
-  return ran;
+  reject.segments(multi, base);
+  return ran + reject.ran;
 }
 
 int run_malformed(const std::string& dir) {
@@ -550,11 +492,6 @@ int run_malformed(const std::string& dir) {
   if (base.name.empty()) return 1;
 
   // Attribute mutations: each must make create() fail with a message containing `expect`.
-  struct AttrCase {
-    const char* what;
-    std::function<void(MapAttrs&)> mutate;
-    const char* expect;
-  };
   const std::vector<AttrCase> attr_cases = {
       {"no codec", [](MapAttrs& a) { a.strings.erase("codec"); }, "'codec'"},
       {"unknown codec", [](MapAttrs& a) { a.strings["codec"] = "zip"; }, "unknown codec 'zip'"},

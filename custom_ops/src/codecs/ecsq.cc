@@ -24,14 +24,13 @@
 #include "../codec.h"
 #include "blockvq.h"
 #include "rans.h"
+#include "segmented.h"
 
 namespace hyperonnx {
 namespace {
 
-using rans::lanes_for;
 using rans::Model;
 
-constexpr uint64_t kSegmentBlocks = uint64_t{1} << 17;
 constexpr int64_t kMaxBlock = 4096;
 constexpr uint32_t kZero = 127;  // symbol of level 0
 constexpr uint32_t kMaxLevelSymbol = 2 * kZero;
@@ -49,61 +48,20 @@ bool fail(std::string* error, const std::string& message) {
 }
 
 struct Params {
-  uint64_t numel = 0;
-  uint64_t block = 1;
-  uint64_t seg_elems = 0;  // 2^17 · B
-  uint64_t segments = 0;
+  rans::Segments seg;  // one side symbol (the scale code) per block
   DType dtype = DType::kFloat;
   float scales[256];
   bool f16c = false;  // float16 output cast with F16C (the CPU has it and no value can be NaN)
 };
 
-class EcsqDecoder final : public BlockDecoder {
+class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder> {
  public:
-  explicit EcsqDecoder(const Params& p) : p_(p) {
-    // The least blob: two one-symbol tables, then per segment its states, its word count and no words.
-    min_bytes_ = 12;
-    if (p_.segments) {
-      const uint64_t full = p_.segments - 1;
-      min_bytes_ += full * (4 * uint64_t{lanes_for(symbols(0))} + 4) + 4 * uint64_t{lanes_for(symbols(full))} + 4;
-    }
-  }
-
-  uint64_t blob_bytes() const override { return min_bytes_; }
-  std::string blob_layout() const override {
-    return "two frequency tables + " + std::to_string(p_.segments) + " rANS stream(s) of 2^17 blocks of " +
-           std::to_string(p_.block) + " weights";
-  }
-  bool variable_length() const override { return true; }
-  uint64_t units() const override { return p_.segments; }
-  uint64_t unit_align() const override { return 1; }
-
-  bool validate(const uint8_t* blob, size_t len, std::string* error) const override {
-    return run<false>(blob, len, 0, p_.segments, nullptr, error);
-  }
-  bool decode(const uint8_t* blob, size_t len, uint64_t u0, uint64_t u1, void* out, bool,
-              std::string* error) const override {
-    return run<true>(blob, len, u0, u1, static_cast<uint8_t*>(out), error);
-  }
+  explicit EcsqDecoder(const Params& p) : SegmentedDecoder(p.seg, 2, "two"), p_(p) {}
 
  private:
-  uint64_t seg_len(uint64_t g) const { return std::min(p_.numel - g * p_.seg_elems, p_.seg_elems); }
-  uint64_t seg_blocks(uint64_t g) const { return (seg_len(g) + p_.block - 1) / p_.block; }
-  uint64_t symbols(uint64_t g) const { return seg_blocks(g) + seg_len(g); }
+  friend class rans::SegmentedDecoder<EcsqDecoder>;
 
-  // Moves *pos past segment g's stream; its header and words must lie inside the blob.
-  bool skip_stream(const uint8_t* blob, size_t len, uint64_t g, size_t* pos, std::string* error) const {
-    uint64_t bytes = 0;
-    std::string e;
-    if (!rans::stream_bytes(blob, len, *pos, symbols(g), &bytes, &e)) {
-      return fail(error, "segment " + std::to_string(g) + ": " + e);
-    }
-    *pos += static_cast<size_t>(bytes);
-    return true;
-  }
-
-  // Units [u0, u1): parse the tables, find segment u0's stream, decode (WRITE) or just check each stream; the
-  // call holding the last segment also rejects trailing bytes.
+  // Units [u0, u1): parse the tables, then decode (WRITE) or just check each segment's stream (rans.h).
   template <bool WRITE>
   bool run(const uint8_t* blob, size_t len, uint64_t u0, uint64_t u1, uint8_t* out, std::string* error) const {
     auto models = std::make_unique<Model[]>(2);  // 32 KiB: off the stack
@@ -115,44 +73,36 @@ class EcsqDecoder final : public BlockDecoder {
       return fail(error, e);
     }
     if (qm.lo + qm.n > kMaxLevelSymbol + 1) return fail(error, "level alphabet beyond ±127");
-    for (uint64_t g = 0; g < u0; ++g) {
-      if (!skip_stream(blob, len, g, &pos, error)) return false;
-    }
-    std::unique_ptr<uint8_t[]> ks(new uint8_t[static_cast<size_t>(std::min(kSegmentBlocks, seg_blocks(0)))]);
+    const size_t nb_max = static_cast<size_t>(std::min(rans::Segments::kBlocks, p_.seg.blocks(0)));
+    std::unique_ptr<uint8_t[]> ks(new uint8_t[nb_max]);
     auto coder = std::make_unique<rans::Stream>();  // 16 KiB of states: off the stack
-    for (uint64_t g = u0; g < u1; ++g) {
-      if (!stream<WRITE>(blob, len, g, km, qm, ks.get(), coder.get(), out, &pos, error)) return false;
-    }
-    if (u1 == p_.segments && pos != len) {
-      return fail(error, std::to_string(len - pos) + " unexpected byte(s) after the last stream");
-    }
+    auto segment = [&](uint64_t g, rans::Stream& c, std::string* message) {
+      return stream<WRITE>(g, km, qm, ks.get(), c, out, message);
+    };
+    if (!rans::for_segments(p_.seg, blob, len, pos, u0, u1, coder.get(), segment, &e)) return fail(error, e);
     return true;
   }
 
-  // Decodes segment g's stream at blob[*pos, len) and moves *pos past it.
+  // Decodes segment g from its open stream c; on failure sets *error (no prefix) and returns false.
   template <bool WRITE>
-  bool stream(const uint8_t* blob, size_t len, uint64_t g, const Model& km, const Model& qm, uint8_t* ks,
-              rans::Stream* coder, uint8_t* out, size_t* pos, std::string* error) const {
-    const std::string seg = "segment " + std::to_string(g) + ": ";
-    const uint64_t nb = seg_blocks(g), nq = seg_len(g);
-    rans::Stream& c = *coder;
-    std::string e;
-    if (!c.open(blob, len, pos, nb + nq, &e)) return fail(error, seg + e);
-    if (!c.decode(km, nb, ks)) return fail(error, seg + "corrupt stream (ran out of words)");
+  bool stream(uint64_t g, const Model& km, const Model& qm, uint8_t* ks, rans::Stream& c, uint8_t* out,
+              std::string* error) const {
+    const uint64_t nb = p_.seg.blocks(g), nq = p_.seg.len(g), block = p_.seg.block;
+    if (!c.decode(km, nb, ks, error)) return false;
     const size_t esize = dtype_size(p_.dtype);
-    uint8_t* dst = WRITE ? out + static_cast<size_t>(g * p_.seg_elems) * esize : nullptr;
+    uint8_t* dst = WRITE ? out + static_cast<size_t>(g * p_.seg.elems) * esize : nullptr;
     uint8_t syms[kChunk];
     float values[kChunk];
     for (uint64_t i = 0; i < nq; i += kChunk) {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, nq - i));
-      if (!c.decode(qm, n, syms)) return fail(error, seg + "corrupt stream (ran out of words)");
+      if (!c.decode(qm, n, syms, error)) return false;
       if (WRITE) {
-        uint64_t b = i / p_.block, left = p_.block - i % p_.block;
+        uint64_t b = i / block, left = block - i % block;
         float s = p_.scales[ks[b]];
         for (size_t t = 0; t < n; ++t) {
           if (left == 0) {
             s = p_.scales[ks[++b]];
-            left = p_.block;
+            left = block;
           }
           --left;
           values[t] = static_cast<float>(static_cast<int32_t>(syms[t]) - static_cast<int32_t>(kZero)) * s;
@@ -164,12 +114,10 @@ class EcsqDecoder final : public BlockDecoder {
         }
       }
     }
-    if (!c.finished()) return fail(error, seg + "corrupt stream (final state check failed)");
     return true;
   }
 
   Params p_;
-  uint64_t min_bytes_ = 0;
 };
 
 std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& layout, std::string* error) {
@@ -192,10 +140,7 @@ std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& lay
     return nullptr;
   }
   Params p;
-  p.numel = layout.numel;
-  p.block = static_cast<uint64_t>(block);
-  p.seg_elems = kSegmentBlocks * p.block;
-  p.segments = (p.numel + p.seg_elems - 1) / p.seg_elems;
+  p.seg = rans::Segments(layout.numel, static_cast<uint64_t>(block), 1);
   p.dtype = layout.dtype;
   for (int k = 0; k < 256; ++k) {
     const float b = base * from_bits(kLogStepBits[k & 15]);  // rounded product

@@ -34,13 +34,13 @@
 #include "../codec.h"
 #include "blockvq.h"
 #include "rans.h"
+#include "segmented.h"
 
 namespace hyperonnx {
 namespace {
 
 using rans::Model;
 
-constexpr uint64_t kSegmentBlocks = uint64_t{1} << 17;
 constexpr int64_t kMaxBlock = 4096;
 constexpr int32_t kZero = 128;   // symbol of level 0
 constexpr size_t kChunk = 2048;  // level symbols decoded, then reconstructed and cast, per step (stays in L1)
@@ -67,10 +67,7 @@ inline float half_to_float(uint32_t h) {
 }
 
 struct Params {
-  uint64_t numel = 0;
-  uint64_t block = 1;
-  uint64_t seg_elems = 0;  // 2^17 · B
-  uint64_t segments = 0;
+  rans::Segments seg;  // four side symbols per block (the low and high bytes of its step and offset)
   uint64_t rows = 1, cols = 1;  // the [R, C] view of a transposed tensor
   bool transpose = false;       // i_transpose = 1 and the order differs (R > 1 and C > 1)
   uint64_t tile_cols = 0;       // transposed with R <= kTileElems / 2: columns per tile (>= 2), else 0 (scatter)
@@ -111,50 +108,12 @@ void write_tile(const uint8_t* tile, uint64_t js, uint64_t je, uint64_t rows, ui
   }
 }
 
-class GridDecoder final : public BlockDecoder {
+class GridDecoder final : public rans::SegmentedDecoder<GridDecoder> {
  public:
-  explicit GridDecoder(const Params& p) : p_(p) {
-    // The least blob: five one-symbol tables, then per segment its states, its word count and no words.
-    min_bytes_ = 6 * kModels;
-    if (p_.segments) {
-      const uint64_t full = p_.segments - 1;
-      min_bytes_ += full * (4 * uint64_t{rans::lanes_for(symbols(0))} + 4) +
-                    4 * uint64_t{rans::lanes_for(symbols(full))} + 4;
-    }
-  }
-
-  uint64_t blob_bytes() const override { return min_bytes_; }
-  std::string blob_layout() const override {
-    return "five frequency tables + " + std::to_string(p_.segments) + " rANS stream(s) of 2^17 blocks of " +
-           std::to_string(p_.block) + " weights";
-  }
-  bool variable_length() const override { return true; }
-  uint64_t units() const override { return p_.segments; }
-  uint64_t unit_align() const override { return 1; }
-
-  bool validate(const uint8_t* blob, size_t len, std::string* error) const override {
-    return run<false>(blob, len, 0, p_.segments, nullptr, error);
-  }
-  bool decode(const uint8_t* blob, size_t len, uint64_t u0, uint64_t u1, void* out, bool,
-              std::string* error) const override {
-    return run<true>(blob, len, u0, u1, static_cast<uint8_t*>(out), error);
-  }
+  explicit GridDecoder(const Params& p) : SegmentedDecoder(p.seg, kModels, "five"), p_(p) {}
 
  private:
-  uint64_t seg_len(uint64_t g) const { return std::min(p_.numel - g * p_.seg_elems, p_.seg_elems); }
-  uint64_t seg_blocks(uint64_t g) const { return (seg_len(g) + p_.block - 1) / p_.block; }
-  uint64_t symbols(uint64_t g) const { return 4 * seg_blocks(g) + seg_len(g); }
-
-  // Moves *pos past segment g's stream; its header and words must lie inside the blob.
-  bool skip_stream(const uint8_t* blob, size_t len, uint64_t g, size_t* pos, std::string* error) const {
-    uint64_t bytes = 0;
-    std::string e;
-    if (!rans::stream_bytes(blob, len, *pos, symbols(g), &bytes, &e)) {
-      return fail(error, "segment " + std::to_string(g) + ": " + e);
-    }
-    *pos += static_cast<size_t>(bytes);
-    return true;
-  }
+  friend class rans::SegmentedDecoder<GridDecoder>;
 
   // Per-call scratch, off the stack: the models, the coder, a segment's side bytes and its steps and offsets.
   struct Scratch {
@@ -162,8 +121,7 @@ class GridDecoder final : public BlockDecoder {
     rans::Stream coder;
   };
 
-  // Units [u0, u1): parse the tables, find segment u0's stream, decode (WRITE) or just check each stream; the
-  // call holding the last segment also rejects trailing bytes.
+  // Units [u0, u1): parse the tables, then decode (WRITE) or just check each segment's stream (rans.h).
   template <bool WRITE>
   bool run(const uint8_t* blob, size_t len, uint64_t u0, uint64_t u1, uint8_t* out, std::string* error) const {
     auto scratch = std::make_unique<Scratch>();  // 96 KiB
@@ -172,36 +130,30 @@ class GridDecoder final : public BlockDecoder {
     for (int k = 0; k < kModels; ++k) {
       if (!rans::parse_model(blob, len, &pos, kModelNames[k], &scratch->models[k], &e)) return fail(error, e);
     }
-    for (uint64_t g = 0; g < u0; ++g) {
-      if (!skip_stream(blob, len, g, &pos, error)) return false;
-    }
-    const size_t nb_max = static_cast<size_t>(p_.segments ? std::min(kSegmentBlocks, seg_blocks(u0)) : 0);
+    const uint64_t nb = p_.seg.count ? std::min(rans::Segments::kBlocks, p_.seg.blocks(u0)) : 0;
+    const size_t nb_max = static_cast<size_t>(nb);
     std::unique_ptr<uint8_t[]> side(new uint8_t[4 * nb_max + 1]);
     std::unique_ptr<float[]> dm(new float[2 * nb_max + 1]);
     std::unique_ptr<uint8_t[]> tile;  // transposed output: one tile of cast values, stream order
     if (WRITE && p_.tile_cols != 0 && u0 < u1) {
       tile.reset(new uint8_t[static_cast<size_t>(p_.tile_cols * p_.rows) * dtype_size(p_.dtype)]);
     }
-    for (uint64_t g = u0; g < u1; ++g) {
-      if (!stream<WRITE>(blob, len, g, *scratch, side.get(), dm.get(), tile.get(), out, &pos, error)) return false;
-    }
-    if (u1 == p_.segments && pos != len) {
-      return fail(error, std::to_string(len - pos) + " unexpected byte(s) after the last stream");
-    }
+    auto segment = [&](uint64_t g, rans::Stream&, std::string* message) {
+      return stream<WRITE>(g, *scratch, side.get(), dm.get(), tile.get(), out, message);
+    };
+    if (!rans::for_segments(p_.seg, blob, len, pos, u0, u1, &scratch->coder, segment, &e)) return fail(error, e);
     return true;
   }
 
-  // Decodes segment g's stream at blob[*pos, len) and moves *pos past it. side: 4·nb bytes, dm: 2·nb floats.
+  // Decodes segment g from its open stream s.coder; side: 4·nb bytes, dm: 2·nb floats. On failure sets *error (no
+  // prefix) and returns false.
   template <bool WRITE>
-  bool stream(const uint8_t* blob, size_t len, uint64_t g, Scratch& s, uint8_t* side, float* dm, uint8_t* tile,
-              uint8_t* out, size_t* pos, std::string* error) const {
-    const std::string seg = "segment " + std::to_string(g) + ": ";
-    const uint64_t nb = seg_blocks(g), nq = seg_len(g);
+  bool stream(uint64_t g, Scratch& s, uint8_t* side, float* dm, uint8_t* tile, uint8_t* out,
+              std::string* error) const {
+    const uint64_t nb = p_.seg.blocks(g), nq = p_.seg.len(g);
     rans::Stream& c = s.coder;
-    std::string e;
-    if (!c.open(blob, len, pos, symbols(g), &e)) return fail(error, seg + e);
     for (int k = 0; k < 4; ++k) {
-      if (!c.decode(s.models[k], nb, side + k * nb)) return fail(error, seg + "corrupt stream (ran out of words)");
+      if (!c.decode(s.models[k], nb, side + k * nb, error)) return false;
     }
     float* d = dm;
     float* m = dm + nb;
@@ -209,13 +161,14 @@ class GridDecoder final : public BlockDecoder {
       const uint32_t hd = side[b] | static_cast<uint32_t>(side[nb + b]) << 8;
       const uint32_t hm = side[2 * nb + b] | static_cast<uint32_t>(side[3 * nb + b]) << 8;
       if ((hd & 0x7c00u) == 0x7c00u || (hm & 0x7c00u) == 0x7c00u) {
-        return fail(error, seg + "block " + std::to_string(b) + ": step or offset is not finite");
+        *error = "block " + std::to_string(b) + ": step or offset is not finite";
+        return false;
       }
       d[b] = half_to_float(hd);
       m[b] = half_to_float(hm);
     }
     const size_t esize = dtype_size(p_.dtype);
-    const uint64_t first = g * p_.seg_elems;
+    const uint64_t first = g * p_.seg.elems;
     uint8_t syms[kChunk];
     float values[kChunk];
     alignas(16) uint8_t cast[kChunk * 8];
@@ -224,7 +177,7 @@ class GridDecoder final : public BlockDecoder {
       // A tile: the segment's stream elements in p_.tile_cols consecutive columns (or the whole segment).
       const uint64_t t1 =
           tiled ? std::min(nq, ((first + t0) / p_.rows + p_.tile_cols) * p_.rows - first) : nq;
-      if (!tile_chunks<WRITE>(s, t0, t1, first, d, m, syms, values, cast, tile, out, seg, error)) return false;
+      if (!tile_chunks<WRITE>(s, t0, t1, first, d, m, syms, values, cast, tile, out, error)) return false;
       if (tiled) {
         switch (esize) {
           case 2: write_tile<2>(tile, first + t0, first + t1, p_.rows, p_.cols, out); break;
@@ -234,31 +187,31 @@ class GridDecoder final : public BlockDecoder {
       }
       t0 = t1;
     }
-    if (!c.finished()) return fail(error, seg + "corrupt stream (final state check failed)");
     return true;
   }
 
   // Decodes the segment's stream elements [t0, t1), kChunk at a time, and (WRITE) writes them: into the tile (in
-  // stream order from t0) when tiled, else to their places in out.
+  // stream order from t0) when tiled, else to their places in out. On failure sets *error (no prefix).
   template <bool WRITE>
   bool tile_chunks(Scratch& s, uint64_t t0, uint64_t t1, uint64_t first, const float* d, const float* m,
-                   uint8_t* syms, float* values, uint8_t* cast, uint8_t* tile, uint8_t* out, const std::string& seg,
+                   uint8_t* syms, float* values, uint8_t* cast, uint8_t* tile, uint8_t* out,
                    std::string* error) const {
     rans::Stream& c = s.coder;
     const size_t esize = dtype_size(p_.dtype);
     const bool tiled = WRITE && p_.tile_cols != 0;
     for (uint64_t i = t0; i < t1; i += kChunk) {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, t1 - i));
-      if (!c.decode(s.models[4], n, syms)) return fail(error, seg + "corrupt stream (ran out of words)");
+      if (!c.decode(s.models[4], n, syms, error)) return false;
       if (!WRITE) continue;
-      uint64_t b = i / p_.block, left = p_.block - i % p_.block;
+      const uint64_t block = p_.seg.block;
+      uint64_t b = i / block, left = block - i % block;
       float db = d[b], mb = m[b];
       for (size_t t = 0; t < n; ++t) {
         if (left == 0) {
           ++b;
           db = d[b];
           mb = m[b];
-          left = p_.block;
+          left = block;
         }
         --left;
         const float prod = db * static_cast<float>(static_cast<int32_t>(syms[t]) - kZero);  // rounded product
@@ -284,7 +237,6 @@ class GridDecoder final : public BlockDecoder {
   }
 
   Params p_;
-  uint64_t min_bytes_ = 0;
 };
 
 std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& layout, std::string* error) {
@@ -306,14 +258,11 @@ std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& lay
     return nullptr;
   }
   Params p;
-  p.numel = layout.numel;
-  p.block = static_cast<uint64_t>(block);
-  p.seg_elems = kSegmentBlocks * p.block;
-  p.segments = (p.numel + p.seg_elems - 1) / p.seg_elems;
+  p.seg = rans::Segments(layout.numel, static_cast<uint64_t>(block), 4);
   p.dtype = layout.dtype;
   // R = shape[0] (1 for a scalar or an empty tensor, as the reference), C = numel / R.
   p.rows = !layout.shape.empty() && layout.shape[0] > 0 ? static_cast<uint64_t>(layout.shape[0]) : 1;
-  p.cols = p.numel / p.rows;
+  p.cols = layout.numel / p.rows;
   p.transpose = transpose == 1 && p.rows > 1 && p.cols > 1;
   p.tile_cols = p.transpose && p.rows <= kTileElems / 2 ? kTileElems / p.rows : 0;
   p.f16c = p.dtype == DType::kFloat16 && host_has_f16c();

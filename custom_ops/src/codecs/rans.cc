@@ -57,6 +57,25 @@ bool stream_bytes(const uint8_t* blob, size_t len, size_t pos, uint64_t symbols,
   return true;
 }
 
+uint64_t Segments::min_bytes() const {
+  if (count == 0) return 0;
+  const uint64_t full = count - 1;
+  return full * (4 * uint64_t{lanes_for(symbols(0))} + 4) + 4 * uint64_t{lanes_for(symbols(full))} + 4;
+}
+
+bool skip_streams(const Segments& s, const uint8_t* blob, size_t len, uint64_t u0, size_t* pos, std::string* error) {
+  std::string e;
+  for (uint64_t g = 0; g < u0; ++g) {
+    uint64_t bytes = 0;
+    if (!stream_bytes(blob, len, *pos, s.symbols(g), &bytes, &e)) {
+      *error = "segment " + std::to_string(g) + ": " + e;
+      return false;
+    }
+    *pos += static_cast<size_t>(bytes);
+  }
+  return true;
+}
+
 bool Stream::open(const uint8_t* blob, size_t len, size_t* pos, uint64_t symbols, std::string* error) {
   uint64_t bytes = 0;
   if (!stream_bytes(blob, len, *pos, symbols, &bytes, error)) return false;

@@ -8,8 +8,12 @@
 //
 // Arithmetic: the state update is exact 32-bit integer arithmetic (a state in [2^16, 2^32) decodes to one in
 // [16, 2^32) and is refilled to [2^16, 2^32)).
+//
+// Also the segment framing both codecs share (Segments, for_segments): a tensor in segments of 2^17 blocks, one
+// stream per segment after the codec's tables, each segment found by walking the stream headers before it.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -55,6 +59,12 @@ class Stream {
   // Decodes the next n symbols with model m into out; false when the words run out ("corrupt stream (ran out of
   // words)" is the caller's message).
   bool decode(const Model& m, uint64_t n, uint8_t* out);
+  // The same, setting *error to "corrupt stream (ran out of words)" when the words run out.
+  bool decode(const Model& m, uint64_t n, uint8_t* out, std::string* error) {
+    if (decode(m, n, out)) return true;
+    *error = "corrupt stream (ran out of words)";
+    return false;
+  }
   // After the last symbol: every word read and every state at 2^16.
   bool finished() const;
 
@@ -64,6 +74,55 @@ class Stream {
   const uint8_t* words_ = nullptr;
   uint64_t nwords_ = 0, read_ = 0;
 };
+
+// A tensor of `numel` elements in segments of 2^17 blocks of `block` elements (the last ones maybe shorter), each
+// segment coded as one stream of side·blocks + elements symbols (`side`: the side symbols per block).
+struct Segments {
+  static constexpr uint64_t kBlocks = uint64_t{1} << 17;
+  uint64_t numel = 0, block = 1, side = 1;
+  uint64_t elems = 0;  // per full segment: 2^17 · block
+  uint64_t count = 0;  // segments
+
+  Segments() = default;
+  Segments(uint64_t numel_, uint64_t block_, uint64_t side_)
+      : numel(numel_), block(block_), side(side_), elems(kBlocks * block_), count((numel_ + elems - 1) / elems) {}
+
+  uint64_t len(uint64_t g) const { return std::min(numel - g * elems, elems); }
+  uint64_t blocks(uint64_t g) const { return (len(g) + block - 1) / block; }
+  uint64_t symbols(uint64_t g) const { return side * blocks(g) + len(g); }
+  // The least bytes of all the streams: per segment its states and its word count, no words.
+  uint64_t min_bytes() const;
+};
+
+// Moves *pos past the streams of segments [0, u0); each one's header and words must lie inside the blob. On
+// failure sets *error to "segment <g>: truncated stream ...".
+bool skip_streams(const Segments& s, const uint8_t* blob, size_t len, uint64_t u0, size_t* pos, std::string* error);
+
+// Decodes segments [u0, u1) of blob[pos, len), pos just past the codec's tables: skips the streams before u0,
+// then per segment g opens its stream in *coder, calls segment(g, *coder, &message) (false: failed with that
+// message) and requires the stream finished; the call holding the last segment also rejects trailing bytes. On
+// failure sets *error to the message, without the codec's prefix ("segment <g>: ..." for a stream's errors).
+template <class Segment>
+bool for_segments(const Segments& s, const uint8_t* blob, size_t len, size_t pos, uint64_t u0, uint64_t u1,
+                  Stream* coder, Segment&& segment, std::string* error) {
+  if (!skip_streams(s, blob, len, u0, &pos, error)) return false;
+  std::string e;
+  for (uint64_t g = u0; g < u1; ++g) {
+    if (!coder->open(blob, len, &pos, s.symbols(g), &e) || !segment(g, *coder, &e)) {
+      *error = "segment " + std::to_string(g) + ": " + e;
+      return false;
+    }
+    if (!coder->finished()) {
+      *error = "segment " + std::to_string(g) + ": corrupt stream (final state check failed)";
+      return false;
+    }
+  }
+  if (u1 == s.count && pos != len) {
+    *error = std::to_string(len - pos) + " unexpected byte(s) after the last stream";
+    return false;
+  }
+  return true;
+}
 
 }  // namespace rans
 }  // namespace hyperonnx
