@@ -251,3 +251,33 @@ def test_portable_form_needs_opset_11(tmp_path):
     with pytest.raises(hyperonnx.HyperonnxError, match="opset 11"):
         hyperonnx.convert(src, tmp_path / "p.onnx", runtime="portable", min_elements=1)
     hyperonnx.convert(src, tmp_path / "o.onnx", min_elements=1)  # the ort form has no such limit
+
+
+@pytest.mark.parametrize("budget_kind", ["target_bpw", "max_size"])
+def test_budget_leftover_is_spent_between_ladder_rungs(tmp_path, monkeypatch, budget_kind):
+    """ecsq's step is continuous: what the ladder's half-bit rungs leave of a budget goes to settings between a
+    tensor's choice and its next rung, and the budget still holds."""
+    from hyperonnx.passes import budget
+
+    src = tmp_path / "m.onnx"
+    onnx.save(conv_mlp(), src)
+    rungs = hyperonnx.convert(src, tmp_path / "probe.onnx", codec_name="ecsq", target_bpw=4.6)
+    size = (tmp_path / "probe.onnx").stat().st_size
+    limit = {"target_bpw": {"target_bpw": 4.6}, "max_size": {"max_size": size + 3000}}[budget_kind]
+
+    def run(name: str):
+        result = hyperonnx.convert(src, tmp_path / name, codec_name="ecsq", **limit)
+        return result, (tmp_path / name).stat().st_size
+
+    monkeypatch.setattr(budget, "CONTINUOUS_OPTIONS", {})
+    plain, plain_size = run("plain.onnx")
+    monkeypatch.undo()
+    filled, filled_size = run("filled.onnx")
+    assert filled.report.budget["chosen_bytes"] > plain.report.budget["chosen_bytes"]
+    assert filled.report.budget["chosen_bytes"] <= filled.report.budget["limit_bytes"]
+    if budget_kind == "max_size":
+        assert filled_size <= limit["max_size"]
+    else:
+        weights = filled.report.budget["weights"]
+        assert 8 * sum(t.bytes_after for t in filled.report.tensors) / weights <= 4.6
+    assert rungs.report.budget["chosen_bytes"] <= filled.report.budget["limit_bytes"]

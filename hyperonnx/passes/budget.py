@@ -17,6 +17,24 @@ BUDGET_OPTIONS = {
     # ecsq: relative steps 2^(−1/2) apart, about half a bit a weight between neighbours (coarse to fine).
     "ecsq": [{"step": round(0.5 * 2 ** (-i / 2), 4)} for i in range(9)],
 }
+# Options that vary continuously: after allocation, what the ladder's steps leave of the budget is spent on
+# settings between a tensor's choice and its next rung (``refine_points``).
+CONTINUOUS_OPTIONS = {"ecsq": "step"}
+
+
+def refine_points(low: float, high: float) -> list[float]:
+    """Settings between two rungs, closest to ``high`` (the larger encoding) first, geometrically spaced."""
+    return [low * (high / low) ** t for t in (0.75, 0.5, 0.25)]
+
+
+def upgrade_order(candidates: list[list[Candidate]], choice: list[int]) -> list[int]:
+    """Tensors whose next rung exists, by noise saved per extra byte (the allocator's own criterion), best first."""
+    scored = []
+    for t, (cands, i) in enumerate(zip(candidates, choice)):
+        if i + 1 < len(cands):
+            gain = cands[i].rel_noise - cands[i + 1].rel_noise
+            scored.append((-gain / max(cands[i + 1].nbytes - cands[i].nbytes, 1), t))
+    return [t for _, t in sorted(scored)]
 
 
 @dataclass
@@ -24,6 +42,7 @@ class Candidate:
     nbytes: int
     rel_noise: float  # noise energy / signal energy
     payload: object  # what the caller needs to emit this choice (the Encoded, its SQNR)
+    options: dict | None = None  # the codec options that made it (None: not a ladder setting, e.g. an exact grid)
 
 
 def allocate(candidates: list[list[Candidate]], budget_bytes: float,

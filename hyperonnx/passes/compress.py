@@ -182,20 +182,55 @@ def _candidates(values, codec_name: str, option_sets: list[dict], runtime: str, 
         if isinstance(result, str):
             return result
         encodings.append(result)
-    out = []
-    for result in encodings:
-        enc, sqnr = result
-        if name is not None and runtime == "ort":
-            nbytes = _serialized_bytes(name, enc, sqnr)
-        else:
-            nbytes = enc.nbytes if runtime == "ort" else _portable_bytes(enc)
-        rel = 0.0 if not np.isfinite(sqnr) else 10.0 ** (-sqnr / 10.0)
-        out.append(budget.Candidate(nbytes, rel, result))
+    settings = [None] * (len(encodings) - len(option_sets)) + list(option_sets)
+    out = [_candidate(result, opts, runtime, name) for result, opts in zip(encodings, settings)]
     out.sort(key=lambda c: c.nbytes)
     if exact is not None:
         top = next(i for i, c in enumerate(out) if c.payload[0] is exact)
         out = out[: top + 1]
     return out
+
+
+def _candidate(result: tuple[codec.Encoded, float], options: dict | None, runtime: str,
+               name: str | None) -> budget.Candidate:
+    enc, sqnr = result
+    if name is not None and runtime == "ort":
+        nbytes = _serialized_bytes(name, enc, sqnr)
+    else:
+        nbytes = enc.nbytes if runtime == "ort" else _portable_bytes(enc)
+    rel = 0.0 if not np.isfinite(sqnr) else 10.0 ** (-sqnr / 10.0)
+    return budget.Candidate(nbytes, rel, result, options)
+
+
+def _spend_leftover(kept, choice, limit, codec_name, runtime, max_bytes, base_dir, attempts: int = 8):
+    """Spend what the ladder's discrete rungs left of the budget: for the tensors whose next upgrade did not
+    fit (best noise-per-byte first), try settings between their choice and the next rung of a continuous option
+    (budget.CONTINUOUS_OPTIONS) and keep the finest that fits. Returns {tensor index: Candidate}."""
+    key = budget.CONTINUOUS_OPTIONS.get(codec.get_codec(codec_name).family)
+    cands = [c for _, c in kept]
+    total = sum(c[i].nbytes for c, i in zip(cands, choice))
+    better: dict[int, budget.Candidate] = {}
+    if key is None:
+        return better
+    for t in budget.upgrade_order(cands, choice)[:attempts]:
+        here, there = cands[t][choice[t]], cands[t][choice[t] + 1]
+        if here.options is None or there.options is None or total >= limit:
+            continue
+        site = kept[t][0]
+        array = _values(site, base_dir)
+        array = array() if callable(array) else array
+        name = site.name if max_bytes is not None else None
+        for value in budget.refine_points(here.options[key], there.options[key]):
+            opts = dict(here.options, **{key: value})
+            result = _encode_one(array, codec_name, opts)
+            if isinstance(result, str):
+                break
+            candidate = _candidate(result, opts, runtime, name)
+            if here.nbytes < candidate.nbytes and total - here.nbytes + candidate.nbytes <= limit:
+                total += candidate.nbytes - here.nbytes
+                better[t] = candidate
+                break
+    return better
 
 
 def _serialized_bytes(name: str, enc: codec.Encoded, sqnr: float) -> int:
@@ -231,9 +266,11 @@ def _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, targe
         raw = sum(_inline_bytes(site) + 8 for site, _ in kept)
         limit = max_bytes - (input_bytes - raw) - 64  # 64: the added opset import, with room to spare
     choice = budget.allocate([c for _, c in kept], limit)
-    report.budget = {"limit_bytes": limit, "weights": weights,
-                     "chosen_bytes": sum(c[i].nbytes for (_, c), i in zip(kept, choice))}
-    chosen_by_site = {id(site): c[i].payload for (site, c), i in zip(kept, choice)}
+    picked = [c[i] for (_, c), i in zip(kept, choice)]
+    for t, candidate in _spend_leftover(kept, choice, limit, codec_name, runtime, max_bytes, base_dir).items():
+        picked[t] = candidate
+    report.budget = {"limit_bytes": limit, "weights": weights, "chosen_bytes": sum(c.nbytes for c in picked)}
+    chosen_by_site = {id(site): c.payload for (site, _), c in zip(kept, picked)}
     for site, c in results:
         yield site, _Done(c if isinstance(c, str) else chosen_by_site[id(site)])
 
