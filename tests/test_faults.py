@@ -290,8 +290,10 @@ def test_sigint_while_starting(small_model, tmp_path):
             assert names == [], names
         elif after is None:  # killed before Python installed its own handler
             assert code == -signal.SIGINT and err == [] and names == [], (code, text)
-        else:  # the conversion finished before the signal came (a slow machine's imports are not that slow)
-            assert code == 0 and names == ["out.onnx"], (code, text, names)
+        else:  # the conversion finished before the signal came (a slow machine's imports are not that slow); a
+            # signal during interpreter shutdown, after main() returned, meets Python's restored default handler
+            assert code in (0, -signal.SIGINT) and names == ["out.onnx"], (code, text, names)
+            assert "Traceback" not in text
     assert sum(code == 130 for after, code in outcomes if after is not None and after <= 0.1) >= 5, outcomes
     print("start-up SIGINT outcomes (delay after the handler, exit status):", outcomes)
 
