@@ -224,21 +224,11 @@ def grid_tensor(rng: np.random.Generator, nblocks: int, block: int, signed: bool
 
 
 def grid_pack(shape, block: int, transpose: int, d, m, q, dtype: str = "float32") -> codec.Encoded:
-    """The grid encoding of given per-block float16 steps and offsets and levels (stream order), any output dtype
-    (as custom_ops/tests/make_golden.py)."""
-    import dataclasses
-
+    """The grid encoding of given per-block float16 steps and offsets and levels (stream order; any length, a
+    partial last block too), decoded to ``dtype``."""
     from hyperonnx.codec import grid
 
-    q = np.asarray(q).reshape(-1)
-    seg = grid.SEGMENT_BLOCKS * block
-    ds, ms, qs = [], [], []
-    for first in range(0, q.size, seg):
-        b0, b1 = first // block, -(-min(q.size, first + seg) // block)
-        ds.append(d[b0:b1])
-        ms.append(m[b0:b1])
-        qs.append((q[first : first + seg] + grid.ZERO).astype(np.uint8))
-    return dataclasses.replace(grid._pack(np.zeros(shape, np.float32), block, transpose, ds, ms, qs), dtype=dtype)
+    return grid.pack(shape, block, transpose, d, m, q, dtype)
 
 
 GRID_CASES = [  # (shape, transpose, signed, dtype): detected, then cast on decode for the other dtypes

@@ -97,20 +97,16 @@ def detect(array: np.ndarray, block: int = BLOCK) -> Encoded | None:
     if x.dtype != np.float32 or x.size < block:
         return None
     rows = x.shape[0] if x.ndim >= 2 else 1
-    views = [(0, x.reshape(-1))]
-    if x.ndim >= 2 and rows % block == 0:
-        views.append((1, None))  # the transposed copy is made only when the flat layout fails
-    for transpose, flat in views:
-        if flat is None:
-            flat = np.ascontiguousarray(x.reshape(rows, -1).T).reshape(-1)
-        if flat.size % block:
-            continue
-        # A cheap screen first: a sample of blocks must fit (trained fp32 weights fail at once).
-        if _fit_blocks(flat[: min(flat.size, 64 * block)].reshape(-1, block)) is None:
-            continue
-        enc = _encode_view(x, flat, block, transpose)
+    sample = min(x.size, 64 * block)  # a cheap screen first: trained fp32 weights fail it at once
+    if x.size % block == 0 and _fit_blocks(x.reshape(-1)[:sample].reshape(-1, block)) is not None:
+        enc = _encode_view(x, x.reshape(-1), block, 0)
         if enc is not None:
             return enc
+    if x.ndim >= 2 and rows % block == 0:
+        matrix = x.reshape(rows, -1)
+        head = matrix[:, : -(-sample // rows)].T.reshape(-1)[:sample]  # the transposed stream's first blocks
+        if _fit_blocks(head.reshape(-1, block)) is not None:  # only now is the transposed copy worth making
+            return _encode_view(x, np.ascontiguousarray(matrix.T).reshape(-1), block, 1)
     return None
 
 
@@ -124,7 +120,7 @@ def _encode_view(x: np.ndarray, flat: np.ndarray, block: int, transpose: int) ->
         ds.append(fit[0])
         ms.append(fit[1])
         qs.append((fit[2] + ZERO).astype(np.uint8).reshape(-1))
-    return _pack(x, block, transpose, ds, ms, qs)
+    return _pack(x.shape, x.dtype.name, block, transpose, ds, ms, qs)
 
 
 def _byte_streams(halves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +128,24 @@ def _byte_streams(halves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (raw & 0xFF).astype(np.uint8), (raw >> 8).astype(np.uint8)
 
 
-def _pack(x: np.ndarray, block: int, transpose: int, ds: list, ms: list, qs: list) -> Encoded:
+def pack(shape: tuple[int, ...], block: int, transpose: int, d: np.ndarray, m: np.ndarray, q: np.ndarray,
+         dtype: str = "float32") -> Encoded:
+    """The `grid` encoding of given float16 steps ``d`` and offsets ``m`` (one per block) and integer levels
+    ``q`` (−128…127, stream order), cut into segments as :func:`detect` does. For tests and golden vectors: the
+    converter only stores what :func:`detect` proves exact."""
+    q = np.asarray(q).reshape(-1)
+    size = SEGMENT_BLOCKS * block
+    ds, ms, qs = [], [], []
+    for first in range(0, q.size, size):
+        b0, b1 = first // block, -(-min(q.size, first + size) // block)
+        ds.append(np.asarray(d, np.float16)[b0:b1])
+        ms.append(np.asarray(m, np.float16)[b0:b1])
+        qs.append((q[first : first + size] + ZERO).astype(np.uint8))
+    return _pack(tuple(shape), dtype, block, transpose, ds, ms, qs)
+
+
+def _pack(shape: tuple[int, ...], dtype: str, block: int, transpose: int, ds: list, ms: list,
+          qs: list) -> Encoded:
     per_segment = []
     for d, m, q in zip(ds, ms, qs):
         per_segment.append([*_byte_streams(d), *_byte_streams(m), q])
@@ -141,7 +154,7 @@ def _pack(x: np.ndarray, block: int, transpose: int, ds: list, ms: list, qs: lis
     for seg in per_segment:
         parts.append(rans.encode(list(zip(seg, models))))
     blob = np.frombuffer(b"".join(parts), dtype=np.uint8).copy()
-    return Encoded(codec="grid", shape=tuple(int(d) for d in x.shape), dtype=x.dtype.name, group=1, bits=8,
+    return Encoded(codec="grid", shape=tuple(int(d) for d in shape), dtype=dtype, group=1, bits=8,
                    blob=blob, ints={"block": (block,), "transpose": (transpose,)})
 
 
@@ -204,4 +217,4 @@ class GridCodec(Codec):
         return decode_grid(enc)
 
 
-__all__ = ["GridCodec", "decode_grid", "detect"]
+__all__ = ["GridCodec", "decode_grid", "detect", "pack"]
