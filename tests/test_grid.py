@@ -99,3 +99,26 @@ def test_budgets_prefer_the_exact_grid_when_it_fits(tmp_path):
     assert roomy.report.tensors[0].codec == "grid"
     tight = hyperonnx.convert(src, tmp_path / "b.onnx", codec_name="ecsq", target_bpw=3.5)
     assert tight.report.tensors[0].codec == "ecsq" and tight.report.tensors[0].bits_per_weight <= 3.5
+
+
+def test_command_line_exact_grids_and_their_opt_out(tmp_path):
+    """`hyperonnx convert` stores a GGUF-style weight exactly by default and re-quantizes it with
+    --no-exact-grids; `inspect` shows which."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = tmp_path / "m.onnx"
+    _matmul_model(gguf_like(256, 96), src)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env.pop("HYPERONNX_DEBUG", None)
+    codecs = {}
+    for flag in ("--exact-grids", "--no-exact-grids"):
+        out = tmp_path / f"{flag}.onnx"
+        run = subprocess.run([sys.executable, "-m", "hyperonnx", "convert", str(src), "-o", str(out), "--codec",
+                              "ecsq", flag, "--json"], capture_output=True, text=True, env=env, timeout=120)
+        assert run.returncode == 0, run.stderr
+        codecs[flag] = [t["codec"] for t in json.loads(run.stdout)["tensors"]]
+    assert codecs == {"--exact-grids": ["grid"], "--no-exact-grids": ["ecsq"]}
