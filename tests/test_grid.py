@@ -103,7 +103,7 @@ def test_budgets_prefer_the_exact_grid_when_it_fits(tmp_path):
 
 def test_command_line_exact_grids_and_their_opt_out(tmp_path):
     """`hyperonnx convert` stores a GGUF-style weight exactly by default and re-quantizes it with
-    --no-exact-grids; `inspect` shows which."""
+    --no-exact-grids (the JSON report names each tensor's codec)."""
     import json
     import os
     import subprocess
