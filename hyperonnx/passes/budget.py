@@ -18,13 +18,16 @@ BUDGET_OPTIONS = {
     "ecsq": [{"step": round(0.5 * 2 ** (-i / 2), 4)} for i in range(9)],
 }
 # Options that vary continuously: after allocation, what the ladder's steps leave of the budget is spent on
-# settings between a tensor's choice and its next rung (``refine_points``).
+# settings between a tensor's choice and its next rung (``between``).
 CONTINUOUS_OPTIONS = {"ecsq": "step"}
 
 
-def refine_points(low: float, high: float) -> list[float]:
-    """Settings between two rungs, closest to ``high`` (the larger encoding) first, geometrically spaced."""
-    return [low * (high / low) ** t for t in (0.75, 0.5, 0.25)]
+REFINE_ROUNDS = 5  # bisection rounds between two rungs: 1/32 of a rung's bytes left unspent at most
+
+
+def between(low: float, high: float, t: float) -> float:
+    """The setting a fraction ``t`` of the way from rung ``low`` (t = 0) to rung ``high`` (t = 1), geometrically."""
+    return low * (high / low) ** t
 
 
 def upgrade_order(candidates: list[list[Candidate]], choice: list[int]) -> list[int]:

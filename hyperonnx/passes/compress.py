@@ -204,8 +204,8 @@ def _candidate(result: tuple[codec.Encoded, float], options: dict | None, runtim
 
 def _spend_leftover(kept, choice, limit, codec_name, runtime, max_bytes, base_dir, attempts: int = 8):
     """Spend what the ladder's discrete rungs left of the budget: for the tensors whose next upgrade did not
-    fit (best noise-per-byte first), try settings between their choice and the next rung of a continuous option
-    (budget.CONTINUOUS_OPTIONS) and keep the finest that fits. Returns {tensor index: Candidate}."""
+    fit (best noise-per-byte first), bisect a continuous option (budget.CONTINUOUS_OPTIONS) between their choice
+    and the next rung for the finest setting that fits. Returns {tensor index: Candidate}."""
     key = budget.CONTINUOUS_OPTIONS.get(codec.get_codec(codec_name).family)
     cands = [c for _, c in kept]
     total = sum(c[i].nbytes for c, i in zip(cands, choice))
@@ -214,22 +214,33 @@ def _spend_leftover(kept, choice, limit, codec_name, runtime, max_bytes, base_di
         return better
     for t in budget.upgrade_order(cands, choice)[:attempts]:
         here, there = cands[t][choice[t]], cands[t][choice[t] + 1]
-        if here.options is None or there.options is None or total >= limit:
+        room = limit - total
+        if here.options is None or there.options is None or there.nbytes <= here.nbytes:
+            continue
+        # Bytes grow about linearly along the way: skip a tensor whose first bisection step cannot fit, and
+        # bisect only up to a little past where the leftover runs out.
+        reach = min(1.0, 1.5 * room / (there.nbytes - here.nbytes))
+        if reach < 0.5 ** budget.REFINE_ROUNDS:
             continue
         site = kept[t][0]
         array = _values(site, base_dir)
         array = array() if callable(array) else array
         name = site.name if max_bytes is not None else None
-        for value in budget.refine_points(here.options[key], there.options[key]):
-            opts = dict(here.options, **{key: value})
+        low, high, found = 0.0, reach, None
+        for _ in range(budget.REFINE_ROUNDS):
+            mid = (low + high) / 2
+            opts = dict(here.options, **{key: budget.between(here.options[key], there.options[key], mid)})
             result = _encode_one(array, codec_name, opts)
             if isinstance(result, str):
                 break
             candidate = _candidate(result, opts, runtime, name)
-            if here.nbytes < candidate.nbytes and total - here.nbytes + candidate.nbytes <= limit:
-                total += candidate.nbytes - here.nbytes
-                better[t] = candidate
-                break
+            if total - here.nbytes + candidate.nbytes <= limit:  # a finer step that fits
+                low, found = mid, candidate
+            else:
+                high = mid
+        if found is not None:
+            total += found.nbytes - here.nbytes
+            better[t] = found
     return better
 
 
