@@ -367,20 +367,22 @@ def test_grid_transpose_flipped_is_another_tensor(tmp_path):
     assert out.tobytes() == np.ascontiguousarray(codec.decode(GRID).reshape(64, 3).T).tobytes()
 
 
-_G_AT = table_offsets(GRID.blob, 5)
-_Z_AT = table_offsets(GRID_ZERO.blob, 5)  # the zero tensor: one-symbol side tables (symbol 0), no words
+_G_TABLES = 20  # d_lo, d_hi, m_lo, m_hi, q0 … q15
+_G_AT = table_offsets(GRID.blob, _G_TABLES)
+_Z_AT = table_offsets(GRID_ZERO.blob, _G_TABLES)  # the zero tensor: one-symbol side tables (symbol 0), no words
+_G_LEAST = 6 * _G_TABLES + 4 * 8 + 4  # one-symbol tables, then one stream of 8 lanes and no words
 GRID_BLOBS = {  # each: (encoding, blob, message)
-    "empty": (GRID, lambda: np.zeros(0, np.uint8), r"blob holds 0 bytes, expected at least 66"),
-    "tables only": (GRID, lambda: GRID.blob[: _G_AT[5]], r"expected at least 66|truncated stream header"),
+    "empty": (GRID, lambda: np.zeros(0, np.uint8), rf"blob holds 0 bytes, expected at least {_G_LEAST}"),
+    "tables only": (GRID, lambda: GRID.blob[: _G_AT[_G_TABLES]], rf"expected at least {_G_LEAST}|truncated stream header"),
     "one byte short": (GRID, lambda: GRID.blob[:-1], "segment 0: truncated stream"),
     "trailing byte": (GRID, lambda: np.append(GRID.blob, np.uint8(0)), r"1 unexpected byte\(s\) after the last stream"),
     "bad frequency sum": (GRID, lambda: changed(GRID, lambda b: put_u16(b, 4, u16_at(b, 4) + 1)),
                           "d_lo model: frequencies sum to 4097"),
     "q alphabet beyond 255": (GRID, lambda: changed(GRID, lambda b: put_u16(b, _G_AT[4], 300)), r"outside 0..255"),
-    "state below 2^16": (GRID, lambda: changed(GRID, lambda b: b.__setitem__(slice(_G_AT[5], _G_AT[5] + 4),
+    "state below 2^16": (GRID, lambda: changed(GRID, lambda b: b.__setitem__(slice(_G_AT[_G_TABLES], _G_AT[_G_TABLES] + 4),
                                                                                  [255, 255, 0, 0])),
                          r"state out of range"),
-    "wrong state": (GRID, lambda: changed(GRID, lambda b: b.__setitem__(_G_AT[5], b[_G_AT[5]] ^ 1)),
+    "wrong state": (GRID, lambda: changed(GRID, lambda b: b.__setitem__(_G_AT[_G_TABLES], b[_G_AT[_G_TABLES]] ^ 1)),
                     "segment 0: corrupt stream"),
     "flipped last word": (GRID, lambda: changed(GRID, lambda b: b.__setitem__(-1, b[-1] ^ 0x21)),
                           "segment 0: corrupt stream"),

@@ -213,9 +213,9 @@ def write_ecsq(rng: np.random.Generator) -> int:
     huge = (x / np.abs(x).max() * np.float32(3e38)).astype(np.float32)
     enc = codec.encode(huge, "ecsq", block=16)
     total += write_case("ecsq_huge_float16", dataclasses.replace(enc, dtype="float16"))
-    # Digests: 12000 weights (13 lanes); 2 segments of blocks of 1 and 3 segments of blocks of 4 (1.1 M weights,
+    # Digests: 49500 weights (13 lanes: 51047 symbols); 2 segments of blocks of 1 and 3 segments of blocks of 4 (1.1 M weights,
     # several threads), sparse so that their blobs stay small.
-    total += write_case("ecsq_lanes13_float16", codec.encode(sample(rng, (12000,), "float16"), "ecsq", block=32),
+    total += write_case("ecsq_lanes13_float16", codec.encode(sample(rng, (49500,), "float16"), "ecsq", block=32),
                         big=True)
     for block, numel, dtype, density in ((1, (1 << 17) + 4999, "bfloat16", 0.02), (4, (1 << 20) + 70001, "float32", 0.002)):
         x = np.zeros(numel, np.float32)

@@ -432,23 +432,26 @@ size_t run_malformed_grid(const std::string& dir) {
       {"bits 4", [](MapAttrs& a) { a.ints["bits"] = {4}; }, "bits must be 8"},
   });
   RansRejecter reject{"grid"};
-  reject.framing(base, 5, "five");
-  // The tables: d_lo, d_hi, m_lo, m_hi, q.
+  reject.framing(base, 20, "twenty");
+  // The tables: d_lo, d_hi, m_lo, m_hi, q0 … q15.
   const std::vector<uint8_t>& good = base.blob;
-  const std::vector<size_t> t_at = table_offsets(good, 5);
+  const std::vector<size_t> t_at = table_offsets(good, 20);
   reject(base, "d_lo frequency sum 4097", mutated(good, [&](auto& b) { put16(b, 4, u16(b, 4) + 1); }),
          "d_lo model: frequencies sum to 4097");
-  reject(base, "q frequency sum 4095", mutated(good, [&](auto& b) { put16(b, t_at[4] + 4, u16(b, t_at[4] + 4) - 1); }),
-         "q model: frequencies sum to 4095");
+  reject(base, "q0 frequency sum 4095", mutated(good, [&](auto& b) { put16(b, t_at[4] + 4, u16(b, t_at[4] + 4) - 1); }),
+         "q0 model: frequencies sum to 4095");
+  reject(base, "q15 frequency sum 4097",
+         mutated(good, [&](auto& b) { put16(b, t_at[19] + 4, u16(b, t_at[19] + 4) + 1); }),
+         "q15 model: frequencies sum to 4097");
   reject(base, "m_hi alphabet past 255",
          mutated(good, [&](auto& b) { put16(b, t_at[3], 256 - u16(b, t_at[3] + 2) + 1); }), "m_hi model: alphabet");
   reject(base, "empty m_lo table", mutated(good, [&](auto& b) { put16(b, t_at[2] + 2, 0); }),
          "m_lo model: truncated or empty");
-  reject(base, "q table of 65535", mutated(good, [&](auto& b) { put16(b, t_at[4] + 2, 65535); }),
-         "q model: truncated or empty");
+  reject(base, "q0 table of 65535", mutated(good, [&](auto& b) { put16(b, t_at[4] + 2, 65535); }),
+         "q0 model: truncated or empty");
   // Non-finite steps and offsets: the zero tensor's side tables are one-symbol alphabets (symbol 0, no words), so
   // moving a table's symbol changes every block's byte and nothing else.
-  const std::vector<size_t> z_at = table_offsets(zero.blob, 5);
+  const std::vector<size_t> z_at = table_offsets(zero.blob, 20);
   check(u16(zero.blob, z_at[1] + 2) == 1 && u16(zero.blob, z_at[3] + 2) == 1, "grid_zero: one-symbol side tables");
   for (uint32_t hi : {0x7cu, 0xfcu, 0x7eu, 0xffu}) {
     reject(zero, "d_hi " + std::to_string(hi), mutated(zero.blob, [&](auto& b) { put16(b, z_at[1], hi); }),

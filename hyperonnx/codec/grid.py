@@ -22,6 +22,23 @@ ZERO = 128  # symbol of q = 0
 SEGMENT_BLOCKS = 1 << 17
 BLOCK = 32  # GGUF's block size for the legacy and k-quant formats
 PHASES = ("d_lo", "d_hi", "m_lo", "m_hi")  # per-block byte streams, then the q stream
+# The q stream is coded with one model per context: a block's context is the level where its zero lies,
+# round(−m/d) clamped to 0..15 (a block's levels cluster around it; measured −0.066 bits a weight on the Q4_1
+# linears of SmolLM2 against one model).
+CONTEXTS = 16
+
+
+def contexts(d: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """The q-model context of each block: floor(f32(f32(−M / D) + 0.5)) clamped to 0..15, 0 when not a number
+    (D = 0). D, M float32 (exact float16 values); float32 division and sum, as every decoder computes them."""
+    d, m = np.asarray(d, np.float32), np.asarray(m, np.float32)
+    with np.errstate(all="ignore"):
+        t = (-m / d).astype(np.float32) + np.float32(0.5)
+        return np.where(t >= 1, np.where(t < CONTEXTS, np.floor(t), CONTEXTS - 1), 0).astype(np.int64)
+
+
+def _halves(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return (lo.astype(np.uint16) | (hi.astype(np.uint16) << 8)).view(np.float16).astype(np.float32)
 
 
 def segments(numel: int, block: int) -> list[tuple[int, int]]:
@@ -146,13 +163,18 @@ def pack(shape: tuple[int, ...], block: int, transpose: int, d: np.ndarray, m: n
 
 def _pack(shape: tuple[int, ...], dtype: str, block: int, transpose: int, ds: list, ms: list,
           qs: list) -> Encoded:
-    per_segment = []
+    per_segment, ctx = [], []
     for d, m, q in zip(ds, ms, qs):
         per_segment.append([*_byte_streams(d), *_byte_streams(m), q])
-    models = [rans.Model.fit(np.concatenate([seg[i] for seg in per_segment])) for i in range(5)]
-    parts = [model.header() for model in models]
-    for seg in per_segment:
-        parts.append(rans.encode(list(zip(seg, models))))
+        ctx.append(np.repeat(contexts(d.astype(np.float32), m.astype(np.float32)), block)[: q.size])
+    models = [rans.Model.fit(np.concatenate([seg[i] for seg in per_segment])) for i in range(4)]
+    all_q, all_ctx = np.concatenate(qs), np.concatenate(ctx)
+    qmodels = [rans.Model.fit(all_q[all_ctx == c]) if (all_ctx == c).any() else rans.Model(ZERO, [rans.PROB_SCALE])
+               for c in range(CONTEXTS)]
+    parts = [model.header() for model in models + qmodels]
+    for seg, ids in zip(per_segment, ctx):
+        phases = list(zip(seg[:4], models)) + [(seg[4], rans.Mixed(qmodels, ids))]
+        parts.append(rans.encode(phases))
     blob = np.frombuffer(b"".join(parts), dtype=np.uint8).copy()
     return Encoded(codec="grid", shape=tuple(int(d) for d in shape), dtype=dtype, group=1, bits=8,
                    blob=blob, ints={"block": (block,), "transpose": (transpose,)})
@@ -170,18 +192,23 @@ def decode_grid(enc: Encoded) -> np.ndarray:
         raise ValueError("grid codec: inconsistent side information (group 1, bits 8, transpose 0 or 1)")
     blob = np.asarray(enc.blob, dtype=np.uint8)
     models, pos = [], 0
-    for _ in range(5):
+    for _ in range(4 + CONTEXTS):
         model, pos = rans.Model.parse(blob, pos)
         models.append(model)
     numel = enc.numel
     out = np.empty(numel, dtype=dtype_from_name(enc.dtype))
-    for first, stop in segments(numel, block):
-        nb = -(-(stop - first) // block)
-        streams, pos = rans.decode(blob, pos, [(nb, models[i]) for i in range(4)] + [(stop - first, models[4])])
-        d = (streams[0].astype(np.uint16) | (streams[1].astype(np.uint16) << 8)).view(np.float16).astype(np.float32)
-        m = (streams[2].astype(np.uint16) | (streams[3].astype(np.uint16) << 8)).view(np.float16).astype(np.float32)
+
+    def level_contexts(side: list[np.ndarray], count: int) -> np.ndarray:
+        d, m = _halves(side[0], side[1]), _halves(side[2], side[3])
         if not (np.isfinite(d).all() and np.isfinite(m).all()):
             raise ValueError("grid codec: a block's step or offset is not finite")
+        return np.repeat(contexts(d, m), block)[:count]
+
+    for first, stop in segments(numel, block):
+        nb, count = -(-(stop - first) // block), stop - first
+        levels = rans.Mixed(models[4:], lambda side, count=count: level_contexts(side, count))
+        streams, pos = rans.decode(blob, pos, [(nb, models[i]) for i in range(4)] + [(count, levels)])
+        d, m = _halves(streams[0], streams[1]), _halves(streams[2], streams[3])
         q = streams[4].astype(np.int16) - ZERO
         idx = np.arange(stop - first) // block
         out[first:stop] = _reconstruct(d[idx], m[idx], q).astype(out.dtype, copy=False)

@@ -19,9 +19,12 @@ STATE_LOW = 1 << 16  # L: the state lives in [L, 2^32)
 MAX_SYMBOLS = 256
 
 
+SYMBOLS_PER_LANE = 4096  # one 32-bit initial state per 4096 symbols: < 0.01 bits a symbol
+
+
 def lanes_for(count: int) -> int:
-    """Coder states for ``count`` symbols: about one per 1024 symbols, 8 to 4096 (part of the format)."""
-    return int(min(4096, max(8, -(-count // 1024))))
+    """Coder states for ``count`` symbols: about one per 4096 symbols, 8 to 4096 (part of the format)."""
+    return int(min(4096, max(8, -(-count // SYMBOLS_PER_LANE))))
 
 
 def normalise(counts: np.ndarray) -> np.ndarray:
@@ -81,7 +84,42 @@ class Model:
         return cls(lo, blob[pos + 4 : end].view("<u2").astype(np.int64)), end
 
 
-def encode(phases: list[tuple[np.ndarray, Model]]) -> bytes:
+class Mixed:
+    """A phase whose symbols each pick their model from ``models`` by a context id (``ids``, one per symbol).
+
+    For decoding, ``ids`` may be a function of the phases decoded before this one (their symbol arrays), called
+    when the phase starts: a context computed from earlier symbols of the same stream."""
+
+    def __init__(self, models: list[Model], ids):
+        self.models, self.ids = models, ids
+        self.lo = np.array([m.lo for m in models], dtype=np.int64)
+        self.freq = np.zeros((len(models), MAX_SYMBOLS), dtype=np.int64)
+        self.cum = np.zeros((len(models), MAX_SYMBOLS), dtype=np.int64)
+        self.slot_symbol = np.empty((len(models), PROB_SCALE), dtype=np.int64)
+        for k, m in enumerate(models):
+            self.freq[k, : m.freq.size], self.cum[k, : m.cum.size] = m.freq, m.cum
+            self.slot_symbol[k] = m.slot_symbol
+
+    def resolve(self, decoded: list[np.ndarray]) -> np.ndarray:
+        ids = self.ids(decoded) if callable(self.ids) else self.ids
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= len(self.models)):
+            raise ValueError("rANS: a context id outside the model set")
+        return ids
+
+
+def _freq_cum(symbols: np.ndarray, model) -> tuple[np.ndarray, np.ndarray]:
+    symbols = np.asarray(symbols, np.int64)
+    if isinstance(model, Mixed):
+        ids = model.resolve([])
+        rel = symbols - model.lo[ids]
+        if rel.size and (int(rel.min()) < 0 or int(rel.max()) >= MAX_SYMBOLS):
+            raise ValueError("rANS: a symbol has no frequency in its model")
+        return model.freq[ids, rel], model.cum[ids, rel]
+    return model.freq[symbols - model.lo], model.cum[symbols - model.lo]
+
+
+def encode(phases: list[tuple[np.ndarray, Model | Mixed]]) -> bytes:
     """One stream holding each phase's symbols in turn (each with its own model), all on the same lanes.
 
     Layout: lanes × u32 initial states, u32 word count, words (u16). Lanes follow from the total count.
@@ -89,8 +127,9 @@ def encode(phases: list[tuple[np.ndarray, Model]]) -> bytes:
     total = sum(int(s.size) for s, _ in phases)
     lanes = lanes_for(total)
     # The symbol sequence and, per symbol, its (freq, cum) in the phase's model, relative to the model's lo.
-    freq = np.concatenate([m.freq[np.asarray(s, np.int64) - m.lo] for s, m in phases])
-    cum = np.concatenate([m.cum[np.asarray(s, np.int64) - m.lo] for s, m in phases])
+    pairs = [_freq_cum(s, m) for s, m in phases]
+    freq = np.concatenate([f for f, _ in pairs])
+    cum = np.concatenate([c for _, c in pairs])
     if int(freq.min(initial=1)) <= 0:
         raise ValueError("rANS: a symbol has no frequency in its model")
     state = np.full(lanes, STATE_LOW, dtype=np.uint64)
@@ -112,7 +151,7 @@ def encode(phases: list[tuple[np.ndarray, Model]]) -> bytes:
             + stream.astype("<u2").tobytes())
 
 
-def decode(blob: np.ndarray, pos: int, phases: list[tuple[int, Model]]) -> tuple[list[np.ndarray], int]:
+def decode(blob: np.ndarray, pos: int, phases: list[tuple[int, Model | Mixed]]) -> tuple[list[np.ndarray], int]:
     """Decode a stream written by :func:`encode` at ``blob[pos:]``; returns each phase's symbols and the end."""
     total = sum(count for count, _ in phases)
     lanes = lanes_for(total)
@@ -131,6 +170,11 @@ def decode(blob: np.ndarray, pos: int, phases: list[tuple[int, Model]]) -> tuple
     mask = np.uint64(PROB_SCALE - 1)
     for count, model in phases:
         out = np.empty(count, dtype=np.uint8)
+        mixed = isinstance(model, Mixed)
+        if mixed:
+            ids = model.resolve(outputs)
+            if ids.size != count:
+                raise ValueError("rANS: context ids do not match the phase")
         slot_symbol, freq, cum = model.slot_symbol, model.freq.astype(np.uint64), model.cum.astype(np.uint64)
         done = 0
         while done < count:  # steps continue across phases: symbol i is on lane i mod lanes
@@ -138,9 +182,15 @@ def decode(blob: np.ndarray, pos: int, phases: list[tuple[int, Model]]) -> tuple
             n = min(lanes - lane0, count - done)
             x = state[lane0 : lane0 + n]
             slot = x & mask
-            s = slot_symbol[slot.astype(np.int64)]
-            out[done : done + n] = s + model.lo
-            x = freq[s] * (x >> np.uint64(PROB_BITS)) + slot - cum[s]
+            if mixed:
+                k = ids[done : done + n]
+                s = slot_symbol[k, slot.astype(np.int64)]
+                out[done : done + n] = s + model.lo[k]
+                x = freq[k, s] * (x >> np.uint64(PROB_BITS)) + slot - cum[k, s]
+            else:
+                s = slot_symbol[slot.astype(np.int64)]
+                out[done : done + n] = s + model.lo
+                x = freq[s] * (x >> np.uint64(PROB_BITS)) + slot - cum[s]
             need = x < STATE_LOW
             k = int(np.count_nonzero(need))
             if k:

@@ -3,9 +3,10 @@
 //
 // Exact storage of a tensor already on a per-block float16 grid: stream element i of a segment is
 // f32(f32(D_b · float(sym_i − 128)) + M_b), b = i div B, with D_b, M_b the blocks' float16 step and offset
-// converted exactly to float32. Five frequency tables (d_lo, d_hi, m_lo, m_hi, q), then one interleaved-rANS
-// stream per segment of 2^17·B stream elements (rans.h), each with six phases: the nb low and high bytes of the
-// steps, then of the offsets, then the level symbols. The blob length is only known by parsing it
+// converted exactly to float32. Twenty frequency tables (d_lo, d_hi, m_lo, m_hi, then one q model per context
+// 0..15), then one interleaved-rANS stream per segment of 2^17·B stream elements (rans.h), each with phases: the nb
+// low and high bytes of the steps, then of the offsets, then the level symbols, block b's with q model c_b =
+// clamp(floor(f32(f32(−M_b / D_b) + 0.5)), 0, 15) (0 when not a number). The blob length is only known by parsing it
 // (variable_length()); the units are the segments, each decoded on its own (its offset found by walking the
 // stream headers before it, O(segments)), so threads decode segments in parallel.
 //
@@ -18,7 +19,7 @@
 //
 // Untrusted blobs: every read is bounds-checked against the blob length before it happens (rans.h); a block whose
 // step or offset is not finite (float16 exponent all ones) is rejected, and nothing may follow the last stream.
-// Memory does not depend on the blob: five 4096-entry slot tables, at most 4096 states and 2^17 blocks' steps and
+// Memory does not depend on the blob: twenty 4096-entry slot tables, at most 4096 states and 2^17 blocks' steps and
 // offsets per call, and for a transposed tensor one tile buffer of at most 2^16 elements of the output dtype.
 //
 // Arithmetic: each value is one IEEE binary32 product of two exact operands, then one binary32 sum, written as two
@@ -45,8 +46,20 @@ constexpr int64_t kMaxBlock = 4096;
 constexpr int32_t kZero = 128;   // symbol of level 0
 constexpr size_t kChunk = 2048;  // level symbols decoded, then reconstructed and cast, per step (stays in L1)
 constexpr uint64_t kTileElems = uint64_t{1} << 16;  // transposed: stream elements per tile (at most 512 KiB cast)
-constexpr int kModels = 5;       // d_lo, d_hi, m_lo, m_hi, q
-const char* const kModelNames[kModels] = {"d_lo", "d_hi", "m_lo", "m_hi", "q"};
+constexpr int kSideModels = 4;   // d_lo, d_hi, m_lo, m_hi
+constexpr int kContexts = 16;    // q models, one per context (the level where a block's zero lies)
+constexpr int kModels = kSideModels + kContexts;
+const char* const kModelNames[kModels] = {"d_lo", "d_hi", "m_lo", "m_hi", "q0",  "q1",  "q2",  "q3",  "q4",  "q5",
+                                          "q6",   "q7",   "q8",   "q9",   "q10", "q11", "q12", "q13", "q14", "q15"};
+
+// Block b's q model: floor(f32(f32(-M / D) + 0.5)) clamped to 0..15; 0 when not a number (D = 0). IEEE float32
+// division and sum, as numpy's (hyperonnx/codec/grid.py, contexts).
+inline uint8_t level_context(float d, float m) {
+  const float t = -m / d + 0.5f;
+  if (!(t >= 1.0f)) return 0;
+  if (!(t < static_cast<float>(kContexts))) return kContexts - 1;
+  return static_cast<uint8_t>(std::floor(t));
+}
 
 bool fail(std::string* error, const std::string& message) {
   *error = "grid codec: " + message;
@@ -110,7 +123,7 @@ void write_tile(const uint8_t* tile, uint64_t js, uint64_t je, uint64_t rows, ui
 
 class GridDecoder final : public rans::SegmentedDecoder<GridDecoder> {
  public:
-  explicit GridDecoder(const Params& p) : SegmentedDecoder(p.seg, kModels, "five"), p_(p) {}
+  explicit GridDecoder(const Params& p) : SegmentedDecoder(p.seg, kModels, "twenty"), p_(p) {}
 
  private:
   friend class rans::SegmentedDecoder<GridDecoder>;
@@ -124,7 +137,7 @@ class GridDecoder final : public rans::SegmentedDecoder<GridDecoder> {
   // Units [u0, u1): parse the tables, then decode (WRITE) or just check each segment's stream (rans.h).
   template <bool WRITE>
   bool run(const uint8_t* blob, size_t len, uint64_t u0, uint64_t u1, uint8_t* out, std::string* error) const {
-    auto scratch = std::make_unique<Scratch>();  // 96 KiB
+    auto scratch = std::make_unique<Scratch>();  // 320 KiB
     size_t pos = 0;
     std::string e;
     for (int k = 0; k < kModels; ++k) {
@@ -132,7 +145,7 @@ class GridDecoder final : public rans::SegmentedDecoder<GridDecoder> {
     }
     const uint64_t nb = p_.seg.count ? std::min(rans::Segments::kBlocks, p_.seg.blocks(u0)) : 0;
     const size_t nb_max = static_cast<size_t>(nb);
-    std::unique_ptr<uint8_t[]> side(new uint8_t[4 * nb_max + 1]);
+    std::unique_ptr<uint8_t[]> side(new uint8_t[5 * nb_max + 1]);  // 4 side bytes and the context per block
     std::unique_ptr<float[]> dm(new float[2 * nb_max + 1]);
     std::unique_ptr<uint8_t[]> tile;  // transposed output: one tile of cast values, stream order
     if (WRITE && p_.tile_cols != 0 && u0 < u1) {
@@ -145,7 +158,7 @@ class GridDecoder final : public rans::SegmentedDecoder<GridDecoder> {
     return true;
   }
 
-  // Decodes segment g from its open stream s.coder; side: 4·nb bytes, dm: 2·nb floats. On failure sets *error (no
+  // Decodes segment g from its open stream s.coder; side: 5·nb bytes, dm: 2·nb floats. On failure sets *error (no
   // prefix) and returns false.
   template <bool WRITE>
   bool stream(uint64_t g, Scratch& s, uint8_t* side, float* dm, uint8_t* tile, uint8_t* out,
@@ -166,7 +179,9 @@ class GridDecoder final : public rans::SegmentedDecoder<GridDecoder> {
       }
       d[b] = half_to_float(hd);
       m[b] = half_to_float(hm);
+      side[4 * nb + b] = level_context(d[b], m[b]);
     }
+    const uint8_t* ctx = side + 4 * nb;
     const size_t esize = dtype_size(p_.dtype);
     const uint64_t first = g * p_.seg.elems;
     uint8_t syms[kChunk];
@@ -177,7 +192,7 @@ class GridDecoder final : public rans::SegmentedDecoder<GridDecoder> {
       // A tile: the segment's stream elements in p_.tile_cols consecutive columns (or the whole segment).
       const uint64_t t1 =
           tiled ? std::min(nq, ((first + t0) / p_.rows + p_.tile_cols) * p_.rows - first) : nq;
-      if (!tile_chunks<WRITE>(s, t0, t1, first, d, m, syms, values, cast, tile, out, error)) return false;
+      if (!tile_chunks<WRITE>(s, t0, t1, first, d, m, ctx, syms, values, cast, tile, out, error)) return false;
       if (tiled) {
         switch (esize) {
           case 2: write_tile<2>(tile, first + t0, first + t1, p_.rows, p_.cols, out); break;
@@ -194,16 +209,20 @@ class GridDecoder final : public rans::SegmentedDecoder<GridDecoder> {
   // stream order from t0) when tiled, else to their places in out. On failure sets *error (no prefix).
   template <bool WRITE>
   bool tile_chunks(Scratch& s, uint64_t t0, uint64_t t1, uint64_t first, const float* d, const float* m,
-                   uint8_t* syms, float* values, uint8_t* cast, uint8_t* tile, uint8_t* out,
+                   const uint8_t* ctx, uint8_t* syms, float* values, uint8_t* cast, uint8_t* tile, uint8_t* out,
                    std::string* error) const {
     rans::Stream& c = s.coder;
     const size_t esize = dtype_size(p_.dtype);
     const bool tiled = WRITE && p_.tile_cols != 0;
     for (uint64_t i = t0; i < t1; i += kChunk) {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, t1 - i));
-      if (!c.decode(s.models[4], n, syms, error)) return false;
-      if (!WRITE) continue;
       const uint64_t block = p_.seg.block;
+      for (size_t t = 0; t < n;) {  // each block's levels with its context's model
+        const uint64_t at = i + t, run = std::min<uint64_t>(n - t, block - at % block);
+        if (!c.decode(s.models[kSideModels + ctx[at / block]], run, syms + t, error)) return false;
+        t += static_cast<size_t>(run);
+      }
+      if (!WRITE) continue;
       uint64_t b = i / block, left = block - i % block;
       float db = d[b], mb = m[b];
       for (size_t t = 0; t < n; ++t) {

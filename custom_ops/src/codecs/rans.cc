@@ -7,7 +7,7 @@ namespace hyperonnx {
 namespace rans {
 
 uint32_t lanes_for(uint64_t count) {
-  const uint64_t w = (count + 1023) / 1024;
+  const uint64_t w = (count + 4095) / 4096;
   return static_cast<uint32_t>(std::min<uint64_t>(kMaxLanes, std::max<uint64_t>(8, w)));
 }
 

@@ -29,7 +29,7 @@ constexpr uint32_t kMaxLanes = 4096;
 inline uint32_t u16_at(const uint8_t* p) { return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8; }
 inline uint32_t u32_at(const uint8_t* p) { return u16_at(p) | u16_at(p + 2) << 16; }
 
-// Coder states for a stream of `count` symbols: min(4096, max(8, ceil(count / 1024))) (part of the format).
+// Coder states for a stream of `count` symbols: min(4096, max(8, ceil(count / 4096))) (part of the format).
 uint32_t lanes_for(uint64_t count);
 
 // One alphabet's decoding table: per slot s (0..4095) the symbol (bits 0..7), freq − 1 (bits 8..19) and
