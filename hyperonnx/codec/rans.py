@@ -134,18 +134,24 @@ def encode(phases: list[tuple[np.ndarray, Model | Mixed]]) -> bytes:
         raise ValueError("rANS: a symbol has no frequency in its model")
     state = np.full(lanes, STATE_LOW, dtype=np.uint64)
     steps = -(-total // lanes)
+    # Per symbol, once: its frequency, cumulative frequency and renormalisation bound (x_max = f · 2^20), uint64.
+    freq = freq.astype(np.uint64)
+    cum = cum.astype(np.uint64)
+    bound = freq << np.uint64(32 - PROB_BITS)
+    shift, mask, bits = np.uint64(16), np.uint64(0xFFFF), np.uint64(PROB_BITS)
     words: list[np.ndarray] = []  # pushed in reverse of the decoder's reading order
     for t in range(steps - 1, -1, -1):
         first = t * lanes
         n = min(lanes, total - first)
-        f, c = freq[first : first + n].astype(np.uint64), cum[first : first + n].astype(np.uint64)
+        f, c = freq[first : first + n], cum[first : first + n]
         x = state[:n]
-        renorm = x >= (f << np.uint64(32 - PROB_BITS))  # x_max = ((L >> 12) << 16) · f
+        renorm = x >= bound[first : first + n]
         if renorm.any():
             # The decoder reads lanes in increasing order: pushing them in decreasing order reverses to that.
-            words.append((x[renorm] & np.uint64(0xFFFF)).astype(np.uint16)[::-1])
-            x[renorm] >>= np.uint64(16)
-        state[:n] = ((x // f) << np.uint64(PROB_BITS)) + (x % f) + c
+            words.append((x[renorm] & mask).astype(np.uint16)[::-1])
+            x[renorm] >>= shift
+        quotient, remainder = np.divmod(x, f)
+        state[:n] = (quotient << bits) + remainder + c
     stream = np.concatenate(words)[::-1] if words else np.zeros(0, np.uint16)
     return (state.astype("<u4").tobytes() + np.array([stream.size], "<u4").tobytes()
             + stream.astype("<u2").tobytes())
