@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from hyperonnx import _startup, api, codec
+from hyperonnx import __version__, _startup, api, codec
 from hyperonnx.errors import HyperonnxError
 
 
@@ -48,7 +48,7 @@ def _human(n: float) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="hyperonnx", message="hyperonnx %(version)s")
+@click.version_option(version=__version__, message="hyperonnx %(version)s")  # works from a source tree too
 def cli() -> None:
     """Hyper-Compression for ONNX models: weights become integer θ codes plus HyperDecode nodes."""
 

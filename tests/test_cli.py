@@ -136,3 +136,14 @@ def test_budget_options_from_the_command_line(toy, tmp_path):
     _one_line_error(hx("convert", toy, "-o", out, "--max-size", "lots"), "--max-size")
     _one_line_error(hx("convert", toy, "-o", out, "--target-bpw", "0.1"), "--target-bpw")
     _one_line_error(hx("convert", toy, "-o", out, "--codec", "paper", "--target-bpw", "5"), "bits option")
+
+
+def test_version_matches_the_package_metadata():
+    """`hyperonnx --version` answers from a source tree as from an install, with pyproject's version."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    result = hx("--version")
+    assert result.returncode == 0, result.stderr
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)["project"]
+    assert result.stdout.strip() == f"hyperonnx {project['version']}"
