@@ -28,6 +28,13 @@ from hyperonnx.errors import HyperonnxError
 ENV = {k: v for k, v in os.environ.items() if k != "HYPERONNX_DEBUG"}
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT's default disposition. A test run started in the background by a
+    non-interactive shell inherits SIGINT *ignored*, and a command that starts with SIGINT ignored rightly keeps
+    ignoring it (as Python does): the signal tests would then test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -222,7 +229,7 @@ def test_sigint_during_conversion(tmp_path):
         out = out_dir / "out.onnx"
         proc = subprocess.Popen([sys.executable, "-m", "hyperonnx", "convert", str(src), "-o", str(out),
                                  "--jobs", "2", "--external-data"], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=ENV)
+                                stderr=subprocess.PIPE, text=True, env=ENV, preexec_fn=_default_sigint)
         time.sleep(fraction * whole)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
@@ -249,7 +256,8 @@ def _interrupt_while_starting(src: Path, out: Path, after: float | None) -> tupl
     before numpy, onnx and onnxruntime), or, with ``after=None``, right after the process is spawned.
     Returns the exit status and stderr's lines without the import-time report."""
     proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "hyperonnx", "convert", str(src), "-o",
-                             str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+                             str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=_default_sigint)
     lines = []
     if after is not None:
         for line in proc.stderr:
