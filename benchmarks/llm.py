@@ -5,7 +5,9 @@
         [--tokens 2048] [--window 512] [--baseline-block 64] [--json out.json] [--keep DIR]
 
 A setting may keep tensors fp32 with ``exclude=GLOB`` (``--codec ecsq:step=0.2,exclude=model.embed_tokens.weight``)
-or ask convert for a bit budget with ``target_bpw=X`` (``--codec ecsq:target_bpw=4.5``: per-tensor settings).
+or ask convert for a bit budget with ``target_bpw=X`` (``--codec ecsq:target_bpw=4.5``: per-tensor settings),
+spent by measured sensitivity with ``sensitivity=1`` (generated token ids); ``grids=0`` turns off exact storage
+of weights on a GGUF grid (``--no-exact-grids``: every weight re-quantized, as for a bf16 checkpoint).
 
 With no ``--codec`` the sweep is ``ecsq:step=0.2``, ``ecsq:step=0.25``, ``ecsq:step=0.3`` and
 ``blockvq:bits=4``. ``--codec-opt`` applies to every codec given (``--codec ecsq --codec-opt step=0.2`` works).
@@ -82,7 +84,7 @@ import hyperonnx  # noqa: E402
 from hyperonnx import codec, model_io  # noqa: E402
 from hyperonnx.passes.select import Selection, choose, find_sites  # noqa: E402
 
-SELECTION_KEYS = ("exclude", "target_bpw")  # setting keys that go to convert, not to the codec
+SELECTION_KEYS = ("exclude", "target_bpw", "sensitivity", "grids")  # setting keys for convert, not the codec
 DEFAULT_SWEEP = ["ecsq:step=0.1", "ecsq:step=0.15", "ecsq:step=0.2", "ecsq:step=0.25", "ecsq:step=0.3", "blockvq:bits=4",
                  "blockvq:bits=5"]
 GPL3 = Path("/usr/share/common-licenses/GPL-3")
@@ -223,7 +225,9 @@ def run_hyperonnx(source: Path, name: str, options: dict[str, str], tmp: Path, t
     except (KeyError, ValueError):
         full = codec_options  # convert reports the error
     result = hyperonnx.convert(source, target, codec_name=name, options=codec_options, all_ops=all_ops,
-                               exclude=exclude, target_bpw=target_bpw, progress=progress)
+                               exclude=exclude, target_bpw=target_bpw, progress=progress,
+                               sensitivity=options.get("sensitivity") == "1",
+                               exact_grids=options.get("grids", "1") != "0")
     convert_s = time.perf_counter() - t0
     tensors = result.report.tensors
     weights = sum(math.prod(t.shape) for t in tensors)

@@ -84,6 +84,7 @@ def convert(
     target_cosine: float | None = None,
     inputs: str | os.PathLike | dict[str, np.ndarray] | None = None,
     exact_grids: bool = True,
+    sensitivity: bool = False,
 ) -> ConvertResult:
     """Compress the weights of the model at ``source`` and write the result to ``target`` atomically.
 
@@ -94,6 +95,10 @@ def convert(
     ``target_cosine`` instead searches for the smallest model whose outputs keep that cosine to the original's on
     ``inputs`` (an .npz path or a dict keyed by input name; generated when None), validates it and reports the
     achieved cosine (:mod:`hyperonnx.tune`); ``progress`` then receives one line per search step.
+
+    ``sensitivity`` (implied by ``inputs`` with a size budget) weighs the budget's allocation by each tensor's
+    measured effect on the outputs (:func:`hyperonnx.tune.measure_sensitivity`, on ``inputs`` or generated ones)
+    instead of counting every tensor's relative noise alike; the model is then loaded whole.
 
     ``exact_grids`` stores weights that already lie on a float16 block grid (dequantized from a llama.cpp
     checkpoint) exactly, with the `grid` codec, in the ``ort`` form.
@@ -113,14 +118,18 @@ def convert(
         raise HyperonnxError("give --target-cosine or a size budget (--target-bpw, --max-size), not both")
     if target_cosine is not None and not 0.0 < target_cosine <= 1.0:
         raise HyperonnxError(f"--target-cosine must be in (0, 1], got {target_cosine}")
-    if inputs is not None and target_cosine is None:
-        raise HyperonnxError("--inputs is used with --target-cosine only")
+    budgeted = target_bpw is not None or max_size is not None
+    if inputs is not None and target_cosine is None and not budgeted:
+        raise HyperonnxError("--inputs is used with --target-cosine or a size budget (--target-bpw, --max-size)")
+    if sensitivity and not budgeted and target_cosine is None:
+        raise HyperonnxError("--sensitivity is used with a size budget (--target-bpw, --max-size)")
+    sensitivity = budgeted and (sensitivity or inputs is not None)
     if runtime == "portable" and codec_name in codec.CODECS and not codec.CODECS[codec_name].portable:
         raise HyperonnxError(f"codec {codec_name!r} has no portable decoder (its θ are entropy coded): "
                              "use --runtime ort, or --codec blockvq for --runtime portable")
     # Streaming: external data stays on disk; each weight is read when it is encoded, the rest is copied through
     # when saving. (The fidelity search holds every weight in memory anyway: it loads them all.)
-    lazy = target_cosine is None
+    lazy = target_cosine is None and not sensitivity
     model = model_io.load_lazy(source) if lazy else model_io.load(source)
     had_external = bool(model_io.external_files(source, model if lazy else None))
     bytes_before = model_io.file_size(source, model if lazy else None)
@@ -134,9 +143,14 @@ def convert(
                                     decode, jobs, progress, exact_grids=exact_grids)
             report = tuned.report
         else:
+            weights = None
+            if sensitivity:
+                from hyperonnx import tune
+
+                weights, measured = tune.measure_sensitivity(model, source, inputs, codec_name, options, selection)
             report = compress_model(model, codec_name, options, selection, runtime, decode, jobs, progress,
                                     target_bpw=target_bpw, max_bytes=max_size, input_bytes=bytes_before,
-                                    base_dir=source.parent, exact_grids=exact_grids)
+                                    base_dir=source.parent, exact_grids=exact_grids, tensor_weights=weights)
     except ValueError as exc:
         raise HyperonnxError(str(exc)) from None
     if strip_debug_info:
@@ -153,6 +167,8 @@ def convert(
         result.extra["budget"] = report.budget
     if tuned is not None:
         result.extra["tune"] = tuned.details
+    if sensitivity:
+        result.extra["sensitivity"] = measured
     return result
 
 
@@ -256,9 +272,12 @@ _NP_TYPES = {
 }
 
 
-def generated_inputs(session, seed: int = 0) -> dict[str, np.ndarray]:
-    """Inputs that match the session's signature: batch 1, other free dimensions 32, small ints."""
+def generated_inputs(session, seed: int = 0, model: onnx.ModelProto | None = None) -> dict[str, np.ndarray]:
+    """Inputs that match the session's signature: batch 1, other free dimensions 32; floats standard normal;
+    integers small (0…99), below the table size where ``model`` shows them indexing a Gather (token ids, token
+    type ids), and all ones for inputs named like masks."""
     rng = np.random.default_rng(seed)
+    bounds = _index_bounds(model) if model is not None else {}
     feeds = {}
     for arg in session.get_inputs():
         dims = [d if isinstance(d, int) and d >= 0 else (1 if i == 0 else 32) for i, d in enumerate(arg.shape)]
@@ -269,9 +288,49 @@ def generated_inputs(session, seed: int = 0) -> dict[str, np.ndarray]:
             feeds[arg.name] = rng.standard_normal(dims).astype(np_type)
         elif np_type is np.bool_:
             feeds[arg.name] = rng.random(dims) < 0.5
+        elif "mask" in arg.name.lower():
+            feeds[arg.name] = np.ones(dims, dtype=np_type)
         else:
-            feeds[arg.name] = rng.integers(0, 100, size=dims).astype(np_type)
+            feeds[arg.name] = rng.integers(0, max(1, min(100, bounds.get(arg.name, 100))), size=dims).astype(np_type)
     return feeds
+
+
+_PASS_THROUGH = {"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten"}
+
+
+def _index_bounds(model: onnx.ModelProto) -> dict[str, int]:
+    """Per graph input: the smallest size of a table it indexes as a Gather's indices (directly or through
+    casts and reshapes), when the table is an initializer or Constant of known shape."""
+    graph = model.graph
+    shapes = {t.name: list(t.dims) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output:
+            value = next((a.t for a in node.attribute if a.name == "value"), None)
+            if value is not None:
+                shapes[node.output[0]] = list(value.dims)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    bounds = {}
+    for graph_input in graph.input:
+        frontier, seen, found = [graph_input.name], set(), []
+        while frontier:
+            name = frontier.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            for node in consumers.get(name, []):
+                if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == name:
+                    dims = shapes.get(node.input[0])
+                    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                    if dims and -len(dims) <= axis < len(dims):
+                        found.append(int(dims[axis]))
+                elif node.op_type in _PASS_THROUGH and node.input and node.input[0] == name:
+                    frontier.extend(node.output)
+        if found:
+            bounds[graph_input.name] = min(found)
+    return bounds
 
 
 def load_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -314,14 +373,15 @@ def verify(
     repeats: int = 5,
 ) -> dict[str, Any]:
     """Run both models on the same inputs; report fidelity per output, size ratio, load time and latency."""
+    graphs = []
     for path in (original, compressed):
         if not Path(path).exists():
             raise HyperonnxError(f"{path}: no such file")
-        model_io.load(path, load_external_data=False)  # one clear line for a corrupt file
+        graphs.append(model_io.load(path, load_external_data=False))  # one clear line for a corrupt file
     ref, ref_load = _timed_session(original, providers, None)
     test, test_load = _timed_session(compressed, providers, mode)
     if inputs is None:
-        feeds = generated_inputs(ref)
+        feeds = generated_inputs(ref, model=graphs[0])
     elif isinstance(inputs, dict):
         feeds = inputs
     else:

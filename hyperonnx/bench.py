@@ -334,8 +334,7 @@ def bench(
     variants = parse_variants(codecs, quick)  # bad names fail here, before minutes of work
     probe = model_io.load(source, load_external_data=False)
     external = bool(model_io.external_files(source)) or model_io.file_size(source) > model_io.PROTOBUF_LIMIT
-    float_weights = count_float_weights(probe)
-    del probe
+    float_weights = count_float_weights(probe)  # the graph stays: it bounds generated indices
     if float_weights == 0:
         raise HyperonnxError(f"{source}: has no float weights to compress")
     repeats = repeats if repeats is not None else (5 if quick else 20)
@@ -363,7 +362,8 @@ def bench(
             raise HyperonnxError(f"{source}: onnxruntime cannot load it ({_short(exc)})") from None
         ref_load = time.perf_counter() - start
         if inputs is None:
-            feeds, inputs_note = api.generated_inputs(reference), "generated (api.generated_inputs, seed 0)"
+            feeds = api.generated_inputs(reference, model=probe)
+            inputs_note = "generated (api.generated_inputs, seed 0)"
         elif isinstance(inputs, dict):
             feeds, inputs_note = dict(inputs), "given arrays"
         else:

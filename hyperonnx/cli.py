@@ -77,21 +77,27 @@ def cli() -> None:
               help="Smallest model whose outputs keep this cosine to the original's (e.g. 0.995): bits per tensor "
                    "from measured sensitivity, searched and validated by running both models.")
 @click.option("--inputs", type=click.Path(dir_okay=False), default=None,
-              help="With --target-cosine: .npz of input arrays keyed by input name (rows of the leading dimension "
-                   "are samples). Default: generated inputs; real inputs make the target meaningful.")
+              help="With --target-cosine or a size budget: .npz of input arrays keyed by input name (rows of the "
+                   "leading dimension are samples). Default: generated inputs; real inputs make the target "
+                   "meaningful. With a budget it implies --sensitivity.")
+@click.option("--sensitivity", is_flag=True,
+              help="With --target-bpw/--max-size: spend the budget by each tensor's measured effect on the outputs "
+                   "(runs the model once per tensor, on --inputs or generated inputs).")
 @click.option("--strip-debug-info", is_flag=True, help="Drop exporter debug data (node metadata, doc strings).")
 @click.option("--exact-grids/--no-exact-grids", default=True, show_default=True,
               help="Store weights already on a float16 block grid (from a GGUF checkpoint) exactly.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write a JSON report here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elements, include, exclude, all_ops,
-            jobs, external_data, target_bpw, max_size, target_cosine, inputs, strip_debug_info, exact_grids, report,
-            as_json) -> None:
+            jobs, external_data, target_bpw, max_size, target_cosine, inputs, sensitivity, strip_debug_info,
+            exact_grids, report, as_json) -> None:
     """Compress the weights of MODEL into OUTPUT."""
     options = _parse_options(codec_opt)
     codec.get_codec(codec_name).params(options)  # fail on a bad codec or option before any work
     bar = None
     note = None
+    if (sensitivity or inputs) and target_cosine is None and not as_json and sys.stderr.isatty():
+        click.echo("hyperonnx: measuring each tensor's sensitivity (one model run per tensor)", err=True)
     if target_cosine is not None and not as_json and sys.stderr.isatty():  # the search's steps, a line each
         def note(message: str) -> None:
             click.echo(f"hyperonnx: {message}", err=True)
@@ -114,7 +120,7 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
                              progress=note or ((lambda _name: bar.update(1)) if bar else None),
                              target_bpw=target_bpw, max_size=_parse_size(max_size),
                              strip_debug_info=strip_debug_info, target_cosine=target_cosine, inputs=inputs,
-                             exact_grids=exact_grids)
+                             exact_grids=exact_grids, sensitivity=sensitivity)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -141,6 +147,10 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
         click.echo(f"fidelity: cosine {tuned['cosine']:.6f} >= target {tuned['target_cosine']} on "
                    f"{tuned['samples']} samples of {tuned['inputs']} ({tuned['metric']}), "
                    f"{len(tuned['evaluations'])} evaluations")
+    if "sensitivity" in data:
+        measured = data["sensitivity"]
+        click.echo(f"budget spent by sensitivity measured on {measured['samples']} samples of {measured['inputs']} "
+                   f"({measured['seconds']:.1f} s)")
 
 
 @cli.command()

@@ -95,15 +95,17 @@ def _rows(feeds: dict[str, np.ndarray]) -> int:
     return int(next(iter(feeds.values())).shape[0])
 
 
-def load_samples(session, inputs: str | dict[str, np.ndarray] | None) -> Samples:
-    """The user's inputs (an .npz path or a dict keyed by input name) or generated ones, checked against the model."""
+def load_samples(session, inputs: str | dict[str, np.ndarray] | None,
+                 model: onnx.ModelProto | None = None) -> Samples:
+    """The user's inputs (an .npz path or a dict keyed by input name) or generated ones (``model``: the graph, to
+    keep generated indices inside the tables they index), checked against the model."""
     from hyperonnx import api
 
     args = session.get_inputs()
     names = {a.name for a in args}
     if inputs is None:
         free = all(a.shape and not isinstance(a.shape[0], int) for a in args)
-        seeds = [{k: np.asarray(v) for k, v in api.generated_inputs(session, seed).items()}  # a scalar too
+        seeds = [{k: np.asarray(v) for k, v in api.generated_inputs(session, seed, model).items()}  # a scalar too
                  for seed in range(GENERATED_SAMPLES)]
         if free:  # one batch of GENERATED_SAMPLES rows
             feeds = {k: np.concatenate([s[k] for s in seeds]) for k in seeds[0]}
@@ -193,7 +195,7 @@ class Evaluator:
             self.session = ort.InferenceSession(lifted.SerializeToString(), options,
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise HyperonnxError("--target-cosine cannot evaluate this model with its weights as inputs "
+            raise HyperonnxError("cannot run this model with its weights as inputs to measure fidelity "
                                  f"({str(exc).splitlines()[0][:300]})") from None
         self.originals = originals
         self.outputs = outputs
@@ -317,7 +319,7 @@ def tune_model(
         raise ValueError(f"the portable form needs opset 11 or newer (the model has {opset}); use --runtime ort")
 
     reference_session = api.make_session(source)
-    samples = load_samples(reference_session, inputs)
+    samples = load_samples(reference_session, inputs, model)
     outputs = _float_outputs(reference_session)
 
     # 1. every tensor at every setting
@@ -351,17 +353,11 @@ def tune_model(
     probe_index = [max(0, (len(t.candidates) - 1) // 2) for t in tensors]
     say(f"measuring the sensitivity of {len(tensors)} tensors on {evaluator.probe.count} samples")
     started = time.perf_counter()
-    for k, (t, i) in enumerate(zip(tensors, kept)):
-        trial = list(originals)
-        trial[i] = t.weight(probe_index[k])
-        drop = 1.0 - evaluator.fidelity(trial, probe=True).value
-        noise = t.candidates[probe_index[k]].rel_noise
-        t.gain = drop / noise if noise > 0 else 0.0
+    trials = ((i, lambda t=t, k=k: t.weight(probe_index[k]), t.candidates[probe_index[k]].rel_noise)
+              for k, (t, i) in enumerate(zip(tensors, kept)))
+    for t, gain in zip(tensors, _gains(evaluator, originals, trials)):
+        t.gain = gain
     say(f"sensitivity measured in {time.perf_counter() - started:.1f} s")
-    positive = sorted(t.gain for t in tensors if t.gain > 0)
-    floor = positive[len(positive) // 2] * 1e-3 if positive else 1.0
-    for t in tensors:
-        t.gain = max(t.gain, floor)
     candidates = [t.candidates for t in tensors]
     gains = [t.gain for t in tensors]
 
@@ -471,6 +467,74 @@ def tune_model(
                          f"{samples.source} (best cosine {fid.value:.6f}, {METRIC})")
 
 
+def _gains(evaluator: Evaluator, originals: list[np.ndarray], trials: Iterable) -> list[float]:
+    """Each trial (index into ``originals``, a function giving the decoded weight, its relative noise) alone in
+    the model on the probe samples: the drop of the output cosine per unit of relative noise. Gains too small
+    to measure are raised to 1/1000 of the median positive one (no tensor is free)."""
+    gains = []
+    for i, weight, noise in trials:
+        trial = list(originals)
+        trial[i] = weight()
+        drop = 1.0 - evaluator.fidelity(trial, probe=True).value
+        gains.append(drop / noise if noise > 0 else 0.0)
+    positive = sorted(g for g in gains if g > 0)
+    floor = positive[len(positive) // 2] * 1e-3 if positive else 1.0
+    return [max(g, floor) for g in gains]
+
+
+def measure_sensitivity(
+    model: onnx.ModelProto,
+    source: str | Path,
+    inputs: str | dict[str, np.ndarray] | None,
+    codec_name: str,
+    options: dict | None = None,
+    selection: Selection | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[list[float], dict[str, Any]]:
+    """Per selected tensor (selection order): how much the model's outputs suffer per unit of that tensor's
+    relative weight noise, measured on ``inputs`` (generated when None) with each tensor alone at the middle
+    setting of the codec's budget ladder — the weights a size budget (``--target-bpw``, ``--max-size``) spends
+    its bytes by. ``model`` holds every weight (not lazily loaded) and is not changed. Returns the weights and a
+    summary (inputs, samples, seconds)."""
+    from hyperonnx import api
+
+    say = progress or (lambda _msg: None)
+    options = dict(options or {})
+    impl = codec.get_codec(codec_name)
+    impl.params(options)
+    ladder = budget.BUDGET_OPTIONS.get(impl.family)
+    if not ladder:
+        known = ", ".join(sorted(budget.BUDGET_OPTIONS))
+        raise ValueError(f"a size budget needs a codec with a bits option ({known}), not {codec_name!r}")
+    probe = dict(options, **ladder[(len(ladder) - 1) // 2])
+    selection = selection or Selection()
+    reference_session = api.make_session(source)
+    samples = load_samples(reference_session, inputs, model)
+    chosen, _ = choose(find_sites(model), selection)
+    if not chosen:
+        raise HyperonnxError("no tensor to compress (see --min-elements, --include, --exclude)")
+    base_dir = str(Path(source).parent)
+    originals = [numpy_helper.to_array(site.tensor, base_dir) for site in chosen]
+    evaluator = Evaluator(model, selection, originals, samples, _float_outputs(reference_session))
+    say(f"measuring the sensitivity of {len(chosen)} tensors on {evaluator.probe.count} samples")
+    started = time.perf_counter()
+
+    def trials():
+        for i, array in enumerate(originals):
+            result = compress._encode_one(array, codec_name, probe)
+            if isinstance(result, str):  # this codec cannot encode it: the budget skips it too
+                yield i, lambda a=array: a, 0.0
+                continue
+            enc, sqnr = result
+            noise = 10.0 ** (-sqnr / 10.0) if np.isfinite(sqnr) else 0.0
+            yield i, lambda e=enc, a=array: codec.decode(e).reshape(a.shape).astype(a.dtype, copy=False), noise
+
+    gains = _gains(evaluator, originals, trials())
+    seconds = time.perf_counter() - started
+    say(f"sensitivity measured in {seconds:.1f} s")
+    return gains, {"inputs": samples.source, "samples": evaluator.probe.count, "seconds": round(seconds, 3)}
+
+
 def _emit(model: onnx.ModelProto, selection: Selection, encodings: list, runtime: str,
           decode_mode: str) -> compress.CompressReport:
     """Rewrite ``model`` in place with the given encoding (or skip reason) per selected tensor, in site order —
@@ -507,4 +571,4 @@ def _validate(model: onnx.ModelProto, reference_session, samples: Samples, outpu
     return _compare(outputs, reference, samples, got)
 
 
-__all__ = ["METRIC", "Samples", "TuneResult", "load_samples", "tune_model"]
+__all__ = ["METRIC", "Samples", "TuneResult", "load_samples", "measure_sensitivity", "tune_model"]

@@ -146,3 +146,81 @@ def test_allocate_spends_bytes_where_the_weight_says():
     assert budget.allocate([ladder(), ladder()], 300, [5.0, 1.0]) == [1, 0]
     with pytest.raises(ValueError):
         budget.allocate([ladder()], 300, [1.0, 2.0])
+
+
+# ---- size budgets spent by measured sensitivity (--target-bpw/--max-size with --sensitivity or --inputs) ----
+
+def _two_branches(tmp_path):
+    """out = x·A + 0.001·(x·B): the same kind of weights, but B barely reaches the output."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    a, b = (numpy_helper.from_array(rng.standard_normal((64, 64)).astype(np.float32), n) for n in ("A", "B"))
+    small = numpy_helper.from_array(np.array(1e-3, np.float32), "small")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "A"], ["ya"]), helper.make_node("MatMul", ["x", "B"], ["yb"]),
+         helper.make_node("Mul", ["yb", "small"], ["yb_small"]), helper.make_node("Add", ["ya", "yb_small"], ["y"])],
+        "two_branches", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 64])], [a, b, small])
+    path = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def _bpw(result) -> dict[str, float]:
+    return {t.name: t.bits_per_weight for t in result.report.tensors}
+
+
+def test_a_size_budget_goes_where_the_outputs_feel_it(tmp_path):
+    src = _two_branches(tmp_path)
+    plain = hyperonnx.convert(src, tmp_path / "plain.onnx", codec_name="ecsq", target_bpw=4.5)
+    weighted = hyperonnx.convert(src, tmp_path / "weighted.onnx", codec_name="ecsq", target_bpw=4.5,
+                                 sensitivity=True)
+    assert abs(_bpw(plain)["A"] - _bpw(plain)["B"]) < 0.75  # alike without measurements
+    assert _bpw(weighted)["A"] > _bpw(weighted)["B"] + 2  # B's noise is 1000x quieter at the output
+    for result in (plain, weighted):
+        assert result.report.budget["chosen_bytes"] <= result.report.budget["limit_bytes"]
+    assert weighted.extra["sensitivity"]["inputs"] == "8 generated inputs"
+    feeds = {"x": np.random.default_rng(9).standard_normal((32, 64)).astype(np.float32)}
+    assert measured_cosine(src, tmp_path / "weighted.onnx", feeds) > measured_cosine(src, tmp_path / "plain.onnx",
+                                                                                      feeds)
+
+
+def test_budget_with_inputs_from_the_command_line(tmp_path):
+    src = _two_branches(tmp_path)
+    data = tmp_path / "x.npz"
+    np.savez(data, x=np.random.default_rng(5).standard_normal((16, 64)).astype(np.float32))
+    out = tmp_path / "out.onnx"
+    result = hx("convert", src, "-o", out, "--codec", "ecsq", "--target-bpw", "4.5", "--inputs", data, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["sensitivity"]["inputs"] == str(data) and report["sensitivity"]["samples"] == 16
+    bits = {t["name"]: t["bits_per_weight"] for t in report["tensors"]}
+    assert bits["A"] > bits["B"] + 2
+    one_line_error(hx("convert", src, "-o", tmp_path / "x.onnx", "--sensitivity"), "--sensitivity")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_generated_indices_stay_inside_the_tables_they_index(tmp_path):
+    """Generated token ids index the embedding tables (a 2-row token-type table gets 0/1), masks are ones."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from hyperonnx import api
+
+    tables = [numpy_helper.from_array(np.ones((n, 4), np.float32), f"t{n}") for n in (2, 500)]
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["types"], ["types64"], to=TensorProto.INT64),
+         helper.make_node("Gather", ["t2", "types64"], ["a"]), helper.make_node("Gather", ["t500", "ids"], ["b"]),
+         helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+         helper.make_node("Add", ["a", "b"], ["ab"]), helper.make_node("Unsqueeze", ["m", "axes"], ["m3"]),
+         helper.make_node("Mul", ["ab", "m3"], ["y"])],
+        "lookup", [helper.make_tensor_value_info(n, TensorProto.INT32 if n == "types" else TensorProto.INT64,
+                                                 ["b", "s"]) for n in ("ids", "types", "attention_mask")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [*tables, numpy_helper.from_array(np.array([2], np.int64), "axes")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = api.generated_inputs(session, 0, model)
+    assert set(np.unique(feeds["types"])) <= {0, 1} and feeds["ids"].max() < 500 and feeds["ids"].max() >= 2
+    assert (feeds["attention_mask"] == 1).all()
+    session.run(None, feeds)  # and the model runs on them

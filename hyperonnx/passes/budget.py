@@ -30,12 +30,14 @@ def between(low: float, high: float, t: float) -> float:
     return low * (high / low) ** t
 
 
-def upgrade_order(candidates: list[list[Candidate]], choice: list[int]) -> list[int]:
-    """Tensors whose next rung exists, by noise saved per extra byte (the allocator's own criterion), best first."""
+def upgrade_order(candidates: list[list[Candidate]], choice: list[int],
+                  weights: list[float] | None = None) -> list[int]:
+    """Tensors whose next rung exists, by (weighted) noise saved per extra byte (the allocator's own criterion),
+    best first."""
     scored = []
     for t, (cands, i) in enumerate(zip(candidates, choice)):
         if i + 1 < len(cands):
-            gain = cands[i].rel_noise - cands[i + 1].rel_noise
+            gain = (cands[i].rel_noise - cands[i + 1].rel_noise) * (1.0 if weights is None else weights[t])
             scored.append((-gain / max(cands[i + 1].nbytes - cands[i].nbytes, 1), t))
     return [t for _, t in sorted(scored)]
 

@@ -89,6 +89,7 @@ def compress_model(
     input_bytes: int | None = None,
     base_dir: str | os.PathLike | None = None,
     exact_grids: bool = True,
+    tensor_weights: list[float] | None = None,
 ) -> CompressReport:
     """Compress ``model`` in place. Raises ValueError for an unknown codec/option/runtime/mode.
 
@@ -102,6 +103,9 @@ def compress_model(
     ``exact_grids``: a weight that already lies on a float16 block grid (dequantized from a llama.cpp
     checkpoint) is stored exactly with the `grid` codec (``ort`` runtime only); under a budget, that exact
     encoding competes with the codec's settings as the top one.
+
+    ``tensor_weights`` (one per selected tensor, in selection order; :func:`hyperonnx.tune.measure_sensitivity`)
+    scale each tensor's relative noise in the budget allocation; without them every tensor counts alike.
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
@@ -132,8 +136,10 @@ def compress_model(
     exact_grids = exact_grids and runtime == "ort"  # rANS streams have no standard-op form
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         if budgeted:
+            if tensor_weights is not None and len(tensor_weights) != len(chosen):
+                raise ValueError(f"{len(tensor_weights)} tensor weights for {len(chosen)} selected tensors")
             finished = _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, target_bpw, max_bytes,
-                                        input_bytes, report, base_dir, exact_grids)
+                                        input_bytes, report, base_dir, exact_grids, tensor_weights)
         else:
             finished = _stream(pool, chosen, codec_name, options, jobs, base_dir, exact_grids)
         for item in finished:
@@ -202,7 +208,8 @@ def _candidate(result: tuple[codec.Encoded, float], options: dict | None, runtim
     return budget.Candidate(nbytes, rel, result, options)
 
 
-def _spend_leftover(kept, choice, limit, codec_name, runtime, max_bytes, base_dir, attempts: int = 8):
+def _spend_leftover(kept, choice, limit, codec_name, runtime, max_bytes, base_dir, attempts: int = 8,
+                    gains: list[float] | None = None):
     """Spend what the ladder's discrete rungs left of the budget: for the tensors whose next upgrade did not
     fit (best noise-per-byte first), bisect a continuous option (budget.CONTINUOUS_OPTIONS) between their choice
     and the next rung for the finest setting that fits. Returns {tensor index: Candidate}."""
@@ -212,7 +219,7 @@ def _spend_leftover(kept, choice, limit, codec_name, runtime, max_bytes, base_di
     better: dict[int, budget.Candidate] = {}
     if key is None:
         return better
-    for t in budget.upgrade_order(cands, choice)[:attempts]:
+    for t in budget.upgrade_order(cands, choice, gains)[:attempts]:
         here, there = cands[t][choice[t]], cands[t][choice[t] + 1]
         room = limit - total
         if here.options is None or there.options is None or there.nbytes <= here.nbytes:
@@ -257,7 +264,7 @@ def _serialized_bytes(name: str, enc: codec.Encoded, sqnr: float) -> int:
 
 
 def _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, target_bpw, max_bytes, input_bytes,
-                     report, base_dir, exact_grids=False):
+                     report, base_dir, exact_grids=False, tensor_weights=None):
     """Encode every tensor at every budget setting, allocate the budget, yield the chosen encodings."""
     pending, results = [], []
     for site in chosen:
@@ -269,6 +276,9 @@ def _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, targe
             results.append((site_done, future.result()))
     results += [(site, future.result()) for site, future in pending]
     kept = [(site, c) for site, c in results if not isinstance(c, str)]
+    gains = None
+    if tensor_weights is not None:
+        gains = [w for w, (_, c) in zip(tensor_weights, results) if not isinstance(c, str)]
     weights = sum(site.numel for site, _ in kept)
     if target_bpw is not None:
         limit = target_bpw * weights / 8.0
@@ -276,9 +286,10 @@ def _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, targe
         # What the compressed tensors free: their serialized bytes (a Constant node's too) in the input.
         raw = sum(_inline_bytes(site) + 8 for site, _ in kept)
         limit = max_bytes - (input_bytes - raw) - 64  # 64: the added opset import, with room to spare
-    choice = budget.allocate([c for _, c in kept], limit)
+    choice = budget.allocate([c for _, c in kept], limit, gains)
     picked = [c[i] for (_, c), i in zip(kept, choice)]
-    for t, candidate in _spend_leftover(kept, choice, limit, codec_name, runtime, max_bytes, base_dir).items():
+    for t, candidate in _spend_leftover(kept, choice, limit, codec_name, runtime, max_bytes, base_dir,
+                                        gains=gains).items():
         picked[t] = candidate
     report.budget = {"limit_bytes": limit, "weights": weights, "chosen_bytes": sum(c.nbytes for c in picked)}
     chosen_by_site = {id(site): c.payload for (site, _), c in zip(kept, picked)}
