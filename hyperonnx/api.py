@@ -274,8 +274,8 @@ _NP_TYPES = {
 
 def generated_inputs(session, seed: int = 0, model: onnx.ModelProto | None = None) -> dict[str, np.ndarray]:
     """Inputs that match the session's signature: batch 1, other free dimensions 32; floats standard normal;
-    integers small (0…99), below the table size where ``model`` shows them indexing a Gather (token ids, token
-    type ids), and all ones for inputs named like masks."""
+    integers over the whole table where ``model`` shows them indexing a Gather (token ids, token type ids), small
+    (0…99) otherwise, and all ones for inputs named like masks."""
     rng = np.random.default_rng(seed)
     bounds = _index_bounds(model) if model is not None else {}
     feeds = {}
@@ -291,7 +291,7 @@ def generated_inputs(session, seed: int = 0, model: onnx.ModelProto | None = Non
         elif "mask" in arg.name.lower():
             feeds[arg.name] = np.ones(dims, dtype=np_type)
         else:
-            feeds[arg.name] = rng.integers(0, max(1, min(100, bounds.get(arg.name, 100))), size=dims).astype(np_type)
+            feeds[arg.name] = rng.integers(0, max(1, bounds.get(arg.name, 100)), size=dims).astype(np_type)
     return feeds
 
 
