@@ -8,10 +8,13 @@ not compressed is copied from the input's data file to the output's in chunks wh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,16 +111,15 @@ def save(model: onnx.ModelProto, path: str | os.PathLike, external_data: bool | 
         raise HyperonnxError(f"{path}: output folder {folder} is not writable")
     if external_data is None:
         external_data = _inline_size_over_limit(model)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=".hyperonnx-", dir=folder))
-    except OSError as exc:
-        raise HyperonnxError(f"{path}: cannot write ({exc.strerror or exc})") from None
     data_name = path.name + ".data"
     final_data = folder / data_name
-    backup = tmp / (data_name + ".previous")
+    tmp = None
     placed_data = False  # final_data now holds this save's data (undone on any failure below)
     done = False
     try:
+        with _interrupts_deferred():  # a Ctrl-C between creating the folder and noting it would leave it behind
+            tmp = Path(tempfile.mkdtemp(prefix=".hyperonnx-", dir=folder))
+            backup = tmp / (data_name + ".previous")
         target = tmp / path.name
         data = tmp / data_name
         if external_data:
@@ -131,29 +133,51 @@ def save(model: onnx.ModelProto, path: str | os.PathLike, external_data: bool | 
         os.chmod(target, 0o644)
         # Commit: the data first (the model names it), then the model. A previous OUT.data is kept (a second
         # link in our temporary folder) until the model is in place, so a failure between the two renames
-        # restores it; OUT.data itself is only ever replaced atomically, never missing.
-        if external_data and data.exists():
-            if final_data.exists():
-                try:
-                    os.link(final_data, backup)
-                except OSError:
-                    shutil.copy2(final_data, backup)
-            os.replace(data, final_data)
-            placed_data = True
-        os.replace(target, path)
-        done = True
+        # restores it; OUT.data itself is only ever replaced atomically, never missing. A Ctrl-C waits for the
+        # commit's end (the renames and the flags that say what to undo must agree).
+        with _interrupts_deferred():
+            if external_data and data.exists():
+                if final_data.exists():
+                    try:
+                        os.link(final_data, backup)
+                    except OSError:
+                        shutil.copy2(final_data, backup)
+                os.replace(data, final_data)
+                placed_data = True
+            os.replace(target, path)
+            done = True
     except OSError as exc:
         raise HyperonnxError(f"{path}: cannot write ({exc.strerror or exc})") from None
     finally:
-        if not done:
-            if placed_data:
-                _unlink_quietly(final_data)
-            if backup.exists():
-                try:
-                    os.replace(backup, final_data)
-                except OSError:
-                    pass
-        shutil.rmtree(tmp, ignore_errors=True)
+        with _interrupts_deferred():  # the clean-up runs to its end, then a Ctrl-C that came meanwhile is raised
+            if tmp is not None:
+                if not done:
+                    if placed_data:
+                        _unlink_quietly(final_data)
+                    if backup.exists():
+                        try:
+                            os.replace(backup, final_data)
+                        except OSError:
+                            pass
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold a SIGINT that arrives inside the block and raise it (KeyboardInterrupt) when the block ends; only in
+    the main thread and when SIGINT has Python's default handler (nothing else to respect)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    pending: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, _frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if pending:
+            raise KeyboardInterrupt
 
 
 # ---- external data --------------------------------------------------------------------------------------

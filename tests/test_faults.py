@@ -329,6 +329,32 @@ def test_save_fails_between_data_and_model(tmp_path, monkeypatch, failure):
     assert {p.name: _digest(p) for p in tmp_path.iterdir()} == previous
 
 
+@pytest.mark.parametrize("moment", ["creating the temporary folder", "committing", "cleaning up"])
+def test_ctrl_c_in_a_save_critical_section_waits_for_its_end(tmp_path, monkeypatch, moment):
+    """A real SIGINT inside the save's critical sections (creating its folder, the two renames, the clean-up) is
+    raised when the section ends: never a temporary folder left, never OUT.data renamed without OUT."""
+    out = tmp_path / "out.onnx"
+    ctrl_c = lambda: os.kill(os.getpid(), signal.SIGINT)  # noqa: E731
+    if moment == "creating the temporary folder":
+        real = model_io.tempfile.mkdtemp
+        monkeypatch.setattr(model_io.tempfile, "mkdtemp", lambda **kw: (real(**kw), ctrl_c())[0])
+    elif moment == "committing":
+        real = os.replace
+        monkeypatch.setattr(model_io.os, "replace", lambda a, b: (ctrl_c(), real(a, b))[1])
+    else:
+        real = model_io.shutil.rmtree
+        monkeypatch.setattr(model_io.shutil, "rmtree", lambda p, **kw: (ctrl_c(), real(p, **kw))[1])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
+        model_io.save(toymodels.conv_mlp(seed=2), out, external_data=True)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    if moment == "creating the temporary folder":
+        assert names == []
+    else:  # the commit had begun: it completed, whole
+        assert names == ["out.onnx", "out.onnx.data"]
+        onnx.checker.check_model(onnx.load(out))
+
+
 # ---- the input changing underneath ----------------------------------------------------------------------
 
 def test_input_changes_underneath(tmp_path):
