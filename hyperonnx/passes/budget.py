@@ -12,6 +12,7 @@ import heapq
 from dataclasses import dataclass
 
 # Settings tried per codec family when a size or fidelity budget is given.
+# Each ladder runs from the smallest encoding to the largest (compress._candidates stops below an exact grid's).
 BUDGET_OPTIONS = {
     "blockvq": [{"bits": b} for b in (2, 3, 4, 5, 6, 7, 8)],
     # ecsq: relative steps 2^(−1/2) apart, about half a bit a weight between neighbours (coarse to fine).

@@ -182,14 +182,14 @@ def _candidates(values, codec_name: str, option_sets: list[dict], runtime: str, 
     encoding (``exact_grids``) is the top candidate; settings larger than it are dropped (it dominates them)."""
     array = values() if callable(values) else values
     exact = grid.detect(array) if exact_grids else None
-    encodings = [] if exact is None else [(exact, float("inf"))]
-    for opts in option_sets:
+    out = [] if exact is None else [_candidate((exact, float("inf")), None, runtime, name)]
+    for opts in option_sets:  # the settings go from the smallest encoding to the largest
         result = _encode_one(array, codec_name, opts)
         if isinstance(result, str):
             return result
-        encodings.append(result)
-    settings = [None] * (len(encodings) - len(option_sets)) + list(option_sets)
-    out = [_candidate(result, opts, runtime, name) for result, opts in zip(encodings, settings)]
+        out.append(_candidate(result, opts, runtime, name))
+        if exact is not None and out[-1].nbytes > out[0].nbytes:
+            break  # the exact encoding is smaller than this setting and every finer one: no need to make them
     out.sort(key=lambda c: c.nbytes)
     if exact is not None:
         top = next(i for i, c in enumerate(out) if c.payload[0] is exact)
