@@ -308,11 +308,7 @@ def tune_model(
     options = dict(options or {})
     impl = codec.get_codec(codec_name)
     impl.params(options)
-    ladder = budget.BUDGET_OPTIONS.get(impl.family)
-    if not ladder:
-        known = ", ".join(sorted(budget.BUDGET_OPTIONS))
-        raise ValueError(f"a fidelity target needs a codec with candidate settings ({known}), not {codec_name!r}")
-    option_sets = [dict(options, **o) for o in ladder]
+    option_sets = budget.ladder(codec_name, impl.family, options, "a fidelity target")
     selection = selection or Selection()
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     if runtime == "portable" and opset < 11:
@@ -502,11 +498,8 @@ def measure_sensitivity(
     options = dict(options or {})
     impl = codec.get_codec(codec_name)
     impl.params(options)
-    ladder = budget.BUDGET_OPTIONS.get(impl.family)
-    if not ladder:
-        known = ", ".join(sorted(budget.BUDGET_OPTIONS))
-        raise ValueError(f"a size budget needs a codec with a bits option ({known}), not {codec_name!r}")
-    probe = dict(options, **ladder[(len(ladder) - 1) // 2])
+    option_sets = budget.ladder(codec_name, impl.family, options, "a size budget")
+    probe = option_sets[(len(option_sets) - 1) // 2]
     selection = selection or Selection()
     reference_session = api.make_session(source)
     samples = load_samples(reference_session, inputs, model)

@@ -23,6 +23,16 @@ BUDGET_OPTIONS = {
 CONTINUOUS_OPTIONS = {"ecsq": "step"}
 
 
+def ladder(codec_name: str, family: str, options: dict, needs: str) -> list[dict]:
+    """The codec family's budget settings, smallest encoding first, each merged over the user's ``options``;
+    ValueError naming what ``needs`` them when the family has none."""
+    rungs = BUDGET_OPTIONS.get(family)
+    if not rungs:
+        raise ValueError(f"{needs} needs a codec with candidate settings, a bits option or a step "
+                         f"({', '.join(sorted(BUDGET_OPTIONS))}), not {codec_name!r}")
+    return [dict(options, **rung) for rung in rungs]
+
+
 REFINE_ROUNDS = 5  # bisection rounds between two rungs: 1/32 of a rung's bytes left unspent at most
 
 

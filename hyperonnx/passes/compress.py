@@ -128,11 +128,7 @@ def compress_model(
     rewrites: dict[int, tuple[onnx.GraphProto, list[emit.Rewrite]]] = {}
     budgeted = target_bpw is not None or max_bytes is not None
     if budgeted:
-        option_sets = budget.BUDGET_OPTIONS.get(codec.get_codec(codec_name).family)
-        if option_sets is None:
-            known = ", ".join(sorted(budget.BUDGET_OPTIONS))
-            raise ValueError(f"a size budget needs a codec with a bits option ({known}), not {codec_name!r}")
-        option_sets = [dict(options, **o) for o in option_sets]
+        option_sets = budget.ladder(codec_name, codec.get_codec(codec_name).family, options, "a size budget")
     exact_grids = exact_grids and runtime == "ort"  # rANS streams have no standard-op form
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         if budgeted:
