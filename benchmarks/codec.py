@@ -5,7 +5,7 @@
 SQNR = 10·log10(Σx² / Σ(x − x̂)²). Synthetic rows use N(0,1) and unit-variance Laplace samples (float32);
 model columns aggregate over all ≥2-D weight tensors with ≥ 4096 elements (total signal / total noise, and
 total stored bits / total weights). Bits/weight count everything stored: codes, side information, shape.
-``--per-tensor`` adds a table where ecsq matches INT4's stored size tensor by tensor (each tensor at the finest
+``--per-tensor`` adds a table where ecsq and tcq match INT4's stored size tensor by tensor (each tensor at the finest
 step that stores no more than INT4 does for it) instead of with one step for the whole model: the aggregate then
 weighs a dominant tensor at exactly INT4's bits, and the median / share of tensors ahead are printed beside it.
 Throughput is single-threaded numpy on the N(0,1) array, median of a few repeats after a warm-up (which
@@ -101,9 +101,11 @@ def methods() -> list:
             HyperCodec("blockvq", "blockvq b=5 B=32", bits=5, block=32),
             HyperCodec("ecsq", "ecsq step=0.25 (rANS)", step=0.25),
             HyperCodec("ecsq", "ecsq step=0.125 (rANS)", step=0.125),
+            HyperCodec("tcq", "tcq step=0.25 (trellis, rANS)", step=0.25),
+            HyperCodec("tcq", "tcq step=0.125 (trellis, rANS)", step=0.125),
             HyperCodec("paper", "paper (n=1600)"), HyperCodec("paper-cnn", "paper-cnn (n=225)")]
     for name in codec.CODECS:  # codecs registered later get a default row too
-        if name not in ("paper", "paper-cnn", "kronecker", "blockvq", "ecsq"):
+        if name not in ("paper", "paper-cnn", "kronecker", "blockvq", "ecsq", "tcq"):
             rows.append(HyperCodec(name, name))
     if "kronecker" in codec.CODECS:
         rows += [HyperCodec("kronecker", "kronecker N=2 U=4096", N=2, U=4096),
@@ -184,31 +186,37 @@ def main(argv: list[str] | None = None) -> None:
     for row in rows:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
     print("\n# At INT4-asym-g128's stored size (issue 6: default ≥ +0.5 dB fixed rate, entropy-coded ≥ +2 dB)")
-    print("| data | INT4 g128 +clip dB (bits/w) | blockvq b=4 B=40 dB (bits/w) | ecsq dB (bits/w) | ecsq gain |")
-    print("|---|---|---|---|---|")
+    print("| data | INT4 g128 +clip dB (bits/w) | blockvq b=4 B=40 dB (bits/w) | ecsq dB (bits/w) | tcq dB (bits/w) "
+          "| ecsq gain | tcq gain |")
+    print("|---|---|---|---|---|---|---|")
     for label, tensors in [("N(0,1)", [gauss]), ("Laplace", [laplace]), *models.items()]:
         int4_db, int4_bpw = measure(IntRtn(4, clip=True), tensors)
         vq_db, vq_bpw = measure(HyperCodec("blockvq", "", bits=4, block=40), tensors)
-        ec_db, ec_bpw = ecsq_at_size(tensors, int4_bpw)
+        ec_db, ec_bpw = entropy_coded_at_size("ecsq", tensors, int4_bpw)
+        tc_db, tc_bpw = entropy_coded_at_size("tcq", tensors, int4_bpw)
         print(f"| {label} | {int4_db:.2f} ({int4_bpw:.3f}) | {vq_db:.2f} ({vq_bpw:.3f}) | {ec_db:.2f} ({ec_bpw:.3f}) "
-              f"| {ec_db - int4_db:+.2f} dB |")
+              f"| {tc_db:.2f} ({tc_bpw:.3f}) | {ec_db - int4_db:+.2f} dB | {tc_db - int4_db:+.2f} dB |")
     if args.per_tensor:
-        print("\n# ecsq at INT4-asym-g128 + clip's stored size, tensor by tensor")
-        print("| data | INT4 dB (bits/w) | ecsq dB (bits/w) | aggregate gain | median tensor gain | tensors ahead |")
-        print("|---|---|---|---|---|---|")
+        print("\n# Entropy-coded codecs at INT4-asym-g128 + clip's stored size, tensor by tensor")
+        print("| data | codec | INT4 dB (bits/w) | codec dB (bits/w) | aggregate gain | median tensor gain "
+              "| tensors ahead |")
+        print("|---|---|---|---|---|---|---|")
         for label, tensors in models.items():
-            int4_db, int4_bpw, ec_db, ec_bpw, gains = ecsq_per_tensor(tensors)
-            print(f"| {label} | {int4_db:.2f} ({int4_bpw:.3f}) | {ec_db:.2f} ({ec_bpw:.3f}) | {ec_db - int4_db:+.2f} dB "
-                  f"| {statistics.median(gains):+.2f} dB | {sum(g > 0 for g in gains)}/{len(gains)} |")
+            for name in ("ecsq", "tcq"):
+                int4_db, int4_bpw, ec_db, ec_bpw, gains = entropy_coded_per_tensor(name, tensors)
+                print(f"| {label} | {name} | {int4_db:.2f} ({int4_bpw:.3f}) | {ec_db:.2f} ({ec_bpw:.3f}) "
+                      f"| {ec_db - int4_db:+.2f} dB | {statistics.median(gains):+.2f} dB "
+                      f"| {sum(g > 0 for g in gains)}/{len(gains)} |")
 
 
-def ecsq_at_size(tensors: list[np.ndarray], bpw: float) -> tuple[float, float]:
-    """(SQNR, bits/weight) of ecsq at the finest step (bisection, 7 rounds) storing at most ``bpw`` bits/weight."""
+def entropy_coded_at_size(name: str, tensors: list[np.ndarray], bpw: float) -> tuple[float, float]:
+    """(SQNR, bits/weight) of codec ``name`` (ecsq, tcq) at the finest step (bisection, 7 rounds) storing at most
+    ``bpw`` bits/weight."""
     lo, hi = 0.05, 1.0  # step: hi always fits
-    best = measure(HyperCodec("ecsq", "", step=hi), tensors)
+    best = measure(HyperCodec(name, "", step=hi), tensors)
     for _ in range(7):
         mid = math.sqrt(lo * hi)
-        db, b = measure(HyperCodec("ecsq", "", step=mid), tensors)
+        db, b = measure(HyperCodec(name, "", step=mid), tensors)
         if b <= bpw:
             hi, best = mid, (db, b)
         else:
@@ -216,9 +224,9 @@ def ecsq_at_size(tensors: list[np.ndarray], bpw: float) -> tuple[float, float]:
     return best
 
 
-def ecsq_per_tensor(tensors: list[np.ndarray]) -> tuple[float, float, float, float, list[float]]:
-    """INT4-g128+clip and ecsq SQNR / bits per weight aggregated over ``tensors``, ecsq's step bisected (9 rounds)
-    per tensor to store at most INT4's bits for that tensor; plus each tensor's gain in dB."""
+def entropy_coded_per_tensor(name: str, tensors: list[np.ndarray]) -> tuple[float, float, float, float, list[float]]:
+    """INT4-g128+clip and codec ``name`` SQNR / bits per weight aggregated over ``tensors``, the codec's step
+    bisected (9 rounds) per tensor to store at most INT4's bits for that tensor; plus each tensor's gain in dB."""
     int4 = IntRtn(4, clip=True)
     signal = int4_noise = ec_noise = 0.0
     int4_bits = ec_bits = weights = 0
@@ -232,7 +240,7 @@ def ecsq_per_tensor(tensors: list[np.ndarray]) -> tuple[float, float, float, flo
         best = None
         for step in [hi] + [None] * 9:
             step = step or math.sqrt(lo * hi)
-            method = HyperCodec("ecsq", "", step=step)
+            method = HyperCodec(name, "", step=step)
             e = method.encode(x)
             bits = method.stored_bits(e)
             if bits <= budget or best is None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import hyperonnx.codec as codec
-from hyperonnx.codec import blockvq, ecsq, kronecker, rans
+from hyperonnx.codec import blockvq, ecsq, kronecker, rans, tcq
 from hyperonnx.codec.paper import _Lattice, lattice_side
 
 DTYPES = [np.float16, ml_dtypes.bfloat16, np.float32, np.float64]
@@ -19,7 +19,8 @@ NAMES = sorted(codec.CODECS)
 SETTINGS = {"paper": [{}, {"n": 37, "rings": 2}], "paper-cnn": [{}],
             "blockvq": [{}, {"bits": 2, "block": 2}, {"bits": 8, "block": 16}, {"bits": 6, "block": 2}],
             "kronecker": [{}, {"N": 3, "U": 512}, {"N": 4, "U": 256}, {"U": 16}],
-            "ecsq": [{}, {"step": 0.05, "block": 1}, {"step": 1.5, "block": 7}]}
+            "ecsq": [{}, {"step": 0.05, "block": 1}, {"step": 1.5, "block": 7}],
+            "tcq": [{}, {"step": 0.05, "block": 1}, {"step": 1.5, "block": 7}, {"step": 0.3, "block": 5}]}
 
 
 def sqnr(x: np.ndarray, y: np.ndarray) -> float:
@@ -62,7 +63,7 @@ def test_side_information_is_exact_float32_and_int64(name):
         assert all(float(np.float32(v)) == v for v in values)
     for values in enc.ints.values():
         assert all(isinstance(v, int) and -(1 << 63) <= v < 1 << 63 for v in values)
-    if name not in ("blockvq", "ecsq"):  # they scale blocks after the level lookup: no single table
+    if name not in ("blockvq", "ecsq", "tcq"):  # they scale blocks after the level lookup: no single table
         assert codec.table(enc).dtype == np.float32
 
 
@@ -179,7 +180,45 @@ def _check_ecsq(x: np.ndarray, options: dict) -> None:
     assert np.all(np.abs(v - level * step)[inside] <= step[inside] / 2 * (1 + 1e-6))
 
 
-CHECKERS = {"paper": _check_paper, "ecsq": _check_ecsq, "blockvq": _check_blockvq, "paper-cnn": lambda x, o: _check_paper(x, {"n": 225, **o}),
+def _check_tcq(x: np.ndarray, options: dict) -> None:
+    """Given each block's scale code, the levels follow the trellis from state 0, and their squared error is the
+    least of every path through it: all 2^B coset sequences enumerated for blocks of up to 8 weights; for longer
+    blocks, each level is at least the nearest of its coset."""
+    enc = codec.encode(x, "tcq", **options)
+    (block,) = enc.ints["block"]
+    kmodel, pos = rans.Model.parse(enc.blob, 0)
+    qmodel, pos = rans.Model.parse(enc.blob, pos)
+    nb = -(-x.size // block)
+    (k, q), _ = rans.decode(enc.blob, pos, [(nb, kmodel), (x.size, qmodel)])
+    steps = ecsq.scale_table(enc.floats["scale"][0]).astype(np.float64)
+    v = np.zeros(nb * block)
+    v[: x.size] = x.astype(np.float32).reshape(-1)
+    y = v.reshape(nb, block) / steps[k][:, None]
+    levels = codec.get_codec("tcq").values(q, block).astype(np.float64)
+    j = np.zeros(nb * block)
+    j[: x.size] = levels
+    j = j.reshape(nb, block)
+    if x.size % block:  # the padding of the last block is not stored: compare whole blocks only
+        y, j, nb = y[:-1], j[:-1], nb - 1
+    got = ((y - j) ** 2).sum(axis=1)
+    if block <= 8:
+        best = np.full(nb, np.inf)
+        for path in range(1 << block):
+            state = np.zeros(nb, dtype=np.int64)
+            err = np.zeros(nb)
+            for t in range(block):
+                coset = np.where((path >> t) & 1, 2, 0) + (state & 1)
+                level = np.clip(4 * np.rint((y[:, t] - coset) / 4) + coset, tcq.LEVEL_LO[coset], tcq.LEVEL_HI[coset])
+                err += (y[:, t] - level) ** 2
+                state = tcq.NEXT[state, coset]
+            best = np.minimum(best, err)
+        assert np.all(got <= best * (1 + 1e-9) + 1e-12)
+    coset = j.astype(np.int64) & 3
+    nearest = np.clip(4 * np.rint((y - coset) / 4) + coset, tcq.LEVEL_LO[coset], tcq.LEVEL_HI[coset])
+    assert np.all((y - j) ** 2 <= (y - nearest) ** 2 * (1 + 1e-9) + 1e-12)
+
+
+CHECKERS = {"paper": _check_paper, "ecsq": _check_ecsq, "tcq": _check_tcq, "blockvq": _check_blockvq, "paper-cnn": lambda x, o: _check_paper(x, {"n": 225, **o}),
             "kronecker": _check_kronecker}
 
 

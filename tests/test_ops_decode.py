@@ -180,22 +180,24 @@ ECSQ_CASES = [  # (shape, dtype, step, block): odd sizes leave a partial last bl
 ]
 
 
+@pytest.mark.parametrize("family", ["ecsq", "tcq"])
 @pytest.mark.parametrize("shape,dtype,step,block", ECSQ_CASES)
 @pytest.mark.parametrize("mode", [None, "load", "call", "init"])
-def test_ecsq_matches_reference(tmp_path, shape, dtype, step, block, mode):
+def test_ecsq_matches_reference(tmp_path, family, shape, dtype, step, block, mode):
     rng = np.random.default_rng(block * 1000 + int(step * 100))
     x = (rng.standard_normal(shape) * 0.05).astype(dtype_from_name(dtype))
-    check_matches_reference(tmp_path, codec.encode(x, "ecsq", step=step, block=block), mode)
+    check_matches_reference(tmp_path, codec.encode(x, family, step=step, block=block), mode)
 
 
-def test_ecsq_segments_threads_and_blob_input(tmp_path):
+@pytest.mark.parametrize("family", ["ecsq", "tcq"])
+def test_ecsq_segments_threads_and_blob_input(tmp_path, family):
     """Three segments (blocks of 2: 2^18 weights each) decoded on 1 and 4 threads, bfloat16 output, the blob as a
     graph input: every run equals the reference."""
     import onnxruntime as ort
 
     rng = np.random.default_rng(11)
     x = (rng.standard_normal(2 * (1 << 18) + 12345) * 0.05).astype(dtype_from_name("bfloat16"))
-    enc = codec.encode(x, "ecsq", block=2)
+    enc = codec.encode(x, family, block=2)
     attrs = attributes(enc)
     ref = codec.decode(enc).view(np.uint16).tobytes()
     check_threads(save(decode_model(attrs, enc.blob), tmp_path), attrs, ref)
@@ -291,9 +293,9 @@ def test_grid_segments_threads_transposed_and_blob_input(tmp_path):
 def test_golden_covers_every_codec():
     """The C++ and ORT golden tests below iterate the golden files: each codec must have some."""
     families = {c.family for c in (*codec.CODECS.values(), *codec.DECODE_ONLY.values())}
-    assert families >= {"paper", "kronecker", "blockvq", "ecsq", "grid"}
+    assert families >= {"paper", "kronecker", "blockvq", "ecsq", "tcq", "grid"}
     assert {read_golden(p)[0]["codec"] for p in GOLDEN_CASES} == families
-    assert {read_golden(p)[0]["codec"] for p in DIGEST_CASES} == {"ecsq", "grid"}
+    assert {read_golden(p)[0]["codec"] for p in DIGEST_CASES} == {"ecsq", "tcq", "grid"}
 
 
 def test_bfloat16(tmp_path):

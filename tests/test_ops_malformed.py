@@ -210,7 +210,10 @@ def test_blockvq_every_header_is_valid(tmp_path):
     assert runtime.session(path, mode="call").run(None, {})[0].tobytes() == codec.decode(enc).tobytes()
 
 
-ECSQ = codec.encode((np.random.default_rng(3).standard_normal((7, 11)) * 0.1).astype(np.float32), "ecsq", block=16)
+# ecsq and tcq share the layout, the side information and the stream framing: the same cases for both.
+_X = (np.random.default_rng(3).standard_normal((7, 11)) * 0.1).astype(np.float32)
+LEVEL_STREAMS = {name: codec.encode(_X, name, block=16) for name in ("ecsq", "tcq")}
+ECSQ = LEVEL_STREAMS["ecsq"]
 ECSQ_CASES = {
     "block 0": ({"i_block": [0]}, "i_block must be in 1..4096, got 0"),
     "block 4097": ({"i_block": [4097]}, "got 4097"),
@@ -225,41 +228,54 @@ ECSQ_CASES = {
 }
 
 
+@pytest.mark.parametrize("family", sorted(LEVEL_STREAMS))
 @pytest.mark.parametrize("name", sorted(ECSQ_CASES))
 @pytest.mark.parametrize("mode", ["load", "call"])
-def test_bad_ecsq_side_information(tmp_path, name, mode):
-    check_bad_side_information(tmp_path, ECSQ, *ECSQ_CASES[name], mode)
+def test_bad_ecsq_side_information(tmp_path, family, name, mode):
+    attrs, message = ECSQ_CASES[name]
+    check_bad_side_information(tmp_path, LEVEL_STREAMS[family], attrs, f"(codec {family}|{family} codec): .*{message}", mode)
 
 
-# 77 weights, blocks of 16: one stream of 8 lanes after the k and q frequency tables.
-_, _Q_AT, _STREAM_AT = table_offsets(ECSQ.blob, 2)
-ECSQ_BLOBS = {  # each: (blob, message)
-    "empty": (lambda: np.zeros(0, np.uint8), r"blob holds 0 bytes, expected at least 48"),
-    "tables only": (lambda: ECSQ.blob[:_STREAM_AT], r"expected at least 48|truncated stream header"),
-    "one byte short": (lambda: ECSQ.blob[:-1], "segment 0: truncated stream"),
-    "trailing byte": (lambda: np.append(ECSQ.blob, np.uint8(0)), r"1 unexpected byte\(s\) after the last stream"),
-    "bad frequency sum": (lambda: changed(ECSQ, lambda b: put_u16(b, 4, u16_at(b, 4) + 1)),
-                          "k model: frequencies sum to 4097"),
-    "q alphabet beyond 254": (lambda: changed(ECSQ, lambda b: put_u16(b, _Q_AT, 256 - u16_at(b, _Q_AT + 2))),
-                              "level alphabet beyond"),
-    "k alphabet beyond 255": (lambda: changed(ECSQ, lambda b: put_u16(b, 0, 300)), r"outside 0..255"),
-    "state below 2^16": (lambda: changed(ECSQ, lambda b: b.__setitem__(slice(_STREAM_AT, _STREAM_AT + 4), [255, 255, 0, 0])),
-                         r"state out of range"),
-    "wrong state": (lambda: changed(ECSQ, lambda b: b.__setitem__(_STREAM_AT, b[_STREAM_AT] ^ 1)), "segment 0: corrupt stream"),
-    "flipped last word": (lambda: changed(ECSQ, lambda b: b.__setitem__(-1, b[-1] ^ 0x21)), "segment 0: corrupt stream"),
-    "word count 2^32 - 1": (lambda: changed(ECSQ, lambda b: b.__setitem__(slice(_STREAM_AT + 32, _STREAM_AT + 36), 255)),
-                            "truncated stream"),
-}
+def level_stream_blobs(enc):
+    """77 weights, blocks of 16: one stream of 8 lanes after the k and q frequency tables. Each: (blob, message)."""
+    _, q_at, stream_at = table_offsets(enc.blob, 2)
+    return {
+        "empty": (lambda: np.zeros(0, np.uint8), r"blob holds 0 bytes, expected at least 48"),
+        "tables only": (lambda: enc.blob[:stream_at], r"expected at least 48|truncated stream header"),
+        "one byte short": (lambda: enc.blob[:-1], "segment 0: truncated stream"),
+        "trailing byte": (lambda: np.append(enc.blob, np.uint8(0)), r"1 unexpected byte\(s\) after the last stream"),
+        "bad frequency sum": (lambda: changed(enc, lambda b: put_u16(b, 4, u16_at(b, 4) + 1)),
+                              "k model: frequencies sum to 4097"),
+        "q alphabet beyond 254": (lambda: changed(enc, lambda b: put_u16(b, q_at, 256 - u16_at(b, q_at + 2))),
+                                  "level alphabet beyond"),
+        "k alphabet beyond 255": (lambda: changed(enc, lambda b: put_u16(b, 0, 300)), r"outside 0..255"),
+        "state below 2^16": (lambda: changed(enc, lambda b: b.__setitem__(slice(stream_at, stream_at + 4),
+                                                                          [255, 255, 0, 0])),
+                             r"state out of range"),
+        "wrong state": (lambda: changed(enc, lambda b: b.__setitem__(stream_at, b[stream_at] ^ 1)),
+                        "segment 0: corrupt stream"),
+        "flipped last word": (lambda: changed(enc, lambda b: b.__setitem__(-1, b[-1] ^ 0x21)),
+                              "segment 0: corrupt stream"),
+        "word count 2^32 - 1": (lambda: changed(enc, lambda b: b.__setitem__(slice(stream_at + 32, stream_at + 36),
+                                                                             255)),
+                                "truncated stream"),
+    }
 
 
+ECSQ_BLOBS = level_stream_blobs(ECSQ)
+
+
+@pytest.mark.parametrize("family", sorted(LEVEL_STREAMS))
 @pytest.mark.parametrize("name", sorted(ECSQ_BLOBS))
 @pytest.mark.parametrize("mode", ["load", "call"])
-def test_bad_ecsq_blob(tmp_path, name, mode):
-    check_bad_rans_blob(tmp_path, ECSQ, *ECSQ_BLOBS[name], mode)
+def test_bad_ecsq_blob(tmp_path, family, name, mode):
+    enc = LEVEL_STREAMS[family]
+    check_bad_rans_blob(tmp_path, enc, *level_stream_blobs(enc)[name], mode)
 
 
-def test_ecsq_every_byte_flip_is_safe(tmp_path):
-    check_every_byte_flip_is_safe(tmp_path, ECSQ)
+@pytest.mark.parametrize("family", sorted(LEVEL_STREAMS))
+def test_ecsq_every_byte_flip_is_safe(tmp_path, family):
+    check_every_byte_flip_is_safe(tmp_path, LEVEL_STREAMS[family])
 
 
 def test_kronecker_code_out_of_range(tmp_path):

@@ -2,7 +2,7 @@
 //   table codecs (paper, kronecker): the side information gives a float32 table generator; everything else
 //     (code unpacking, range checks, casting, gathering, threading) is shared, exactly as in the numpy
 //     reference (hyperonnx/codec/base.py);
-//   blocked codecs (blockvq, ecsq, grid): the blob carries per-block side streams after the codes, so there is
+//   blocked codecs (blockvq, ecsq, tcq, grid): the blob carries per-block side streams after the codes, so there is
 //     no single table; the codec validates and decodes ranges of its own units (BlockDecoder). The shared decoder
 //     still reads the common attributes, checks the blob length, splits the units over threads and picks
 //     streaming stores. A blocked codec whose blob length is only known by parsing the blob (ecsq: entropy-coded
@@ -95,6 +95,7 @@ struct CodecSpec {
   X(kKroneckerCodec)          \
   X(kBlockVQCodec)            \
   X(kEcsqCodec)               \
+  X(kTcqCodec)                \
   X(kGridCodec)
 
 #define HYPERONNX_DECLARE_CODEC(spec) extern const CodecSpec spec;

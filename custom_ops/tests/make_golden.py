@@ -113,6 +113,7 @@ def main() -> None:
     total += write_blockvq(np.random.default_rng(20250612))
     total += write_ecsq(np.random.default_rng(20250613))
     total += write_grid(np.random.default_rng(20250614))
+    total += write_tcq(np.random.default_rng(20261128))
     print(f"wrote {len(list(OUT.glob('*.txt'))) + len(list(OUT.glob('*.digest')))} files, {total} bytes, into {OUT}")
 
 
@@ -225,6 +226,28 @@ def write_ecsq(rng: np.random.Generator) -> int:
         enc = codec.encode(x.astype(dtype_from_name(dtype)), "ecsq", block=block)
         segments = -(-numel // ((1 << 17) * block))
         total += write_case(f"ecsq_{segments}seg_B{block}_{dtype}", enc, "call" if block == 1 else "load", big=True)
+    return total
+
+
+def write_tcq(rng: np.random.Generator) -> int:
+    """tcq: ecsq's layout with levels walked along the trellis: blocks of 1 (the state restarts every weight), odd
+    blocks, a block longer than the C++ decoder's 2048-symbol chunk (the state carried across chunks), fine steps
+    (levels clipped at −254 and 255), every dtype, and as a digest a tensor of 2 segments."""
+    total = 0
+    cases = [  # (block, step, shape, dtype)
+        (32, 0.25, (19, 41), "float32"), (3, 0.5, (5, 7), "float16"), (1, 0.25, (200,), "bfloat16"),
+        (4096, 0.125, (3000,), "float32"), (64, 0.01, (4, 64), "float64"), (64, 4.0, (5, 64), "bfloat16"),
+    ]
+    for i, (block, step, shape, dtype) in enumerate(cases):
+        enc = codec.encode(sample(rng, shape, dtype), "tcq", step=step, block=block)
+        name = f"tcq_{dtype}_B{block}_s{step:g}_{'x'.join(map(str, shape))}"
+        total += write_case(name, enc, ("load", "call")[i % 2])
+    numel = (1 << 19) + 777  # blocks of 4: 2 segments
+    x = np.zeros(numel, np.float32)
+    hot = rng.random(numel) < 0.002
+    x[hot] = rng.standard_normal(int(hot.sum())) * 0.05
+    x[numel // 2 : numel // 2 + 64] = np.linspace(-1, 1, 64)
+    total += write_case("tcq_2seg_B4_float32", codec.encode(x, "tcq", block=4), "load", big=True)
     return total
 
 

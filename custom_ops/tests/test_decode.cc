@@ -358,18 +358,20 @@ struct RansRejecter {
   }
 };
 
-// ecsq: the shared cases (above), and a bad frequency sum and alphabets out of range. Returns how many cases ran.
-size_t run_malformed_ecsq(const std::string& dir) {
+// ecsq and tcq (one layout): the shared cases (above), and a bad frequency sum and alphabets out of range, from
+// the golden cases `base_name` (one segment) and `multi_name` (a digest of several). Returns how many cases ran.
+size_t run_malformed_ecsq(const std::string& dir, const std::string& family, const std::string& base_name,
+                          const std::string& multi_name) {
   GoldenCase base, multi;
   for (auto& c : load_cases(dir)) {
-    if (c.name == "ecsq_float32_B32_s0.25_19x41") base = c;
+    if (c.name == base_name) base = c;
   }
   for (auto& c : load_digest_cases(dir)) {
-    if (c.name == "ecsq_2seg_B1_bfloat16") multi = c;
+    if (c.name == multi_name) multi = c;
   }
-  check(!base.name.empty() && !multi.name.empty(), "golden cases ecsq_float32_B32_s0.25_19x41, ecsq_2seg_B1_bfloat16");
+  check(!base.name.empty() && !multi.name.empty(), "golden cases " + base_name + ", " + multi_name);
   if (base.name.empty() || multi.name.empty()) return 0;
-  const size_t attrs = reject_attrs("ecsq", base.attrs, {
+  const size_t attrs = reject_attrs(family, base.attrs, {
       {"no i_block", [](MapAttrs& a) { a.ints.erase("i_block"); }, "'i_block'"},
       {"no f_scale", [](MapAttrs& a) { a.floats.erase("f_scale"); }, "'f_scale'"},
       {"block 0", [](MapAttrs& a) { a.ints["i_block"] = {0}; }, "i_block must be in 1..4096, got 0"},
@@ -382,7 +384,7 @@ size_t run_malformed_ecsq(const std::string& dir) {
       {"group 2", [](MapAttrs& a) { a.ints["group"] = {2}; }, "group must be 1"},
       {"bits 4", [](MapAttrs& a) { a.ints["bits"] = {4}; }, "bits must be 8"},
   });
-  RansRejecter reject{"ecsq"};
+  RansRejecter reject{family};
   reject.framing(base, 2, "two");
   // The tables: k, then q.
   const std::vector<uint8_t>& good = base.blob;
@@ -569,9 +571,11 @@ int run_malformed(const std::string& dir) {
   check(dec->validate(good.data(), good.size(), &error), "the unmutated blob: " + error);
   const size_t kron_cases = run_malformed_kronecker(dir);
   const size_t bvq_cases = run_malformed_blockvq(dir);
-  const size_t ecsq_cases = run_malformed_ecsq(dir);
+  const size_t ecsq_cases =
+      run_malformed_ecsq(dir, "ecsq", "ecsq_float32_B32_s0.25_19x41", "ecsq_2seg_B1_bfloat16") +
+      run_malformed_ecsq(dir, "tcq", "tcq_float32_B32_s0.25_19x41", "tcq_2seg_B4_float32");
   const size_t grid_cases = run_malformed_grid(dir);
-  std::printf("malformed: %zu attribute and %zu blob cases, %zu kronecker cases, %zu blockvq cases, %zu ecsq cases, "
+  std::printf("malformed: %zu attribute and %zu blob cases, %zu kronecker cases, %zu blockvq cases, %zu ecsq/tcq cases, "
               "%zu grid cases, %d failures\n",
               attr_cases.size(), blob_cases.size(), kron_cases, bvq_cases, ecsq_cases, grid_cases, g_failures);
   return g_failures ? 1 : 0;

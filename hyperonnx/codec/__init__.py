@@ -15,6 +15,7 @@ from hyperonnx.codec.blockvq import BlockVQCodec
 from hyperonnx.codec.ecsq import EcsqCodec
 from hyperonnx.codec.grid import GridCodec
 from hyperonnx.codec.paper import PaperCnnCodec, PaperCodec
+from hyperonnx.codec.tcq import TcqCodec
 
 CODECS: dict[str, Codec] = {}
 # Families that are decoded but never chosen: `grid` is detected by the converter (exact or nothing).
@@ -26,7 +27,7 @@ def register(codec: Codec) -> Codec:
     return codec
 
 
-for _codec in (BlockVQCodec(), EcsqCodec(), PaperCodec(), PaperCnnCodec()):
+for _codec in (BlockVQCodec(), EcsqCodec(), TcqCodec(), PaperCodec(), PaperCnnCodec()):
     register(_codec)
 
 try:  # the Kronecker codec lives in its own module; it registers itself when present

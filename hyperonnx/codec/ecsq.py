@@ -49,6 +49,9 @@ class EcsqCodec(Codec):
     defaults: ClassVar[dict[str, Any]] = {"step": 0.25, "block": 64}
     summary: ClassVar[str] = "entropy-coded θ: uniform levels, per-block log scales, rANS-coded streams"
     portable: ClassVar[bool] = False  # sequential rANS decoding has no standard-op form
+    # The stored step (``base``, the block scales) as a fraction of ``step`` × RMS; the level reach in steps.
+    fine: ClassVar[float] = 1.0
+    reach: ClassVar[int] = ZERO
 
     def nominal_bits_per_weight(self, params: dict[str, Any]) -> float:
         # The worst case: 8-bit level symbols and scale codes. Entropy coding stores far less (about
@@ -58,23 +61,27 @@ class EcsqCodec(Codec):
     def encode(self, x: np.ndarray, params: dict[str, Any]) -> Encoded:
         step, block = float(params["step"]), int(params["block"])
         if not 0.01 <= step <= 4.0:
-            raise ValueError(f"ecsq codec: step must be in 0.01..4 (relative to each block's RMS), got {step}")
+            raise ValueError(f"{self.name} codec: step must be in 0.01..4 (relative to each block's RMS), got {step}")
         if block < 1 or block > 4096:
-            raise ValueError(f"ecsq codec: block must be in 1..4096, got {block}")
+            raise ValueError(f"{self.name} codec: block must be in 1..4096, got {block}")
         flat = np.asarray(x).reshape(-1)
         numel = flat.size
         rms = _rms(flat)
-        base = float(np.float32(step * rms)) if rms > 0 else 1.0
+        base = float(np.float32(step * self.fine * rms)) if rms > 0 else 1.0
+        if base == 0.0:  # a subnormal tensor whose step rounds to zero: the finest float32 step instead
+            base = float(np.finfo(np.float32).smallest_subnormal)
         if not np.isfinite(base) or base <= 0:
-            raise ValueError("ecsq codec: the tensor's scale is not representable in float32")
+            raise ValueError(f"{self.name} codec: the tensor's scale is not representable in float32")
         steps = scale_table(base)
         if not (np.isfinite(steps) & (steps > 0)).any():
-            raise ValueError("ecsq codec: the tensor's scale is not representable in float32")
+            raise ValueError(f"{self.name} codec: the tensor's scale is not representable in float32")
         qs, ks = [], []
         for first, stop in segments(numel, block):
             with np.errstate(all="ignore"):  # extreme magnitudes: steps that under/overflow just clip
-                q, k = _quantise(flat[first:stop].astype(np.float32), block, step, base, steps)
-            qs.append(q)
+                blocks, k = block_scales(flat[first:stop].astype(np.float32), block, step * self.fine, base, steps,
+                                         self.reach)
+                q = self.levels(blocks, steps[k])
+            qs.append(q.reshape(-1)[: stop - first])
             ks.append(k)
         kmodel = rans.Model.fit(np.concatenate(ks))
         qmodel = rans.Model.fit(np.concatenate(qs))
@@ -85,11 +92,20 @@ class EcsqCodec(Codec):
         return Encoded(codec=self.family, shape=tuple(int(d) for d in np.shape(x)), dtype=np.asarray(x).dtype.name,
                        group=1, bits=8, blob=blob, ints={"block": (block,)}, floats={"scale": (base,)})
 
+    def levels(self, blocks: np.ndarray, block_steps: np.ndarray) -> np.ndarray:
+        """Level symbols (uint8, blocks × B) of zero-padded blocks whose steps are ``block_steps``."""
+        q = np.clip(np.rint(blocks / block_steps[:, None]), -ZERO, ZERO).astype(np.int16) + ZERO
+        return q.astype(np.uint8)
+
+    def values(self, symbols: np.ndarray, block: int) -> np.ndarray:
+        """The integer multiple of its block's step (float32) that each decoded symbol of a segment stands for."""
+        return (symbols.astype(np.int16) - ZERO).astype(np.float32)
+
     def table(self, enc: Encoded) -> np.ndarray:
-        raise ValueError("ecsq has per-block scales: it has no single decode table")
+        raise ValueError(f"{self.name} has per-block scales: it has no single decode table")
 
     def decode(self, enc: Encoded) -> np.ndarray:
-        return decode_ecsq(enc)
+        return decode_ecsq(enc, self)
 
 
 def _rms(flat: np.ndarray) -> float:
@@ -100,8 +116,11 @@ def _rms(flat: np.ndarray) -> float:
     return float(np.sqrt(total / flat.size))
 
 
-def _quantise(x: np.ndarray, block: int, step: float, base: float, steps: np.ndarray):
-    """Scale codes (uint8 per block) and level symbols (uint8 per weight) of one segment."""
+def block_scales(x: np.ndarray, block: int, step: float, base: float, steps: np.ndarray,
+                 reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """The segment as zero-padded (blocks, B) rows, and each block's scale code (uint8): the code whose step is
+    nearest ``step`` × the block's RMS (``base`` is ``step`` × the tensor's RMS, the step of code 128), made
+    finer no further than keeps the block's largest magnitude within ``reach`` steps."""
     n = x.size
     nblocks = -(-n // block)
     padded = np.zeros(nblocks * block, dtype=np.float32)
@@ -114,40 +133,39 @@ def _quantise(x: np.ndarray, block: int, step: float, base: float, steps: np.nda
         k = UNITY - SCALE_STRIDE * np.rint(16 / SCALE_STRIDE * np.log2(step * block_rms / base))
     # Blocks of zeros (and blocks far below the tensor's scale) take the finest step.
     k = np.clip(np.nan_to_num(k, nan=SCALE_CODES - 1, posinf=SCALE_CODES - 1, neginf=0), 0, SCALE_CODES - 1)
-    # Fine steps would clip a block's outliers at ±127 levels: take the finest step that still reaches them.
+    # Fine steps would clip a block's outliers at the last level: take the finest step that still reaches them.
     absmax = np.abs(blocks).max(axis=1).astype(np.float64)
     with np.errstate(divide="ignore"):
-        limit = np.floor(UNITY - 16 * np.log2(absmax / (ZERO * base)))
+        limit = np.floor(UNITY - 16 * np.log2(absmax / (reach * base)))
     k = np.minimum(k, np.clip(np.nan_to_num(limit, nan=SCALE_CODES - 1, posinf=SCALE_CODES - 1), 0,
                               SCALE_CODES - 1)).astype(np.int64)
     # Near float32's limits part of the table overflows (coarse end) or underflows to 0 (fine end): stay inside.
     usable = np.flatnonzero(np.isfinite(steps) & (steps > 0))
     k = np.clip(k, usable[0], usable[-1])
-    k -= (absmax / steps[k] > ZERO + 0.5) & (k > 0)  # float32 rounding of the step table
-    k = k.astype(np.uint8)
-    s = steps[k][:, None]
-    q = np.clip(np.rint(blocks / s), -ZERO, ZERO).astype(np.int16) + ZERO
-    return q.reshape(-1)[:n].astype(np.uint8), k
+    k -= (absmax / steps[k] > reach + 0.5) & (k > 0)  # float32 rounding of the step table
+    return blocks, k.astype(np.uint8)
 
 
-def decode_ecsq(enc: Encoded) -> np.ndarray:
-    """The reference decoder (docs/format.md, ``ecsq``)."""
+def decode_ecsq(enc: Encoded, codec: EcsqCodec | None = None) -> np.ndarray:
+    """The reference decoder (docs/format.md, ``ecsq``; ``tcq`` maps the symbols through its trellis)."""
+    codec = codec or EcsqCodec()
+    name = codec.name
     try:
         (block,) = enc.ints["block"]
         (base,) = enc.floats["scale"]
     except (KeyError, ValueError) as exc:
-        raise ValueError(f"ecsq codec: missing or malformed side information ({exc})") from None
+        raise ValueError(f"{name} codec: missing or malformed side information ({exc})") from None
     if not 1 <= block <= 4096:
-        raise ValueError(f"ecsq codec: block must be in 1..4096, got {block}")
+        raise ValueError(f"{name} codec: block must be in 1..4096, got {block}")
     if enc.group != 1 or enc.bits != 8:
-        raise ValueError("ecsq codec: inconsistent side information (group must be 1, bits 8)")
+        raise ValueError(f"{name} codec: inconsistent side information (group must be 1, bits 8)")
     if not np.isfinite(base):
-        raise ValueError("ecsq codec: the base step is not finite")
+        raise ValueError(f"{name} codec: the base step is not finite")
     blob = np.asarray(enc.blob, dtype=np.uint8)
     kmodel, pos = rans.Model.parse(blob, 0)
     qmodel, pos = rans.Model.parse(blob, pos)
     if qmodel.lo + qmodel.freq.size > 2 * ZERO + 1:
-        raise ValueError("ecsq codec: level alphabet beyond ±127")
+        raise ValueError(f"{name} codec: level alphabet beyond ±127")
     steps = scale_table(base)
     numel = enc.numel
     out = np.empty(numel, dtype=dtype_from_name(enc.dtype))
@@ -155,11 +173,11 @@ def decode_ecsq(enc: Encoded) -> np.ndarray:
         nblocks = -(-(stop - first) // block)
         (k, q), pos = rans.decode(blob, pos, [(nblocks, kmodel), (stop - first, qmodel)])
         block_steps = np.repeat(steps[k], block)[: stop - first]
-        values = (q.astype(np.int16) - ZERO).astype(np.float32) * block_steps
+        values = codec.values(q, block) * block_steps
         out[first:stop] = values.astype(out.dtype, copy=False)
     if pos != blob.size:
-        raise ValueError(f"ecsq codec: {blob.size - pos} unexpected byte(s) after the last stream")
+        raise ValueError(f"{name} codec: {blob.size - pos} unexpected byte(s) after the last stream")
     return out.reshape(enc.shape)
 
 
-__all__ = ["EcsqCodec", "decode_ecsq", "scale_table"]
+__all__ = ["EcsqCodec", "block_scales", "decode_ecsq", "scale_table", "segments"]

@@ -1,8 +1,10 @@
-// The `ecsq` codec (docs/format.md, "ecsq" and "rANS streams"; numpy: hyperonnx/codec/ecsq.py, decode_ecsq, and
-// hyperonnx/codec/rans.py, decode).
+// The `ecsq` and `tcq` codecs (docs/format.md, "ecsq", "tcq" and "rANS streams"; numpy: hyperonnx/codec/ecsq.py,
+// decode_ecsq, hyperonnx/codec/tcq.py, and hyperonnx/codec/rans.py, decode).
 //
-// Entropy-coded θ: weight i of a segment is float(sym_i − 127) * scale[k_(i div B)], the level symbols and the
-// per-block scale codes coming out of one interleaved-rANS stream per segment of 2^17·B weights. The blob length
+// Entropy-coded θ: weight i of a segment is float(j_i) * scale[k_(i div B)], the level symbols and the
+// per-block scale codes coming out of one interleaved-rANS stream per segment of 2^17·B weights. ecsq:
+// j_i = sym_i − 127. tcq: the symbol indexes the half of the level grid that the trellis state allows,
+// j_i = 2·(sym_i − 127) + (state & 1), and the level's coset j_i & 3 moves the state on (state 0 at each block). The blob length
 // is only known by parsing it (variable_length()); the units are the segments, each decoded on its own (its
 // offset found by walking the stream headers before it, O(segments)), so threads decode segments in parallel.
 //
@@ -42,8 +44,19 @@ inline float from_bits(uint32_t u) {
   return f;
 }
 
+// tcq's 8-state trellis: the state after a level of coset j & 3 (only cosets of the state's parity occur; -1
+// never read). Same table as hyperonnx/codec/tcq.py, NEXT.
+constexpr int8_t kNext[8][4] = {{0, -1, 1, -1}, {-1, 2, -1, 3}, {5, -1, 4, -1}, {-1, 7, -1, 6},
+                                {1, -1, 0, -1}, {-1, 3, -1, 2}, {4, -1, 5, -1}, {-1, 6, -1, 7}};
+
+template <bool TRELLIS>
+constexpr const char* codec_name() {
+  return TRELLIS ? "tcq" : "ecsq";
+}
+
+template <bool TRELLIS>
 bool fail(std::string* error, const std::string& message) {
-  *error = "ecsq codec: " + message;
+  *error = std::string(codec_name<TRELLIS>()) + " codec: " + message;
   return false;
 }
 
@@ -54,12 +67,13 @@ struct Params {
   bool f16c = false;  // float16 output cast with F16C (the CPU has it and no value can be NaN)
 };
 
-class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder> {
+template <bool TRELLIS>
+class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder<TRELLIS>> {
  public:
-  explicit EcsqDecoder(const Params& p) : SegmentedDecoder(p.seg, 2, "two"), p_(p) {}
+  explicit EcsqDecoder(const Params& p) : rans::SegmentedDecoder<EcsqDecoder<TRELLIS>>(p.seg, 2, "two"), p_(p) {}
 
  private:
-  friend class rans::SegmentedDecoder<EcsqDecoder>;
+  friend class rans::SegmentedDecoder<EcsqDecoder<TRELLIS>>;
 
   // Units [u0, u1): parse the tables, then decode (WRITE) or just check each segment's stream (rans.h).
   template <bool WRITE>
@@ -70,16 +84,16 @@ class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder> {
     size_t pos = 0;
     std::string e;
     if (!rans::parse_model(blob, len, &pos, "k", &km, &e) || !rans::parse_model(blob, len, &pos, "q", &qm, &e)) {
-      return fail(error, e);
+      return fail<TRELLIS>(error, e);
     }
-    if (qm.lo + qm.n > kMaxLevelSymbol + 1) return fail(error, "level alphabet beyond ±127");
+    if (qm.lo + qm.n > kMaxLevelSymbol + 1) return fail<TRELLIS>(error, "level alphabet beyond ±127");
     const size_t nb_max = static_cast<size_t>(std::min(rans::Segments::kBlocks, p_.seg.blocks(0)));
     std::unique_ptr<uint8_t[]> ks(new uint8_t[nb_max]);
     auto coder = std::make_unique<rans::Stream>();  // 16 KiB of states: off the stack
     auto segment = [&](uint64_t g, rans::Stream& c, std::string* message) {
       return stream<WRITE>(g, km, qm, ks.get(), c, out, message);
     };
-    if (!rans::for_segments(p_.seg, blob, len, pos, u0, u1, coder.get(), segment, &e)) return fail(error, e);
+    if (!rans::for_segments(p_.seg, blob, len, pos, u0, u1, coder.get(), segment, &e)) return fail<TRELLIS>(error, e);
     return true;
   }
 
@@ -93,19 +107,27 @@ class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder> {
     uint8_t* dst = WRITE ? out + static_cast<size_t>(g * p_.seg.elems) * esize : nullptr;
     uint8_t syms[kChunk];
     float values[kChunk];
+    int32_t state = 0;  // tcq's trellis state, carried across chunks within a block
     for (uint64_t i = 0; i < nq; i += kChunk) {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, nq - i));
       if (!c.decode(qm, n, syms, error)) return false;
       if (WRITE) {
         uint64_t b = i / block, left = block - i % block;
         float s = p_.scales[ks[b]];
+        if (left == block) state = 0;
         for (size_t t = 0; t < n; ++t) {
           if (left == 0) {
             s = p_.scales[ks[++b]];
             left = block;
+            state = 0;
           }
           --left;
-          values[t] = static_cast<float>(static_cast<int32_t>(syms[t]) - static_cast<int32_t>(kZero)) * s;
+          int32_t level = static_cast<int32_t>(syms[t]) - static_cast<int32_t>(kZero);
+          if (TRELLIS) {
+            level = 2 * level + (state & 1);
+            state = kNext[state][level & 3];  // two's complement: level & 3 is level mod 4
+          }
+          values[t] = static_cast<float>(level) * s;
         }
         if (p_.f16c) {
           to_half_f16c(values, n, dst + static_cast<size_t>(i) * 2);
@@ -120,9 +142,10 @@ class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder> {
   Params p_;
 };
 
+template <bool TRELLIS>
 std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& layout, std::string* error) {
   auto need = [&](bool ok, const std::string& what) {
-    if (!ok) *error = "ecsq codec: " + what;
+    if (!ok) *error = std::string(codec_name<TRELLIS>()) + " codec: " + what;
     return ok;
   };
   const auto& block_v = side.ints.at("block");
@@ -150,11 +173,12 @@ std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& lay
   bool finite = true;
   for (float v : p.scales) finite &= std::isfinite(v);
   p.f16c = p.dtype == DType::kFloat16 && finite && host_has_f16c();
-  return std::make_unique<EcsqDecoder>(p);
+  return std::make_unique<EcsqDecoder<TRELLIS>>(p);
 }
 
 }  // namespace
 
-const CodecSpec kEcsqCodec = {"ecsq", {"block"}, {"scale"}, nullptr, &create};
+const CodecSpec kEcsqCodec = {"ecsq", {"block"}, {"scale"}, nullptr, &create<false>};
+const CodecSpec kTcqCodec = {"tcq", {"block"}, {"scale"}, nullptr, &create<true>};
 
 }  // namespace hyperonnx

@@ -1,4 +1,4 @@
-// The interleaved rANS stream reader shared by the entropy-coded codecs (`ecsq`, `grid`; docs/format.md, "rANS
+// The interleaved rANS stream reader shared by the entropy-coded codecs (`ecsq`, `tcq`, `grid`; docs/format.md, "rANS
 // streams"; numpy: hyperonnx/codec/rans.py, Model.parse and decode).
 //
 // Untrusted blobs: parse_model() and Stream::open() check every byte they read against the blob length first;

@@ -1,4 +1,4 @@
-// The BlockDecoder plumbing shared by the segmented rANS codecs (`ecsq`, `grid`; rans.h): a blob of frequency
+// The BlockDecoder plumbing shared by the segmented rANS codecs (`ecsq`, `tcq`, `grid`; rans.h): a blob of frequency
 // tables then one stream per segment, of variable length, one unit per segment.
 #pragma once
 

@@ -204,7 +204,7 @@ bool CudaDecoder::validate(const void* blob, size_t len, void* stream, std::stri
   if (dec_->count() == 0 && !dec_->variable_length()) return true;
   if (!device_accessible(blob)) return dec_->validate(static_cast<const uint8_t*>(blob), len, error);
   if (dec_->blocked()) {
-    // blockvq: the length is all there is to check. Other blocked codecs (ecsq, grid: rANS streams, decoded on the host
+    // blockvq: the length is all there is to check. Other blocked codecs (ecsq, tcq, grid: rANS streams, decoded on the host
     // anyway) check a host copy.
     if (blockvq_params(dec_->blocked())) return true;
     std::vector<uint8_t> host_blob(len);

@@ -24,7 +24,7 @@ constexpr uint64_t kMaxDeviceTableBytes = uint64_t{64} << 20;
 //
 // Blocked codecs: their device parameters instead (blockvq: the 256 block scales, then the 4·L levels, float32;
 // decode_kernel.h, BlockVQArgs::params). A blocked codec without a device kernel returns false (host decode:
-// ecsq and grid, whose rANS streams decode sequentially per segment; CudaDecoder::host_decode copies the blob to the host
+// ecsq, tcq and grid, whose rANS streams decode sequentially per segment; CudaDecoder::host_decode copies the blob to the host
 // if it is on the device, decodes it with the CPU decoder on its threads and uploads the tensor).
 inline bool device_table_bytes(const Decoder& d, std::vector<uint8_t>* own, const uint8_t** data, size_t* bytes) {
   if (d.blocked()) {
