@@ -205,7 +205,7 @@ MapAttrs blockvq(int dtype, int b, int64_t block, int64_t numel, std::mt19937_64
 void run_case(const std::string& name, const Decoder& dec, const std::vector<uint8_t>& blob,
               const std::vector<uint8_t>& expect, uint64_t bad_expected = ~0ull) {
   if (dec.blocked() && !hyperonnx::blockvq_params(dec.blocked())) {
-    // A blocked codec without a device kernel (ecsq, grid): the CUDA decoder decodes it on the host with the CPU decoder
+    // A blocked codec without a device kernel (ecsq, tcq, grid): the CUDA decoder decodes it on the host with the CPU decoder
     // (CudaDecoder::host_decode) and uploads the result; check that route and its output.
     std::vector<uint8_t> own;
     const uint8_t* table = nullptr;
@@ -361,7 +361,7 @@ int main(int argc, char** argv) {
   }
   std::printf("emulated kernels: %zu golden cases, %d random tensors, %d with bad codes, %d random blockvq tensors "
               "(%d blockvq cases in all); launches: %d row/pair-kernel, %d element-kernel, %d with byte code loads; "
-              "%d tables generated for the device, %d too large, %d host-decoded codec cases (ecsq, grid)\n",
+              "%d tables generated for the device, %d too large, %d host-decoded codec cases (ecsq, tcq, grid)\n",
               cases.size(), random, bad_cases, random_bvq, g_blockvq, g_kinds.rows, g_kinds.elems, g_kinds.byte_loads,
               g_kinds.generated_tables, g_kinds.too_large, g_kinds.host_codec);
   std::printf("%s: %d failures\n", g_failures == 0 ? "PASS" : "FAIL", g_failures);

@@ -235,7 +235,7 @@ void run_golden(const std::string& dir) {
   std::printf("golden: %zu cases, %s\n", cases.size(), g_failures == before ? "all bit-identical" : "FAILURES");
 }
 
-// ecsq and grid (no device kernel: host decode): the multi-segment digest cases through the CUDA decoder, and
+// ecsq, tcq and grid (no device kernel: host decode): the multi-segment digest cases through the CUDA decoder, and
 // malformed blobs (a trailing byte, a flipped word, a cut stream, a bad frequency sum) rejected with the CPU decoder's
 // message by checked and unchecked decodes and by validate, for device and host blobs.
 void run_ecsq(const std::string& dir) {
@@ -251,7 +251,10 @@ void run_ecsq(const std::string& dir) {
     ++ran;
   }
   for (const auto& c : hyperonnx::test::load_cases(dir)) {
-    if (c.name != "ecsq_float32_B32_s0.25_19x41" && c.name != "grid_float32_B32_q4_1_3x96") continue;
+    if (c.name != "ecsq_float32_B32_s0.25_19x41" && c.name != "tcq_float32_B32_s0.25_19x41" &&
+        c.name != "grid_float32_B32_q4_1_3x96") {
+      continue;
+    }
     std::string error;
     auto dec = make(c.attrs, &error);
     CudaDecoder cd(make(c.attrs, &error));
