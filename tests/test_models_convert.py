@@ -138,12 +138,12 @@ def test_minilm_entropy_coded_is_6x_smaller_at_cosine_099(tmp_path):
 
 def test_mobilenet_v2_tuned_entropy_coded_is_6x_smaller(tmp_path):
     """Issue 6 acceptance, data-free: MobileNetV2 ≥ 6× smaller with ≥ 98 % top-1 agreement on confident photo
-    crops: ecsq with --target-cosine 0.99 and no --inputs (sensitivity and the budget search run on generated
-    inputs), scored on the 96 real evaluation crops; measured 6.17×, 100 % confident / 87.5 % all (low-confidence
-    crops flip at every setting ≥ 5.5×), KL 0.038."""
+    crops: tcq with --target-cosine 0.99 and no --inputs (sensitivity and the budget search run on generated
+    inputs), scored on the 96 real evaluation crops; measured 6.27×, 100 % confident / 91.7 % all (ecsq: 6.17×,
+    87.5 % all; low-confidence crops flip at every setting ≥ 5.5×), KL 0.048."""
     source = rm.mobilenet_v2()
-    target = tmp_path / "mnv2.ecsq.onnx"
-    result = hyperonnx.convert(source, target, codec_name="ecsq", target_cosine=0.99)
+    target = tmp_path / "mnv2.tcq.onnx"
+    result = hyperonnx.convert(source, target, codec_name="tcq", target_cosine=0.99)
     assert result.ratio >= 6.0
     scores = fidelity.mobilenet(plain(source), hyperonnx.session(target))
     assert scores["top1_agreement_confident"] >= 0.98 and scores["kl_mean"] < 0.1

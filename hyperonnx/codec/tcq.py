@@ -40,7 +40,11 @@ assert (_seen == 2).all()
 # Levels run over j ∈ −254…255 (symbols 0…254); the extreme levels of each coset.
 LEVEL_LO = np.array([-252, -251, -254, -253], dtype=np.float64)
 LEVEL_HI = np.array([252, 253, 254, 255], dtype=np.float64)
-CHUNK_WEIGHTS = 1 << 21  # weights per Viterbi pass: bounds the back-pointer array (8 bytes a weight)
+CHUNK_WEIGHTS = 1 << 18  # weights per Viterbi pass: its working arrays stay in cache (measured fastest)
+COSETS = np.arange(4.0)[:, None]
+# The Viterbi search's add-compare-select: state n is entered from (A_STATE[n], coset A_COSET[n]) or (B_…).
+A_STATE, A_COSET = PRED_STATE[:, 0].copy(), PRED_COSET[:, 0].copy()
+B_STATE, B_COSET = PRED_STATE[:, 1].copy(), PRED_COSET[:, 1].copy()
 
 
 def _nearest(y: np.ndarray, coset: int | np.ndarray) -> np.ndarray:
@@ -49,29 +53,54 @@ def _nearest(y: np.ndarray, coset: int | np.ndarray) -> np.ndarray:
     return np.clip(j, LEVEL_LO[coset], LEVEL_HI[coset])
 
 
+def _coset_distances(yt: np.ndarray, clipped: bool, r: np.ndarray, d: np.ndarray, spare: np.ndarray) -> None:
+    """d[c] = squared distance from each ``yt`` to the nearest level of coset c (all in float64, exactly)."""
+    if clipped:  # some weight near the level range's ends: clip each coset's level
+        for c in range(4):
+            np.subtract(yt, _nearest(yt, c), out=d[c])
+    else:  # the distance to coset c is the circular distance of y mod 4 to c (exact: integers are subtracted)
+        np.multiply(yt, 0.25, out=r)
+        np.floor(r, out=r)
+        np.multiply(r, -4.0, out=r)
+        r += yt
+        np.subtract(r[None], COSETS, out=d)
+        np.abs(d, out=d)
+        np.subtract(4.0, d, out=spare)
+        np.minimum(d, spare, out=d)
+    np.square(d, out=d)
+
+
 def viterbi(blocks: np.ndarray, block_steps: np.ndarray) -> np.ndarray:
     """Levels j (int16, blocks × B) of least squared error along the trellis, each block starting in state 0."""
     nb, width = blocks.shape
     out = np.empty((nb, width), dtype=np.int16)
     rows_per = max(1, CHUNK_WEIGHTS // width)
     for r0 in range(0, nb, rows_per):
-        y = blocks[r0 : r0 + rows_per].astype(np.float64) / block_steps[r0 : r0 + rows_per, None].astype(np.float64)
-        rows = y.shape[0]
-        cost = np.full((rows, STATES), np.inf)
-        cost[:, 0] = 0.0
-        took = np.empty((width, rows, STATES), dtype=np.bool_)  # True: the second entering branch
+        steps = block_steps[r0 : r0 + rows_per, None].astype(np.float64)
+        y = np.ascontiguousarray((blocks[r0 : r0 + rows_per].astype(np.float64) / steps).T)  # positions × rows
+        rows = y.shape[1]
+        clipped = bool(np.abs(y).max() > 250)
+        cost = np.full((STATES, rows), np.inf)
+        cost[0] = 0.0
+        took = np.empty((width, STATES, rows), dtype=np.bool_)  # True: entered by the B branch
+        r, d, spare = np.empty(rows), np.empty((4, rows)), np.empty((4, rows))
+        a, b, tmp = np.empty((STATES, rows)), np.empty((STATES, rows)), np.empty((STATES, rows))
         for t in range(width):
-            dist = np.stack([(y[:, t] - _nearest(y[:, t], c)) ** 2 for c in range(4)], axis=1)
-            cand = cost[:, PRED_STATE] + dist[:, PRED_COSET]  # rows × states × 2
-            took[t] = cand[:, :, 1] < cand[:, :, 0]
-            cost = np.where(took[t], cand[:, :, 1], cand[:, :, 0])
-        state = np.argmin(cost, axis=1)
+            _coset_distances(y[t], clipped, r, d, spare)
+            np.take(cost, A_STATE, axis=0, out=a)
+            np.take(d, A_COSET, axis=0, out=tmp)
+            a += tmp
+            np.take(cost, B_STATE, axis=0, out=b)
+            np.take(d, B_COSET, axis=0, out=tmp)
+            b += tmp
+            np.less(b, a, out=took[t])
+            np.minimum(a, b, out=cost)
+        state = np.argmin(cost, axis=0)
         ar = np.arange(rows)
         for t in range(width - 1, -1, -1):
-            branch = took[t, ar, state].astype(np.int64)
-            coset = PRED_COSET[state, branch]
-            out[r0 : r0 + rows, t] = _nearest(y[:, t], coset)
-            state = PRED_STATE[state, branch]
+            branch = took[t, state, ar]
+            out[r0 : r0 + rows, t] = _nearest(y[t], np.where(branch, B_COSET[state], A_COSET[state]))
+            state = np.where(branch, B_STATE[state], A_STATE[state])
     return out
 
 
