@@ -53,6 +53,7 @@ METRIC = "min over float outputs of the mean over samples of cosine(original, co
 CHUNK_ROWS = 16  # rows per run when the inputs are split into samples
 PROBE_SAMPLES = 16  # samples used to measure each tensor's sensitivity
 GENERATED_SAMPLES = 8
+GENERATED_ATTEMPTS = 4 * GENERATED_SAMPLES  # seeds tried to find GENERATED_SAMPLES with finite outputs
 MAX_EVALS = 12
 
 
@@ -91,6 +92,26 @@ class Samples:
         return Samples(self.groups[: max(1, limit // 4)], self.source)
 
 
+def _generated_samples(session, model: onnx.ModelProto | None) -> list[dict[str, np.ndarray]]:
+    """GENERATED_SAMPLES generated feeds on which the original model's float outputs are finite: a random input
+    outside the model's domain (a negative noise level, say) gives NaN outputs, which measure nothing. Seeds are
+    tried in order, at most GENERATED_ATTEMPTS of them."""
+    from hyperonnx import api
+
+    outputs = _float_outputs(session)
+    kept = []
+    for seed in range(GENERATED_ATTEMPTS):
+        feeds = {k: np.asarray(v) for k, v in api.generated_inputs(session, seed, model).items()}  # a scalar too
+        if all(np.isfinite(np.asarray(y, np.float64)).all() for y in _run(session, feeds, outputs)):
+            kept.append(feeds)
+            if len(kept) == GENERATED_SAMPLES:
+                break
+    if not kept:
+        raise HyperonnxError(f"the model's outputs are not finite on any of {GENERATED_ATTEMPTS} generated inputs: "
+                             "pass real inputs with --inputs FILE.npz")
+    return kept
+
+
 def _rows(feeds: dict[str, np.ndarray]) -> int:
     return int(next(iter(feeds.values())).shape[0])
 
@@ -105,12 +126,11 @@ def load_samples(session, inputs: str | dict[str, np.ndarray] | None,
     names = {a.name for a in args}
     if inputs is None:
         free = all(a.shape and not isinstance(a.shape[0], int) for a in args)
-        seeds = [{k: np.asarray(v) for k, v in api.generated_inputs(session, seed, model).items()}  # a scalar too
-                 for seed in range(GENERATED_SAMPLES)]
+        seeds = _generated_samples(session, model)
         if free:  # one batch of GENERATED_SAMPLES rows
             feeds = {k: np.concatenate([s[k] for s in seeds]) for k in seeds[0]}
-            return Samples([(feeds, True)], f"{GENERATED_SAMPLES} generated inputs")
-        return Samples([(s, False) for s in seeds], f"{GENERATED_SAMPLES} generated inputs")
+            return Samples([(feeds, True)], f"{len(seeds)} generated inputs")
+        return Samples([(s, False) for s in seeds], f"{len(seeds)} generated inputs")
     feeds = inputs if isinstance(inputs, dict) else api.load_inputs(inputs)
     source = "the given inputs" if isinstance(inputs, dict) else str(inputs)
     if set(feeds) != names:

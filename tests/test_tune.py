@@ -224,3 +224,45 @@ def test_generated_indices_stay_inside_the_tables_they_index(tmp_path):
     assert set(np.unique(feeds["types"])) <= {0, 1} and 100 <= feeds["ids"].max() < 500
     assert (feeds["attention_mask"] == 1).all()
     session.run(None, feeds)  # and the model runs on them
+
+
+def _noise_level_model(tmp_path, log_x: bool = False):
+    """y = sqrt(sigma) · (x @ W): a negative generated noise level gives NaN outputs, as a diffusion UNet's does.
+    ``log_x``: x @ W reads log(x) instead, NaN on every generated input (some x is negative in each)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(3).standard_normal((64, 96)).astype(np.float32)
+    first = [helper.make_node("Log", ["x"], ["xin"])] if log_x else [helper.make_node("Identity", ["x"], ["xin"])]
+    graph = helper.make_graph(
+        [*first, helper.make_node("MatMul", ["xin", "W"], ["h"]), helper.make_node("Sqrt", ["sigma"], ["s"]),
+         helper.make_node("Mul", ["h", "s"], ["y"])],
+        "noise_level", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64]),
+                        helper.make_tensor_value_info("sigma", TensorProto.FLOAT, ["N", 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 96])], [numpy_helper.from_array(w, "W")])
+    path = tmp_path / ("always_nan.onnx" if log_x else "noise_level.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_generated_inputs_on_which_the_model_gives_nan_are_skipped(tmp_path):
+    """Data-free --target-cosine on a model whose outputs are NaN for part of the generated inputs (negative noise
+    levels): those samples measure nothing and are replaced by others, so the target is met instead of being
+    'out of reach' at cosine ≈ 0.5; a model that is NaN on every generated input is one clear line."""
+    from hyperonnx import tune
+
+    src = _noise_level_model(tmp_path)
+    session = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    samples = tune.load_samples(session, None, onnx.load(str(src)))
+    assert samples.count == tune.GENERATED_SAMPLES
+    assert all((feeds["sigma"] >= 0).all() for feeds, _ in samples.groups)
+    out = tmp_path / "out.onnx"
+    result = hyperonnx.convert(src, out, codec_name="tcq", target_cosine=0.999, min_elements=1)
+    tuned = result.as_dict()["tune"]
+    assert tuned["cosine"] >= 0.999 and tuned["samples"] == tune.GENERATED_SAMPLES
+    feeds = {"x": np.random.default_rng(1).standard_normal((16, 64)).astype(np.float32),
+             "sigma": np.full((16, 1), 0.5, np.float32)}
+    assert measured_cosine(src, out, feeds) >= 0.998
+
+    bad = _noise_level_model(tmp_path, log_x=True)
+    result = hx("convert", bad, "-o", tmp_path / "bad.out.onnx", "--target-cosine", "0.99", "--min-elements", "1")
+    one_line_error(result, "not finite on any of", "--inputs")
