@@ -26,17 +26,20 @@ from hyperonnx.codec.ecsq import ZERO, EcsqCodec
 NEXT = np.array([[0, -1, 1, -1], [-1, 2, -1, 3], [5, -1, 4, -1], [-1, 7, -1, 6],
                  [1, -1, 0, -1], [-1, 3, -1, 2], [4, -1, 5, -1], [-1, 6, -1, 7]], dtype=np.int64)
 STATES = NEXT.shape[0]
-# The two (state, coset) branches that enter each state, for the Viterbi search.
-PRED_STATE = np.zeros((STATES, 2), dtype=np.int64)
-PRED_COSET = np.zeros((STATES, 2), dtype=np.int64)
-_seen = np.zeros(STATES, dtype=np.int64)
-for _s in range(STATES):
-    for _k in range(4):
-        if NEXT[_s, _k] >= 0:
-            _n = NEXT[_s, _k]
-            PRED_STATE[_n, _seen[_n]], PRED_COSET[_n, _seen[_n]] = _s, _k
-            _seen[_n] += 1
-assert (_seen == 2).all()
+
+
+def _entering_branches() -> tuple[np.ndarray, np.ndarray]:
+    """For each state, the two (state, coset) branches that enter it: (states, cosets), each STATES × 2."""
+    states, cosets = [[] for _ in range(STATES)], [[] for _ in range(STATES)]
+    for s in range(STATES):
+        for k in np.flatnonzero(NEXT[s] >= 0):
+            states[NEXT[s, k]].append(s)
+            cosets[NEXT[s, k]].append(int(k))
+    assert all(len(e) == 2 for e in states), "every state of the trellis is entered by two branches"
+    return np.array(states, dtype=np.int64), np.array(cosets, dtype=np.int64)
+
+
+PRED_STATE, PRED_COSET = _entering_branches()
 # Levels run over j ∈ −254…255 (symbols 0…254); the extreme levels of each coset.
 LEVEL_LO = np.array([-252, -251, -254, -253], dtype=np.float64)
 LEVEL_HI = np.array([252, 253, 254, 255], dtype=np.float64)
