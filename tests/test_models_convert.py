@@ -147,3 +147,16 @@ def test_mobilenet_v2_tuned_entropy_coded_is_6x_smaller(tmp_path):
     assert result.ratio >= 6.0
     scores = fidelity.mobilenet(plain(source), hyperonnx.session(target))
     assert scores["top1_agreement_confident"] >= 0.98 and scores["kl_mean"] < 0.1
+
+
+def test_terrain_unet_data_free_target_is_6x_at_35db(tmp_path):
+    """Issue 6 acceptance, data-free: the terrain UNet ≥ 6× smaller with ≥ 35 dB PSNR against the fp32 output:
+    tcq with --target-cosine 0.9999 on generated inputs (those on which the model itself is NaN, a negative noise
+    level, skipped), debug data stripped, scored on the real generation seeds 0–7; measured 6.76×, 37.4 dB worst,
+    46.3 dB mean."""
+    source = rm.terrain_unet()
+    target = tmp_path / "terrain.tcq.onnx"
+    result = hyperonnx.convert(source, target, codec_name="tcq", target_cosine=0.9999, strip_debug_info=True)
+    assert result.ratio >= 6.0
+    scores = fidelity.terrain(plain(source), hyperonnx.session(target))
+    assert scores["psnr_min"] >= 35.0
