@@ -20,7 +20,9 @@ SETTINGS = {"paper": [{}, {"n": 37, "rings": 2}], "paper-cnn": [{}],
             "blockvq": [{}, {"bits": 2, "block": 2}, {"bits": 8, "block": 16}, {"bits": 6, "block": 2}],
             "kronecker": [{}, {"N": 3, "U": 512}, {"N": 4, "U": 256}, {"U": 16}],
             "ecsq": [{}, {"step": 0.05, "block": 1}, {"step": 1.5, "block": 7}],
-            "tcq": [{}, {"step": 0.05, "block": 1}, {"step": 1.5, "block": 7}, {"step": 0.3, "block": 5}]}
+            # tcq: step 0.01 in blocks of 6 puts weights near the level range's ends (the clipped distance path)
+            "tcq": [{}, {"step": 0.05, "block": 1}, {"step": 1.5, "block": 7}, {"step": 0.3, "block": 5},
+                    {"step": 0.01, "block": 6}]}
 
 
 def sqnr(x: np.ndarray, y: np.ndarray) -> float:
