@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 # Settings tried per codec family when a size or fidelity budget is given.
 # Each ladder runs from the smallest encoding to the largest (compress._candidates stops below an exact grid's).
+# The entropy-coded codecs: relative steps 2^(−1/2) apart, about half a bit a weight between neighbours (coarse to
+# fine); tcq stores what ecsq stores at the same step (about 1 dB less noise), so both use it.
+_STEP_LADDER = [{"step": round(0.5 * 2 ** (-i / 2), 4)} for i in range(9)]
 BUDGET_OPTIONS = {
     "blockvq": [{"bits": b} for b in (2, 3, 4, 5, 6, 7, 8)],
-    # ecsq: relative steps 2^(−1/2) apart, about half a bit a weight between neighbours (coarse to fine).
-    "ecsq": [{"step": round(0.5 * 2 ** (-i / 2), 4)} for i in range(9)],
-    # tcq stores what ecsq stores at the same step (about 1 dB less noise): the same ladder.
-    "tcq": [{"step": round(0.5 * 2 ** (-i / 2), 4)} for i in range(9)],
+    "ecsq": _STEP_LADDER,
+    "tcq": _STEP_LADDER,
 }
 # Options that vary continuously: after allocation, what the ladder's steps leave of the budget is spent on
 # settings between a tensor's choice and its next rung (``between``).
