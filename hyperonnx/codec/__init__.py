@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from hyperonnx.codec.base import FORMAT_VERSION, Codec, Encoded, validate_input
+from hyperonnx.codec.blocktcq import BlockTcqCodec
 from hyperonnx.codec.blockvq import BlockVQCodec
 from hyperonnx.codec.ecsq import EcsqCodec
 from hyperonnx.codec.grid import GridCodec
@@ -27,7 +28,7 @@ def register(codec: Codec) -> Codec:
     return codec
 
 
-for _codec in (BlockVQCodec(), EcsqCodec(), TcqCodec(), PaperCodec(), PaperCnnCodec()):
+for _codec in (BlockTcqCodec(), BlockVQCodec(), EcsqCodec(), TcqCodec(), PaperCodec(), PaperCnnCodec()):
     register(_codec)
 
 try:  # the Kronecker codec lives in its own module; it registers itself when present

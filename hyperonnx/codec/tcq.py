@@ -73,6 +73,38 @@ def _coset_distances(yt: np.ndarray, clipped: bool, r: np.ndarray, d: np.ndarray
     np.square(d, out=d)
 
 
+def trellis_path(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The coset path of least total distance through the trellis, each row starting in state 0.
+
+    ``d`` (positions × 4 × rows, float64): the squared distance from each weight to the nearest level of each
+    coset. Returns the coset taken at each position (positions × rows, int64) and each row's total distance.
+    Shared by ``tcq`` (uniform levels) and ``blocktcq`` (a block's level set).
+    """
+    width, _, rows = d.shape
+    cost = np.full((STATES, rows), np.inf)
+    cost[0] = 0.0
+    took = np.empty((width, STATES, rows), dtype=np.bool_)  # True: entered by the B branch
+    a, b, tmp = np.empty((STATES, rows)), np.empty((STATES, rows)), np.empty((STATES, rows))
+    for t in range(width):
+        np.take(cost, A_STATE, axis=0, out=a)
+        np.take(d[t], A_COSET, axis=0, out=tmp)
+        a += tmp
+        np.take(cost, B_STATE, axis=0, out=b)
+        np.take(d[t], B_COSET, axis=0, out=tmp)
+        b += tmp
+        np.less(b, a, out=took[t])
+        np.minimum(a, b, out=cost)
+    state = np.argmin(cost, axis=0)
+    ar = np.arange(rows)
+    total = cost[state, ar]
+    cosets = np.empty((width, rows), dtype=np.int64)
+    for t in range(width - 1, -1, -1):
+        branch = took[t, state, ar]
+        cosets[t] = np.where(branch, B_COSET[state], A_COSET[state])
+        state = np.where(branch, B_STATE[state], A_STATE[state])
+    return cosets, total
+
+
 def viterbi(blocks: np.ndarray, block_steps: np.ndarray) -> np.ndarray:
     """Levels j (int16, blocks × B) of least squared error along the trellis, each block starting in state 0."""
     nb, width = blocks.shape
@@ -83,27 +115,12 @@ def viterbi(blocks: np.ndarray, block_steps: np.ndarray) -> np.ndarray:
         y = np.ascontiguousarray((blocks[r0 : r0 + rows_per].astype(np.float64) / steps).T)  # positions × rows
         rows = y.shape[1]
         clipped = bool(np.abs(y).max() > 250)
-        cost = np.full((STATES, rows), np.inf)
-        cost[0] = 0.0
-        took = np.empty((width, STATES, rows), dtype=np.bool_)  # True: entered by the B branch
-        r, d, spare = np.empty(rows), np.empty((4, rows)), np.empty((4, rows))
-        a, b, tmp = np.empty((STATES, rows)), np.empty((STATES, rows)), np.empty((STATES, rows))
+        d = np.empty((width, 4, rows))
+        r, spare = np.empty(rows), np.empty((4, rows))
         for t in range(width):
-            _coset_distances(y[t], clipped, r, d, spare)
-            np.take(cost, A_STATE, axis=0, out=a)
-            np.take(d, A_COSET, axis=0, out=tmp)
-            a += tmp
-            np.take(cost, B_STATE, axis=0, out=b)
-            np.take(d, B_COSET, axis=0, out=tmp)
-            b += tmp
-            np.less(b, a, out=took[t])
-            np.minimum(a, b, out=cost)
-        state = np.argmin(cost, axis=0)
-        ar = np.arange(rows)
-        for t in range(width - 1, -1, -1):
-            branch = took[t, state, ar]
-            out[r0 : r0 + rows, t] = _nearest(y[t], np.where(branch, B_COSET[state], A_COSET[state]))
-            state = np.where(branch, B_STATE[state], A_STATE[state])
+            _coset_distances(y[t], clipped, r, d[t], spare)
+        cosets, _ = trellis_path(d)
+        out[r0 : r0 + rows] = _nearest(y, cosets).T
     return out
 
 
@@ -132,4 +149,4 @@ class TcqCodec(EcsqCodec):
         return j.reshape(-1)[:n].astype(np.float32)
 
 
-__all__ = ["NEXT", "TcqCodec", "viterbi"]
+__all__ = ["NEXT", "TcqCodec", "trellis_path", "viterbi"]
