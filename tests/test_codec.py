@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import hyperonnx.codec as codec
-from hyperonnx.codec import blockvq, ecsq, kronecker, rans, tcq
+from hyperonnx.codec import blocktcq, blockvq, ecsq, kronecker, rans, tcq
 from hyperonnx.codec.paper import _Lattice, lattice_side
 
 DTYPES = [np.float16, ml_dtypes.bfloat16, np.float32, np.float64]
@@ -18,6 +18,8 @@ NAMES = sorted(codec.CODECS)
 # Small, fast settings per codec for the exactness checks (the defaults are covered by the round trips).
 SETTINGS = {"paper": [{}, {"n": 37, "rings": 2}], "paper-cnn": [{}],
             "blockvq": [{}, {"bits": 2, "block": 2}, {"bits": 8, "block": 16}, {"bits": 6, "block": 2}],
+            "blocktcq": [{}, {"bits": 1, "block": 2}, {"bits": 2, "block": 7}, {"bits": 8, "block": 6},
+                         {"bits": 3, "block": 5}],
             "kronecker": [{}, {"N": 3, "U": 512}, {"N": 4, "U": 256}, {"U": 16}],
             "ecsq": [{}, {"step": 0.05, "block": 1}, {"step": 1.5, "block": 7}],
             # tcq: step 0.01 in blocks of 6 puts weights near the level range's ends (the clipped distance path)
@@ -65,7 +67,7 @@ def test_side_information_is_exact_float32_and_int64(name):
         assert all(float(np.float32(v)) == v for v in values)
     for values in enc.ints.values():
         assert all(isinstance(v, int) and -(1 << 63) <= v < 1 << 63 for v in values)
-    if name not in ("blockvq", "ecsq", "tcq"):  # they scale blocks after the level lookup: no single table
+    if name not in ("blockvq", "blocktcq", "ecsq", "tcq"):  # they scale blocks after the level lookup: no single table
         assert codec.table(enc).dtype == np.float32
 
 
@@ -220,7 +222,50 @@ def _check_tcq(x: np.ndarray, options: dict) -> None:
     assert np.all((y - j) ** 2 <= (y - nearest) ** 2 * (1 + 1e-9) + 1e-12)
 
 
-CHECKERS = {"paper": _check_paper, "ecsq": _check_ecsq, "tcq": _check_tcq, "blockvq": _check_blockvq, "paper-cnn": lambda x, o: _check_paper(x, {"n": 225, **o}),
+def _check_blocktcq(x: np.ndarray, options: dict) -> None:
+    """Given each block's scale code and level set, the levels follow the trellis from state 0 and their squared
+    error is the least of every path: all 2^B coset sequences for blocks of up to 8 weights; for longer blocks,
+    each level is at least the nearest of its coset."""
+    enc = codec.encode(x, "blocktcq", **options)
+    (block,), (levels,) = enc.ints["block"], enc.ints["levels"]
+    code_bytes = codec.bitpack.packed_size(x.size, enc.bits)
+    nb = -(-x.size // block)
+    headers = codec.bitpack.unpack(enc.blob[code_bytes:], nb, 10).astype(np.int64)
+    books = np.asarray(enc.floats["books"], dtype=np.float32).reshape(4, 2 * levels)
+    scales = blockvq.scale_table(enc.floats["smax"][0])
+    flat = x.astype(np.float32).reshape(-1)
+    whole = x.size // block  # the padding of a last partial block is not stored: compare whole blocks only
+    v = flat[: whole * block].reshape(whole, block)
+    book, s = books[headers[:whole] >> 8], scales[headers[:whole] & 0xFF][:, None]
+    got_values = codec.decode(enc).astype(np.float32).reshape(-1)[: whole * block].reshape(whole, block)
+    got = ((got_values.astype(np.float64) - v) ** 2).sum(axis=1)
+
+    def coset_error(t: int, coset: np.ndarray) -> np.ndarray:
+        """Least squared error of weight t over the levels of ``coset`` (per block), in the decoder's float32."""
+        candidates = np.stack([book[np.arange(whole), 4 * i + coset] for i in range(levels // 2)], axis=1)
+        return ((candidates * s - v[:, t : t + 1]).astype(np.float64) ** 2).min(axis=1)
+
+    if block <= 8:
+        best = np.full(whole, np.inf)
+        for path in range(1 << block):
+            state = np.zeros(whole, dtype=np.int64)
+            err = np.zeros(whole)
+            for t in range(block):
+                coset = np.where((path >> t) & 1, 2, 0) + (state & 1)
+                err += coset_error(t, coset)
+                state = tcq.NEXT[state, coset]
+            best = np.minimum(best, err)
+        assert np.all(got <= best * (1 + 1e-6) + 1e-12)
+    theta = codec.bitpack.unpack(enc.blob[:code_bytes], x.size, enc.bits)[: whole * block].reshape(whole, block)
+    state = np.zeros(whole, dtype=np.int64)
+    for t in range(block):
+        fine = 2 * theta[:, t].astype(np.int64) + (state & 1)
+        chosen = (got_values[:, t].astype(np.float64) - v[:, t]) ** 2
+        assert np.all(chosen <= coset_error(t, fine & 3) * (1 + 1e-6) + 1e-12)
+        state = tcq.NEXT[state, fine & 3]
+
+
+CHECKERS = {"blocktcq": _check_blocktcq, "paper": _check_paper, "ecsq": _check_ecsq, "tcq": _check_tcq, "blockvq": _check_blockvq, "paper-cnn": lambda x, o: _check_paper(x, {"n": 225, **o}),
             "kronecker": _check_kronecker}
 
 

@@ -16,8 +16,11 @@ from dataclasses import dataclass
 # The entropy-coded codecs: relative steps 2^(−1/2) apart, about half a bit a weight between neighbours (coarse to
 # fine); tcq stores what ecsq stores at the same step (about 1 dB less noise), so both use it.
 _STEP_LADDER = [{"step": round(0.5 * 2 ** (-i / 2), 4)} for i in range(9)]
+# The fixed-rate codecs: one rung per bit of θ (blocktcq is blockvq's framing with a trellis, same sizes).
+_BITS_LADDER = [{"bits": b} for b in (2, 3, 4, 5, 6, 7, 8)]
 BUDGET_OPTIONS = {
-    "blockvq": [{"bits": b} for b in (2, 3, 4, 5, 6, 7, 8)],
+    "blocktcq": _BITS_LADDER,
+    "blockvq": _BITS_LADDER,
     "ecsq": _STEP_LADDER,
     "tcq": _STEP_LADDER,
 }

@@ -352,7 +352,7 @@ def _portable_bytes(enc: codec.Encoded) -> int:
     """Bytes the portable form stores: byte-aligned codes plus what the codec's table needs."""
     per_code = 1 if enc.bits <= 8 else 2 if enc.bits <= 16 else 4
     side = 4 * sum(len(v) for v in enc.floats.values()) + 8 * (len(enc.shape) + 3)
-    if enc.codec == "blockvq":
+    if enc.codec in ("blockvq", "blocktcq"):
         side += 2 * -(-enc.numel // enc.ints["block"][0])  # scale code + codebook id per block, a byte each
     elif enc.codec != "paper":  # stored table
         side += codec.table(enc).nbytes
