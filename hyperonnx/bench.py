@@ -9,7 +9,7 @@ with the error, never a crash of the whole sweep. See docs/bench.md.
 
 Variants are written ``NAME[:KEY=VALUE[:KEY=VALUE…]]``:
 
-* any hyperonnx codec (``blockvq:bits=4``, ``tcq:step=0.25``, ``ecsq:step=0.25``, ``paper``, ``paper-cnn:n=100``, ``kronecker``); options as in
+* any hyperonnx codec (``blocktcq:bits=4``, ``blockvq:bits=4``, ``tcq:step=0.25``, ``ecsq:step=0.25``, ``paper``, ``paper-cnn:n=100``, ``kronecker``); options as in
   ``convert --codec-opt``;
 * ``ort-int8``: ``onnxruntime.quantization.quantize_dynamic`` at its defaults (QInt8 weights, per-tensor; uint8
   dynamic activations); options ``per_channel=1``, ``reduce_range=1``, ``weight=uint8``, ``ops=MatMul+Conv``;
@@ -41,13 +41,14 @@ from hyperonnx import api, codec, model_io
 from hyperonnx.errors import HyperonnxError
 
 # The entropy-coded points are tcq's (ecsq's streams with the trellis: ~1 dB better at the same size).
-HYPERONNX_DEFAULT = ("blockvq:bits=3", "blockvq:bits=4", "blockvq:bits=5", "blockvq:bits=6", "tcq:step=0.35", "tcq:step=0.25",
-                     "tcq:step=0.18", "tcq:step=0.125", "paper", "paper-cnn")
+# blocktcq is the default (fixed rate, decodes everywhere); one blockvq point shows what its trellis buys.
+HYPERONNX_DEFAULT = ("blocktcq:bits=3", "blocktcq:bits=4", "blocktcq:bits=5", "blocktcq:bits=6", "blockvq:bits=4",
+                     "tcq:step=0.35", "tcq:step=0.25", "tcq:step=0.18", "tcq:step=0.125", "paper", "paper-cnn")
 ORT_DEFAULT = ("ort-int8", "ort-int8:per_channel=1", "ort-nbits:algo=rtn:block=32", "ort-nbits:algo=rtn:block=128",
                "ort-nbits:algo=hqq:block=32", "ort-nbits:algo=hqq:block=128",
                "ort-nbits:algo=rtn:block=32:ops=MatMul+Gather", "ort-nbits:algo=rtn:block=128:ops=MatMul+Gather")
 # --quick: one point per family that finishes in seconds on a small model (paper's n=1600 search is the slow one).
-QUICK = ("blockvq:bits=4", "blockvq:bits=6", "paper-cnn", "ort-int8", "ort-nbits:algo=rtn:block=32")
+QUICK = ("blocktcq:bits=4", "blocktcq:bits=6", "paper-cnn", "ort-int8", "ort-nbits:algo=rtn:block=32")
 GROUPS: dict[str, tuple[str, ...]] = {
     "default": HYPERONNX_DEFAULT + ORT_DEFAULT,
     "quick": QUICK,
