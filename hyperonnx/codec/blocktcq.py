@@ -160,17 +160,17 @@ def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, scales: np.ndarr
         if rows.size == 0:
             continue
         k = np.clip(k0[rows] + offset, 0, SCALE_CODES - 1)
-        s = scales[k][:, None]
-        xr = x[rows]
+        s = scales[k][None, :]
+        xr = np.ascontiguousarray(x[rows].T)  # positions × rows: the trellis search's layout
         v = xr / s
         d = np.empty((width, 4, rows.size))
-        index = np.empty((4, rows.size, width), dtype=np.int64)
+        index = np.empty((4, width, rows.size), dtype=np.int16)  # each coset's nearest level, in the fine set
         for c, search in enumerate(searchers[book][1]):
-            index[c] = search(v)  # the level's index in the whole fine set
+            index[c] = search(v)
             diff = books[book][index[c]] * s - xr
-            d[:, c, :] = np.square(diff, dtype=np.float64).T
+            np.square(diff, out=d[:, c, :], dtype=np.float64)
         cosets, err = trellis_path(d)
-        fine = np.take_along_axis(index, cosets.T[None], axis=0)[0]
+        fine = np.take_along_axis(index, cosets[None], axis=0)[0].T
         better = err < best_err[rows]
         chosen = rows[better]
         best_err[chosen] = err[better]
