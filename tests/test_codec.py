@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import hyperonnx.codec as codec
-from hyperonnx.codec import blocktcq, blockvq, ecsq, kronecker, rans, tcq
+from hyperonnx.codec import blockvq, ecsq, kronecker, rans, tcq
 from hyperonnx.codec.paper import _Lattice, lattice_side
 
 DTYPES = [np.float16, ml_dtypes.bfloat16, np.float32, np.float64]

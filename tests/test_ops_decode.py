@@ -170,6 +170,54 @@ def test_blockvq_bfloat16_and_blob_input(tmp_path):
             assert same_bits(sess.run(None, {"blob": enc.blob})[0], codec.decode(enc))
 
 
+BLOCKTCQ_CASES = [  # (shape, dtype, bits, block): odd blocks, partial last blocks, every code width
+    ((33, 17), "float32", 5, 32),
+    ((64, 48), "float32", 4, 64),
+    ((5, 7), "float16", 3, 7),
+    ((3, 11), "float64", 8, 33),
+    ((9, 65), "float16", 2, 2),
+    ((2,), "float32", 1, 16),
+    ((7, 96), "bfloat16", 6, 33),
+    ((1100,), "float32", 7, 4096),
+]
+
+
+@pytest.mark.parametrize("shape,dtype,bits,block", BLOCKTCQ_CASES)
+@pytest.mark.parametrize("mode", [None, "load", "call", "init"])
+def test_blocktcq_matches_reference(tmp_path, shape, dtype, bits, block, mode):
+    rng = np.random.default_rng(bits * 1000 + block)
+    x = (rng.standard_normal(shape) * 0.05).astype(dtype_from_name(dtype))
+    enc = codec.encode(x, "blocktcq", bits=bits, block=block)
+    attrs = attributes(enc, "call" if mode is None else "load")
+    path = save(decode_model(attrs, enc.blob), tmp_path)
+    assert raw_output(runtime.session(path, mode=mode), attrs) == np.ascontiguousarray(codec.decode(enc)).tobytes()
+
+
+def test_blocktcq_random_blob_threads_and_blob_input(tmp_path):
+    """Random codes and headers (every one valid) for 1.1M weights, above the parallel threshold, float16 output:
+    1 and 4 decode threads in both modes, and the blob as a graph input, all equal to the reference."""
+    import dataclasses
+
+    from hyperonnx.codec import bitpack
+
+    small = codec.encode((np.random.default_rng(13).standard_normal(999) * 0.02).astype(np.float16), "blocktcq",
+                         bits=5, block=33)
+    numel = (1 << 20) + 77777
+    rng = np.random.default_rng(14)
+    theta = rng.integers(0, 1 << 5, size=numel, dtype=np.uint64)
+    headers = rng.integers(0, 1 << 10, size=-(-numel // 33), dtype=np.uint64)
+    enc = dataclasses.replace(small, shape=(numel,), blob=np.concatenate([bitpack.pack(theta, 5),
+                                                                         bitpack.pack(headers, 10)]))
+    attrs = attributes(enc)
+    ref = codec.decode(enc).tobytes()
+    check_threads(save(decode_model(attrs, enc.blob), tmp_path), attrs, ref)
+    path = save(decode_model(attrs, None), tmp_path, "input.onnx")
+    for mode in ("load", "call"):
+        sess = runtime.session(path, mode=mode)
+        for _ in range(2):
+            assert sess.run(None, {"blob": enc.blob})[0].tobytes() == ref
+
+
 ECSQ_CASES = [  # (shape, dtype, step, block): odd sizes leave a partial last block
     ((33, 17), "float32", 0.25, 32),
     ((64, 48), "float32", 0.1, 64),
@@ -293,7 +341,7 @@ def test_grid_segments_threads_transposed_and_blob_input(tmp_path):
 def test_golden_covers_every_codec():
     """The C++ and ORT golden tests below iterate the golden files: each codec must have some."""
     families = {c.family for c in (*codec.CODECS.values(), *codec.DECODE_ONLY.values())}
-    assert families >= {"paper", "kronecker", "blockvq", "ecsq", "tcq", "grid"}
+    assert families >= {"paper", "kronecker", "blockvq", "blocktcq", "ecsq", "tcq", "grid"}
     assert {read_golden(p)[0]["codec"] for p in GOLDEN_CASES} == families
     assert {read_golden(p)[0]["codec"] for p in DIGEST_CASES} == {"ecsq", "tcq", "grid"}
 

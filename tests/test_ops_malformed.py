@@ -210,6 +210,73 @@ def test_blockvq_every_header_is_valid(tmp_path):
     assert runtime.session(path, mode="call").run(None, {})[0].tobytes() == codec.decode(enc).tobytes()
 
 
+BLOCKTCQ = codec.encode(np.linspace(-1, 1, 77, dtype=np.float32).reshape(7, 11), "blocktcq", bits=3, block=7)
+BLOCKTCQ_CASES = {
+    "levels 12": ({"i_levels": [12]}, "blocktcq codec: i_levels must be a power of two in 2..256, got 12"),
+    "levels 1": ({"i_levels": [1], "bits": 0}, "bits must be in 1..32"),
+    "levels 512": ({"i_levels": [512], "bits": 9}, "got 512"),
+    "bits vs levels": ({"bits": 6}, "bits must be log2\\(i_levels\\) = 3, got 6"),
+    "levels vs bits": ({"i_levels": [16]}, "bits must be log2\\(i_levels\\) = 4, got 3"),
+    "group 2": ({"group": 2}, "group must be 1 \\(one code per weight\\), got 2"),
+    "block 1": ({"i_block": [1]}, "i_block must be in 2..4096, got 1"),
+    "block 0": ({"i_block": [0]}, "got 0"),
+    "block 8192": ({"i_block": [8192]}, "got 8192"),
+    "two blocks": ({"i_block": [7, 7]}, "i_block must hold one integer"),
+    "books short": ({"f_books": list(BLOCKTCQ.floats["books"][:-1])},
+                    "f_books must hold 8\\*i_levels = 64 floats, got 63"),
+    "books of blockvq's size": ({"f_books": list(BLOCKTCQ.floats["books"][:32])}, "got 32"),
+    "no smax": ({"f_smax": None}, "f_smax"),
+    "two smax": ({"f_smax": [1.0, 2.0]}, "f_smax must hold one float"),
+    "no block": ({"i_block": None}, "i_block"),
+    "no levels": ({"i_levels": None}, "i_levels"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKTCQ_CASES))
+@pytest.mark.parametrize("mode", ["load", "call"])
+def test_bad_blocktcq_side_information(tmp_path, name, mode):
+    check_bad_side_information(tmp_path, BLOCKTCQ, *BLOCKTCQ_CASES[name], mode)
+
+
+# 77 weights, blocks of 7: 77 codes of 3 bits (29 bytes), then 11 headers of 10 bits (14 bytes).
+BLOCKTCQ_BLOBS = {
+    "one byte short": lambda: BLOCKTCQ.blob[:-1],
+    "one byte long": lambda: np.append(BLOCKTCQ.blob, np.uint8(0)),
+    "codes only": lambda: BLOCKTCQ.blob[:29],
+    "empty": lambda: np.zeros(0, np.uint8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKTCQ_BLOBS))
+@pytest.mark.parametrize("mode", ["load", "call"])
+def test_bad_blocktcq_blob(tmp_path, name, mode):
+    assert BLOCKTCQ.blob.size == 43
+    message = r"blob holds \d+ bytes, expected 43 \(77 codes of 3 bits \+ 11 block headers of 10 bits\)"
+    path = save(decode_model(attributes(BLOCKTCQ), BLOCKTCQ_BLOBS[name]()), tmp_path)
+    with pytest.raises(Exception, match=f"HyperDecode node 'decode_W'.*{message}"):
+        runtime.session(path, mode=mode)
+    path = save(decode_model(attributes(BLOCKTCQ), None), tmp_path, "input.onnx")
+    sess = runtime.session(path, mode=mode)
+    with pytest.raises(Exception, match=message):
+        sess.run(None, {"blob": BLOCKTCQ_BLOBS[name]()})
+    assert sess.run(None, {"blob": BLOCKTCQ.blob})[0].tobytes() == codec.decode(BLOCKTCQ).tobytes()  # still usable
+
+
+@pytest.mark.parametrize("block", [2, 7])
+def test_blocktcq_every_header_is_valid(tmp_path, block):
+    """A 10-bit header cannot hold a level set >= 4 (the format's `c < 4` check is implied): every header value
+    0..1023 in turn, blocks of 2 and of 7 (odd; a partial last block), codes over the whole range, decodes as the
+    numpy reference does."""
+    from hyperonnx.codec import bitpack
+
+    numel = 1024 * block - 1
+    theta = np.random.default_rng(block).integers(0, 8, size=numel, dtype=np.uint64)
+    blob = np.concatenate([bitpack.pack(theta, 3), bitpack.pack(np.arange(1024, dtype=np.uint64), 10)])
+    enc = dataclasses.replace(BLOCKTCQ, shape=(numel,), ints={"block": (block,), "levels": (8,)}, blob=blob)
+    path = save(decode_model(attributes(enc), enc.blob), tmp_path)
+    assert runtime.session(path, mode="call").run(None, {})[0].tobytes() == codec.decode(enc).tobytes()
+
+
 # ecsq and tcq share the layout, the side information and the stream framing: the same cases for both.
 _X = (np.random.default_rng(3).standard_normal((7, 11)) * 0.1).astype(np.float32)
 LEVEL_STREAMS = {name: codec.encode(_X, name, block=16) for name in ("ecsq", "tcq")}

@@ -73,3 +73,27 @@ def test_eight_threads_blockvq(tmp_path, mode, constant):
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: sess.run(None, feeds)[0].tobytes(), range(16)))
     assert all(r == ref for r in results)
+
+
+@pytest.mark.parametrize("mode", ["load", "call", "init"])
+@pytest.mark.parametrize("constant", [True, False], ids=["initializer", "graph-input"])
+def test_eight_threads_blocktcq(tmp_path, mode, constant):
+    """blocktcq (bits 5, blocks of 33: odd, so blocks straddle the decoder's chunks and thread ranges) above the
+    parallel threshold, 8 Run threads at once, bit-exact vs the numpy reference. Codes and headers are random
+    (encoding 1.1M weights with the numpy encoder would be slow); every θ and every 10-bit header is valid."""
+    small = codec.encode((np.random.default_rng(10).standard_normal(999) * 0.02).astype(np.float32), "blocktcq",
+                         bits=5, block=33)
+    shape = (1100, 1001)  # a partial last block
+    numel = shape[0] * shape[1]
+    rng = np.random.default_rng(11)
+    theta = rng.integers(0, 1 << 5, size=numel, dtype=np.uint64)
+    headers = rng.integers(0, 1 << 10, size=-(-numel // 33), dtype=np.uint64)
+    blob = np.concatenate([bitpack.pack(theta, 5), bitpack.pack(headers, 10)])
+    enc = dataclasses.replace(small, shape=shape, blob=blob)
+    ref = codec.decode(enc).tobytes()
+    path = save(decode_model(attributes(enc), enc.blob if constant else None), tmp_path)
+    sess = runtime.session(path, mode=mode)
+    feeds = {} if constant else {"blob": enc.blob}
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: sess.run(None, feeds)[0].tobytes(), range(16)))
+    assert all(r == ref for r in results)

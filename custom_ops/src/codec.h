@@ -2,10 +2,10 @@
 //   table codecs (paper, kronecker): the side information gives a float32 table generator; everything else
 //     (code unpacking, range checks, casting, gathering, threading) is shared, exactly as in the numpy
 //     reference (hyperonnx/codec/base.py);
-//   blocked codecs (blockvq, ecsq, tcq, grid): the blob carries per-block side streams after the codes, so there is
-//     no single table; the codec validates and decodes ranges of its own units (BlockDecoder). The shared decoder
-//     still reads the common attributes, checks the blob length, splits the units over threads and picks
-//     streaming stores. A blocked codec whose blob length is only known by parsing the blob (ecsq: entropy-coded
+//   blocked codecs (blockvq, blocktcq, ecsq, tcq, grid): the blob carries per-block side streams after the codes,
+//     so there is no single table; the codec validates and decodes ranges of its own units (BlockDecoder). The
+//     shared decoder still reads the common attributes, checks the blob length, splits the units over threads and
+//     picks streaming stores. A blocked codec whose blob length is only known by parsing the blob (ecsq: entropy-coded
 //     streams; grid) says so with variable_length(): the shared decoder then only checks the minimum length and
 //     the codec checks the exact one in validate() and decode().
 //
@@ -94,6 +94,7 @@ struct CodecSpec {
   X(kPaperCodec)              \
   X(kKroneckerCodec)          \
   X(kBlockVQCodec)            \
+  X(kBlockTcqCodec)           \
   X(kEcsqCodec)               \
   X(kTcqCodec)                \
   X(kGridCodec)

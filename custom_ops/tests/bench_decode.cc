@@ -2,8 +2,9 @@
 // `valgrind --tool=callgrind` or `perf record` on this binary; benchmarks/runtime.py measures through ORT).
 //
 //   hyperonnx_decode_bench [numel] [repeat] [codec] [dtype] [threads...]
-//     codec: paper (n=1600, rings=3, group 2, 13-bit codes; the paper defaults), kronecker (N=2, U=4096), or
-//            blockvq[:b[:B]] (b bits per weight, blocks of B; default blockvq:5:32, the codec's defaults)
+//     codec: paper (n=1600, rings=3, group 2, 13-bit codes; the paper defaults), kronecker (N=2, U=4096),
+//            blockvq[:b[:B]] (b bits per weight, blocks of B; default blockvq:5:32, the codec's defaults) or
+//            blocktcq[:b[:B]] (the same, one b-bit θ per weight and the trellis; default blocktcq:5:32)
 //     dtype: ONNX code, 1 float32 (default), 10 float16, 16 bfloat16, 11 double
 //
 // Prints the median over `repeat` runs of decoding into a reused output buffer, ns per code, and the ratio
@@ -41,7 +42,17 @@ BlockVQSpec parse_blockvq(const std::string& codec) {
 MapAttrs attrs_for(const std::string& codec, int64_t numel, int64_t dtype) {
   MapAttrs a;
   a.strings = {{"codec", codec.substr(0, codec.find(':'))}, {"mode", "call"}};
-  if (codec.rfind("blockvq", 0) == 0) {
+  if (codec.rfind("blocktcq", 0) == 0) {
+    const BlockVQSpec s = parse_blockvq(codec);
+    const int64_t levels = int64_t{1} << s.b;
+    std::vector<float> books(static_cast<size_t>(8 * levels));  // four fine level sets of 2L values
+    for (size_t i = 0; i < books.size(); ++i) {
+      books[i] = -1.0f + 2.0f * static_cast<float>(i % (2 * levels)) / (2 * levels - 1);
+    }
+    a.ints = {{"format", {1}}, {"dtype", {dtype}}, {"group", {1}}, {"bits", {s.b}}, {"shape", {numel}},
+              {"i_block", {s.block}}, {"i_levels", {levels}}};
+    a.floats = {{"f_smax", {0.1f}}, {"f_books", books}};
+  } else if (codec.rfind("blockvq", 0) == 0) {
     const BlockVQSpec s = parse_blockvq(codec);
     const int64_t levels = int64_t{1} << s.b;
     std::vector<float> books(static_cast<size_t>(4 * levels));
@@ -107,10 +118,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "create: %s\n", error.c_str());
     return 1;
   }
-  const bool blockvq = codec.rfind("blockvq", 0) == 0;
+  const bool blocktcq = codec.rfind("blocktcq", 0) == 0;
+  const bool blockvq = codec.rfind("blockvq", 0) == 0 || blocktcq;  // the same framing: codes, then headers
   const BlockVQSpec bvq = parse_blockvq(codec);
-  const uint32_t entries = blockvq ? (1u << (2 * bvq.b)) : codec == "kronecker" ? 4096 : 1601 * 4;
-  const int bits = blockvq ? 2 * bvq.b : codec == "kronecker" ? 12 : 13;
+  const int bits = blocktcq ? bvq.b : blockvq ? 2 * bvq.b : codec == "kronecker" ? 12 : 13;
+  const uint32_t entries = blockvq ? (1u << bits) : codec == "kronecker" ? 4096 : 1601 * 4;
   std::vector<uint32_t> codes(dec->count());
   uint64_t state = 88172645463325252ull;
   auto next = [&] {

@@ -7,6 +7,8 @@
 //   badcodes  out-of-range codes: lowest index reported by decode and scan, the table never read for them
 //   blockvq   blockvq_body (golden blockvq cases and random blobs of every b, dtype and block size) == the
 //             numpy reference / the CPU decoder
+//   blocktcq  blocktcq_body (golden blocktcq cases and random blobs of every b, dtype, odd and even block sizes,
+//             outputs aligned to 4 elements or not: quad and element stores) == the numpy reference / the CPU decoder
 // The GPU itself is tested by cuda_golden_test.cc (tests/gpu/run.sh).
 #include <cstdio>
 #include <cstring>
@@ -183,6 +185,87 @@ void run_blockvq_case(const std::string& name, const Decoder& dec, const std::ve
   }
 }
 
+// blocktcq: blocktcq_body with blobs at byte offsets 0..3 (word and byte code loads) and outputs at element
+// offsets 0..3 (quad stores from the first multiple of 4, or element stores only), strides 1 and 7, against
+// `expect`.
+int g_blocktcq = 0;
+void run_blocktcq_case(const std::string& name, const Decoder& dec, const std::vector<uint8_t>& blob,
+                       const std::vector<uint8_t>& expect) {
+  const hyperonnx::BlockVQParams* bp = hyperonnx::blocktcq_params(dec.blocked());
+  if (!check(bp != nullptr, name + ": not a blocktcq decoder")) return;
+  std::vector<uint8_t> own;
+  const uint8_t* params = nullptr;
+  size_t params_bytes = 0;
+  if (!check(hyperonnx::cuda::device_table_bytes(dec, &own, &params, &params_bytes), name + ": no device params")) return;
+  check(params_bytes == (256 + 8 * size_t{bp->levels}) * 4, name + ": device params are not 256 scales and 4·2L levels");
+  Buf pbuf(params_bytes, 0);
+  std::memcpy(pbuf.ptr, params, params_bytes);
+  const size_t esize = hyperonnx::dtype_size(dec.dtype());
+  ++g_blocktcq;
+  for (size_t blob_off : {0, 1, 2, 3}) {
+    for (size_t out_off : {size_t{0}, esize, 2 * esize, 3 * esize}) {
+      for (uint64_t stride : {1, 7}) {
+        if (out_off != 0 && out_off != esize && stride != 1) continue;  // fewer runs: strides are offset-blind
+        Buf b(blob.size(), blob_off), o(dec.out_bytes(), out_off);
+        if (!blob.empty()) std::memcpy(b.ptr, blob.data(), blob.size());
+        std::memset(o.ptr, 0xFF, dec.out_bytes());
+        hyperonnx::cuda::BlockTcqArgs a;
+        a.blob = b.ptr;
+        a.blob_len = blob.size();
+        a.code_bytes = bp->code_bytes;
+        a.level_bits = bp->level_bits;
+        a.block = bp->block;
+        a.nblocks = bp->nblocks;
+        a.numel = bp->numel;
+        a.params = reinterpret_cast<const float*>(pbuf.ptr);
+        a.dtype = static_cast<int>(bp->dtype);
+        a.out = o.ptr;
+        const std::string what = name + " [blocktcq blob+" + std::to_string(blob_off) + " out+" +
+                                 std::to_string(out_off) + " stride " + std::to_string(stride) + "]";
+        const detail::BlockTcqPlan p = detail::plan_blocktcq(a);
+        if (!check(p.status == detail::BlockTcqPlan::kOk, what + ": plan refused")) continue;
+        g_kinds.byte_loads += !p.blob_aligned;
+        g_kinds.elems += !p.quad_store;
+        g_kinds.rows += p.quad_store;
+        for (uint64_t t = 0; t < stride; ++t) {
+          auto body = [&](auto dt) {
+            constexpr int kDt = decltype(dt)::value;
+            if (p.blob_aligned && p.quad_store) detail::blocktcq_body<kDt, true, true>(a, t, stride);
+            if (p.blob_aligned && !p.quad_store) detail::blocktcq_body<kDt, true, false>(a, t, stride);
+            if (!p.blob_aligned && p.quad_store) detail::blocktcq_body<kDt, false, true>(a, t, stride);
+            if (!p.blob_aligned && !p.quad_store) detail::blocktcq_body<kDt, false, false>(a, t, stride);
+          };
+          switch (a.dtype) {
+            case 1: body(std::integral_constant<int, 1>{}); break;
+            case 10: body(std::integral_constant<int, 10>{}); break;
+            case 11: body(std::integral_constant<int, 11>{}); break;
+            default: body(std::integral_constant<int, 16>{}); break;
+          }
+        }
+        check(std::memcmp(o.ptr, expect.data(), expect.size()) == 0, what + ": output differs");
+      }
+    }
+  }
+}
+
+MapAttrs blocktcq(int dtype, int b, int64_t block, int64_t numel, std::mt19937_64& rng) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  MapAttrs a;
+  a.strings["codec"] = "blocktcq";
+  a.ints["format"] = {1};
+  a.ints["dtype"] = {dtype};
+  a.ints["group"] = {1};
+  a.ints["bits"] = {b};
+  a.ints["shape"] = {numel};
+  a.ints["i_block"] = {block};
+  a.ints["i_levels"] = {int64_t{1} << b};
+  a.floats["f_smax"] = {0.05f * (1.5f + u(rng))};
+  std::vector<float> books(static_cast<size_t>(8) << b);
+  for (auto& v : books) v = u(rng);
+  a.floats["f_books"] = books;
+  return a;
+}
+
 MapAttrs blockvq(int dtype, int b, int64_t block, int64_t numel, std::mt19937_64& rng) {
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   MapAttrs a;
@@ -204,6 +287,7 @@ MapAttrs blockvq(int dtype, int b, int64_t block, int64_t numel, std::mt19937_64
 // Every variant against `expect`; bad_expected: the lowest out-of-range code index, or UINT64_MAX.
 void run_case(const std::string& name, const Decoder& dec, const std::vector<uint8_t>& blob,
               const std::vector<uint8_t>& expect, uint64_t bad_expected = ~0ull) {
+  if (dec.blocked() && hyperonnx::blocktcq_params(dec.blocked())) return run_blocktcq_case(name, dec, blob, expect);
   if (dec.blocked() && !hyperonnx::blockvq_params(dec.blocked())) {
     // A blocked codec without a device kernel (ecsq, tcq, grid): the CUDA decoder decodes it on the host with the CPU decoder
     // (CudaDecoder::host_decode) and uploads the result; check that route and its output.
@@ -359,11 +443,36 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // blocktcq: random level sets and blobs (every code and header value is valid), odd and even blocks (a block of
+  // 4096 spans the CPU decoder's 512-code chunks), GPU body == CPU decoder.
+  int random_btcq = 0;
+  for (int b = 1; b <= 8; ++b) {
+    for (int dtype : {1, 10, 11, 16}) {
+      for (int64_t block : {2, 7, 32, 33, 4096}) {
+        if ((b + dtype + block) % 2 == 0 && block != 32) continue;  // a sample of the combinations
+        const int64_t numel = 1 + static_cast<int64_t>(rng() % 6000);
+        std::string error;
+        auto dec = Decoder::create(blocktcq(dtype, b, block, numel, rng), &error);
+        if (!check(dec != nullptr, "random blocktcq: " + error)) continue;
+        std::vector<uint8_t> blob(dec->blob_bytes());
+        for (auto& x : blob) x = static_cast<uint8_t>(rng());
+        std::vector<uint8_t> expect(dec->out_bytes());
+        if (!check(dec->decode(blob.data(), blob.size(), expect.data(), 1, &error), "random blocktcq CPU: " + error)) {
+          continue;
+        }
+        run_case("random blocktcq b=" + std::to_string(b) + " dtype=" + std::to_string(dtype) + " block=" +
+                     std::to_string(block) + " numel=" + std::to_string(numel),
+                 *dec, blob, expect);
+        ++random_btcq;
+      }
+    }
+  }
   std::printf("emulated kernels: %zu golden cases, %d random tensors, %d with bad codes, %d random blockvq tensors "
-              "(%d blockvq cases in all); launches: %d row/pair-kernel, %d element-kernel, %d with byte code loads; "
-              "%d tables generated for the device, %d too large, %d host-decoded codec cases (ecsq, tcq, grid)\n",
-              cases.size(), random, bad_cases, random_bvq, g_blockvq, g_kinds.rows, g_kinds.elems, g_kinds.byte_loads,
-              g_kinds.generated_tables, g_kinds.too_large, g_kinds.host_codec);
+              "(%d blockvq cases in all), %d random blocktcq tensors (%d blocktcq cases in all); launches: %d "
+              "row/pair/quad-kernel, %d element-kernel, %d with byte code loads; %d tables generated for the device, "
+              "%d too large, %d host-decoded codec cases (ecsq, tcq, grid)\n",
+              cases.size(), random, bad_cases, random_bvq, g_blockvq, random_btcq, g_blocktcq, g_kinds.rows,
+              g_kinds.elems, g_kinds.byte_loads, g_kinds.generated_tables, g_kinds.too_large, g_kinds.host_codec);
   std::printf("%s: %d failures\n", g_failures == 0 ? "PASS" : "FAIL", g_failures);
   return g_failures == 0 ? 0 : 1;
 }

@@ -8,8 +8,9 @@
 //              with the CPU decoder's message
 //   blockvq    random blobs of every b and dtype, several block sizes: GPU == CPU decoder on every path;
 //              wrong lengths rejected with the CPU decoder's message
-//   bandwidth  64M weights (paper n=1600, rings 3, bits 13; blockvq b=5, blocks of 32), float32 and float16:
-//              decode vs cudaMemcpy device-to-device of the decoded bytes, median of 20 runs
+//   blocktcq   the same for blocktcq (odd and even blocks, up to 4096)
+//   bandwidth  64M weights (paper n=1600, rings 3, bits 13; blockvq and blocktcq b=5, blocks of 32), float32 and
+//              float16: decode vs cudaMemcpy device-to-device of the decoded bytes, median of 20 runs
 // Usage: hyperonnx_cuda_golden_test <golden dir> [--bench-weights N] [--no-bandwidth]
 // Exit: 0 all passed, 1 a check failed, 3 CUDA setup error (e.g. no kernel image for this GPU), 77 no GPU.
 #include <cuda_runtime.h>
@@ -426,6 +427,66 @@ void run_blockvq(std::mt19937_64& rng) {
   std::printf("blockvq: %d random configurations, %s\n", configs, g_failures == before ? "GPU == CPU" : "FAILURES");
 }
 
+MapAttrs blocktcq_attrs(int dtype, int b, int64_t block, std::vector<int64_t> shape, std::mt19937_64& rng) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  MapAttrs a;
+  a.strings["codec"] = "blocktcq";
+  a.strings["mode"] = "call";
+  a.ints["format"] = {1};
+  a.ints["dtype"] = {dtype};
+  a.ints["group"] = {1};
+  a.ints["bits"] = {b};
+  a.ints["shape"] = std::move(shape);
+  a.ints["i_block"] = {block};
+  a.ints["i_levels"] = {int64_t{1} << b};
+  a.floats["f_smax"] = {0.05f * (1.5f + u(rng))};
+  std::vector<float> books(static_cast<size_t>(8) << b);
+  for (auto& v : books) v = u(rng);
+  a.floats["f_books"] = books;
+  return a;
+}
+
+// blocktcq: random level sets and blobs (every code and header is valid) for every b and dtype, odd and even blocks,
+// GPU == CPU decoder through every path; wrong lengths rejected with the CPU decoder's message.
+void run_blocktcq(std::mt19937_64& rng) {
+  const int before = g_failures;
+  int configs = 0;
+  for (int b = 1; b <= 8; ++b) {
+    for (int dtype : {1, 10, 11, 16}) {
+      const int64_t blocks[] = {2, 7, 32, 33, 64, 4096};
+      const int64_t block = blocks[rng() % 6];
+      const int64_t numel = 1 + static_cast<int64_t>(rng() % 200000);
+      const MapAttrs attrs = blocktcq_attrs(dtype, b, block, {numel}, rng);
+      std::string error;
+      auto dec = make(attrs, &error);
+      const std::string name = "blocktcq b=" + std::to_string(b) + " dtype=" + std::to_string(dtype) + " block=" +
+                               std::to_string(block) + " numel=" + std::to_string(numel);
+      if (!check(dec != nullptr, name + ": create: " + error)) continue;
+      std::vector<uint8_t> blob(dec->blob_bytes());
+      for (auto& x : blob) x = static_cast<uint8_t>(rng());
+      std::vector<uint8_t> expect(dec->out_bytes());
+      if (!check(dec->decode(blob.data(), blob.size(), expect.data(), 4, &error), name + ": CPU decode: " + error)) continue;
+      all_paths(name, attrs, blob, expect);
+      ++configs;
+      if (b != 5) continue;
+      CudaDecoder cd(make(attrs, &error));
+      std::vector<uint8_t> out, scratch(dec->out_bytes());
+      for (long delta : {-1L, 1L, -static_cast<long>(blob.size())}) {
+        std::vector<uint8_t> bad = blob;
+        bad.resize(static_cast<size_t>(static_cast<long>(blob.size()) + delta), 0);
+        std::string g, c, v;
+        dec->decode(bad.data(), bad.size(), scratch.data(), 1, &c);
+        check(!gpu_decode(cd, bad, 0, 0, true, &out, &g) && g == c && g.find("block headers") != std::string::npos,
+              name + ": length delta " + std::to_string(delta) + ": '" + g + "' vs '" + c + "'");
+        DevBuf db(bad.size() + 1);
+        db.upload(bad);
+        check(!cd.validate(db.ptr, bad.size(), nullptr, &v) && v == c, name + ": validate length: '" + v + "'");
+      }
+    }
+  }
+  std::printf("blocktcq: %d random configurations, %s\n", configs, g_failures == before ? "GPU == CPU" : "FAILURES");
+}
+
 void run_malformed(std::mt19937_64& rng) {
   const int before = g_failures;
   const MapAttrs attrs = paper_attrs(1, 7, 40, 0, {2, 333}, rng);  // entries 41 < 128
@@ -544,10 +605,13 @@ double wall_ms(int runs, F fn) {
 
 void run_bandwidth(std::mt19937_64& rng, int64_t weights) {
   constexpr int kRuns = 20;
-  for (int variant = 0; variant < 4; ++variant) {
+  for (int variant = 0; variant < 6; ++variant) {
     const int dtype = variant % 2 ? 10 : 1;
-    const bool bvq = variant >= 2;  // blockvq b=5, blocks of 32 (its defaults)
-    const MapAttrs attrs = bvq ? blockvq_attrs(dtype, 5, 32, {weights}, rng) : paper_attrs(dtype, 13, 1600, 3, {weights}, rng);
+    const bool bvq = variant >= 2;  // blockvq (2, 3) or blocktcq (4, 5), b=5, blocks of 32 (their defaults)
+    const bool tcq = variant >= 4;
+    const MapAttrs attrs = tcq   ? blocktcq_attrs(dtype, 5, 32, {weights}, rng)
+                           : bvq ? blockvq_attrs(dtype, 5, 32, {weights}, rng)
+                                 : paper_attrs(dtype, 13, 1600, 3, {weights}, rng);
     std::string error;
     auto dec = make(attrs, &error);
     if (!check(dec != nullptr, "bandwidth: create: " + error)) return;
@@ -583,7 +647,8 @@ void run_bandwidth(std::mt19937_64& rng, int64_t weights) {
     check(o.download() == expect, "bandwidth: output after the timed runs differs");
     const double gb = static_cast<double>(out_bytes) / 1e9;
     std::printf("bandwidth %s %s: %lld weights, %.1f MiB out, %.1f MiB blob, median of %d\n",
-                bvq ? "blockvq b=5 B=32" : "paper n=1600 rings=3", dtype == 1 ? "float32" : "float16",
+                tcq ? "blocktcq b=5 B=32" : bvq ? "blockvq b=5 B=32" : "paper n=1600 rings=3",
+                dtype == 1 ? "float32" : "float16",
                 static_cast<long long>(weights), out_bytes / 1048576.0,
                 blob.size() / 1048576.0, kRuns);
     std::printf("  decode (async, unchecked)  %8.3f ms  %7.1f GB/s of output\n", dec_ms, gb / (dec_ms / 1e3));
@@ -636,6 +701,7 @@ int main(int argc, char** argv) {
     run_random(rng);
     run_malformed(rng);
     run_blockvq(rng);
+    run_blocktcq(rng);
     run_ecsq(dir);
     if (bandwidth) run_bandwidth(rng, weights);
   } catch (const CudaFatal& e) {

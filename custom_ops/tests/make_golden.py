@@ -1,7 +1,7 @@
 """Write the golden vectors of the C++ decoder tests from the numpy reference (the source of truth).
 
     .venv/bin/python custom_ops/tests/make_golden.py        # rewrites custom_ops/tests/golden/
-    .venv/bin/python custom_ops/tests/make_golden.py grid   # rewrites only the grid_* cases
+    .venv/bin/python custom_ops/tests/make_golden.py grid   # rewrites only the grid_* cases (also: blocktcq)
 
 Each case is a small text file: one attribute per line (``s``/``i``/``f`` + name + values; floats as the hex
 of their float32 bits, so they round-trip exactly), then ``blob`` and ``expect`` (the reference decode) as
@@ -114,6 +114,7 @@ def main() -> None:
     total += write_ecsq(np.random.default_rng(20250613))
     total += write_grid(np.random.default_rng(20250614))
     total += write_tcq(np.random.default_rng(20261128))
+    total += write_blocktcq(np.random.default_rng(BLOCKTCQ_SEED))
     print(f"wrote {len(list(OUT.glob('*.txt'))) + len(list(OUT.glob('*.digest')))} files, {total} bytes, into {OUT}")
 
 
@@ -251,6 +252,47 @@ def write_tcq(rng: np.random.Generator) -> int:
     return total
 
 
+def write_blocktcq(rng: np.random.Generator) -> int:
+    """blocktcq: every code width (bits 1..8), odd blocks (7, 33) and blocks of 2, partial last blocks, every dtype,
+    tensors of several of the C++ decoder's 512-code chunks (blocks straddling them) and a block of 4096 spanning
+    nine of them (the trellis parity carried across chunks), zero and constant tensors, tiny and huge maxima
+    (subnormal scales; float16 overflow), and random blobs (every header value, codes over the whole range)."""
+    total = 0
+    cases = [  # (bits, block, shape, dtype)
+        (1, 16, (45,), "float32"), (2, 7, (3, 5, 8), "float16"), (3, 33, (131,), "float32"),
+        (4, 64, (9, 64), "bfloat16"), (5, 32, (19, 41), "float32"), (5, 32, (3, 67), "float64"),
+        (5, 7, (11, 29), "float16"), (5, 33, (2, 97), "bfloat16"), (6, 40, (200,), "bfloat16"),
+        (7, 2, (99,), "float32"), (8, 32, (257,), "float64"), (8, 33, (33, 16), "float16"),
+        (4, 33, (3000,), "bfloat16"), (2, 4096, (4500,), "float16"),
+    ]
+    for i, (bits, block, shape, dtype) in enumerate(cases):
+        enc = codec.encode(sample(rng, shape, dtype), "blocktcq", bits=bits, block=block)
+        total += write_case(f"blocktcq_{dtype}_b{bits}_B{block}_{'x'.join(map(str, shape))}", enc,
+                            ("load", "call")[i % 2])
+    total += write_case("blocktcq_zero", codec.encode(np.zeros((4, 24), np.float32), "blocktcq", bits=4, block=32))
+    total += write_case("blocktcq_constant",
+                        codec.encode(np.full((5, 7), -0.375, np.float16), "blocktcq", bits=5, block=7))
+    x = sample(rng, (3, 43), "float32")
+    tiny = (x / np.abs(x).max() * np.float32(3e-38)).astype(np.float32)
+    total += write_case("blocktcq_tiny_smax", codec.encode(tiny, "blocktcq", bits=3, block=32))
+    huge = (x / np.abs(x).max() * np.float32(3e38)).astype(np.float32)
+    enc = codec.encode(huge, "blocktcq", bits=5, block=16)
+    total += write_case("blocktcq_huge_smax", enc)
+    total += write_case("blocktcq_huge_smax_float16", dataclasses.replace(enc, dtype="float16"))
+    # Random blobs: every header value 0..1023 (each scale code and level set) in turn, codes over the whole range.
+    for bits, block, shape, dtype in ((8, 2, (3, 683), "float32"), (3, 7, (1031,), "bfloat16")):
+        base = codec.encode(sample(rng, (64,), "float32"), "blocktcq", bits=bits, block=max(block, 16))
+        numel = int(np.prod(shape))
+        nblocks = -(-numel // block)
+        theta = rng.integers(0, 1 << bits, size=numel, dtype=np.uint64)
+        headers = np.arange(nblocks, dtype=np.uint64) * 37 % 1024
+        blob = np.concatenate([bitpack.pack(theta, bits), bitpack.pack(headers, 10)])
+        enc = dataclasses.replace(base, shape=shape, dtype=dtype, ints={"block": (block,), "levels": (1 << bits,)},
+                                  blob=blob)
+        total += write_case(f"blocktcq_random_b{bits}_B{block}_{dtype}", enc)
+    return total
+
+
 def grid_blocks(rng: np.random.Generator, nblocks: int, block: int, signed: bool, d_choices=None,
                 density: float = 1.0):
     """Per-block float16 steps d and offsets m and integer levels q (−8..7 signed with m = 0, as Q4_0; 0..15 with
@@ -348,14 +390,25 @@ def write_casts(rng: np.random.Generator) -> int:
     return path.stat().st_size
 
 
-def main_grid() -> None:
-    """Writes only the grid cases (``make_golden.py grid``): the other files stay as they are."""
+# The families that can be rewritten alone (their own random stream): ``make_golden.py grid``, ``... blocktcq``.
+BLOCKTCQ_SEED = 20261129
+ALONE = {"grid": (lambda: write_grid(np.random.default_rng(20250614))),
+         "blocktcq": (lambda: write_blocktcq(np.random.default_rng(BLOCKTCQ_SEED)))}
+
+
+def main_family(family: str) -> None:
+    """Writes only one family's cases (``make_golden.py grid``): the other files stay as they are."""
     OUT.mkdir(parents=True, exist_ok=True)
-    for old in [*OUT.glob("grid_*.txt"), *OUT.glob("grid_*.digest")]:
+    for old in [*OUT.glob(f"{family}_*.txt"), *OUT.glob(f"{family}_*.digest")]:
         old.unlink()
-    total = write_grid(np.random.default_rng(20250614))
-    print(f"wrote {len(list(OUT.glob('grid_*')))} grid files, {total} bytes, into {OUT}")
+    total = ALONE[family]()
+    print(f"wrote {len(list(OUT.glob(f'{family}_*')))} {family} files, {total} bytes, into {OUT}")
 
 
 if __name__ == "__main__":
-    main_grid() if sys.argv[1:] == ["grid"] else main()
+    if sys.argv[1:2] and sys.argv[1] in ALONE and len(sys.argv) == 2:
+        main_family(sys.argv[1])
+    elif sys.argv[1:]:
+        sys.exit(f"usage: make_golden.py [{'|'.join(ALONE)}]")
+    else:
+        main()

@@ -4,7 +4,7 @@
 //   casts      float32 -> float16 / bfloat16 match numpy / ml_dtypes on edge values
 //   threads    a large tensor decodes identically on 1..8 threads, and the per-code (no table) path
 //              equals the table path (paper and kronecker); a bad code deep inside is reported at its position;
-//              blockvq's fused and generic paths equal the format's formula on 1..8 threads
+//              blockvq's fused and generic paths and blocktcq equal the format's formula on 1..8 threads
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -242,6 +242,129 @@ size_t reject_attrs(const std::string& codec, const MapAttrs& attrs, const std::
           codec + " " + ac.what + ": message '" + error + "' lacks '" + ac.expect + "'");
   }
   return cases.size();
+}
+
+// blocktcq by the format's words (docs/format.md, "blocktcq"), written independently of the library: the literal
+// state walk with tcq's NEXT table, one float32 product per weight. codes: one θ per weight; headers: one per block.
+std::vector<float> blocktcq_formula(const std::vector<uint32_t>& codes, const std::vector<uint32_t>& headers,
+                                    const std::vector<float>& books, float smax, uint32_t levels, uint64_t block) {
+  static const int kNext[8][4] = {{0, -1, 1, -1}, {-1, 2, -1, 3}, {5, -1, 4, -1}, {-1, 7, -1, 6},
+                                  {1, -1, 0, -1}, {-1, 3, -1, 2}, {4, -1, 5, -1}, {-1, 6, -1, 7}};
+  static const uint32_t kSteps[16] = {0x3F800000, 0x3F75257D, 0x3F6AC0C7, 0x3F60CCDF, 0x3F5744FD, 0x3F4E248C,
+                                      0x3F45672A, 0x3F3D08A4, 0x3F3504F3, 0x3F2D583F, 0x3F25FED7, 0x3F1EF532,
+                                      0x3F1837F0, 0x3F11C3D3, 0x3F0B95C2, 0x3F05AAC3};
+  std::vector<float> out(codes.size());
+  int state = 0;
+  float s = 0;
+  uint32_t h = 0;
+  for (size_t e = 0; e < codes.size(); ++e) {
+    if (e % block == 0) {
+      h = headers[e / block];
+      float m;
+      std::memcpy(&m, &kSteps[h & 15], 4);
+      s = std::ldexp(smax * m, -static_cast<int>((h & 255) >> 4));
+      state = 0;
+    }
+    const uint32_t f = 2 * codes[e] + static_cast<uint32_t>(state & 1);
+    out[e] = books[(h >> 8) * 2 * levels + f] * s;
+    state = kNext[state][f & 3];
+  }
+  return out;
+}
+
+// blocktcq: side-information errors, wrong blob lengths, and every 10-bit header value with codes over the whole
+// range (all valid; the values as the format's walk gives them). Returns how many cases ran.
+size_t run_malformed_blocktcq(const std::string& dir) {
+  GoldenCase base;
+  for (auto& c : load_cases(dir)) {
+    if (c.name == "blocktcq_float32_b5_B32_19x41") base = c;
+  }
+  check(!base.name.empty(), "golden case blocktcq_float32_b5_B32_19x41 present");
+  if (base.name.empty()) return 0;
+  const std::vector<AttrCase> cases = {
+      {"no i_block", [](MapAttrs& a) { a.ints.erase("i_block"); }, "'i_block'"},
+      {"no i_levels", [](MapAttrs& a) { a.ints.erase("i_levels"); }, "'i_levels'"},
+      {"no f_smax", [](MapAttrs& a) { a.floats.erase("f_smax"); }, "'f_smax'"},
+      {"no f_books", [](MapAttrs& a) { a.floats.erase("f_books"); }, "'f_books'"},
+      {"levels 0", [](MapAttrs& a) { a.ints["i_levels"] = {0}; }, "blocktcq codec: i_levels must be a power of two in 2..256, got 0"},
+      {"levels 1", [](MapAttrs& a) { a.ints["i_levels"] = {1}; }, "power of two in 2..256, got 1"},
+      {"levels 24", [](MapAttrs& a) { a.ints["i_levels"] = {24}; }, "power of two in 2..256, got 24"},
+      {"levels 512", [](MapAttrs& a) { a.ints["i_levels"] = {512}; a.ints["bits"] = {9}; }, "2..256, got 512"},
+      {"levels -32", [](MapAttrs& a) { a.ints["i_levels"] = {-32}; }, "power of two"},
+      {"levels 2^40", [](MapAttrs& a) { a.ints["i_levels"] = {int64_t{1} << 40}; }, "power of two"},
+      {"two levels", [](MapAttrs& a) { a.ints["i_levels"] = {32, 32}; }, "i_levels must hold one integer"},
+      {"bits 6", [](MapAttrs& a) { a.ints["bits"] = {6}; }, "blocktcq codec: bits must be log2(i_levels) = 5, got 6"},
+      {"bits 10 (blockvq's)", [](MapAttrs& a) { a.ints["bits"] = {10}; }, "bits must be log2(i_levels) = 5, got 10"},
+      {"levels vs bits", [](MapAttrs& a) { a.ints["i_levels"] = {64}; }, "= 6, got 5"},
+      {"group 2", [](MapAttrs& a) { a.ints["group"] = {2}; }, "group must be 1 (one code per weight), got 2"},
+      {"group 4", [](MapAttrs& a) { a.ints["group"] = {4}; }, "group must be 1"},
+      {"block 0", [](MapAttrs& a) { a.ints["i_block"] = {0}; }, "blocktcq codec: i_block must be in 2..4096, got 0"},
+      {"block 1", [](MapAttrs& a) { a.ints["i_block"] = {1}; }, "i_block must be in 2..4096, got 1"},
+      {"block 4097", [](MapAttrs& a) { a.ints["i_block"] = {4097}; }, "got 4097"},
+      {"block -32", [](MapAttrs& a) { a.ints["i_block"] = {-32}; }, "got -32"},
+      {"block 2^40", [](MapAttrs& a) { a.ints["i_block"] = {int64_t{1} << 40}; }, "got 1099511627776"},
+      {"two blocks", [](MapAttrs& a) { a.ints["i_block"] = {32, 32}; }, "i_block must hold one integer"},
+      {"books short", [](MapAttrs& a) { a.floats["f_books"].pop_back(); }, "f_books must hold 8*i_levels = 256 floats, got 255"},
+      {"books long", [](MapAttrs& a) { a.floats["f_books"].push_back(0.5f); }, "got 257"},
+      {"books of blockvq's size", [](MapAttrs& a) { a.floats["f_books"].resize(128); }, "got 128"},
+      {"no books", [](MapAttrs& a) { a.floats["f_books"].clear(); }, "got 0"},
+      {"no smax value", [](MapAttrs& a) { a.floats["f_smax"].clear(); }, "f_smax must hold one float"},
+      {"two smax", [](MapAttrs& a) { a.floats["f_smax"].push_back(1.0f); }, "f_smax must hold one float"},
+  };
+  const size_t attrs = reject_attrs("blocktcq", base.attrs, cases);
+  std::string error;
+  // Odd blocks and the extremes are valid (unlike blockvq's pairs, a block needs no even size).
+  for (int64_t block : {2, 7, 33, 4096}) {
+    MapAttrs a = base.attrs;
+    a.ints["i_block"] = {block};
+    check(Decoder::create(a, &error) != nullptr, "blocktcq block " + std::to_string(block) + ": " + error);
+  }
+  auto dec = Decoder::create(base.attrs, &error);
+  check(dec != nullptr, "blocktcq base: " + error);
+  if (!dec) return attrs;
+  // 779 weights, blocks of 32: 779 codes of 5 bits (487 bytes), 25 headers (32 bytes).
+  check(dec->blob_bytes() == 487 + 32 && base.blob.size() == 519, "blocktcq blob length");
+  const std::vector<std::pair<std::string, std::vector<uint8_t>>> blobs = {
+      {"one byte short", std::vector<uint8_t>(base.blob.begin(), base.blob.end() - 1)},
+      {"one byte long", [&] { auto b = base.blob; b.push_back(0); return b; }()},
+      {"codes only", std::vector<uint8_t>(base.blob.begin(), base.blob.begin() + 487)},
+      {"a header byte short", std::vector<uint8_t>(base.blob.begin(), base.blob.begin() + 518)},
+      {"one byte", std::vector<uint8_t>(1, 0xff)},
+      {"empty", {}},
+  };
+  for (const auto& [what, blob] : blobs) {
+    std::vector<uint8_t> out(dec->out_bytes());
+    std::string e1, e2;
+    check(!dec->validate(blob.data(), blob.size(), &e1), "blocktcq " + what + ": validate accepted");
+    check(!dec->decode(blob.data(), blob.size(), out.data(), 2, &e2), "blocktcq " + what + ": decode accepted");
+    const std::string want = "expected 519 (779 codes of 5 bits + 25 block headers of 10 bits)";
+    check(e1.find(want) != std::string::npos && e1 == e2, "blocktcq " + what + ": message '" + e2 + "'");
+  }
+  // Every header value, level sets 0..3 with every scale code, blocks of 2 and of 7 (odd): all valid; the values
+  // as the format's walk gives them.
+  for (int64_t block : {2, 7}) {
+    MapAttrs a = base.attrs;
+    const uint64_t numel = 1024 * static_cast<uint64_t>(block) - 1;  // a partial last block
+    a.ints["shape"] = {static_cast<int64_t>(numel)};
+    a.ints["i_block"] = {block};
+    const std::string what = "blocktcq 1024 headers, blocks of " + std::to_string(block);
+    auto all = Decoder::create(a, &error);
+    check(all != nullptr, what + ": " + error);
+    if (!all) continue;
+    std::vector<uint32_t> codes(numel), headers(1024);
+    for (uint32_t i = 0; i < numel; ++i) codes[i] = (i * 77u + i / 5) & 31u;
+    for (uint32_t i = 0; i < 1024; ++i) headers[i] = i;
+    auto blob = pack(codes, 5);
+    const auto hb = pack(headers, 10);
+    blob.insert(blob.end(), hb.begin(), hb.end());
+    std::vector<float> out(numel);
+    check(all->validate(blob.data(), blob.size(), &error), what + ": validate: " + error);
+    check(all->decode(blob.data(), blob.size(), out.data(), 1, &error), what + ": decode: " + error);
+    const auto want = blocktcq_formula(codes, headers, a.floats.at("f_books"), a.floats.at("f_smax")[0], 32,
+                                       static_cast<uint64_t>(block));
+    check(std::memcmp(out.data(), want.data(), numel * 4) == 0, what + ": values differ from the format's walk");
+  }
+  return attrs + blobs.size() + 6;
 }
 
 uint32_t u16(const std::vector<uint8_t>& b, size_t at) { return static_cast<uint32_t>(b[at] | b[at + 1] << 8); }
@@ -571,13 +694,15 @@ int run_malformed(const std::string& dir) {
   check(dec->validate(good.data(), good.size(), &error), "the unmutated blob: " + error);
   const size_t kron_cases = run_malformed_kronecker(dir);
   const size_t bvq_cases = run_malformed_blockvq(dir);
+  const size_t btcq_cases = run_malformed_blocktcq(dir);
   const size_t ecsq_cases =
       run_malformed_ecsq(dir, "ecsq", "ecsq_float32_B32_s0.25_19x41", "ecsq_2seg_B1_bfloat16") +
       run_malformed_ecsq(dir, "tcq", "tcq_float32_B32_s0.25_19x41", "tcq_2seg_B4_float32");
   const size_t grid_cases = run_malformed_grid(dir);
-  std::printf("malformed: %zu attribute and %zu blob cases, %zu kronecker cases, %zu blockvq cases, %zu ecsq/tcq cases, "
-              "%zu grid cases, %d failures\n",
-              attr_cases.size(), blob_cases.size(), kron_cases, bvq_cases, ecsq_cases, grid_cases, g_failures);
+  std::printf("malformed: %zu attribute and %zu blob cases, %zu kronecker cases, %zu blockvq cases, %zu blocktcq cases, "
+              "%zu ecsq/tcq cases, %zu grid cases, %d failures\n",
+              attr_cases.size(), blob_cases.size(), kron_cases, bvq_cases, btcq_cases, ecsq_cases, grid_cases,
+              g_failures);
   return g_failures ? 1 : 0;
 }
 
@@ -741,6 +866,64 @@ void run_threads_blockvq() {
   }
 }
 
+// blocktcq, 2^22 + 1 weights (streaming-size outputs for every dtype; a partial last block): b = 5 with blocks of 32
+// (the defaults), b = 8 with odd blocks of 33 and level sets holding a NaN and an infinity (the scalar float16
+// cast instead of F16C), b = 1 with blocks of 4096 (each block spanning eight 512-code chunks), every dtype:
+// 1 thread == 2, 3, 8 threads == a misaligned output == the format's walk computed here.
+void run_threads_blocktcq() {
+  const int64_t numel = (int64_t{1} << 22) + 1;
+  uint64_t state = 0x2545F4914F6CDD1Dull;
+  auto next = [&] {
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+    return state;
+  };
+  struct Config {
+    int b;
+    int64_t block;
+    bool special;
+  };
+  for (const Config& cfg : {Config{5, 32, false}, Config{8, 33, true}, Config{1, 4096, false}}) {
+    const uint32_t L = 1u << cfg.b;
+    MapAttrs a;
+    a.strings = {{"codec", "blocktcq"}};
+    a.ints = {{"format", {1}}, {"group", {1}}, {"bits", {cfg.b}}, {"shape", {numel}}, {"i_block", {cfg.block}},
+              {"i_levels", {L}}};
+    std::vector<float> books(8 * L);
+    for (auto& v : books) v = static_cast<float>(static_cast<int64_t>(next() % 2001) - 1000) / 997.0f;
+    if (cfg.special) books[3] = std::nanf(""), books[2 * L + 5] = -INFINITY;
+    a.floats = {{"f_smax", {0.0371f}}, {"f_books", books}};
+    const uint64_t nblocks = (numel + cfg.block - 1) / cfg.block;
+    std::vector<uint32_t> codes(static_cast<size_t>(numel)), headers(nblocks);
+    for (auto& c : codes) c = static_cast<uint32_t>(next() % L);
+    for (auto& h : headers) h = static_cast<uint32_t>(next() % 1024);
+    auto blob = pack(codes, cfg.b);
+    const auto hb = pack(headers, 10);
+    blob.insert(blob.end(), hb.begin(), hb.end());
+    const std::vector<float> want = blocktcq_formula(codes, headers, books, 0.0371f, L, static_cast<uint64_t>(cfg.block));
+    for (int64_t dtype : {1, 10, 16, 11}) {
+      a.ints["dtype"] = {dtype};
+      std::string error;
+      auto dec = Decoder::create(a, &error);
+      check(dec != nullptr, "blocktcq threads create: " + error);
+      if (!dec) return;
+      const std::string what = "blocktcq b=" + std::to_string(cfg.b) + " block=" + std::to_string(cfg.block) +
+                               " dtype=" + std::to_string(dtype);
+      std::vector<uint8_t> ref(dec->out_bytes());
+      hyperonnx::DType t;
+      hyperonnx::dtype_from_onnx(dtype, &t);
+      hyperonnx::cast_floats(want.data(), want.size(), t, ref.data());
+      for (int threads : {1, 2, 3, 8}) {
+        std::vector<uint8_t> out(dec->out_bytes());
+        check(dec->decode(blob.data(), blob.size(), out.data(), threads, &error), what + ": " + error);
+        check(out == ref, what + ": " + std::to_string(threads) + " threads differ from the format's walk");
+      }
+      std::vector<uint8_t> shifted(dec->out_bytes() + 4);
+      check(dec->decode(blob.data(), blob.size(), shifted.data() + 2, 2, &error), what + " misaligned: " + error);
+      check(std::equal(ref.begin(), ref.end(), shifted.begin() + 2), what + ": misaligned output differs");
+    }
+  }
+}
+
 int run_threads() {
   // n = 2^19 - 1, one ring: 2^20 entries, 20-bit codes. 2^21 + 3 elements (odd: a partial last code) need the
   // table path and several threads; the first 999 elements alone need the per-code path (the table would be
@@ -774,6 +957,7 @@ int run_threads() {
   }
   run_threads_kronecker();
   run_threads_blockvq();
+  run_threads_blocktcq();
   std::printf("threads: %d failures\n", g_failures);
   return g_failures ? 1 : 0;
 }

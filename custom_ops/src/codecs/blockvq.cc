@@ -27,6 +27,7 @@
 #endif
 
 #include "../unpack.h"
+#include "block_simd.h"
 
 namespace hyperonnx {
 namespace {
@@ -44,14 +45,6 @@ inline float from_bits(uint32_t u) {
   float f;
   std::memcpy(&f, &u, sizeof f);
   return f;
-}
-
-// Header of block q (10 bits at bit 10q of the header stream). 10q is even, so the header starts at bit 0, 2, 4
-// or 6 of its first byte and always ends in the next one: two bytes, both inside the header stream.
-inline uint32_t header_at(const uint8_t* headers, uint64_t q) {
-  const uint64_t bit = q * kBlockVQHeaderBits;
-  const uint8_t* p = headers + (bit >> 3);
-  return ((static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8) >> (bit & 7u)) & 0x3ffu;
 }
 
 template <DType T>
@@ -99,23 +92,8 @@ struct FusedArgs {
 using FusedFn = void (*)(const FusedArgs&, uint64_t q0, uint64_t q1, uint8_t* out);
 
 #if defined(__SSE2__)
-template <bool STREAM>
-inline void store16(uint8_t* p, __m128i v) {
-  if constexpr (STREAM) {
-    _mm_stream_si128(reinterpret_cast<__m128i*>(p), v);
-  } else {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), v);
-  }
-}
-
-// Round to nearest even float32 -> bfloat16 of four NaN-free values (dtype.h's float_to_bfloat16, in SIMD), each
-// in the low 16 bits of a sign-extended 32-bit lane, ready for _mm_packs_epi32.
-inline __m128i bf16_lanes(__m128 v) {
-  const __m128i u = _mm_castps_si128(v);
-  const __m128i lsb = _mm_and_si128(_mm_srli_epi32(u, 16), _mm_set1_epi32(1));
-  const __m128i r = _mm_srli_epi32(_mm_add_epi32(_mm_add_epi32(u, _mm_set1_epi32(0x7fff)), lsb), 16);
-  return _mm_srai_epi32(_mm_slli_epi32(r, 16), 16);
-}
+using block_simd::store_group;
+using block_simd::store_group_f16c;
 
 // The 8 pairs of one group, as four vectors of two pairs each: levels times the block scale.
 template <int BITS, bool PAIRS>
@@ -141,22 +119,6 @@ inline void group_products(const uint8_t* src, const uint8_t* rows, const float*
   }
 }
 
-template <DType T, bool STREAM>
-inline void store_group(uint8_t* out, const __m128 v[4]) {
-  if constexpr (T == DType::kFloat) {
-    for (int i = 0; i < 4; ++i) store16<STREAM>(out + 16 * i, _mm_castps_si128(v[i]));
-  } else if constexpr (T == DType::kDouble) {
-    for (int i = 0; i < 4; ++i) {
-      store16<STREAM>(out + 32 * i, _mm_castpd_si128(_mm_cvtps_pd(v[i])));
-      store16<STREAM>(out + 32 * i + 16, _mm_castpd_si128(_mm_cvtps_pd(_mm_movehl_ps(v[i], v[i]))));
-    }
-  } else {
-    static_assert(T == DType::kBFloat16, "float16 has its own kernel (F16C)");
-    store16<STREAM>(out, _mm_packs_epi32(bf16_lanes(v[0]), bf16_lanes(v[1])));
-    store16<STREAM>(out + 16, _mm_packs_epi32(bf16_lanes(v[2]), bf16_lanes(v[3])));
-  }
-}
-
 // Blocks [q0, q1), all whole and all of whose codes can be read with 8-byte loads; out: block q0's output.
 template <int BITS, DType T, bool STREAM, bool PAIRS>
 void fused_blocks(const FusedArgs& a, uint64_t q0, uint64_t q1, uint8_t* out) {
@@ -164,7 +126,7 @@ void fused_blocks(const FusedArgs& a, uint64_t q0, uint64_t q1, uint8_t* out) {
   constexpr uint64_t kBookRows = uint64_t{1} << BITS;  // L²
   const uint8_t* src = a.codes + q0 * a.groups * BITS;
   for (uint64_t q = q0; q < q1; ++q) {
-    const uint32_t h = header_at(a.headers, q);
+    const uint32_t h = block_header(a.headers, q);
     const __m128 s = _mm_set1_ps(a.scales[h & 255u]);
     const uint8_t* rows = PAIRS ? a.rows + (h >> 8) * kBookRows * 8 : nullptr;
     const float* book = a.books + (h >> 8) * (uint32_t{1} << (BITS / 2));
@@ -184,16 +146,14 @@ __attribute__((target("f16c"))) void fused_blocks_f16c(const FusedArgs& a, uint6
   constexpr uint64_t kBookRows = uint64_t{1} << BITS;
   const uint8_t* src = a.codes + q0 * a.groups * BITS;
   for (uint64_t q = q0; q < q1; ++q) {
-    const uint32_t h = header_at(a.headers, q);
+    const uint32_t h = block_header(a.headers, q);
     const __m128 s = _mm_set1_ps(a.scales[h & 255u]);
     const uint8_t* rows = PAIRS ? a.rows + (h >> 8) * kBookRows * 8 : nullptr;
     const float* book = a.books + (h >> 8) * (uint32_t{1} << (BITS / 2));
     for (uint32_t g = 0; g < a.groups; ++g, src += BITS, out += 32) {
       __m128 v[4];
       group_products<BITS, PAIRS>(src, rows, book, s, v);
-      constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-      store16<STREAM>(out, _mm_unpacklo_epi64(_mm_cvtps_ph(v[0], kRound), _mm_cvtps_ph(v[1], kRound)));
-      store16<STREAM>(out + 16, _mm_unpacklo_epi64(_mm_cvtps_ph(v[2], kRound), _mm_cvtps_ph(v[3], kRound)));
+      store_group_f16c<STREAM>(out, v);
     }
   }
   if constexpr (STREAM) _mm_sfence();
@@ -331,7 +291,7 @@ class BlockVQDecoder final : public BlockDecoder {
     const uint8_t* headers = blob + p_.code_bytes;
     const size_t len = static_cast<size_t>(blob_bytes());
     uint64_t q = q0, left = pb;
-    uint32_t h = header_at(headers, q);
+    uint32_t h = block_header(headers, q);
     float s = p_.scales[h & 255u];
     const float* book = p_.books.data() + (h >> 8) * p_.levels;
     uint32_t codes[kChunkCodes];
@@ -340,7 +300,7 @@ class BlockVQDecoder final : public BlockDecoder {
       unpack_codes(blob, len, bits, c, n, codes);
       for (size_t i = c < p0 ? static_cast<size_t>(p0 - c) : 0; i < n; ++i) {
         if (left == 0) {
-          h = header_at(headers, ++q);
+          h = block_header(headers, ++q);
           s = p_.scales[h & 255u];
           book = p_.books.data() + (h >> 8) * p_.levels;
           left = pb;
@@ -364,8 +324,17 @@ class BlockVQDecoder final : public BlockDecoder {
 };
 
 std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& layout, std::string* error) {
+  BlockVQParams p;
+  if (!parse_block_params({"blockvq", 2, 1}, side, layout, &p, error)) return nullptr;
+  return std::make_unique<BlockVQDecoder>(std::move(p));
+}
+
+}  // namespace
+
+bool parse_block_params(const BlockFraming& f, const SideInfo& side, const NodeLayout& layout, BlockVQParams* p,
+                        std::string* error) {
   auto need = [&](bool ok, const std::string& what) {
-    if (!ok) *error = "blockvq codec: " + what;
+    if (!ok) *error = std::string(f.codec) + " codec: " + what;
     return ok;
   };
   const auto& block_v = side.ints.at("block");
@@ -375,43 +344,47 @@ std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& lay
   if (!need(block_v.size() == 1, "i_block must hold one integer") ||
       !need(levels_v.size() == 1, "i_levels must hold one integer") ||
       !need(smax_v.size() == 1, "f_smax must hold one float")) {
-    return nullptr;
+    return false;
   }
   const int64_t block = block_v[0], levels = levels_v[0];
   int b = 0;
   while (b < 9 && (int64_t{1} << b) < levels) ++b;
+  // Messages name the rule of this codec's framing: pairs (blockvq) or one code per weight (blocktcq).
+  const bool pairs = f.group == 2;
+  const std::string bits_rule = pairs ? "bits must be 2*log2(i_levels) = " : "bits must be log2(i_levels) = ";
+  const std::string group_rule = pairs ? "group must be 2 (weights are coded in pairs), got "
+                                       : "group must be 1 (one code per weight), got ";
+  const std::string block_rule =
+      pairs ? "i_block must be even and in 2..4096, got " : "i_block must be in 2..4096, got ";
+  const int64_t book_values = int64_t{kBlockVQBooks} * f.fine * levels;
   if (!need(levels >= 2 && levels <= 256 && (int64_t{1} << b) == levels,
             "i_levels must be a power of two in 2..256, got " + std::to_string(levels)) ||
-      !need(layout.bits == 2 * b, "bits must be 2*log2(i_levels) = " + std::to_string(2 * b) + ", got " +
-                                      std::to_string(layout.bits)) ||
-      !need(layout.group == 2, "group must be 2 (weights are coded in pairs), got " + std::to_string(layout.group)) ||
-      !need(block >= 2 && block <= kMaxBlock && block % 2 == 0,
-            "i_block must be even and in 2..4096, got " + std::to_string(block)) ||
-      !need(books.size() == static_cast<size_t>(kBlockVQBooks * levels),
-            "f_books must hold 4*i_levels = " + std::to_string(kBlockVQBooks * levels) + " floats, got " +
-                std::to_string(books.size()))) {
-    return nullptr;
+      !need(layout.bits == f.group * b,
+            bits_rule + std::to_string(f.group * b) + ", got " + std::to_string(layout.bits)) ||
+      !need(layout.group == f.group, group_rule + std::to_string(layout.group)) ||
+      !need(block >= 2 && block <= kMaxBlock && block % f.group == 0, block_rule + std::to_string(block)) ||
+      !need(books.size() == static_cast<size_t>(book_values),
+            "f_books must hold " + std::to_string(kBlockVQBooks * f.fine) + "*i_levels = " +
+                std::to_string(book_values) + " floats, got " + std::to_string(books.size()))) {
+    return false;
   }
-  BlockVQParams p;
-  p.level_bits = b;
-  p.levels = static_cast<uint32_t>(levels);
-  p.block = static_cast<uint32_t>(block);
-  p.numel = layout.numel;
-  p.count = layout.count;
-  p.nblocks = (layout.numel + static_cast<uint64_t>(block) - 1) / static_cast<uint64_t>(block);
-  p.code_bytes = (p.count * static_cast<uint64_t>(2 * b) + 7) / 8;
-  p.header_bytes = (p.nblocks * kBlockVQHeaderBits + 7) / 8;
-  p.dtype = layout.dtype;
+  p->level_bits = b;
+  p->levels = static_cast<uint32_t>(levels);
+  p->block = static_cast<uint32_t>(block);
+  p->numel = layout.numel;
+  p->count = layout.count;
+  p->nblocks = (layout.numel + static_cast<uint64_t>(block) - 1) / static_cast<uint64_t>(block);
+  p->code_bytes = (p->count * static_cast<uint64_t>(f.group * b) + 7) / 8;
+  p->header_bytes = (p->nblocks * kBlockVQHeaderBits + 7) / 8;
+  p->dtype = layout.dtype;
   const float smax = smax_v[0];
   for (int k = 0; k < 256; ++k) {
-    const float base = smax * from_bits(kLogStepBits[k & 15]);  // rounded product
-    p.scales[static_cast<size_t>(k)] = std::ldexp(base, -(k >> 4));  // correctly rounded (subnormal results too)
+    const float base = smax * from_bits(kLogStepBits[k & 15]);        // rounded product
+    p->scales[static_cast<size_t>(k)] = std::ldexp(base, -(k >> 4));  // correctly rounded (subnormal results too)
   }
-  p.books = books;
-  return std::make_unique<BlockVQDecoder>(std::move(p));
+  p->books = books;
+  return true;
 }
-
-}  // namespace
 
 #if defined(__SSE2__)
 __attribute__((target("avx,f16c"))) void to_half_f16c(const float* in, size_t n, uint8_t* out) {

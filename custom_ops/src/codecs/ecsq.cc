@@ -27,6 +27,7 @@
 #include "blockvq.h"
 #include "rans.h"
 #include "segmented.h"
+#include "trellis.h"
 
 namespace hyperonnx {
 namespace {
@@ -44,22 +45,9 @@ inline float from_bits(uint32_t u) {
   return f;
 }
 
-// tcq's 8-state trellis: the state after a level of coset j & 3 (only cosets of the state's parity occur; -1
-// never read). Same table as hyperonnx/codec/tcq.py, NEXT.
-constexpr int8_t kNext[8][4] = {{0, -1, 1, -1}, {-1, 2, -1, 3}, {5, -1, 4, -1}, {-1, 7, -1, 6},
-                                {1, -1, 0, -1}, {-1, 3, -1, 2}, {4, -1, 5, -1}, {-1, 6, -1, 7}};
-
-// The same table indexed by the symbol's low bit: level mod 4 = (2·(sym − 127) + (state & 1)) mod 4
+// tcq's trellis (trellis.h) indexed by the symbol's low bit: level mod 4 = (2·(sym − 127) + (state & 1)) mod 4
 // = 2·((sym + 1) mod 2) + (state & 1), so the next state depends on the state and sym & 1 only.
-struct NextBySymbol {
-  int8_t v[8][2];
-  constexpr NextBySymbol() : v() {
-    for (int s = 0; s < 8; ++s) {
-      for (int bit = 0; bit < 2; ++bit) v[s][bit] = kNext[s][2 * ((bit + 1) & 1) + (s & 1)];
-    }
-  }
-};
-constexpr NextBySymbol kNextBySymbolTable;
+constexpr TrellisNextByBit kNextBySymbolTable(true);
 constexpr const int8_t (&kNextBySymbol)[8][2] = kNextBySymbolTable.v;
 static_assert(kNextBySymbol[0][1] == 0 && kNextBySymbol[0][0] == 1, "state 0: level 0 stays, level 2 moves to 1");
 
@@ -139,7 +127,7 @@ class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder<TRELLIS>> {
           int32_t level = static_cast<int32_t>(syms[t]) - static_cast<int32_t>(kZero);
           if (TRELLIS) {
             level = 2 * level + (state & 1);
-            state = kNextBySymbol[state][syms[t] & 1];  // = kNext[state][level mod 4], one load on the chain
+            state = kNextBySymbol[state][syms[t] & 1];  // = kTrellisNext[state][level mod 4], one load on the chain
           }
           values[t] = static_cast<float>(level) * s;
         }

@@ -174,6 +174,24 @@ bool CudaDecoder::launch_checked(const void* blob, size_t len, void* out, void* 
     if (e != cudaSuccess) return fail(error, cuda_error_message(e, "HyperDecode kernel"));
     return true;
   }
+  if (const BlockVQParams* p = dec_->blocked() ? blocktcq_params(dec_->blocked()) : nullptr) {
+    BlockTcqArgs a;  // nothing to range-check: every code and header is valid
+    a.blob = static_cast<const uint8_t*>(blob);
+    a.blob_len = len;
+    a.code_bytes = p->code_bytes;
+    a.level_bits = p->level_bits;
+    a.block = p->block;
+    a.nblocks = p->nblocks;
+    a.numel = p->numel;
+    a.params = static_cast<const float*>(d_table_);
+    a.dtype = static_cast<int>(p->dtype);
+    a.out = out;
+    if (int e = launch_blocktcq(a, stream)) return fail(error, cuda_error_message(e, "HyperDecode kernel launch"));
+    if (!check) return true;
+    const cudaError_t e = cudaStreamSynchronize(static_cast<cudaStream_t>(stream));
+    if (e != cudaSuccess) return fail(error, cuda_error_message(e, "HyperDecode kernel"));
+    return true;
+  }
   DecodeArgs a;
   a.blob = static_cast<const uint8_t*>(blob);
   a.blob_len = len;
@@ -204,9 +222,9 @@ bool CudaDecoder::validate(const void* blob, size_t len, void* stream, std::stri
   if (dec_->count() == 0 && !dec_->variable_length()) return true;
   if (!device_accessible(blob)) return dec_->validate(static_cast<const uint8_t*>(blob), len, error);
   if (dec_->blocked()) {
-    // blockvq: the length is all there is to check. Other blocked codecs (ecsq, tcq, grid: rANS streams, decoded on the host
-    // anyway) check a host copy.
-    if (blockvq_params(dec_->blocked())) return true;
+    // blockvq and blocktcq: the length is all there is to check. Other blocked codecs (ecsq, tcq, grid: rANS streams,
+    // decoded on the host anyway) check a host copy.
+    if (blockvq_params(dec_->blocked()) || blocktcq_params(dec_->blocked())) return true;
     std::vector<uint8_t> host_blob(len);
     if (!fetch(host_blob.data(), blob, len, static_cast<cudaStream_t>(stream))) {
       return fail(error, "CUDA error copying the blob to the host");

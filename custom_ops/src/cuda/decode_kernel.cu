@@ -41,6 +41,11 @@ __global__ void __launch_bounds__(kThreads) blockvq_kernel(BlockVQArgs a) {
   detail::blockvq_body<DT, kAligned, kPairStore>(a, thread_first(), grid_stride());
 }
 
+template <int DT, bool kAligned, bool kQuad>
+__global__ void __launch_bounds__(kThreads) blocktcq_kernel(BlockTcqArgs a) {
+  detail::blocktcq_body<DT, kAligned, kQuad>(a, thread_first(), grid_stride());
+}
+
 unsigned blocks_for(uint64_t n) {
   const uint64_t b = (n + kThreads - 1) / kThreads;
   return static_cast<unsigned>(b < kMaxBlocks ? b : kMaxBlocks);
@@ -82,7 +87,40 @@ void blockvq(const BlockVQArgs& a, const detail::BlockVQPlan& p, cudaStream_t s)
   }
 }
 
+template <int DT>
+void blocktcq(const BlockTcqArgs& a, const detail::BlockTcqPlan& p, cudaStream_t s) {
+  const unsigned grid = blocks_for(a.nblocks);
+  if (p.blob_aligned) {
+    if (p.quad_store) {
+      blocktcq_kernel<DT, true, true><<<grid, kThreads, 0, s>>>(a);
+    } else {
+      blocktcq_kernel<DT, true, false><<<grid, kThreads, 0, s>>>(a);
+    }
+  } else {
+    if (p.quad_store) {
+      blocktcq_kernel<DT, false, true><<<grid, kThreads, 0, s>>>(a);
+    } else {
+      blocktcq_kernel<DT, false, false><<<grid, kThreads, 0, s>>>(a);
+    }
+  }
+}
+
 }  // namespace
+
+int launch_blocktcq(const BlockTcqArgs& a, void* stream) {
+  if (a.numel == 0) return cudaSuccess;
+  const detail::BlockTcqPlan p = detail::plan_blocktcq(a);
+  if (p.status == detail::BlockTcqPlan::kInvalid) return cudaErrorInvalidValue;
+  if (p.status == detail::BlockTcqPlan::kMisaligned) return cudaErrorMisalignedAddress;
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  switch (a.dtype) {
+    case 1: blocktcq<1>(a, p, s); break;
+    case 10: blocktcq<10>(a, p, s); break;
+    case 11: blocktcq<11>(a, p, s); break;
+    default: blocktcq<16>(a, p, s); break;
+  }
+  return cudaGetLastError();
+}
 
 int launch_blockvq(const BlockVQArgs& a, void* stream) {
   if (a.numel == 0) return cudaSuccess;

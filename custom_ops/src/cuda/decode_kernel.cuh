@@ -221,6 +221,91 @@ inline BlockVQPlan plan_blockvq(const BlockVQArgs& a) {
   return p;
 }
 
+// ---- blocktcq -------------------------------------------------------------------------------------------
+template <typename E>
+struct alignas(4 * sizeof(E) > 16 ? 16 : 4 * sizeof(E)) TcqQuad {
+  E v[4];
+};
+
+// One weight of a block: θ, its level f = 2θ + (state & 1) in the block's fine level set `lv`, the product and
+// the cast; the state's parity is u_(t−1) of the closed form (docs/format.md, "blocktcq"; the CPU decoder proves
+// it equal to the NEXT walk), kept in three registers: u_t = (θ_t & 1) ⊕ u_(t−2) ⊕ u_(t−3).
+template <int DT, bool kAligned>
+HX_DEVICE typename BvqOut<DT>::E tcq_weight(const BlockTcqArgs& a, uint32_t mask, const float* __restrict__ lv,
+                                            float s, uint64_t e, uint32_t& u1, uint32_t& u2, uint32_t& u3) {
+  const uint32_t theta = load_code<kAligned>(a.blob, a.blob_len, static_cast<uint32_t>(a.level_bits), mask, e);
+  const float v = HX_FMUL(HX_LDG(lv + 2 * theta + u1), s);
+  const uint32_t u = (theta & 1u) ^ u2 ^ u3;
+  u3 = u2;
+  u2 = u1;
+  u1 = u;
+  return BvqOut<DT>::cast(v);
+}
+
+// Blocks first, first + stride, ...: each walked from state 0 at its first weight. kQuad: the output is aligned to
+// four elements, so the weights from each multiple of 4 on go out as one vector store of four.
+template <int DT, bool kAligned, bool kQuad>
+HX_DEVICE void blocktcq_body(const BlockTcqArgs& a, uint64_t first, uint64_t stride) {
+  using E = typename BvqOut<DT>::E;
+  const uint32_t mask = code_mask(static_cast<uint32_t>(a.level_bits));
+  const uint32_t fine = 2u << a.level_bits;
+  const float* __restrict__ scales = a.params;
+  const float* __restrict__ levels = a.params + 256;
+  const uint8_t* __restrict__ headers = a.blob + a.code_bytes;
+  E* __restrict__ out = static_cast<E*>(a.out);
+  for (uint64_t q = first; q < a.nblocks; q += stride) {
+    const uint64_t hbit = q * 10;
+    const uint8_t* hp = headers + (hbit >> 3);
+    const uint32_t h =
+        ((static_cast<uint32_t>(HX_LDG(hp)) | (static_cast<uint32_t>(HX_LDG(hp + 1)) << 8)) >> (hbit & 7)) & 0x3ffu;
+    const float s = HX_LDG(scales + (h & 255u));
+    const float* lv = levels + (h >> 8) * fine;
+    const uint64_t e0 = q * a.block;
+    const uint64_t e1 = e0 + a.block < a.numel ? e0 + a.block : a.numel;
+    uint32_t u1 = 0, u2 = 0, u3 = 0;
+    uint64_t e = e0;
+    if (kQuad) {
+      for (; e < e1 && (e & 3); ++e) out[e] = tcq_weight<DT, kAligned>(a, mask, lv, s, e, u1, u2, u3);
+      for (; e + 4 <= e1; e += 4) {
+        TcqQuad<E> quad;
+        for (int i = 0; i < 4; ++i) quad.v[i] = tcq_weight<DT, kAligned>(a, mask, lv, s, e + i, u1, u2, u3);
+        reinterpret_cast<TcqQuad<E>*>(out)[e >> 2] = quad;
+      }
+    }
+    for (; e < e1; ++e) out[e] = tcq_weight<DT, kAligned>(a, mask, lv, s, e, u1, u2, u3);
+  }
+}
+
+struct BlockTcqPlan {
+  enum Status { kOk, kInvalid, kMisaligned } status = kOk;
+  bool blob_aligned = false;  // 4-byte aligned blob: word code loads
+  bool quad_store = false;    // output aligned to four elements
+  uint32_t elem_bytes = 4;
+};
+
+inline BlockTcqPlan plan_blocktcq(const BlockTcqArgs& a) {
+  BlockTcqPlan p;
+  switch (a.dtype) {
+    case 1: p.elem_bytes = 4; break;
+    case 11: p.elem_bytes = 8; break;
+    case 10:
+    case 16: p.elem_bytes = 2; break;
+    default: p.status = BlockTcqPlan::kInvalid; return p;
+  }
+  if (a.level_bits < 1 || a.level_bits > 8 || a.block < 1 || a.params == nullptr) {
+    p.status = BlockTcqPlan::kInvalid;
+    return p;
+  }
+  if (!aligned_to(a.out, p.elem_bytes) || !aligned_to(a.params, 4)) {
+    p.status = BlockTcqPlan::kMisaligned;
+    return p;
+  }
+  p.blob_aligned = aligned_to(a.blob, 4);
+  // TcqQuad of doubles is 32 bytes aligned to 16: a 16-byte aligned output suffices for its two 16-byte stores.
+  p.quad_store = aligned_to(a.out, p.elem_bytes == 8 ? 16 : 4 * p.elem_bytes);
+  return p;
+}
+
 // Which kernels a decode launches: rows [0, rows) with the row kernel of row_bytes (0: none), then
 // elements [elems_from, numel) with the element kernel (none when elems_from == numel).
 struct DecodePlan {

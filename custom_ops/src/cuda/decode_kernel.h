@@ -46,6 +46,26 @@ struct BlockVQArgs {
 // is nothing to report.
 int launch_blockvq(const BlockVQArgs& args, void* stream);
 
+// blocktcq (docs/format.md, "blocktcq"): blockvq's framing with one b-bit θ per weight and tcq's trellis.
+struct BlockTcqArgs {
+  const uint8_t* blob = nullptr;  // device-accessible, blob_len bytes (codes, then headers from code_bytes on)
+  uint64_t blob_len = 0;          // exactly code_bytes + ceil(nblocks * 10 / 8) (the host checked it)
+  uint64_t code_bytes = 0;        // ceil(numel * b / 8)
+  int level_bits = 1;             // b (1..8): codes of b bits, fine level sets of 2L = 2^(b+1) values
+  uint32_t block = 2;             // B: weights per block (2..4096)
+  uint64_t nblocks = 0;           // ceil(numel / B)
+  uint64_t numel = 0;             // output elements (= codes)
+  const float* params = nullptr;  // device: the 256 block scales, then the 4·2L levels (book-major)
+  int dtype = 1;                  // ONNX element type: 1 float, 10 float16, 11 double, 16 bfloat16
+  void* out = nullptr;            // device, numel elements, aligned to the element size
+};
+
+// One block per thread, walking its weights in order (the trellis parity is sequential within a block): per
+// weight its code, f = 2θ + parity, the level times the block scale (one IEEE float32 product, --fmad=false), the
+// cast of dtype.h; four weights stored as one vector when the output is aligned to four elements. Every code and
+// header is valid by construction, so there is nothing to report.
+int launch_blocktcq(const BlockTcqArgs& args, void* stream);
+
 // Decodes the whole tensor: one code per thread, rows copied as one 2/4/8/16-byte word when the row size
 // and the output's alignment allow, element by element otherwise; the last, partial row of a tensor whose
 // size is not a multiple of `group` element by element.

@@ -22,13 +22,15 @@ constexpr uint64_t kMaxDeviceTableBytes = uint64_t{64} << 20;
 // Rows [0, d.table_rows()) cast to d.dtype(): d.table() when the decoder built it, else generated into
 // *own. Returns false (nothing built) when the table would exceed kMaxDeviceTableBytes.
 //
-// Blocked codecs: their device parameters instead (blockvq: the 256 block scales, then the 4·L levels, float32;
-// decode_kernel.h, BlockVQArgs::params). A blocked codec without a device kernel returns false (host decode:
-// ecsq, tcq and grid, whose rANS streams decode sequentially per segment; CudaDecoder::host_decode copies the blob to the host
-// if it is on the device, decodes it with the CPU decoder on its threads and uploads the tensor).
+// Blocked codecs: their device parameters instead (blockvq and blocktcq: the 256 block scales, then the 4·L or
+// 4·2L levels, float32; decode_kernel.h, BlockVQArgs::params, BlockTcqArgs::params). A blocked codec without a
+// device kernel returns false (host decode: ecsq, tcq and grid, whose rANS streams decode sequentially per segment;
+// CudaDecoder::host_decode copies the blob to the host if it is on the device, decodes it with the CPU decoder on
+// its threads and uploads the tensor).
 inline bool device_table_bytes(const Decoder& d, std::vector<uint8_t>* own, const uint8_t** data, size_t* bytes) {
   if (d.blocked()) {
     const BlockVQParams* p = blockvq_params(d.blocked());
+    if (!p) p = blocktcq_params(d.blocked());
     if (!p) return false;
     own->resize((p->scales.size() + p->books.size()) * sizeof(float));
     std::memcpy(own->data(), p->scales.data(), p->scales.size() * sizeof(float));
