@@ -23,7 +23,16 @@ import numpy as np
 
 from hyperonnx.codec import bitpack
 from hyperonnx.codec.base import Codec, Encoded, dtype_from_name
-from hyperonnx.codec.blockvq import BOOKS, CHUNK_BLOCKS, HEADER_BITS, SCALE_CODES, SKEW, _lloyd_gaussian, _Nearest, scale_table
+from hyperonnx.codec.blockvq import (
+    BOOKS,
+    CHUNK_BLOCKS,
+    HEADER_BITS,
+    SCALE_CODES,
+    SKEW,
+    _lloyd_gaussian,
+    _Nearest,
+    scale_table,
+)
 from hyperonnx.codec.tcq import NEXT, trellis_path
 
 # Scale codes tried around the block's absolute maximum: six coarser and five finer. The trellis's best path
