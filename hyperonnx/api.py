@@ -126,7 +126,7 @@ def convert(
     sensitivity = budgeted and (sensitivity or inputs is not None)
     if runtime == "portable" and codec_name in codec.CODECS and not codec.CODECS[codec_name].portable:
         raise HyperonnxError(f"codec {codec_name!r} has no portable decoder (its θ are entropy coded): "
-                             "use --runtime ort, or --codec blockvq for --runtime portable")
+                             "use --runtime ort, or --codec blocktcq or blockvq for --runtime portable")
     # Streaming: external data stays on disk; each weight is read when it is encoded, the rest is copied through
     # when saving. (The fidelity search holds every weight in memory anyway: it loads them all.)
     lazy = target_cosine is None and not sensitivity

@@ -82,6 +82,28 @@ def test_decompress_and_doctor(toy, tmp_path):
     assert "CPUExecutionProvider" in info["providers"] and "paper" in info["codecs"]
 
 
+@pytest.mark.parametrize("codec_name", ["blockvq", "blocktcq"])
+def test_portable_inspect_and_decompress_round_trip(toy, tmp_path, codec_name):
+    """inspect reads the portable decoders back (codes and block headers stored a byte each) and decompress
+    writes weights equal to what the portable graph computes in ONNX Runtime, bit for bit."""
+    import numpy as np
+    import onnxruntime as ort
+
+    out, plain = tmp_path / "out.onnx", tmp_path / "plain.onnx"
+    convert = hx("convert", toy, "-o", out, "--min-elements", "1", "--runtime", "portable", "--codec", codec_name)
+    assert convert.returncode == 0, convert.stderr
+    inspect = hx("inspect", out, "--json")
+    assert inspect.returncode == 0, inspect.stderr
+    tensors = json.loads(inspect.stdout)["tensors"]
+    assert {t["name"] for t in tensors} == {"conv.weight", "fc1.weight", "fc2.weight"}
+    assert all(t["form"] == "portable" and t["codec"] == codec_name and t["bits_per_weight"] > 0 for t in tensors)
+    result = hx("decompress", out, "-o", plain)
+    assert result.returncode == 0 and "decoded 3 tensors" in result.stdout, result.stderr
+    x = {"x": np.random.default_rng(0).standard_normal((2, 8, 8, 8)).astype(np.float32)}
+    runs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, x)[0] for p in (out, plain)]
+    assert runs[0].tobytes() == runs[1].tobytes()
+
+
 def _one_line_error(result, *needles):
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip() and line.strip() != "encoding"]

@@ -87,7 +87,7 @@ def test_decoded_weights_equal_the_codec_reference(toy, tmp_path):
         np.testing.assert_array_equal(decoder.decode(), expected)
 
 
-@pytest.mark.parametrize("codec_name", ["paper", "paper-cnn", "blockvq", "kronecker"])
+@pytest.mark.parametrize("codec_name", ["paper", "paper-cnn", "blockvq", "blocktcq", "kronecker"])
 def test_portable_form_runs_in_plain_onnxruntime_bit_exactly(toy, tmp_path, codec_name):
     out, plain = tmp_path / "toy.portable.onnx", tmp_path / "toy.plain.onnx"
     hyperonnx.convert(toy, out, codec_name=codec_name, runtime="portable", min_elements=1)

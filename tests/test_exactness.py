@@ -130,20 +130,23 @@ def _check_exact(source: Path, tmp_path: Path, **kwargs) -> int:
 
 @pytest.mark.parametrize("make", [lambda: toymodels.conv_mlp(), lambda: toymodels.conv_mlp(dtype=np.float16),
                                   toymodels.constants_and_subgraphs], ids=["conv_mlp", "conv_mlp16", "subgraphs"])
-@pytest.mark.parametrize("runtime", ["ort", "portable"])
-def test_toy_models_exact(make, runtime, tmp_path):
+@pytest.mark.parametrize("runtime, codec_name", [("ort", None), ("portable", "blockvq"), ("portable", "blocktcq")])
+def test_toy_models_exact(make, runtime, codec_name, tmp_path):
+    """ort with the default codec; portable with each block codec (decoders generated in the graph)."""
     src = tmp_path / "m.onnx"
     onnx.save(make(), src)
     if runtime == "ort":
         _check_exact(src, tmp_path, runtime=runtime)
     else:
-        _check_exact_portable(src, tmp_path)
+        _check_exact_portable(src, tmp_path, codec_name)
 
 
-def _check_exact_portable(src: Path, tmp_path: Path) -> None:
+def _check_exact_portable(src: Path, tmp_path: Path, codec_name: str | None = None) -> None:
     """Portable form: no HyperDecode node, so compare every original node/initializer that is not compressed."""
     out = tmp_path / "p.onnx"
-    result = api.convert(src, out, runtime="portable", jobs=2)
+    options = {} if codec_name is None else {"codec_name": codec_name}
+    result = api.convert(src, out, runtime="portable", jobs=2, **options)
+    assert result.report.tensors and all(codec_name in (None, t.codec) for t in result.report.tensors)
     compressed = {t.name for t in result.report.tensors}
     original = onnx.load(str(src))
     converted = onnx.load(str(out))

@@ -13,7 +13,7 @@ from onnx import helper, numpy_helper
 from hyperonnx import codec
 from hyperonnx.codec import bitpack
 from hyperonnx.ops import DOMAIN, OP_TYPE
-from hyperonnx.passes.emit import PORTABLE_TAG, encoded_from_attributes
+from hyperonnx.passes.emit import BLOCK_CODECS, PORTABLE_TAG, encoded_from_attributes
 from hyperonnx.passes.graphs import walk
 
 
@@ -33,11 +33,11 @@ class Decoder:
         if self.form == "ort":
             enc = encoded_from_attributes(self.meta, numpy_helper.to_array(inits[self.initializers[0]]))
             return codec.decode(enc)
-        # Portable: codes (and blockvq's block headers) are stored one per element; pack them back into a blob
-        # and decode with the reference.
+        # Portable: codes (and the block codecs' headers) are stored one per element (in any shape: the block
+        # codecs' whole blocks as a grid); pack them back into a blob and decode with the reference.
         codes = numpy_helper.to_array(inits[self.initializers[0]]).astype(np.uint32)
         blob = bitpack.pack(codes, int(self.meta["bits"]))
-        if self.meta["codec"] == "blockvq":
+        if self.meta["codec"] in BLOCK_CODECS:
             scale_code = numpy_helper.to_array(inits[self._helper("scale_code")]).astype(np.uint32)
             book = numpy_helper.to_array(inits[self._helper("book")]).astype(np.uint32)
             blob = np.concatenate([blob, bitpack.pack(scale_code | (book << 8), 10)])

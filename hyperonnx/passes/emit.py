@@ -21,6 +21,14 @@ from hyperonnx.passes.select import FLOAT_TYPES, WeightSite
 
 DTYPE_TO_ONNX = {name: code for code, name in FLOAT_TYPES.items()}
 PORTABLE_TAG = "hyperonnx:"  # the doc_string prefix that marks a portable decoder's Gather node
+# Codecs framed by 10-bit block headers (scale code, level set): their portable form stores the headers as two
+# byte-per-block initializers, ``::scale_code`` and ``::book``, which decoders.py packs back into the blob.
+BLOCK_CODECS = ("blockvq", "blocktcq")
+# blocktcq's trellis parity (``_trellis_parity_half``): a matrix product up to this block size (B multiply-adds per
+# weight, few passes over the codes); above it, running sums (~12 passes whatever B, no B×B matrix: 16 M entries
+# at B = 4096). Measured at load (ORT 1.30 and 1.32): the product is faster up to B = 512 on a MobileNetV2-shaped
+# net (3.5 M weights in 35 tensors) and on one 2048×2048 weight, and ties at B = 1024.
+PARITY_MATMUL_MAX_BLOCK = 512
 
 
 def node_attributes(enc: Encoded, mode: str) -> dict:
@@ -114,45 +122,55 @@ def emit_ort(site: WeightSite, namer: Namer, enc: Encoded, mode: str, stats: dic
 
 
 def emit_portable(site: WeightSite, namer: Namer, enc: Encoded, stats: dict) -> Rewrite:
-    """Standard-op decoder: the codec's rows (a Gather from its table) → Reshape (→ Slice) → Reshape.
+    """Standard-op decoder: the codec's rows (a Gather from its table) (→ Reshape → Slice) → Reshape.
 
-    Codes are stored one per uint8/uint16 (byte-aligned, so standard ops can index with them). Tables are
-    generated in the graph from a few scalars with the format's float32 operations where the codec allows it
-    (`paper`, `blockvq`); ORT folds them at load. Needs opset ≥ 11 (Range, input-driven Pad and Slice). The Gather carries the codec attributes in its doc_string so
-    that `inspect` and `decompress` understand the model.
+    Codes are stored one per uint8/uint16 (byte-aligned, so standard ops can index with them; the block codecs'
+    as a (blocks, codes per block) grid when the blocks are whole). Tables are generated in the graph from a few
+    scalars with the format's float32 operations where the codec allows it (`paper`, `blockvq`, `blocktcq`); ORT
+    folds them at load, holding every node's output until it is done: a node costs load-time memory, not only
+    time. Needs opset ≥ 11 (Range, CumSum, input-driven Pad and Slice). The Gather carries the codec attributes
+    in its doc_string so that `inspect` and `decompress` understand the model.
     """
     code_bytes = codec.base.bitpack.packed_size(enc.count, enc.bits)
     codes = codec.base.bitpack.unpack(enc.blob[:code_bytes], enc.count, enc.bits)
     store = np.uint8 if enc.bits <= 8 else np.uint16 if enc.bits <= 16 else np.int32
+    codes = codes.astype(store)
+    block = enc.ints["block"][0] if enc.codec in BLOCK_CODECS else None
+    covered = enc.count * enc.group if block is None else -(-enc.numel // block) * block  # values the rows hold
+    if block is not None and -(-enc.numel // block) * (block // enc.group) == enc.count:
+        codes = codes.reshape(-1, block // enc.group)  # whole blocks of codes: the decoder's grid, no Reshape node
     base = site.name
     n_codes = namer(f"{base}::codes")
-    inits = [numpy_helper.from_array(codes.astype(store), n_codes)]
+    inits = [numpy_helper.from_array(codes, n_codes)]
     nodes: list[onnx.NodeProto] = []
     meta = dict(stats, name=site.name, codes=n_codes,
                 **{k: v for k, v in node_attributes(enc, "load").items() if k != "mode"})
     tag = PORTABLE_TAG + json.dumps(meta, sort_keys=True)
-    index = n_codes
-    if store is not np.int32:
-        index = namer(f"{base}::codes_i32")
-        nodes.append(helper.make_node("Cast", [n_codes], [index], to=onnx.TensorProto.INT32,
-                                      name=f"hyperonnx/{base}/cast"))
-    if enc.codec == "blockvq":
-        rows = _blockvq_nodes(enc, namer, base, index, inits, nodes, tag)
+    if enc.codec == "blocktcq":  # its index arithmetic runs in float32: it casts the codes itself
+        rows = _blocktcq_nodes(enc, namer, base, n_codes, inits, nodes, tag)
     else:
-        if enc.codec == "paper":
-            n_table = _paper_table_nodes(enc, namer, base, inits, nodes)
+        index = n_codes
+        if store is not np.int32:
+            index = namer(f"{base}::codes_i32")
+            nodes.append(helper.make_node("Cast", [n_codes], [index], to=onnx.TensorProto.INT32,
+                                          name=f"hyperonnx/{base}/cast"))
+        if enc.codec == "blockvq":
+            rows = _blockvq_nodes(enc, namer, base, index, inits, nodes, tag)
         else:
-            n_table = namer(f"{base}::table")
-            inits.append(numpy_helper.from_array(codec.table(enc), n_table))
-        rows = namer(f"{base}::rows")
-        nodes.append(helper.make_node("Gather", [n_table, index], [rows], axis=0, name=f"hyperonnx/{base}/gather",
-                                      doc_string=tag))
-    pad = enc.count * enc.group - enc.numel
-    flat_shape = namer(f"{base}::flat_shape")
-    inits.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), flat_shape))
-    flat = namer(f"{base}::flat")
-    nodes.append(helper.make_node("Reshape", [rows, flat_shape], [flat], name=f"hyperonnx/{base}/flatten"))
-    if pad or enc.codec == "blockvq":  # blockvq rows cover whole blocks
+            if enc.codec == "paper":
+                n_table = _paper_table_nodes(enc, namer, base, inits, nodes)
+            else:
+                n_table = namer(f"{base}::table")
+                inits.append(numpy_helper.from_array(codec.table(enc), n_table))
+            rows = namer(f"{base}::rows")
+            nodes.append(helper.make_node("Gather", [n_table, index], [rows], axis=0,
+                                          name=f"hyperonnx/{base}/gather", doc_string=tag))
+    flat = rows
+    if covered != enc.numel:  # the pad of the last pair or block
+        flat_shape = namer(f"{base}::flat_shape")
+        inits.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), flat_shape))
+        flat = namer(f"{base}::flat")
+        nodes.append(helper.make_node("Reshape", [rows, flat_shape], [flat], name=f"hyperonnx/{base}/flatten"))
         bounds = [namer(f"{base}::{b}") for b in ("start", "end")]
         inits.append(numpy_helper.from_array(np.array([0], dtype=np.int64), bounds[0]))
         inits.append(numpy_helper.from_array(np.array([enc.numel], dtype=np.int64), bounds[1]))
@@ -189,41 +207,76 @@ def _builders(namer: Namer, base: str, inits: list, nodes: list):
 
 def _blockvq_nodes(enc: Encoded, namer: Namer, base: str, index: str, inits: list, nodes: list, tag: str) -> str:
     """Pair rows of a `blockvq` tensor, (nblocks, B/2, 2) float32, exactly as docs/format.md specifies."""
+    (block,), (levels,) = enc.ints["block"], enc.ints["levels"]
+    const, node = _builders(namer, base, inits, nodes)
+    book, block_scale = _block_header_nodes(enc, const, node)
+    table = _pair_table_nodes(enc, levels, const, node)
+    grid = _code_grid(enc, index, block // 2, const, node)
+    rows_index = _book_rows(grid, book, levels * levels, const, node)  # book·L² + θ
+    return _scaled_rows(table, rows_index, block_scale, 3, const, node, namer, base, nodes, tag)
+
+
+def _blocktcq_nodes(enc: Encoded, namer: Namer, base: str, codes: str, inits: list, nodes: list, tag: str) -> str:
+    """Values of a `blocktcq` tensor, (nblocks, B) float32, exactly as docs/format.md specifies.
+
+    The trellis state's parity comes from the format's closed form (``_trellis_parity_half``), not a sequential
+    walk. The row c·2L + 2θ + parity is computed as 2·(θ + c·L + parity/2) in float32, on integers and halves
+    below 2^24 (exact), and cast once: ORT holds every folded node's full-size output until folding ends, so each
+    node saved is load-time memory as well as time.
+    """
+    (block,), (levels,) = enc.ints["block"], enc.ints["levels"]
+    const, node = _builders(namer, base, inits, nodes)
+    book, block_scale = _block_header_nodes(enc, const, node)
+    theta = _code_grid(enc, node("Cast", [codes], "codes_f32", to=onnx.TensorProto.FLOAT), block, const, node)
+    parity_half = _trellis_parity_half(theta, block, const, node)
+    pair_row = _book_rows(node("Add", [theta, parity_half], "theta_parity"), book, levels, const, node,
+                          onnx.TensorProto.FLOAT)  # θ + c·L + parity/2
+    rows_index = node("Cast", [node("Mul", [pair_row, const("two", np.float32(2))], "rows_f32")], "rows_index_i32",
+                      to=onnx.TensorProto.INT32)  # c·2L + f
+    books = const("books", np.asarray(enc.floats["books"], dtype=np.float32))
+    return _scaled_rows(books, rows_index, block_scale, 2, const, node, namer, base, nodes, tag)
+
+
+def _block_header_nodes(enc: Encoded, const, node) -> tuple[str, str]:
+    """Each block's level-set id (int32) and scale (float32), for the codecs framed by 10-bit block headers.
+
+    The headers are stored a byte each for the scale code and the level set (``::scale_code``, ``::book``;
+    decoders.py packs them back into the blob); the 256 scales are computed in the graph.
+    """
     from hyperonnx.codec import blockvq
 
-    (block,), (levels,) = enc.ints["block"], enc.ints["levels"]
-    nblocks = -(-enc.numel // block)
+    nblocks = -(-enc.numel // enc.ints["block"][0])
     code_bytes = codec.base.bitpack.packed_size(enc.count, enc.bits)
     headers = codec.base.bitpack.unpack(enc.blob[code_bytes:], nblocks, blockvq.HEADER_BITS)
-
-    const, node = _builders(namer, base, inits, nodes)
-
     scale_code = const("scale_code", (headers & 0xFF).astype(np.uint8))
     book = const("book", (headers >> 8).astype(np.uint8))
-    scales, table = _blockvq_table_nodes(enc, levels, const, node)
+    scales = _scale_table_nodes(enc, const, node)
     block_scale = node("Gather", [scales, node("Cast", [scale_code], "scale_code_i32", to=onnx.TensorProto.INT32)],
                        "block_scale")
-    l2 = const("l2", np.int32(levels * levels))
-    return _blockvq_rows(enc, nblocks, block, index, book, l2, table, block_scale, const, node, namer, base, nodes,
-                         tag)
+    return node("Cast", [book], "book_i32", to=onnx.TensorProto.INT32), block_scale
 
 
-def _blockvq_table_nodes(enc: Encoded, levels: int, const, node) -> tuple[str, str]:
-    """The 256 block scales and the pair table, computed in the graph exactly as docs/format.md specifies."""
+def _scale_table_nodes(enc: Encoded, const, node) -> str:
+    """The 256 block scales (blockvq's, shared by blocktcq), computed exactly as docs/format.md specifies."""
     from hyperonnx.codec import blockvq
 
     f32 = np.float32
-    # Block scales: smax · M[k mod 16], then an exact power-of-two step (a product by 2^-(k div 16)).
+    # smax · M[k mod 16], then an exact power-of-two step (a product by 2^-(k div 16)).
     k = node("Range", [const("k0", np.int32(0)), const("k256", np.int32(256)), const("k1", np.int32(1))], "k")
     sixteen = const("sixteen", np.int32(16))
     mantissa = node("Gather", [const("steps", blockvq.STEPS), node("Mod", [k, sixteen], "k_mod")], "mantissa")
     powers = const("powers", np.ldexp(np.ones(16, dtype=f32), -np.arange(16)).astype(f32))
     exponent = node("Gather", [powers, node("Div", [k, sixteen], "k_div")], "exponent")
-    scales = node("Mul", [node("Mul", [const("smax", f32(enc.floats["smax"][0])), mantissa], "scaled"), exponent],
-                  "scales")
-    # Rows of the pair table: book·L² + θ.
-    books = const("books", np.asarray(enc.floats["books"], dtype=f32))
-    # The pair table (8·L² values) is generated in the graph from the books (4·L values).
+    return node("Mul", [node("Mul", [const("smax", f32(enc.floats["smax"][0])), mantissa], "scaled"), exponent],
+                "scales")
+
+
+def _pair_table_nodes(enc: Encoded, levels: int, const, node) -> str:
+    """blockvq's pair table (4·L² rows of 2), generated in the graph from the books (4·L values): row book·L² + θ
+    holds (books[book·L + θ div L], books[book·L + θ mod L])."""
+    from hyperonnx.codec import blockvq
+
+    books = const("books", np.asarray(enc.floats["books"], dtype=np.float32))
     r = node("Range", [const("r0", np.int32(0)), const("rn", np.int32(blockvq.BOOKS * levels * levels)),
                        const("r1", np.int32(1))], "r")
     l2 = const("l2_table", np.int32(levels * levels))
@@ -233,29 +286,109 @@ def _blockvq_table_nodes(enc: Encoded, levels: int, const, node) -> tuple[str, s
     first = node("Gather", [books, node("Add", [book_base, node("Div", [theta, n_levels], "d0")], "i0")], "first")
     second = node("Gather", [books, node("Add", [book_base, node("Mod", [theta, n_levels], "d1")], "i1")], "second")
     column = const("column", np.array([-1, 1], dtype=np.int64))
-    table = node("Concat", [node("Reshape", [first, column], "first_col"),
-                            node("Reshape", [second, column], "second_col")], "pair_table", axis=1)
-    return scales, table
+    return node("Concat", [node("Reshape", [first, column], "first_col"),
+                           node("Reshape", [second, column], "second_col")], "pair_table", axis=1)
 
 
-def _blockvq_rows(enc, nblocks, block, index, book, l2, table, block_scale, const, node, namer, base, nodes, tag):
-    """Gather each pair's row (book·L² + θ) and multiply by its block's scale: (nblocks, B/2, 2) float32."""
-    # Codes padded to whole blocks (the pad codes are 0 and get trimmed), one row per block.
-    per_block = block // 2
+def _code_grid(enc: Encoded, index: str, per_block: int, const, node) -> str:
+    """The codes (as ``index`` holds them: int32, or float32 for blocktcq), padded to whole blocks, one row per
+    block: (nblocks, per_block). The pad codes are 0; the values they give are trimmed, and in a trellis block
+    they come after every real weight, so the state (which only looks back) is unchanged. Codes of whole blocks
+    are stored in this shape (emit_portable): they need no node here."""
+    nblocks = -(-enc.numel // enc.ints["block"][0])
     padded_count = nblocks * per_block
-    if padded_count != enc.count:
-        pads = const("code_pads", np.array([0, padded_count - enc.count], dtype=np.int64))
-        index = node("Pad", [index, pads], "codes_padded")
-    grid = node("Reshape", [index, const("grid", np.array([nblocks, per_block], dtype=np.int64))], "code_grid")
-    row_base = node("Mul", [node("Cast", [book], "book_i32", to=onnx.TensorProto.INT32), l2], "row_base")
-    rows_index = node("Add", [grid, node("Reshape", [row_base, const("col", np.array([-1, 1], dtype=np.int64))],
-                                         "row_base_col")], "rows_index")
+    if padded_count == enc.count:
+        return index  # emit_portable stored whole blocks of codes as this grid already
+    pads = const("code_pads", np.array([0, padded_count - enc.count], dtype=np.int64))
+    index = node("Pad", [index, pads], "codes_padded")
+    return node("Reshape", [index, const("grid", np.array([nblocks, per_block], dtype=np.int64))], "code_grid")
+
+
+def _book_rows(grid: str, book: str, rows_per_book: int, const, node, to: int = onnx.TensorProto.INT32) -> str:
+    """Row index into a table of four level sets: each block's set id · rows_per_book + the block's codes (the
+    block offsets computed in int32, then cast to ``to``, the grid's type)."""
+    row_base = node("Mul", [book, const("rows_per_book", np.int32(rows_per_book))], "row_base")
+    column = node("Reshape", [row_base, const("col", np.array([-1, 1], dtype=np.int64))], "row_base_col")
+    if to != onnx.TensorProto.INT32:
+        column = node("Cast", [column], "row_base_cast", to=to)
+    return node("Add", [grid, column], "rows_index")
+
+
+def _scaled_rows(table: str, rows_index: str, block_scale: str, rank: int, const, node, namer: Namer, base: str,
+                 nodes: list, tag: str) -> str:
+    """Gather every row and multiply by its block's scale (a rank-``rank`` result, blocks first). This Gather
+    carries the codec attributes (``tag``): it is how decoders.py finds the portable decoder."""
     rows = namer(f"{base}::rows")
     nodes.append(helper.make_node("Gather", [table, rows_index], [rows], axis=0, name=f"hyperonnx/{base}/gather",
                                   doc_string=tag))
-    scale_col = node("Reshape", [block_scale, const("scale_shape", np.array([-1, 1, 1], dtype=np.int64))],
-                     "scale_col")
-    return node("Mul", [rows, scale_col], "values")
+    scale_shape = const("scale_shape", np.array([-1] + [1] * (rank - 1), dtype=np.int64))
+    return node("Mul", [rows, node("Reshape", [block_scale, scale_shape], "scale_col")], "values")
+
+
+def _trellis_parity_half(theta: str, block: int, const, node) -> str:
+    """Half blocktcq's trellis-state parity, (state & 1) / 2 ∈ {0, 0.5} at each element, float32 (nblocks, B), from
+    the codes as float32 (nblocks, B), with no sequential walk.
+
+    docs/format.md's closed form: parity_t = (Σ_(s<t) b_s·g_(t−1−s)) mod 2, b_s = θ_s & 1, g = IMPULSE repeating
+    with period 7. Reduction mod 2 commutes with the sum, so the sums run over θ itself (no low-bit pass): with
+    half = that sum / 2 (an exact multiple of 0.5), parity/2 = half − ⌊half⌋ (Floor and Sub: ORT runs a float
+    Mod 4× slower).
+    """
+    half_sums = _parity_half_sums_matmul if block <= PARITY_MATMUL_MAX_BLOCK else _parity_half_sums_runs
+    half = half_sums(theta, block, const, node)
+    return node("Sub", [half, node("Floor", [half], "half_floor")], "parity_half")
+
+
+def _parity_half_sums_matmul(theta: str, block: int, const, node) -> str:
+    """(Σ_(s<t) θ_s·g_(t−1−s)) / 2 as θ @ (parity_matrix(B) / 2), the matrix generated in the graph (B² entries).
+
+    Exact in float32 whatever the summation order: every partial sum is a multiple of 0.5 ≤ 255·B/2 < 2^23.
+    """
+    from hyperonnx.codec.blocktcq import IMPULSE
+
+    t = node("Range", [const("t0", np.int32(0)), const("tn", np.int32(block)), const("t1", np.int32(1))], "t")
+    later = node("Reshape", [t, const("t_row_shape", np.array([1, -1], dtype=np.int64))], "t_row")  # column: t
+    earlier = node("Reshape", [t, const("t_col_shape", np.array([-1, 1], dtype=np.int64))], "t_col")  # row: s
+    lag = node("Sub", [node("Sub", [later, const("t_one", np.int32(1))], "t_minus_1"), earlier], "lag")  # t − 1 − s
+    # g/2 at lag mod 7, zeroed where lag < 0 (s ≥ t: a weight never depends on itself or later ones)
+    taps = node("Gather", [const("impulse_half", np.asarray(IMPULSE, dtype=np.float32) / 2),
+                           node("Mod", [lag, const("period", np.int32(len(IMPULSE)))], "lag_mod")], "taps")
+    causal = node("Cast", [node("Greater", [lag, const("lag_floor", np.int32(-1))], "causal_bool")], "causal",
+                  to=onnx.TensorProto.FLOAT)
+    return node("MatMul", [theta, node("Mul", [taps, causal], "parity_matrix_half")], "half_sums")
+
+
+def _parity_half_sums_runs(theta: str, block: int, const, node) -> str:
+    """(Σ_(s<t) θ_s·g_(t−1−s)) / 2 in a fixed number of passes whatever B (no B×B matrix).
+
+    g repeats with period P = 7, so the sum is Σ_(j≥0) v_(t−P·j) with v_t = Σ_d θ_(t−d) over the delays
+    d = i + 1 where IMPULSE[i] = 1: a shift-and-add (Pad, Slice, Add), then running sums along each residue
+    class mod P (CumSum over the block seen as rows of P). Sums ≤ 255·4·ceil(B/7) < 2^24: exact in float32.
+    """
+    from hyperonnx.codec.blocktcq import IMPULSE
+
+    period = len(IMPULSE)
+    delays = [i + 1 for i, g in enumerate(IMPULSE) if g]
+    lead, width = max(delays), -(-block // period) * period
+    # padded[:, i] = θ_(i − lead): zeros before the block's first element and after its last (to a whole period)
+    padded = node("Pad", [theta, const("delay_pads", np.array([0, lead, 0, width - block], dtype=np.int64))],
+                  "theta_padded")
+    axis = const("axis1", np.array([1], dtype=np.int64))
+    taps = None
+    for d in delays:
+        start = lead - d
+        shifted = node("Slice", [padded, const(f"delay{d}_start", np.array([start], dtype=np.int64)),
+                                 const(f"delay{d}_end", np.array([start + width], dtype=np.int64)), axis],
+                       f"delay{d}")
+        taps = shifted if taps is None else node("Add", [taps, shifted], "taps")
+    by_period = node("Reshape", [taps, const("period_rows", np.array([-1, width // period, period], dtype=np.int64))],
+                     "taps_by_period")
+    running = node("CumSum", [by_period, const("cumsum_axis", np.int32(1))], "taps_running")
+    sums = node("Reshape", [running, const("block_rows", np.array([-1, width], dtype=np.int64))], "sums_padded")
+    if width != block:
+        sums = node("Slice", [sums, const("sums_start", np.array([0], dtype=np.int64)),
+                              const("sums_end", np.array([block], dtype=np.int64)), axis], "sums")
+    return node("Mul", [sums, const("one_half", np.float32(0.5))], "half_sums")
 
 
 def _paper_table_nodes(enc: Encoded, namer: Namer, base: str, inits: list, nodes: list) -> str:
