@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import hyperonnx.codec as codec
-from hyperonnx.codec import blockvq, ecsq, kronecker, rans, tcq
+from hyperonnx.codec import blocktcq, blockvq, ecsq, kronecker, rans, tcq
 from hyperonnx.codec.paper import _Lattice, lattice_side
 
 DTYPES = [np.float16, ml_dtypes.bfloat16, np.float32, np.float64]
@@ -231,7 +231,7 @@ def _check_blocktcq(x: np.ndarray, options: dict) -> None:
     code_bytes = codec.bitpack.packed_size(x.size, enc.bits)
     nb = -(-x.size // block)
     headers = codec.bitpack.unpack(enc.blob[code_bytes:], nb, 10).astype(np.int64)
-    books = np.asarray(enc.floats["books"], dtype=np.float32).reshape(4, 2 * levels)
+    books = blocktcq.level_sets(np.asarray(enc.floats["books"], dtype=np.float32))
     scales = blockvq.scale_table(enc.floats["smax"][0])
     flat = x.astype(np.float32).reshape(-1)
     whole = x.size // block  # the padding of a last partial block is not stored: compare whole blocks only

@@ -22,7 +22,11 @@ def _sqnr(x: np.ndarray, y: np.ndarray) -> float:
 def _decode_by_hand(enc: codec.Encoded) -> np.ndarray:
     """docs/format.md's ``blocktcq`` pseudo-code, one element at a time."""
     (block,), (levels,) = enc.ints["block"], enc.ints["levels"]
-    books = np.asarray(enc.floats["books"], dtype=np.float32)
+    n = 2 * levels - 1
+    books = [np.float32(v) for v in enc.floats["books"]]  # set 0 is stored; sets 1-3 are integer quotients
+    books += [np.float32(2 * i - n) / np.float32(n) for i in range(n + 1)]
+    books += [np.float32(5 * n - 6 * i) / np.float32(5 * n) for i in range(n + 1)]
+    books += [-(np.float32(5 * n - 6 * i) / np.float32(5 * n)) for i in range(n + 1)]
     scales = blockvq.scale_table(enc.floats["smax"][0])
     code_bytes = bitpack.packed_size(enc.numel, enc.bits)
     theta = bitpack.unpack(enc.blob[:code_bytes], enc.numel, enc.bits)
@@ -72,6 +76,7 @@ def test_corrupt_side_information_is_rejected():
         "levels must be": _corrupt(enc, ints={**enc.ints, "levels": (12,)}),
         "inconsistent": _corrupt(enc, bits=5),
         "inconsistent side": _corrupt(enc, floats={**enc.floats, "books": enc.floats["books"][:-1]}),
+        "inconsistent side ": _corrupt(enc, floats={**enc.floats, "books": enc.floats["books"] * 4}),
         "block must be": _corrupt(enc, ints={**enc.ints, "block": (1,)}),
         "missing or malformed": _corrupt(enc, floats={"books": enc.floats["books"]}),
     }

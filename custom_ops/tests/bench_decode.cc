@@ -45,10 +45,8 @@ MapAttrs attrs_for(const std::string& codec, int64_t numel, int64_t dtype) {
   if (codec.rfind("blocktcq", 0) == 0) {
     const BlockVQSpec s = parse_blockvq(codec);
     const int64_t levels = int64_t{1} << s.b;
-    std::vector<float> books(static_cast<size_t>(8 * levels));  // four fine level sets of 2L values
-    for (size_t i = 0; i < books.size(); ++i) {
-      books[i] = -1.0f + 2.0f * static_cast<float>(i % (2 * levels)) / (2 * levels - 1);
-    }
+    std::vector<float> books(static_cast<size_t>(2 * levels));  // level set 0 (2L values); sets 1-3 are computed
+    for (size_t i = 0; i < books.size(); ++i) books[i] = -1.0f + 2.0f * static_cast<float>(i) / (2 * levels - 1);
     a.ints = {{"format", {1}}, {"dtype", {dtype}}, {"group", {1}}, {"bits", {s.b}}, {"shape", {numel}},
               {"i_block", {s.block}}, {"i_levels", {levels}}};
     a.floats = {{"f_smax", {0.1f}}, {"f_books", books}};

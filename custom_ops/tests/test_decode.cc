@@ -244,10 +244,16 @@ size_t reject_attrs(const std::string& codec, const MapAttrs& attrs, const std::
   return cases.size();
 }
 
-// blocktcq by the format's words (docs/format.md, "blocktcq"), written independently of the library: the literal
-// state walk with tcq's NEXT table, one float32 product per weight. codes: one θ per weight; headers: one per block.
+// blocktcq by the format's words (docs/format.md, "blocktcq"), written independently of the library: level sets 1-3
+// from their integer quotients, the literal state walk with tcq's NEXT table, one float32 product per weight.
+// codes: one θ per weight; headers: one per block; stored: f_books (level set 0, 2L values).
 std::vector<float> blocktcq_formula(const std::vector<uint32_t>& codes, const std::vector<uint32_t>& headers,
-                                    const std::vector<float>& books, float smax, uint32_t levels, uint64_t block) {
+                                    const std::vector<float>& stored, float smax, uint32_t levels, uint64_t block) {
+  const int n = static_cast<int>(2 * levels) - 1;
+  std::vector<float> books(stored);
+  for (int i = 0; i <= n; ++i) books.push_back(static_cast<float>(2 * i - n) / static_cast<float>(n));
+  for (int i = 0; i <= n; ++i) books.push_back(static_cast<float>(5 * n - 6 * i) / static_cast<float>(5 * n));
+  for (int i = 0; i <= n; ++i) books.push_back(-(static_cast<float>(5 * n - 6 * i) / static_cast<float>(5 * n)));
   static const int kNext[8][4] = {{0, -1, 1, -1}, {-1, 2, -1, 3}, {5, -1, 4, -1}, {-1, 7, -1, 6},
                                   {1, -1, 0, -1}, {-1, 3, -1, 2}, {4, -1, 5, -1}, {-1, 6, -1, 7}};
   static const uint32_t kSteps[16] = {0x3F800000, 0x3F75257D, 0x3F6AC0C7, 0x3F60CCDF, 0x3F5744FD, 0x3F4E248C,
@@ -304,9 +310,9 @@ size_t run_malformed_blocktcq(const std::string& dir) {
       {"block -32", [](MapAttrs& a) { a.ints["i_block"] = {-32}; }, "got -32"},
       {"block 2^40", [](MapAttrs& a) { a.ints["i_block"] = {int64_t{1} << 40}; }, "got 1099511627776"},
       {"two blocks", [](MapAttrs& a) { a.ints["i_block"] = {32, 32}; }, "i_block must hold one integer"},
-      {"books short", [](MapAttrs& a) { a.floats["f_books"].pop_back(); }, "f_books must hold 8*i_levels = 256 floats, got 255"},
-      {"books long", [](MapAttrs& a) { a.floats["f_books"].push_back(0.5f); }, "got 257"},
-      {"books of blockvq's size", [](MapAttrs& a) { a.floats["f_books"].resize(128); }, "got 128"},
+      {"books short", [](MapAttrs& a) { a.floats["f_books"].pop_back(); }, "f_books must hold 2*i_levels = 64 floats, got 63"},
+      {"books long", [](MapAttrs& a) { a.floats["f_books"].push_back(0.5f); }, "got 65"},
+      {"all four level sets", [](MapAttrs& a) { a.floats["f_books"].resize(256); }, "got 256"},
       {"no books", [](MapAttrs& a) { a.floats["f_books"].clear(); }, "got 0"},
       {"no smax value", [](MapAttrs& a) { a.floats["f_smax"].clear(); }, "f_smax must hold one float"},
       {"two smax", [](MapAttrs& a) { a.floats["f_smax"].push_back(1.0f); }, "f_smax must hold one float"},
@@ -888,9 +894,9 @@ void run_threads_blocktcq() {
     a.strings = {{"codec", "blocktcq"}};
     a.ints = {{"format", {1}}, {"group", {1}}, {"bits", {cfg.b}}, {"shape", {numel}}, {"i_block", {cfg.block}},
               {"i_levels", {L}}};
-    std::vector<float> books(8 * L);
+    std::vector<float> books(2 * L);  // level set 0; sets 1-3 are computed
     for (auto& v : books) v = static_cast<float>(static_cast<int64_t>(next() % 2001) - 1000) / 997.0f;
-    if (cfg.special) books[3] = std::nanf(""), books[2 * L + 5] = -INFINITY;
+    if (cfg.special) books[3] = std::nanf(""), books[L + 5] = -INFINITY;
     a.floats = {{"f_smax", {0.0371f}}, {"f_books", books}};
     const uint64_t nblocks = (numel + cfg.block - 1) / cfg.block;
     std::vector<uint32_t> codes(static_cast<size_t>(numel)), headers(nblocks);

@@ -38,7 +38,7 @@ try:  # the Kronecker codec lives in its own module; it registers itself when pr
 except ImportError:  # pragma: no cover
     pass
 
-DEFAULT_CODEC = "blockvq"
+DEFAULT_CODEC = "blocktcq"
 
 
 def get_codec(name: str) -> Codec:

@@ -2,7 +2,7 @@
 
 blockvq's framing (per-block 8-bit log scale and level-set choice, fixed-width codes, decodable everywhere)
 with tcq's trellis in place of nearest-level rounding. Each block picks one of four *fine* level sets of 2L
-levels (a doubled Lloyd-Gaussian set, uniform, two skewed), split into four cosets by index mod 4; an 8-state
+levels (a doubled Lloyd-Gaussian set, stored; uniform and two skewed, computed), split into four cosets by index mod 4; an 8-state
 trellis lets each weight use only the half of the set (even or odd indices) its state allows, so a weight's θ
 is a ``bits``-bit index into that half, and the encoder's Viterbi search picks the block's path of least
 squared error. At the same size as blockvq that is 1.0–1.4 dB less noise (benchmarks/codec.py): the
@@ -28,7 +28,6 @@ from hyperonnx.codec.blockvq import (
     CHUNK_BLOCKS,
     HEADER_BITS,
     SCALE_CODES,
-    SKEW,
     _lloyd_gaussian,
     _Nearest,
     scale_table,
@@ -49,13 +48,25 @@ IMPULSE = (1, 0, 1, 1, 1, 0, 0)
 @functools.cache
 def fine_codebooks(bits: int, block: int) -> np.ndarray:
     """The four fine level sets, (4, 2^(bits+1)) float32: Lloyd-Gaussian for blocks normalised by their absolute
-    maximum and uniform on [−1, 1] (both ascending), and the two skewed sets of blockvq ordered from their far end
-    (1 first, −1 first). Index 0 is the only extreme a block's first weight can take (state 0 allows even indices),
-    so ordering the skewed sets this way lets a block of one sign — a constant tensor — decode exactly."""
-    levels = 2 << bits
-    far_positive = np.linspace(1.0, -SKEW, levels)
-    return np.stack([_lloyd_gaussian(levels, block), np.linspace(-1.0, 1.0, levels), far_positive,
-                     -far_positive]).astype(np.float32)
+    maximum (the one set stored), and the three that ``level_sets`` computes from it."""
+    return level_sets(_lloyd_gaussian(2 << bits, block).astype(np.float32))
+
+
+def level_sets(gaussian: np.ndarray) -> np.ndarray:
+    """The four fine level sets from the stored first one (2L float32 values), (4, 2L) float32.
+
+    Set 0 is the stored (Lloyd-Gaussian) set; sets 1–3 are exact quotients of integers (one rounding each, so
+    every decoder computes the same bits and they cost no storage), with n = 2L − 1:
+    uniform (2i − n)/n on [−1, 1], and blockvq's two skewed sets (5n − 6i)/(5n) on [1, −0.2] and its negation,
+    ordered from their far end. Index 0 is the only extreme a block's first weight can take (state 0 allows even
+    indices), so a block of one sign — a constant tensor — reaches its extreme and decodes exactly.
+    """
+    gaussian = np.asarray(gaussian, dtype=np.float32)
+    n = gaussian.size - 1
+    i = np.arange(n + 1)
+    uniform = (2 * i - n).astype(np.float32) / np.float32(n)
+    far_positive = (5 * n - 6 * i).astype(np.float32) / np.float32(5 * n)
+    return np.stack([gaussian, uniform, far_positive, -far_positive]).astype(np.float32)
 
 
 class _CosetSearch:
@@ -131,7 +142,7 @@ class BlockTcqCodec(Codec):
             bits=bits,
             blob=blob,
             ints={"block": (block,), "levels": (1 << bits,)},
-            floats={"smax": (smax,), "books": tuple(float(v) for v in books.ravel())},
+            floats={"smax": (smax,), "books": tuple(float(v) for v in books[0])},  # the other sets are computed
         )
 
     def table(self, enc: Encoded) -> np.ndarray:
@@ -199,8 +210,9 @@ def decode_blocktcq(enc: Encoded) -> np.ndarray:
     bits = int(levels).bit_length() - 1
     if not 2 <= levels <= 256 or levels != 1 << bits:
         raise ValueError(f"blocktcq codec: levels must be a power of two in 2..256, got {levels}")
-    if enc.bits != bits or enc.group != 1 or books.size != BOOKS * 2 * levels:
+    if enc.bits != bits or enc.group != 1 or books.size != 2 * levels:
         raise ValueError("blocktcq codec: inconsistent side information")
+    books = level_sets(books).ravel()
     if not 2 <= block <= 4096:
         raise ValueError(f"blocktcq codec: block must be in 2..4096, got {block}")
     numel = enc.numel
@@ -233,4 +245,4 @@ def decode_blocktcq(enc: Encoded) -> np.ndarray:
     return values.astype(dtype_from_name(enc.dtype), copy=False).reshape(enc.shape)
 
 
-__all__ = ["BlockTcqCodec", "decode_blocktcq", "fine_codebooks", "parity_matrix"]
+__all__ = ["BlockTcqCodec", "decode_blocktcq", "fine_codebooks", "level_sets", "parity_matrix"]

@@ -15,6 +15,7 @@ from onnx import helper, numpy_helper
 
 from hyperonnx import codec
 from hyperonnx.codec import Encoded
+from hyperonnx.codec.blocktcq import level_sets
 from hyperonnx.codec.paper import lattice_side as paper_lattice_side
 from hyperonnx.ops import DOMAIN, OP_TYPE
 from hyperonnx.passes.select import FLOAT_TYPES, WeightSite
@@ -233,7 +234,8 @@ def _blocktcq_nodes(enc: Encoded, namer: Namer, base: str, codes: str, inits: li
                           onnx.TensorProto.FLOAT)  # θ + c·L + parity/2
     rows_index = node("Cast", [node("Mul", [pair_row, const("two", np.float32(2))], "rows_f32")], "rows_index_i32",
                       to=onnx.TensorProto.INT32)  # c·2L + f
-    books = const("books", np.asarray(enc.floats["books"], dtype=np.float32))
+    # All four level sets as one constant: the three computed ones are exact quotients, computed here once.
+    books = const("books", level_sets(np.asarray(enc.floats["books"], dtype=np.float32)).reshape(-1))
     return _scaled_rows(books, rows_index, block_scale, 2, const, node, namer, base, nodes, tag)
 
 

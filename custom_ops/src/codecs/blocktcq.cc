@@ -1,7 +1,8 @@
 // The `blocktcq` codec (docs/format.md, "blocktcq"; numpy: hyperonnx/codec/blocktcq.py, decode_blocktcq).
 //
 // blockvq's framing (blockvq.h: b-bit codes, then a 10-bit header per block: scale code k and level set c < 4) with
-// one θ per weight and tcq's 8-state trellis (trellis.h). Within block q, from state 0 at its first weight:
+// one θ per weight and tcq's 8-state trellis (trellis.h); f_books holds level set 0, sets 1-3 are computed
+// (level_sets below). Within block q, from state 0 at its first weight:
 //   f = 2·θ + (state & 1);  value = books[c_q·2L + f] * scale[k_q];  state = NEXT[state][f & 3]
 // Every value is one IEEE binary32 product of two exact operands (the build uses -ffp-contract=off; nothing is
 // added, so no FMA can be involved), then the cast to the output dtype (dtype.h, or F16C's identical rounding).
@@ -28,6 +29,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "../codec.h"
 #include "../unpack.h"
@@ -301,9 +303,26 @@ class BlockTcqDecoder final : public BlockDecoder {
   uint64_t fast_end_ = 0;  // blocks [0, fast_end_) may take the fused path
 };
 
+// The four fine level sets from the stored first one (docs/format.md, "blocktcq"): sets 1-3 are quotients of exact
+// integers (one correctly rounded float division each), so every decoder computes the same bits.
+std::vector<float> level_sets(const std::vector<float>& stored) {
+  const size_t fine = stored.size();
+  const auto n = static_cast<int64_t>(fine) - 1;
+  std::vector<float> books(kBlockVQBooks * fine);
+  std::copy(stored.begin(), stored.end(), books.begin());
+  for (size_t i = 0; i < fine; ++i) {
+    const auto k = static_cast<int64_t>(i);
+    books[fine + i] = static_cast<float>(2 * k - n) / static_cast<float>(n);
+    books[2 * fine + i] = static_cast<float>(5 * n - 6 * k) / static_cast<float>(5 * n);
+    books[3 * fine + i] = -books[2 * fine + i];
+  }
+  return books;
+}
+
 std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& layout, std::string* error) {
   BlockVQParams p;
-  if (!parse_block_params({"blocktcq", 1, 2}, side, layout, &p, error)) return nullptr;
+  if (!parse_block_params({"blocktcq", 1, 2, 1}, side, layout, &p, error)) return nullptr;
+  p.books = level_sets(p.books);
   return std::make_unique<BlockTcqDecoder>(std::move(p));
 }
 

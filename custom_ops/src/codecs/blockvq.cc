@@ -325,7 +325,7 @@ class BlockVQDecoder final : public BlockDecoder {
 
 std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& layout, std::string* error) {
   BlockVQParams p;
-  if (!parse_block_params({"blockvq", 2, 1}, side, layout, &p, error)) return nullptr;
+  if (!parse_block_params({"blockvq", 2, 1, kBlockVQBooks}, side, layout, &p, error)) return nullptr;
   return std::make_unique<BlockVQDecoder>(std::move(p));
 }
 
@@ -356,7 +356,7 @@ bool parse_block_params(const BlockFraming& f, const SideInfo& side, const NodeL
                                        : "group must be 1 (one code per weight), got ";
   const std::string block_rule =
       pairs ? "i_block must be even and in 2..4096, got " : "i_block must be in 2..4096, got ";
-  const int64_t book_values = int64_t{kBlockVQBooks} * f.fine * levels;
+  const int64_t book_values = int64_t{f.stored} * f.fine * levels;
   if (!need(levels >= 2 && levels <= 256 && (int64_t{1} << b) == levels,
             "i_levels must be a power of two in 2..256, got " + std::to_string(levels)) ||
       !need(layout.bits == f.group * b,
@@ -364,7 +364,7 @@ bool parse_block_params(const BlockFraming& f, const SideInfo& side, const NodeL
       !need(layout.group == f.group, group_rule + std::to_string(layout.group)) ||
       !need(block >= 2 && block <= kMaxBlock && block % f.group == 0, block_rule + std::to_string(block)) ||
       !need(books.size() == static_cast<size_t>(book_values),
-            "f_books must hold " + std::to_string(kBlockVQBooks * f.fine) + "*i_levels = " +
+            "f_books must hold " + std::to_string(f.stored * f.fine) + "*i_levels = " +
                 std::to_string(book_values) + " floats, got " + std::to_string(books.size()))) {
     return false;
   }

@@ -53,11 +53,12 @@ struct BlockFraming {
   const char* codec;  // for the messages: "blockvq codec: ..."
   int group;          // weights per code: 2 (blockvq: codes of 2b bits, even blocks) or 1 (blocktcq: b bits)
   int fine;           // level-set values per level: 1 (blockvq: L) or 2 (blocktcq: 2L)
+  int stored;         // level sets held in f_books: 4 (blockvq) or 1 (blocktcq computes the other three)
 };
 
 // Reads and checks i_block, i_levels, f_smax and f_books against the node's common attributes (levels a power of
-// two in 2..256, bits = group·log2(L), the framing's group, block in 2..4096 and a multiple of the group, 4·fine·L
-// level values) and fills *p, the scale table and the blob layout included; on failure sets *error ("<codec>
+// two in 2..256, bits = group·log2(L), the framing's group, block in 2..4096 and a multiple of the group,
+// stored·fine·L level values) and fills *p, the scale table and the blob layout included; on failure sets *error ("<codec>
 // codec: ...") and returns false.
 bool parse_block_params(const BlockFraming& framing, const SideInfo& side, const NodeLayout& layout, BlockVQParams* p,
                         std::string* error);
