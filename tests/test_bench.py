@@ -123,6 +123,6 @@ def test_bad_variant_and_inputs_fail_before_work(toy: Path, tmp_path: Path) -> N
 
 
 def test_variant_groups_expand_once() -> None:
-    specs = [v.spec for v in bench_module.parse_variants(["hyperonnx,blockvq:bits=3", "ort"])]
+    specs = [v.spec for v in bench_module.parse_variants(["hyperonnx,blocktcq:bits=3", "ort"])]
     assert specs == [*bench_module.HYPERONNX_DEFAULT, *bench_module.ORT_DEFAULT]
     assert bench_module.parse_variant("paper-cnn:n=100").options == {"n": "100"}

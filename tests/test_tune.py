@@ -14,7 +14,7 @@ import pytest
 from toymodels import constants_and_subgraphs, conv_mlp
 
 import hyperonnx
-from hyperonnx import runtime
+from hyperonnx import codec, runtime
 from hyperonnx.errors import HyperonnxError
 from hyperonnx.passes import budget
 
@@ -114,7 +114,7 @@ def test_an_unreachable_target_fails_with_one_line_and_no_file(toy, tmp_path):
 
 
 def test_a_codec_with_one_setting_cannot_reach_a_tight_target(toy, tmp_path, monkeypatch):
-    monkeypatch.setitem(budget.BUDGET_OPTIONS, "blockvq", [{"bits": 2}])
+    monkeypatch.setitem(budget.BUDGET_OPTIONS, codec.DEFAULT_CODEC, [{"bits": 2}])
     out = tmp_path / "out.onnx"
     with pytest.raises(HyperonnxError, match="out of reach"):
         hyperonnx.convert(toy, out, min_elements=1000, target_cosine=0.999)
