@@ -30,6 +30,7 @@ from hyperonnx.codec.blockvq import (
     SCALE_CODES,
     _lloyd_gaussian,
     _Nearest,
+    read_block_side_info,
     scale_table,
 )
 from hyperonnx.codec.tcq import NEXT, trellis_path
@@ -201,31 +202,11 @@ def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, scales: np.ndarr
 
 def decode_blocktcq(enc: Encoded) -> np.ndarray:
     """The reference decoder (docs/format.md, ``blocktcq``)."""
-    try:
-        (block,), (levels,) = enc.ints["block"], enc.ints["levels"]
-        (smax,) = enc.floats["smax"]
-        books = np.asarray(enc.floats["books"], dtype=np.float32)
-    except (KeyError, ValueError) as exc:
-        raise ValueError(f"blocktcq codec: missing or malformed side information ({exc})") from None
-    bits = int(levels).bit_length() - 1
-    if not 2 <= levels <= 256 or levels != 1 << bits:
-        raise ValueError(f"blocktcq codec: levels must be a power of two in 2..256, got {levels}")
-    if enc.bits != bits or enc.group != 1 or books.size != 2 * levels:
-        raise ValueError("blocktcq codec: inconsistent side information")
-    books = level_sets(books).ravel()
-    if not 2 <= block <= 4096:
-        raise ValueError(f"blocktcq codec: block must be in 2..4096, got {block}")
-    numel = enc.numel
+    side = read_block_side_info(enc, "blocktcq", 1, 2)
+    block, levels, book, block_scales = side.block, side.levels, side.book, side.block_scales
+    books = level_sets(side.stored).ravel()
+    bits, numel = enc.bits, enc.numel
     nblocks = -(-numel // block)
-    code_bytes = bitpack.packed_size(numel, bits)
-    expected = code_bytes + bitpack.packed_size(nblocks, HEADER_BITS)
-    if enc.blob.size != expected:
-        raise ValueError(f"blocktcq codec: blob holds {enc.blob.size} bytes, expected {expected}")
-    headers = bitpack.unpack(enc.blob[code_bytes:], nblocks, HEADER_BITS)
-    book = (headers >> 8).astype(np.int64)
-    if book.size and int(book.max()) >= BOOKS:
-        raise ValueError(f"blocktcq codec: codebook id {int(book.max())} out of range")
-    block_scales = scale_table(smax)[headers & 0xFF]
     values = np.empty(nblocks * block, dtype=np.float32)
     for first in range(0, nblocks, CHUNK_BLOCKS):  # bounded working memory: a chunk of blocks at a time
         last = min(nblocks, first + CHUNK_BLOCKS)

@@ -19,6 +19,7 @@ where b is the pair's block, θ = digit_0·L + digit_1 with L = 2^bits levels.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -209,36 +210,57 @@ def pair_table(levels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.stack([first, second], axis=1), dtype=np.float32)
 
 
-def decode_blockvq(enc: Encoded) -> np.ndarray:
-    """The reference decoder (docs/format.md, ``blockvq``)."""
+@dataclass(frozen=True)
+class BlockSideInfo:
+    """What the codecs framed by 10-bit block headers (blockvq, blocktcq) read and check before decoding."""
+
+    block: int
+    levels: int
+    stored: np.ndarray  # f_books as stored, float32
+    headers: np.ndarray  # one per block: scale code | level set << 8
+    book: np.ndarray  # each block's level set (int64)
+    block_scales: np.ndarray  # each block's scale, float32
+
+
+def read_block_side_info(enc: Encoded, name: str, group: int, stored_values: int) -> BlockSideInfo:
+    """Read and check a block-framed tensor's side information and headers (docs/format.md, ``blockvq``):
+    ``group`` weights per code (2: blockvq's pairs, with even blocks; 1: blocktcq), ``stored_values`` level
+    values in f_books per level (blockvq: 4 sets of L; blocktcq: set 0 of 2L). ValueError names the problem."""
     try:
         (block,), (levels,) = enc.ints["block"], enc.ints["levels"]
         (smax,) = enc.floats["smax"]
-        books = np.asarray(enc.floats["books"], dtype=np.float32)
+        stored = np.asarray(enc.floats["books"], dtype=np.float32)
     except (KeyError, ValueError) as exc:
-        raise ValueError(f"blockvq codec: missing or malformed side information ({exc})") from None
+        raise ValueError(f"{name} codec: missing or malformed side information ({exc})") from None
     bits = int(levels).bit_length() - 1
     if not 2 <= levels <= 256 or levels != 1 << bits:
-        raise ValueError(f"blockvq codec: levels must be a power of two in 2..256, got {levels}")
-    if enc.bits != 2 * bits or enc.group != 2 or books.size != BOOKS * levels:
-        raise ValueError("blockvq codec: inconsistent side information")
-    if not 2 <= block <= 4096 or block % 2:
-        raise ValueError(f"blockvq codec: block must be an even number in 2..4096, got {block}")
-    numel, count = enc.numel, enc.count
-    nblocks = -(-numel // block)
-    code_bytes = bitpack.packed_size(count, enc.bits)
-    if enc.blob.size != code_bytes + bitpack.packed_size(nblocks, HEADER_BITS):
-        raise ValueError(f"blockvq codec: blob holds {enc.blob.size} bytes, expected "
-                         f"{code_bytes + bitpack.packed_size(nblocks, HEADER_BITS)}")
+        raise ValueError(f"{name} codec: levels must be a power of two in 2..256, got {levels}")
+    if enc.bits != group * bits or enc.group != group or stored.size != stored_values * levels:
+        raise ValueError(f"{name} codec: inconsistent side information")
+    if not 2 <= block <= 4096 or block % group:
+        rule = "an even number in 2..4096" if group == 2 else "in 2..4096"
+        raise ValueError(f"{name} codec: block must be {rule}, got {block}")
+    nblocks = -(-enc.numel // block)
+    code_bytes = bitpack.packed_size(enc.count, enc.bits)
+    expected = code_bytes + bitpack.packed_size(nblocks, HEADER_BITS)
+    if enc.blob.size != expected:
+        raise ValueError(f"{name} codec: blob holds {enc.blob.size} bytes, expected {expected}")
     headers = bitpack.unpack(enc.blob[code_bytes:], nblocks, HEADER_BITS)
-    book = headers >> 8
+    book = (headers >> 8).astype(np.int64)
     if book.size and int(book.max()) >= BOOKS:
-        raise ValueError(f"blockvq codec: codebook id {int(book.max())} out of range")
+        raise ValueError(f"{name} codec: codebook id {int(book.max())} out of range")
+    return BlockSideInfo(int(block), int(levels), stored, headers, book, scale_table(smax)[headers & 0xFF])
+
+
+def decode_blockvq(enc: Encoded) -> np.ndarray:
+    """The reference decoder (docs/format.md, ``blockvq``)."""
+    side = read_block_side_info(enc, "blockvq", 2, BOOKS)
+    block, levels, book, block_scales = side.block, side.levels, side.book, side.block_scales
+    count = enc.count
     # One row per (codebook, θ) pair of levels, gathered as 8-byte words, then the block scale: the same values
     # as levels[book][digit] · scale computed element by element, with one rounding each. In chunks of pairs,
     # so the working memory is the output plus a few MB.
-    table = pair_table(books.reshape(BOOKS, levels)).view(np.uint64).reshape(-1)
-    block_scales = scale_table(smax)[headers & 0xFF]
+    table = pair_table(side.stored.reshape(BOOKS, levels)).view(np.uint64).reshape(-1)
     values = np.empty(count * 2, dtype=np.float32)
     for first in range(0, count, CHUNK_PAIRS):
         n = min(CHUNK_PAIRS, count - first)
@@ -248,8 +270,8 @@ def decode_blockvq(enc: Encoded) -> np.ndarray:
         row = (book[pair_block].astype(np.uint32) << np.uint32(enc.bits)) | theta
         chunk = table[row].view(np.float32).reshape(-1, 2) * block_scales[pair_block][:, None]
         values[2 * first : 2 * (first + n)] = chunk.reshape(-1)
-    values = values[:numel]
+    values = values[: enc.numel]
     return values.astype(dtype_from_name(enc.dtype), copy=False).reshape(enc.shape)
 
 
-__all__ = ["BlockVQCodec", "codebooks", "decode_blockvq", "scale_table"]
+__all__ = ["BlockSideInfo", "BlockVQCodec", "codebooks", "decode_blockvq", "read_block_side_info", "scale_table"]
