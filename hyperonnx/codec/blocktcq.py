@@ -167,11 +167,13 @@ def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, scales: np.ndarr
     k0 = np.clip(k0, 0, SCALE_CODES - 1).astype(np.int64)
     candidates = [(offset, book) for offset in SCALE_OFFSETS for book in range(BOOKS)]
     proxy = np.empty((len(candidates), nb), dtype=np.float32)
-    for i, (offset, book) in enumerate(candidates):
+    for o, offset in enumerate(SCALE_OFFSETS):  # candidates are offset-major: the scaled block serves all four sets
         s = scales[np.clip(k0 + offset, 0, SCALE_CODES - 1)][:, None]
-        whole = searchers[book][0]
-        diff = whole.levels[whole(x / s)] * s - x
-        proxy[i] = np.einsum("ij,ij->i", diff, diff)
+        v = x / s
+        for book in range(BOOKS):
+            whole = searchers[book][0]
+            diff = whole.levels[whole(v)] * s - x
+            proxy[o * BOOKS + book] = np.einsum("ij,ij->i", diff, diff)
     shortlist = np.argsort(proxy, axis=0, kind="stable")[:TOP_CANDIDATES]
     best_err = np.full(nb, np.inf)
     best_digits = np.zeros((nb, width), dtype=np.uint16)
