@@ -33,7 +33,7 @@ from hyperonnx.codec.blockvq import (
     read_block_side_info,
     scale_table,
 )
-from hyperonnx.codec.tcq import NEXT, trellis_path
+from hyperonnx.codec.tcq import NEXT, trellis_backtrack, trellis_forward
 
 # Scale codes tried around the block's absolute maximum: six coarser and five finer. The trellis's best path
 # reaches past the doubled Lloyd set's outer levels, so coarser scales than blockvq's pay (+0.2 dB at 5 bits).
@@ -44,6 +44,13 @@ TOP_CANDIDATES = 8
 # The state's parity at position t is u_(t−1), where u_t = b_t ⊕ u_(t−2) ⊕ u_(t−3) and b_t is θ_t's low bit:
 # u = b / (1 + D² + D³) over GF(2), whose impulse response repeats with period 7.
 IMPULSE = (1, 0, 1, 1, 1, 0, 0)
+# Weights per encoder pass: its Viterbi search holds TOP_CANDIDATES rows of them (measured fastest).
+ENCODE_CHUNK_WEIGHTS = 1 << 15
+# The ranking reads a weight's squared distance to a set's nearest level from a table of cells over
+# [−PROXY_LIMIT, PROXY_LIMIT] (in units of the candidate scale): it only orders candidates, so the cell width
+# (1/1024) need not be exact; the Viterbi search computes the chosen candidates' errors exactly.
+PROXY_LIMIT = 2.0
+PROXY_CELLS = 1 << 12
 
 
 @functools.cache
@@ -80,9 +87,9 @@ class _CosetSearch:
         self.index = members[order]  # position in the sorted coset → index in the fine set
         self.levels = self.nearest.levels
 
-    def __call__(self, v: np.ndarray) -> np.ndarray:
-        """The fine-set index of the coset level nearest each ``v``."""
-        return self.index[self.nearest(v)]
+    def __call__(self, v: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
+        """The fine-set index of the coset level nearest each ``v`` (``cells``: ``_Nearest.cells(v)``)."""
+        return self.index[self.nearest(v, cells)]
 
 
 @functools.lru_cache(maxsize=64)
@@ -90,6 +97,23 @@ def _searchers(bits: int, block: int) -> tuple[tuple[_Nearest, tuple[_CosetSearc
     """Per level set: a nearest-level search over the whole set (sorted) and one per coset."""
     return tuple((_Nearest(np.sort(book)), tuple(_CosetSearch(book, c) for c in range(4)))
                  for book in fine_codebooks(bits, block))
+
+
+@functools.lru_cache(maxsize=64)
+def _proxy_table(bits: int, block: int) -> np.ndarray:
+    """(PROXY_CELLS + 1, BOOKS) float32: the squared distance from each cell's centre to each fine set's nearest
+    level (the extra cell holds values clipped at the top)."""
+    centres = -PROXY_LIMIT + (np.arange(PROXY_CELLS + 1) + 0.5) * (2 * PROXY_LIMIT / PROXY_CELLS)
+    table = np.empty((PROXY_CELLS + 1, BOOKS), dtype=np.float32)
+    for b, book in enumerate(fine_codebooks(bits, block).astype(np.float64)):
+        table[:, b] = np.min((centres[:, None] - book[None, :]) ** 2, axis=1)
+    return table
+
+
+@functools.lru_cache(maxsize=64)
+def _book_sums(width: int) -> np.ndarray:
+    """(width · BOOKS, BOOKS) float32 0/1: a product with it sums each set's column over a block's weights."""
+    return np.tile(np.eye(BOOKS, dtype=np.float32), (width, 1))
 
 
 def parity_matrix(block: int) -> np.ndarray:
@@ -126,12 +150,14 @@ class BlockTcqCodec(Codec):
         nblocks = -(-numel // block)
         digits = np.zeros(nblocks * block, dtype=np.uint16)
         headers = np.zeros(nblocks, dtype=np.uint32)
-        for start in range(0, nblocks if smax > 0 else 0, CHUNK_BLOCKS):  # all zeros: scale 0 decodes them
-            stop = min(nblocks, start + CHUNK_BLOCKS)
+        chunk_blocks = max(1, ENCODE_CHUNK_WEIGHTS // block)
+        for start in range(0, nblocks if smax > 0 else 0, chunk_blocks):  # all zeros: scale 0 decodes them
+            stop = min(nblocks, start + chunk_blocks)
             chunk = np.zeros((stop - start) * block, dtype=np.float32)
             part = flat[start * block : stop * block]
             chunk[: part.size] = part
-            d, h = _encode_blocks(chunk.reshape(-1, block), books, _searchers(bits, block), scales, smax)
+            d, h = _encode_blocks(chunk.reshape(-1, block), books, _searchers(bits, block),
+                                  _proxy_table(bits, block), scales, smax)
             digits[start * block : stop * block] = d.ravel()
             headers[start:stop] = h
         blob = np.concatenate([bitpack.pack(digits[:numel], bits), bitpack.pack(headers, HEADER_BITS)])
@@ -153,11 +179,12 @@ class BlockTcqCodec(Codec):
         return decode_blocktcq(enc)
 
 
-def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, scales: np.ndarray, smax: float):
+def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, proxy_table: np.ndarray, scales: np.ndarray,
+                   smax: float):
     """Per block: the (scale code, level set) and trellis path of least squared error; returns θ and headers.
 
     The candidates are ranked by plain nearest-level error on the whole fine set (the trellis's error tracks
-    it), and the Viterbi search decides among the best TOP_CANDIDATES of each block.
+    it), and the Viterbi search decides among the best TOP_CANDIDATES of each block, all of them in one pass.
     """
     x = x.astype(np.float32)
     nb, width = x.shape
@@ -165,41 +192,56 @@ def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, scales: np.ndarr
     with np.errstate(divide="ignore"):
         k0 = np.floor(-np.log2(np.maximum(absmax, 1e-300) / smax) * 16)
     k0 = np.clip(k0, 0, SCALE_CODES - 1).astype(np.int64)
-    candidates = [(offset, book) for offset in SCALE_OFFSETS for book in range(BOOKS)]
-    proxy = np.empty((len(candidates), nb), dtype=np.float32)
-    for o, offset in enumerate(SCALE_OFFSETS):  # candidates are offset-major: the scaled block serves all four sets
-        s = scales[np.clip(k0 + offset, 0, SCALE_CODES - 1)][:, None]
-        v = x / s
-        for book in range(BOOKS):
-            whole = searchers[book][0]
-            diff = whole.levels[whole(v)] * s - x
-            proxy[o * BOOKS + book] = np.einsum("ij,ij->i", diff, diff)
-    shortlist = np.argsort(proxy, axis=0, kind="stable")[:TOP_CANDIDATES]
-    best_err = np.full(nb, np.inf)
-    best_digits = np.zeros((nb, width), dtype=np.uint16)
-    best_header = np.zeros(nb, dtype=np.uint32)
-    for i, (offset, book) in enumerate(candidates):
-        rows = np.flatnonzero((shortlist == i).any(axis=0))
-        if rows.size == 0:
+    offsets = np.asarray(SCALE_OFFSETS)
+    # Rank: each weight's distance to its set's nearest level, read from a table of cells (scaled to x's units).
+    proxy = np.empty((nb, offsets.size, BOOKS), dtype=np.float32)
+    cells = np.empty((nb, width), dtype=np.float32)
+    for o, offset in enumerate(offsets):
+        s = scales[np.clip(k0 + offset, 0, SCALE_CODES - 1)]
+        per_unit = (PROXY_CELLS / (2 * PROXY_LIMIT) / np.maximum(s, np.float32(1e-38))).astype(np.float32)
+        np.multiply(x, per_unit[:, None], out=cells)
+        cells += np.float32(PROXY_CELLS / 2)
+        np.clip(cells, 0, PROXY_CELLS, out=cells)
+        distance = np.take(proxy_table, cells.astype(np.int32), axis=0).reshape(nb, width * BOOKS)
+        np.matmul(distance, _book_sums(width), out=proxy[:, o])  # the sum over the block, per set (BLAS)
+        proxy[:, o] *= (s * s)[:, None]
+    # The shortlist in candidate order (offset-major), so that among equal errors the first candidate wins.
+    shortlist = np.sort(np.argsort(proxy.reshape(nb, -1), axis=1, kind="stable")[:, :TOP_CANDIDATES], axis=1)
+    book = (shortlist % BOOKS).ravel()
+    k = np.clip(k0[:, None] + offsets[shortlist // BOOKS], 0, SCALE_CODES - 1).ravel()
+    # One Viterbi pass over every (block, candidate) row, rows grouped by level set for the coset searches.
+    order = np.argsort(book, kind="stable")
+    book, k = book[order], k[order]
+    s = scales[k][None, :]
+    xr = np.ascontiguousarray(x[order // TOP_CANDIDATES].T)  # positions × rows: the trellis search's layout
+    v = xr / s
+    rows = order.size
+    d = np.empty((width, 4, rows))
+    index = np.empty((4, width, rows), dtype=np.int16)  # each coset's nearest level, in the fine set
+    bounds = np.searchsorted(book, np.arange(BOOKS + 1))
+    for b in range(BOOKS):
+        lo, hi = bounds[b], bounds[b + 1]
+        if lo == hi:
             continue
-        k = np.clip(k0[rows] + offset, 0, SCALE_CODES - 1)
-        s = scales[k][None, :]
-        xr = np.ascontiguousarray(x[rows].T)  # positions × rows: the trellis search's layout
-        v = xr / s
-        d = np.empty((width, 4, rows.size))
-        index = np.empty((4, width, rows.size), dtype=np.int16)  # each coset's nearest level, in the fine set
-        for c, search in enumerate(searchers[book][1]):
-            index[c] = search(v)
-            diff = books[book][index[c]] * s - xr
-            np.square(diff, out=d[:, c, :], dtype=np.float64)
-        cosets, err = trellis_path(d)
-        fine = np.take_along_axis(index, cosets[None], axis=0)[0].T
-        better = err < best_err[rows]
-        chosen = rows[better]
-        best_err[chosen] = err[better]
-        best_digits[chosen] = (fine[better] >> 1).astype(np.uint16)
-        best_header[chosen] = (k[better] | (book << 8)).astype(np.uint32)
-    return best_digits, best_header
+        cells = _Nearest.cells(v[:, lo:hi])  # shared by the four cosets' searches
+        for c, search in enumerate(searchers[b][1]):
+            index[c, :, lo:hi] = search(v[:, lo:hi], cells)
+            diff = books[b][index[c, :, lo:hi]] * s[:, lo:hi] - xr[:, lo:hi]
+            np.square(diff, out=d[:, c, lo:hi], dtype=np.float64)
+    took, cost = trellis_forward(d)
+    # Back to (block, candidate) order; each block keeps its candidate of least error (the first among equals),
+    # and only its path is traced back.
+    final = np.argmin(cost, axis=0)
+    err = cost[final, np.arange(rows)]
+    unsorted = np.empty(rows, dtype=np.int64)
+    unsorted[order] = np.arange(rows)
+    err = err[unsorted].reshape(nb, TOP_CANDIDATES)
+    best = unsorted.reshape(nb, TOP_CANDIDATES)[np.arange(nb), np.argmin(err, axis=1)]
+    cosets = trellis_backtrack(took, final[best], best)  # positions × blocks
+    fine = np.take_along_axis(index[:, :, best], cosets[None], axis=0)[0].T  # blocks × positions
+    digits = (fine >> 1).astype(np.uint16)
+    headers = (k[best] | (book[best] << 8)).astype(np.uint32)
+    return digits, headers
 
 
 def decode_blocktcq(enc: Encoded) -> np.ndarray:

@@ -160,13 +160,20 @@ class _Nearest:
         starts = np.linspace(-self.LIMIT, self.LIMIT, self.CELLS, endpoint=False, dtype=np.float64)
         self.lut = np.searchsorted(edges.astype(np.float64), starts, side="right").astype(np.int32)
 
-    def __call__(self, v: np.ndarray) -> np.ndarray:
+    def __call__(self, v: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
+        """The index of the level nearest each ``v``; ``cells`` (``_Nearest.cells(v)``) may be shared between
+        searches of the same values."""
         if not self.exact_grid:
             return np.searchsorted(self.edges[1:-1], v)
-        cell = ((np.clip(v, -self.LIMIT, self.LIMIT * 0.999999) + self.LIMIT) * (self.CELLS / (2 * self.LIMIT)))
-        guess = self.lut[cell.astype(np.int32)]
+        guess = self.lut[self.cells(v) if cells is None else cells]
         # The answer is the number of edges below v: the guess, or its neighbour when v lies past an edge.
         return guess + (v > self.edges[guess + 1]) - (v <= self.edges[guess])
+
+    @classmethod
+    def cells(cls, v: np.ndarray) -> np.ndarray:
+        """Each value's cell of the lookup grid (int32), the same for every level set."""
+        cell = (np.clip(v, -cls.LIMIT, cls.LIMIT * 0.999999) + cls.LIMIT) * (cls.CELLS / (2 * cls.LIMIT))
+        return cell.astype(np.int32)
 
 
 @functools.lru_cache(maxsize=64)
