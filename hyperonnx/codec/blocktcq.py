@@ -110,12 +110,6 @@ def _proxy_table(bits: int, block: int) -> np.ndarray:
     return table
 
 
-@functools.lru_cache(maxsize=64)
-def _book_sums(width: int) -> np.ndarray:
-    """(width · BOOKS, BOOKS) float32 0/1: a product with it sums each set's column over a block's weights."""
-    return np.tile(np.eye(BOOKS, dtype=np.float32), (width, 1))
-
-
 def parity_matrix(block: int) -> np.ndarray:
     """(block, block) 0/1 float32 matrix T with parity = (low bits @ T) mod 2 for one block's θ low bits."""
     t = np.arange(block)
@@ -194,19 +188,21 @@ def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, proxy_table: np.
     k0 = np.clip(k0, 0, SCALE_CODES - 1).astype(np.int64)
     offsets = np.asarray(SCALE_OFFSETS)
     # Rank: each weight's distance to its set's nearest level, read from a table of cells (scaled to x's units).
-    proxy = np.empty((nb, offsets.size, BOOKS), dtype=np.float32)
-    cells = np.empty((nb, width), dtype=np.float32)
+    proxy = np.empty((offsets.size, nb, BOOKS), dtype=np.float32)
+    xt = np.ascontiguousarray(x.T)  # positions × blocks: the sum over a block adds whole rows
+    cells = np.empty((width, nb), dtype=np.float32)
     for o, offset in enumerate(offsets):
         s = scales[np.clip(k0 + offset, 0, SCALE_CODES - 1)]
         per_unit = (PROXY_CELLS / (2 * PROXY_LIMIT) / np.maximum(s, np.float32(1e-38))).astype(np.float32)
-        np.multiply(x, per_unit[:, None], out=cells)
+        np.multiply(xt, per_unit[None, :], out=cells)
         cells += np.float32(PROXY_CELLS / 2)
         np.clip(cells, 0, PROXY_CELLS, out=cells)
-        distance = np.take(proxy_table, cells.astype(np.int32), axis=0).reshape(nb, width * BOOKS)
-        np.matmul(distance, _book_sums(width), out=proxy[:, o])  # the sum over the block, per set (BLAS)
-        proxy[:, o] *= (s * s)[:, None]
+        distance = np.take(proxy_table, cells.astype(np.int32), axis=0)  # positions × blocks × BOOKS
+        np.sum(distance, axis=0, out=proxy[o])
+        proxy[o] *= (s * s)[:, None]
     # The shortlist in candidate order (offset-major), so that among equal errors the first candidate wins.
-    shortlist = np.sort(np.argsort(proxy.reshape(nb, -1), axis=1, kind="stable")[:, :TOP_CANDIDATES], axis=1)
+    ranked = np.argsort(proxy.transpose(1, 0, 2).reshape(nb, -1), axis=1, kind="stable")
+    shortlist = np.sort(ranked[:, :TOP_CANDIDATES], axis=1)
     book = (shortlist % BOOKS).ravel()
     k = np.clip(k0[:, None] + offsets[shortlist // BOOKS], 0, SCALE_CODES - 1).ravel()
     # One Viterbi pass over every (block, candidate) row, rows grouped by level set for the coset searches.
