@@ -331,8 +331,8 @@ def tune_model(
     option_sets = budget.ladder(codec_name, impl.family, options, "a fidelity target")
     selection = selection or Selection()
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
-    if runtime == "portable" and opset < 11:
-        raise ValueError(f"the portable form needs opset 11 or newer (the model has {opset}); use --runtime ort")
+    if runtime == "portable" and emit.portable_opset_error(opset):
+        raise ValueError(emit.portable_opset_error(opset))
 
     reference_session = api.make_session(source)
     samples = load_samples(reference_session, inputs, model)
@@ -342,6 +342,11 @@ def tune_model(
     chosen, _ = choose(find_sites(model), selection)
     if not chosen:
         raise HyperonnxError("no tensor to compress (see --min-elements, --include, --exclude)")
+    if runtime == "portable":
+        bfloat16 = any(site.tensor.data_type == onnx.TensorProto.BFLOAT16 for site in chosen)
+        problem = emit.portable_opset_error(opset, bfloat16)
+        if problem:
+            raise ValueError(problem)
     say(f"encoding {len(chosen)} tensors at {len(option_sets)} settings each")
     jobs = max(1, jobs or os.cpu_count() or 1)
     base_dir = str(Path(source).parent)  # for tensors still in external data
@@ -558,8 +563,9 @@ def _emit(model: onnx.ModelProto, selection: Selection, encodings: list, runtime
     report = compress.CompressReport(skipped=skipped)
     namers: dict[int, emit.Namer] = {}
     rewrites: dict[int, tuple[onnx.GraphProto, list[emit.Rewrite]]] = {}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     for site, result in zip(chosen, encodings):
-        compress._finish((site, compress._Done(result)), report, runtime, decode_mode, namers, rewrites, None)
+        compress._finish((site, compress._Done(result)), report, runtime, decode_mode, namers, rewrites, None, opset)
     for graph, graph_rewrites in reversed(list(rewrites.values())):
         emit.apply(graph, graph_rewrites)
     if report.tensors and runtime == "ort" and not any(o.domain == DOMAIN for o in model.opset_import):

@@ -84,7 +84,7 @@ def test_decompress_and_doctor(toy, tmp_path):
 
 @pytest.mark.parametrize("codec_name", ["blockvq", "blocktcq"])
 def test_portable_inspect_and_decompress_round_trip(toy, tmp_path, codec_name):
-    """inspect reads the portable decoders back (codes and block headers stored a byte each) and decompress
+    """inspect reads the portable decoders back (codes and block headers stored in bit planes) and decompress
     writes weights equal to what the portable graph computes in ONNX Runtime, bit for bit."""
     import numpy as np
     import onnxruntime as ort

@@ -1,6 +1,8 @@
 """The portable form (standard ONNX ops only, folded by ONNX Runtime at load) decodes bit for bit as the numpy
-reference: blocktcq's trellis parity in closed form (both graph forms), odd and partial blocks, every weight dtype;
-`decompress`/`inspect` read it back; and ONNX Runtime really folds the decoder away at session creation."""
+reference: codes bit-packed in planes (as small as the `ort` form's, every bit width, both ways of summing the planes:
+uint8 from opset 14, the decoder's index type below), blocktcq's trellis parity in closed form (both graph forms),
+odd and partial blocks, every weight dtype; `decompress`/`inspect` read it back, and files written before planes
+(one code per element) too; and ONNX Runtime really folds the decoder away at session creation."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from hyperonnx.codec import blocktcq, tcq
 from hyperonnx.codec.base import dtype_from_name
 from hyperonnx.passes import emit
 from hyperonnx.passes.decoders import find_decoders
+from hyperonnx.passes.decompress import decompress_model
 from hyperonnx.passes.select import find_sites
 
 ONNX_TYPE = {"float32": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16,
@@ -53,21 +56,47 @@ def _walk_parity(theta: np.ndarray) -> np.ndarray:
     return parity
 
 
-def _portable_model(enc: codec.Encoded) -> onnx.ModelProto:
-    """A model whose output ``y`` is one weight, rewritten as the portable decoder of ``enc``."""
+def _portable_model(enc: codec.Encoded, opset: int | None = None, packed: bool = True) -> onnx.ModelProto:
+    """A model whose output ``y`` is one weight, rewritten as the portable decoder of ``enc`` (``packed=False``: the
+    layout of files written before bit planes, one code per element)."""
     onnx_type = ONNX_TYPE[enc.dtype]
     zeros = np.zeros(enc.shape, dtype=STORAGE[enc.dtype])
     weight = helper.make_tensor("w", onnx_type, enc.shape, zeros.tobytes(), raw=True)
     graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "one_weight", [],
                               [helper.make_tensor_value_info("y", onnx_type, list(enc.shape))], [weight])
     # opset 11 is the portable form's floor; Cast to bfloat16 is opset 13's (a bfloat16 model has it anyway)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13 if enc.dtype == "bfloat16" else 11)])
+    opset = opset or (13 if enc.dtype == "bfloat16" else 11)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 7
     (site,) = find_sites(model)
-    emit.apply(model.graph, [emit.emit_portable(site, emit.Namer(model.graph), enc, {})])
+    emit.apply(model.graph, [emit.emit_portable(site, emit.Namer(model.graph), enc, {}, opset, packed=packed)])
     onnx.checker.check_model(model, full_check=True)
     assert not any(n.domain for n in model.graph.node)  # standard ops only
     return model
+
+
+def _stored_code_bytes(model: onnx.ModelProto, enc: codec.Encoded) -> int:
+    """Bytes of the codes the portable model stores (its code planes, or its one-per-element codes)."""
+    (decoder,) = find_decoders(model)
+    inits = {t.name: t for t in model.graph.initializer}
+    names = [p[0] for p in decoder.meta["planes"]] if "planes" in decoder.meta else [decoder.meta["codes"]]
+    for name in names:
+        assert inits[name].data_type == onnx.TensorProto.UINT8 or enc.bits >= 16
+    return sum(numpy_helper.to_array(inits[name]).nbytes for name in names)
+
+
+def _check_code_bytes(model: onnx.ModelProto, enc: codec.Encoded) -> None:
+    """The codes take ceil(count·bits/8) bytes, as in the `ort` form's blob, + the planes' padding to whole groups
+    of up to 8 codes (less than ``bits`` bytes); 8- and 16-bit codes are stored one per element, unpadded."""
+    exact = -(-enc.count * enc.bits // 8)
+    stored = _stored_code_bytes(model, enc)
+    assert exact <= stored < exact + max(enc.bits, 1) and (stored == exact or enc.bits not in (8, 16))
+    if enc.codec in emit.BLOCK_CODECS:  # the headers: a byte per block for the scale, 2 bits for the level set
+        nblocks = -(-enc.numel // enc.ints["block"][0])
+        (decoder,) = find_decoders(model)
+        book = next(t for t in model.graph.initializer if t.name == decoder.meta["book_planes"][0][0])
+        scale = next(t for t in model.graph.initializer if t.name.endswith("::scale_code"))
+        assert np.prod(scale.dims) == nblocks and nblocks / 4 <= np.prod(book.dims) < nblocks / 4 + 1
 
 
 @pytest.mark.parametrize("block", [2, 7, 8, 33, 4096])
@@ -105,33 +134,122 @@ CASES = [(1, 7, (10, 10)), (8, 33, (1000,)), (5, 32, (64, 64)), (3, 2, (999,)), 
          (6, 130, (9, 111)), (5, 64, (20,)), (8, 600, (1200,)), (6, 1000, (3, 1111)), (7, 4096, (3, 3001))]
 
 
+@pytest.mark.parametrize("opset", [11, 17])
 @pytest.mark.parametrize("bits, block, shape", CASES)
-def test_portable_blocktcq_decodes_as_the_reference(bits, block, shape):
-    model = _check_decodes_as_the_reference("blocktcq", bits, block, shape)
+def test_portable_blocktcq_decodes_as_the_reference(bits, block, shape, opset):
+    model = _check_decodes_as_the_reference("blocktcq", bits, block, shape, opset)
     assert any(n.op_type == "CumSum" for n in model.graph.node) == (block > emit.PARITY_MATMUL_MAX_BLOCK)
 
 
 # blockvq (even blocks, two weights a code): whole blocks; an odd count whose codes fill the blocks (3007 = 94·32
 # − 1); partial blocks; a tensor shorter than one block.
+@pytest.mark.parametrize("opset", [11, 17])
 @pytest.mark.parametrize("bits, block, shape", [(5, 32, (64, 64)), (4, 32, (31, 97)), (2, 8, (1001,)),
-                                                (8, 2, (5,)), (1, 64, (3, 50))])
-def test_portable_blockvq_decodes_as_the_reference(bits, block, shape):
-    _check_decodes_as_the_reference("blockvq", bits, block, shape)
+                                                (8, 2, (5,)), (1, 64, (3, 50)), (3, 2, (7,))])
+def test_portable_blockvq_decodes_as_the_reference(bits, block, shape, opset):
+    _check_decodes_as_the_reference("blockvq", bits, block, shape, opset)
 
 
-def _check_decodes_as_the_reference(codec_name: str, bits: int, block: int, shape: tuple[int, ...]):
+# Every code width of the block codecs (blockvq's pair codes: 2…16 bits) at both ways of summing the planes, on a
+# tensor with a partial last block (the codes padded in the graph) and on whole blocks (a single Reshape).
+@pytest.mark.parametrize("opset", [11, 14])
+@pytest.mark.parametrize("codec_name", ["blocktcq", "blockvq"])
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_portable_codes_are_bit_packed_at_every_width(codec_name, bits, opset):
+    for shape in ((37, 29), (4, 64)):
+        model = _check_decodes_as_the_reference(codec_name, bits, 32, shape, opset)
+    enc_bits = bits * (2 if codec_name == "blockvq" else 1)
+    planes = emit.code_planes(enc_bits)
+    assert planes is None or sum(w for w, _ in planes) == enc_bits
+    # Planes summed in uint8 (Add on uint8: opset 14), a byte of the code at a time; in the index type otherwise
+    # and across the code's two bytes (blockvq's pair codes of 10 bits and more: a Mul by 256 after the Cast).
+    adds = [n for n in model.graph.node if n.op_type == "Add" and "_u8" in n.output[0]]
+    in_byte = [] if planes is None else [sum(1 for _, s in planes if s // 8 == b) for b in (0, 1)]
+    assert len(adds) == (sum(max(n - 1, 0) for n in in_byte) if opset >= 14 else 0)
+    scaled = any(n.op_type == "Mul" and "part_scaled" in n.output[0] for n in model.graph.node)
+    assert scaled == (planes is not None and enc_bits > 8)
+
+
+# The table codecs: paper's codes of 4, 7, 10 (paper-cnn's n) and 13 bits (its default; rings widen the codes),
+# kronecker's 12.
+@pytest.mark.parametrize("opset", [11, 14])
+@pytest.mark.parametrize("codec_name, options", [("paper", {"n": 3}), ("paper", {"n": 24}), ("paper", {"n": 225}),
+                                                 ("paper", {}), ("kronecker", {})])
+def test_portable_table_codecs_are_bit_packed(codec_name, options, opset):
+    x = (np.random.default_rng(7).laplace(size=(41, 27)) * 0.05).astype(np.float32)
+    enc = codec.encode(x, codec_name, **options)
+    model = _portable_model(enc, opset)
+    _check_code_bytes(model, enc)
+    expected = codec.decode(enc)
+    assert _raw_output(model, enc.shape, "float32") == expected.tobytes()
+    (decoder,) = find_decoders(model)
+    assert decoder.decode().tobytes() == expected.tobytes()
+
+
+def _check_decodes_as_the_reference(codec_name: str, bits: int, block: int, shape: tuple[int, ...], opset: int = 11):
     x = (np.random.default_rng(bits * block).laplace(size=shape) * 0.05).astype(np.float32)
     enc = codec.encode(x, codec_name, bits=bits, block=block)
-    model = _portable_model(enc)
-    codes = next(t for t in model.graph.initializer if t.name == "w::codes")
-    assert codes.data_type == (onnx.TensorProto.UINT8 if enc.bits <= 8 else onnx.TensorProto.UINT16)
-    assert np.prod(codes.dims) == enc.count  # byte-aligned, not padded
+    model = _portable_model(enc, opset)
+    _check_code_bytes(model, enc)
     expected = codec.decode(enc)
     assert _raw_output(model, enc.shape, "float32") == expected.tobytes()
     (decoder,) = find_decoders(model)  # decompress / inspect: the codes and headers packed back into the blob
     assert decoder.form == "portable" and decoder.meta["codec"] == codec_name
     assert decoder.decode().tobytes() == expected.tobytes()
     return model
+
+
+@pytest.mark.parametrize("codec_name, bits", [("blocktcq", 5), ("blocktcq", 3), ("blockvq", 5), ("blockvq", 3)])
+def test_files_written_before_bit_planes_still_decode(codec_name, bits):
+    """A portable model of the first layout (codes and block headers a byte or two each, no "planes" in the
+    Gather's doc_string) still runs, and decoders.py (inspect, decompress) still reads it, bit for bit."""
+    x = (np.random.default_rng(bits).laplace(size=(37, 29)) * 0.05).astype(np.float32)
+    enc = codec.encode(x, codec_name, bits=bits, block=32)
+    model = _portable_model(enc, packed=False)
+    (decoder,) = find_decoders(model)
+    assert "planes" not in decoder.meta and "book_planes" not in decoder.meta
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    codes = inits[decoder.meta["codes"]]
+    assert codes.size == enc.count and codes.dtype == (np.uint8 if enc.bits <= 8 else np.uint16)
+    nblocks = -(-enc.numel // 32)
+    assert inits["w::book"].shape == (nblocks,) and inits["w::scale_code"].shape == (nblocks,)
+    expected = codec.decode(enc)
+    assert _raw_output(model, enc.shape, "float32") == expected.tobytes()
+    assert decoder.decode().tobytes() == expected.tobytes()
+    assert decompress_model(model) == 1
+    assert [numpy_helper.to_array(t).tobytes() for t in model.graph.initializer] == [expected.tobytes()]
+    # the same weight in the current layout: the same values from fewer bytes
+    packed = _portable_model(enc)
+    assert _stored_code_bytes(packed, enc) < codes.nbytes
+    assert find_decoders(packed).__next__().decode().tobytes() == expected.tobytes()
+
+
+def test_malformed_code_planes_are_refused():
+    """decoders.py checks the planes' sizes against the layout before unpacking them (inspect, decompress)."""
+    x = (np.random.default_rng(0).laplace(size=(37, 29)) * 0.05).astype(np.float32)
+    model = _portable_model(codec.encode(x, "blocktcq", bits=5, block=32))
+    (decoder,) = find_decoders(model)
+    plane = next(t for t in model.graph.initializer if t.name == decoder.meta["planes"][1][0])
+    plane.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(plane)[:-1], plane.name))
+    with pytest.raises(ValueError, match="malformed portable decoder"):
+        decoder.decode()
+
+
+def test_planes_round_trip_in_numpy():
+    """pack_planes / unpack_planes: every width up to 15 bits, counts around the group size."""
+    rng = np.random.default_rng(1)
+    for bits in range(1, 16):
+        planes = emit.code_planes(bits)
+        if planes is None:
+            assert bits == 8
+            continue
+        for count in (1, 7, 8, 9, 100):
+            codes = rng.integers(0, 1 << bits, size=count).astype(np.uint32)
+            arrays = emit.pack_planes(codes, planes)
+            assert all(a.dtype == np.uint8 for a in arrays)
+            assert sum(a.nbytes for a in arrays) == -(-count // emit._plane_group(planes)) * emit._plane_group(
+                planes) * bits // 8
+            assert np.array_equal(emit.unpack_planes(arrays, planes, count), codes)
 
 
 def test_portable_blocktcq_of_zeros():
@@ -170,3 +288,51 @@ def test_onnxruntime_folds_the_decoder_at_session_creation(codec_name, tmp_path)
     weights = {t.name: numpy_helper.to_array(t) for t in folded.graph.initializer}
     for decoder in find_decoders(model):
         assert weights[decoder.output].tobytes() == decoder.decode().tobytes()
+
+
+def test_portable_convert_inspect_and_decompress(tmp_path):
+    """A converted portable model: its file holds the codes bit-packed (as the report and inspect count), and
+    decompress writes the weights the portable graph computes, bit for bit."""
+    src, out, plain = tmp_path / "toy.onnx", tmp_path / "portable.onnx", tmp_path / "plain.onnx"
+    onnx.save(conv_mlp(), str(src))
+    result = hyperonnx.convert(src, out, runtime="portable", min_elements=1)
+    info = hyperonnx.inspect(out)
+    assert {t["name"] for t in info["tensors"]} == {t.name for t in result.report.tensors}
+    by_name = {t["name"]: t for t in info["tensors"]}
+    for tensor in result.report.tensors:
+        assert by_name[tensor.name]["form"] == "portable"
+        numel = int(np.prod(tensor.shape))
+        if numel > 10000:  # 5-bit codes + 10-bit block headers, not a byte or two each (+ the graph's constants)
+            assert tensor.bits_per_weight < 5.5 and by_name[tensor.name]["bytes_after"] < numel * 5.5 / 8 + 2048
+    assert hyperonnx.decompress(out, plain) == len(result.report.tensors)
+    optimized = tmp_path / "optimized.onnx"
+    _session(onnx.load(str(out)), graph_optimization_level=ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+             optimized_model_filepath=str(optimized))
+    folded = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(optimized)).graph.initializer}
+    decoded = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(plain)).graph.initializer}
+    for tensor in result.report.tensors:
+        assert folded[tensor.name].tobytes() == decoded[tensor.name].tobytes()
+
+
+@pytest.mark.parametrize("opset", [12, 13])
+def test_bfloat16_weights_need_opset_13_in_the_portable_form(opset, tmp_path):
+    """Cast to bfloat16 exists from opset 13: below it the portable form refuses a bfloat16 weight in one line
+    (the ort form has no such limit)."""
+    table = np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)
+    bf16 = (table.view(np.uint32) >> 16).astype(np.uint16)
+    weight = helper.make_tensor("emb", onnx.TensorProto.BFLOAT16, table.shape, bf16.tobytes(), raw=True)
+    graph = helper.make_graph([helper.make_node("Gather", ["emb", "ids"], ["y"])], "g",
+                              [helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, [3])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.BFLOAT16, [3, 16])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7
+    src = tmp_path / "bf16.onnx"
+    onnx.save(model, str(src))
+    if opset < 13:
+        with pytest.raises(hyperonnx.HyperonnxError, match="bfloat16 weight needs opset 13") as info:
+            hyperonnx.convert(src, tmp_path / "p.onnx", runtime="portable", min_elements=1)
+        assert "\n" not in str(info.value)
+    else:
+        result = hyperonnx.convert(src, tmp_path / "p.onnx", runtime="portable", min_elements=1)
+        assert [t.dtype for t in result.report.tensors] == ["bfloat16"]
+    assert hyperonnx.convert(src, tmp_path / "o.onnx", min_elements=1).report.tensors  # ort: no opset limit

@@ -122,8 +122,11 @@ def compress_model(
     # Tensors are encoded in parallel threads (numpy releases the GIL) but the graph is rewritten in order,
     # one tensor at a time, so the result does not depend on --jobs. At most jobs + 1 tensors are in flight.
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
-    if runtime == "portable" and opset < 11:
-        raise ValueError(f"the portable form needs opset 11 or newer (the model has {opset}); use --runtime ort")
+    if runtime == "portable":
+        bfloat16 = any(site.tensor.data_type == onnx.TensorProto.BFLOAT16 for site in chosen)
+        problem = emit.portable_opset_error(opset, bfloat16)
+        if problem:
+            raise ValueError(problem)
     namers: dict[int, emit.Namer] = {}
     rewrites: dict[int, tuple[onnx.GraphProto, list[emit.Rewrite]]] = {}
     budgeted = target_bpw is not None or max_bytes is not None
@@ -139,7 +142,7 @@ def compress_model(
         else:
             finished = _stream(pool, chosen, codec_name, options, jobs, base_dir, exact_grids)
         for item in finished:
-            _finish(item, report, runtime, decode_mode, namers, rewrites, progress)
+            _finish(item, report, runtime, decode_mode, namers, rewrites, progress, opset)
     # Subgraphs first: rewriting a parent graph copies its nodes, and with them their subgraph attributes.
     for graph, graph_rewrites in reversed(list(rewrites.values())):
         emit.apply(graph, graph_rewrites)
@@ -322,7 +325,8 @@ def _varint_size(value: int) -> int:
     return max(1, -(-value.bit_length() // 7))
 
 
-def _finish(item, report: CompressReport, runtime: str, mode: str, namers, rewrites, progress) -> None:
+def _finish(item, report: CompressReport, runtime: str, mode: str, namers, rewrites, progress,
+            opset: int = 11) -> None:
     site, future = item
     result = future.result()
     namer = namers.setdefault(id(site.graph), emit.Namer(site.graph))
@@ -336,7 +340,7 @@ def _finish(item, report: CompressReport, runtime: str, mode: str, namers, rewri
             rewrite = emit.emit_ort(site, namer, enc, mode, stats)
             after = enc.nbytes
         else:
-            rewrite = emit.emit_portable(site, namer, enc, stats)
+            rewrite = emit.emit_portable(site, namer, enc, stats, opset)
             after = _portable_bytes(enc)
         rewrites.setdefault(id(site.graph), (site.graph, []))[1].append(rewrite)
         # The original values are no longer needed: drop them now so memory stays at one model, not two.
@@ -349,11 +353,8 @@ def _finish(item, report: CompressReport, runtime: str, mode: str, namers, rewri
 
 
 def _portable_bytes(enc: codec.Encoded) -> int:
-    """Bytes the portable form stores: byte-aligned codes plus what the codec's table needs."""
-    per_code = 1 if enc.bits <= 8 else 2 if enc.bits <= 16 else 4
+    """Bytes the portable form stores: bit-planed codes (and block headers) plus what the codec's table needs."""
     side = 4 * sum(len(v) for v in enc.floats.values()) + 8 * (len(enc.shape) + 3)
-    if enc.codec in ("blockvq", "blocktcq"):
-        side += 2 * -(-enc.numel // enc.ints["block"][0])  # scale code + codebook id per block, a byte each
-    elif enc.codec != "paper":  # stored table
+    if enc.codec not in ("blockvq", "blocktcq", "paper"):  # stored table
         side += codec.table(enc).nbytes
-    return enc.count * per_code + side
+    return emit.portable_code_bytes(enc) + side

@@ -13,7 +13,14 @@ from onnx import helper, numpy_helper
 from hyperonnx import codec
 from hyperonnx.codec import bitpack
 from hyperonnx.ops import DOMAIN, OP_TYPE
-from hyperonnx.passes.emit import BLOCK_CODECS, PORTABLE_TAG, encoded_from_attributes
+from hyperonnx.passes.emit import (
+    BLOCK_CODECS,
+    BOOK_BITS,
+    PORTABLE_TAG,
+    code_planes,
+    encoded_from_attributes,
+    unpack_planes,
+)
 from hyperonnx.passes.graphs import walk
 
 
@@ -33,15 +40,39 @@ class Decoder:
         if self.form == "ort":
             enc = encoded_from_attributes(self.meta, numpy_helper.to_array(inits[self.initializers[0]]))
             return codec.decode(enc)
-        # Portable: codes (and the block codecs' headers) are stored one per element (in any shape: the block
-        # codecs' whole blocks as a grid); pack them back into a blob and decode with the reference.
-        codes = numpy_helper.to_array(inits[self.initializers[0]]).astype(np.uint32)
-        blob = bitpack.pack(codes, int(self.meta["bits"]))
-        if self.meta["codec"] in BLOCK_CODECS:
-            scale_code = numpy_helper.to_array(inits[self._helper("scale_code")]).astype(np.uint32)
-            book = numpy_helper.to_array(inits[self._helper("book")]).astype(np.uint32)
+        # Portable: codes (and the block codecs' headers) are stored in bit planes (emit.pack_planes; "planes" in
+        # the doc_string) or, in files written before planes and for 8-, 16- and 32-bit codes, one per element (in
+        # any shape: the block codecs' whole blocks as a grid); pack them back into a blob and decode with the
+        # reference.
+        shell = encoded_from_attributes(self.meta, np.zeros(0, dtype=np.uint8))  # the attributes, no codes yet
+        codes = self._codes(inits, "planes", "codes", shell.count, code_planes(shell.bits))
+        blob = bitpack.pack(codes, shell.bits)
+        if shell.codec in BLOCK_CODECS:
+            nblocks = -(-shell.numel // shell.ints["block"][0])
+            scale_code = self._codes(inits, None, "scale_code", nblocks)
+            book = self._codes(inits, "book_planes", "book", nblocks, [(BOOK_BITS, 0)])
             blob = np.concatenate([blob, bitpack.pack(scale_code | (book << 8), 10)])
         return codec.decode(encoded_from_attributes(self.meta, blob))
+
+    def _codes(self, inits: dict, key: str | None, label: str, count: int, planes=None) -> np.ndarray:
+        """``count`` codes (uint32) stored as the planes that ``meta[key]`` lists (which must be ``planes``, the
+        layout emit writes for them) or, when the key is absent, one per element of the ``::label`` initializer
+        (``::codes``: the first one)."""
+        layout = self.meta.get(key) if key else None
+        try:
+            if layout is None:
+                name = self.initializers[0] if label == "codes" else self._helper(label)
+                codes = numpy_helper.to_array(inits[name]).reshape(-1)
+                if codes.size != count:
+                    raise ValueError(f"{codes.size} codes stored, {count} expected")
+                return codes.astype(np.uint32)
+            stored = [(int(width), int(shift)) for _, width, shift in layout]
+            if stored != planes:
+                raise ValueError(f"code planes {stored}, expected {planes}")
+            arrays = [numpy_helper.to_array(inits[str(name)]) for name, _, _ in layout]
+            return unpack_planes(arrays, stored, count)
+        except (KeyError, TypeError, ValueError, StopIteration) as exc:
+            raise ValueError(f"malformed portable decoder of {self.output!r} ({exc})") from None
 
     def _helper(self, label: str) -> str:
         suffix = f"::{label}"

@@ -23,7 +23,8 @@ from hyperonnx.passes.select import FLOAT_TYPES, WeightSite
 DTYPE_TO_ONNX = {name: code for code, name in FLOAT_TYPES.items()}
 PORTABLE_TAG = "hyperonnx:"  # the doc_string prefix that marks a portable decoder's Gather node
 # Codecs framed by 10-bit block headers (scale code, level set): their portable form stores the headers as two
-# byte-per-block initializers, ``::scale_code`` and ``::book``, which decoders.py packs back into the blob.
+# initializers, ``::scale_code`` (a byte per block) and ``::book`` (a 2-bit plane; a byte per block in files written
+# before planes), which decoders.py packs back into the blob.
 BLOCK_CODECS = ("blockvq", "blocktcq")
 # blocktcq's trellis parity (``_trellis_parity_half``): a matrix product up to this block size (B multiply-adds per
 # weight, few passes over the codes); above it, running sums (~12 passes whatever B, no B×B matrix: 16 M entries
@@ -122,50 +123,80 @@ def emit_ort(site: WeightSite, namer: Namer, enc: Encoded, mode: str, stats: dic
     return Rewrite(site, [blob], [node])
 
 
-def emit_portable(site: WeightSite, namer: Namer, enc: Encoded, stats: dict) -> Rewrite:
-    """Standard-op decoder: the codec's rows (a Gather from its table) (→ Reshape → Slice) → Reshape.
+def emit_portable(site: WeightSite, namer: Namer, enc: Encoded, stats: dict, opset: int = 11,
+                  packed: bool = True) -> Rewrite:
+    """Standard-op decoder: the codes unpacked from their bit planes, then the codec's rows (a Gather from its
+    table) (→ Reshape → Slice) → Reshape.
 
-    Codes are stored one per uint8/uint16 (byte-aligned, so standard ops can index with them; the block codecs'
-    as a (blocks, codes per block) grid when the blocks are whole). Tables are generated in the graph from a few
-    scalars with the format's float32 operations where the codec allows it (`paper`, `blockvq`, `blocktcq`); ORT
-    folds them at load, holding every node's output until it is done: a node costs load-time memory, not only
-    time. Needs opset ≥ 11 (Range, CumSum, input-driven Pad and Slice). The Gather carries the codec attributes
-    in its doc_string so that `inspect` and `decompress` understand the model.
+    Codes are stored bit-packed in planes (``code_planes``; ``pack_planes`` describes the layout), unpacked with
+    uint8 BitShifts and summed (in uint8 where the model's opset allows it, 14+, and the codes fit; else in the
+    decoder's index type), as the decoder's grid: one row per block for the block codecs. Codes of 8 and 16 bits
+    (or more), and every code with ``packed=False`` (the layout of files written before planes), are stored one per
+    uint8/uint16/int32 element instead. The block codecs' headers are a byte per block for the scale code and a
+    2-bit plane for the level set. Tables are generated in the graph from a few scalars with the format's float32
+    operations where the codec allows it (`paper`, `blockvq`, `blocktcq`); ORT folds them at load, holding every
+    node's output until it is done: a node costs load-time memory, not only time. Needs opset ≥ 11 (BitShift,
+    Range, CumSum, input-driven Pad and Slice), and 13 for a bfloat16 weight (its Cast). The Gather carries the
+    codec attributes and the layout in its doc_string so that `inspect` and `decompress` understand the model.
     """
+    if enc.dtype == "bfloat16" and opset < 13:
+        raise ValueError(portable_opset_error(opset, bfloat16=True))
     code_bytes = codec.base.bitpack.packed_size(enc.count, enc.bits)
     codes = codec.base.bitpack.unpack(enc.blob[:code_bytes], enc.count, enc.bits)
-    store = np.uint8 if enc.bits <= 8 else np.uint16 if enc.bits <= 16 else np.int32
-    codes = codes.astype(store)
     block = enc.ints["block"][0] if enc.codec in BLOCK_CODECS else None
     covered = enc.count * enc.group if block is None else -(-enc.numel // block) * block  # values the rows hold
-    if block is not None and -(-enc.numel // block) * (block // enc.group) == enc.count:
-        codes = codes.reshape(-1, block // enc.group)  # whole blocks of codes: the decoder's grid, no Reshape node
+    grid = [enc.count] if block is None else [-(-enc.numel // block), block // enc.group]  # the decoder's codes
     base = site.name
-    n_codes = namer(f"{base}::codes")
-    inits = [numpy_helper.from_array(codes, n_codes)]
+    inits: list[onnx.TensorProto] = []
     nodes: list[onnx.NodeProto] = []
-    meta = dict(stats, name=site.name, codes=n_codes,
+    const, node = _builders(namer, base, inits, nodes)
+    planes = code_planes(enc.bits) if packed else None
+    layout: dict = {}
+    if planes is None:
+        store = np.uint8 if enc.bits <= 8 else np.uint16 if enc.bits <= 16 else np.int32
+        codes = codes.astype(store)
+        if block is not None and grid[0] * grid[1] == enc.count:
+            codes = codes.reshape(grid)  # whole blocks of codes: the decoder's grid, no Reshape node
+        n_codes = namer(f"{base}::codes")
+        inits.append(numpy_helper.from_array(codes, n_codes))
+    else:
+        names = [namer(f"{base}::codes" if i == 0 else f"{base}::codes_{width}bit") for i, (width, _) in
+                 enumerate(planes)]
+        inits.extend(numpy_helper.from_array(a, n) for a, n in zip(pack_planes(codes, planes), names))
+        n_codes = names[0]
+        layout["planes"] = [[n, width, shift] for n, (width, shift) in zip(names, planes)]
+    del codes
+    headers = None
+    if block is not None:
+        headers = _block_headers(enc, namer, base, inits, packed)
+        if packed:
+            layout["book_planes"] = [[headers[1], BOOK_BITS, 0]]
+    meta = dict(stats, name=site.name, codes=n_codes, **layout,
                 **{k: v for k, v in node_attributes(enc, "load").items() if k != "mode"})
     tag = PORTABLE_TAG + json.dumps(meta, sort_keys=True)
-    if enc.codec == "blocktcq":  # its index arithmetic runs in float32: it casts the codes itself
-        rows = _blocktcq_nodes(enc, namer, base, n_codes, inits, nodes, tag)
-    else:
+    # blocktcq's index arithmetic runs in float32; the others index their table with int32
+    to = onnx.TensorProto.FLOAT if enc.codec == "blocktcq" else onnx.TensorProto.INT32
+    if planes is None:
         index = n_codes
-        if store is not np.int32:
-            index = namer(f"{base}::codes_i32")
-            nodes.append(helper.make_node("Cast", [n_codes], [index], to=onnx.TensorProto.INT32,
-                                          name=f"hyperonnx/{base}/cast"))
-        if enc.codec == "blockvq":
-            rows = _blockvq_nodes(enc, namer, base, index, inits, nodes, tag)
+        if store is not np.int32 or to != onnx.TensorProto.INT32:
+            index = node("Cast", [n_codes], "codes_f32" if to == onnx.TensorProto.FLOAT else "codes_i32", to=to)
+        if block is not None:
+            index = _code_grid(enc, index, grid[1], const, node)
+    else:
+        index = _plane_nodes(planes, names, enc.count, grid, to, opset >= 14, const, node)
+    if enc.codec == "blocktcq":
+        rows = _blocktcq_nodes(enc, namer, base, index, headers, inits, nodes, tag)
+    elif enc.codec == "blockvq":
+        rows = _blockvq_nodes(enc, namer, base, index, headers, inits, nodes, tag)
+    else:
+        if enc.codec == "paper":
+            n_table = _paper_table_nodes(enc, namer, base, inits, nodes)
         else:
-            if enc.codec == "paper":
-                n_table = _paper_table_nodes(enc, namer, base, inits, nodes)
-            else:
-                n_table = namer(f"{base}::table")
-                inits.append(numpy_helper.from_array(codec.table(enc), n_table))
-            rows = namer(f"{base}::rows")
-            nodes.append(helper.make_node("Gather", [n_table, index], [rows], axis=0,
-                                          name=f"hyperonnx/{base}/gather", doc_string=tag))
+            n_table = namer(f"{base}::table")
+            inits.append(numpy_helper.from_array(codec.table(enc), n_table))
+        rows = namer(f"{base}::rows")
+        nodes.append(helper.make_node("Gather", [n_table, index], [rows], axis=0,
+                                      name=f"hyperonnx/{base}/gather", doc_string=tag))
     flat = rows
     if covered != enc.numel:  # the pad of the last pair or block
         flat_shape = namer(f"{base}::flat_shape")
@@ -189,6 +220,175 @@ def emit_portable(site: WeightSite, namer: Namer, enc: Encoded, stats: dict) -> 
     return Rewrite(site, inits, nodes)
 
 
+def portable_opset_error(opset: int, bfloat16: bool = False) -> str | None:
+    """Why the portable form cannot be written into a model of this (default-domain) opset, or None: it needs
+    opset 11 (BitShift, Range, CumSum, input-driven Pad and Slice), and 13 for a bfloat16 weight (Cast to
+    bfloat16)."""
+    if opset < 11:
+        return f"the portable form needs opset 11 or newer (the model has {opset}); use --runtime ort"
+    if bfloat16 and opset < 13:
+        return (f"the portable form of a bfloat16 weight needs opset 13 or newer (Cast to bfloat16; the model has "
+                f"{opset}); use --runtime ort, or --exclude the bfloat16 weights")
+    return None
+
+
+def portable_code_bytes(enc: Encoded) -> int:
+    """Bytes of codes (and the block codecs' headers) that ``emit_portable`` stores for ``enc``."""
+    planes = code_planes(enc.bits)
+    if planes is None:
+        total = enc.count * (1 if enc.bits <= 8 else 2 if enc.bits <= 16 else 4)
+    else:
+        total = _plane_codes(enc.count, planes) * enc.bits // 8
+    if enc.codec in BLOCK_CODECS:
+        nblocks = -(-enc.numel // enc.ints["block"][0])
+        total += nblocks + _plane_codes(nblocks, [(BOOK_BITS, 0)]) * BOOK_BITS // 8  # scale code + level set
+    return total
+
+
+# ---- bit planes: how the portable form stores codes of any width in uint8 (see pack_planes) ----
+
+BOOK_BITS = 2  # a block codec's level-set id (0..3): its portable form stores it as a 2-bit plane
+
+
+def code_planes(bits: int) -> list[tuple[int, int]] | None:
+    """The portable form's planes for ``bits``-bit codes, (width, shift) each: the binary digits of ``bits``,
+    widest first, from bit 0 up (5 → 4 + 1: (4, 0), (1, 4); 10 → 8 + 2; 11 → 8 + 2 + 1). None for 8 and 16 bits
+    and more, which are stored one code per uint8/uint16/int32 element."""
+    if bits == 8 or bits >= 16:
+        return None
+    planes, shift = [], 0
+    for width in (8, 4, 2, 1):
+        if bits & width:
+            planes.append((width, shift))
+            shift += width
+    return planes
+
+
+def _plane_group(planes: list[tuple[int, int]]) -> int:
+    """Codes per group, K: the narrowest plane's codes per byte."""
+    return 8 // min(width for width, _ in planes)
+
+
+def _plane_codes(count: int, planes: list[tuple[int, int]]) -> int:
+    """Codes the planes hold for ``count`` codes: whole groups."""
+    group = _plane_group(planes)
+    return -(-count // group) * group
+
+
+def _plane_shape(chunk: int, width: int, group: int) -> tuple[int, ...]:
+    """A plane's stored shape: (2, …, 2, 1, …, 1, M) with log2(K / k) twos and log2(k) ones, k = 8 / width its codes
+    per byte and M = ``chunk``. BitShift by a (2, …, 2, 1) vector (log2(k) twos) broadcasts every plane to the same
+    (2, …, 2, M), in long runs of M bytes: no Unsqueeze, no Reshape before the planes are summed."""
+    per_byte = 8 // width
+    return (2,) * ((group // per_byte).bit_length() - 1) + (1,) * (per_byte.bit_length() - 1) + (chunk,)
+
+
+def pack_planes(codes: np.ndarray, planes: list[tuple[int, int]]) -> list[np.ndarray]:
+    """The portable form's code layout: ``codes`` (< 2^bits), padded with zero codes to K·M codes (K =
+    ``_plane_group``, M = ceil(count / K)) and seen as K chunks of M consecutive codes, split into ``planes``:
+    plane (w, s) holds bits [s, s + w) of every code, k = 8 / w codes a byte: byte (j, g) of the plane, j < K / k,
+    holds at bits [f·w, (f + 1)·w) the field of code ((j·k + f)·M + g), f < k. uint8 arrays shaped by
+    ``_plane_shape`` (row-major: byte j·M + g). ``unpack_planes`` is the inverse."""
+    codes = np.asarray(codes).reshape(-1)
+    total, group = _plane_codes(codes.size, planes), _plane_group(planes)
+    padded = np.zeros(total, dtype=np.uint32)
+    padded[: codes.size] = codes
+    out = []
+    for width, shift in planes:
+        per_byte = 8 // width
+        fields = ((padded >> np.uint32(shift)) & np.uint32((1 << width) - 1)).astype(np.uint8)
+        fields = fields.reshape(group // per_byte, per_byte, total // group)
+        packed = np.zeros((group // per_byte, total // group), dtype=np.uint8)
+        for f in range(per_byte):
+            packed |= fields[:, f] << np.uint8(f * width)
+        out.append(packed.reshape(_plane_shape(total // group, width, group)))
+    return out
+
+
+def unpack_planes(arrays: list[np.ndarray], planes: list[tuple[int, int]], count: int) -> np.ndarray:
+    """Inverse of ``pack_planes``: the first ``count`` codes, uint32. Raises ValueError on inconsistent sizes."""
+    if len(arrays) != len(planes) or not planes:
+        raise ValueError(f"{len(arrays)} code planes stored for a layout of {len(planes)}")
+    if any(width not in (1, 2, 4, 8) or not 0 <= shift <= 32 - width for width, shift in planes):
+        raise ValueError(f"bad code planes {planes}")
+    total, group = _plane_codes(count, planes), _plane_group(planes)
+    for array, (width, _) in zip(arrays, planes):
+        if array.size * (8 // width) != total:
+            raise ValueError(f"a code plane of {array.size} bytes (width {width}) does not hold {total} codes")
+    codes = np.zeros(total, dtype=np.uint32)
+    for array, (width, shift) in zip(arrays, planes):
+        per_byte = 8 // width
+        packed = np.asarray(array, dtype=np.uint8).reshape(group // per_byte, 1, total // group)
+        fields = (packed >> (np.arange(per_byte, dtype=np.uint8) * width).reshape(1, -1, 1)) & ((1 << width) - 1)
+        codes |= fields.reshape(-1).astype(np.uint32) << np.uint32(shift)
+    return codes[:count]
+
+
+def _plane_nodes(planes: list[tuple[int, int]], names: list[str], count: int, grid: list[int], to: int,
+                 uint8_add: bool, const, node) -> str:
+    """The ``count`` codes from their stored planes (``pack_planes``), as type ``to`` in the decoder's ``grid``
+    shape (zero codes after the last one).
+
+    Each plane's fields come out of its bytes by a BitShift LEFT (a vector: field f's top bit to bit 7) and a
+    BitShift RIGHT by 8 − w, in uint8. With ``uint8_add`` (Add on uint8: opset 14) the planes of each byte of the
+    code (bits 0–7, 8–15: no plane straddles two) are shifted to their place and summed in uint8 (their fields are
+    disjoint), so a code of up to 8 bits is cast once. Otherwise, and for the code's second byte, each part takes
+    the grid's shape in uint8, is cast and multiplied to its place (exact: integers below 2^16) and the parts are
+    summed in ``to``.
+    """
+    stored = _plane_codes(count, planes)
+    parts: dict[int, list[tuple[str, int]]] = {}  # by byte: (uint8 value, its shift still to apply)
+    for (width, shift), name in zip(planes, names):
+        per_byte = 8 // width
+        value = name
+        if per_byte > 1:
+            lefts = np.array([8 - (f + 1) * width for f in range(per_byte)], dtype=np.uint8)
+            lefts = lefts.reshape((2,) * (per_byte.bit_length() - 1) + (1,))
+            value = node("BitShift", [value, const(f"plane{width}_left", lefts)], f"plane{width}_top",
+                         direction="LEFT")
+            value = node("BitShift", [value, const(f"plane{width}_right", np.uint8(8 - width))], f"plane{width}",
+                         direction="RIGHT")
+        byte, within = divmod(shift, 8)
+        if within and (uint8_add or byte == 0):
+            value = node("BitShift", [value, const(f"plane{width}_shift", np.uint8(within))],
+                         f"plane{width}_shifted", direction="LEFT")
+            shift -= within
+        parts.setdefault(byte, []).append((value, shift))
+    if uint8_add:
+        for byte, values in parts.items():
+            value = values[0][0]
+            for other, _ in values[1:]:
+                value = node("Add", [value, other], "codes_u8" if byte == 0 else f"codes_byte{byte}_u8")
+            parts[byte] = [(value, 8 * byte)]
+    label = "codes_f32" if to == onnx.TensorProto.FLOAT else "codes_i32"
+    dtype = np.float32 if to == onnx.TensorProto.FLOAT else np.int32
+    total = None
+    for value, shift in (part for values in parts.values() for part in values):
+        value = node("Cast", [_to_grid(value, stored, grid, const, node)], label if total is None else "part_cast",
+                     to=to)
+        if shift:
+            value = node("Mul", [value, const("part_scale", dtype(1 << shift))], "part_scaled")
+        total = value if total is None else node("Add", [total, value], label)
+    return total
+
+
+def _to_grid(codes: str, stored: int, grid: list[int], const, node) -> str:
+    """``stored`` codes (any shape) as ``grid``: trimmed or padded with zero codes at the end when the counts
+    differ. Pad codes are 0, as ``_code_grid``'s; the values they give are trimmed."""
+    want = int(np.prod(grid))
+    if stored == want:
+        return node("Reshape", [codes, const("grid", np.array(grid, dtype=np.int64))], "code_grid")
+    flat = node("Reshape", [codes, const("flat_codes", np.array([-1], dtype=np.int64))], "codes_flat")
+    if stored > want:
+        flat = node("Slice", [flat, const("codes_start", np.array([0], dtype=np.int64)),
+                              const("codes_end", np.array([want], dtype=np.int64))], "codes_trimmed")
+    else:
+        flat = node("Pad", [flat, const("code_pads", np.array([0, want - stored], dtype=np.int64))], "codes_padded")
+    if len(grid) == 1:
+        return flat
+    return node("Reshape", [flat, const("grid", np.array(grid, dtype=np.int64))], "code_grid")
+
+
 def _builders(namer: Namer, base: str, inits: list, nodes: list):
     """``const(label, value)`` adds an initializer and ``node(op, inputs, label, **attrs)`` a node; both return
     the fresh, unique name of what they made (node names derive from their unique output names)."""
@@ -206,19 +406,22 @@ def _builders(namer: Namer, base: str, inits: list, nodes: list):
     return const, node
 
 
-def _blockvq_nodes(enc: Encoded, namer: Namer, base: str, index: str, inits: list, nodes: list, tag: str) -> str:
-    """Pair rows of a `blockvq` tensor, (nblocks, B/2, 2) float32, exactly as docs/format.md specifies."""
-    (block,), (levels,) = enc.ints["block"], enc.ints["levels"]
+def _blockvq_nodes(enc: Encoded, namer: Namer, base: str, grid: str, headers: tuple, inits: list, nodes: list,
+                   tag: str) -> str:
+    """Pair rows of a `blockvq` tensor, (nblocks, B/2, 2) float32, exactly as docs/format.md specifies, from the
+    codes as an int32 (nblocks, B/2) grid."""
+    (levels,) = enc.ints["levels"]
     const, node = _builders(namer, base, inits, nodes)
-    book, block_scale = _block_header_nodes(enc, const, node)
+    book, block_scale = _block_header_nodes(enc, headers, const, node)
     table = _pair_table_nodes(enc, levels, const, node)
-    grid = _code_grid(enc, index, block // 2, const, node)
     rows_index = _book_rows(grid, book, levels * levels, const, node)  # book·L² + θ
     return _scaled_rows(table, rows_index, block_scale, 3, const, node, namer, base, nodes, tag)
 
 
-def _blocktcq_nodes(enc: Encoded, namer: Namer, base: str, codes: str, inits: list, nodes: list, tag: str) -> str:
-    """Values of a `blocktcq` tensor, (nblocks, B) float32, exactly as docs/format.md specifies.
+def _blocktcq_nodes(enc: Encoded, namer: Namer, base: str, theta: str, headers: tuple, inits: list, nodes: list,
+                    tag: str) -> str:
+    """Values of a `blocktcq` tensor, (nblocks, B) float32, exactly as docs/format.md specifies, from the codes θ
+    as a float32 (nblocks, B) grid.
 
     The trellis state's parity comes from the format's closed form (``_trellis_parity_half``), not a sequential
     walk. The row c·2L + 2θ + parity is computed as 2·(θ + c·L + parity/2) in float32, on integers and halves
@@ -227,8 +430,7 @@ def _blocktcq_nodes(enc: Encoded, namer: Namer, base: str, codes: str, inits: li
     """
     (block,), (levels,) = enc.ints["block"], enc.ints["levels"]
     const, node = _builders(namer, base, inits, nodes)
-    book, block_scale = _block_header_nodes(enc, const, node)
-    theta = _code_grid(enc, node("Cast", [codes], "codes_f32", to=onnx.TensorProto.FLOAT), block, const, node)
+    book, block_scale = _block_header_nodes(enc, headers, const, node)
     parity_half = _trellis_parity_half(theta, block, const, node)
     pair_row = _book_rows(node("Add", [theta, parity_half], "theta_parity"), book, levels, const, node,
                           onnx.TensorProto.FLOAT)  # θ + c·L + parity/2
@@ -239,23 +441,37 @@ def _blocktcq_nodes(enc: Encoded, namer: Namer, base: str, codes: str, inits: li
     return _scaled_rows(books, rows_index, block_scale, 2, const, node, namer, base, nodes, tag)
 
 
-def _block_header_nodes(enc: Encoded, const, node) -> tuple[str, str]:
-    """Each block's level-set id (int32) and scale (float32), for the codecs framed by 10-bit block headers.
-
-    The headers are stored a byte each for the scale code and the level set (``::scale_code``, ``::book``;
-    decoders.py packs them back into the blob); the 256 scales are computed in the graph.
-    """
+def _block_headers(enc: Encoded, namer: Namer, base: str, inits: list, packed: bool) -> tuple[str, str, bool]:
+    """Store the block headers of a codec framed by 10-bit block headers (scale code, level set): the scale codes a
+    byte each (``::scale_code``), the level sets as a 2-bit plane (``packed``) or a byte each (``::book``);
+    decoders.py packs them back into the blob. Returns (scale code name, level set name, packed)."""
     from hyperonnx.codec import blockvq
 
     nblocks = -(-enc.numel // enc.ints["block"][0])
     code_bytes = codec.base.bitpack.packed_size(enc.count, enc.bits)
     headers = codec.base.bitpack.unpack(enc.blob[code_bytes:], nblocks, blockvq.HEADER_BITS)
-    scale_code = const("scale_code", (headers & 0xFF).astype(np.uint8))
-    book = const("book", (headers >> 8).astype(np.uint8))
+    scale_code, book = namer(f"{base}::scale_code"), namer(f"{base}::book")
+    inits.append(numpy_helper.from_array((headers & 0xFF).astype(np.uint8), scale_code))
+    book_values = (headers >> 8).astype(np.uint8)
+    stored = pack_planes(book_values, [(BOOK_BITS, 0)])[0] if packed else book_values
+    inits.append(numpy_helper.from_array(stored, book))
+    return scale_code, book, packed
+
+
+def _block_header_nodes(enc: Encoded, headers: tuple[str, str, bool], const, node) -> tuple[str, str]:
+    """Each block's level-set id (int32) and scale (float32) from the stored headers (``_block_headers``); the 256
+    scales are computed in the graph."""
+    scale_code, book, packed = headers
+    nblocks = -(-enc.numel // enc.ints["block"][0])
     scales = _scale_table_nodes(enc, const, node)
     block_scale = node("Gather", [scales, node("Cast", [scale_code], "scale_code_i32", to=onnx.TensorProto.INT32)],
                        "block_scale")
-    return node("Cast", [book], "book_i32", to=onnx.TensorProto.INT32), block_scale
+    if packed:
+        book_i32 = _plane_nodes([(BOOK_BITS, 0)], [book], nblocks, [nblocks], onnx.TensorProto.INT32, True, const,
+                                node)
+    else:
+        book_i32 = node("Cast", [book], "book_i32", to=onnx.TensorProto.INT32)
+    return book_i32, block_scale
 
 
 def _scale_table_nodes(enc: Encoded, const, node) -> str:
