@@ -561,11 +561,11 @@ def _emit(model: onnx.ModelProto, selection: Selection, encodings: list, runtime
     register_schemas()
     chosen, skipped = choose(find_sites(model), selection)
     report = compress.CompressReport(skipped=skipped)
-    namers: dict[int, emit.Namer] = {}
+    namer = emit.Namer(model.graph)
     rewrites: dict[int, tuple[onnx.GraphProto, list[emit.Rewrite]]] = {}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     for site, result in zip(chosen, encodings):
-        compress._finish((site, compress._Done(result)), report, runtime, decode_mode, namers, rewrites, None, opset)
+        compress._finish((site, compress._Done(result)), report, runtime, decode_mode, namer, rewrites, None, opset)
     for graph, graph_rewrites in reversed(list(rewrites.values())):
         emit.apply(graph, graph_rewrites)
     if report.tensors and runtime == "ort" and not any(o.domain == DOMAIN for o in model.opset_import):

@@ -127,7 +127,7 @@ def compress_model(
         problem = emit.portable_opset_error(opset, bfloat16)
         if problem:
             raise ValueError(problem)
-    namers: dict[int, emit.Namer] = {}
+    namer = emit.Namer(model.graph)  # one for the whole model: names stay unique across subgraphs
     rewrites: dict[int, tuple[onnx.GraphProto, list[emit.Rewrite]]] = {}
     budgeted = target_bpw is not None or max_bytes is not None
     if budgeted:
@@ -142,7 +142,7 @@ def compress_model(
         else:
             finished = _stream(pool, chosen, codec_name, options, jobs, base_dir, exact_grids)
         for item in finished:
-            _finish(item, report, runtime, decode_mode, namers, rewrites, progress, opset)
+            _finish(item, report, runtime, decode_mode, namer, rewrites, progress, opset)
     # Subgraphs first: rewriting a parent graph copies its nodes, and with them their subgraph attributes.
     for graph, graph_rewrites in reversed(list(rewrites.values())):
         emit.apply(graph, graph_rewrites)
@@ -325,11 +325,10 @@ def _varint_size(value: int) -> int:
     return max(1, -(-value.bit_length() // 7))
 
 
-def _finish(item, report: CompressReport, runtime: str, mode: str, namers, rewrites, progress,
+def _finish(item, report: CompressReport, runtime: str, mode: str, namer: emit.Namer, rewrites, progress,
             opset: int = 11) -> None:
     site, future = item
     result = future.result()
-    namer = namers.setdefault(id(site.graph), emit.Namer(site.graph))
     if isinstance(result, str):
         report.skipped.append(Skipped(site.name, result))
     else:

@@ -76,7 +76,8 @@ class Decoder:
 
     def _helper(self, label: str) -> str:
         suffix = f"::{label}"
-        return next(name for name in self.initializers if name.startswith(self.output) and name.endswith(suffix))
+        prefix = self.meta.get("prefix", self.output)  # files written before short prefixes: the weight's name
+        return next(name for name in self.initializers if name.startswith(f"{prefix}::") and name.endswith(suffix))
 
     @property
     def bytes_after(self) -> int:
@@ -99,7 +100,9 @@ def find_decoders(model: onnx.ModelProto) -> Iterator[Decoder]:
                 yield Decoder(graph, scope.path, node.output[0], "ort", [node], [node.input[0]], meta)
             elif node.op_type == "Gather" and node.doc_string.startswith(PORTABLE_TAG):
                 meta = json.loads(node.doc_string[len(PORTABLE_TAG) :])
-                chain = [n for n in graph.node if n.name.startswith(f"hyperonnx/{meta['name']}/")]
+                # The decoder's nodes are named hyperonnx/<prefix>/…; before short prefixes, <prefix> was the weight's name
+                prefix = meta.get("prefix", meta["name"])
+                chain = [n for n in graph.node if n.name.startswith(f"hyperonnx/{prefix}/")]
                 inits = [meta["codes"]]
                 helpers = {i for n in chain for i in n.input} - {o for n in chain for o in n.output}
                 inits += sorted(helpers - set(inits))

@@ -18,6 +18,7 @@ from hyperonnx.codec import Encoded
 from hyperonnx.codec.blocktcq import level_sets
 from hyperonnx.codec.paper import lattice_side as paper_lattice_side
 from hyperonnx.ops import DOMAIN, OP_TYPE
+from hyperonnx.passes.graphs import walk
 from hyperonnx.passes.select import FLOAT_TYPES, WeightSite
 
 DTYPE_TO_ONNX = {name: code for code, name in FLOAT_TYPES.items()}
@@ -68,11 +69,31 @@ def encoded_from_attributes(attrs: dict, blob: np.ndarray) -> Encoded:
 
 
 class Namer:
-    """Fresh names in one graph (names already taken there are never reused)."""
+    """Fresh names in a graph and all its subgraphs — give it the main graph and use it for every rewrite of the
+    model: names already taken anywhere are never reused, since ONNX wants a value's name unique across a
+    graph and the subgraphs that may read it."""
 
     def __init__(self, graph: onnx.GraphProto):
-        self.taken = {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output}
-        self.taken |= {v.name for v in graph.input} | {v.name for v in graph.output}
+        self.taken: set[str] = set()
+        self.node_names: set[str] = set()
+        for scope in walk(graph):
+            g = scope.graph
+            self.taken |= {t.name for t in g.initializer} | {o for n in g.node for o in n.output}
+            self.taken |= {v.name for v in g.input} | {v.name for v in g.output}
+            self.node_names |= {n.name for n in g.node}
+        self.decoders = 0
+
+    def prefix(self) -> str:
+        """A short prefix for one portable decoder's value and node names (``hx0``, ``hx1``, …), used by no name
+        in the graph yet: a decoder's ~40 names cost bytes in the file, and the weight's name (often long) in
+        each of them cost MobileNetV2's portable file 7 %."""
+        while True:
+            prefix = f"hx{self.decoders}"
+            self.decoders += 1
+            marker = f"hyperonnx/{prefix}/"
+            if not any(n.startswith(marker) for n in self.node_names) and not any(
+                    t.startswith(f"{prefix}::") for t in self.taken):
+                return prefix
 
     def __call__(self, base: str) -> str:
         name, i = base, 1
@@ -146,7 +167,9 @@ def emit_portable(site: WeightSite, namer: Namer, enc: Encoded, stats: dict, ops
     block = enc.ints["block"][0] if enc.codec in BLOCK_CODECS else None
     covered = enc.count * enc.group if block is None else -(-enc.numel // block) * block  # values the rows hold
     grid = [enc.count] if block is None else [-(-enc.numel // block), block // enc.group]  # the decoder's codes
-    base = site.name
+    # The decoder's names: a short prefix (the layout before planes, ``packed=False``, used the weight's name);
+    # its output keeps the weight's name.
+    base = namer.prefix() if packed else site.name
     inits: list[onnx.TensorProto] = []
     nodes: list[onnx.NodeProto] = []
     const, node = _builders(namer, base, inits, nodes)
@@ -171,6 +194,8 @@ def emit_portable(site: WeightSite, namer: Namer, enc: Encoded, stats: dict, ops
         headers = _block_headers(enc, namer, base, inits, packed)
         if packed:
             layout["book_planes"] = [[headers[1], BOOK_BITS, 0]]
+    if packed:
+        layout["prefix"] = base
     meta = dict(stats, name=site.name, codes=n_codes, **layout,
                 **{k: v for k, v in node_attributes(enc, "load").items() if k != "mode"})
     tag = PORTABLE_TAG + json.dumps(meta, sort_keys=True)

@@ -66,12 +66,15 @@ class Skipped:
 
 
 def find_sites(model: onnx.ModelProto) -> list[WeightSite]:
-    """Every float tensor that is a candidate weight, in graph order."""
+    """Every float tensor that is a candidate weight, in graph order. The constants of decoders an earlier
+    conversion wrote (nodes named hyperonnx/…: a portable decoder's scale and level tables) are not weights:
+    compressing them would change the weight they decode."""
     sites: list[WeightSite] = []
     for scope in walk(model.graph):
         graph = scope.graph
         users = consumers(graph)
         inputs = {value.name for value in graph.input}
+        inputs |= {name for node in graph.node if node.name.startswith("hyperonnx/") for name in node.input}
         for tensor in graph.initializer:
             if tensor.data_type in FLOAT_TYPES and tensor.name not in inputs:
                 sites.append(WeightSite(graph, scope.path, tensor.name, tensor, None, users.get(tensor.name, [])))
