@@ -129,16 +129,24 @@ def test_parity_graph_equals_the_state_walk(form, block, monkeypatch):
 
 # (bits, block, shape): bits 1 and 8; odd blocks (7, 33); partial last blocks (all but (5, 32, (64, 64)),
 # (2, 7, (7, 21)), (4, 33, (33,)) and (8, 600, (1200,))); a tensor shorter than one block (5, 64, (20,)); blocks
-# past PARITY_MATMUL_MAX_BLOCK (600, 1000, 4096: the running-sums form of the parity).
+# past PARITY_MATMUL_MAX_BLOCK (600, 1000, 4096: the running-sums form of the parity); at the largest matrix block,
+# 7 bits (the uint16 index path from opset 14) and 8 bits (its parity sums would overflow uint16: float32).
 CASES = [(1, 7, (10, 10)), (8, 33, (1000,)), (5, 32, (64, 64)), (3, 2, (999,)), (2, 7, (7, 21)), (4, 33, (33,)),
-         (6, 130, (9, 111)), (5, 64, (20,)), (8, 600, (1200,)), (6, 1000, (3, 1111)), (7, 4096, (3, 3001))]
+         (6, 130, (9, 111)), (5, 64, (20,)), (7, 512, (3, 512)), (8, 512, (1000,)), (8, 600, (1200,)),
+         (6, 1000, (3, 1111)), (7, 4096, (3, 3001))]
 
 
 @pytest.mark.parametrize("opset", [11, 17])
 @pytest.mark.parametrize("bits, block, shape", CASES)
 def test_portable_blocktcq_decodes_as_the_reference(bits, block, shape, opset):
     model = _check_decodes_as_the_reference("blocktcq", bits, block, shape, opset)
-    assert any(n.op_type == "CumSum" for n in model.graph.node) == (block > emit.PARITY_MATMUL_MAX_BLOCK)
+    ops = {n.op_type for n in model.graph.node}
+    assert ("CumSum" in ops) == (block > emit.PARITY_MATMUL_MAX_BLOCK)
+    # from opset 14 the row index is computed in uint16 (parity by Mod) where the parity sums fit it
+    lean = opset >= 14 and block <= emit.PARITY_MATMUL_MAX_BLOCK and not (bits == 8 and block == 512)
+    assert emit._lean_parity_fits(bits, block) == (block <= emit.PARITY_MATMUL_MAX_BLOCK
+                                                     and not (bits == 8 and block == 512))
+    assert ("Mod" in ops and "Floor" not in ops) == lean
 
 
 # blockvq (even blocks, two weights a code): whole blocks; an odd count whose codes fill the blocks (3007 = 94·32
