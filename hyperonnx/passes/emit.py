@@ -487,7 +487,7 @@ def _blocktcq_lean(enc: Encoded, namer: Namer, base: str, theta: str, headers: t
     """``_blocktcq_nodes`` from the codes θ as a uint8 (nblocks, B) grid, with the row index computed in uint16
     (opset 14: Add, Mul and Mod on uint16) instead of float32: half the bytes per intermediate, and the parity is
     one Mod of the integer sums instead of a Floor and a Sub. Only the parity's matrix product runs in float32
-    (sums below 2^16 ≤ 2^24: exact). ORT holds every folded output until folding ends: measured 15.4× → ≈ 11×
+    (sums below 2^16 ≤ 2^24: exact). ORT holds every folded output until folding ends: measured 15.4× → 13.4×
     the weight at the defaults (benchmarks/portable.py).
     """
     (block,), (levels,) = enc.ints["block"], enc.ints["levels"]
