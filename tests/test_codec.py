@@ -234,16 +234,22 @@ def _check_blocktcq(x: np.ndarray, options: dict) -> None:
     books = blocktcq.level_sets(np.asarray(enc.floats["books"], dtype=np.float32))
     scales = blockvq.scale_table(enc.floats["smax"][0])
     flat = x.astype(np.float32).reshape(-1)
-    whole = x.size // block  # the padding of a last partial block is not stored: compare whole blocks only
-    v = flat[: whole * block].reshape(whole, block)
+    # A last partial block takes part padded with zeros; its padding is not stored and costs nothing (real[b, t]).
+    whole = nb
+    v = np.zeros(nb * block, dtype=np.float32)
+    v[: x.size] = flat
+    v = v.reshape(nb, block)
+    real = (np.arange(nb * block) < x.size).reshape(nb, block)
     book, s = books[headers[:whole] >> 8], scales[headers[:whole] & 0xFF][:, None]
-    got_values = codec.decode(enc).astype(np.float32).reshape(-1)[: whole * block].reshape(whole, block)
-    got = ((got_values.astype(np.float64) - v) ** 2).sum(axis=1)
+    got_values = np.zeros(nb * block, dtype=np.float32)
+    got_values[: x.size] = codec.decode(enc).astype(np.float32).reshape(-1)
+    got_values = got_values.reshape(nb, block)
+    got = np.where(real, (got_values.astype(np.float64) - v) ** 2, 0.0).sum(axis=1)
 
     def coset_error(t: int, coset: np.ndarray) -> np.ndarray:
         """Least squared error of weight t over the levels of ``coset`` (per block), in the decoder's float32."""
         candidates = np.stack([book[np.arange(whole), 4 * i + coset] for i in range(levels // 2)], axis=1)
-        return ((candidates * s - v[:, t : t + 1]).astype(np.float64) ** 2).min(axis=1)
+        return np.where(real[:, t], ((candidates * s - v[:, t : t + 1]).astype(np.float64) ** 2).min(axis=1), 0.0)
 
     if block <= 8:
         best = np.full(whole, np.inf)
@@ -256,11 +262,13 @@ def _check_blocktcq(x: np.ndarray, options: dict) -> None:
                 state = tcq.NEXT[state, coset]
             best = np.minimum(best, err)
         assert np.all(got <= best * (1 + 1e-6) + 1e-12)
-    theta = codec.bitpack.unpack(enc.blob[:code_bytes], x.size, enc.bits)[: whole * block].reshape(whole, block)
+    theta = np.zeros(nb * block, dtype=np.int64)
+    theta[: x.size] = codec.bitpack.unpack(enc.blob[:code_bytes], x.size, enc.bits)
+    theta = theta.reshape(nb, block)
     state = np.zeros(whole, dtype=np.int64)
     for t in range(block):
-        fine = 2 * theta[:, t].astype(np.int64) + (state & 1)
-        chosen = (got_values[:, t].astype(np.float64) - v[:, t]) ** 2
+        fine = 2 * theta[:, t] + (state & 1)
+        chosen = np.where(real[:, t], (got_values[:, t].astype(np.float64) - v[:, t]) ** 2, 0.0)
         assert np.all(chosen <= coset_error(t, fine & 3) * (1 + 1e-6) + 1e-12)
         state = tcq.NEXT[state, fine & 3]
 

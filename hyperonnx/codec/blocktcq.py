@@ -150,8 +150,9 @@ class BlockTcqCodec(Codec):
             chunk = np.zeros((stop - start) * block, dtype=np.float32)
             part = flat[start * block : stop * block]
             chunk[: part.size] = part
+            last = numel - (nblocks - 1) * block if stop == nblocks else block  # weights the chunk's last block holds
             d, h = _encode_blocks(chunk.reshape(-1, block), books, _searchers(bits, block),
-                                  _proxy_table(bits, block), scales, smax)
+                                  _proxy_table(bits, block), scales, smax, last)
             digits[start * block : stop * block] = d.ravel()
             headers[start:stop] = h
         blob = np.concatenate([bitpack.pack(digits[:numel], bits), bitpack.pack(headers, HEADER_BITS)])
@@ -174,11 +175,12 @@ class BlockTcqCodec(Codec):
 
 
 def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, proxy_table: np.ndarray, scales: np.ndarray,
-                   smax: float):
+                   smax: float, last: int):
     """Per block: the (scale code, level set) and trellis path of least squared error; returns θ and headers.
 
     The candidates are ranked by plain nearest-level error on the whole fine set (the trellis's error tracks
     it), and the Viterbi search decides among the best TOP_CANDIDATES of each block, all of them in one pass.
+    The last block's first ``last`` weights are real: its zero padding is neither stored nor counted as error.
     """
     x = x.astype(np.float32)
     nb, width = x.shape
@@ -198,6 +200,7 @@ def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, proxy_table: np.
         cells += np.float32(PROXY_CELLS / 2)
         np.clip(cells, 0, PROXY_CELLS, out=cells)
         distance = np.take(proxy_table, cells.astype(np.int32), axis=0)  # positions × blocks × BOOKS
+        distance[last:, -1] = 0.0
         np.sum(distance, axis=0, out=proxy[o])
         proxy[o] *= (s * s)[:, None]
     # The shortlist in candidate order (offset-major), so that among equal errors the first candidate wins.
@@ -224,6 +227,7 @@ def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, proxy_table: np.
             index[c, :, lo:hi] = search(v[:, lo:hi], cells)
             diff = books[b][index[c, :, lo:hi]] * s[:, lo:hi] - xr[:, lo:hi]
             np.square(diff, out=d[:, c, lo:hi], dtype=np.float64)
+    d[last:, :, order // TOP_CANDIDATES == nb - 1] = 0.0  # the padding: every path through it costs nothing
     took, cost = trellis_forward(d)
     # Back to (block, candidate) order; each block keeps its candidate of least error (the first among equals),
     # and only its path is traced back.
