@@ -330,9 +330,9 @@ def tune_model(
     impl.params(options)
     option_sets = budget.ladder(codec_name, impl.family, options, "a fidelity target")
     selection = selection or Selection()
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
-    if runtime == "portable" and emit.portable_opset_error(opset):
-        raise ValueError(emit.portable_opset_error(opset))
+    opset = emit.model_opset(model)
+    if runtime == "portable":
+        emit.check_portable(opset)  # before any model run; the weights' dtypes are checked once they are chosen
 
     reference_session = api.make_session(source)
     samples = load_samples(reference_session, inputs, model)
@@ -343,10 +343,7 @@ def tune_model(
     if not chosen:
         raise HyperonnxError("no tensor to compress (see --min-elements, --include, --exclude)")
     if runtime == "portable":
-        bfloat16 = any(site.tensor.data_type == onnx.TensorProto.BFLOAT16 for site in chosen)
-        problem = emit.portable_opset_error(opset, bfloat16)
-        if problem:
-            raise ValueError(problem)
+        emit.check_portable(opset, chosen)
     say(f"encoding {len(chosen)} tensors at {len(option_sets)} settings each")
     jobs = max(1, jobs or os.cpu_count() or 1)
     base_dir = str(Path(source).parent)  # for tensors still in external data
@@ -563,7 +560,7 @@ def _emit(model: onnx.ModelProto, selection: Selection, encodings: list, runtime
     report = compress.CompressReport(skipped=skipped)
     namer = emit.Namer(model.graph)
     rewrites: dict[int, tuple[onnx.GraphProto, list[emit.Rewrite]]] = {}
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    opset = emit.model_opset(model)
     for site, result in zip(chosen, encodings):
         compress._finish((site, compress._Done(result)), report, runtime, decode_mode, namer, rewrites, None, opset)
     for graph, graph_rewrites in reversed(list(rewrites.values())):

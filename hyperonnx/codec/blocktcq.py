@@ -200,7 +200,8 @@ def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, proxy_table: np.
         cells += np.float32(PROXY_CELLS / 2)
         np.clip(cells, 0, PROXY_CELLS, out=cells)
         distance = np.take(proxy_table, cells.astype(np.int32), axis=0)  # positions × blocks × BOOKS
-        distance[last:, -1] = 0.0
+        if last < width:
+            distance[last:, -1] = 0.0
         np.sum(distance, axis=0, out=proxy[o])
         proxy[o] *= (s * s)[:, None]
     # The shortlist in candidate order (offset-major), so that among equal errors the first candidate wins.
@@ -227,7 +228,8 @@ def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, proxy_table: np.
             index[c, :, lo:hi] = search(v[:, lo:hi], cells)
             diff = books[b][index[c, :, lo:hi]] * s[:, lo:hi] - xr[:, lo:hi]
             np.square(diff, out=d[:, c, lo:hi], dtype=np.float64)
-    d[last:, :, order // TOP_CANDIDATES == nb - 1] = 0.0  # the padding: every path through it costs nothing
+    if last < width:  # the padding: every path through it costs nothing
+        d[last:, :, order // TOP_CANDIDATES == nb - 1] = 0.0
     took, cost = trellis_forward(d)
     # Back to (block, candidate) order; each block keeps its candidate of least error (the first among equals),
     # and only its path is traced back.

@@ -121,12 +121,9 @@ def compress_model(
 
     # Tensors are encoded in parallel threads (numpy releases the GIL) but the graph is rewritten in order,
     # one tensor at a time, so the result does not depend on --jobs. At most jobs + 1 tensors are in flight.
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    opset = emit.model_opset(model)
     if runtime == "portable":
-        bfloat16 = any(site.tensor.data_type == onnx.TensorProto.BFLOAT16 for site in chosen)
-        problem = emit.portable_opset_error(opset, bfloat16)
-        if problem:
-            raise ValueError(problem)
+        emit.check_portable(opset, chosen)
     namer = emit.Namer(model.graph)  # one for the whole model: names stay unique across subgraphs
     rewrites: dict[int, tuple[onnx.GraphProto, list[emit.Rewrite]]] = {}
     budgeted = target_bpw is not None or max_bytes is not None
@@ -326,7 +323,7 @@ def _varint_size(value: int) -> int:
 
 
 def _finish(item, report: CompressReport, runtime: str, mode: str, namer: emit.Namer, rewrites, progress,
-            opset: int = 11) -> None:
+            opset: int) -> None:
     site, future = item
     result = future.result()
     if isinstance(result, str):

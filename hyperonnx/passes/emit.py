@@ -75,25 +75,27 @@ class Namer:
 
     def __init__(self, graph: onnx.GraphProto):
         self.taken: set[str] = set()
-        self.node_names: set[str] = set()
+        node_names: set[str] = set()
         for scope in walk(graph):
             g = scope.graph
             self.taken |= {t.name for t in g.initializer} | {o for n in g.node for o in n.output}
             self.taken |= {v.name for v in g.input} | {v.name for v in g.output}
-            self.node_names |= {n.name for n in g.node}
+            node_names |= {n.name for n in g.node}
+        # Prefixes already in the model (an earlier conversion's decoders, or names that merely look like them),
+        # found once: every later name this Namer makes uses a prefix it handed out itself.
+        self.used_prefixes = {name.split("::", 1)[0] for name in self.taken if "::" in name}
+        self.used_prefixes |= {name.split("/")[1] for name in node_names if name.startswith("hyperonnx/")
+                               and name.count("/") >= 2}
         self.decoders = 0
 
     def prefix(self) -> str:
         """A short prefix for one portable decoder's value and node names (``hx0``, ``hx1``, …), used by no name
         in the graph yet: a decoder's ~40 names cost bytes in the file, and the weight's name (often long) in
         each of them cost MobileNetV2's portable file 7 %."""
-        while True:
-            prefix = f"hx{self.decoders}"
+        while f"hx{self.decoders}" in self.used_prefixes:
             self.decoders += 1
-            marker = f"hyperonnx/{prefix}/"
-            if not any(n.startswith(marker) for n in self.node_names) and not any(
-                    t.startswith(f"{prefix}::") for t in self.taken):
-                return prefix
+        self.decoders += 1
+        return f"hx{self.decoders - 1}"
 
     def __call__(self, base: str) -> str:
         name, i = base, 1
@@ -160,8 +162,9 @@ def emit_portable(site: WeightSite, namer: Namer, enc: Encoded, stats: dict, ops
     Range, CumSum, input-driven Pad and Slice), and 13 for a bfloat16 weight (its Cast). The Gather carries the
     codec attributes and the layout in its doc_string so that `inspect` and `decompress` understand the model.
     """
-    if enc.dtype == "bfloat16" and opset < 13:
-        raise ValueError(portable_opset_error(opset, bfloat16=True))
+    problem = portable_opset_error(opset, enc.dtype == "bfloat16")
+    if problem:
+        raise ValueError(problem)
     code_bytes = codec.base.bitpack.packed_size(enc.count, enc.bits)
     codes = codec.base.bitpack.unpack(enc.blob[:code_bytes], enc.count, enc.bits)
     block = enc.ints["block"][0] if enc.codec in BLOCK_CODECS else None
@@ -248,6 +251,11 @@ def emit_portable(site: WeightSite, namer: Namer, enc: Encoded, stats: dict, ops
     return Rewrite(site, inits, nodes)
 
 
+def model_opset(model: onnx.ModelProto) -> int:
+    """The model's default-domain opset (17 when it declares none)."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+
+
 def portable_opset_error(opset: int, bfloat16: bool = False) -> str | None:
     """Why the portable form cannot be written into a model of this (default-domain) opset, or None: it needs
     opset 11 (BitShift, Range, CumSum, input-driven Pad and Slice), and 13 for a bfloat16 weight (Cast to
@@ -258,6 +266,14 @@ def portable_opset_error(opset: int, bfloat16: bool = False) -> str | None:
         return (f"the portable form of a bfloat16 weight needs opset 13 or newer (Cast to bfloat16; the model has "
                 f"{opset}); use --runtime ort, or --exclude the bfloat16 weights")
     return None
+
+
+def check_portable(opset: int, sites: list[WeightSite] = ()) -> None:
+    """ValueError (``portable_opset_error``'s message) when the portable form cannot hold these weights."""
+    bfloat16 = any(site.tensor.data_type == onnx.TensorProto.BFLOAT16 for site in sites)
+    problem = portable_opset_error(opset, bfloat16)
+    if problem:
+        raise ValueError(problem)
 
 
 def portable_code_bytes(enc: Encoded) -> int:
