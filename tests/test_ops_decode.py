@@ -261,6 +261,39 @@ def test_ecsq_segments_threads_and_blob_input(tmp_path, family):
             assert buffer.tobytes() == ref
 
 
+def nearly_rank1(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """Rows that are multiples of one pattern plus a little noise: the encoders store the rank-1 term."""
+    rows, cols = shape[0], int(np.prod(shape[1:]))
+    x = np.outer(rng.standard_normal(rows) + 2.0, rng.standard_normal(cols)) * 0.05
+    return (x + rng.standard_normal((rows, cols)) * 0.002).reshape(shape).astype(dtype_from_name(dtype))
+
+
+RANK1_CASES = [  # (shape, dtype, block): rows shorter and longer than the C++ decoder's 2048-weight chunks
+    ((64, 128), "float32", 32),
+    ((24, 5, 7), "float16", 64),
+    ((30, 2500), "float16", 4096),  # bfloat16: the golden rank1_tcq_bfloat16 case (numpy has no bfloat16 output)
+    ((9, 130), "float64", 7),
+]
+
+
+@pytest.mark.parametrize("family", ["ecsq", "tcq"])
+@pytest.mark.parametrize("shape,dtype,block", RANK1_CASES)
+@pytest.mark.parametrize("mode", [None, "load", "call", "init"])
+def test_rank1_term_matches_reference(tmp_path, family, shape, dtype, block, mode):
+    enc = codec.encode(nearly_rank1(np.random.default_rng(block), shape, dtype), family, block=block)
+    assert enc.format_version == 2
+    check_matches_reference(tmp_path, enc, mode)
+
+
+@pytest.mark.parametrize("family", ["ecsq", "tcq"])
+def test_rank1_term_segments_and_threads(tmp_path, family):
+    """Three segments (blocks of 2) whose boundaries fall inside rows, decoded on 1 and 4 threads."""
+    enc = codec.encode(nearly_rank1(np.random.default_rng(31), (601, 900), "float32"), family, block=2)
+    assert enc.format_version == 2 and enc.numel > 2 * (1 << 18)
+    attrs = attributes(enc)
+    check_threads(save(decode_model(attrs, enc.blob), tmp_path), attrs, codec.decode(enc).tobytes())
+
+
 def grid_tensor(rng: np.random.Generator, nblocks: int, block: int, signed: bool) -> np.ndarray:
     """Blocks of a float16 grid in stream order, f32(f32(d·q) + m): Q4_0-like (q in −8..7, m = 0) or Q4_1-like
     (q in 0..15, a random float16 offset); each block reaches both ends of its grid (as detection assumes)."""

@@ -111,7 +111,8 @@ def check_every_byte_flip_is_safe(tmp_path, enc: codec.Encoded) -> None:
 
 ATTRIBUTE_CASES = {
     "unknown codec": ({"codec": "zip"}, "unknown codec 'zip'"),
-    "format 2": ({"format": 2}, "format version 2"),
+    "format 2": ({"format": 2}, "format version 2 is not defined"),  # version 2 is ecsq's and tcq's only
+    "format 3": ({"format": 3}, "format version 3 is not supported"),
     "bits 0": ({"bits": 0}, "bits must be in 1..32"),
     "bits 40": ({"bits": 40}, "bits must be in 1..32"),
     "group 0": ({"group": 0}, "group must be"),

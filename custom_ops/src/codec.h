@@ -48,6 +48,7 @@ struct NodeLayout {
   int bits = 1;
   DType dtype = DType::kFloat;
   std::vector<int64_t> shape;  // output shape (grid's transposed layout needs shape[0])
+  int64_t format = 1;          // the node's format version, at most the codec's max_format
 };
 
 // Decodes one tensor of a blocked codec. Immutable after creation, so every method may be called from several
@@ -88,6 +89,7 @@ struct CodecSpec {
   // Blocked codecs: the same for the whole node (layout: the common attributes). Null for table codecs.
   std::unique_ptr<BlockDecoder> (*create_blocked)(const SideInfo& side, const NodeLayout& layout,
                                                   std::string* error);
+  int64_t max_format = 1;  // the newest format version defined for this codec (ecsq, tcq: 2, the rank-1 term)
 };
 
 #define HYPERONNX_CODECS(X) \

@@ -218,9 +218,13 @@ std::unique_ptr<Decoder> Decoder::create(const AttrSource& attrs, std::string* e
 
   int64_t format = 0, dtype = 0, group = 0, bits = 0;
   if (!attrs.get_int("format", &format)) return bad("missing int attribute 'format'");
-  if (format != kFormatVersion) {
-    return bad("format version " + std::to_string(format) + " is not supported (this library reads version " +
+  if (format < 1 || format > kFormatVersion) {
+    return bad("format version " + std::to_string(format) + " is not supported (this library reads versions 1.." +
                std::to_string(kFormatVersion) + "; upgrade hyperonnx)");
+  }
+  if (format > codec->max_format) {
+    return bad("codec " + codec_name + ": format version " + std::to_string(format) + " is not defined (it has " +
+               "versions 1.." + std::to_string(codec->max_format) + ")");
   }
   if (!attrs.get_int("dtype", &dtype)) return bad("missing int attribute 'dtype'");
   if (!dtype_from_onnx(dtype, &d->dtype_)) {
@@ -265,6 +269,7 @@ std::unique_ptr<Decoder> Decoder::create(const AttrSource& attrs, std::string* e
     layout.bits = d->bits_;
     layout.dtype = d->dtype_;
     layout.shape = d->shape_;
+    layout.format = format;
     d->blocked_ = codec->create_blocked(side, layout, error);
     if (!d->blocked_) return nullptr;
     d->blob_bytes_ = static_cast<size_t>(d->blocked_->blob_bytes());

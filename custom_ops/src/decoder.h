@@ -19,7 +19,9 @@ enum class Mode { kLoad, kCall };
 bool parse_mode(const std::string& text, Mode* out);
 const char* mode_name(Mode m);
 
-constexpr int64_t kFormatVersion = 1;
+// The newest format version this library reads; 1 is read by every codec, later ones by the codecs that
+// declare them (CodecSpec::max_format).
+constexpr int64_t kFormatVersion = 2;
 // Tensors with at least this many elements are decoded by several threads.
 constexpr uint64_t kParallelMinElements = uint64_t{1} << 20;
 

@@ -5,6 +5,7 @@
 // value and on infinities.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -34,6 +35,19 @@ inline HX_HOST_DEVICE uint32_t float_bits(float f) {
   std::memcpy(&u, &f, sizeof u);
   return u;
 #endif
+}
+
+// IEEE binary16 bit pattern -> float32, exact (host only); h must be finite (exponent bits not all ones).
+inline float half_to_float(uint32_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16, exp = h >> 10 & 0x1fu, mant = h & 0x3ffu;
+  if (exp == 0) {  // zero or subnormal: mant · 2^-24, exact in float32
+    const float v = std::ldexp(static_cast<float>(mant), -24);
+    return sign ? -v : v;
+  }
+  const uint32_t u = sign | (exp + 112) << 23 | mant << 13;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
 }
 
 // float32 -> IEEE binary16, round to nearest even; overflow goes to inf, NaN stays NaN (quiet, sign kept).

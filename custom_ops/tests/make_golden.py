@@ -1,7 +1,7 @@
 """Write the golden vectors of the C++ decoder tests from the numpy reference (the source of truth).
 
     .venv/bin/python custom_ops/tests/make_golden.py        # rewrites custom_ops/tests/golden/
-    .venv/bin/python custom_ops/tests/make_golden.py grid   # rewrites only the grid_* cases (also: blocktcq)
+    .venv/bin/python custom_ops/tests/make_golden.py grid   # rewrites only the grid_* cases (also: blocktcq, rank1)
 
 Each case is a small text file: one attribute per line (``s``/``i``/``f`` + name + values; floats as the hex
 of their float32 bits, so they round-trip exactly), then ``blob`` and ``expect`` (the reference decode) as
@@ -115,6 +115,7 @@ def main() -> None:
     total += write_grid(np.random.default_rng(20250614))
     total += write_tcq(np.random.default_rng(20261128))
     total += write_blocktcq(np.random.default_rng(BLOCKTCQ_SEED))
+    total += write_rank1(np.random.default_rng(RANK1_SEED))
     print(f"wrote {len(list(OUT.glob('*.txt'))) + len(list(OUT.glob('*.digest')))} files, {total} bytes, into {OUT}")
 
 
@@ -249,6 +250,41 @@ def write_tcq(rng: np.random.Generator) -> int:
     x[hot] = rng.standard_normal(int(hot.sum())) * 0.05
     x[numel // 2 : numel // 2 + 64] = np.linspace(-1, 1, 64)
     total += write_case("tcq_2seg_B4_float32", codec.encode(x, "tcq", block=4), "load", big=True)
+    return total
+
+
+def rank1_sample(rng: np.random.Generator, shape, dtype: str) -> np.ndarray:
+    """A tensor that is mostly one outer product (rows × a shared pattern) plus noise: the encoders store the
+    rank-1 term (format version 2)."""
+    rows, cols = shape[0], int(np.prod(shape[1:]))
+    x = np.outer(rng.standard_normal(rows) + 2.0, rng.standard_normal(cols)) * 0.05
+    x += rng.standard_normal((rows, cols)) * 0.005
+    return x.reshape(shape).astype(dtype_from_name(dtype))
+
+
+def write_rank1(rng: np.random.Generator) -> int:
+    """ecsq and tcq with the rank-1 term (format version 2): every dtype, a 3-D shape (C = the trailing
+    dimensions), rows that wrap inside the C++ decoder's 2048-weight chunks (C = 130), a single row of blocks of
+    4096, and as a digest two segments (blocks of 1: the term's row and column carried across the segment)."""
+    total = 0
+    cases = [  # (family, block, step, shape, dtype)
+        ("tcq", 32, 0.25, (24, 40), "float32"), ("ecsq", 64, 0.25, (8, 6, 5), "float16"),
+        ("tcq", 7, 0.125, (40, 130), "bfloat16"), ("ecsq", 4096, 0.5, (9, 130), "float64"),
+        ("tcq", 1, 0.25, (16, 3, 3), "float32"),
+    ]
+    for i, (family, block, step, shape, dtype) in enumerate(cases):
+        enc = codec.encode(rank1_sample(rng, shape, dtype), family, step=step, block=block)
+        assert enc.format_version == 2, "the rank-1 cases must hold the term"
+        name = f"rank1_{family}_{dtype}_B{block}_{'x'.join(map(str, shape))}"
+        total += write_case(name, enc, ("load", "call")[i % 2])
+    # 150000 weights at blocks of 1: 2 segments, the second starting inside row 262. Only rows 0-5 and 255-270 are
+    # non-zero (u is zero elsewhere, so are the residual's blocks), which keeps the streams and the file short.
+    x = rank1_sample(rng, (300, 500), "float32")
+    x[6:255] = 0
+    x[271:] = 0
+    enc = codec.encode(x, "tcq", block=1)
+    assert enc.format_version == 2
+    total += write_case("rank1_tcq_2seg_B1_float32", enc, "load", big=True)
     return total
 
 
@@ -392,8 +428,10 @@ def write_casts(rng: np.random.Generator) -> int:
 
 # The families that can be rewritten alone (their own random stream): ``make_golden.py grid``, ``... blocktcq``.
 BLOCKTCQ_SEED = 20261129
+RANK1_SEED = 20261130
 ALONE = {"grid": (lambda: write_grid(np.random.default_rng(20250614))),
-         "blocktcq": (lambda: write_blocktcq(np.random.default_rng(BLOCKTCQ_SEED)))}
+         "blocktcq": (lambda: write_blocktcq(np.random.default_rng(BLOCKTCQ_SEED))),
+         "rank1": (lambda: write_rank1(np.random.default_rng(RANK1_SEED)))}
 
 
 def main_family(family: str) -> None:

@@ -533,6 +533,44 @@ size_t run_malformed_ecsq(const std::string& dir, const std::string& family, con
   return attrs + reject.ran;
 }
 
+// The rank-1 term (format version 2) on tcq: every truncation (inside the term: the shared length error), a non-finite float16
+// (inf, -inf, NaN) first and last in u and in v; and the version checks: 0 and 3 for every codec, 2 where a codec
+// does not define it (blockvq), a term without a first dimension. Returns how many cases ran.
+size_t run_malformed_rank1(const std::string& dir) {
+  GoldenCase base, blockvq;
+  for (auto& c : load_cases(dir)) {
+    if (c.name == "rank1_tcq_float32_B32_24x40") base = c;
+    if (c.name == "blockvq_float32_b5_B32_19x41") blockvq = c;
+  }
+  check(!base.name.empty() && !blockvq.name.empty(), "golden cases rank1_tcq_float32_B32_24x40, blockvq_float32_b5_B32_19x41");
+  if (base.name.empty() || blockvq.name.empty()) return 0;
+  check(base.attrs.ints.at("format") == std::vector<int64_t>{2}, "rank1 base case is format 2");
+  size_t ran = reject_attrs("tcq", base.attrs, {
+      {"format 3", [](MapAttrs& a) { a.ints["format"] = {3}; }, "format version 3 is not supported"},
+      {"format 0", [](MapAttrs& a) { a.ints["format"] = {0}; }, "format version 0 is not supported"},
+      {"scalar shape", [](MapAttrs& a) { a.ints["shape"] = {}; }, "a rank-1 term needs a non-empty first dimension"},
+  });
+  ran += reject_attrs("blockvq", blockvq.attrs, {
+      {"format 2", [](MapAttrs& a) { a.ints["format"] = {2}; }, "format version 2 is not defined"},
+  });
+  RansRejecter reject{"tcq"};
+  const std::vector<uint8_t>& good = base.blob;
+  check(reject(base, "unmutated", good, nullptr) == false, "tcq: the unmutated rank-1 blob is rejected");
+  const size_t halves = 24 + 40, least = 2 * halves + 6 * 2 + 4 * 8 + 4;  // the term, one-symbol tables, no words
+  const std::string short_msg = "expected at least " + std::to_string(least) + " (a 128-byte rank-1 term + two";
+  for (size_t n = 0; n < good.size(); ++n) {  // below the least length: the shared length error
+    reject(base, "truncated to " + std::to_string(n), std::vector<uint8_t>(good.begin(), good.begin() + n),
+           n < least ? short_msg.c_str() : "tcq codec");
+  }
+  for (size_t h : {size_t{0}, size_t{23}, size_t{24}, halves - 1}) {
+    for (uint16_t bad : {uint16_t{0x7c00}, uint16_t{0xfc00}, uint16_t{0x7e00}}) {
+      reject(base, "half " + std::to_string(h) + " = " + std::to_string(bad),
+             mutated(good, [&](auto& b) { put16(b, 2 * h, bad); }), "rank-1 term holds a non-finite value");
+    }
+  }
+  return ran + reject.ran;
+}
+
 // grid: the shared cases (above), and a bad frequency sum, an alphabet out of range and a non-finite step or
 // offset. A flipped transpose attribute is no error: it decodes, to another tensor. Returns how many cases ran.
 size_t run_malformed_grid(const std::string& dir) {
@@ -705,10 +743,11 @@ int run_malformed(const std::string& dir) {
       run_malformed_ecsq(dir, "ecsq", "ecsq_float32_B32_s0.25_19x41", "ecsq_2seg_B1_bfloat16") +
       run_malformed_ecsq(dir, "tcq", "tcq_float32_B32_s0.25_19x41", "tcq_2seg_B4_float32");
   const size_t grid_cases = run_malformed_grid(dir);
+  const size_t rank1_cases = run_malformed_rank1(dir);
   std::printf("malformed: %zu attribute and %zu blob cases, %zu kronecker cases, %zu blockvq cases, %zu blocktcq cases, "
-              "%zu ecsq/tcq cases, %zu grid cases, %d failures\n",
+              "%zu ecsq/tcq cases, %zu grid cases, %zu rank-1 cases, %d failures\n",
               attr_cases.size(), blob_cases.size(), kron_cases, bvq_cases, btcq_cases, ecsq_cases, grid_cases,
-              g_failures);
+              rank1_cases, g_failures);
   return g_failures ? 1 : 0;
 }
 

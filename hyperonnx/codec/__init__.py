@@ -64,18 +64,23 @@ def encode(array: np.ndarray, codec: str = DEFAULT_CODEC, **options: Any) -> Enc
     return impl.encode(array, params)
 
 
+def _check_format(enc: Encoded) -> Codec:
+    codec = decoder_for(enc.codec)
+    if enc.format_version not in codec.formats:
+        known = " or ".join(str(f) for f in codec.formats)
+        raise ValueError(f"codec {enc.codec!r}: format version {enc.format_version} is not supported "
+                         f"(this release reads {known})")
+    return codec
+
+
 def table(enc: Encoded) -> np.ndarray:
     """The float32 decode table of ``enc``, shape (entries, group)."""
-    if enc.format_version != FORMAT_VERSION:
-        raise ValueError(f"codec format version {enc.format_version} is not supported (this is {FORMAT_VERSION})")
-    return decoder_for(enc.codec).table(enc)
+    return _check_format(enc).table(enc)
 
 
 def decode(enc: Encoded) -> np.ndarray:
     """Regenerate the tensor; the result has the shape and dtype that were encoded."""
-    if enc.format_version != FORMAT_VERSION:
-        raise ValueError(f"codec format version {enc.format_version} is not supported (this is {FORMAT_VERSION})")
-    return decoder_for(enc.codec).decode(enc)
+    return _check_format(enc).decode(enc)
 
 
 __all__ = ["CODECS", "DEFAULT_CODEC", "FORMAT_VERSION", "Codec", "Encoded", "decode", "encode", "get_codec",

@@ -84,6 +84,7 @@ class Codec:
     defaults: ClassVar[dict[str, Any]]
     summary: ClassVar[str]
     portable: ClassVar[bool] = True  # whether emit.emit_portable can express the decoder with standard ops
+    formats: ClassVar[tuple[int, ...]] = (FORMAT_VERSION,)  # the format versions its decoder reads
 
     def params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         params = dict(self.defaults)

@@ -11,15 +11,21 @@ on Gaussian data; benchmarks/codec.py measures what that buys on real weights.
 Layout and arithmetic: docs/format.md (``ecsq``):
     value(i) = f32(q_i) · scale[k_b],  q_i = symbol_i − 127,  b = i div B
     scale[k] = ldexp(f32(base · M[k mod 16]), 8 − (k div 16)),  M[j] = f32(2^(−j/16))
+
+Rank-1 term (format version 2, :mod:`hyperonnx.codec.rank1`): where one outer product u·vᵀ holds most of a
+tensor's energy (seen as shape[0] × the rest), the blob starts with u and v in float16 and the streams code
+the residual, so the same step costs the same bits for far less noise:
+    value(i) = f32(f32(q_i) · scale[k_b]) + f32(u[i div C]) · f32(v[i mod C])
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
 
-from hyperonnx.codec import rans
+from hyperonnx.codec import rank1, rans
 from hyperonnx.codec.base import Codec, Encoded, dtype_from_name
 from hyperonnx.codec.blockvq import STEPS
 
@@ -46,9 +52,10 @@ def segments(numel: int, block: int) -> list[tuple[int, int]]:
 class EcsqCodec(Codec):
     name: ClassVar[str] = "ecsq"
     family: ClassVar[str] = "ecsq"
-    defaults: ClassVar[dict[str, Any]] = {"step": 0.25, "block": 64}
+    defaults: ClassVar[dict[str, Any]] = {"step": 0.25, "block": 64, "rank1": 1}
     summary: ClassVar[str] = "entropy-coded θ: uniform levels, per-block log scales, rANS-coded streams"
     portable: ClassVar[bool] = False  # sequential rANS decoding has no standard-op form
+    formats: ClassVar[tuple[int, ...]] = (1, rank1.FORMAT_VERSION)
     # The stored step (``base``, the block scales) as a fraction of ``step`` × RMS; the level reach in steps.
     fine: ClassVar[float] = 1.0
     reach: ClassVar[int] = ZERO
@@ -64,7 +71,18 @@ class EcsqCodec(Codec):
             raise ValueError(f"{self.name} codec: step must be in 0.01..4 (relative to each block's RMS), got {step}")
         if block < 1 or block > 4096:
             raise ValueError(f"{self.name} codec: block must be in 1..4096, got {block}")
-        flat = np.asarray(x).reshape(-1)
+        if params["rank1"] not in (0, 1):
+            raise ValueError(f"{self.name} codec: rank1 must be 0 (never) or 1 (where it pays), got {params['rank1']}")
+        term = rank1.fit(np.asarray(x)) if params["rank1"] else None
+        if term is not None:  # code the residual; the blob starts with the term (format version 2)
+            residual = self._encode_flat(rank1.residual(np.asarray(x), term), np.shape(x), np.asarray(x).dtype,
+                                         step, block)
+            return replace(residual, blob=np.concatenate([rank1.to_bytes(term), residual.blob]),
+                           format_version=rank1.FORMAT_VERSION)
+        return self._encode_flat(np.asarray(x).reshape(-1), np.shape(x), np.asarray(x).dtype, step, block)
+
+    def _encode_flat(self, flat: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, step: float,
+                     block: int) -> Encoded:
         numel = flat.size
         rms = _rms(flat)
         base = float(np.float32(step * self.fine * rms)) if rms > 0 else 1.0
@@ -89,7 +107,7 @@ class EcsqCodec(Codec):
         for q, k in zip(qs, ks):
             parts.append(rans.encode([(k, kmodel), (q, qmodel)]))
         blob = np.frombuffer(b"".join(parts), dtype=np.uint8).copy()
-        return Encoded(codec=self.family, shape=tuple(int(d) for d in np.shape(x)), dtype=np.asarray(x).dtype.name,
+        return Encoded(codec=self.family, shape=tuple(int(d) for d in shape), dtype=dtype.name,
                        group=1, bits=8, blob=blob, ints={"block": (block,)}, floats={"scale": (base,)})
 
     def levels(self, blocks: np.ndarray, block_steps: np.ndarray) -> np.ndarray:
@@ -162,7 +180,10 @@ def decode_ecsq(enc: Encoded, codec: EcsqCodec | None = None) -> np.ndarray:
     if not np.isfinite(base):
         raise ValueError(f"{name} codec: the base step is not finite")
     blob = np.asarray(enc.blob, dtype=np.uint8)
-    kmodel, pos = rans.Model.parse(blob, 0)
+    low, pos = None, 0
+    if enc.format_version == rank1.FORMAT_VERSION:
+        low, pos = rank1.parse(blob, enc.shape, name)
+    kmodel, pos = rans.Model.parse(blob, pos)
     qmodel, pos = rans.Model.parse(blob, pos)
     if qmodel.lo + qmodel.freq.size > 2 * ZERO + 1:
         raise ValueError(f"{name} codec: level alphabet beyond ±127")
@@ -174,6 +195,8 @@ def decode_ecsq(enc: Encoded, codec: EcsqCodec | None = None) -> np.ndarray:
         (k, q), pos = rans.decode(blob, pos, [(nblocks, kmodel), (stop - first, qmodel)])
         block_steps = np.repeat(steps[k], block)[: stop - first]
         values = codec.values(q, block) * block_steps
+        if low is not None:
+            values += low[first:stop]  # float32: one rounding, after the product's
         out[first:stop] = values.astype(out.dtype, copy=False)
     if pos != blob.size:
         raise ValueError(f"{name} codec: {blob.size - pos} unexpected byte(s) after the last stream")

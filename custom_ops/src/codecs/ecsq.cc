@@ -14,6 +14,11 @@
 // word read, and nothing may follow the last stream. Memory does not depend on the blob: two 4096-entry slot
 // tables, at most 4096 states and 2^17 scale codes per call.
 //
+// Format version 2 (the rank-1 term, docs/format.md "ecsq"): the blob starts with R + C float16 values u, v (the
+// tensor seen as R = shape[0] rows of C); each value gets u[r] · v[c] added: the product of two float16 values is
+// exact in float32, then one rounded sum, after the level's product (two separate operations, no FMA). The halves
+// are converted where they are used, so memory still does not depend on the shape or the blob.
+//
 // Arithmetic: the rANS state update is exact 32-bit integer arithmetic (a state in [2^16, 2^32) decodes to one
 // in [16, 2^32)); each value is one IEEE binary32 product of two exact operands (no FMA can be involved), then
 // the shared cast to the output dtype (dtype.h), exactly as numpy's float32 multiply and astype.
@@ -64,6 +69,7 @@ bool fail(std::string* error, const std::string& message) {
 
 struct Params {
   rans::Segments seg;  // one side symbol (the scale code) per block
+  uint64_t rows = 0, cols = 0;  // format 2: the rank-1 term's R × C view; rows = 0: no term
   DType dtype = DType::kFloat;
   float scales[256];
   bool f16c = false;  // float16 output cast with F16C (the CPU has it and no value can be NaN)
@@ -72,7 +78,8 @@ struct Params {
 template <bool TRELLIS>
 class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder<TRELLIS>> {
  public:
-  explicit EcsqDecoder(const Params& p) : rans::SegmentedDecoder<EcsqDecoder<TRELLIS>>(p.seg, 2, "two"), p_(p) {}
+  explicit EcsqDecoder(const Params& p)
+      : rans::SegmentedDecoder<EcsqDecoder<TRELLIS>>(p.seg, 2, "two", 2 * (p.rows + p.cols)), p_(p) {}
 
  private:
   friend class rans::SegmentedDecoder<EcsqDecoder<TRELLIS>>;
@@ -85,6 +92,16 @@ class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder<TRELLIS>> {
     Model& qm = models[1];
     size_t pos = 0;
     std::string e;
+    const uint8_t* term = nullptr;
+    if (p_.rows) {
+      const uint64_t halves = p_.rows + p_.cols;
+      if (len < 2 * halves) return fail<TRELLIS>(error, "blob shorter than its rank-1 term");
+      for (uint64_t h = 0; h < halves; ++h) {
+        if ((half_bits(blob, h) & 0x7c00u) == 0x7c00u) return fail<TRELLIS>(error, "rank-1 term holds a non-finite value");
+      }
+      term = blob;
+      pos = static_cast<size_t>(2 * halves);
+    }
     if (!rans::parse_model(blob, len, &pos, "k", &km, &e) || !rans::parse_model(blob, len, &pos, "q", &qm, &e)) {
       return fail<TRELLIS>(error, e);
     }
@@ -93,7 +110,7 @@ class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder<TRELLIS>> {
     std::unique_ptr<uint8_t[]> ks(new uint8_t[nb_max]);
     auto coder = std::make_unique<rans::Stream>();  // 16 KiB of states: off the stack
     auto segment = [&](uint64_t g, rans::Stream& c, std::string* message) {
-      return stream<WRITE>(g, km, qm, ks.get(), c, out, message);
+      return stream<WRITE>(g, km, qm, ks.get(), term, c, out, message);
     };
     if (!rans::for_segments(p_.seg, blob, len, pos, u0, u1, coder.get(), segment, &e)) return fail<TRELLIS>(error, e);
     return true;
@@ -101,8 +118,8 @@ class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder<TRELLIS>> {
 
   // Decodes segment g from its open stream c; on failure sets *error (no prefix) and returns false.
   template <bool WRITE>
-  bool stream(uint64_t g, const Model& km, const Model& qm, uint8_t* ks, rans::Stream& c, uint8_t* out,
-              std::string* error) const {
+  bool stream(uint64_t g, const Model& km, const Model& qm, uint8_t* ks, const uint8_t* term, rans::Stream& c,
+              uint8_t* out, std::string* error) const {
     const uint64_t nb = p_.seg.blocks(g), nq = p_.seg.len(g), block = p_.seg.block;
     if (!c.decode(km, nb, ks, error)) return false;
     const size_t esize = dtype_size(p_.dtype);
@@ -131,6 +148,7 @@ class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder<TRELLIS>> {
           }
           values[t] = static_cast<float>(level) * s;
         }
+        if (term) add_term(term, g * p_.seg.elems + i, values, n);
         if (p_.f16c) {
           to_half_f16c(values, n, dst + static_cast<size_t>(i) * 2);
         } else {
@@ -139,6 +157,24 @@ class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder<TRELLIS>> {
       }
     }
     return true;
+  }
+
+  static uint32_t half_bits(const uint8_t* blob, uint64_t h) {
+    return static_cast<uint32_t>(blob[2 * h]) | static_cast<uint32_t>(blob[2 * h + 1]) << 8;
+  }
+
+  // values[t] += u[r] · v[c] for elements first .. first + n − 1 (row-major: r = e div C, c = e mod C).
+  void add_term(const uint8_t* term, uint64_t first, float* values, size_t n) const {
+    uint64_t r = first / p_.cols, c = first % p_.cols;
+    float u = half_to_float(half_bits(term, r));
+    for (size_t t = 0; t < n; ++t) {
+      const float product = u * half_to_float(half_bits(term, p_.rows + c));  // exact
+      values[t] = values[t] + product;
+      if (++c == p_.cols && t + 1 < n) {
+        c = 0;
+        u = half_to_float(half_bits(term, ++r));
+      }
+    }
   }
 
   Params p_;
@@ -166,6 +202,13 @@ std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& lay
   }
   Params p;
   p.seg = rans::Segments(layout.numel, static_cast<uint64_t>(block), 1);
+  if (layout.format == 2) {  // the rank-1 term: the tensor as R = shape[0] rows of C
+    if (!need(!layout.shape.empty() && layout.shape[0] > 0, "a rank-1 term needs a non-empty first dimension")) {
+      return nullptr;
+    }
+    p.rows = static_cast<uint64_t>(layout.shape[0]);
+    p.cols = layout.numel / p.rows;
+  }
   p.dtype = layout.dtype;
   for (int k = 0; k < 256; ++k) {
     const float b = base * from_bits(kLogStepBits[k & 15]);  // rounded product
@@ -180,7 +223,7 @@ std::unique_ptr<BlockDecoder> create(const SideInfo& side, const NodeLayout& lay
 
 }  // namespace
 
-const CodecSpec kEcsqCodec = {"ecsq", {"block"}, {"scale"}, nullptr, &create<false>};
-const CodecSpec kTcqCodec = {"tcq", {"block"}, {"scale"}, nullptr, &create<true>};
+const CodecSpec kEcsqCodec = {"ecsq", {"block"}, {"scale"}, nullptr, &create<false>, 2};
+const CodecSpec kTcqCodec = {"tcq", {"block"}, {"scale"}, nullptr, &create<true>, 2};
 
 }  // namespace hyperonnx

@@ -66,19 +66,6 @@ bool fail(std::string* error, const std::string& message) {
   return false;
 }
 
-// float16 bit pattern -> float32, exact; h must be finite (exponent bits not all ones).
-inline float half_to_float(uint32_t h) {
-  const uint32_t sign = (h & 0x8000u) << 16, exp = h >> 10 & 0x1fu, mant = h & 0x3ffu;
-  if (exp == 0) {  // zero or subnormal: mant · 2^-24, exact in float32
-    const float v = std::ldexp(static_cast<float>(mant), -24);
-    return sign ? -v : v;
-  }
-  const uint32_t u = sign | (exp + 112) << 23 | mant << 13;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
 struct Params {
   rans::Segments seg;  // four side symbols per block (the low and high bytes of its step and offset)
   uint64_t rows = 1, cols = 1;  // the [R, C] view of a transposed tensor

@@ -17,17 +17,20 @@ namespace rans {
 template <class Derived>
 class SegmentedDecoder : public BlockDecoder {
  public:
-  // `tables`: how many frequency tables precede the streams, `tables_word` the same in words ("two").
-  SegmentedDecoder(const Segments& seg, uint64_t tables, const char* tables_word)
-      : seg_(seg), tables_word_(tables_word) {
-    // The least blob: one-symbol tables (6 bytes each), then per segment its states, its word count and no words.
-    min_bytes_ = 6 * tables + seg_.min_bytes();
+  // `tables`: how many frequency tables precede the streams, `tables_word` the same in words ("two"); `prefix`:
+  // bytes of fixed size before the tables (ecsq's rank-1 term).
+  SegmentedDecoder(const Segments& seg, uint64_t tables, const char* tables_word, uint64_t prefix = 0)
+      : seg_(seg), tables_word_(tables_word), prefix_(prefix) {
+    // The least blob: the prefix, one-symbol tables (6 bytes each), then per segment its states, its word count
+    // and no words.
+    min_bytes_ = prefix + 6 * tables + seg_.min_bytes();
   }
 
   uint64_t blob_bytes() const override { return min_bytes_; }
   std::string blob_layout() const override {
-    return std::string(tables_word_) + " frequency tables + " + std::to_string(seg_.count) +
-           " rANS stream(s) of 2^17 blocks of " + std::to_string(seg_.block) + " weights";
+    return (prefix_ ? "a " + std::to_string(prefix_) + "-byte rank-1 term + " : std::string()) + tables_word_ +
+           " frequency tables + " + std::to_string(seg_.count) + " rANS stream(s) of 2^17 blocks of " +
+           std::to_string(seg_.block) + " weights";
   }
   bool variable_length() const override { return true; }
   uint64_t units() const override { return seg_.count; }
@@ -45,6 +48,7 @@ class SegmentedDecoder : public BlockDecoder {
  private:
   Segments seg_;
   const char* tables_word_;
+  uint64_t prefix_ = 0;
   uint64_t min_bytes_ = 0;
 };
 
