@@ -228,6 +228,7 @@ def _describe(decoder) -> dict[str, Any]:
         "shape": list(meta["shape"]),
         "dtype": _dtype_name(meta["dtype"]),
         "codec": meta["codec"],
+        "format": int(meta.get("format", 1)),  # 2: an ecsq / tcq tensor with a rank-1 term (docs/format.md)
         "bits": meta["bits"],
         "mode": meta.get("mode"),
         "bits_per_weight": 8.0 * after / max(numel, 1),

@@ -165,7 +165,8 @@ def inspect(model, as_json) -> None:
     click.echo(f"{'tensor':48} {'shape':>18} {'codec':>10} {'bpw':>6} {'SQNR dB':>8} {'before':>10} {'after':>10}")
     for t in data["tensors"]:
         sqnr = f"{t['sqnr_db']:8.2f}" if t["sqnr_db"] is not None else "     inf"
-        click.echo(f"{t['name'][:48]:48} {str(t['shape'])[:18]:>18} {t['codec']:>10} {t['bits_per_weight']:6.2f} "
+        codec = t["codec"] + ("+r1" if t["format"] == 2 else "")  # the rank-1 term
+        click.echo(f"{t['name'][:48]:48} {str(t['shape'])[:18]:>18} {codec:>10} {t['bits_per_weight']:6.2f} "
                    f"{sqnr} {_human(t['bytes_before'] or 0):>10} {_human(t['bytes_after']):>10}")
     totals = data["totals"]
     ratio = f"{totals['ratio']:.2f}x" if totals["ratio"] else "-"

@@ -58,8 +58,8 @@ def median_ms(session, feeds, repeats: int = 5) -> float:
 
 # The default codec, then the smallest-file one: tcq (entropy-coded trellis θ) with exporter debug data stripped.
 SETTINGS = [("default (blocktcq)", {}),
-            ("smallest (tcq step 0.125, debug info stripped)",
-             {"codec_name": "tcq", "options": {"step": 0.125}, "strip_debug_info": True})]
+            ("smallest (tcq step 0.177, debug info stripped)",
+             {"codec_name": "tcq", "options": {"step": 0.177}, "strip_debug_info": True})]
 
 
 def main() -> None:
