@@ -14,7 +14,8 @@ Layout and arithmetic: docs/format.md (``ecsq``):
 
 Rank-1 term (format version 2, :mod:`hyperonnx.codec.rank1`): where one outer product u·vᵀ holds most of a
 tensor's energy (seen as shape[0] × the rest), the blob starts with u and v in float16 and the streams code
-the residual, so the same step costs the same bits for far less noise:
+the residual: the same relative step then quantizes an energy 2–300× smaller, for 0.1–2.3 bits a weight more
+(the residual's blocks are less regular; on the terrain UNet 8–12 dB per extra bit, against ~6 for a finer step):
     value(i) = f32(f32(q_i) · scale[k_b]) + f32(u[i div C]) · f32(v[i mod C])
 """
 

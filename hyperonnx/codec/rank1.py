@@ -22,6 +22,9 @@ FORMAT_VERSION = 2  # a blob that starts with the term; format 1 blobs have none
 # with this much to spare (the coders' dB per bit falls below 6 at low rates).
 MARGIN_DB = 0.5
 POWER_ITERATIONS = 12  # the top singular pair; a term worth storing has a wide gap, so few suffice
+# After this many iterations, a tensor whose best direction so far holds under half the energy the term needs is
+# given up: most tensors hold no such term, and this makes the search 5× cheaper for them (4 products, not 25).
+EARLY_EXIT_ITERATIONS = 2
 
 
 def _matrix(x: np.ndarray) -> tuple[int, int]:
@@ -39,10 +42,15 @@ def fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     if not math.isfinite(energy) or energy == 0.0:
         return None
     cost_db = 6.02 * 16.0 * (rows + cols) / x.size
+    needed = 1.0 - 10.0 ** (-(cost_db + MARGIN_DB) / 10.0)  # the energy fraction the term must take out
     v = np.sqrt(np.einsum("ij,ij->j", m, m, dtype=np.float64)).astype(np.float32)  # column norms: a fair start
-    v[np.argmax(v)] += 1.0  # never orthogonal to the top direction by construction
-    for _ in range(POWER_ITERATIONS):
-        v = m.T @ (m @ v)
+    v /= float(np.linalg.norm(v)) or 1.0
+    for i in range(POWER_ITERATIONS):
+        w = m @ v
+        captured = float(np.dot(w.astype(np.float64), w.astype(np.float64)))  # ≤ σ1², ‖v‖ = 1
+        if i == EARLY_EXIT_ITERATIONS and captured < 0.5 * needed * energy:
+            return None
+        v = m.T @ w
         norm = float(np.linalg.norm(v))
         if not math.isfinite(norm) or norm == 0.0:
             return None
