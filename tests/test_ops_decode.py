@@ -285,6 +285,13 @@ def test_rank1_term_matches_reference(tmp_path, family, shape, dtype, block, mod
     check_matches_reference(tmp_path, enc, mode)
 
 
+def test_rank1_term_long_rows(tmp_path):
+    """Rows longer than the 2^16 columns the C++ decoder converts once per call: v's halves converted in place."""
+    enc = codec.encode(nearly_rank1(np.random.default_rng(32), (24, 70001), "float32"), "tcq", block=256)
+    assert enc.format_version == 2
+    check_matches_reference(tmp_path, enc, "load")
+
+
 @pytest.mark.parametrize("family", ["ecsq", "tcq"])
 def test_rank1_term_segments_and_threads(tmp_path, family):
     """Three segments (blocks of 2) whose boundaries fall inside rows, decoded on 1 and 4 threads."""

@@ -533,16 +533,17 @@ size_t run_malformed_ecsq(const std::string& dir, const std::string& family, con
   return attrs + reject.ran;
 }
 
-// The rank-1 term (format version 2) on tcq: every truncation (inside the term: the shared length error), a non-finite float16
-// (inf, -inf, NaN) first and last in u and in v; and the version checks: 0 and 3 for every codec, 2 where a codec
-// does not define it (blockvq), a term without a first dimension. Returns how many cases ran.
+// The rank-1 term (format version 2) on tcq: every truncation (inside the term: the shared length error), a
+// non-finite float16 (inf, -inf, NaN) first and last in u and in v; and the version checks: 0 and 3 for every
+// codec, 2 where a codec does not define it (blockvq), a term without a first dimension. Returns how many cases ran.
 size_t run_malformed_rank1(const std::string& dir) {
   GoldenCase base, blockvq;
   for (auto& c : load_cases(dir)) {
     if (c.name == "rank1_tcq_float32_B32_24x40") base = c;
     if (c.name == "blockvq_float32_b5_B32_19x41") blockvq = c;
   }
-  check(!base.name.empty() && !blockvq.name.empty(), "golden cases rank1_tcq_float32_B32_24x40, blockvq_float32_b5_B32_19x41");
+  check(!base.name.empty() && !blockvq.name.empty(),
+        "golden cases rank1_tcq_float32_B32_24x40, blockvq_float32_b5_B32_19x41");
   if (base.name.empty() || blockvq.name.empty()) return 0;
   check(base.attrs.ints.at("format") == std::vector<int64_t>{2}, "rank1 base case is format 2");
   size_t ran = reject_attrs("tcq", base.attrs, {

@@ -16,8 +16,8 @@
 //
 // Format version 2 (the rank-1 term, docs/format.md "ecsq"): the blob starts with R + C float16 values u, v (the
 // tensor seen as R = shape[0] rows of C); each value gets u[r] · v[c] added: the product of two float16 values is
-// exact in float32, then one rounded sum, after the level's product (two separate operations, no FMA). The halves
-// are converted where they are used, so memory still does not depend on the shape or the blob.
+// exact in float32, then one rounded sum, after the level's product (two separate operations, no FMA). v is
+// converted to float32 once per call when C ≤ 2^16 (at most 256 KiB, whatever the blob), else where it is used.
 //
 // Arithmetic: the rANS state update is exact 32-bit integer arithmetic (a state in [2^16, 2^32) decodes to one
 // in [16, 2^32)); each value is one IEEE binary32 product of two exact operands (no FMA can be involved), then
@@ -27,6 +27,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "../codec.h"
 #include "blockvq.h"
@@ -43,6 +44,7 @@ constexpr int64_t kMaxBlock = 4096;
 constexpr uint32_t kZero = 127;  // symbol of level 0
 constexpr uint32_t kMaxLevelSymbol = 2 * kZero;
 constexpr size_t kChunk = 2048;  // level symbols decoded, then scaled and cast, per step (stays in L1)
+constexpr uint64_t kCachedCols = uint64_t{1} << 16;  // rank-1 term: v converted once per call up to this many (256 KiB)
 
 inline float from_bits(uint32_t u) {
   float f;
@@ -93,14 +95,21 @@ class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder<TRELLIS>> {
     size_t pos = 0;
     std::string e;
     const uint8_t* term = nullptr;
+    std::vector<float> vcols;  // the term's v as float32, when C is small enough to keep
     if (p_.rows) {
       const uint64_t halves = p_.rows + p_.cols;
       if (len < 2 * halves) return fail<TRELLIS>(error, "blob shorter than its rank-1 term");
       for (uint64_t h = 0; h < halves; ++h) {
-        if ((half_bits(blob, h) & 0x7c00u) == 0x7c00u) return fail<TRELLIS>(error, "rank-1 term holds a non-finite value");
+        if ((half_bits(blob, h) & 0x7c00u) == 0x7c00u) {
+          return fail<TRELLIS>(error, "rank-1 term holds a non-finite value");
+        }
       }
       term = blob;
       pos = static_cast<size_t>(2 * halves);
+      if (WRITE && p_.cols <= kCachedCols) {
+        vcols.resize(static_cast<size_t>(p_.cols));
+        for (uint64_t c = 0; c < p_.cols; ++c) vcols[c] = half_to_float(half_bits(blob, p_.rows + c));
+      }
     }
     if (!rans::parse_model(blob, len, &pos, "k", &km, &e) || !rans::parse_model(blob, len, &pos, "q", &qm, &e)) {
       return fail<TRELLIS>(error, e);
@@ -110,7 +119,7 @@ class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder<TRELLIS>> {
     std::unique_ptr<uint8_t[]> ks(new uint8_t[nb_max]);
     auto coder = std::make_unique<rans::Stream>();  // 16 KiB of states: off the stack
     auto segment = [&](uint64_t g, rans::Stream& c, std::string* message) {
-      return stream<WRITE>(g, km, qm, ks.get(), term, c, out, message);
+      return stream<WRITE>(g, km, qm, ks.get(), term, vcols.empty() ? nullptr : vcols.data(), c, out, message);
     };
     if (!rans::for_segments(p_.seg, blob, len, pos, u0, u1, coder.get(), segment, &e)) return fail<TRELLIS>(error, e);
     return true;
@@ -118,8 +127,8 @@ class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder<TRELLIS>> {
 
   // Decodes segment g from its open stream c; on failure sets *error (no prefix) and returns false.
   template <bool WRITE>
-  bool stream(uint64_t g, const Model& km, const Model& qm, uint8_t* ks, const uint8_t* term, rans::Stream& c,
-              uint8_t* out, std::string* error) const {
+  bool stream(uint64_t g, const Model& km, const Model& qm, uint8_t* ks, const uint8_t* term, const float* vcols,
+              rans::Stream& c, uint8_t* out, std::string* error) const {
     const uint64_t nb = p_.seg.blocks(g), nq = p_.seg.len(g), block = p_.seg.block;
     if (!c.decode(km, nb, ks, error)) return false;
     const size_t esize = dtype_size(p_.dtype);
@@ -148,7 +157,7 @@ class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder<TRELLIS>> {
           }
           values[t] = static_cast<float>(level) * s;
         }
-        if (term) add_term(term, g * p_.seg.elems + i, values, n);
+        if (term) add_term(term, vcols, g * p_.seg.elems + i, values, n);
         if (p_.f16c) {
           to_half_f16c(values, n, dst + static_cast<size_t>(i) * 2);
         } else {
@@ -163,17 +172,24 @@ class EcsqDecoder final : public rans::SegmentedDecoder<EcsqDecoder<TRELLIS>> {
     return static_cast<uint32_t>(blob[2 * h]) | static_cast<uint32_t>(blob[2 * h + 1]) << 8;
   }
 
-  // values[t] += u[r] · v[c] for elements first .. first + n − 1 (row-major: r = e div C, c = e mod C).
-  void add_term(const uint8_t* term, uint64_t first, float* values, size_t n) const {
+  // values[t] += u[r] · v[c] for elements first .. first + n − 1 (row-major: r = e div C, c = e mod C); vcols: v
+  // as float32, or null to convert v's halves here.
+  void add_term(const uint8_t* term, const float* vcols, uint64_t first, float* values, size_t n) const {
     uint64_t r = first / p_.cols, c = first % p_.cols;
-    float u = half_to_float(half_bits(term, r));
-    for (size_t t = 0; t < n; ++t) {
-      const float product = u * half_to_float(half_bits(term, p_.rows + c));  // exact
-      values[t] = values[t] + product;
-      if (++c == p_.cols && t + 1 < n) {
-        c = 0;
-        u = half_to_float(half_bits(term, ++r));
+    size_t t = 0;
+    while (t < n) {
+      const float u = half_to_float(half_bits(term, r));
+      const size_t run = static_cast<size_t>(std::min<uint64_t>(n - t, p_.cols - c));  // to the row's end
+      if (vcols) {
+        for (size_t k = 0; k < run; ++k) values[t + k] = values[t + k] + u * vcols[c + k];  // exact product
+      } else {
+        for (size_t k = 0; k < run; ++k) {
+          values[t + k] = values[t + k] + u * half_to_float(half_bits(term, p_.rows + c + k));
+        }
       }
+      t += run;
+      c = 0;
+      ++r;
     }
   }
 
