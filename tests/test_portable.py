@@ -373,3 +373,25 @@ def test_bfloat16_weights_need_opset_13_in_the_portable_form(opset, tmp_path):
         result = hyperonnx.convert(src, tmp_path / "p.onnx", runtime="portable", min_elements=1)
         assert [t.dtype for t in result.report.tensors] == ["bfloat16"]
     assert hyperonnx.convert(src, tmp_path / "o.onnx", min_elements=1).report.tensors  # ort: no opset limit
+
+
+def test_doc_string_floats_are_short_and_exact(tmp_path):
+    """The portable decoder's JSON writes its float32 side information (blocktcq's stored levels) as the shortest
+    decimal that reads back to the same float32, and readers rebuild exactly the encoder's floats."""
+    import json
+    import re
+
+    src, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
+    onnx.save(conv_mlp(), src)
+    hyperonnx.convert(src, out, runtime="portable", min_elements=1)
+    model = onnx.load(str(out))
+    weights = {t.name: numpy_helper.to_array(t) for t in conv_mlp().graph.initializer}
+    decoders = list(find_decoders(model))
+    assert decoders
+    for decoder in decoders:
+        tag = next(n.doc_string for n in decoder.nodes if n.doc_string.startswith(emit.PORTABLE_TAG))
+        text = json.dumps(json.loads(tag[len(emit.PORTABLE_TAG):])["f_books"])
+        assert max(len(t) for t in re.findall(r"[-0-9.e+]+", text)) <= 15  # float32 needs 9 digits, not 17
+        enc = codec.encode(weights[decoder.output], codec.DEFAULT_CODEC)
+        assert emit.encoded_from_attributes(decoder.meta, np.zeros(0, np.uint8)).floats == enc.floats
+        assert decoder.decode().tobytes() == codec.decode(enc).tobytes()

@@ -49,6 +49,15 @@ def node_attributes(enc: Encoded, mode: str) -> dict:
     return attrs
 
 
+def _json_float32(value: float) -> float:
+    """A float32 value as the float whose JSON text is shortest and still reads back (through float32) as it:
+    0.10000000149011612 becomes 0.1. A portable decoder's doc_string repeats blocktcq's 64 stored levels, so this
+    halves it."""
+    exact = np.float32(value)
+    short = float(str(exact))
+    return short if np.float32(short) == exact else float(value)
+
+
 def encoded_from_attributes(attrs: dict, blob: np.ndarray) -> Encoded:
     """Rebuild an Encoded from a node's attributes (the inverse of ``node_attributes``)."""
     try:
@@ -61,7 +70,9 @@ def encoded_from_attributes(attrs: dict, blob: np.ndarray) -> Encoded:
             bits=int(attrs["bits"]),
             blob=np.asarray(blob, dtype=np.uint8).reshape(-1),
             ints={k[2:]: tuple(int(v) for v in vals) for k, vals in attrs.items() if k.startswith("i_")},
-            floats={k[2:]: tuple(float(v) for v in vals) for k, vals in attrs.items() if k.startswith("f_")},
+            # float32 values; a portable decoder's JSON holds them in their shortest decimal form (_json_float32)
+            floats={k[2:]: tuple(float(np.float32(v)) for v in vals) for k, vals in attrs.items()
+                    if k.startswith("f_")},
             format_version=int(attrs["format"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -200,7 +211,8 @@ def emit_portable(site: WeightSite, namer: Namer, enc: Encoded, stats: dict, ops
     if packed:
         layout["prefix"] = base
     meta = dict(stats, name=site.name, codes=n_codes, **layout,
-                **{k: v for k, v in node_attributes(enc, "load").items() if k != "mode"})
+                **{k: [_json_float32(x) for x in v] if k.startswith("f_") else v
+                   for k, v in node_attributes(enc, "load").items() if k != "mode"})
     tag = PORTABLE_TAG + json.dumps(meta, sort_keys=True)
     # blocktcq's index arithmetic runs in uint16 from opset 14 (``_blocktcq_lean``: it takes the codes as uint8),
     # else in float32; the others index their table with int32
