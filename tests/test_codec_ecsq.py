@@ -275,3 +275,18 @@ def test_rank1_term_on_the_terrain_unet():
     assert with_term.format_version == 2
     assert _sqnr(x, with_term) >= int4 + 5.0
     assert _sqnr(x, with_term) >= _sqnr(x, without) + 4.0
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-40])
+def test_rank1_term_extreme_magnitudes_without_warnings(scale):
+    """A nearly rank-1 matrix far outside float16's range (or deep in float32's subnormals): float16 cannot hold
+    the term, so it is dropped without a warning and the tensor is coded exactly as with rank1=0."""
+    import warnings
+
+    x = (_nearly_rank1(np.random.default_rng(26), (64, 128)).astype(np.float64) * scale).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        enc = codec.encode(x, "tcq")
+        y = codec.decode(enc)
+    assert enc.format_version == 1 and np.isfinite(y).all()
+    assert enc.blob.tobytes() == codec.encode(x, "tcq", rank1=0).blob.tobytes()

@@ -35,6 +35,11 @@ def _matrix(x: np.ndarray) -> tuple[int, int]:
 
 def fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """float16 (u, v) whose outer product takes most of ``x``'s energy when that pays for its bytes, else None."""
+    with np.errstate(all="ignore"):  # extreme magnitudes overflow float32 products: caught as non-finite below
+        return _fit(x)
+
+
+def _fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     rows, cols = _matrix(x)
     if x.ndim < 2 or rows < 2 or cols < 2:
         return None
@@ -61,13 +66,12 @@ def fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     if not math.isfinite(sigma) or sigma == 0.0:
         return None
     # Balanced magnitudes (both √σ) keep float16 away from its range limits; u is then refitted to the rounded v.
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        v16 = (v * math.sqrt(sigma)).astype(np.float16)
-        v32 = v16.astype(np.float32)
-        vv = float(v32.astype(np.float64) @ v32.astype(np.float64))
-        if not np.isfinite(v32).all() or vv == 0.0:
-            return None
-        u16 = ((m @ v32).astype(np.float64) / vv).astype(np.float16)
+    v16 = (v * math.sqrt(sigma)).astype(np.float16)
+    v32 = v16.astype(np.float32)
+    vv = float(v32.astype(np.float64) @ v32.astype(np.float64))
+    if not np.isfinite(v32).all() or vv == 0.0:
+        return None
+    u16 = ((m @ v32).astype(np.float64) / vv).astype(np.float16)
     if not np.isfinite(u16).all():
         return None
     left = residual(x, (u16, v16))
