@@ -515,23 +515,51 @@ def _blocktcq_lean(enc: Encoded, namer: Namer, base: str, theta: str, headers: t
     """``_blocktcq_nodes`` from the codes θ as a uint8 (nblocks, B) grid, with the row index computed in uint16
     (opset 14: Add, Mul and Mod on uint16) instead of float32: half the bytes per intermediate, and the parity is
     one Mod of the integer sums instead of a Floor and a Sub. The parity's matrix product is MatMulInteger on the
-    uint8 codes (int32 sums, exact). ORT holds every folded output until folding ends: at the defaults (benchmarks/portable.py)
-    float32 15.4× the weight, uint16 index 13.4× (12.9× in a later run), MatMulInteger 11.9× in that run.
+    uint8 codes (int32 sums, exact). Up to 5 bits the block scales are folded into the Gather's table (256 × 4 × 2L
+    rows fit a uint16 index), so no full-size scale Mul is left. ORT holds every folded output until folding ends:
+    at the defaults (benchmarks/portable.py) float32 15.4× the weight; uint16 index 13.4× (12.9× in a later run);
+    then MatMulInteger 11.9×, folded scales 10.9× (ORT 1.21: 12.9×).
     """
+    from hyperonnx.codec.blockvq import BOOKS
+
     (block,), (levels,) = enc.ints["block"], enc.ints["levels"]
     const, node = _builders(namer, base, inits, nodes)
-    book, block_scale = _block_header_nodes(enc, headers, const, node)
+    folded = 256 * BOOKS * 2 * levels <= 1 << 16  # every (scale, set, level) row index fits uint16
+    if folded:
+        book = _block_book_nodes(enc, headers, const, node)
+    else:
+        book, block_scale = _block_header_nodes(enc, headers, const, node)
     uint16 = onnx.TensorProto.UINT16
     sums = node("Cast", [_parity_sums_integer(theta, block, const, node)], "sums_u16", to=uint16)
     two = const("two_u16", np.uint16(2))
     parity = node("Mod", [sums, two], "parity", fmod=0)
     fine = node("Add", [node("Mul", [node("Cast", [theta], "codes_u16", to=uint16), two], "two_theta"), parity],
                 "fine")  # f = 2θ + parity
-    set_base = node("Cast", [node("Mul", [book, const("set_rows", np.int32(2 * levels))], "set_base_i32")],
-                    "set_base", to=uint16)  # c·2L, per block
+    set_rows = const("set_rows", np.int32(2 * levels))
+    books = const("books", level_sets(np.asarray(enc.floats["books"], dtype=np.float32)).reshape(-1))
+    if folded:
+        # Each block's scale folded into the table: row (k·4 + c)·2L + f of a 256 × (4·2L) table holds
+        # books[c·2L + f] · scales[k], the very product the unfolded decoder computes per weight, so the Gather's
+        # output is the weight's values and the full-size scale Mul goes.
+        code = node("Cast", [headers[0]], "scale_code_i32", to=onnx.TensorProto.INT32)
+        block_rows = node("Add", [node("Mul", [code, const("sets", np.int32(BOOKS))], "code_sets"), book],
+                          "block_set")
+        set_base = node("Cast", [node("Mul", [block_rows, set_rows], "set_base_i32")], "set_base", to=uint16)
+        column = node("Reshape", [set_base, const("col", np.array([-1, 1], dtype=np.int64))], "set_base_col")
+        rows_index = node("Cast", [node("Add", [fine, column], "rows_u16")], "rows_index_i32",
+                          to=onnx.TensorProto.INT32)
+        scales = node("Reshape", [_scale_table_nodes(enc, const, node), const("scales_col", np.array([-1, 1], dtype=np.int64))],
+                      "scales_col")
+        table = node("Reshape", [node("Mul", [scales, node("Reshape", [books, const("books_row", np.array([1, -1], dtype=np.int64))],
+                                                          "books_row")], "scaled_books"),
+                                 const("flat", np.array([-1], dtype=np.int64))], "scaled_table")
+        values = namer(f"{base}::rows")
+        nodes.append(helper.make_node("Gather", [table, rows_index], [values], axis=0,
+                                      name=f"hyperonnx/{base}/gather", doc_string=tag))
+        return values
+    set_base = node("Cast", [node("Mul", [book, set_rows], "set_base_i32")], "set_base", to=uint16)  # c·2L, per block
     column = node("Reshape", [set_base, const("col", np.array([-1, 1], dtype=np.int64))], "set_base_col")
     rows_index = node("Cast", [node("Add", [fine, column], "rows_u16")], "rows_index_i32", to=onnx.TensorProto.INT32)
-    books = const("books", level_sets(np.asarray(enc.floats["books"], dtype=np.float32)).reshape(-1))
     return _scaled_rows(books, rows_index, block_scale, 2, const, node, namer, base, nodes, tag)
 
 
@@ -555,17 +583,19 @@ def _block_headers(enc: Encoded, namer: Namer, base: str, inits: list, packed: b
 def _block_header_nodes(enc: Encoded, headers: tuple[str, str, bool], const, node) -> tuple[str, str]:
     """Each block's level-set id (int32) and scale (float32) from the stored headers (``_block_headers``); the 256
     scales are computed in the graph."""
-    scale_code, book, packed = headers
-    nblocks = -(-enc.numel // enc.ints["block"][0])
     scales = _scale_table_nodes(enc, const, node)
-    block_scale = node("Gather", [scales, node("Cast", [scale_code], "scale_code_i32", to=onnx.TensorProto.INT32)],
+    block_scale = node("Gather", [scales, node("Cast", [headers[0]], "scale_code_i32", to=onnx.TensorProto.INT32)],
                        "block_scale")
+    return _block_book_nodes(enc, headers, const, node), block_scale
+
+
+def _block_book_nodes(enc: Encoded, headers: tuple[str, str, bool], const, node) -> str:
+    """Each block's level-set id (int32) from the stored headers (``_block_headers``)."""
+    _, book, packed = headers
+    nblocks = -(-enc.numel // enc.ints["block"][0])
     if packed:
-        book_i32 = _plane_nodes([(BOOK_BITS, 0)], [book], nblocks, [nblocks], onnx.TensorProto.INT32, True, const,
-                                node)
-    else:
-        book_i32 = node("Cast", [book], "book_i32", to=onnx.TensorProto.INT32)
-    return book_i32, block_scale
+        return _plane_nodes([(BOOK_BITS, 0)], [book], nblocks, [nblocks], onnx.TensorProto.INT32, True, const, node)
+    return node("Cast", [book], "book_i32", to=onnx.TensorProto.INT32)
 
 
 def _scale_table_nodes(enc: Encoded, const, node) -> str:
