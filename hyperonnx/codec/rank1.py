@@ -3,9 +3,9 @@
 Some trained tensors are nearly one outer product: every row a multiple of one pattern. In the terrain UNet, 79 of
 241 tensors take the term (time-embedding and attention output projections, about half to 97 % rank one; the
 largest, 53 % of the model's weight energy, is 98 %); in MobileNetV2 one depthwise layer does (960 kernels of
-3×3 sharing one spatial profile; the smaller ones cannot pay for the term's bytes). A per-weight quantizer pays for that shared structure in every
-block; storing the outer product once (u and v in float16, 2·(R + C) bytes) and coding only the residual
-leaves the same step to code an energy 10–30 times smaller.
+3×3 sharing one spatial profile; the smaller ones cannot pay for the term's bytes). A per-weight quantizer pays
+for that shared structure in every block; storing the outer product once (u and v in float16, 2·(R + C) bytes)
+and coding only the residual leaves the same relative step to code an energy 2–300 times smaller.
 
 The tensor is seen as a matrix of R = shape[0] rows and C = numel / R columns (row-major). The term adds
 ``f32(u[r]) · f32(v[c])``: a product of two float16 values is exact in float32 (11 + 11 significant bits, exponents

@@ -548,11 +548,11 @@ def _blocktcq_lean(enc: Encoded, namer: Namer, base: str, theta: str, headers: t
         column = node("Reshape", [set_base, const("col", np.array([-1, 1], dtype=np.int64))], "set_base_col")
         rows_index = node("Cast", [node("Add", [fine, column], "rows_u16")], "rows_index_i32",
                           to=onnx.TensorProto.INT32)
-        scales = node("Reshape", [_scale_table_nodes(enc, const, node), const("scales_col", np.array([-1, 1], dtype=np.int64))],
-                      "scales_col")
-        table = node("Reshape", [node("Mul", [scales, node("Reshape", [books, const("books_row", np.array([1, -1], dtype=np.int64))],
-                                                          "books_row")], "scaled_books"),
-                                 const("flat", np.array([-1], dtype=np.int64))], "scaled_table")
+        shape = {name: const(name, np.array(dims, dtype=np.int64))
+                 for name, dims in (("scales_col_shape", [-1, 1]), ("books_row_shape", [1, -1]), ("flat", [-1]))}
+        scales = node("Reshape", [_scale_table_nodes(enc, const, node), shape["scales_col_shape"]], "scales_col")
+        books_row = node("Reshape", [books, shape["books_row_shape"]], "books_row")
+        table = node("Reshape", [node("Mul", [scales, books_row], "scaled_books"), shape["flat"]], "scaled_table")
         values = namer(f"{base}::rows")
         nodes.append(helper.make_node("Gather", [table, rows_index], [values], axis=0,
                                       name=f"hyperonnx/{base}/gather", doc_string=tag))
@@ -689,35 +689,35 @@ def _parity_half_sums_matmul(theta: str, block: int, const, node) -> str:
     return _parity_sums_matmul(theta, block, const, node, tap=0.5)
 
 
+def _parity_taps(block: int, impulse: np.ndarray, const, node) -> tuple[str, str]:
+    """The B×B parity matrix's parts, generated in the graph: at row s, column t, the tap ``impulse[(t − 1 − s) mod
+    7]`` (``impulse``: g in the matrix product's dtype) and whether it applies (s < t: a weight never depends on
+    itself or later ones)."""
+    t = node("Range", [const("t0", np.int32(0)), const("tn", np.int32(block)), const("t1", np.int32(1))], "t")
+    later = node("Reshape", [t, const("t_row_shape", np.array([1, -1], dtype=np.int64))], "t_row")  # column: t
+    earlier = node("Reshape", [t, const("t_col_shape", np.array([-1, 1], dtype=np.int64))], "t_col")  # row: s
+    lag = node("Sub", [node("Sub", [later, const("t_one", np.int32(1))], "t_minus_1"), earlier], "lag")  # t − 1 − s
+    taps = node("Gather", [const("impulse", impulse),
+                           node("Mod", [lag, const("period", np.int32(impulse.size))], "lag_mod")], "taps")
+    return taps, node("Greater", [lag, const("lag_floor", np.int32(-1))], "causal_bool")
+
+
 def _parity_sums_matmul(theta: str, block: int, const, node, tap: float) -> str:
     """``tap`` · Σ_(s<t) θ_s·g_(t−1−s) as θ @ (tap · parity_matrix(B)), the matrix generated in the graph."""
     from hyperonnx.codec.blocktcq import IMPULSE
 
-    t = node("Range", [const("t0", np.int32(0)), const("tn", np.int32(block)), const("t1", np.int32(1))], "t")
-    later = node("Reshape", [t, const("t_row_shape", np.array([1, -1], dtype=np.int64))], "t_row")  # column: t
-    earlier = node("Reshape", [t, const("t_col_shape", np.array([-1, 1], dtype=np.int64))], "t_col")  # row: s
-    lag = node("Sub", [node("Sub", [later, const("t_one", np.int32(1))], "t_minus_1"), earlier], "lag")  # t − 1 − s
-    # g/2 at lag mod 7, zeroed where lag < 0 (s ≥ t: a weight never depends on itself or later ones)
-    taps = node("Gather", [const("impulse", np.asarray(IMPULSE, dtype=np.float32) * np.float32(tap)),
-                           node("Mod", [lag, const("period", np.int32(len(IMPULSE)))], "lag_mod")], "taps")
-    causal = node("Cast", [node("Greater", [lag, const("lag_floor", np.int32(-1))], "causal_bool")], "causal",
-                  to=onnx.TensorProto.FLOAT)
+    taps, causal = _parity_taps(block, np.asarray(IMPULSE, dtype=np.float32) * np.float32(tap), const, node)
+    causal = node("Cast", [causal], "causal", to=onnx.TensorProto.FLOAT)
     return node("MatMul", [theta, node("Mul", [taps, causal], "parity_matrix")], "parity_sums")
 
 
 def _parity_sums_integer(theta: str, block: int, const, node) -> str:
-    """Σ_(s<t) θ_s·g_(t−1−s) as int32, from the codes as uint8: MatMulInteger of θ and the 0/1 parity matrix (uint8,
-    generated in the graph). No float32 copy of θ and no float32 product: 2 bytes a weight fewer than
-    ``_parity_sums_matmul`` while ORT folds."""
+    """Σ_(s<t) θ_s·g_(t−1−s) as int32 from the codes as uint8: MatMulInteger of θ and the 0/1 parity matrix
+    (uint8). No float32 copy of θ and no float32 product: 2 bytes a weight fewer than ``_parity_sums_matmul``
+    while ORT folds."""
     from hyperonnx.codec.blocktcq import IMPULSE
 
-    t = node("Range", [const("t0", np.int32(0)), const("tn", np.int32(block)), const("t1", np.int32(1))], "t")
-    later = node("Reshape", [t, const("t_row_shape", np.array([1, -1], dtype=np.int64))], "t_row")  # column: t
-    earlier = node("Reshape", [t, const("t_col_shape", np.array([-1, 1], dtype=np.int64))], "t_col")  # row: s
-    lag = node("Sub", [node("Sub", [later, const("t_one", np.int32(1))], "t_minus_1"), earlier], "lag")  # t − 1 − s
-    taps = node("Gather", [const("impulse_u8", np.asarray(IMPULSE, dtype=np.uint8)),
-                           node("Mod", [lag, const("period", np.int32(len(IMPULSE)))], "lag_mod")], "taps")
-    causal = node("Greater", [lag, const("lag_floor", np.int32(-1))], "causal_bool")  # s < t
+    taps, causal = _parity_taps(block, np.asarray(IMPULSE, dtype=np.uint8), const, node)
     matrix = node("Where", [causal, taps, const("no_tap", np.uint8(0))], "parity_matrix_u8")
     return node("MatMulInteger", [theta, matrix], "parity_sums_i32")
 
