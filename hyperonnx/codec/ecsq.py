@@ -74,13 +74,14 @@ class EcsqCodec(Codec):
             raise ValueError(f"{self.name} codec: block must be in 1..4096, got {block}")
         if params["rank1"] not in (0, 1):
             raise ValueError(f"{self.name} codec: rank1 must be 0 (never) or 1 (where it pays), got {params['rank1']}")
-        term = rank1.fit(np.asarray(x)) if params["rank1"] else None
-        if term is not None:  # code the residual; the blob starts with the term (format version 2)
-            residual = self._encode_flat(rank1.residual(np.asarray(x), term), np.shape(x), np.asarray(x).dtype,
-                                         step, block)
-            return replace(residual, blob=np.concatenate([rank1.to_bytes(term), residual.blob]),
+        x = np.asarray(x)
+        fitted = rank1.fit(x) if params["rank1"] else None
+        if fitted is not None:  # code the residual; the blob starts with the term (format version 2)
+            term, left = fitted
+            coded = self._encode_flat(left, x.shape, x.dtype, step, block)
+            return replace(coded, blob=np.concatenate([rank1.to_bytes(term), coded.blob]),
                            format_version=rank1.FORMAT_VERSION)
-        return self._encode_flat(np.asarray(x).reshape(-1), np.shape(x), np.asarray(x).dtype, step, block)
+        return self._encode_flat(x.reshape(-1), x.shape, x.dtype, step, block)
 
     def _encode_flat(self, flat: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, step: float,
                      block: int) -> Encoded:

@@ -28,20 +28,19 @@ POWER_ITERATIONS = 12  # the top singular pair; a term worth storing has a wide 
 EARLY_EXIT_ITERATIONS = 2
 
 
-def _matrix(x: np.ndarray) -> tuple[int, int]:
-    rows = int(x.shape[0]) if x.ndim else 0
-    return rows, (x.size // rows if rows else 0)
-
-
-def fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """float16 (u, v) whose outer product takes most of ``x``'s energy when that pays for its bytes, else None."""
+def fit(x: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray] | None:
+    """float16 (u, v) whose outer product takes most of ``x``'s energy when that pays for its bytes, with the
+    residual the streams then code (flat float32); else None."""
     with np.errstate(all="ignore"):  # extreme magnitudes overflow float32 products: caught as non-finite below
         return _fit(x)
 
 
-def _fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    rows, cols = _matrix(x)
-    if x.ndim < 2 or rows < 2 or cols < 2:
+def _fit(x: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray] | None:
+    if x.ndim < 2:
+        return None
+    rows = int(x.shape[0])
+    cols = x.size // rows if rows else 0
+    if rows < 2 or cols < 2:
         return None
     m = np.asarray(x, dtype=np.float32).reshape(rows, cols)
     energy = float(np.einsum("ij,ij->", m, m, dtype=np.float64))
@@ -79,7 +78,7 @@ def _fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     if not math.isfinite(left_energy):
         return None
     gain_db = 10.0 * math.log10(energy / left_energy) if left_energy > 0 else math.inf
-    return (u16, v16) if gain_db > cost_db + MARGIN_DB else None
+    return ((u16, v16), left) if gain_db > cost_db + MARGIN_DB else None
 
 
 def outer(term: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

@@ -237,9 +237,7 @@ def emit_portable(site: WeightSite, namer: Namer, enc: Encoded, stats: dict, ops
         else:
             n_table = namer(f"{base}::table")
             inits.append(numpy_helper.from_array(codec.table(enc), n_table))
-        rows = namer(f"{base}::rows")
-        nodes.append(helper.make_node("Gather", [n_table, index], [rows], axis=0,
-                                      name=f"hyperonnx/{base}/gather", doc_string=tag))
+        rows = _tagged_gather(n_table, index, namer, base, nodes, tag)
     flat = rows
     if covered != enc.numel:  # the pad of the last pair or block
         flat_shape = namer(f"{base}::flat_shape")
@@ -537,30 +535,24 @@ def _blocktcq_lean(enc: Encoded, namer: Namer, base: str, theta: str, headers: t
                 "fine")  # f = 2θ + parity
     set_rows = const("set_rows", np.int32(2 * levels))
     books = const("books", level_sets(np.asarray(enc.floats["books"], dtype=np.float32)).reshape(-1))
+    # Each block's first table row, in units of 2L: its level set c, or with the scale folded in, k·4 + c: row
+    # (k·4 + c)·2L + f of a 256 × (4·2L) table holds books[c·2L + f] · scales[k], the very product the unfolded
+    # decoder computes per weight, so the Gather's output is the weight's values and the full-size scale Mul goes.
+    block_rows = book
     if folded:
-        # Each block's scale folded into the table: row (k·4 + c)·2L + f of a 256 × (4·2L) table holds
-        # books[c·2L + f] · scales[k], the very product the unfolded decoder computes per weight, so the Gather's
-        # output is the weight's values and the full-size scale Mul goes.
         code = node("Cast", [headers[0]], "scale_code_i32", to=onnx.TensorProto.INT32)
-        block_rows = node("Add", [node("Mul", [code, const("sets", np.int32(BOOKS))], "code_sets"), book],
-                          "block_set")
-        set_base = node("Cast", [node("Mul", [block_rows, set_rows], "set_base_i32")], "set_base", to=uint16)
-        column = node("Reshape", [set_base, const("col", np.array([-1, 1], dtype=np.int64))], "set_base_col")
-        rows_index = node("Cast", [node("Add", [fine, column], "rows_u16")], "rows_index_i32",
-                          to=onnx.TensorProto.INT32)
-        shape = {name: const(name, np.array(dims, dtype=np.int64))
-                 for name, dims in (("scales_col_shape", [-1, 1]), ("books_row_shape", [1, -1]), ("flat", [-1]))}
-        scales = node("Reshape", [_scale_table_nodes(enc, const, node), shape["scales_col_shape"]], "scales_col")
-        books_row = node("Reshape", [books, shape["books_row_shape"]], "books_row")
-        table = node("Reshape", [node("Mul", [scales, books_row], "scaled_books"), shape["flat"]], "scaled_table")
-        values = namer(f"{base}::rows")
-        nodes.append(helper.make_node("Gather", [table, rows_index], [values], axis=0,
-                                      name=f"hyperonnx/{base}/gather", doc_string=tag))
-        return values
-    set_base = node("Cast", [node("Mul", [book, set_rows], "set_base_i32")], "set_base", to=uint16)  # c·2L, per block
+        block_rows = node("Add", [node("Mul", [code, const("sets", np.int32(BOOKS))], "code_sets"), book], "block_set")
+    set_base = node("Cast", [node("Mul", [block_rows, set_rows], "set_base_i32")], "set_base", to=uint16)
     column = node("Reshape", [set_base, const("col", np.array([-1, 1], dtype=np.int64))], "set_base_col")
     rows_index = node("Cast", [node("Add", [fine, column], "rows_u16")], "rows_index_i32", to=onnx.TensorProto.INT32)
-    return _scaled_rows(books, rows_index, block_scale, 2, const, node, namer, base, nodes, tag)
+    if not folded:
+        return _scaled_rows(books, rows_index, block_scale, 2, const, node, namer, base, nodes, tag)
+    shape = {name: const(name, np.array(dims, dtype=np.int64))
+             for name, dims in (("scales_col_shape", [-1, 1]), ("books_row_shape", [1, -1]), ("flat", [-1]))}
+    scales = node("Reshape", [_scale_table_nodes(enc, const, node), shape["scales_col_shape"]], "scales_col")
+    books_row = node("Reshape", [books, shape["books_row_shape"]], "books_row")
+    table = node("Reshape", [node("Mul", [scales, books_row], "scaled_books"), shape["flat"]], "scaled_table")
+    return _tagged_gather(table, rows_index, namer, base, nodes, tag)
 
 
 def _block_headers(enc: Encoded, namer: Namer, base: str, inits: list, packed: bool) -> tuple[str, str, bool]:
@@ -658,13 +650,20 @@ def _book_rows(grid: str, book: str, rows_per_book: int, const, node, to: int = 
 
 def _scaled_rows(table: str, rows_index: str, block_scale: str, rank: int, const, node, namer: Namer, base: str,
                  nodes: list, tag: str) -> str:
-    """Gather every row and multiply by its block's scale (a rank-``rank`` result, blocks first). This Gather
-    carries the codec attributes (``tag``): it is how decoders.py finds the portable decoder."""
+    """Gather every row (``_tagged_gather``) and multiply by its block's scale (a rank-``rank`` result, blocks
+    first)."""
+    rows = _tagged_gather(table, rows_index, namer, base, nodes, tag)
+    scale_shape = const("scale_shape", np.array([-1] + [1] * (rank - 1), dtype=np.int64))
+    return node("Mul", [rows, node("Reshape", [block_scale, scale_shape], "scale_col")], "values")
+
+
+def _tagged_gather(table: str, rows_index: str, namer: Namer, base: str, nodes: list, tag: str) -> str:
+    """The decoder's Gather of table rows; it carries the codec attributes (``tag``): it is how decoders.py finds
+    the portable decoder."""
     rows = namer(f"{base}::rows")
     nodes.append(helper.make_node("Gather", [table, rows_index], [rows], axis=0, name=f"hyperonnx/{base}/gather",
                                   doc_string=tag))
-    scale_shape = const("scale_shape", np.array([-1] + [1] * (rank - 1), dtype=np.int64))
-    return node("Mul", [rows, node("Reshape", [block_scale, scale_shape], "scale_col")], "values")
+    return rows
 
 
 def _trellis_parity_half(theta: str, block: int, const, node) -> str:
