@@ -45,6 +45,9 @@ def load(path: str | os.PathLike, load_external_data: bool = True) -> onnx.Model
         raise HyperonnxError(f"{path}: not a readable ONNX model ({_short(exc)})") from None
     if not model.HasField("graph") or (not model.graph.node and not model.graph.initializer):
         raise HyperonnxError(f"{path}: not an ONNX model (no graph)")
+    where = next(_non_utf8_strings(model, "model"), None)
+    if where is not None:
+        raise HyperonnxError(f"{path}: not a valid ONNX model ({where} is not UTF-8 text)")
     if load_external_data:
         try:
             onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
@@ -62,6 +65,24 @@ def load_lazy(path: str | os.PathLike) -> onnx.ModelProto:
         if is_external(tensor):
             external_ref(tensor, folder, model_path=path)
     return model
+
+
+def _non_utf8_strings(message, where: str) -> Iterator[str]:
+    """Paths of the string fields that protobuf could not decode as UTF-8. ONNX's schema is proto2, so protobuf
+    parses such a field and hands it over as bytes instead of str; every later step that treats names as text
+    would then fail with an internal error, far from the cause (a fuzzer finding)."""
+    for field, value in message.ListFields():
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        if field.type == field.TYPE_STRING:
+            for item in value if repeated else (value,):
+                if isinstance(item, bytes):
+                    yield f"{where}.{field.name}"
+        elif field.type == field.TYPE_MESSAGE:
+            if not repeated:
+                yield from _non_utf8_strings(value, f"{where}.{field.name}")
+            elif not field.message_type.GetOptions().map_entry:
+                for index, item in enumerate(value):
+                    yield from _non_utf8_strings(item, f"{where}.{field.name}[{index}]")
 
 
 def _short(exc: BaseException) -> str:

@@ -170,6 +170,25 @@ def test_bad_inputs_get_one_line_and_exit_2(toy, tmp_path):
     assert not out.exists()
 
 
+def test_a_name_that_is_not_utf8_gets_one_line(toy, tmp_path):
+    """ONNX is proto2: protobuf parses a string field holding invalid UTF-8 and returns bytes. Every command
+    refuses such a file in one line naming the field (before this, convert failed with an internal TypeError on
+    a graph input's name; the fuzzer found it)."""
+    import onnx
+
+    model = onnx.load(str(toy))
+    name = model.graph.input[0].name.encode()
+    broken = tmp_path / "broken.onnx"
+    data = model.SerializeToString()
+    assert data.count(name) >= 2  # the graph input and the node that reads it
+    broken.write_bytes(data.replace(name, b"\xff" + name[1:]))
+    out = tmp_path / "out.onnx"
+    for args in (("convert", broken, "-o", out), ("inspect", broken), ("decompress", broken, "-o", out),
+                 ("verify", toy, broken)):
+        _one_line_error(hx(*args), "broken.onnx", "is not UTF-8 text")
+    assert not out.exists()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_output_folder(toy, tmp_path):
     locked = tmp_path / "locked"
