@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -281,6 +283,45 @@ def test_budget_leftover_is_spent_between_ladder_rungs(tmp_path, monkeypatch, bu
         weights = filled.report.budget["weights"]
         assert 8 * sum(t.bytes_after for t in filled.report.tensors) / weights <= 4.6
     assert rungs.report.budget["chosen_bytes"] <= filled.report.budget["limit_bytes"]
+
+
+@pytest.mark.parametrize("codec_name,limit", [("blocktcq", {"target_bpw": 4.5}), ("tcq", {"max_size": 21_000}),
+                                              ("ecsq", {"target_bpw": 6.0})])
+def test_budget_without_held_encodings_writes_the_same_file(tmp_path, monkeypatch, codec_name, limit):
+    """A size budget holds every rung's encoding only up to HELD_CANDIDATE_BYTES; past it, only sizes and noise are
+    kept and the chosen rung is encoded again. Both ways write the same bytes, an exact grid weight included (its
+    re-detection), and the re-encoding is checked, not trusted: a size that differs is an error."""
+    from test_grid import gguf_like
+
+    from hyperonnx.passes import budget, compress
+
+    model = conv_mlp()
+    model.graph.initializer.append(numpy_helper.from_array(gguf_like(96, 64), "grid_weight"))
+    model.graph.node.append(onnx.helper.make_node("MatMul", ["grid_x", "grid_weight"], ["grid_y"]))
+    model.graph.input.append(onnx.helper.make_tensor_value_info("grid_x", onnx.TensorProto.FLOAT, [1, 96]))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("grid_y", onnx.TensorProto.FLOAT, [1, 64]))
+    src = tmp_path / "m.onnx"
+    onnx.save(model, src)
+    kwargs = dict(codec_name=codec_name, min_elements=1, jobs=2, **limit)
+    held = hyperonnx.convert(src, tmp_path / "held.onnx", **kwargs)
+    assert held.report.budget["chosen_bytes"] <= held.report.budget["limit_bytes"]
+    monkeypatch.setattr(compress, "HELD_CANDIDATE_BYTES", 0)
+    again = []
+    real_encode_choice = compress._encode_choice
+    monkeypatch.setattr(compress, "_encode_choice", lambda *a: again.append(a[2].options) or real_encode_choice(*a))
+    redone = hyperonnx.convert(src, tmp_path / "redone.onnx", **kwargs)
+    assert len(again) == len(redone.report.tensors)  # every chosen rung was encoded a second time
+    assert (tmp_path / "redone.onnx").read_bytes() == (tmp_path / "held.onnx").read_bytes()
+    if codec_name == "ecsq":  # at 6 bits a weight the exact grid (6.25) beats ecsq's rungs: detected again
+        assert None in again and {t.codec for t in redone.report.tensors} >= {"grid"}
+
+    weight = numpy_helper.to_array(model.graph.initializer[0])
+    first = compress._candidates(weight, codec_name, budget.ladder(codec_name, codec_name, {}, "a test"), "ort",
+                                 None, hold=False)[0]
+    assert first.payload is None
+    wrong = dataclasses.replace(first, encoded_bytes=first.encoded_bytes + 1)
+    with pytest.raises(RuntimeError, match="did not give the same encoding"):
+        real_encode_choice(weight, codec_name, wrong)
 
 
 def test_tcq_meets_a_budget_with_less_noise_than_ecsq(tmp_path):

@@ -63,8 +63,9 @@ def upgrade_order(candidates: list[list[Candidate]], choice: list[int],
 class Candidate:
     nbytes: int
     rel_noise: float  # noise energy / signal energy
-    payload: object  # what the caller needs to emit this choice (the Encoded, its SQNR)
+    payload: object  # what the caller needs to emit this choice (the Encoded, its SQNR); None: not held
     options: dict | None = None  # the codec options that made it (None: not a ladder setting, e.g. an exact grid)
+    encoded_bytes: int | None = None  # the encoding's own size, to check one made again
 
 
 def allocate(candidates: list[list[Candidate]], budget_bytes: float,

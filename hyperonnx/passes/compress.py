@@ -171,37 +171,61 @@ class _Done:
         return self.value
 
 
+# A size budget encodes every tensor at every rung of its ladder, about 5 bytes per weight in all (the rungs' bits
+# add up to ~40), more than the fp32 model itself. Up to this many bytes of those encodings are held for the
+# emit step; beyond it only each rung's size and noise are kept, and the chosen rung is encoded again (the
+# encoders are deterministic), so a budgeted conversion's memory stays bounded like a plain one's.
+HELD_CANDIDATE_BYTES = 256 << 20
+_LADDER_BYTES_PER_WEIGHT = 5
+
+
 def _candidates(values, codec_name: str, option_sets: list[dict], runtime: str, name: str | None,
-                exact_grids: bool = False):
+                exact_grids: bool = False, hold: bool = True):
     """Every budget setting of one tensor, cheapest first. With ``name`` (a whole-file budget), sizes are the
     serialized bytes of the decoder and its blob, so the file size can be predicted exactly. An exact grid
-    encoding (``exact_grids``) is the top candidate; settings larger than it are dropped (it dominates them)."""
+    encoding (``exact_grids``) is the top candidate (``options`` None); settings larger than it are dropped (it
+    dominates them). ``hold`` False: the candidates keep their size and noise, not their encoding (payload
+    None; :func:`_encode_choice` makes it again)."""
     array = values() if callable(values) else values
     exact = grid.detect(array) if exact_grids else None
-    out = [] if exact is None else [_candidate((exact, float("inf")), None, runtime, name)]
+    out = [] if exact is None else [_candidate((exact, float("inf")), None, runtime, name, hold)]
     for opts in option_sets:  # the settings go from the smallest encoding to the largest
         result = _encode_one(array, codec_name, opts)
         if isinstance(result, str):
             return result
-        out.append(_candidate(result, opts, runtime, name))
+        out.append(_candidate(result, opts, runtime, name, hold))
         if exact is not None and out[-1].nbytes > out[0].nbytes:
             break  # the exact encoding is smaller than this setting and every finer one: no need to make them
     out.sort(key=lambda c: c.nbytes)
     if exact is not None:
-        top = next(i for i, c in enumerate(out) if c.payload[0] is exact)
+        top = next(i for i, c in enumerate(out) if c.options is None)
         out = out[: top + 1]
     return out
 
 
+def _encode_choice(values, codec_name: str, chosen: budget.Candidate) -> tuple[codec.Encoded, float]:
+    """The encoding of a candidate made without holding it: the same setting encoded again, checked to be the
+    same size (a different one would mean an encoder that is not deterministic, and a broken budget)."""
+    array = values() if callable(values) else values
+    if chosen.options is None:
+        result = grid.detect(array), float("inf")
+    else:
+        result = _encode_one(array, codec_name, chosen.options)
+    if isinstance(result, str) or result[0] is None or result[0].nbytes != chosen.encoded_bytes:
+        raise RuntimeError(f"encoding again with {chosen.options} did not give the same encoding "
+                           f"({chosen.encoded_bytes} bytes before)")
+    return result
+
+
 def _candidate(result: tuple[codec.Encoded, float], options: dict | None, runtime: str,
-               name: str | None) -> budget.Candidate:
+               name: str | None, hold: bool = True) -> budget.Candidate:
     enc, sqnr = result
     if name is not None and runtime == "ort":
         nbytes = _serialized_bytes(name, enc, sqnr)
     else:
         nbytes = enc.nbytes if runtime == "ort" else _portable_bytes(enc)
     rel = 0.0 if not np.isfinite(sqnr) else 10.0 ** (-sqnr / 10.0)
-    return budget.Candidate(nbytes, rel, result, options)
+    return budget.Candidate(nbytes, rel, result if hold else None, options, enc.nbytes)
 
 
 def _spend_leftover(kept, choice, limit, codec_name, runtime, max_bytes, base_dir, attempts: int = 8,
@@ -236,7 +260,7 @@ def _spend_leftover(kept, choice, limit, codec_name, runtime, max_bytes, base_di
             result = _encode_one(array, codec_name, opts)
             if isinstance(result, str):
                 break
-            candidate = _candidate(result, opts, runtime, name)
+            candidate = _candidate(result, opts, runtime, name, hold=here.payload is not None)
             if total - here.nbytes + candidate.nbytes <= limit:  # a finer step that fits
                 low, found = mid, candidate
             else:
@@ -261,12 +285,16 @@ def _serialized_bytes(name: str, enc: codec.Encoded, sqnr: float) -> int:
 
 def _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, target_bpw, max_bytes, input_bytes,
                      report, base_dir, exact_grids=False, tensor_weights=None):
-    """Encode every tensor at every budget setting, allocate the budget, yield the chosen encodings."""
+    """Encode every tensor at every budget setting, allocate the budget, yield the chosen encodings (those not
+    held, encoded again, at most jobs + 1 in flight)."""
     pending, results = [], []
+    held = 0
     for site in chosen:
         name = site.name if max_bytes is not None else None
+        hold = held + site.numel * _LADDER_BYTES_PER_WEIGHT <= HELD_CANDIDATE_BYTES
+        held += site.numel * _LADDER_BYTES_PER_WEIGHT if hold else 0
         pending.append((site, pool.submit(_candidates, _values(site, base_dir), codec_name, option_sets, runtime,
-                                          name, exact_grids)))
+                                          name, exact_grids, hold)))
         if len(pending) > jobs:
             site_done, future = pending.pop(0)
             results.append((site_done, future.result()))
@@ -288,9 +316,22 @@ def _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, targe
                                         gains=gains).items():
         picked[t] = candidate
     report.budget = {"limit_bytes": limit, "weights": weights, "chosen_bytes": sum(c.nbytes for c in picked)}
-    chosen_by_site = {id(site): c.payload for (site, _), c in zip(kept, picked)}
+    chosen_by_site = {id(site): c for (site, _), c in zip(kept, picked)}
+    # the unchosen rungs' encodings go now, before any chosen one is encoded again
+    results = [(site, c if isinstance(c, str) else None) for site, c in results]
+    del kept, picked
+    in_flight = []
     for site, c in results:
-        yield site, _Done(c if isinstance(c, str) else chosen_by_site[id(site)])
+        if c is not None:  # not encodable: the reason
+            in_flight.append((site, _Done(c)))
+        else:
+            pick = chosen_by_site.pop(id(site))
+            payload = pick.payload
+            in_flight.append((site, _Done(payload) if payload is not None else
+                              pool.submit(_encode_choice, _values(site, base_dir), codec_name, pick)))
+        if len(in_flight) > jobs:
+            yield in_flight.pop(0)
+    yield from in_flight
 
 
 def _values(site: WeightSite, base_dir) -> np.ndarray | Callable[[], np.ndarray]:
