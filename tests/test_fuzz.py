@@ -29,6 +29,19 @@ def _clang() -> str | None:
     return None
 
 
+def _reproducers(paths: list[Path], limit: int = 64 << 10) -> str:
+    """The inputs a fuzzer saved, base64-encoded for the failure message: CI runs on a fresh machine, and the
+    temporary folder is gone once the run ends, so the log is the only place a rare finding can be recovered."""
+    import base64
+
+    parts = []
+    for path in paths:
+        data = path.read_bytes()
+        shown = base64.b64encode(data[:limit]).decode() + ("" if len(data) <= limit else " (truncated)")
+        parts.append(f"--- {path.name}, {len(data)} bytes, base64 ---\n{shown}")
+    return "\n".join(parts)
+
+
 def _python_fuzz(*args: str, timeout: float) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     env.pop("HYPERONNX_DEBUG", None)
@@ -85,8 +98,10 @@ def test_cli_fuzz_bounded(tmp_path):
     findings = sorted(tmp_path.glob("finding-*.txt"))
     crashes = sorted(tmp_path.glob("crash-*"))
     detail = "\n".join(f.read_text() for f in findings) or proc.stderr[-4000:]
+    inputs = [f.with_suffix("") for f in findings] + crashes
     assert proc.returncode == 0 and not findings and not crashes, (
-        f"fuzzer found a problem (inputs saved in {tmp_path}; add them to tests/fuzz_corpus/cli/):\n{detail}")
+        f"fuzzer found a problem (inputs saved in {tmp_path}; add them to tests/fuzz_corpus/cli/):\n{detail}\n"
+        f"{_reproducers([p for p in inputs if p.is_file()])}")
     assert summary, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
@@ -144,9 +159,10 @@ def test_decoder_fuzz_bounded(decoder_fuzz, tmp_path):
                              timeout=SECONDS + 240)
     stats = [line for line in proc.stderr.splitlines() if line.startswith(("stat::", "Done"))]
     print("\n".join(stats))
-    artifacts = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("crash-", "leak-", "oom-", "timeout-")))
+    artifacts = sorted(p for p in tmp_path.iterdir() if p.name.startswith(("crash-", "leak-", "oom-", "timeout-")))
     assert proc.returncode == 0 and not artifacts, (
-        f"libFuzzer found {artifacts} in {tmp_path} (add to tests/fuzz_corpus/decoder/):\n{proc.stderr[-6000:]}")
+        f"libFuzzer found {[p.name for p in artifacts]} in {tmp_path} (add to tests/fuzz_corpus/decoder/):\n"
+        f"{proc.stderr[-6000:]}\n{_reproducers(artifacts)}")
 
 
 KNOWN_DECODER = {
