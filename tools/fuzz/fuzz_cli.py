@@ -238,9 +238,18 @@ def _instrument_hyperonnx(atheris) -> int:
     except ImportError:
         instrument = atheris.instrument_func
 
-    import hyperonnx.cli  # noqa: F401
-    import hyperonnx.passes.compress  # noqa: F401
-    import hyperonnx.passes.decompress  # noqa: F401
+    import importlib
+    import importlib.util
+    import pkgutil
+
+    import hyperonnx
+
+    # Every Python module now (one imported later would run uncounted); not __main__, which runs the command
+    # line on import, nor the op library, a shared library beside them.
+    for module in pkgutil.walk_packages(hyperonnx.__path__, "hyperonnx."):
+        spec = importlib.util.find_spec(module.name)
+        if not module.name.endswith("__main__") and spec is not None and str(spec.origin).endswith(".py"):
+            importlib.import_module(module.name)
 
     functions = [obj for obj in gc.get_objects() if isinstance(obj, types.FunctionType)
                  and str(getattr(obj, "__module__", "")).split(".")[0] == "hyperonnx"]
