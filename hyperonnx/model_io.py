@@ -67,12 +67,19 @@ def load_lazy(path: str | os.PathLike) -> onnx.ModelProto:
     return model
 
 
+# Free text that hyperonnx never reads, only carries over: its bytes pass through whatever they are (ONNX Runtime
+# does not check them either).
+_FREE_TEXT_FIELDS = {"doc_string", "metadata_props"}
+
+
 def _non_utf8_strings(message, where: str) -> Iterator[str]:
     """Paths of the string fields that protobuf could not decode as UTF-8. ONNX's schema is proto2, so protobuf
     parses such a field and hands it over as bytes instead of str; every later step that treats names as text
     would then fail with an internal error, far from the cause (a fuzzer finding)."""
     for field, value in message.ListFields():
         repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        if field.name in _FREE_TEXT_FIELDS:
+            continue
         if field.type == field.TYPE_STRING:
             for item in value if repeated else (value,):
                 if isinstance(item, bytes):

@@ -188,6 +188,18 @@ def test_a_name_that_is_not_utf8_gets_one_line(toy, tmp_path):
         _one_line_error(hx(*args), "broken.onnx", "is not UTF-8 text")
     assert not out.exists()
 
+    # free text (doc strings, metadata) is only carried over: any bytes there still convert, and pass through
+    model.doc_string, model.graph.node[0].doc_string = "MODEL-DOC", "NODE-DOC"
+    onnx.helper.set_model_props(model, {"about": "MODEL-META"})
+    model.graph.node[0].metadata_props.add(key="source", value="NODE-META")
+    data = model.SerializeToString()
+    for text in (b"MODEL-DOC", b"NODE-DOC", b"MODEL-META", b"NODE-META"):
+        data = data.replace(text, b"\xff" + text[1:])
+    odd = tmp_path / "odd-text.onnx"
+    odd.write_bytes(data)
+    assert hx("convert", odd, "-o", out, "--min-elements", "1").returncode == 0
+    assert b"\xffODEL-DOC" in out.read_bytes() and b"\xffODE-META" in out.read_bytes()
+
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_output_folder(toy, tmp_path):
