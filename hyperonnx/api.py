@@ -335,11 +335,20 @@ def _index_bounds(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def load_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file, by name. Any unreadable file (missing, truncated, not a zip, a bare .npy,
+    pickled objects) is one HyperonnxError line."""
     try:
-        with np.load(str(path)) as data:
-            return {key: data[key] for key in data.files}
-    except (OSError, ValueError) as exc:
-        raise HyperonnxError(f"{path}: cannot read inputs ({exc})") from None
+        loaded = np.load(str(path))  # allow_pickle stays False: an .npz from elsewhere must not run code
+    except Exception as exc:  # zipfile, numpy and the OS raise many kinds for a bad file
+        raise HyperonnxError(f"{path}: cannot read inputs ({model_io.short_reason(exc)})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise HyperonnxError(f"{path}: not an .npz archive of named inputs (save them with numpy.savez(path, "
+                             "name=array, ...))")
+    try:
+        with loaded:
+            return {key: loaded[key] for key in loaded.files}
+    except Exception as exc:
+        raise HyperonnxError(f"{path}: cannot read inputs ({model_io.short_reason(exc)})") from None
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -395,21 +404,29 @@ def verify(
         test_out = test.run(None, feeds)
     except Exception as exc:
         raise HyperonnxError(f"running the models failed ({str(exc).splitlines()[0][:300]})") from None
+    if all(np.asarray(a).size == 0 for a in ref_out):
+        raise HyperonnxError("every output is empty on these inputs: nothing to compare (give at least one sample)")
     outputs = []
     for arg, a, b in zip(ref.get_outputs(), ref_out, test_out):
         a, b = np.asarray(a), np.asarray(b)
         entry = {"name": arg.name, "shape": list(a.shape), "cosine": _cosine(a, b),
                  "max_abs_error": float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
                  if a.size else 0.0}
-        if a.ndim >= 2 and a.shape[-1] > 1 and np.issubdtype(a.dtype, np.floating):
-            entry["top1_agreement"] = float((a.argmax(-1) == b.argmax(-1)).mean())
+        if np.issubdtype(a.dtype, np.floating):
+            # NaN or inf anywhere makes the cosine NaN, which then fails --min-cosine: say where it came from
+            entry["non_finite"] = {"original": int(a.size - np.isfinite(a).sum()),
+                                   "compressed": int(b.size - np.isfinite(b).sum())}
+            if a.ndim >= 2 and a.shape[-1] > 1 and a.size:
+                entry["top1_agreement"] = float((a.argmax(-1) == b.argmax(-1)).mean())
         outputs.append(entry)
+    cosines = [o["cosine"] for o in outputs]
     ref_latency = _median_latency(ref, feeds, repeats)
     test_latency = _median_latency(test, feeds, repeats)
     size_before, size_after = model_io.file_size(original), model_io.file_size(compressed)
     return {
         "outputs": outputs,
-        "cosine_min": min(o["cosine"] for o in outputs) if outputs else 1.0,
+        # NaN-aware: min() over floats with a NaN among them answers by position
+        "cosine_min": float("nan") if any(np.isnan(c) for c in cosines) else min(cosines, default=1.0),
         "size_bytes": {"original": size_before, "compressed": size_after},
         "size_ratio": size_before / max(size_after, 1),
         "load_seconds": {"original": ref_load, "compressed": test_load},

@@ -20,7 +20,6 @@ Variants are written ``NAME[:KEY=VALUE[:KEY=VALUE…]]``:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -37,7 +36,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from hyperonnx import api, codec, model_io
+from hyperonnx import api, codec, jsonout, model_io
 from hyperonnx.errors import HyperonnxError
 
 # The entropy-coded points are tcq's (ecsq's streams with the trellis: ~1 dB better at the same size).
@@ -522,21 +521,11 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN/inf
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def _write(result: dict[str, Any], out: Path, say: Callable[[str], None]) -> dict[str, str]:
     files = {"markdown": str(out / "bench.md"), "json": str(out / "bench.json")}
     Path(files["markdown"]).write_text(result["markdown"])
     payload = {k: v for k, v in result.items() if k not in {"markdown", "files"}}
-    Path(files["json"]).write_text(json.dumps(_json_safe(payload), indent=2) + "\n")
+    Path(files["json"]).write_text(jsonout.dumps(payload) + "\n")
     png = out / "bench.png"
     if plot(result, png):
         files["plot"] = str(png)

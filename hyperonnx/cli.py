@@ -5,13 +5,12 @@ User errors print one line on stderr and exit with status 2; set HYPERONNX_DEBUG
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 import click
 
-from hyperonnx import __version__, _startup, api, codec
+from hyperonnx import __version__, _startup, api, codec, jsonout
 from hyperonnx.errors import HyperonnxError
 
 
@@ -129,9 +128,9 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
         click.echo(f"hyperonnx: warning: {data['warning']}", err=True)
     if report:
         with open(report, "w") as handle:
-            json.dump(data, handle, indent=2, default=str)
+            handle.write(jsonout.dumps(data) + "\n")
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(jsonout.dumps(data))
         return
     totals = data["totals"]
     click.echo(f"{'tensor':48} {'shape':>18} {'bpw':>6} {'SQNR dB':>8}")
@@ -160,7 +159,7 @@ def inspect(model, as_json) -> None:
     """List the compressed tensors of MODEL."""
     data = api.inspect(model)
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(jsonout.dumps(data))
         return
     click.echo(f"{'tensor':48} {'shape':>18} {'codec':>10} {'bpw':>6} {'SQNR dB':>8} {'before':>10} {'after':>10}")
     for t in data["tensors"]:
@@ -184,14 +183,17 @@ def inspect(model, as_json) -> None:
 def verify(original, compressed, inputs, min_cosine, mode, as_json) -> None:
     """Run ORIGINAL and COMPRESSED on the same inputs and compare."""
     data = api.verify(original, compressed, inputs, mode=mode)
-    failed = min_cosine is not None and data["cosine_min"] < min_cosine
+    failed = min_cosine is not None and not data["cosine_min"] >= min_cosine  # a NaN cosine fails
     data["passed"] = not failed
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(jsonout.dumps(data))
     else:
         for o in data["outputs"]:
             top1 = f"  top-1 agreement {o['top1_agreement']:.3f}" if "top1_agreement" in o else ""
-            click.echo(f"{o['name']}: cosine {o['cosine']:.6f}  max abs error {o['max_abs_error']:.3g}{top1}")
+            bad = o.get("non_finite", {})
+            odd = (f"  (NaN/inf values: {bad['original']} in the original, {bad['compressed']} compressed)"
+                   if any(bad.values()) else "")
+            click.echo(f"{o['name']}: cosine {o['cosine']:.6f}  max abs error {o['max_abs_error']:.3g}{top1}{odd}")
         lat, load = data["latency_seconds"], data["load_seconds"]
         click.echo(f"size {_human(data['size_bytes']['original'])} -> {_human(data['size_bytes']['compressed'])} "
                    f"({data['size_ratio']:.2f}x smaller)")
@@ -218,7 +220,7 @@ def doctor(as_json) -> None:
     """Versions, op library and whether it loads, available providers."""
     data = api.doctor()
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(jsonout.dumps(data))
         return
     for key, value in data.items():
         click.echo(f"{key:16} {value}")

@@ -6,12 +6,12 @@ Kept in its own module so the sweep's options live beside the sweep; cli.py adds
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from hyperonnx import bench as bench_module
+from hyperonnx import jsonout
 
 
 @click.command("bench")
@@ -40,7 +40,7 @@ def bench_command(model, inputs, out_dir, codecs, quick, threads, repeats, keep_
         keep_models=keep_models)
     if as_json:
         payload = {k: v for k, v in result.items() if k != "markdown"}
-        click.echo(json.dumps(bench_module._json_safe(payload), indent=2))
+        click.echo(jsonout.dumps(payload))
         return
     click.echo(result["markdown"])
     click.echo(f"wrote {', '.join(result['files'].values())}", err=True)

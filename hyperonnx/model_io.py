@@ -40,9 +40,9 @@ def load(path: str | os.PathLike, load_external_data: bool = True) -> onnx.Model
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, OSError) as exc:
-        raise HyperonnxError(f"{path}: not a readable ONNX model ({_short(exc)})") from None
+        raise HyperonnxError(f"{path}: not a readable ONNX model ({short_reason(exc)})") from None
     except Exception as exc:  # protobuf raises a variety of internal errors on garbage
-        raise HyperonnxError(f"{path}: not a readable ONNX model ({_short(exc)})") from None
+        raise HyperonnxError(f"{path}: not a readable ONNX model ({short_reason(exc)})") from None
     if not model.HasField("graph") or (not model.graph.node and not model.graph.initializer):
         raise HyperonnxError(f"{path}: not an ONNX model (no graph)")
     where = next(_non_utf8_strings(model, "model"), None)
@@ -52,7 +52,7 @@ def load(path: str | os.PathLike, load_external_data: bool = True) -> onnx.Model
         try:
             onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
         except Exception as exc:
-            raise HyperonnxError(f"{path}: cannot read its external data ({_short(exc)})") from None
+            raise HyperonnxError(f"{path}: cannot read its external data ({short_reason(exc)})") from None
     return model
 
 
@@ -92,7 +92,8 @@ def _non_utf8_strings(message, where: str) -> Iterator[str]:
                     yield from _non_utf8_strings(item, f"{where}.{field.name}[{index}]")
 
 
-def _short(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), or its type's name."""
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
 
@@ -251,7 +252,7 @@ def external_ref(tensor: onnx.TensorProto, folder: str | os.PathLike | None,
     except HyperonnxError:
         raise
     except Exception as exc:  # onnx's ValidationError, ValueError, OSError
-        raise HyperonnxError(f"{where}: cannot read its external data ({_short(exc)})") from None
+        raise HyperonnxError(f"{where}: cannot read its external data ({short_reason(exc)})") from None
     offset = info.offset or 0
     length = info.length if info.length is not None else size - offset
     if offset > size or length < 0 or offset + length > size:
@@ -295,7 +296,7 @@ def _open_ref(ref: ExternalRef):
     try:
         file = _open_external(ref.folder, ref.location, ref.name)
     except Exception as exc:
-        raise HyperonnxError(f"{ref.path}: cannot read external data ({_short(exc)})") from None
+        raise HyperonnxError(f"{ref.path}: cannot read external data ({short_reason(exc)})") from None
     if os.fstat(file.fileno()).st_size < ref.offset + ref.length:
         file.close()
         raise HyperonnxError(f"{ref.path}: external data of tensor {ref.name!r} ends early (the file changed "

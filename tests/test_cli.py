@@ -201,6 +201,65 @@ def test_a_name_that_is_not_utf8_gets_one_line(toy, tmp_path):
     assert b"\xffODEL-DOC" in out.read_bytes() and b"\xffODE-META" in out.read_bytes()
 
 
+def test_input_files_that_cannot_be_read_get_one_line(toy, tmp_path):
+    """--inputs is a file from elsewhere: truncated, not a zip, a bare .npy, pickled objects, no sample at all."""
+    import numpy as np
+
+    out = tmp_path / "out.onnx"
+    assert hx("convert", toy, "-o", out, "--min-elements", "1000").returncode == 0
+    x = np.random.default_rng(0).standard_normal((2, 8, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "good.npz", x=x)
+    whole = (tmp_path / "good.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "garbage.npz").write_bytes(b"PK\x03\x04" + bytes(100))
+    np.save(tmp_path / "bare.npy", x)
+    np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}], dtype=object))
+    np.savez(tmp_path / "empty.npz", x=x[:0])
+    cases = {"truncated.npz": "cannot read inputs", "garbage.npz": "cannot read inputs",
+             "bare.npy": "not an .npz archive", "objects.npz": "cannot read inputs", "empty.npz": "empty"}
+    for name, needle in cases.items():
+        inputs = tmp_path / name
+        _one_line_error(hx("verify", toy, out, "--inputs", inputs), needle)
+        _one_line_error(hx("convert", toy, "-o", tmp_path / "t.onnx", "--min-elements", "1000",
+                           "--target-cosine", "0.99", "--inputs", inputs), needle)
+    assert not (tmp_path / "t.onnx").exists()
+
+
+def test_nan_outputs_fail_min_cosine_and_are_counted(toy, tmp_path):
+    """A NaN cosine used to PASS --min-cosine (every comparison with NaN is false); it fails now, the NaN and inf
+    values are counted per output, and --target-cosine refuses inputs on which the original is not finite."""
+    import numpy as np
+
+    out = tmp_path / "out.onnx"
+    assert hx("convert", toy, "-o", out, "--min-elements", "1000").returncode == 0
+    np.savez(tmp_path / "nan.npz", x=np.full((2, 8, 8, 8), np.nan, np.float32))
+    result = hx("verify", toy, out, "--inputs", tmp_path / "nan.npz", "--min-cosine", "0.5")
+    assert result.returncode == 1 and "FAIL: cosine_min nan" in result.stdout, result.stdout + result.stderr
+    assert "NaN/inf values: 20 in the original, 20 compressed" in result.stdout
+    data = json.loads(hx("verify", toy, out, "--inputs", tmp_path / "nan.npz", "--json").stdout)
+    assert data["cosine_min"] is None and data["outputs"][0]["non_finite"] == {"original": 20, "compressed": 20}
+    _one_line_error(hx("convert", toy, "-o", tmp_path / "t.onnx", "--min-elements", "1000", "--target-cosine",
+                       "0.99", "--inputs", tmp_path / "nan.npz"), "not finite")
+
+
+def test_json_is_strict_where_values_are_not_finite(tmp_path):
+    """An exactly stored (grid) tensor's SQNR is infinite: --json and --report write null, not Infinity, which
+    JSON parsers outside Python reject."""
+    from test_grid import _matmul_model, gguf_like
+
+    def strict(text: str):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
+
+    src = tmp_path / "grid.onnx"
+    _matmul_model(gguf_like(256, 96), src)
+    report = tmp_path / "r.json"
+    result = hx("convert", src, "-o", tmp_path / "g.onnx", "--codec", "ecsq", "--json", "--report", report)
+    assert result.returncode == 0, result.stderr
+    for data in (strict(result.stdout), strict(report.read_text())):
+        (tensor,) = data["tensors"]
+        assert tensor["codec"] == "grid" and tensor["sqnr_db"] is None
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_output_folder(toy, tmp_path):
     locked = tmp_path / "locked"
