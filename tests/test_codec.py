@@ -72,6 +72,32 @@ def test_side_information_is_exact_float32_and_int64(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_malformed_side_information_is_a_value_error(name):
+    """Side information comes from a file: every key missing, emptied, one value short or long, zeroed, negated or
+    NaN gives ValueError (one line for the command line), never an IndexError or KeyError (the CLI fuzzer found a
+    paper node whose 'center' held one value)."""
+    import dataclasses
+
+    enc = codec.encode(np.random.default_rng(0).standard_normal((16, 40)).astype(np.float32), name)
+    tried = 0
+    for kind in ("ints", "floats"):
+        side = getattr(enc, kind)
+        for key, values in side.items():
+            nan = float("nan") if kind == "floats" else 1 << 62
+            for changed in ((), values + values[:1], values[:-1], tuple(0 * v for v in values),
+                            tuple(-abs(v) - 1 for v in values), tuple(nan for _ in values), None):
+                broken = {k: v for k, v in side.items() if k != key}
+                if changed is not None:
+                    broken[key] = changed
+                try:
+                    codec.decode(dataclasses.replace(enc, **{kind: broken}))
+                except ValueError:
+                    pass
+                tried += 1
+    assert tried >= 7
+
+
+@pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("value", [0.0, -3.25, 1e-3])
 def test_constant_tensor_decodes_exactly(name, value):
     x = np.full((4, 5), value, dtype=np.float32)

@@ -6,6 +6,8 @@ The numpy decode here is the source of truth that the C++, CUDA and portable dec
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -75,12 +77,24 @@ def _check_format(enc: Encoded) -> Codec:
 
 def table(enc: Encoded) -> np.ndarray:
     """The float32 decode table of ``enc``, shape (entries, group)."""
-    return _check_format(enc).table(enc)
+    with _missing_side_information(enc):
+        return _check_format(enc).table(enc)
 
 
 def decode(enc: Encoded) -> np.ndarray:
-    """Regenerate the tensor; the result has the shape and dtype that were encoded."""
-    return _check_format(enc).decode(enc)
+    """Regenerate the tensor; the result has the shape and dtype that were encoded. A malformed ``enc`` (it may
+    come from an untrusted file) raises ValueError."""
+    with _missing_side_information(enc):
+        return _check_format(enc).decode(enc)
+
+
+@contextlib.contextmanager
+def _missing_side_information(enc: Encoded) -> Iterator[None]:
+    """A side-information key the codec needs but ``enc`` lacks is a malformed input (ValueError), not a bug."""
+    try:
+        yield
+    except KeyError as exc:
+        raise ValueError(f"codec {enc.codec!r}: side information {exc} is missing") from None
 
 
 __all__ = ["CODECS", "DEFAULT_CODEC", "FORMAT_VERSION", "Codec", "Encoded", "decode", "encode", "get_codec",

@@ -350,8 +350,11 @@ class KroneckerCodec(Codec):
         )
 
     def table(self, enc: Encoded) -> np.ndarray:
-        (levels,) = enc.ints["levels"]
+        try:  # wrong lengths fail the unpacking: a malformed node, not an IndexError
+            (levels,), (offset,), (width,) = enc.ints["levels"], enc.floats["offset"], enc.floats["width"]
+        except ValueError:
+            raise ValueError("kronecker codec: side information of the wrong length") from None
         alphas = tuple(int(a) % (1 << 64) for a in enc.ints["alpha"])
         if not 1 <= levels <= 1 << enc.bits or len(alphas) != enc.group:
             raise ValueError("kronecker codec: inconsistent side information")
-        return kronecker_table(alphas, levels, enc.floats["offset"][0], enc.floats["width"][0])
+        return kronecker_table(alphas, levels, offset, width)

@@ -124,10 +124,14 @@ class PaperCodec(Codec):
 
     # -- decoding -------------------------------------------------------------------------------------
     def table(self, enc: Encoded) -> np.ndarray:
-        (n,), (rings,) = enc.ints["n"], enc.ints["rings"]
+        try:  # wrong lengths fail the unpacking: a malformed node, not an IndexError deep in the table
+            (n,), (rings,), (half,) = enc.ints["n"], enc.ints["rings"], enc.floats["half"]
+            (_, _), (_, _) = enc.floats["center"], enc.floats["step"]
+        except ValueError:
+            raise ValueError("paper codec: side information of the wrong length") from None
         if n < 1 or rings < 0 or len(enc.floats["scale"]) != rings + 1:
             raise ValueError("paper codec: inconsistent side information")
-        return paper_table(n, enc.floats["center"], enc.floats["half"][0], enc.floats["step"], enc.floats["scale"])
+        return paper_table(n, enc.floats["center"], half, enc.floats["step"], enc.floats["scale"])
 
 
 def ring_scales(half: float, far: float, rings: int) -> np.ndarray:
