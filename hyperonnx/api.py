@@ -131,6 +131,7 @@ def convert(
     # when saving. (The fidelity search holds every weight in memory anyway: it loads them all.)
     lazy = target_cosine is None and not sensitivity
     model = model_io.load_lazy(source) if lazy else model_io.load(source)
+    model_io.refuse_overwriting_input(source, model if lazy else None, (target, model_io.data_file(target)))
     had_external = bool(model_io.external_files(source, model if lazy else None))
     bytes_before = model_io.file_size(source, model if lazy else None)
     selection = Selection(min_elements, tuple(include), tuple(exclude), all_ops)
@@ -187,7 +188,9 @@ def strip_debug(model: onnx.ModelProto) -> None:
 def decompress(source: str | os.PathLike, target: str | os.PathLike, external_data: bool | None = None) -> int:
     """Write a plain ONNX model with every compressed weight decoded; returns the number decoded."""
     source, target = _check_paths(source, target)
-    model = model_io.load(source)
+    model = model_io.load(source, load_external_data=False)
+    model_io.refuse_overwriting_input(source, model, (target, model_io.data_file(target)))
+    model_io.load_external(model, source)
     try:
         count = decompress_model(model)
     except (ValueError, KeyError) as exc:

@@ -5,6 +5,7 @@ User errors print one line on stderr and exit with status 2; set HYPERONNX_DEBUG
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -93,6 +94,8 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
     """Compress the weights of MODEL into OUTPUT."""
     options = _parse_options(codec_opt)
     codec.get_codec(codec_name).params(options)  # fail on a bad codec or option before any work
+    if report:
+        _check_report_path(report, model, output)
     bar = None
     note = None
     if (sensitivity or inputs) and target_cosine is None and not as_json and sys.stderr.isatty():
@@ -127,8 +130,7 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
     if "warning" in data:
         click.echo(f"hyperonnx: warning: {data['warning']}", err=True)
     if report:
-        with open(report, "w") as handle:
-            handle.write(jsonout.dumps(data) + "\n")
+        _write_atomically(report, jsonout.dumps(data) + "\n")
     if as_json:
         click.echo(jsonout.dumps(data))
         return
@@ -150,6 +152,42 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
         measured = data["sensitivity"]
         click.echo(f"budget spent by sensitivity measured on {measured['samples']} samples of {measured['inputs']} "
                    f"({measured['seconds']:.1f} s)")
+
+
+def _check_report_path(report: str, model: str, output: str) -> None:
+    """--report must not name the input, its external data, the output or the output's data: any of them would
+    be replaced by the report."""
+    from hyperonnx import model_io
+
+    taken = [("the input model", model), ("the output", output), ("the output's data", model_io.data_file(output))]
+    try:
+        taken += [("the input's external data", p) for p in model_io.external_files(model)]
+    except Exception:  # an unreadable input: convert reports that, in its own words
+        pass
+    for what, path in taken:
+        if model_io.same_path(report, path):
+            raise HyperonnxError(f"--report {report}: writing it would overwrite {what} {path}; choose another path")
+    folder = os.path.dirname(os.path.abspath(report))
+    if not os.path.isdir(folder):  # found now, not after the conversion's work
+        raise HyperonnxError(f"--report {report}: folder {folder} does not exist")
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """A whole file or none: written beside ``path`` under a temporary name, then renamed over it."""
+    import secrets
+
+    folder = os.path.dirname(os.path.abspath(path))
+    temporary = os.path.join(folder, f".hyperonnx-report-{secrets.token_hex(6)}")
+    try:
+        with open(temporary, "x") as out:  # the usual permissions (mkstemp's would be 0600)
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if isinstance(exc, OSError):
+            raise HyperonnxError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise
 
 
 @cli.command()

@@ -15,7 +15,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,11 +49,16 @@ def load(path: str | os.PathLike, load_external_data: bool = True) -> onnx.Model
     if where is not None:
         raise HyperonnxError(f"{path}: not a valid ONNX model ({where} is not UTF-8 text)")
     if load_external_data:
-        try:
-            onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
-        except Exception as exc:
-            raise HyperonnxError(f"{path}: cannot read its external data ({short_reason(exc)})") from None
+        load_external(model, path)
     return model
+
+
+def load_external(model: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """Read the external data of ``model``, loaded from ``path`` without it, into the model."""
+    try:
+        onnx.external_data_helper.load_external_data_for_model(model, str(Path(path).parent))
+    except Exception as exc:
+        raise HyperonnxError(f"{path}: cannot read its external data ({short_reason(exc)})") from None
 
 
 def load_lazy(path: str | os.PathLike) -> onnx.ModelProto:
@@ -113,6 +118,30 @@ def external_files(model_path: str | os.PathLike, model: onnx.ModelProto | None 
     return [model_path.parent / name for name in sorted(names)]
 
 
+def data_file(path: str | os.PathLike) -> Path:
+    """Where :func:`save` puts a model's external data: ``OUT.data`` beside ``OUT``."""
+    path = Path(path)
+    return path.with_name(path.name + ".data")
+
+
+def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """One path, once symbolic links are followed. (A hard link to the input is another name: every output is
+    written under a temporary name and renamed into place, which leaves the input's inode as it was.)"""
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def refuse_overwriting_input(source: str | os.PathLike, model: onnx.ModelProto,
+                             outputs: Iterable[str | os.PathLike]) -> None:
+    """One HyperonnxError line, before any work, when an output would replace the input model or one of its
+    external data files (``-o model.onnx.data`` would have replaced the weights being read)."""
+    inputs = [Path(source), *external_files(source, model)]
+    for output in outputs:
+        for index, path in enumerate(inputs):
+            if same_path(output, path):
+                what = "the input model" if index == 0 else "the input's external data"
+                raise HyperonnxError(f"{output}: writing it would overwrite {what} {path}; choose another output")
+
+
 def file_size(model_path: str | os.PathLike, model: onnx.ModelProto | None = None) -> int:
     """Bytes on disk of a model, its external data included (``model``: as for :func:`external_files`)."""
     model_path = Path(model_path)
@@ -140,8 +169,8 @@ def save(model: onnx.ModelProto, path: str | os.PathLike, external_data: bool | 
         raise HyperonnxError(f"{path}: output folder {folder} is not writable")
     if external_data is None:
         external_data = _inline_size_over_limit(model)
-    data_name = path.name + ".data"
-    final_data = folder / data_name
+    final_data = data_file(path)
+    data_name = final_data.name
     tmp = None
     placed_data = False  # final_data now holds this save's data (undone on any failure below)
     done = False

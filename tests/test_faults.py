@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import resource
 import signal
@@ -209,6 +210,34 @@ def test_output_aliasing_input(small_model, tmp_path, link):
         assert _digest(out) != before
     assert _digest(src) == before
     assert _leftovers(tmp_path) == []
+
+
+def test_no_output_may_replace_the_input_or_its_data(tmp_path):
+    """-o naming the input's external data file, or --report naming the input, its data, the output or the
+    output's data: refused in one line before any work (each of these used to destroy the input's weights or
+    the output); a hard link to the input stays a valid output (written by rename), as above."""
+    src = tmp_path / "ext.onnx"
+    onnx.save(toymodels.conv_mlp(), src, save_as_external_data=True, location="ext.onnx.data", size_threshold=0)
+    data = tmp_path / "ext.onnx.data"
+    before = {p: _digest(p) for p in (src, data)}
+    out = tmp_path / "out.onnx"
+    cases = [
+        (("convert", src, "-o", data), "would overwrite the input's external data"),
+        (("decompress", src, "-o", data), "would overwrite the input's external data"),
+        (("convert", src, "-o", out, "--report", src), "would overwrite the input model"),
+        (("convert", src, "-o", out, "--report", data), "would overwrite the input's external data"),
+        (("convert", src, "-o", out, "--report", out), "would overwrite the output"),
+        (("convert", src, "-o", out, "--report", tmp_path / "out.onnx.data"), "would overwrite the output's data"),
+    ]
+    for args, needle in cases:
+        proc = _cli(*args, "--min-elements", "64") if args[0] == "convert" else _cli(*args)
+        assert proc.returncode == 2 and needle in _one_line(proc), (args, proc.stderr)
+        assert {p: _digest(p) for p in (src, data)} == before
+    assert not out.exists() and _leftovers(tmp_path) == []
+    report = tmp_path / "report.json"
+    assert _cli("convert", src, "-o", out, "--min-elements", "64", "--report", report).returncode == 0
+    assert json.loads(report.read_text())["totals"]["tensors_compressed"] == 3
+    assert _leftovers(tmp_path) == [] and {p: _digest(p) for p in (src, data)} == before
 
 
 # ---- interrupts -----------------------------------------------------------------------------------------
