@@ -166,6 +166,11 @@ def convert(
                                    "setting of every tensor; lower --min-elements or add --strip-debug-info")
     if report.budget is not None:
         result.extra["budget"] = report.budget
+        spent = 8 * report.budget["chosen_bytes"] / max(report.budget["weights"], 1)
+        if target_bpw is not None and report.budget["chosen_bytes"] > report.budget["limit_bytes"]:
+            result.extra["warning"] = (f"{spent:.3f} bits a weight is over --target-bpw {target_bpw} even at the "
+                                       "smallest setting of every tensor (small tensors carry their side "
+                                       "information); raise --min-elements or the target")
     if tuned is not None:
         result.extra["tune"] = tuned.details
     if sensitivity:

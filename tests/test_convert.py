@@ -206,6 +206,17 @@ def test_target_bpw_allocates_bits_to_meet_the_budget(toy, tmp_path, target):
     assert result.as_dict()["budget"]["chosen_bytes"] == stored
 
 
+def test_a_target_bpw_out_of_reach_is_reported(toy, tmp_path):
+    """Below the smallest setting of every tensor (here blockvq's 2 bits plus its block scales) the conversion
+    still writes the smallest model, and says it missed the target instead of missing it silently."""
+    result = hyperonnx.convert(toy, tmp_path / "b.onnx", codec_name="blockvq", min_elements=1, target_bpw=1.5)
+    budget = result.report.budget
+    assert budget["chosen_bytes"] > budget["limit_bytes"]
+    assert "over --target-bpw 1.5" in result.as_dict()["warning"]
+    roomy = hyperonnx.convert(toy, tmp_path / "r.onnx", codec_name="blockvq", min_elements=1, target_bpw=4.5)
+    assert "warning" not in roomy.as_dict()
+
+
 def test_budget_spends_more_bits_for_more_fidelity(toy, tmp_path):
     low = hyperonnx.convert(toy, tmp_path / "lo.onnx", codec_name="blockvq", min_elements=1, target_bpw=3)
     high = hyperonnx.convert(toy, tmp_path / "hi.onnx", codec_name="blockvq", min_elements=1, target_bpw=7)

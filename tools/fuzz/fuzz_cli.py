@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import hashlib
 import io
+import json
 import os
 import random
 import re
@@ -39,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.pop("HYPERONNX_DEBUG", None)
 
 # verify runs two ONNX Runtime sessions: every VERIFY_EVERY-th input only (it is 20x slower than the rest).
+BUDGET_EVERY = 4  # a budgeted conversion encodes every setting: slower, so a quarter of the inputs
 VERIFY_EVERY = 8
 MAX_LEN = 1 << 18
 
@@ -132,8 +134,11 @@ class Harness:
             ]
             if self.reference is not None and self.count % VERIFY_EVERY == 1:
                 commands.append(["verify", str(self.reference), str(src), "--json"])
+            if self.count % BUDGET_EVERY == 2:  # the budget allocator and the entropy coder on malformed models
+                commands.append(["convert", str(src), "-o", str(tmp / "budget.onnx"), "--codec", "ecsq",
+                                 "--target-bpw", "4", "--min-elements", "64", "--jobs", "1", "--json"])
             for argv in commands:
-                code, _out, err = _run_cli(argv)
+                code, out, err = _run_cli(argv)
                 lines = err.strip().splitlines()
                 where = f"hyperonnx {argv[0]}: exit {code}"
                 if code not in (0, 1, 2):
@@ -146,6 +151,8 @@ class Harness:
                     raise Finding(f"{where}: {len(lines)} stderr lines, expected 1: {err.strip()[-400:]}")
                 if code == 1 and argv[0] != "verify":
                     raise Finding(f"{where}: exit 1 outside verify: {err.strip()[-300:]}")
+                if code == 0 and "--json" in argv:
+                    _check_json(where, out, argv)
                 if hashlib.sha256(src.read_bytes()).digest() != digest:
                     raise Finding(f"{where}: the input file was modified")
                 left = [p.name for p in tmp.iterdir() if p.name.startswith(".hyperonnx-")]
@@ -154,6 +161,22 @@ class Harness:
                 outputs = [a for a in argv[2:] if a.endswith(".onnx") and a != str(src)]
                 if code != 0 and argv[0] in ("convert", "decompress") and any(Path(o).exists() for o in outputs):
                     raise Finding(f"{where}: failed but left an output file")
+
+
+def _check_json(where: str, text: str, argv: list[str]) -> None:
+    """--json prints strict JSON (no NaN or Infinity), and a --target-bpw conversion keeps to its budget or says
+    it cannot."""
+    def refuse(name: str):
+        raise Finding(f"{where}: --json printed {name}, which is not JSON")
+
+    try:
+        data = json.loads(text, parse_constant=refuse)
+    except json.JSONDecodeError as exc:
+        raise Finding(f"{where}: --json output does not parse ({exc})") from None
+    if "--target-bpw" in argv and data.get("budget") and data["budget"]["weights"] and "warning" not in data:
+        spent = 8 * data["budget"]["chosen_bytes"] / data["budget"]["weights"]
+        if spent > float(argv[argv.index("--target-bpw") + 1]) + 1e-9:
+            raise Finding(f"{where}: --target-bpw not kept, and no warning: {spent:.4f} bits a weight")
 
 
 # ---- mutations -------------------------------------------------------------------------------------------
