@@ -131,8 +131,9 @@ def convert(
     # when saving. (The fidelity search holds every weight in memory anyway: it loads them all.)
     lazy = target_cosine is None and not sensitivity
     model = model_io.load_lazy(source) if lazy else model_io.load(source)
-    model_io.refuse_overwriting_input(source, model if lazy else None, (target, model_io.data_file(target)))
-    had_external = bool(model_io.external_files(source, model if lazy else None))
+    input_data = model_io.external_files(source, model if lazy else None)  # a full load has read it in
+    model_io.refuse_overwriting_input(source, input_data, (target, model_io.data_file(target)))
+    had_external = bool(input_data)
     bytes_before = model_io.file_size(source, model if lazy else None)
     selection = Selection(min_elements, tuple(include), tuple(exclude), all_ops)
     tuned = None
@@ -166,8 +167,8 @@ def convert(
                                    "setting of every tensor; lower --min-elements or add --strip-debug-info")
     if report.budget is not None:
         result.extra["budget"] = report.budget
-        spent = 8 * report.budget["chosen_bytes"] / max(report.budget["weights"], 1)
         if target_bpw is not None and report.budget["chosen_bytes"] > report.budget["limit_bytes"]:
+            spent = 8 * report.budget["chosen_bytes"] / max(report.budget["weights"], 1)
             result.extra["warning"] = (f"{spent:.3f} bits a weight is over --target-bpw {target_bpw} even at the "
                                        "smallest setting of every tensor (small tensors carry their side "
                                        "information); raise --min-elements or the target")
@@ -194,7 +195,8 @@ def decompress(source: str | os.PathLike, target: str | os.PathLike, external_da
     """Write a plain ONNX model with every compressed weight decoded; returns the number decoded."""
     source, target = _check_paths(source, target)
     model = model_io.load(source, load_external_data=False)
-    model_io.refuse_overwriting_input(source, model, (target, model_io.data_file(target)))
+    model_io.refuse_overwriting_input(source, model_io.external_files(source, model),
+                                      (target, model_io.data_file(target)))
     model_io.load_external(model, source)
     try:
         count = decompress_model(model)

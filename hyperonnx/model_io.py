@@ -130,11 +130,11 @@ def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-def refuse_overwriting_input(source: str | os.PathLike, model: onnx.ModelProto,
+def refuse_overwriting_input(source: str | os.PathLike, source_data: list[Path],
                              outputs: Iterable[str | os.PathLike]) -> None:
     """One HyperonnxError line, before any work, when an output would replace the input model or one of its
-    external data files (``-o model.onnx.data`` would have replaced the weights being read)."""
-    inputs = [Path(source), *external_files(source, model)]
+    external data files ``source_data`` (``-o model.onnx.data`` would have replaced the weights being read)."""
+    inputs = [Path(source), *source_data]
     for output in outputs:
         for index, path in enumerate(inputs):
             if same_path(output, path):
