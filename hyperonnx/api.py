@@ -124,6 +124,10 @@ def convert(
     if sensitivity and not budgeted and target_cosine is None:
         raise HyperonnxError("--sensitivity is used with a size budget (--target-bpw, --max-size)")
     sensitivity = budgeted and (sensitivity or inputs is not None)
+    try:
+        codec.check_options(codec_name, options)  # bits=99 would skip every weight: say so now, in one line
+    except ValueError as exc:
+        raise HyperonnxError(str(exc)) from None
     if runtime == "portable" and codec_name in codec.CODECS and not codec.CODECS[codec_name].portable:
         raise HyperonnxError(f"codec {codec_name!r} has no portable decoder (its θ are entropy coded): "
                              "use --runtime ort, or --codec blocktcq or blockvq for --runtime portable")

@@ -94,6 +94,10 @@ def parse_variant(spec: str) -> Variant:
         if unknown:
             raise HyperonnxError(f"variant {spec!r}: unknown option(s) {', '.join(unknown)} "
                                  f"(known: {', '.join(sorted(known))})")
+        try:
+            codec.check_options(name, options)  # a value out of range: now, not as an error row after the run
+        except ValueError as exc:
+            raise HyperonnxError(f"variant {spec!r}: {exc}") from None
         return Variant(spec.strip(), "hyperonnx", name, options)
     raise HyperonnxError(f"unknown variant {name!r} (codecs: {', '.join(sorted(codec.CODECS))}; baselines: "
                          f"{', '.join(ORT_OPTIONS)}; groups: {', '.join(GROUPS)})")
@@ -181,6 +185,33 @@ def fidelity(reference: list[np.ndarray], test: list[np.ndarray]) -> dict[str, A
     # NaN (a variant that produced inf/NaN) must win the minimum, not vanish in it
     cos_min = float("nan") if any(math.isnan(c) for c in cosines) else min(cosines, default=1.0)
     return {"cosine_min": cos_min, "cosines": cosines, "top1_agreement": min(top1) if top1 else None}
+
+
+GENERATED_SEEDS = 32  # generated inputs tried for one on which the fp32 model is finite
+
+
+def _reference_outputs(reference, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    try:
+        return reference.run(None, feeds)
+    except Exception as exc:
+        raise HyperonnxError(f"the fp32 model fails on these inputs ({_short(exc)})") from None
+
+
+def _finite(output: Any) -> bool:
+    output = np.asarray(output)
+    return not np.issubdtype(output.dtype, np.inexact) or bool(np.isfinite(output).all())
+
+
+def _generated_feeds(reference, model: onnx.ModelProto) -> tuple[dict[str, np.ndarray], list[np.ndarray], str]:
+    """Generated feeds (api.generated_inputs) of the first seed on which the fp32 model's outputs are finite: a
+    random input outside the model's domain (a negative noise level, say) gives NaN, which measures nothing."""
+    for seed in range(GENERATED_SEEDS):
+        feeds = api.generated_inputs(reference, seed, model=model)
+        outputs = _reference_outputs(reference, feeds)
+        if all(_finite(y) for y in outputs):
+            return feeds, outputs, f"generated (api.generated_inputs, seed {seed})"
+    raise HyperonnxError(f"the fp32 model's outputs are not finite on any of {GENERATED_SEEDS} generated inputs: "
+                         "give real ones with --inputs FILE.npz")
 
 
 def _latencies(sessions: list[Any], feeds: dict[str, np.ndarray], repeats: int, min_seconds: float) -> list[float]:
@@ -363,19 +394,21 @@ def bench(
             raise HyperonnxError(f"{source}: onnxruntime cannot load it ({_short(exc)})") from None
         ref_load = time.perf_counter() - start
         if inputs is None:
-            feeds = api.generated_inputs(reference, model=probe)
-            inputs_note = "generated (api.generated_inputs, seed 0)"
-        elif isinstance(inputs, dict):
-            feeds, inputs_note = dict(inputs), "given arrays"
+            feeds, ref_out, inputs_note = _generated_feeds(reference, probe)
         else:
-            feeds, inputs_note = api.load_inputs(inputs), str(inputs)
-        expected = {a.name for a in reference.get_inputs()}
-        if set(feeds) != expected:
-            raise HyperonnxError(f"inputs {sorted(feeds)} do not match the model's inputs {sorted(expected)}")
-        try:
-            ref_out = reference.run(None, feeds)
-        except Exception as exc:
-            raise HyperonnxError(f"the fp32 model fails on these inputs ({_short(exc)})") from None
+            if isinstance(inputs, dict):
+                feeds, inputs_note = dict(inputs), "given arrays"
+            else:
+                feeds, inputs_note = api.load_inputs(inputs), str(inputs)
+            expected = {a.name for a in reference.get_inputs()}
+            if set(feeds) != expected:
+                raise HyperonnxError(f"inputs {sorted(feeds)} do not match the model's inputs {sorted(expected)}")
+            ref_out = _reference_outputs(reference, feeds)
+            if not all(_finite(y) for y in ref_out):
+                raise HyperonnxError(f"the fp32 model's outputs are not finite (NaN or inf) on {inputs_note}: "
+                                     "fidelity to them cannot be measured")
+        if all(np.asarray(y).size == 0 for y in ref_out):
+            raise HyperonnxError(f"every output is empty on {inputs_note}: nothing to compare")
         lat_feeds, lat_note = _latency_feeds(reference, feeds)
         ref_bytes = model_io.file_size(source)
         rows: list[dict[str, Any]] = [{

@@ -93,7 +93,7 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
             exact_grids, report, as_json) -> None:
     """Compress the weights of MODEL into OUTPUT."""
     options = _parse_options(codec_opt)
-    codec.get_codec(codec_name).params(options)  # fail on a bad codec or option before any work
+    codec.check_options(codec_name, options)  # fail on a bad codec, option or value before any work
     if report:
         _check_report_path(report, model, output)
     bar = None

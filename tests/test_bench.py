@@ -95,11 +95,21 @@ def test_impossible_baseline_is_an_error_row(quick_run) -> None:
     assert f"| {IMPOSSIBLE} |" in stdout and "error:" in stdout
 
 
-def test_codec_that_compresses_nothing_is_an_error_row(toy: Path) -> None:
-    # blockvq rejects bits=9 per tensor, so convert() keeps everything raw: that is a failure, not a perfect codec
-    result = bench_module.bench(toy, codecs=["blockvq:bits=9"], repeats=1, min_seconds=0)
-    assert "compressed no tensor" in result["rows"][1]["error"]
+def test_codec_that_compresses_nothing_is_an_error_row(tmp_path: Path) -> None:
+    # every weight under --min-elements: convert() keeps everything raw, which is a failure, not a perfect codec
+    small = tmp_path / "small.onnx"
+    weight = onnx.numpy_helper.from_array(np.eye(8, dtype=np.float32), "w")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 8])], [weight])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), small)
+    result = bench_module.bench(small, codecs=["blockvq"], repeats=1, min_seconds=0)
+    assert "compressed no tensor (no eligible weights)" in result["rows"][1]["error"]
     assert result["files"] == {}  # no out_dir: nothing written
+    # a value the codec refuses (it used to reject it tensor by tensor, giving such a row) fails before any work
+    with pytest.raises(HyperonnxError, match="bits must be in 1..8, got 9"):
+        bench_module.bench(small, codecs=["blockvq:bits=9"])
 
 
 def test_given_inputs_and_batch_one_latency(toy: Path, tmp_path: Path) -> None:
@@ -126,3 +136,24 @@ def test_variant_groups_expand_once() -> None:
     specs = [v.spec for v in bench_module.parse_variants(["hyperonnx,blocktcq:bits=3", "ort"])]
     assert specs == [*bench_module.HYPERONNX_DEFAULT, *bench_module.ORT_DEFAULT]
     assert bench_module.parse_variant("paper-cnn:n=100").options == {"n": "100"}
+
+
+def test_generated_inputs_skip_nan_and_given_nan_or_empty_inputs_fail(tmp_path: Path) -> None:
+    """Fidelity needs finite fp32 outputs: generated inputs on which the model is NaN (a negative noise level)
+    are replaced by the next seed's, and given inputs with NaN or no sample at all fail in one line (they gave a
+    table of NaN cosines, or RuntimeWarnings, before)."""
+    from test_tune import _noise_level_model
+
+    src = _noise_level_model(tmp_path, flipped=True)  # NaN on generated seed 0
+    result = bench_module.bench(src, codecs=["blocktcq"], repeats=1, min_seconds=0)
+    seed = int(result["inputs"].rsplit("seed ", 1)[1].rstrip(")"))
+    assert seed > 0 and np.isfinite(result["rows"][1]["cosine_min"])
+    with pytest.raises(HyperonnxError, match="not finite on any of"):
+        bench_module.bench(_noise_level_model(tmp_path, log_x=True), codecs=["blocktcq"])
+    x = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+    np.savez(tmp_path / "nan.npz", x=x, sigma=np.full((4, 1), 1.0, np.float32))  # sqrt(-1) in this model
+    with pytest.raises(HyperonnxError, match="not finite"):
+        bench_module.bench(src, inputs=tmp_path / "nan.npz", codecs=["blocktcq"])
+    np.savez(tmp_path / "empty.npz", x=x[:0], sigma=np.ones((0, 1), np.float32))
+    with pytest.raises(HyperonnxError, match="empty"):
+        bench_module.bench(src, inputs=tmp_path / "empty.npz", codecs=["blocktcq"])

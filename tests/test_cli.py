@@ -162,6 +162,10 @@ def test_bad_inputs_get_one_line_and_exit_2(toy, tmp_path):
     _one_line_error(hx("convert", toy, "-o", out, "--codec-opt", "bogus=1"), "no option 'bogus'")
     _one_line_error(hx("convert", toy, "-o", out, "--codec-opt", "n"), "KEY=VALUE")
     _one_line_error(hx("convert", toy, "-o", out, "--codec-opt", "n=abc"))
+    # values out of range used to skip every weight and write an uncompressed copy, exit 0
+    _one_line_error(hx("convert", toy, "-o", out, "--codec-opt", "bits=99"), "bits must be in 1..8, got 99")
+    _one_line_error(hx("convert", toy, "-o", out, "--codec", "ecsq", "--codec-opt", "step=-1"), "step must be in")
+    _one_line_error(hx("bench", toy, "--codecs", "blocktcq:bits=0", "--out", tmp_path / "b"), "bits must be in")
     _one_line_error(hx("convert", toy, "-o", tmp_path / "nowhere" / "out.onnx"), "does not exist")
     _one_line_error(hx("convert", toy, "-o", out, "--min-elements", "0"), "min-elements")
     _one_line_error(hx("inspect", garbage), "garbage.onnx")

@@ -226,20 +226,23 @@ def test_generated_indices_stay_inside_the_tables_they_index(tmp_path):
     session.run(None, feeds)  # and the model runs on them
 
 
-def _noise_level_model(tmp_path, log_x: bool = False):
+def _noise_level_model(tmp_path, log_x: bool = False, flipped: bool = False):
     """y = sqrt(sigma) · (x @ W): a negative generated noise level gives NaN outputs, as a diffusion UNet's does.
-    ``log_x``: x @ W reads log(x) instead, NaN on every generated input (some x is negative in each)."""
+    ``log_x``: x @ W reads log(x) instead, NaN on every generated input (some x is negative in each).
+    ``flipped``: sqrt(−sigma), NaN on the generated inputs where the other is finite (seed 0 among them)."""
     from onnx import TensorProto, helper, numpy_helper
 
     w = np.random.default_rng(3).standard_normal((64, 96)).astype(np.float32)
     first = [helper.make_node("Log", ["x"], ["xin"])] if log_x else [helper.make_node("Identity", ["x"], ["xin"])]
+    level = [helper.make_node("Neg", ["sigma"], ["level"])] if flipped else [
+        helper.make_node("Identity", ["sigma"], ["level"])]
     graph = helper.make_graph(
-        [*first, helper.make_node("MatMul", ["xin", "W"], ["h"]), helper.make_node("Sqrt", ["sigma"], ["s"]),
+        [*first, *level, helper.make_node("MatMul", ["xin", "W"], ["h"]), helper.make_node("Sqrt", ["level"], ["s"]),
          helper.make_node("Mul", ["h", "s"], ["y"])],
         "noise_level", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64]),
                         helper.make_tensor_value_info("sigma", TensorProto.FLOAT, ["N", 1])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 96])], [numpy_helper.from_array(w, "W")])
-    path = tmp_path / ("always_nan.onnx" if log_x else "noise_level.onnx")
+    path = tmp_path / ("always_nan.onnx" if log_x else "flipped.onnx" if flipped else "noise_level.onnx")
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 

@@ -66,6 +66,26 @@ def encode(array: np.ndarray, codec: str = DEFAULT_CODEC, **options: Any) -> Enc
     return impl.encode(array, params)
 
 
+def check_options(codec: str, options: dict[str, Any] | None = None) -> None:
+    """ValueError now, naming the problem, for an unknown codec, an unknown option or a value the codec refuses
+    (``bits=99``, a negative step): the ranges are checked where the codec encodes, so a small probe tensor is
+    encoded (once per setting: the command line and the API both ask). Without this, a conversion skipped every
+    weight for the same reason and wrote an uncompressed copy."""
+    key = (codec, tuple(sorted((options or {}).items(), key=repr)))
+    try:
+        seen = key in _CHECKED_OPTIONS
+    except TypeError:  # an unhashable value: check it every time
+        seen, key = False, None
+    if not seen:
+        encode(_OPTION_PROBE, codec, **(options or {}))
+        if key is not None:
+            _CHECKED_OPTIONS.add(key)
+
+
+_OPTION_PROBE = np.random.default_rng(0).standard_normal((32, 64)).astype(np.float32)
+_CHECKED_OPTIONS: set[tuple] = set()
+
+
 def _check_format(enc: Encoded) -> Codec:
     codec = decoder_for(enc.codec)
     if enc.format_version not in codec.formats:
@@ -97,5 +117,5 @@ def _missing_side_information(enc: Encoded) -> Iterator[None]:
         raise ValueError(f"codec {enc.codec!r}: side information {exc} is missing") from None
 
 
-__all__ = ["CODECS", "DEFAULT_CODEC", "FORMAT_VERSION", "Codec", "Encoded", "decode", "encode", "get_codec",
-           "register", "table"]
+__all__ = ["CODECS", "DEFAULT_CODEC", "FORMAT_VERSION", "Codec", "Encoded", "check_options", "decode", "encode",
+           "get_codec", "register", "table"]

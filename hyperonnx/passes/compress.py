@@ -112,7 +112,7 @@ def compress_model(
     if decode_mode not in DECODE_MODES:
         raise ValueError(f"unknown decode mode {decode_mode!r} (choose from {', '.join(DECODE_MODES)})")
     options = dict(options or {})
-    codec.get_codec(codec_name).params(options)  # validate options before any work
+    codec.check_options(codec_name, options)  # validate options and their values before any work
     register_schemas()
     started = time.perf_counter()
     chosen, skipped = choose(find_sites(model), selection or Selection())
