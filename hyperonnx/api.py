@@ -430,8 +430,9 @@ def verify(
             # NaN or inf anywhere makes the cosine NaN, which then fails --min-cosine: say where it came from
             entry["non_finite"] = {"original": int(a.size - np.isfinite(a).sum()),
                                    "compressed": int(b.size - np.isfinite(b).sum())}
-            if a.ndim >= 2 and a.shape[-1] > 1 and a.size:
-                entry["top1_agreement"] = float((a.argmax(-1) == b.argmax(-1)).mean())
+            rows = np.isfinite(a).all(-1) & np.isfinite(b).all(-1) if a.ndim >= 2 else None
+            if a.ndim >= 2 and a.shape[-1] > 1 and rows.any():  # argmax of a NaN row says nothing: skip those
+                entry["top1_agreement"] = float((a.argmax(-1) == b.argmax(-1))[rows].mean())
         outputs.append(entry)
     cosines = [o["cosine"] for o in outputs]
     ref_latency = _median_latency(ref, feeds, repeats)

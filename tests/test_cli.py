@@ -242,6 +242,7 @@ def test_nan_outputs_fail_min_cosine_and_are_counted(toy, tmp_path):
     assert "NaN/inf values: 20 in the original, 20 compressed" in result.stdout
     data = json.loads(hx("verify", toy, out, "--inputs", tmp_path / "nan.npz", "--json").stdout)
     assert data["cosine_min"] is None and data["outputs"][0]["non_finite"] == {"original": 20, "compressed": 20}
+    assert "top1_agreement" not in data["outputs"][0]  # argmax of NaN rows agreed "100 %" before
     _one_line_error(hx("convert", toy, "-o", tmp_path / "t.onnx", "--min-elements", "1000", "--target-cosine",
                        "0.99", "--inputs", tmp_path / "nan.npz"), "not finite")
 
