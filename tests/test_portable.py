@@ -149,6 +149,18 @@ def test_portable_blocktcq_decodes_as_the_reference(bits, block, shape, opset):
     assert ("Mod" in ops and "Floor" not in ops) == lean
 
 
+@pytest.mark.parametrize("bits, shape, folded, wide", [(5, (64, 64), True, False), (6, (64, 64), False, False),
+                                                      (6, (384, 384), True, True), (8, (1024, 520), True, True)])
+def test_portable_blocktcq_folds_scales_into_the_table(bits, shape, folded, wide):
+    """From opset 14 the block scales are folded into the Gather's table (no full-size scale Mul): with a uint16
+    row index up to 5 bits, and above that with an int32 one once the table (256 × 4 × 2L rows) is no larger than
+    the weight; bit-exact either way."""
+    model = _check_decodes_as_the_reference("blocktcq", bits, 32, shape, opset=17)
+    names = {n.output[0].split("::", 1)[-1] for n in model.graph.node}
+    assert ("scaled_table" in names) == folded and ("values" not in names) == folded
+    assert ("fine_i32" in names) == wide and ("rows_u16" in names) == (not wide)
+
+
 # blockvq (even blocks, two weights a code): whole blocks; an odd count whose codes fill the blocks (3007 = 94·32
 # − 1); partial blocks; a tensor shorter than one block.
 @pytest.mark.parametrize("opset", [11, 17])

@@ -513,16 +513,21 @@ def _blocktcq_lean(enc: Encoded, namer: Namer, base: str, theta: str, headers: t
     """``_blocktcq_nodes`` from the codes θ as a uint8 (nblocks, B) grid, with the row index computed in uint16
     (opset 14: Add, Mul and Mod on uint16) instead of float32: half the bytes per intermediate, and the parity is
     one Mod of the integer sums instead of a Floor and a Sub. The parity's matrix product is MatMulInteger on the
-    uint8 codes (int32 sums, exact). Up to 5 bits the block scales are folded into the Gather's table (256 × 4 × 2L
-    rows fit a uint16 index), so no full-size scale Mul is left. ORT holds every folded output until folding ends:
-    at the defaults (benchmarks/portable.py) float32 15.4× the weight; uint16 index 13.4× (12.9× in a later run);
-    then MatMulInteger 11.9×, folded scales 10.9× (ORT 1.21: 12.9×).
+    uint8 codes (int32 sums, exact). The block scales are folded into the Gather's table (256 × 4 × 2L rows: a
+    uint16 index up to 5 bits; above, when the table is no larger than the weight, an int32 one), so no full-size
+    scale Mul is left. ORT holds every folded output until folding ends: at the defaults (benchmarks/portable.py)
+    float32 15.4× the weight; uint16 index 13.4× (12.9× in a later run); then MatMulInteger 11.9×, folded scales
+    10.9× (ORT 1.21: 12.9×).
     """
     from hyperonnx.codec.blockvq import BOOKS
 
     (block,), (levels,) = enc.ints["block"], enc.ints["levels"]
     const, node = _builders(namer, base, inits, nodes)
-    folded = 256 * BOOKS * 2 * levels <= 1 << 16  # every (scale, set, level) row index fits uint16
+    table_rows = 256 * BOOKS * 2 * levels  # one row per (scale code, level set, fine level)
+    # Fold while every row index fits uint16 (up to 5 bits), and above that while the table is no larger than
+    # the weight: the index is then added in int32 (+2 bytes a weight) and the full-size scale Mul (+8) goes.
+    folded = table_rows <= max(1 << 16, enc.numel)
+    wide = folded and table_rows > 1 << 16  # unfolded, the per-block base is a level set's: uint16 holds it
     if folded:
         book = _block_book_nodes(enc, headers, const, node)
     else:
@@ -542,9 +547,16 @@ def _blocktcq_lean(enc: Encoded, namer: Namer, base: str, theta: str, headers: t
     if folded:
         code = node("Cast", [headers[0]], "scale_code_i32", to=onnx.TensorProto.INT32)
         block_rows = node("Add", [node("Mul", [code, const("sets", np.int32(BOOKS))], "code_sets"), book], "block_set")
-    set_base = node("Cast", [node("Mul", [block_rows, set_rows], "set_base_i32")], "set_base", to=uint16)
-    column = node("Reshape", [set_base, const("col", np.array([-1, 1], dtype=np.int64))], "set_base_col")
-    rows_index = node("Cast", [node("Add", [fine, column], "rows_u16")], "rows_index_i32", to=onnx.TensorProto.INT32)
+    set_base = node("Mul", [block_rows, set_rows], "set_base_i32")
+    col_shape = const("col", np.array([-1, 1], dtype=np.int64))
+    if wide:  # rows past 2^16: the per-weight Add runs in int32 (the Gather's index type anyway)
+        column = node("Reshape", [set_base, col_shape], "set_base_col")
+        fine_i32 = node("Cast", [fine], "fine_i32", to=onnx.TensorProto.INT32)
+        rows_index = node("Add", [fine_i32, column], "rows_index_i32")
+    else:
+        column = node("Reshape", [node("Cast", [set_base], "set_base", to=uint16), col_shape], "set_base_col")
+        rows_index = node("Cast", [node("Add", [fine, column], "rows_u16")], "rows_index_i32",
+                          to=onnx.TensorProto.INT32)
     if not folded:
         return _scaled_rows(books, rows_index, block_scale, 2, const, node, namer, base, nodes, tag)
     shape = {name: const(name, np.array(dims, dtype=np.int64))
