@@ -365,6 +365,27 @@ def load_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise HyperonnxError(f"{path}: cannot read inputs ({model_io.short_reason(exc)})") from None
 
 
+def all_finite(outputs: list) -> bool:
+    """No NaN or inf in any float output (other outputs, token ids say, count as finite)."""
+    for output in outputs:
+        output = np.asarray(output)
+        if np.issubdtype(output.dtype, np.inexact) and not np.isfinite(output).all():
+            return False
+    return True
+
+
+def check_reference_outputs(outputs: list, source: str, finite: bool = True) -> None:
+    """The original model's outputs on the comparison inputs must measure something: not all empty (a batch of no
+    rows would make any model "agree"), and with ``finite``, no NaN or inf (no cosine to them). One HyperonnxError
+    line otherwise; shared by verify (which reports NaN instead), --target-cosine / --sensitivity and bench."""
+    if all(np.asarray(y).size == 0 for y in outputs):
+        raise HyperonnxError(f"every output of the original model is empty on {source}: nothing to compare (give at "
+                             "least one sample)")
+    if finite and not all_finite(outputs):
+        raise HyperonnxError(f"the original model's outputs are not finite (NaN or inf) on {source}: fidelity to "
+                             "them cannot be measured; give inputs on which the model is finite")
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
@@ -418,8 +439,7 @@ def verify(
         test_out = test.run(None, feeds)
     except Exception as exc:
         raise HyperonnxError(f"running the models failed ({str(exc).splitlines()[0][:300]})") from None
-    if all(np.asarray(a).size == 0 for a in ref_out):
-        raise HyperonnxError("every output is empty on these inputs: nothing to compare (give at least one sample)")
+    check_reference_outputs(ref_out, "these inputs", finite=False)  # NaN is reported below, and fails --min-cosine
     outputs = []
     for arg, a, b in zip(ref.get_outputs(), ref_out, test_out):
         a, b = np.asarray(a), np.asarray(b)

@@ -197,18 +197,13 @@ def _reference_outputs(reference, feeds: dict[str, np.ndarray]) -> list[np.ndarr
         raise HyperonnxError(f"the fp32 model fails on these inputs ({_short(exc)})") from None
 
 
-def _finite(output: Any) -> bool:
-    output = np.asarray(output)
-    return not np.issubdtype(output.dtype, np.inexact) or bool(np.isfinite(output).all())
-
-
 def _generated_feeds(reference, model: onnx.ModelProto) -> tuple[dict[str, np.ndarray], list[np.ndarray], str]:
     """Generated feeds (api.generated_inputs) of the first seed on which the fp32 model's outputs are finite: a
     random input outside the model's domain (a negative noise level, say) gives NaN, which measures nothing."""
     for seed in range(GENERATED_SEEDS):
         feeds = api.generated_inputs(reference, seed, model=model)
         outputs = _reference_outputs(reference, feeds)
-        if all(_finite(y) for y in outputs):
+        if api.all_finite(outputs):
             return feeds, outputs, f"generated (api.generated_inputs, seed {seed})"
     raise HyperonnxError(f"the fp32 model's outputs are not finite on any of {GENERATED_SEEDS} generated inputs: "
                          "give real ones with --inputs FILE.npz")
@@ -404,11 +399,7 @@ def bench(
             if set(feeds) != expected:
                 raise HyperonnxError(f"inputs {sorted(feeds)} do not match the model's inputs {sorted(expected)}")
             ref_out = _reference_outputs(reference, feeds)
-            if not all(_finite(y) for y in ref_out):
-                raise HyperonnxError(f"the fp32 model's outputs are not finite (NaN or inf) on {inputs_note}: "
-                                     "fidelity to them cannot be measured")
-        if all(np.asarray(y).size == 0 for y in ref_out):
-            raise HyperonnxError(f"every output is empty on {inputs_note}: nothing to compare")
+        api.check_reference_outputs(ref_out, inputs_note)
         lat_feeds, lat_note = _latency_feeds(reference, feeds)
         ref_bytes = model_io.file_size(source)
         rows: list[dict[str, Any]] = [{

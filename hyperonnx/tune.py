@@ -102,7 +102,7 @@ def _generated_samples(session, model: onnx.ModelProto | None) -> list[dict[str,
     kept = []
     for seed in range(GENERATED_ATTEMPTS):
         feeds = {k: np.asarray(v) for k, v in api.generated_inputs(session, seed, model).items()}  # a scalar too
-        if all(np.isfinite(np.asarray(y, np.float64)).all() for y in _run(session, feeds, outputs)):
+        if api.all_finite(_run(session, feeds, outputs)):
             kept.append(feeds)
             if len(kept) == GENERATED_SAMPLES:
                 break
@@ -222,7 +222,9 @@ class Evaluator:
         self.samples = samples
         self.probe = samples.probe()
         self.reference = self._outputs(samples, originals)
-        _check_reference(self.reference, samples.source)
+        from hyperonnx import api
+
+        api.check_reference_outputs([y for chunk in self.reference for y in chunk], samples.source)
         self.probe_reference = self._outputs(self.probe, originals)
 
     def _outputs(self, samples: Samples, weights: list[np.ndarray]) -> list[list[np.ndarray]]:
@@ -232,17 +234,6 @@ class Evaluator:
     def fidelity(self, weights: list[np.ndarray], probe: bool = False) -> Fidelity:
         samples, reference = (self.probe, self.probe_reference) if probe else (self.samples, self.reference)
         return _compare(self.outputs, reference, samples, self._outputs(samples, weights))
-
-
-def _check_reference(reference: list[list[np.ndarray]], source: str) -> None:
-    """The original model's outputs must give something to measure: not all empty (a batch of no rows would
-    make any model "meet" a target), and finite (a NaN output has no cosine; generated inputs are already
-    filtered, so this is about the user's)."""
-    if not any(np.asarray(y).size for chunk in reference for y in chunk):
-        raise HyperonnxError(f"the model's float outputs are empty on {source}: no sample to measure fidelity on")
-    if not all(np.isfinite(y).all() for chunk in reference for y in chunk):
-        raise HyperonnxError(f"the original model's outputs are not finite (NaN or inf) on {source}: fidelity to "
-                             "them cannot be measured; give inputs on which the model is finite")
 
 
 def _compare(outputs, reference, samples: Samples, got) -> Fidelity:
