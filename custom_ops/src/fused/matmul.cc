@@ -1,0 +1,37 @@
+#include "matmul.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "gemm.h"
+
+namespace hyperonnx {
+
+bool fused_matmul_tile(const FusedWeight& w, const uint8_t* blob, size_t len, const float* A, int64_t M, float* Y,
+                       uint64_t tile, std::string* error) {
+  const int64_t K = w.rows(), N = w.cols();
+  const int64_t n0 = static_cast<int64_t>(tile) * kFusedTileCols;
+  const int64_t nt = std::min(kFusedTileCols, N - n0);
+  if (nt <= 0 || M <= 0) return true;
+  if (K == 0) {  // an empty sum
+    for (int64_t m = 0; m < M; ++m) std::memset(Y + m * N + n0, 0, static_cast<size_t>(nt) * sizeof(float));
+    return true;
+  }
+  const int64_t ldt = (nt + 15) / 16 * 16;
+  thread_local std::vector<float> tile_buf, scratch;
+  tile_buf.assign(static_cast<size_t>(kFusedTileRows * ldt), 0.0f);  // the padding columns stay zero
+  for (int64_t k0 = 0; k0 < K; k0 += kFusedTileRows) {
+    const int64_t kc = std::min(kFusedTileRows, K - k0);
+    for (int64_t r = 0; r < kc; ++r) {
+      const uint64_t e0 = static_cast<uint64_t>((k0 + r) * N + n0);
+      if (!w.decode(blob, len, e0, e0 + static_cast<uint64_t>(nt), tile_buf.data() + r * ldt, &scratch, error)) {
+        return false;
+      }
+    }
+    gemm_tile(A + k0, K, tile_buf.data(), ldt, Y + n0, N, M, kc, nt, k0 > 0);
+  }
+  return true;
+}
+
+}  // namespace hyperonnx

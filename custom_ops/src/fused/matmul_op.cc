@@ -1,0 +1,147 @@
+#include "matmul_op.h"
+
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <vector>
+
+#include "../kernel_attrs.h"
+#include "matmul.h"
+
+namespace hyperonnx {
+namespace {
+
+// Y's shape: A's with the last dimension replaced by N (ONNX MatMul with a 2-D B; a 1-D A gives [N]). A bad A
+// still gets an output type, so the kernel can reject the node by name.
+OrtStatus* ORT_API_CALL infer_shape(const OrtCustomOp*, OrtShapeInferContext* raw) {
+  const OrtApi& api = Ort::GetApi();
+  try {
+    Ort::ShapeInferContext ctx(&api, raw);
+    const std::vector<int64_t> dims = ctx.GetAttrInts("shape");
+    const int64_t n = dims.size() == 2 && dims[1] >= 0 ? dims[1] : 0;
+    Ort::ShapeInferContext::Shape shape = ctx.GetInputShape(0);
+    if (shape.empty()) shape.emplace_back(int64_t{1});  // a scalar A: invalid, rejected at run time
+    shape.back() = Ort::ShapeInferContext::SymbolicInteger(n);
+    if (ctx.GetInputShape(0).size() == 1) shape = {Ort::ShapeInferContext::SymbolicInteger(n)};
+    Ort::Status status = ctx.SetOutputShape(0, shape, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+    return status.release();
+  } catch (const std::exception& e) {
+    return api.CreateStatus(ORT_INVALID_ARGUMENT, (std::string("HyperMatMul shape inference: ") + e.what()).c_str());
+  }
+}
+
+// θ (input 1) when it is a constant initializer, else null.
+const OrtValue* constant_theta(const OrtApi& api, const OrtKernelInfo* info) {
+  int is_constant = 0;
+  const OrtValue* value = nullptr;
+  if (OrtStatus* status = api.KernelInfoGetConstantInput_tensor(info, 1, &is_constant, &value)) {
+    api.ReleaseStatus(status);
+    return nullptr;
+  }
+  return is_constant ? value : nullptr;
+}
+
+// One run's work, shared by ORT's worker threads (KernelContext_ParallelFor: the session's intra-op pool, so the
+// session's thread settings apply).
+struct Job {
+  const FusedWeight* w;
+  const uint8_t* blob;
+  size_t len;
+  const float* a;
+  int64_t m;
+  float* y;
+  std::atomic<bool> failed{false};
+  std::mutex mu;
+  std::string error;
+};
+
+void run_tile(void* user, size_t tile) {
+  auto* job = static_cast<Job*>(user);
+  if (job->failed.load(std::memory_order_relaxed)) return;
+  std::string error;
+  if (!fused_matmul_tile(*job->w, job->blob, job->len, job->a, job->m, job->y, tile, &error)) {
+    std::lock_guard<std::mutex> lock(job->mu);
+    if (!job->failed.exchange(true)) job->error = error;
+  }
+}
+
+}  // namespace
+
+HyperMatMulOp::HyperMatMulOp() { OrtCustomOp::InferOutputShapeFn = &infer_shape; }
+
+OrtStatus* HyperMatMulOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
+  const std::string node = kernel_node_name(api, info);
+  try {
+    std::string error;
+    std::unique_ptr<FusedWeight> w = FusedWeight::create(KernelInfoAttrs(api, info), &error);
+    if (!w) return api.CreateStatus(ORT_INVALID_ARGUMENT, ("HyperMatMul node '" + node + "': " + error).c_str());
+    auto k = std::make_unique<HyperMatMulKernel>(node, std::move(w));
+    if (OrtStatus* status = k->Prepare(api, info)) return status;
+    *kernel = k.release();
+    return nullptr;
+  } catch (const std::exception& e) {
+    return api.CreateStatus(ORT_FAIL, ("HyperMatMul node '" + node + "': " + e.what()).c_str());
+  }
+}
+
+OrtStatus* HyperMatMulKernel::Error(OrtErrorCode code, const std::string& message) const {
+  return Ort::GetApi().CreateStatus(code, ("HyperMatMul node '" + node_ + "': " + message).c_str());
+}
+
+OrtStatus* HyperMatMulKernel::Prepare(const OrtApi& api, const OrtKernelInfo* info) {
+  const OrtValue* value = constant_theta(api, info);
+  if (value == nullptr) return nullptr;  // fed at run time: every run checks it
+  Ort::ConstValue blob(value);
+  const auto* data = blob.GetTensorData<uint8_t>();
+  std::string error;
+  if (!w_->check(data, blob.GetTensorTypeAndShapeInfo().GetElementCount(), &error)) {
+    return Error(ORT_INVALID_ARGUMENT, error);
+  }
+  checked_blob_ = data;
+  return nullptr;
+}
+
+OrtStatus* HyperMatMulKernel::ComputeV2(OrtKernelContext* raw) {
+  try {
+    Ort::KernelContext ctx(raw);
+    Ort::ConstValue a = ctx.GetInput(0);
+    Ort::ConstValue theta = ctx.GetInput(1);
+    const auto* blob = theta.GetTensorData<uint8_t>();
+    const size_t len = theta.GetTensorTypeAndShapeInfo().GetElementCount();
+    std::string error;
+    if (blob != checked_blob_ && !w_->check(blob, len, &error)) return Error(ORT_INVALID_ARGUMENT, error);
+    const std::vector<int64_t> a_shape = a.GetTensorTypeAndShapeInfo().GetShape();
+    const int64_t K = w_->rows(), N = w_->cols();
+    if (a_shape.empty() || a_shape.back() != K) {
+      std::string dims;
+      for (int64_t d : a_shape) dims += (dims.empty() ? "" : ", ") + std::to_string(d);
+      return Error(ORT_INVALID_ARGUMENT, "input 0 (A) of shape [" + dims + "] does not match the weight's " +
+                                             std::to_string(K) + " rows (its last dimension must be K)");
+    }
+    std::vector<int64_t> y_shape(a_shape.begin(), a_shape.end() - 1);
+    y_shape.push_back(N);
+    int64_t m = 1;
+    for (size_t i = 0; i + 1 < a_shape.size(); ++i) m *= a_shape[i];
+    Ort::UnownedValue y = ctx.GetOutput(0, y_shape.data(), y_shape.size());
+    if (m == 0 || N == 0) return nullptr;
+    Job job;
+    job.w = w_.get();
+    job.blob = blob;
+    job.len = len;
+    job.a = a.GetTensorData<float>();
+    job.m = m;
+    job.y = y.GetTensorMutableData<float>();
+    const size_t tiles = static_cast<size_t>(fused_col_tiles(N));
+    if (tiles == 1) {
+      run_tile(&job, 0);
+    } else {
+      ctx.ParallelFor(&run_tile, tiles, 0, &job);
+    }
+    if (job.failed.load()) return Error(ORT_INVALID_ARGUMENT, job.error);
+    return nullptr;
+  } catch (const std::exception& e) {
+    return Error(ORT_RUNTIME_EXCEPTION, e.what());
+  }
+}
+
+}  // namespace hyperonnx

@@ -1,0 +1,45 @@
+// A HyperDecode-encoded 2-D weight (K rows, N columns, row-major) that the fused kernels read a row segment at a
+// time, so no caller ever holds the whole fp32 tensor. Independent of ONNX Runtime (the ops wrap it; the C++ tests
+// drive it directly).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../attrs.h"
+#include "../codecs/blockvq.h"
+#include "../decoder.h"
+
+namespace hyperonnx {
+
+class FusedWeight {
+ public:
+  // Reads and validates every attribute exactly as HyperDecode does (Decoder::create), then what fusion needs: a
+  // blocktcq or blockvq weight of dtype float32 and rank 2. Null with *error set (without the node name) otherwise.
+  static std::unique_ptr<FusedWeight> create(const AttrSource& attrs, std::string* error);
+
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+  const Decoder& decoder() const { return *dec_; }
+
+  // The blob checks HyperDecode makes (exact length, the codec's own validation); false with *error set.
+  bool check(const uint8_t* blob, size_t len, std::string* error) const;
+
+  // Writes elements [e0, e1) of the row-major weight (any range) to out as float32, bit-identical to the decoder.
+  // The blob must have passed check(). `scratch` holds partial blocks (reused between calls).
+  bool decode(const uint8_t* blob, size_t len, uint64_t e0, uint64_t e1, float* out, std::vector<float>* scratch,
+              std::string* error) const;
+
+ private:
+  FusedWeight() = default;
+
+  std::unique_ptr<Decoder> dec_;
+  const BlockVQParams* tcq_ = nullptr;  // blocktcq's parameters (its fast row decoder), else null
+  uint64_t block_ = 1;
+  int64_t rows_ = 0, cols_ = 0;
+};
+
+}  // namespace hyperonnx
