@@ -1,7 +1,6 @@
 #include "gemm.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -81,46 +80,39 @@ bool host_has_avx2_fma() {
 
 using MicroFn = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, int, bool);
 constexpr int kMR = 6;
-
-struct Kernels {
-  MicroFn micro[kMR + 1];
-  const char* isa;
-};
-
-Kernels pick() {
-  const char* force = std::getenv("HYPERONNX_FUSED_ISA");
-  const bool scalar = force != nullptr && std::strcmp(force, "scalar") == 0;
+constexpr MicroFn kScalar[kMR + 1] = {nullptr,          &micro_scalar<1>, &micro_scalar<2>, &micro_scalar<3>,
+                                      &micro_scalar<4>, &micro_scalar<5>, &micro_scalar<6>};
 #ifdef HX_GEMM_X86
-  if (!scalar && host_has_avx2_fma()) {
-    return {{nullptr, &micro_avx2<1>, &micro_avx2<2>, &micro_avx2<3>, &micro_avx2<4>, &micro_avx2<5>, &micro_avx2<6>},
-            "avx2"};
-  }
+constexpr MicroFn kAvx2[kMR + 1] = {nullptr,        &micro_avx2<1>, &micro_avx2<2>, &micro_avx2<3>,
+                                    &micro_avx2<4>, &micro_avx2<5>, &micro_avx2<6>};
 #endif
-  (void)scalar;
-  return {{nullptr, &micro_scalar<1>, &micro_scalar<2>, &micro_scalar<3>, &micro_scalar<4>, &micro_scalar<5>,
-           &micro_scalar<6>},
-          "scalar"};
-}
-
-const Kernels& kernels() {
-  static const Kernels k = pick();
-  return k;
-}
 
 }  // namespace
 
 void gemm_tile(const float* A, int64_t lda, const float* T, int64_t ldt, float* Y, int64_t ldy, int64_t M,
-               int64_t kc, int64_t nt, bool accumulate) {
-  const Kernels& k = kernels();
+               int64_t kc, int64_t nt, bool accumulate, bool simd) {
+  const MicroFn* micro = kScalar;
+#ifdef HX_GEMM_X86
+  if (simd) micro = kAvx2;
+#else
+  (void)simd;
+#endif
   for (int64_t m = 0; m < M; m += kMR) {
     const int mr = static_cast<int>(std::min<int64_t>(kMR, M - m));
     for (int64_t n = 0; n < nt; n += kNR) {
       const int ncols = static_cast<int>(std::min<int64_t>(kNR, nt - n));
-      k.micro[mr](A + m * lda, lda, T + n, ldt, Y + m * ldy + n, ldy, kc, ncols, accumulate);
+      micro[mr](A + m * lda, lda, T + n, ldt, Y + m * ldy + n, ldy, kc, ncols, accumulate);
     }
   }
 }
 
-const char* gemm_isa() { return kernels().isa; }
+bool gemm_simd_available() {
+#ifdef HX_GEMM_X86
+  static const bool has = host_has_avx2_fma();
+  return has;
+#else
+  return false;
+#endif
+}
 
 }  // namespace hyperonnx

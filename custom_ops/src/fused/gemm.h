@@ -8,12 +8,12 @@
 namespace hyperonnx {
 
 // Y[m, n] (+)= Σ_k A[m, k] · T[k, n] for m < M, k < kc, n < nt. Row strides lda, ldt, ldy (elements); T's rows are
-// padded with zeros up to a multiple of 16 columns (ldt ≥ that). accumulate: add to Y, else overwrite it.
+// padded with zeros up to a multiple of 16 columns (ldt ≥ that). accumulate: add to Y, else overwrite it. simd: use
+// the CPU's SIMD kernel where it has one (gemm_simd_available()), else the portable one.
 void gemm_tile(const float* A, int64_t lda, const float* T, int64_t ldt, float* Y, int64_t ldy, int64_t M,
-               int64_t kc, int64_t nt, bool accumulate);
+               int64_t kc, int64_t nt, bool accumulate, bool simd);
 
-// Which kernel gemm_tile runs here: "avx2" or "scalar" (tests, benchmarks). HYPERONNX_FUSED_ISA=scalar in the
-// environment forces the portable one (the tests compare both).
-const char* gemm_isa();
+// Whether this CPU runs the SIMD kernel (x86 AVX2 + FMA).
+bool gemm_simd_available();
 
 }  // namespace hyperonnx

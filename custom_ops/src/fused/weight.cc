@@ -1,11 +1,20 @@
 #include "weight.h"
 
+#include "gemm.h"
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 namespace hyperonnx {
 
 std::unique_ptr<FusedWeight> FusedWeight::create(const AttrSource& attrs, std::string* error) {
+  // The codec first: a codec the kernels cannot read is the message, not a side-information key it lacks.
+  std::string codec;
+  if (attrs.get_string("codec", &codec) && codec != "blocktcq" && codec != "blockvq") {
+    *error = "fused ops read the blocktcq and blockvq codecs only, got codec '" + codec + "'";
+    return nullptr;
+  }
   std::unique_ptr<Decoder> dec = Decoder::create(attrs, error);
   if (!dec) return nullptr;
   const BlockDecoder* blocked = dec->blocked();
@@ -27,7 +36,14 @@ std::unique_ptr<FusedWeight> FusedWeight::create(const AttrSource& attrs, std::s
   w->rows_ = dec->shape()[0];
   w->cols_ = dec->shape()[1];
   w->tcq_ = tcq;
-  w->block_ = (tcq ? tcq : vq)->block;
+  const char* force = std::getenv("HYPERONNX_FUSED_ISA");
+  w->simd_ = gemm_simd_available() && !(force != nullptr && std::strcmp(force, "scalar") == 0);
+  if (tcq != nullptr && w->simd_) w->tcq_rows_ = TcqRows::create(*tcq);
+  const BlockVQParams& p = tcq ? *tcq : *vq;
+  w->block_ = p.block;
+  w->bits_ = static_cast<uint64_t>(dec->bits());
+  w->group_ = static_cast<uint64_t>(dec->group());
+  w->code_bytes_ = p.code_bytes;
   w->dec_ = std::move(dec);
   return w;
 }
@@ -36,9 +52,20 @@ bool FusedWeight::check(const uint8_t* blob, size_t len, std::string* error) con
   return dec_->check_length(len, error) && dec_->validate(blob, len, error);
 }
 
+void FusedWeight::prefetch(const uint8_t* blob, size_t len, uint64_t e0, uint64_t n) const {
+  const uint64_t first = e0 / group_ * bits_ / 8, last = std::min<uint64_t>((e0 + n) / group_ * bits_ / 8, len);
+  for (uint64_t at = first; at < last; at += 64) __builtin_prefetch(blob + at);
+  const uint64_t header = code_bytes_ + e0 / block_ * kBlockVQHeaderBits / 8;
+  if (header < len) __builtin_prefetch(blob + header);
+}
+
 bool FusedWeight::decode(const uint8_t* blob, size_t len, uint64_t e0, uint64_t e1, float* out,
                          std::vector<float>* scratch, std::string* error) const {
   if (e0 >= e1) return true;
+  if (tcq_rows_ && e0 % block_ == 0 && (e1 - e0) % block_ == 0) {
+    tcq_rows_->run(blob, len, e0 / block_, e1 / block_, out);
+    return true;
+  }
   // The codec's own decoder works on whole blocks: decode the blocks covering [e0, e1), straight into out when
   // the range is exactly those blocks, else into scratch.
   const uint64_t numel = dec_->numel();

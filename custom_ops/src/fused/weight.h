@@ -12,6 +12,7 @@
 #include "../attrs.h"
 #include "../codecs/blockvq.h"
 #include "../decoder.h"
+#include "tcq_rows.h"
 
 namespace hyperonnx {
 
@@ -21,12 +22,21 @@ class FusedWeight {
   // blocktcq or blockvq weight of dtype float32 and rank 2. Null with *error set (without the node name) otherwise.
   static std::unique_ptr<FusedWeight> create(const AttrSource& attrs, std::string* error);
 
+  // The kernels this weight runs: "avx2" (SIMD decode and multiply), or "scalar" (the codec's own decoder and a
+  // portable multiply), also forced by HYPERONNX_FUSED_ISA=scalar in the environment when the weight is created
+  // (the tests compare both on one machine).
+  const char* isa() const { return simd_ ? "avx2" : "scalar"; }
+  bool simd() const { return simd_; }
+
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
   const Decoder& decoder() const { return *dec_; }
 
   // The blob checks HyperDecode makes (exact length, the codec's own validation); false with *error set.
   bool check(const uint8_t* blob, size_t len, std::string* error) const;
+
+  // Hints the CPU to fetch the blob bytes that elements [e0, e0 + n) are decoded from (codes and block headers).
+  void prefetch(const uint8_t* blob, size_t len, uint64_t e0, uint64_t n) const;
 
   // Writes elements [e0, e1) of the row-major weight (any range) to out as float32, bit-identical to the decoder.
   // The blob must have passed check(). `scratch` holds partial blocks (reused between calls).
@@ -37,9 +47,11 @@ class FusedWeight {
   FusedWeight() = default;
 
   std::unique_ptr<Decoder> dec_;
-  const BlockVQParams* tcq_ = nullptr;  // blocktcq's parameters (its fast row decoder), else null
-  uint64_t block_ = 1;
+  const BlockVQParams* tcq_ = nullptr;  // blocktcq's parameters, else null
+  std::unique_ptr<TcqRows> tcq_rows_;   // blocktcq's SIMD path for whole blocks (tcq_rows.h), where it applies
+  uint64_t block_ = 1, bits_ = 1, group_ = 1, code_bytes_ = 0;  // the blob's layout, for prefetch()
   int64_t rows_ = 0, cols_ = 0;
+  bool simd_ = false;
 };
 
 }  // namespace hyperonnx
