@@ -11,25 +11,6 @@
 namespace hyperonnx {
 namespace {
 
-// Y's shape: A's with the last dimension replaced by N (ONNX MatMul with a 2-D B; a 1-D A gives [N]). A bad A
-// still gets an output type, so the kernel can reject the node by name.
-OrtStatus* ORT_API_CALL infer_shape(const OrtCustomOp*, OrtShapeInferContext* raw) {
-  const OrtApi& api = Ort::GetApi();
-  try {
-    Ort::ShapeInferContext ctx(&api, raw);
-    const std::vector<int64_t> dims = ctx.GetAttrInts("shape");
-    const int64_t n = dims.size() == 2 && dims[1] >= 0 ? dims[1] : 0;
-    Ort::ShapeInferContext::Shape shape = ctx.GetInputShape(0);
-    if (shape.empty()) shape.emplace_back(int64_t{1});  // a scalar A: invalid, rejected at run time
-    shape.back() = Ort::ShapeInferContext::SymbolicInteger(n);
-    if (ctx.GetInputShape(0).size() == 1) shape = {Ort::ShapeInferContext::SymbolicInteger(n)};
-    Ort::Status status = ctx.SetOutputShape(0, shape, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
-    return status.release();
-  } catch (const std::exception& e) {
-    return api.CreateStatus(ORT_INVALID_ARGUMENT, (std::string("HyperMatMul shape inference: ") + e.what()).c_str());
-  }
-}
-
 // θ (input 1) when it is a constant initializer, else null.
 const OrtValue* constant_theta(const OrtApi& api, const OrtKernelInfo* info) {
   int is_constant = 0;
@@ -67,7 +48,9 @@ void run_tile(void* user, size_t tile) {
 
 }  // namespace
 
-HyperMatMulOp::HyperMatMulOp() { OrtCustomOp::InferOutputShapeFn = &infer_shape; }
+// No InferOutputShapeFn: the output type is declared (float), and ORT cannot tell the inference function an unknown
+// shape (an outer-scope A in a subgraph) from a scalar's, so the kernel sets Y's shape at run time instead.
+HyperMatMulOp::HyperMatMulOp() = default;
 
 OrtStatus* HyperMatMulOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
   const std::string node = kernel_node_name(api, info);
