@@ -19,7 +19,8 @@ from hyperonnx.passes.emit import node_attributes
 
 pytestmark = pytest.mark.skipif(LIBRARY is None, reason="op library not built")
 
-ISAS = ("simd", "scalar")  # HYPERONNX_FUSED_ISA=scalar: the codec's decoder and the portable multiply
+# HYPERONNX_FUSED_ISA: "best" (AVX-512 where the CPU has it), "avx2", "scalar" (the codec's decoder, portable multiply)
+ISAS = ("best", "avx2", "scalar")
 
 
 def fused_attributes(enc: codec.Encoded) -> dict:
@@ -43,10 +44,10 @@ def matmul_model(attrs: dict, blob: np.ndarray | None, a_shape: list, name: str 
                              ir_version=8)
 
 
-def run(model: onnx.ModelProto, feeds: dict, isa: str = "simd", monkeypatch=None, threads: int = 1) -> np.ndarray:
+def run(model: onnx.ModelProto, feeds: dict, isa: str = "best", monkeypatch=None, threads: int = 1) -> np.ndarray:
     if monkeypatch is not None:
-        if isa == "scalar":
-            monkeypatch.setenv("HYPERONNX_FUSED_ISA", "scalar")
+        if isa != "best":
+            monkeypatch.setenv("HYPERONNX_FUSED_ISA", isa)
         else:
             monkeypatch.delenv("HYPERONNX_FUSED_ISA", raising=False)
     so = ort.SessionOptions()
@@ -87,7 +88,7 @@ def test_every_code_width_is_exact(bits, monkeypatch):
     blob = np.concatenate([bitpack.pack(rng.integers(0, 1 << bits, k * n, dtype=np.uint64), bits),
                            bitpack.pack(headers, 10)])
     enc = dataclasses.replace(enc, shape=(k, n), blob=blob)
-    y = run(matmul_model(fused_attributes(enc), blob, [k, k]), {"A": np.eye(k, dtype=np.float32)}, "simd", monkeypatch)
+    y = run(matmul_model(fused_attributes(enc), blob, [k, k]), {"A": np.eye(k, dtype=np.float32)}, "best", monkeypatch)
     assert np.array_equal(y, codec.decode(enc))
 
 

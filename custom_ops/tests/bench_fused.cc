@@ -68,6 +68,6 @@ int main(int argc, char** argv) {
     best_mm = std::min(best_mm, now() - t0);
   }
   std::printf("K=%lld N=%lld M=%lld bits=%d isa=%s: decode %.3f ns/weight, HyperMatMul %.3f ns/weight (%.2f ms)\n",
-              static_cast<long long>(K), static_cast<long long>(N), static_cast<long long>(M), bits, w->isa(), best_decode / numel * 1e9, best_mm / numel * 1e9, best_mm * 1e3);
+              static_cast<long long>(K), static_cast<long long>(N), static_cast<long long>(M), bits, isa_name(w->isa()), best_decode / numel * 1e9, best_mm / numel * 1e9, best_mm * 1e3);
   return 0;
 }

@@ -25,7 +25,7 @@ bool fused_matmul_tile(const FusedWeight& w, const uint8_t* blob, size_t len, co
     for (int64_t m = 0; m < M; ++m) std::memset(Y + m * N + n0, 0, static_cast<size_t>(nt) * sizeof(float));
     return true;
   }
-  const int64_t ldt = (nt + 15) / 16 * 16;
+  const int64_t ldt = (nt + kGemmPad - 1) / kGemmPad * kGemmPad;
   thread_local std::vector<float> tile_buf, scratch;
   tile_buf.assign(static_cast<size_t>(kFusedTileRows * ldt), 0.0f);  // the padding columns stay zero
   for (int64_t k0 = 0; k0 < K; k0 += kFusedTileRows) {
@@ -39,7 +39,7 @@ bool fused_matmul_tile(const FusedWeight& w, const uint8_t* blob, size_t len, co
         return false;
       }
     }
-    gemm_tile(A + k0, K, tile_buf.data(), ldt, Y + n0, N, M, kc, nt, k0 > 0, w.simd());
+    gemm_tile(A + k0, K, tile_buf.data(), ldt, Y + n0, N, M, kc, nt, k0 > 0, w.isa());
   }
   return true;
 }

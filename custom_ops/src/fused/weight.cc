@@ -1,9 +1,6 @@
 #include "weight.h"
 
-#include "gemm.h"
-
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 
 namespace hyperonnx {
@@ -36,9 +33,8 @@ std::unique_ptr<FusedWeight> FusedWeight::create(const AttrSource& attrs, std::s
   w->rows_ = dec->shape()[0];
   w->cols_ = dec->shape()[1];
   w->tcq_ = tcq;
-  const char* force = std::getenv("HYPERONNX_FUSED_ISA");
-  w->simd_ = gemm_simd_available() && !(force != nullptr && std::strcmp(force, "scalar") == 0);
-  if (tcq != nullptr && w->simd_) w->tcq_rows_ = TcqRows::create(*tcq);
+  w->isa_ = best_isa();
+  if (tcq != nullptr && w->isa_ != FusedIsa::kScalar) w->tcq_rows_ = TcqRows::create(*tcq);
   const BlockVQParams& p = tcq ? *tcq : *vq;
   w->block_ = p.block;
   w->bits_ = static_cast<uint64_t>(dec->bits());

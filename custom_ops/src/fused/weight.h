@@ -12,6 +12,7 @@
 #include "../attrs.h"
 #include "../codecs/blockvq.h"
 #include "../decoder.h"
+#include "gemm.h"
 #include "tcq_rows.h"
 
 namespace hyperonnx {
@@ -22,11 +23,9 @@ class FusedWeight {
   // blocktcq or blockvq weight of dtype float32 and rank 2. Null with *error set (without the node name) otherwise.
   static std::unique_ptr<FusedWeight> create(const AttrSource& attrs, std::string* error);
 
-  // The kernels this weight runs: "avx2" (SIMD decode and multiply), or "scalar" (the codec's own decoder and a
-  // portable multiply), also forced by HYPERONNX_FUSED_ISA=scalar in the environment when the weight is created
-  // (the tests compare both on one machine).
-  const char* isa() const { return simd_ ? "avx2" : "scalar"; }
-  bool simd() const { return simd_; }
+  // The kernels this weight runs (gemm.h, best_isa() when it was created): scalar (the codec's own decoder and a
+  // portable multiply), avx2 or avx512 (blocktcq's SIMD decode, tcq_rows.h, and a SIMD multiply).
+  FusedIsa isa() const { return isa_; }
 
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
@@ -51,7 +50,7 @@ class FusedWeight {
   std::unique_ptr<TcqRows> tcq_rows_;   // blocktcq's SIMD path for whole blocks (tcq_rows.h), where it applies
   uint64_t block_ = 1, bits_ = 1, group_ = 1, code_bytes_ = 0;  // the blob's layout, for prefetch()
   int64_t rows_ = 0, cols_ = 0;
-  bool simd_ = false;
+  FusedIsa isa_ = FusedIsa::kScalar;
 };
 
 }  // namespace hyperonnx
