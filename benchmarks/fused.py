@@ -14,6 +14,10 @@ W is a blocktcq encoding at the codec's defaults (5 bits, blocks of 32) with ran
 decoders' speed does not depend on the values); MatMulNBits gets random packed nibbles and scales. Prints
 milliseconds per run, each variant's ratio to fp32, fused / nbits4, the resident weight bytes of each, and the
 fused op's time per weight at M = 1 on one thread (decode + multiply: an upper bound on its decode cost).
+
+--clock cpu times one-thread runs by this thread's CPU time (time.thread_time: ORT runs a one-thread session on the
+caller's thread) instead of wall time, for a shared machine where other processes' turns would swamp wall time;
+two-thread rows stay on wall time.
 """
 
 from __future__ import annotations
@@ -98,17 +102,18 @@ def session(model: bytes, threads: int) -> ort.InferenceSession:
                                 providers=["CPUExecutionProvider"])
 
 
-def time_variants(sessions: dict[str, ort.InferenceSession], feeds: dict, budget_s: float) -> dict[str, float]:
-    """Median seconds per run of each session, in interleaved rounds (at least 3, about budget_s in all)."""
+def time_variants(sessions: dict[str, ort.InferenceSession], feeds: dict, budget_s: float,
+                  clock=time.perf_counter) -> dict[str, float]:
+    """Median seconds per run of each session, in interleaved rounds (at least 3, about budget_s of wall time)."""
     for s in sessions.values():
         s.run(None, feeds)  # warm-up
     times = {name: [] for name in sessions}
     started = time.perf_counter()
     while True:
         for name, s in sessions.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             s.run(None, feeds)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
         rounds = len(times["fp32"])
         if rounds >= 3 and (time.perf_counter() - started > budget_s or rounds >= 50):
             break
@@ -123,12 +128,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="4096×4096, M ∈ {1, 64}, 1 thread")
     parser.add_argument("--budget", type=float, default=None, help="seconds of timing per configuration")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: one-thread rows by the thread's CPU time (a shared machine)")
+    parser.add_argument("--threads", type=int, nargs="+", default=None, help="thread counts (default 1 2)")
+    parser.add_argument("--batches", type=int, nargs="+", default=None, help="M values")
     args = parser.parse_args()
     shapes = [(4096, 4096)] if args.quick else [(4096, 4096), (4096, 11008)]
     batches = [1, 64] if args.quick else [1, 8, 64, 512]
-    thread_counts = [1] if args.quick else [1, 2]
+    thread_counts = args.threads or ([1] if args.quick else [1, 2])
+    batches = args.batches or batches
     budget = args.budget if args.budget is not None else (1.0 if args.quick else 2.0)
-    print(f"onnxruntime {ort.__version__}; times in ms (medians); ratios to fp32 in the same run")
+    print(f"onnxruntime {ort.__version__}; times in ms (medians; {args.clock} clock for one thread); ratios to fp32 "
+          "in the same run")
     header = (f"{'K×N':>10} {'M':>4} {'thr':>3} " + " ".join(f"{v:>8}" for v in VARIANTS)
               + "  " + " ".join(f"{v + '/fp32':>12}" for v in VARIANTS[1:]) + f" {'fused/nb4':>9}")
     for k, n in shapes:
@@ -144,7 +155,8 @@ def main() -> None:
                 sessions = {name: session(model, threads) for name, model in built.items()}
                 y_fused = sessions["fused"].run(None, {"X": x})[0]
                 err = rel_error(y_fused, sessions["fp32"].run(None, {"X": x})[0])
-                t = time_variants(sessions, {"X": x}, budget)
+                cpu = args.clock == "cpu" and threads == 1
+                t = time_variants(sessions, {"X": x}, budget, time.thread_time if cpu else time.perf_counter)
                 ratios = " ".join(f"{t[v] / t['fp32']:>12.2f}" for v in VARIANTS[1:])
                 print(f"{f'{k}×{n}':>10} {m:>4} {threads:>3} " + " ".join(f"{t[v] * 1e3:>8.2f}" for v in VARIANTS)
                       + f"  {ratios} {t['fused'] / t['nbits4']:>9.2f}   (fused vs fp32: rel err {err:.1e})")

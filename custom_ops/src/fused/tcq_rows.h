@@ -15,8 +15,9 @@ namespace hyperonnx {
 class TcqRows {
  public:
   // Null where the fast path does not apply: it needs a float32 weight, blocks of a multiple of 32 weights, codes
-  // of 1..7 bits, finite level sets and scales, and x86 AVX2 + BMI2 (tcq_rows_available()).
-  static std::unique_ptr<TcqRows> create(const BlockVQParams& p);
+  // of 1..7 bits, finite level sets and scales, and x86 AVX2 + BMI2 (tcq_rows_available()). allow_vbmi: codes of up
+  // to 5 bits take the AVX-512 VBMI kernel where the CPU has it.
+  static std::unique_ptr<TcqRows> create(const BlockVQParams& p, bool allow_vbmi);
   using RunFn = void (*)(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out);
 
   // Writes blocks [q0, q1) (B·(q1 − q0) weights) to out. blob: the whole checked blob of len bytes.
@@ -30,6 +31,8 @@ class TcqRows {
   const BlockVQParams& params() const { return p_; }
   const uint8_t* planes() const { return planes_.data(); }
   int chunks() const { return chunks_; }
+  // The same for the VBMI kernel (2L ≤ 64): per level set c, planes 0-3 of 64 bytes each at planes64()[c·256 + p·64].
+  const uint8_t* planes64() const { return planes64_.data(); }
 
  private:
   TcqRows(const BlockVQParams& p, RunFn run);
@@ -37,7 +40,7 @@ class TcqRows {
   const BlockVQParams& p_;  // owned by the codec's decoder, which outlives this
   RunFn run_;
   int chunks_ = 1;
-  std::vector<uint8_t> planes_;
+  std::vector<uint8_t> planes_, planes64_;
 };
 
 // Whether this CPU runs the fast path (x86 AVX2 + BMI2).
