@@ -135,6 +135,10 @@ __attribute__((target("avx2,bmi2"))) void tcq_run_avx2(const TcqRows& rows, cons
   }
 }
 
+// GCC 12's AVX-512 headers pass an undefined vector as the unused merge operand of unmasked intrinsics, which
+// -Wmaybe-uninitialized reports once they are inlined here: a false positive.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 // AVX-512 VBMI, codes of at most 5 bits (2L ≤ 64 levels: the default and below): the level's bytes come from one
 // 128-entry byte permute per two planes (index f for plane 0 or 2, f + 64 for plane 1 or 3), and two more permutes
 // interleave the four planes into 32 floats, where AVX2 needs 28 shuffles and blends and 12 unpacks.
@@ -158,7 +162,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx2,bmi2"))) inline
   // f = 2θ + parity: θ doubled, plus 1 in the bytes whose parity bit is set (a mask straight from the bits).
   const __m256i f = _mm256_add_epi8(_mm256_add_epi8(theta, theta),
                                     _mm256_and_si256(_mm256_movm_epi8(parity), _mm256_set1_epi8(1)));
-  const __m512i index = _mm512_inserti64x4(_mm512_zextsi256_si512(f), _mm256_add_epi8(f, _mm256_set1_epi8(64)), 1);
+  // f in both halves, + 64 in the upper one: plane 1 (3) is entries 64..127 of the permute's pair.
+  const __m512i index = _mm512_add_epi8(_mm512_broadcast_i64x4(f), _mm512_maskz_set1_epi8(0xffffffff00000000ull, 64));
   const __m512i* t = reinterpret_cast<const __m512i*>(tab);
   const __m512i p01 = _mm512_permutex2var_epi8(_mm512_loadu_si512(t), index, _mm512_loadu_si512(t + 1));
   const __m512i p23 = _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 2), index, _mm512_loadu_si512(t + 3));
@@ -200,6 +205,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx2,bmi2"))) void t
     }
   }
 }
+
+#pragma GCC diagnostic pop
 
 bool host_has_vbmi() {
   __builtin_cpu_init();
