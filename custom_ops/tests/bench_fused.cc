@@ -47,13 +47,13 @@ int main(int argc, char** argv) {
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
   };
-  std::vector<float> row(static_cast<size_t>(kFusedTileCols)), scratch;
+  std::vector<float> row(static_cast<size_t>(fused_tile_cols(M))), scratch;
   double best_decode = 1e30, best_mm = 1e30;
   std::vector<float> a(static_cast<size_t>(M * K), 0.5f), y(static_cast<size_t>(M * N));
   for (int rep = 0; rep < 5; ++rep) {
     double t0 = now();
-    for (int64_t n0 = 0; n0 < N; n0 += kFusedTileCols) {
-      const int64_t nt = std::min(kFusedTileCols, N - n0);
+    for (int64_t n0 = 0; n0 < N; n0 += fused_tile_cols(M)) {
+      const int64_t nt = std::min(fused_tile_cols(M), N - n0);
       for (int64_t k = 0; k < K; ++k) {
         const uint64_t e0 = static_cast<uint64_t>(k * N + n0);
         if (k + 8 < K) w->prefetch(blob.data(), blob.size(), e0 + 8 * N, nt);  // as fused_matmul_tile does
@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
     }
     best_decode = std::min(best_decode, now() - t0);
     t0 = now();
-    for (uint64_t t = 0; t < fused_col_tiles(N); ++t) {
+    for (uint64_t t = 0; t < fused_col_tiles(N, M); ++t) {
       fused_matmul_tile(*w, blob.data(), blob.size(), a.data(), M, y.data(), t, &error);
     }
     best_mm = std::min(best_mm, now() - t0);

@@ -18,8 +18,9 @@ constexpr int64_t kPrefetchRows = 8;
 bool fused_matmul_tile(const FusedWeight& w, const uint8_t* blob, size_t len, const float* A, int64_t M, float* Y,
                        uint64_t tile, std::string* error) {
   const int64_t K = w.rows(), N = w.cols();
-  const int64_t n0 = static_cast<int64_t>(tile) * kFusedTileCols;
-  const int64_t nt = std::min(kFusedTileCols, N - n0);
+  const int64_t cols = fused_tile_cols(M);
+  const int64_t n0 = static_cast<int64_t>(tile) * cols;
+  const int64_t nt = std::min(cols, N - n0);
   if (nt <= 0 || M <= 0) return true;
   if (K == 0) {  // an empty sum
     for (int64_t m = 0; m < M; ++m) std::memset(Y + m * N + n0, 0, static_cast<size_t>(nt) * sizeof(float));

@@ -11,14 +11,20 @@
 
 namespace hyperonnx {
 
-// Columns per tile and weight rows decoded per step: a 64 × 128 float tile is 32 KiB, which stays in L2 while
-// every row of A passes over it.
-constexpr int64_t kFusedTileCols = 128;
+// Weight rows decoded per step, and columns per tile: 64 × 128 floats (32 KiB) stay in L2 while every row of A passes
+// over them; for a few rows of A (M ≤ kFusedWideM), where decoding is the work, tiles are 512 columns wide so each
+// decode call covers 16 blocks of a row (fewer calls and header reads, longer runs for the prefetcher).
 constexpr int64_t kFusedTileRows = 64;
+constexpr int64_t kFusedTileCols = 128;
+constexpr int64_t kFusedWideCols = 512;
+constexpr int64_t kFusedWideM = 8;
 
-// Column tiles of an N-column output.
-inline uint64_t fused_col_tiles(int64_t n) {
-  return static_cast<uint64_t>((n + kFusedTileCols - 1) / kFusedTileCols);
+inline int64_t fused_tile_cols(int64_t m) { return m <= kFusedWideM ? kFusedWideCols : kFusedTileCols; }
+
+// Column tiles of an N-column output at batch M.
+inline uint64_t fused_col_tiles(int64_t n, int64_t m) {
+  const int64_t cols = fused_tile_cols(m);
+  return static_cast<uint64_t>((n + cols - 1) / cols);
 }
 
 // Computes Y[:, tile's columns] = A × W[:, tile's columns] (A: M × K row-major, Y: M × N row-major). The blob must

@@ -114,7 +114,7 @@ OrtStatus* HyperMatMulKernel::ComputeV2(OrtKernelContext* raw) {
     job.a = a.GetTensorData<float>();
     job.m = m;
     job.y = y.GetTensorMutableData<float>();
-    const size_t tiles = static_cast<size_t>(fused_col_tiles(N));
+    const size_t tiles = static_cast<size_t>(fused_col_tiles(N, m));
     if (tiles == 1) {
       run_tile(&job, 0);
     } else {
