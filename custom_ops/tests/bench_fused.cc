@@ -3,9 +3,9 @@
 // Times decoding a K×N blocktcq weight (random θ and headers) a row segment at a time, and HyperMatMul's tiles at
 // batch M, single-threaded; prints ns of this thread's CPU time per weight (the development machine is shared, so wall
 // time would count other processes' turns).
-#include <ctime>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <random>
 #include <string>
 #include <vector>
@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
     best_mm = std::min(best_mm, now() - t0);
   }
   std::printf("K=%lld N=%lld M=%lld bits=%d isa=%s: decode %.3f ns/weight, HyperMatMul %.3f ns/weight (%.2f ms)\n",
-              static_cast<long long>(K), static_cast<long long>(N), static_cast<long long>(M), bits, isa_name(w->isa()), best_decode / numel * 1e9, best_mm / numel * 1e9, best_mm * 1e3);
+              static_cast<long long>(K), static_cast<long long>(N), static_cast<long long>(M), bits,
+              isa_name(w->isa()), best_decode / numel * 1e9, best_mm / numel * 1e9, best_mm * 1e3);
   return 0;
 }

@@ -71,7 +71,8 @@ void check_view(const std::string& name, const MapAttrs& attrs, const std::vecto
       check(w->decode(blob.data(), blob.size(), e, end, out.data() + e, &scratch, &error), name + ": " + error);
     }
     check(std::memcmp(out.data(), expect, numel * sizeof(float)) == 0,
-          name + ": segments of " + std::to_string(step) + " differ from the reference (" + hyperonnx::isa_name(w->isa()) + ")");
+          name + ": segments of " + std::to_string(step) + " differ from the reference (" +
+              hyperonnx::isa_name(w->isa()) + ")");
   }
   std::vector<float> eye(static_cast<size_t>(k * k), 0.0f);
   for (int64_t i = 0; i < k; ++i) eye[static_cast<size_t>(i * k + i)] = 1.0f;

@@ -210,8 +210,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx2,bmi2"))) void t
 
 bool host_has_vbmi() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512vbmi");
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi");
 }
 
 bool host_has_avx2_bmi2() {

@@ -34,7 +34,9 @@ std::unique_ptr<FusedWeight> FusedWeight::create(const AttrSource& attrs, std::s
   w->cols_ = dec->shape()[1];
   w->tcq_ = tcq;
   w->isa_ = best_isa();
-  if (tcq != nullptr && w->isa_ != FusedIsa::kScalar) w->tcq_rows_ = TcqRows::create(*tcq, w->isa_ == FusedIsa::kAvx512);
+  if (tcq != nullptr && w->isa_ != FusedIsa::kScalar) {
+    w->tcq_rows_ = TcqRows::create(*tcq, w->isa_ == FusedIsa::kAvx512);
+  }
   const BlockVQParams& p = tcq ? *tcq : *vq;
   w->block_ = p.block;
   w->bits_ = static_cast<uint64_t>(dec->bits());
