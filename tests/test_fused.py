@@ -116,11 +116,13 @@ def test_products_match_decompress_then_matmul(a_shape, isa, monkeypatch):
     assert rel_error(y, plain.run(None, {"A": a})[0]) <= 1e-5
 
 
-def test_large_tile_grid_threads_agree():
-    """Many column tiles and K steps, 1 and 2 intra-op threads: each tile is one thread's, so the bits agree."""
+@pytest.mark.parametrize("m", [1, 9])  # row slices with partial sums (M <= 8), column tiles
+def test_work_units_and_threads_agree(m):
+    """Several work units and K steps, 1 and 2 intra-op threads: each unit is one thread's and the partial sums are
+    added in a fixed order, so the bits agree."""
     enc = codec.encode(random_weight(300, 520, seed=5), "blocktcq")
-    a = np.random.default_rng(6).standard_normal((9, 300)).astype(np.float32)
-    model = matmul_model(fused_attributes(enc), enc.blob, [9, 300])
+    a = np.random.default_rng(6).standard_normal((m, 300)).astype(np.float32)
+    model = matmul_model(fused_attributes(enc), enc.blob, [m, 300])
     y1, y2 = run(model, {"A": a}, threads=1), run(model, {"A": a}, threads=2)
     assert np.array_equal(y1, y2)
     assert rel_error(y1, a.astype(np.float64) @ codec.decode(enc).astype(np.float64)) <= 1e-5

@@ -1,6 +1,6 @@
 // Fused-kernel throughput for profiling (not a test; benchmarks/fused.py is the measurement of record):
 //   build/custom_ops/tests/hyperonnx_fused_bench [K N M bits]
-// Times decoding a K×N blocktcq weight (random θ and headers) a row segment at a time, and HyperMatMul's tiles at
+// Times decoding a K×N blocktcq weight (random θ and headers) a row at a time, and HyperMatMul (fused_matmul) at
 // batch M, single-threaded; prints ns of this thread's CPU time per weight (the development machine is shared, so wall
 // time would count other processes' turns).
 #include <cstdio>
@@ -47,24 +47,18 @@ int main(int argc, char** argv) {
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
   };
-  std::vector<float> row(static_cast<size_t>(fused_tile_cols(M))), scratch;
+  std::vector<float> row(static_cast<size_t>(N)), scratch;
   double best_decode = 1e30, best_mm = 1e30;
   std::vector<float> a(static_cast<size_t>(M * K), 0.5f), y(static_cast<size_t>(M * N));
   for (int rep = 0; rep < 5; ++rep) {
     double t0 = now();
-    for (int64_t n0 = 0; n0 < N; n0 += fused_tile_cols(M)) {
-      const int64_t nt = std::min(fused_tile_cols(M), N - n0);
-      for (int64_t k = 0; k < K; ++k) {
-        const uint64_t e0 = static_cast<uint64_t>(k * N + n0);
-        if (k + 8 < K) w->prefetch(blob.data(), blob.size(), e0 + 8 * N, nt);  // as fused_matmul_tile does
-        w->decode(blob.data(), blob.size(), e0, e0 + nt, row.data(), &scratch, &error);
-      }
+    for (int64_t k = 0; k < K; ++k) {  // whole rows, as the op's row slices (M <= 8) decode them
+      const uint64_t e0 = static_cast<uint64_t>(k * N);
+      w->decode(blob.data(), blob.size(), e0, e0 + N, row.data(), &scratch, &error);
     }
     best_decode = std::min(best_decode, now() - t0);
     t0 = now();
-    for (uint64_t t = 0; t < fused_col_tiles(N, M); ++t) {
-      fused_matmul_tile(*w, blob.data(), blob.size(), a.data(), M, y.data(), t, &error);
-    }
+    fused_matmul(*w, blob.data(), blob.size(), a.data(), M, y.data(), &error);
     best_mm = std::min(best_mm, now() - t0);
   }
   std::printf("K=%lld N=%lld M=%lld bits=%d isa=%s: decode %.3f ns/weight, HyperMatMul %.3f ns/weight (%.2f ms)\n",

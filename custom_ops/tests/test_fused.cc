@@ -44,12 +44,12 @@ void set_isa(const char* isa) {
   }
 }
 
-// Y = A × W for every column tile, A: M × K row-major.
+// Y = A × W, A: M × K row-major.
 std::vector<float> matmul(const FusedWeight& w, const std::vector<uint8_t>& blob, const std::vector<float>& a,
                           int64_t m, std::string* error) {
   std::vector<float> y(static_cast<size_t>(m * w.cols()), -1.0f);
-  for (uint64_t t = 0; t < hyperonnx::fused_col_tiles(w.cols(), m); ++t) {
-    if (!hyperonnx::fused_matmul_tile(w, blob.data(), blob.size(), a.data(), m, y.data(), t, error)) break;
+  if (!hyperonnx::fused_matmul(w, blob.data(), blob.size(), a.data(), m, y.data(), error)) {
+    check(false, "fused_matmul: " + *error);
   }
   return y;
 }

@@ -187,10 +187,8 @@ void check_fused(const FuzzAttrs& attrs, const hyperonnx::Decoder& d, const std:
   std::vector<float> a(static_cast<size_t>(m * k), 0.0f), y(static_cast<size_t>(m * n) + 1, 0.0f);
   for (int64_t i = 0; i < m; ++i) a[static_cast<size_t>(i * k + i)] = 1.0f;
   y.back() = 12345.0f;
-  for (uint64_t t = 0; t < hyperonnx::fused_col_tiles(n, m); ++t) {
-    if (!hyperonnx::fused_matmul_tile(*w, blob.data(), blob.size(), a.data(), m, y.data(), t, &error)) {
-      die("fused tile failed on a checked blob", error);
-    }
+  if (!hyperonnx::fused_matmul(*w, blob.data(), blob.size(), a.data(), m, y.data(), &error)) {
+    die("fused matmul failed on a checked blob", error);
   }
   if (y.back() != 12345.0f) die("fused tile wrote past the output", "");
   for (float v : weight) {

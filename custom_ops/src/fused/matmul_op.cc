@@ -29,18 +29,19 @@ struct Job {
   const uint8_t* blob;
   size_t len;
   const float* a;
-  int64_t m;
   float* y;
+  float* partials;
+  FusedPlan plan;
   std::atomic<bool> failed{false};
   std::mutex mu;
   std::string error;
 };
 
-void run_tile(void* user, size_t tile) {
+void run_unit(void* user, size_t unit) {
   auto* job = static_cast<Job*>(user);
   if (job->failed.load(std::memory_order_relaxed)) return;
   std::string error;
-  if (!fused_matmul_tile(*job->w, job->blob, job->len, job->a, job->m, job->y, tile, &error)) {
+  if (!fused_matmul_unit(*job->w, job->blob, job->len, job->a, job->y, job->partials, job->plan, unit, &error)) {
     std::lock_guard<std::mutex> lock(job->mu);
     if (!job->failed.exchange(true)) job->error = error;
   }
@@ -112,15 +113,18 @@ OrtStatus* HyperMatMulKernel::ComputeV2(OrtKernelContext* raw) {
     job.blob = blob;
     job.len = len;
     job.a = a.GetTensorData<float>();
-    job.m = m;
     job.y = y.GetTensorMutableData<float>();
-    const size_t tiles = static_cast<size_t>(fused_col_tiles(N, m));
-    if (tiles == 1) {
-      run_tile(&job, 0);
+    job.plan = fused_plan(m, K, N);
+    std::vector<float> partials(fused_partial_floats(job.plan));
+    job.partials = partials.data();
+    const size_t units = static_cast<size_t>(job.plan.units);
+    if (units == 1) {
+      run_unit(&job, 0);
     } else {
-      ctx.ParallelFor(&run_tile, tiles, 0, &job);
+      ctx.ParallelFor(&run_unit, units, 0, &job);
     }
     if (job.failed.load()) return Error(ORT_INVALID_ARGUMENT, job.error);
+    fused_matmul_finish(job.plan, job.partials, job.y);
     return nullptr;
   } catch (const std::exception& e) {
     return Error(ORT_RUNTIME_EXCEPTION, e.what());
