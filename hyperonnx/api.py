@@ -20,6 +20,7 @@ from hyperonnx.ops import DOMAIN
 from hyperonnx.passes.compress import CompressReport, compress_model
 from hyperonnx.passes.decoders import find_decoders
 from hyperonnx.passes.decompress import decompress_model
+from hyperonnx.passes.fuse import unfuse_model
 from hyperonnx.passes.select import Selection
 
 
@@ -214,7 +215,8 @@ def inspect(path: str | os.PathLike) -> dict[str, Any]:
     """Per compressed tensor: name, shape, dtype, codec, bits/weight, SQNR, bytes; and totals."""
     model = model_io.load(path)
     try:
-        tensors = [_describe(decoder) for decoder in find_decoders(model)]
+        fused = set(unfuse_model(model))  # a fused op (docs/fused.md) is described as its decoder, marked fused
+        tensors = [{**_describe(decoder), "fused": decoder.output in fused} for decoder in find_decoders(model)]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise HyperonnxError(f"{path}: malformed hyperonnx decoder ({type(exc).__name__}: {exc})") from None
     before = sum(t["bytes_before"] or 0 for t in tensors)

@@ -204,7 +204,8 @@ def inspect(model, as_json) -> None:
         sqnr = f"{t['sqnr_db']:8.2f}" if t["sqnr_db"] is not None else "     inf"
         codec = t["codec"] + ("+r1" if t["format"] == 2 else "")  # the rank-1 term
         click.echo(f"{t['name'][:48]:48} {str(t['shape'])[:18]:>18} {codec:>10} {t['bits_per_weight']:6.2f} "
-                   f"{sqnr} {_human(t['bytes_before'] or 0):>10} {_human(t['bytes_after']):>10}")
+                   f"{sqnr} {_human(t['bytes_before'] or 0):>10} {_human(t['bytes_after']):>10}"
+                   + ("  fused" if t.get("fused") else ""))
     totals = data["totals"]
     ratio = f"{totals['ratio']:.2f}x" if totals["ratio"] else "-"
     click.echo(f"{totals['tensors']} compressed tensors: {_human(totals['bytes_before'])} -> "

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build-asan"
-TARGETS = ["hyperonnx_decode_test", "hyperonnx_cuda_emulation_test"]
+TARGETS = ["hyperonnx_decode_test", "hyperonnx_cuda_emulation_test", "hyperonnx_fused_test"]
 FLAGS = "-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 
 

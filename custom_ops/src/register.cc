@@ -6,6 +6,7 @@
 #include <mutex>
 #include <string>
 
+#include "fused/matmul_op.h"
 #include "hyperonnx/ops.h"
 #include "op.h"
 #include "parallel.h"
@@ -27,6 +28,7 @@ namespace {
 // unloaded. Each holds a few hundred bytes.
 struct Registration {
   std::unique_ptr<HyperDecodeOp> cpu_op;
+  std::unique_ptr<HyperMatMulOp> matmul_op;  // the fused ops (docs/fused.md)
   std::shared_ptr<OrtCustomOp> cuda_op;  // null unless built with HYPERONNX_CUDA
   Ort::CustomOpDomain domain{kDomain};
 };
@@ -82,6 +84,8 @@ extern "C" OrtStatus* hyperonnx_register_ops(OrtSessionOptions* options, const O
     auto reg = std::make_unique<Registration>();
     reg->cpu_op = std::make_unique<HyperDecodeOp>(config);
     reg->domain.Add(reg->cpu_op.get());
+    reg->matmul_op = std::make_unique<HyperMatMulOp>();
+    reg->domain.Add(reg->matmul_op.get());
 #ifdef HYPERONNX_WITH_CUDA
     reg->cuda_op = add_cuda_ops(reg->domain, config);
 #endif

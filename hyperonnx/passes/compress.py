@@ -17,7 +17,7 @@ from onnx import numpy_helper
 from hyperonnx import codec, model_io
 from hyperonnx.codec import grid
 from hyperonnx.ops import DOMAIN, OPSET_VERSION, register_schemas
-from hyperonnx.passes import budget, emit
+from hyperonnx.passes import budget, emit, fuse
 from hyperonnx.passes.select import Selection, Skipped, WeightSite, choose, find_sites
 
 RUNTIMES = ("ort", "portable")
@@ -143,6 +143,8 @@ def compress_model(
     # Subgraphs first: rewriting a parent graph copies its nodes, and with them their subgraph attributes.
     for graph, graph_rewrites in reversed(list(rewrites.values())):
         emit.apply(graph, graph_rewrites)
+    if runtime == "ort" and decode_mode == "call":
+        fuse.fuse_model(model)  # HyperDecode → MatMul pairs become HyperMatMul (docs/fused.md)
 
     if report.tensors and runtime == "ort" and not any(o.domain == DOMAIN for o in model.opset_import):
         model.opset_import.append(onnx.helper.make_opsetid(DOMAIN, OPSET_VERSION))

@@ -7,10 +7,12 @@ from onnx import numpy_helper
 
 from hyperonnx.ops import DOMAIN
 from hyperonnx.passes.decoders import find_decoders
+from hyperonnx.passes.fuse import unfuse_model
 
 
 def decompress_model(model: onnx.ModelProto) -> int:
     """Replace every decoder by its decoded initializer, in place; returns how many were replaced."""
+    unfuse_model(model)  # fused ops (docs/fused.md) back to HyperDecode + their standard op
     decoders = list(find_decoders(model))
     by_graph: dict[int, list] = {}
     for decoder in decoders:

@@ -10,4 +10,5 @@ src=custom_ops/src
 # shellcheck disable=SC2046
 exec "$cxx" -std=c++17 -O1 -g -ffp-contract=off -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I"$src" tools/fuzz/decoder_fuzz.cc $(ls "$src"/attrs.cc "$src"/codec.cc "$src"/decoder.cc "$src"/dtype.cc \
-  "$src"/parallel.cc "$src"/unpack.cc "$src"/codecs/*.cc) -lpthread -o "$out"
+  "$src"/parallel.cc "$src"/unpack.cc "$src"/codecs/*.cc "$src"/fused/weight.cc "$src"/fused/matmul.cc \
+  "$src"/fused/gemm.cc "$src"/fused/tcq_rows.cc) -lpthread -o "$out"

@@ -3,7 +3,7 @@
 //
 //   clang++ -std=c++17 -O1 -g -ffp-contract=off -fsanitize=fuzzer,address,undefined -Icustom_ops/src \
 //     tools/fuzz/decoder_fuzz.cc custom_ops/src/{attrs,codec,decoder,dtype,parallel,unpack}.cc \
-//     custom_ops/src/codecs/*.cc -o build-fuzz/decoder_fuzz
+//     custom_ops/src/codecs/*.cc custom_ops/src/fused/{weight,matmul,gemm,tcq_rows}.cc -o build-fuzz/decoder_fuzz
 //
 // Input: attribute lines in the golden-file syntax (custom_ops/tests/golden/*.txt), one per line:
 //   s NAME TEXT            string attribute
@@ -14,6 +14,9 @@
 // Checked: Decoder::create never crashes or allocates absurdly (libFuzzer's -malloc_limit_mb), and for a
 // decoder it returns: validate() and decode() agree, decode() of the blob as given and of the blob fitted to
 // the expected length (variable-length ecsq and grid blobs: to at least the least length) never reads or writes out of bounds, and 1 thread and 4 threads give the same bytes.
+// Where the node is one the fused kernels take (FusedWeight::create: blockvq / blocktcq, float32, 2-D), its checks
+// agree with the decoder's, and HyperMatMul's tiles with A = the first rows of I give those rows of W exactly.
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +28,8 @@
 
 #include "attrs.h"
 #include "decoder.h"
+#include "fused/matmul.h"
+#include "fused/weight.h"
 
 namespace {
 
@@ -166,6 +171,34 @@ void check_blob(const hyperonnx::Decoder& d, const std::vector<uint8_t>& blob) {
   if (out1 != out4) die("1-thread and 4-thread decodes differ", "");
 }
 
+void check_fused(const FuzzAttrs& attrs, const hyperonnx::Decoder& d, const std::vector<uint8_t>& blob) {
+  std::string error, derr;
+  std::unique_ptr<hyperonnx::FusedWeight> w = hyperonnx::FusedWeight::create(attrs, &error);
+  if (!w) {
+    if (error.empty()) die("fused create failed without a message", "");
+    return;
+  }
+  const bool valid = w->check(blob.data(), blob.size(), &error);
+  if (valid != d.validate(blob.data(), blob.size(), &derr)) die("fused check and decoder validate disagree", error);
+  if (!valid || d.out_bytes() > kMaxOutBytes) return;
+  std::vector<float> weight(d.out_bytes() / sizeof(float));
+  if (!d.decode(blob.data(), blob.size(), weight.data(), 1, &derr)) die("decode failed on a checked blob", derr);
+  const int64_t k = w->rows(), n = w->cols(), m = k < 8 ? k : 8;
+  std::vector<float> a(static_cast<size_t>(m * k), 0.0f), y(static_cast<size_t>(m * n) + 1, 0.0f);
+  for (int64_t i = 0; i < m; ++i) a[static_cast<size_t>(i * k + i)] = 1.0f;
+  y.back() = 12345.0f;
+  if (!hyperonnx::fused_matmul(*w, blob.data(), blob.size(), a.data(), m, y.data(), &error)) {
+    die("fused matmul failed on a checked blob", error);
+  }
+  if (y.back() != 12345.0f) die("fused tile wrote past the output", "");
+  for (float v : weight) {
+    if (!std::isfinite(v)) return;  // 0 · inf terms make NaN: nothing exact to compare
+  }
+  for (size_t i = 0; i < static_cast<size_t>(m * n); ++i) {
+    if (y[i] != weight[i]) die("fused I x W differs from the decoded weight", std::to_string(i));
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -195,5 +228,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     blob.resize(d->blob_bytes(), 0);
     check_blob(*d, blob);
   }
+  check_fused(attrs, *d, blob);
   return 0;
 }

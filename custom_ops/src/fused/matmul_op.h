@@ -1,0 +1,47 @@
+// The HyperMatMul custom op (CPU execution provider): Y = A × decode(θ) for a 2-D blocktcq or blockvq weight, with
+// the weight decoded a tile at a time inside the multiply (fused/matmul.h) instead of materialized. Same attributes
+// and the same validation as HyperDecode (docs/fused.md); every failure is one status naming the node.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "../ort_api.h"
+#include "weight.h"
+
+namespace hyperonnx {
+
+constexpr const char* kMatMulOpName = "HyperMatMul";
+
+class HyperMatMulKernel {
+ public:
+  HyperMatMulKernel(std::string node, std::unique_ptr<FusedWeight> weight)
+      : node_(std::move(node)), w_(std::move(weight)) {}
+
+  // A constant θ is checked now, so a bad blob fails session creation as HyperDecode's does.
+  OrtStatus* Prepare(const OrtApi& api, const OrtKernelInfo* info);
+  OrtStatus* ComputeV2(OrtKernelContext* context);
+
+ private:
+  OrtStatus* Error(OrtErrorCode code, const std::string& message) const;
+
+  std::string node_;
+  std::unique_ptr<FusedWeight> w_;
+  const void* checked_blob_ = nullptr;  // the constant θ Prepare checked (it never changes)
+};
+
+struct HyperMatMulOp : Ort::CustomOpBase<HyperMatMulOp, HyperMatMulKernel, /*WithStatus=*/true> {
+  HyperMatMulOp();
+
+  OrtStatus* CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const;
+  const char* GetName() const { return kMatMulOpName; }
+  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
+  size_t GetInputTypeCount() const { return 2; }
+  ONNXTensorElementDataType GetInputType(size_t i) const {
+    return i == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+  }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+};
+
+}  // namespace hyperonnx

@@ -1,0 +1,49 @@
+// blocktcq's fast decode for the fused kernels: whole blocks of a multiple of 32 weights to float32, 32 weights at a
+// time in SIMD registers (docs/fused.md). Bit-identical to the codec's decoder (codecs/blocktcq.cc), which the
+// fused ops fall back to for everything this path does not take.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "../codecs/blockvq.h"
+
+namespace hyperonnx {
+
+class TcqRows {
+ public:
+  // Null where the fast path does not apply: it needs a float32 weight, blocks of a multiple of 32 weights, codes
+  // of 1..7 bits, finite level sets and scales, and x86 AVX2 + BMI2 (tcq_rows_available()). allow_vbmi: codes of up
+  // to 5 bits take the AVX-512 VBMI kernel where the CPU has it.
+  static std::unique_ptr<TcqRows> create(const BlockVQParams& p, bool allow_vbmi);
+  using RunFn = void (*)(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out);
+
+  // Writes blocks [q0, q1) (B·(q1 − q0) weights) to out. blob: the whole checked blob of len bytes.
+  void run(const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out) const {
+    run_(*this, blob, len, q0, q1, out);
+  }
+
+  // The level sets as byte planes for the in-register lookup: for level set c, byte p (0 = lowest) of the float32
+  // level, 16-level chunk j: 32 bytes (the chunk's 16 bytes, twice, one copy per 128-bit lane) at
+  // planes[((c·4 + p)·chunks + j)·32].
+  const BlockVQParams& params() const { return p_; }
+  const uint8_t* planes() const { return planes_.data(); }
+  int chunks() const { return chunks_; }
+  // The same for the VBMI kernel (2L ≤ 64): per level set c, planes 0-3 of 64 bytes each at planes64()[c·256 + p·64].
+  const uint8_t* planes64() const { return planes64_.data(); }
+
+ private:
+  TcqRows(const BlockVQParams& p, RunFn run);
+
+  const BlockVQParams& p_;  // owned by the codec's decoder, which outlives this
+  RunFn run_;
+  int chunks_ = 1;
+  std::vector<uint8_t> planes_, planes64_;
+};
+
+// Whether this CPU runs the fast path (x86 AVX2 + BMI2).
+bool tcq_rows_available();
+
+}  // namespace hyperonnx

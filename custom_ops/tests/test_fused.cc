@@ -1,0 +1,240 @@
+// C++ tests of the fused kernels' core (custom_ops/src/fused/; no ONNX Runtime needed), on the SIMD and the portable
+// kernels (HYPERONNX_FUSED_ISA=scalar):
+//   golden     every float32 blockvq / blocktcq golden case, viewed as several K × N matrices: row segments of any
+//              size decode to the reference's bits, and HyperMatMul's tiles with A = I give W exactly;
+//   random     random blocktcq blobs at every code width, blocks of 32 and 64 and rows ending inside blocks: the SIMD
+//              decode equals the codec's own decoder, and a product equals a float64 one within 1e-5 relative;
+//   malformed  codecs, dtypes and ranks the fused ops do not take, and bad blob lengths, are refused with a message.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fused/matmul.h"
+#include "fused/weight.h"
+#include "golden.h"
+
+using hyperonnx::FusedWeight;
+using hyperonnx::MapAttrs;
+using hyperonnx::test::GoldenCase;
+
+namespace {
+
+int g_failures = 0;
+
+void check(bool ok, const std::string& what) {
+  if (!ok) {
+    std::fprintf(stderr, "FAIL: %s\n", what.c_str());
+    ++g_failures;
+  }
+}
+
+// Every kernel family this CPU has: "" (the best), avx2, scalar.
+const char* const kIsas[] = {"", "avx2", "scalar"};
+
+void set_isa(const char* isa) {
+  if (*isa == 0) {
+    unsetenv("HYPERONNX_FUSED_ISA");
+  } else {
+    setenv("HYPERONNX_FUSED_ISA", isa, 1);
+  }
+}
+
+// Y = A × W, A: M × K row-major.
+std::vector<float> matmul(const FusedWeight& w, const std::vector<uint8_t>& blob, const std::vector<float>& a,
+                          int64_t m, std::string* error) {
+  std::vector<float> y(static_cast<size_t>(m * w.cols()), -1.0f);
+  if (!hyperonnx::fused_matmul(w, blob.data(), blob.size(), a.data(), m, y.data(), error)) {
+    check(false, "fused_matmul: " + *error);
+  }
+  return y;
+}
+
+// Checks one K × N view of a decoded tensor `expect` (numel floats).
+void check_view(const std::string& name, const MapAttrs& attrs, const std::vector<uint8_t>& blob, const float* expect) {
+  std::string error;
+  auto w = FusedWeight::create(attrs, &error);
+  check(w != nullptr, name + ": create: " + error);
+  if (!w) return;
+  check(w->check(blob.data(), blob.size(), &error), name + ": check: " + error);
+  const int64_t k = w->rows(), n = w->cols();
+  const uint64_t numel = static_cast<uint64_t>(k * n);
+  // Segments of several sizes, starting anywhere (odd, block-aligned, crossing rows).
+  for (uint64_t step : {uint64_t{1}, uint64_t{7}, uint64_t{32}, uint64_t{128}, numel}) {
+    std::vector<float> out(static_cast<size_t>(numel), -7.0f), scratch;
+    for (uint64_t e = 0; e < numel; e += step) {
+      const uint64_t end = std::min(numel, e + step);
+      check(w->decode(blob.data(), blob.size(), e, end, out.data() + e, &scratch, &error), name + ": " + error);
+    }
+    check(std::memcmp(out.data(), expect, numel * sizeof(float)) == 0,
+          name + ": segments of " + std::to_string(step) + " differ from the reference (" +
+              hyperonnx::isa_name(w->isa()) + ")");
+  }
+  std::vector<float> eye(static_cast<size_t>(k * k), 0.0f);
+  for (int64_t i = 0; i < k; ++i) eye[static_cast<size_t>(i * k + i)] = 1.0f;
+  const std::vector<float> y = matmul(*w, blob, eye, k, &error);
+  bool same = true;
+  for (uint64_t i = 0; i < numel; ++i) same &= y[i] == expect[i];  // -0 and +0 are both right (0 · w terms)
+  check(same, name + ": I × W differs from the reference (" + hyperonnx::isa_name(w->isa()) + ")");
+}
+
+int run_golden(const std::string& dir) {
+  size_t views = 0;
+  for (const GoldenCase& c : hyperonnx::test::load_cases(dir)) {
+    std::string codec;
+    std::vector<int64_t> dtype, shape;
+    c.attrs.get_string("codec", &codec);
+    c.attrs.get_ints("dtype", &dtype);
+    c.attrs.get_ints("shape", &shape);
+    if ((codec != "blocktcq" && codec != "blockvq") || dtype != std::vector<int64_t>{1}) continue;
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
+    if (numel == 0) continue;
+    std::vector<std::vector<int64_t>> shapes = {{1, numel}, {numel, 1}};
+    if (shape.size() == 2) shapes.push_back(shape);
+    for (int64_t d = 2; d < numel; ++d) {
+      if (numel % d == 0) {
+        shapes.push_back({d, numel / d});
+        break;
+      }
+    }
+    const auto* expect = reinterpret_cast<const float*>(c.expect.data());
+    for (const char* isa : kIsas) {
+      set_isa(isa);
+      for (const auto& s : shapes) {
+        MapAttrs attrs = c.attrs;
+        attrs.ints["shape"] = s;
+        check_view(c.name + " as " + std::to_string(s[0]) + "x" + std::to_string(s[1]), attrs, c.blob, expect);
+        ++views;
+      }
+    }
+  }
+  set_isa("");
+  std::printf("golden: %zu views, %d failures\n", views, g_failures);
+  return g_failures ? 1 : 0;
+}
+
+// A blocktcq node of K × N with random θ and headers (every level set and scale code).
+MapAttrs tcq_attrs(int64_t k, int64_t n, int bits, int64_t block) {
+  MapAttrs attrs;
+  attrs.strings["codec"] = "blocktcq";
+  attrs.ints = {{"format", {1}}, {"shape", {k, n}}, {"dtype", {1}}, {"group", {1}}, {"bits", {bits}},
+                {"i_block", {block}}, {"i_levels", {int64_t{1} << bits}}};
+  std::vector<float> books(size_t{2} << bits);
+  for (size_t i = 0; i < books.size(); ++i) books[i] = std::sin(static_cast<float>(i) * 0.37f);
+  attrs.floats = {{"f_smax", {0.25f}}, {"f_books", books}};
+  return attrs;
+}
+
+int run_random() {
+  std::mt19937 rng(7);
+  size_t cases = 0;
+  for (int bits = 1; bits <= 8; ++bits) {
+    for (const auto& kn : std::vector<std::pair<int64_t, int64_t>>{{5, 256}, {3, 96}, {9, 77}, {1, 4128}}) {
+      for (int64_t block : {int64_t{32}, int64_t{64}}) {
+        const int64_t k = kn.first, n = kn.second;
+        const uint64_t numel = static_cast<uint64_t>(k * n), nblocks = (numel + block - 1) / block;
+        std::vector<uint8_t> blob((numel * bits + 7) / 8 + (nblocks * 10 + 7) / 8);
+        for (auto& b : blob) b = static_cast<uint8_t>(rng());
+        const MapAttrs attrs = tcq_attrs(k, n, bits, block);
+        std::string error;
+        // The reference: the codec's own decoder (the golden tests check it against numpy).
+        set_isa("scalar");
+        auto plain = FusedWeight::create(attrs, &error);
+        std::vector<float> expect(numel), scratch;
+        check(plain && plain->decode(blob.data(), blob.size(), 0, numel, expect.data(), &scratch, &error),
+              "random: reference decode: " + error);
+        if (!plain) continue;
+        const std::string name = "random b" + std::to_string(bits) + " B" + std::to_string(block) + " " +
+                                 std::to_string(k) + "x" + std::to_string(n);
+        for (const char* isa : kIsas) {
+          set_isa(isa);
+          check_view(name, attrs, blob, expect.data());
+          auto w = FusedWeight::create(attrs, &error);
+          std::vector<float> a(static_cast<size_t>(3 * k));
+          for (auto& v : a) v = static_cast<float>(static_cast<int>(rng() % 2001) - 1000) / 1000.0f;
+          const std::vector<float> y = matmul(*w, blob, a, 3, &error);
+          double worst = 0, largest = 0;
+          for (int64_t i = 0; i < 3; ++i) {
+            for (int64_t j = 0; j < n; ++j) {
+              double ref = 0;
+              for (int64_t t = 0; t < k; ++t) ref += double{a[i * k + t]} * double{expect[t * n + j]};
+              worst = std::max(worst, std::fabs(ref - y[i * n + j]));
+              largest = std::max(largest, std::fabs(ref));
+            }
+          }
+          check(worst <= 1e-5 * largest, name + ": product off by " + std::to_string(worst / largest));
+        }
+        ++cases;
+      }
+    }
+  }
+  set_isa("");
+  std::printf("random: %zu cases, %d failures\n", cases, g_failures);
+  return g_failures ? 1 : 0;
+}
+
+void expect_refused(const MapAttrs& attrs, const std::string& message) {
+  std::string error;
+  auto w = FusedWeight::create(attrs, &error);
+  check(w == nullptr && error.find(message) != std::string::npos,
+        "malformed: wanted '" + message + "', got '" + error + "'");
+}
+
+int run_malformed(const std::string& dir) {
+  size_t n = 0;
+  for (const GoldenCase& c : hyperonnx::test::load_cases(dir)) {
+    std::string codec;
+    c.attrs.get_string("codec", &codec);
+    std::vector<int64_t> dtype;
+    c.attrs.get_ints("dtype", &dtype);
+    if (codec == "paper" || codec == "kronecker" || codec == "ecsq" || codec == "grid") {
+      expect_refused(c.attrs, "fused ops read the blocktcq and blockvq codecs only");
+      ++n;
+    } else if ((codec == "blocktcq" || codec == "blockvq") && dtype != std::vector<int64_t>{1}) {
+      expect_refused(c.attrs, "float32 weight");
+      ++n;
+    }
+  }
+  MapAttrs attrs = tcq_attrs(4, 64, 5, 32);
+  attrs.ints["shape"] = {2, 2, 64};
+  expect_refused(attrs, "2-D weight");
+  attrs.ints["shape"] = {256};
+  expect_refused(attrs, "2-D weight");
+  attrs = tcq_attrs(4, 64, 5, 32);
+  attrs.ints["i_block"] = {1};
+  expect_refused(attrs, "block");
+  attrs = tcq_attrs(4, 64, 5, 32);
+  std::string error;
+  auto w = FusedWeight::create(attrs, &error);
+  const size_t len = 4 * 64 * 5 / 8 + (8 * 10 + 7) / 8;
+  for (size_t bad : {size_t{0}, len - 1, len + 1}) {
+    std::vector<uint8_t> blob(bad, 0);
+    check(w && !w->check(blob.data(), blob.size(), &error) && error.find("bytes") != std::string::npos,
+          "malformed: a blob of " + std::to_string(bad) + " bytes passed check(): " + error);
+  }
+  std::vector<uint8_t> good(len, 0);
+  check(w && w->check(good.data(), good.size(), &error), "malformed: the right length failed: " + error);
+  std::printf("malformed: %zu cases, %d failures\n", n + 7, g_failures);
+  return g_failures ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string what = argc > 1 ? argv[1] : "";
+  try {
+    if (what == "golden" && argc == 3) return run_golden(argv[2]);
+    if (what == "random") return run_random();
+    if (what == "malformed" && argc == 3) return run_malformed(argv[2]);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  std::fprintf(stderr, "usage: %s golden|malformed GOLDEN_DIR | random\n", argv[0]);
+  return 2;
+}
