@@ -13,7 +13,6 @@ for the converter. tests/test_startup.py asserts which modules the import and th
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 # _startup first, before numpy and onnx: the command's Ctrl-C while starting is one line, not a traceback.
 from hyperonnx import _startup  # noqa: F401
@@ -29,7 +28,7 @@ _SUBMODULES = frozenset({"api", "bench", "cli", "codec", "errors", "jsonout", "m
                          "tune"})
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:  # not typing.Any: importing typing costs more than all of this
     if name in _API_NAMES:
         value = getattr(importlib.import_module("hyperonnx.api"), name)
     elif name in _SUBMODULES:
