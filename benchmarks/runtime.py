@@ -27,12 +27,14 @@ PATH for another, "none" to leave it out) and run through ``tools/edge/run.sh ho
 cpp-original; it takes one float32 input, so models with other inputs have no C++ rows.
 
 Measures: session creation (``create``: SessionOptions with the op library registered, then the session), the first
-Run, the median of ``--runs`` Runs, whole-process RSS right after creation (``rss_after_load``) and after the runs
+Run, the median of ``--runs`` Runs, whole-process RSS right after creation (``rss_after_load``; ``rss_added``: what
+creation added to the process, the model's own share, which the whole-process figure dilutes) and after the runs
 (``rss_after_runs``: where ``load`` decodes on its first Run), and peak RSS (VmHWM, restarted just before creation)
 during creation (``rss_peak_create``) and over the whole measurement (``rss_peak``). Every Python child imports the
-same modules (numpy, onnx, onnxruntime, hyperonnx.runtime) before it measures, so imports count in neither creation
-times nor as a difference in RSS (import cost: tests/test_startup.py). One intra-op thread by default
-(``--threads``). Rounds are interleaved (round r runs every configuration once before round r+1 starts), so a load
+same modules (numpy, onnxruntime, hyperonnx, hyperonnx.runtime: the last two take only the standard library) before
+it measures; whatever a load path imports besides (today's hyperonnx.session() imports onnx, and onnx ml_dtypes)
+is its own cost and counts in its creation time and RSS, as it does for a user (JSON ``imports``: the top-level
+packages creation imported). One intra-op thread by default (``--threads``). Rounds are interleaved (round r runs every configuration once before round r+1 starts), so a load
 change on the shared machine hits all configurations alike; each figure is the median over rounds, and every figure
 is also a ratio to ``original`` (cpp-fast: to cpp-original). For the C++ sample, ``create`` is its
 register_ms + session_create_ms; its RSS figures are read from its timing line where it prints
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import os
 import shlex
@@ -66,10 +69,11 @@ PYTHON_CONFIGS = ("original", "portable", "ort-load", "ort-call", "python-fast")
 CPP_CONFIGS = ("cpp-original", "cpp-fast")
 CONFIGS = (*PYTHON_CONFIGS, *CPP_CONFIGS)
 BASELINE = {"cpp-fast": "cpp-original"}  # everything else: original
-MEASURES = ("create_ms", "first_run_ms", "latency_ms", "rss_after_load_mib", "rss_after_runs_mib",
+MEASURES = ("create_ms", "first_run_ms", "latency_ms", "rss_after_load_mib", "rss_added_mib", "rss_after_runs_mib",
             "rss_peak_create_mib", "rss_peak_mib")
 RATIO_KEYS = {"create_ms": "create_x", "first_run_ms": "first_run_x", "latency_ms": "latency_x",
-              "rss_after_load_mib": "rss_after_load_x", "rss_after_runs_mib": "rss_after_runs_x",
+              "rss_after_load_mib": "rss_after_load_x", "rss_added_mib": "rss_added_x",
+              "rss_after_runs_mib": "rss_after_runs_x",
               "rss_peak_create_mib": "rss_peak_create_x", "rss_peak_mib": "rss_peak_x"}
 DOMAIN = "ai.hyperonnx"
 
@@ -92,8 +96,6 @@ def _reset_peak_rss() -> None:
 def _fast_session(path: str, so, providers: list[str]):
     """The fast path with these SessionOptions: the top-level call where it takes them, else the runtime module's
     (the same path today), else the top-level call without options (ORT's default threads)."""
-    import inspect
-
     import hyperonnx
     from hyperonnx import runtime
 
@@ -108,16 +110,16 @@ def child(config: str, path: str, inputs: str, threads: int, runs: int) -> dict:
     import gc
 
     import numpy as np
-    import onnx  # noqa: F401  (imported by every child alike: see the module docstring)
     import onnxruntime as ort
 
     import hyperonnx
-    from hyperonnx import runtime  # noqa: F401
+    from hyperonnx import runtime  # noqa: F401  (standard library only, like hyperonnx itself)
 
     providers = ["CPUExecutionProvider"]
     with np.load(inputs) as npz:
         feeds = {k: npz[k] for k in npz.files}
     gc.collect()
+    loaded = set(sys.modules)
     _reset_peak_rss()
     before = _status_kib("VmRSS")
     start = time.perf_counter()
@@ -135,6 +137,8 @@ def child(config: str, path: str, inputs: str, threads: int, runs: int) -> dict:
         sess = ort.InferenceSession(path, so, providers=providers)
     create = time.perf_counter() - start
     after_load, peak_create = _status_kib("VmRSS"), _status_kib("VmHWM")
+    imports = sorted(m for m in set(sys.modules) - loaded  # packages new to the process, not the standard library's
+                     if "." not in m and not m.startswith("_") and m not in sys.stdlib_module_names)
     start = time.perf_counter()
     sess.run(None, feeds)
     first = time.perf_counter() - start
@@ -143,9 +147,9 @@ def child(config: str, path: str, inputs: str, threads: int, runs: int) -> dict:
         start = time.perf_counter()
         sess.run(None, feeds)
         times.append(time.perf_counter() - start)
-    return {"via": via, "create_ms": create * 1e3, "first_run_ms": first * 1e3,
+    return {"via": via, "imports": imports, "create_ms": create * 1e3, "first_run_ms": first * 1e3,
             "latency_ms": statistics.median(times) * 1e3, "rss_before_mib": before / 1024,
-            "rss_after_load_mib": after_load / 1024, "rss_after_runs_mib": _status_kib("VmRSS") / 1024,
+            "rss_after_load_mib": after_load / 1024, "rss_added_mib": (after_load - before) / 1024, "rss_after_runs_mib": _status_kib("VmRSS") / 1024,
             "rss_peak_create_mib": peak_create / 1024, "rss_peak_mib": _status_kib("VmHWM") / 1024}
 
 
@@ -199,9 +203,10 @@ def parse_sample_output(text: str, maxrss_kib: int) -> dict:
         raise RuntimeError(f"the sample printed no timing line:\n{text[-2000:]}")
     after_load = timing.get("rss_after_load_kib")
     peak = timing.get("rss_peak_kib", maxrss_kib)
-    return {"via": "; ".join(notes), "create_ms": timing.get("register_ms", 0.0) + timing["session_create_ms"],
+    return {"via": "; ".join(notes), "imports": [], "create_ms": timing.get("register_ms", 0.0) + timing["session_create_ms"],
             "first_run_ms": timing["first_run_ms"], "latency_ms": timing["median_run_ms"],
-            "rss_after_load_mib": None if after_load is None else after_load / 1024, "rss_after_runs_mib": None,
+            "rss_after_load_mib": None if after_load is None else after_load / 1024, "rss_added_mib": None,
+            "rss_after_runs_mib": None,
             "rss_peak_create_mib": None, "rss_peak_mib": peak / 1024}
 
 
@@ -373,7 +378,7 @@ def measure(case: Case, sample: CppSample | None, configs: list[str], rounds: in
                 samples[config].append(run_python(config, model, case.inputs, threads, runs))
     rows = {}
     for config, results in samples.items():
-        row = {"via": results[0]["via"]}
+        row = {"via": results[0]["via"], "imports": results[0]["imports"]}
         for key in MEASURES:
             values = [r[key] for r in results if r[key] is not None]
             row[key] = statistics.median(values) if values else None
@@ -393,6 +398,7 @@ def print_table(name: str, rows: dict[str, dict]) -> None:
 
     cols = [("create ms", "create_ms", ".1f"), ("first run ms", "first_run_ms", ".2f"),
             ("median ms", "latency_ms", ".3f"), ("RSS load MiB", "rss_after_load_mib", ".1f"),
+            ("added MiB", "rss_added_mib", ".1f"),
             ("RSS runs MiB", "rss_after_runs_mib", ".1f"), ("peak create MiB", "rss_peak_create_mib", ".1f"),
             ("peak MiB", "rss_peak_mib", ".1f")]
     print(f"\n{name}")
@@ -403,7 +409,8 @@ def print_table(name: str, rows: dict[str, dict]) -> None:
                  else cell(row[key], fmt) for _, key, fmt in cols]
         print(f"| {config} | {' | '.join(cells)} |")
     for config, row in rows.items():
-        print(f"  {config}: {row['via']}" + (f"; ratios vs {row['baseline']}" if row["baseline"] != "original" else ""))
+        print(f"  {config}: {row['via']}" + (f"; ratios vs {row['baseline']}" if row["baseline"] != "original" else "")
+              + (f"; imported while creating: {', '.join(row['imports'])}" if row["imports"] else ""))
 
 
 def json_lines(name: str, rows: dict[str, dict], meta: dict) -> list[str]:
