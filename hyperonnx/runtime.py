@@ -22,8 +22,10 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import onnxruntime as ort
+if TYPE_CHECKING:  # imported where used: library_path() needs no onnxruntime (tests/test_startup.py)
+    import onnxruntime as ort
 
 LIBRARY_NAME = "libhyperonnx_ops.so"
 LIBRARY_ENV = "HYPERONNX_LIBRARY"
@@ -70,6 +72,8 @@ def session_options(mode: str | None = None, threads: int | None = None,
     them then), so pass ``options`` here rather than setting them afterwards."""
     if mode is not None and mode not in KERNEL_MODES:
         raise ValueError(f"decode mode {mode!r} is not one of {', '.join(KERNEL_MODES)}")
+    import onnxruntime as ort
+
     so = options if options is not None else ort.SessionOptions()
     if mode is not None:
         so.add_session_config_entry(CONFIG_DECODE_MODE, mode)
@@ -86,6 +90,8 @@ def session(path: str | os.PathLike, providers: Sequence[str] | None = None, mod
     """An ``InferenceSession`` for a hyperonnx model (``mode``: None, "load", "call" or "init"; see above)."""
     if mode is not None and mode not in SESSION_MODES:
         raise ValueError(f"decode mode {mode!r} is not one of {', '.join(SESSION_MODES)}")
+    import onnxruntime as ort
+
     providers = list(providers) if providers else ["CPUExecutionProvider"]
     if mode in ("init", None):
         return _session_with_initializers(str(path), providers, options, only_load_nodes=mode is None)
@@ -97,6 +103,7 @@ def _session_with_initializers(path: str, providers: list[str], options: ort.Ses
     """Decode constant HyperDecode nodes once, then run the model with the weights as plain initializers
     (``only_load_nodes``: only nodes whose ``mode`` attribute is load; call nodes stay kernels)."""
     import onnx
+    import onnxruntime as ort
     from onnx import TensorProto, helper
 
     model = onnx.load(path)
@@ -169,6 +176,7 @@ def _node_mode(node) -> str:
 def _empty_value(info) -> ort.OrtValue:
     """A user-owned, uninitialized OrtValue with the type and shape of value info ``info``."""
     import numpy as np
+    import onnxruntime as ort
     from onnx import TensorProto
 
     elem = info.type.tensor_type.elem_type

@@ -20,21 +20,17 @@ from hyperonnx.codec import bitpack
 
 FORMAT_VERSION = 1
 
-try:  # bfloat16 arrays come from ml_dtypes (a dependency of onnx-graphsurgeon)
-    import ml_dtypes
-
-    _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
-except ImportError:  # pragma: no cover - ml_dtypes is always installed with our dependencies
-    _BFLOAT16 = None
-
 SUPPORTED_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 def dtype_from_name(name: str) -> np.dtype:
     if name == "bfloat16":
-        if _BFLOAT16 is None:
-            raise ValueError("bfloat16 needs the ml_dtypes package")
-        return _BFLOAT16
+        # Imported here, not at module level: ml_dtypes takes 0.5-1 s to import and only bfloat16 needs it.
+        try:
+            import ml_dtypes
+        except ImportError:  # pragma: no cover - ml_dtypes is always installed with our dependencies (onnx)
+            raise ValueError("bfloat16 needs the ml_dtypes package") from None
+        return np.dtype(ml_dtypes.bfloat16)
     return np.dtype(name)
 
 
