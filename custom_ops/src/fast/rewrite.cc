@@ -70,7 +70,7 @@ struct Graph {
   std::set<std::string> runtime;              // graph inputs and node outputs: known only at run time
   std::vector<std::string> inputs, outputs;
   std::set<const uint8_t*> dropped;   // initializer fields left out (θ blobs no longer used)
-  std::set<const uint8_t*> external;  // initializer fields with external data
+  std::map<const uint8_t*, std::string> external;  // initializer fields with external data: location
   std::vector<int> jobs;             // tensors added to this graph
 };
 
@@ -171,6 +171,8 @@ bool read_attribute(const Field& attr, NodeAttrs* out, std::string* error) {
   return true;
 }
 
+}  // namespace
+
 bool safe_relative(const std::string& location) {
   if (location.empty() || location[0] == '/' || location.find('\0') != std::string::npos) return false;
   size_t start = 0;
@@ -182,6 +184,8 @@ bool safe_relative(const std::string& location) {
   }
   return true;
 }
+
+namespace {
 
 // Reads the bytes of a θ blob stored as external data (location relative to base_dir, offset, length).
 bool read_external(const std::map<std::string, std::string>& entries, const std::string& tensor,
@@ -362,14 +366,29 @@ bool value_info_name(const Field& f, std::string* name) {
   return true;
 }
 
-bool tensor_name(const Field& f, std::string* name, bool* external) {
+// The tensor's name; for external data also its location (else `location` stays empty).
+bool tensor_name(const Field& f, std::string* name, std::string* location) {
   wire::Reader r(f.data, f.size);
   Field v;
+  bool external = false;
   while (!r.done()) {
     if (!r.next(&v)) return false;
     if (v.number == kTensorName && v.type == wire::kLen) *name = str(v);
-    if (v.number == kTensorDataLocation && v.type == wire::kVarint && v.value == 1) *external = true;
+    if (v.number == kTensorDataLocation && v.type == wire::kVarint && v.value == 1) external = true;
+    if (v.number == kTensorExternalData && v.type == wire::kLen) {
+      wire::Reader e(v.data, v.size);
+      Field g;
+      std::string key, value;
+      while (!e.done()) {
+        if (!e.next(&g)) return false;
+        if (g.number == kEntryKey && g.type == wire::kLen) key = str(g);
+        if (g.number == kEntryValue && g.type == wire::kLen) value = str(g);
+      }
+      if (key == "location") *location = value;
+    }
   }
+  if (!external) location->clear();
+  else if (location->empty()) *location = "?";  // ORT reports it
   return true;
 }
 
@@ -390,10 +409,10 @@ bool parse_graph(const uint8_t* data, size_t size, Graph* g, std::string* error)
       for (const std::string& o : node.outputs) g->runtime.insert(o);
       g->nodes.push_back(std::move(node));
     } else if (f.number == kGraphInitializer) {
-      bool external = false;
-      if (!tensor_name(f, &name, &external)) return fail(error, "not an ONNX model (malformed initializer)");
+      std::string location;
+      if (!tensor_name(f, &name, &location)) return fail(error, "not an ONNX model (malformed initializer)");
       g->initializers[name] = f;
-      if (external) g->external.insert(f.begin);
+      if (!location.empty()) g->external[f.begin] = location;
     } else if (f.number == kGraphInput || f.number == kGraphOutput) {
       if (!value_info_name(f, &name)) return fail(error, "not an ONNX model (malformed graph input/output)");
       if (f.number == kGraphInput) g->inputs.push_back(name);
@@ -656,7 +675,12 @@ std::unique_ptr<Plan> Plan::create(const uint8_t* data, size_t size, const Optio
   }
   plan->keep_domain_ = plan->ops_remain_;
   each_graph(plan->graph_.get(), [&](Graph* g) {
-    for (const uint8_t* e : g->external) plan->external_refs_ += !g->dropped.count(e);
+    for (const auto& e : g->external) {
+      if (g->dropped.count(e.first)) continue;
+      ++plan->external_refs_;
+      if (std::find(plan->locations_.begin(), plan->locations_.end(), e.second) == plan->locations_.end())
+        plan->locations_.push_back(e.second);
+    }
   });
   plan->model_fields_ = std::move(fields);
   if (!plan->layout(false, error)) return nullptr;

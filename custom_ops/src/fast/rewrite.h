@@ -30,6 +30,9 @@ constexpr uint64_t kDefaultInlineLimit = (uint64_t{1} << 31) - (uint64_t{1} << 2
 constexpr const char* kExternalName = "hyperonnx-decoded.bin";
 constexpr size_t kExternalAlign = 64;
 
+// True for a relative path that stays inside its folder (no "..", not absolute): external-data locations.
+bool safe_relative(const std::string& location);
+
 struct Options {
   bool decode_call_nodes = false;  // also decode nodes whose `mode` is "call" (default: they stay kernels)
   int threads = 0;                 // decode threads per large tensor (0: default_decode_threads())
@@ -57,6 +60,8 @@ class Plan {
   size_t decoded_bytes() const;  // bytes of decoded tensors
   bool ops_remain() const { return ops_remain_; }  // ai.hyperonnx nodes left (call-mode or run-time θ)
   size_t external_refs() const { return external_refs_; }  // kept initializers with external data
+  // Their external-data locations (relative paths, as written in the model), each once.
+  const std::vector<std::string>& external_locations() const { return locations_; }
 
   // Writes the model (model_bytes() bytes) and the external buffer (external_bytes(); null when 0), decoding
   // every tensor. False with *error set when a blob fails to decode (the output is then unusable).
@@ -75,6 +80,7 @@ class Plan {
   std::vector<Piece> pieces_;
   std::deque<std::string> owned_;
   size_t model_bytes_ = 0, external_bytes_ = 0, external_refs_ = 0;
+  std::vector<std::string> locations_;
   bool ops_remain_ = false;
   bool keep_domain_ = true;
 };

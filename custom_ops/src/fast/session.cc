@@ -1,8 +1,14 @@
 // The fast path's ORT half (include/hyperonnx/session.h): plan and decode the model (fast/rewrite.h), then
 // create the session from the rewritten bytes on a clone of the caller's options. Only the C API is used, with
 // every status checked, so no exception crosses into the application.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 #include <exception>
 #include <string>
 
@@ -74,6 +80,41 @@ OrtStatus* read_options(const OrtApi* api, const OrtSessionOptions* so, Options*
   return nullptr;
 }
 
+// A file mapped read-only (external data handed to ORT as an in-memory file).
+class FileMap {
+ public:
+  FileMap() = default;
+  FileMap(FileMap&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr; }
+  FileMap(const FileMap&) = delete;
+  ~FileMap() {
+    if (p_) ::munmap(p_, n_);
+  }
+  bool open(const std::string& path, std::string* error) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      if (fd >= 0) ::close(fd);
+      *error = "cannot open external data file '" + path + "'";
+      return false;
+    }
+    n_ = static_cast<size_t>(st.st_size);
+    void* p = n_ ? ::mmap(nullptr, n_, PROT_READ, MAP_PRIVATE, fd, 0) : nullptr;
+    ::close(fd);
+    if (p == MAP_FAILED) {
+      *error = "cannot map external data file '" + path + "'";
+      return false;
+    }
+    p_ = p;
+    return true;
+  }
+  void* data() const { return p_; }
+  size_t size() const { return n_; }
+
+ private:
+  void* p_ = nullptr;
+  size_t n_ = 0;
+};
+
 OrtStatus* clone(const OrtApi* api, const OrtSessionOptions* options, OrtSessionOptions** out) {
   return options ? api->CloneSessionOptions(options, out) : api->CreateSessionOptions(out);
 }
@@ -106,6 +147,7 @@ OrtStatus* create(const OrtApiBase* api_base, const OrtEnv* env, const char* pat
     if (!model) return error(api, ORT_INVALID_GRAPH, message);
     const Plan& plan = *model->plan;
     const bool ops_remain = plan.ops_remain(), external_refs = plan.external_refs() > 0;
+    const std::vector<std::string> locations = plan.external_locations();
 
     // Decode into anonymous mappings, unmapped when this returns: ORT copies what it keeps (the session owns its
     // initializers, and frees the ones it prepacks), so nothing decoded stays behind.
@@ -124,6 +166,17 @@ OrtStatus* create(const OrtApiBase* api_base, const OrtEnv* env, const char* pat
       folder = external_data_dir;
     }
     const bool needs_folder = external_refs && !folder.empty();
+    // ORT 1.21 looks every external initializer up in the in-memory table once it has one, so with decoded
+    // weights in memory the model's own external-data files go there too, mapped read-only (ORT copies them).
+    std::vector<FileMap> files;
+    if (external.size()) {
+      for (const std::string& location : locations) {
+        if (!safe_relative(location) || folder.empty())
+          return error(api, ORT_INVALID_GRAPH, "external data location '" + location + "' cannot be resolved");
+        files.emplace_back();
+        if (!files.back().open(folder + "/" + location, &message)) return error(api, ORT_INVALID_GRAPH, message);
+      }
+    }
     // Try with the op library registered on the clone when nodes remain; if the caller already registered it
     // (ORT refuses a second registration of the domain), retry with theirs.
     for (int attempt = 0; attempt < 2; ++attempt) {
@@ -131,10 +184,16 @@ OrtStatus* create(const OrtApiBase* api_base, const OrtEnv* env, const char* pat
       Cleanup c{api};
       if (OrtStatus* st = clone(api, options, &c.options)) return st;
       if (external.size()) {
-        const char* names[] = {kExternalName};
-        char* buffers[] = {reinterpret_cast<char*>(external.data())};
-        const size_t lengths[] = {external.size()};
-        if (OrtStatus* st = api->AddExternalInitializersFromFilesInMemory(c.options, names, buffers, lengths, 1))
+        std::vector<const char*> names = {kExternalName};
+        std::vector<char*> buffers = {reinterpret_cast<char*>(external.data())};
+        std::vector<size_t> lengths = {external.size()};
+        for (size_t i = 0; i < files.size(); ++i) {
+          names.push_back(locations[i].c_str());
+          buffers.push_back(static_cast<char*>(files[i].data()));
+          lengths.push_back(files[i].size());
+        }
+        if (OrtStatus* st = api->AddExternalInitializersFromFilesInMemory(c.options, names.data(), buffers.data(),
+                                                                          lengths.data(), names.size()))
           return st;
       }
       if (needs_folder) {
