@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
-#include <mutex>
 #include <set>
 #include <utility>
 
@@ -741,40 +740,28 @@ bool Plan::write(uint8_t* model, uint8_t* external, std::string* error) const {
     }
   }
   const int threads = options_.threads > 0 ? options_.threads : default_decode_threads();
-  std::mutex mu;
-  std::string first_error;
-  // Decodes job j into its place; inline tensors start wherever the protobuf layout puts them, so a misaligned
-  // one is decoded into an aligned scratch buffer and copied (the codecs store whole, aligned elements).
-  auto decode = [&](size_t j, int t) {
-    const Job& job = *jobs_[j];
-    std::string err;
-    const size_t n = job.dec->out_bytes();
-    bool ok;
-    if (reinterpret_cast<uintptr_t>(dest[j]) % 16 == 0 || n == 0) {
-      ok = job.dec->decode(job.blob, job.blob_len, dest[j], t, &err);
-    } else {
-      // Mapped, not malloc'ed: freed pages go back to the system at once, where a worker thread's malloc arena
-      // would keep them resident for the process's life (measured: +6 MiB RSS after loading MobileNetV2).
-      Buffer scratch;
-      ok = scratch.allocate(n);
-      if (!ok) err = "out of memory (" + std::to_string(n) + " bytes)";
-      if (ok) ok = job.dec->decode(job.blob, job.blob_len, scratch.data(), t, &err);
-      if (ok) std::memcpy(dest[j], scratch.data(), n);
-    }
-    if (!ok) {
-      std::lock_guard<std::mutex> lock(mu);
-      if (first_error.empty())
-        first_error = "HyperDecode node '" + (job.node.empty() ? std::string("<unnamed>") : job.node) + "': " + err;
-    }
-  };
-  // Small tensors one per thread, large ones one at a time with every thread.
-  std::vector<size_t> small, large;
+  // Inline tensors start wherever the protobuf layout puts them; a misaligned one is decoded into an aligned
+  // scratch buffer and copied (the codecs store whole elements). One mapping for all of them, reused: freed
+  // mappings go back to the system at once, where malloc'ed scratch stayed resident in the heap (measured: +6 MiB
+  // RSS after loading MobileNetV2), and a mapping per tensor costs a syscall pair and page faults each (+50 ms).
+  size_t scratch_bytes = 0;
   for (size_t j = 0; j < jobs_.size(); ++j)
-    (jobs_[j]->dec->numel() >= kParallelMinElements ? large : small).push_back(j);
-  parallel_ranges(small.size(), 1, threads, [&](uint64_t b, uint64_t e) {
-    for (uint64_t i = b; i < e; ++i) decode(small[i], 1);
-  });
-  for (size_t j : large) decode(j, threads);
+    if (reinterpret_cast<uintptr_t>(dest[j]) % 16 != 0) scratch_bytes = std::max(scratch_bytes, jobs_[j]->dec->out_bytes());
+  Buffer scratch;
+  if (!scratch.allocate(scratch_bytes)) return fail(error, "out of memory (" + std::to_string(scratch_bytes) + " bytes)");
+  std::string first_error;
+  // One tensor at a time, each with every thread when it is large (kParallelMinElements): small tensors decode
+  // in well under a millisecond, so spreading them over threads saved little and cost a scratch per thread.
+  for (size_t j = 0; j < jobs_.size() && first_error.empty(); ++j) {
+    const Job& job = *jobs_[j];
+    const size_t n = job.dec->out_bytes();
+    const bool aligned = reinterpret_cast<uintptr_t>(dest[j]) % 16 == 0 || n == 0;
+    const int t = job.dec->numel() >= kParallelMinElements ? threads : 1;
+    std::string err;
+    bool ok = job.dec->decode(job.blob, job.blob_len, aligned ? dest[j] : scratch.data(), t, &err);
+    if (ok && !aligned) std::memcpy(dest[j], scratch.data(), n);
+    if (!ok) first_error = "HyperDecode node '" + (job.node.empty() ? std::string("<unnamed>") : job.node) + "': " + err;
+  }
   if (!first_error.empty()) return fail(error, first_error);
   return true;
 }
