@@ -50,11 +50,13 @@ def library_path() -> str:
     return runtime.library_path()
 
 
-def session(path, providers=None, mode=None):
-    """An ``onnxruntime.InferenceSession`` with the op library registered (``mode``: load | call)."""
+def session(path, sess_options=None, providers=None, provider_options=None, *, mode=None, options=None):
+    """An ``onnxruntime.InferenceSession`` for a hyperonnx model, taking ``InferenceSession``'s own arguments;
+    by default the fast path (weights decoded once, handed to ONNX Runtime as plain initializers). ``mode``:
+    None, "init", "load" or "call" (:func:`hyperonnx.runtime.session`)."""
     from hyperonnx import runtime
 
-    return runtime.session(path, providers=providers, mode=mode)
+    return runtime.session(path, sess_options, providers, provider_options, mode=mode, options=options)
 
 
 __all__ = ["ConvertResult", "HyperonnxError", "codec", "convert", "decompress", "doctor", "inspect",

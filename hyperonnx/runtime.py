@@ -4,9 +4,10 @@
 
 * ``load``: the kernel decodes once per session and serves the cached tensor on every run (the format's default);
 * ``call``: the kernel decodes on every run and keeps nothing decoded;
-* ``init`` (sessions made here only): every HyperDecode node whose θ blob is an initializer is decoded once by
-  the library, and the weights are handed to ORT as ordinary initializers (``add_external_initializers``).
-  No HyperDecode node is left, so runs cost what the original model costs (MatMul/Conv prepacking applies).
+* ``init`` (sessions made here only): the fast path (:mod:`hyperonnx.fastpath`): every HyperDecode node whose
+  θ blob is an initializer is decoded once by the library's own ONNX rewriter, and ORT gets a model with plain
+  constant initializers in their place. No HyperDecode node is left, so runs cost what the original model costs
+  (MatMul/Conv prepacking applies), and no decoded copy stays beside ORT's.
 
 ``mode=None`` (the default) keeps each node's own ``mode`` attribute and serves ``load`` nodes the ``init`` way:
 measured in benchmarks/runtime.py, copying the kernel's cached tensor into the output on every run (and losing
@@ -85,23 +86,41 @@ def session_options(mode: str | None = None, threads: int | None = None,
     return so
 
 
-def session(path: str | os.PathLike, providers: Sequence[str] | None = None, mode: str | None = None,
-            options: ort.SessionOptions | None = None) -> ort.InferenceSession:
-    """An ``InferenceSession`` for a hyperonnx model (``mode``: None, "load", "call" or "init"; see above)."""
+def session(path: str | os.PathLike, sess_options: ort.SessionOptions | None = None,
+            providers: Sequence[str] | None = None, provider_options: Sequence[dict] | None = None, *,
+            mode: str | None = None, options: ort.SessionOptions | None = None) -> ort.InferenceSession:
+    """An ``InferenceSession`` for a hyperonnx model, taking ``InferenceSession``'s own arguments (``options`` is
+    an alias of ``sess_options``).
+
+    ``mode`` None (the default) or "init": the fast path. The op library decodes every HyperDecode node whose θ
+    blob is an initializer (None: the nodes whose ``mode`` attribute is load; "init": call-mode nodes too) and
+    ONNX Runtime gets the model with plain constant initializers in their place, so it runs and holds memory like
+    the original (prepacking, NCHWc, constant folding). Nodes fed at run time stay kernels. "load"/"call": plain
+    ONNX Runtime with the op library registered and every node's mode overridden. ``sess_options`` is used as
+    given (config entries included); the fast path registers the op library on it only when kernels remain."""
     if mode is not None and mode not in SESSION_MODES:
         raise ValueError(f"decode mode {mode!r} is not one of {', '.join(SESSION_MODES)}")
     import onnxruntime as ort
 
+    if sess_options is not None and options is not None and sess_options is not options:
+        raise ValueError("pass either sess_options or options, not both")
+    so = sess_options if sess_options is not None else options
     providers = list(providers) if providers else ["CPUExecutionProvider"]
     if mode in ("init", None):
-        return _session_with_initializers(str(path), providers, options, only_load_nodes=mode is None)
-    return ort.InferenceSession(str(path), session_options(mode, options=options), providers=providers)
+        from hyperonnx import fastpath
+
+        return fastpath.session(str(path), so, providers, provider_options, decode_call_nodes=mode == "init",
+                                fallback=_session_with_initializers)
+    return ort.InferenceSession(str(path), session_options(mode, options=so), providers=providers,
+                                provider_options=provider_options)
 
 
 def _session_with_initializers(path: str, providers: list[str], options: ort.SessionOptions | None,
-                               only_load_nodes: bool = False):
+                               only_load_nodes: bool = False, provider_options: Sequence[dict] | None = None):
     """Decode constant HyperDecode nodes once, then run the model with the weights as plain initializers
-    (``only_load_nodes``: only nodes whose ``mode`` attribute is load; call nodes stay kernels)."""
+    (``only_load_nodes``: only nodes whose ``mode`` attribute is load; call nodes stay kernels). The fast path's
+    fallback for models whose decoded weights exceed protobuf's 2 GiB (ONNX Runtime's Python API can take them
+    only as ``add_external_initializers``, which the options then keep referenced)."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -112,7 +131,8 @@ def _session_with_initializers(path: str, providers: list[str], options: ort.Ses
     decoders = [n for n in graph.node if n.domain == DOMAIN and n.op_type == OP_TYPE and n.input[0] in blobs
                 and not (only_load_nodes and _node_mode(n) == "call")]
     if not decoders:
-        return ort.InferenceSession(path, session_options(options=options), providers=providers)
+        return ort.InferenceSession(path, session_options(options=options), providers=providers,
+                                    provider_options=provider_options)
 
     # 1. A helper model holding only the decoders; the library decodes every tensor (multi-threaded, in C++).
     outputs = []
@@ -163,7 +183,7 @@ def _session_with_initializers(path: str, providers: list[str], options: ort.Ses
     if any(n.domain == DOMAIN for n in graph.node):  # decoders fed at run time stay kernels
         session_options(options=so)
     so.add_external_initializers([o.name for o in outputs], values)
-    return ort.InferenceSession(model.SerializeToString(), so, providers=providers)
+    return ort.InferenceSession(model.SerializeToString(), so, providers=providers, provider_options=provider_options)
 
 
 def _node_mode(node) -> str:

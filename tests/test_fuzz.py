@@ -1,5 +1,5 @@
 """Bounded fuzzing in CI (issue 8): the command line over mutated ONNX files, and the op library's attribute
-parser and blob decoders under libFuzzer with ASan + UBSan. Findings are kept in tests/fuzz_corpus/ as a
+parser, blob decoders and the fast path's ONNX reader/rewriter under libFuzzer with ASan + UBSan. Findings are kept in tests/fuzz_corpus/ as a
 regression corpus; docs/reliability.md records what each run found.
 
 HX_FUZZ_SECONDS (default 35) sets each fuzzer's time budget; 0 skips the timed runs (the corpus replays stay).
@@ -162,6 +162,27 @@ def test_decoder_fuzz_bounded(decoder_fuzz, tmp_path):
     artifacts = sorted(p for p in tmp_path.iterdir() if p.name.startswith(("crash-", "leak-", "oom-", "timeout-")))
     assert proc.returncode == 0 and not artifacts, (
         f"libFuzzer found {[p.name for p in artifacts]} in {tmp_path} (add to tests/fuzz_corpus/decoder/):\n"
+        f"{proc.stderr[-6000:]}\n{_reproducers(artifacts)}")
+
+
+def test_fast_corpus_replay(decoder_fuzz):
+    """The fast path's ONNX reader/rewriter (tools/fuzz/fast_fuzz.cc) over its seed models."""
+    files = sorted(str(p) for p in (CORPUS / "fast").iterdir())
+    proc = _run_decoder_fuzz(decoder_fuzz.parent / "fast_fuzz", files, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+@pytest.mark.skipif(SECONDS <= 0, reason="HX_FUZZ_SECONDS=0")
+def test_fast_fuzz_bounded(decoder_fuzz, tmp_path):
+    work = tmp_path / "corpus"
+    work.mkdir()
+    proc = _run_decoder_fuzz(decoder_fuzz.parent / "fast_fuzz",
+                             [f"-max_total_time={SECONDS}", "-seed=1", "-print_final_stats=1",
+                              f"-artifact_prefix={tmp_path}/", str(work), str(CORPUS / "fast")], timeout=SECONDS + 240)
+    print("\n".join(line for line in proc.stderr.splitlines() if line.startswith(("stat::", "Done"))))
+    artifacts = sorted(p for p in tmp_path.iterdir() if p.name.startswith(("crash-", "leak-", "oom-", "timeout-")))
+    assert proc.returncode == 0 and not artifacts, (
+        f"libFuzzer found {[p.name for p in artifacts]} in {tmp_path} (add to tests/fuzz_corpus/fast/):\n"
         f"{proc.stderr[-6000:]}\n{_reproducers(artifacts)}")
 
 

@@ -70,10 +70,11 @@ def run_sample(target: str, exe: Path, model: Path, *args: str, timeout: float =
     return r.stdout
 
 
-def check_against_python(model: Path, stdout: str, saved: Path, rtol: float = 1e-5) -> dict:
+def check_against_python(model: Path, stdout: str, saved: Path, rtol: float = 1e-5, mode: str | None = "load") -> dict:
+    """The sample's outputs against hyperonnx.session(model, mode=mode) (None: the fast path) in Python."""
     parsed = sample_check.parse_sample_output(stdout)
     feeds = {x["name"]: sample_check.deterministic_input(x["shape"], i) for i, x in enumerate(parsed["inputs"])}
-    ref = sample_check.python_reference(model, feeds, mode="load")
+    ref = sample_check.python_reference(model, feeds, mode=mode)
     problems = sample_check.compare(parsed, ref, saved, rtol)
     assert not problems, "\n".join(problems) + "\n" + stdout
     return parsed
@@ -124,6 +125,84 @@ def test_sample_call_mode_and_bad_model(host_build, sample_model, tmp_path):
     r = subprocess.run([str(EDGE_TOOLS / "run.sh"), "host", str(host_build / "hyperonnx_sample"), str(bad)],
                        capture_output=True, text=True, env=dict(os.environ, HX_QUIET_SCHEMA="1"))
     assert r.returncode == 1 and "onnxruntime error" in r.stderr
+
+
+@pytest.mark.parametrize("exe", ["hyperonnx_sample", "hyperonnx_sample_static"])
+def test_sample_fast_path_matches_python_session(host_build, sample_model, exe, tmp_path):
+    """The default load path is the C API's hyperonnx_create_session: outputs equal hyperonnx.session()'s (the
+    decoded weight bit for bit; logits to rtol, the sample's ORT being 1.21 and Python's pip's), and the plain
+    `load` kernels of the same ORT give the same decoded weight."""
+    out = run_sample("host", host_build / exe, sample_model, "--save", str(tmp_path), "--runs", "3")
+    parsed = check_against_python(sample_model, out, tmp_path, mode=None)
+    assert "hyperonnx_create_session (fast path)" in parsed["registration"]
+    assert {"rss_after_load_kb", "rss_peak_kb"} <= set(parsed["timing"])
+    plain = sample_check.parse_sample_output(run_sample("host", host_build / exe, sample_model, "--plain"))
+    assert plain["outputs"][1]["fnv1a64"] == parsed["outputs"][1]["fnv1a64"]
+
+
+def external_data_copy(model: Path, folder: Path) -> Path:
+    import onnx
+
+    folder.mkdir()
+    out = folder / "model.onnx"
+    # onnx's default threshold: ORT 1.21 cannot shape-infer from external tensors (a Reshape's shape) in a model
+    # created from bytes, which is how the fast path hands it over (docs/ops.md, "Fast path")
+    onnx.save(onnx.load(str(model)), str(out), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="model.data", size_threshold=1024)
+    return out
+
+
+def test_sample_fast_path_external_data(host_build, sample_model, tmp_path):
+    """A model whose θ blobs and weights are external data; and the path for decoded weights over 2 GiB (forced
+    here by a small hyperonnx.fast_inline_limit: the decoded tensors reach ORT as an in-memory external file)."""
+    model = external_data_copy(sample_model, tmp_path / "ext")
+    for args in ([], ["--config", "hyperonnx.fast_inline_limit=4096"]):
+        out = run_sample("host", host_build / "hyperonnx_sample", model, "--save", str(tmp_path), "--runs", "1",
+                         *args)
+        check_against_python(sample_model, out, tmp_path, mode=None)
+
+
+def test_sample_fast_path_bad_input(host_build, sample_model, tmp_path):
+    """Missing, empty, non-ONNX and truncated files, a malformed θ blob and a missing external-data file: one
+    clear error line from the library, exit status 1, never a crash."""
+    import onnx
+
+    data = sample_model.read_bytes()
+    bad = {"missing.onnx": None, "empty.onnx": b"", "text.onnx": b"hello, not a model\n",
+           "truncated.onnx": data[: len(data) // 2]}
+    model = onnx.load(str(sample_model))
+    theta = next(t for t in model.graph.initializer if t.data_type == onnx.TensorProto.UINT8)
+    theta.raw_data = theta.raw_data[:-3]
+    bad["short-theta.onnx"] = model.SerializeToString()
+    for name, content in bad.items():
+        if content is not None:
+            (tmp_path / name).write_bytes(content)
+    ext = external_data_copy(sample_model, tmp_path / "ext")
+    (tmp_path / "ext" / "model.data").unlink()
+    expect = {"missing.onnx": "cannot open", "empty.onnx": "not an ONNX model", "text.onnx": "not an ONNX model",
+              "truncated.onnx": "not an ONNX model", "short-theta.onnx": "HyperDecode node",
+              "ext/model.onnx": "cannot open external data file"}
+    for name, message in expect.items():
+        r = subprocess.run([str(EDGE_TOOLS / "run.sh"), "host", str(host_build / "hyperonnx_sample"),
+                            str(tmp_path / name)], capture_output=True, text=True, env=dict(os.environ, HX_QUIET_SCHEMA="1"))
+        lines = [line for line in r.stderr.splitlines() if "hyperonnx:" in line]
+        assert r.returncode == 1 and len(lines) == 1 and message in lines[0], (name, r.returncode, r.stderr[-2000:])
+    assert ext.exists()
+
+
+@pytest.mark.slow
+def test_sample_fast_path_mobilenet_v2(host_build, tmp_path):
+    """The real MobileNetV2 (tests/realmodels.py), converted with the defaults, through the C API: outputs equal
+    hyperonnx.session()'s."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import realmodels as rm
+
+    import hyperonnx
+
+    model = tmp_path / "mobilenet_v2.hx.onnx"
+    hyperonnx.convert(rm.mobilenet_v2(), model)
+    out = run_sample("host", host_build / "hyperonnx_sample", model, "--save", str(tmp_path), "--runs", "2")
+    check_against_python(model, out, tmp_path, mode=None)
 
 
 def test_deterministic_input_is_reproducible():

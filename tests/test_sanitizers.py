@@ -1,4 +1,5 @@
-"""The C++ tests (ctest: golden vectors, malformed input, casts, threads, CUDA-kernel emulation) built once with
+"""The C++ tests (ctest: golden vectors, malformed input, casts, threads, CUDA-kernel emulation, the fast path's
+ONNX rewriter over seed models, truncations and bit flips) built once with
 AddressSanitizer + UndefinedBehaviorSanitizer (issue 8), in build-asan/. Only the test programs are built
 (not the ORT plugin), so this costs about a minute and a half on two cores."""
 
@@ -14,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build-asan"
-TARGETS = ["hyperonnx_decode_test", "hyperonnx_cuda_emulation_test", "hyperonnx_fused_test"]
+TARGETS = ["hyperonnx_decode_test", "hyperonnx_cuda_emulation_test", "hyperonnx_fused_test", "hyperonnx_fast_test"]
 FLAGS = "-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 
 

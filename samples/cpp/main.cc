@@ -1,17 +1,25 @@
-// hyperonnx C++ sample: load a hyperonnx-converted model in ONNX Runtime, register the HyperDecode op library,
-// run one input and print an output summary and timings (samples/cpp/README.md).
+// hyperonnx C++ sample: load a hyperonnx-converted model in ONNX Runtime, run one input and print an output
+// summary, timings and memory (samples/cpp/README.md).
 //
-//   hyperonnx_sample        MODEL [options]   registers libhyperonnx_ops.so with RegisterCustomOpsLibrary
-//   hyperonnx_sample_static MODEL [options]   links the static op library and calls hyperonnx_register_ops
+// By default the model is loaded through the op library's fast path (include/hyperonnx/session.h:
+// hyperonnx_create_session), which hands ONNX Runtime the decoded weights as plain constant initializers, so the
+// session runs like the original model. --plain or --mode load|call use plain ONNX Runtime with the op library
+// registered instead (HyperDecode kernels at run time).
+//
+//   hyperonnx_sample        MODEL [options]   the op library loaded at run time (dlopen / RegisterCustomOpsLibrary)
+//   hyperonnx_sample_static MODEL [options]   links the static op library (hyperonnx_create_session /
+//                                             hyperonnx_register_ops)
 //
 // Options:
+//   --plain             plain ONNX Runtime + the registered op library (each node's own decode mode)
+//   --mode load|call    plain ONNX Runtime, session config hyperonnx.decode_mode (overrides every node's mode)
 //   --lib PATH          op library for the dynamic target (default: the one built beside the sample)
 //   --input FILE.npy    float32 C-order .npy for the (single) model input; default: a deterministic input
 //   --seed N            seed of the deterministic input (default 0)
 //   --dim N             size used for symbolic input dimensions (default 1)
 //   --runs N            timed runs after one warm-up run (default 10)
 //   --threads N         intra-op threads (default: ORT's choice)
-//   --mode load|call    session config hyperonnx.decode_mode (overrides every node's mode attribute)
+//   --config KEY=VALUE  a session config entry (repeatable), e.g. hyperonnx.fast_decode=all
 //   --provider cpu|cuda execution provider (cuda: ORT built with CUDA, e.g. onnxruntime-gpu / Jetson)
 //   --save DIR          write each output as DIR/output<i>.npy
 //   --first N           how many leading values to print per output (default 8)
@@ -33,10 +41,13 @@
 #include <string>
 #include <vector>
 
+#include <dlfcn.h>
+
 #define ORT_API_MANUAL_INIT  // the static op library is built the same way; Ort::InitApi is called in main
 #include <onnxruntime_cxx_api.h>
 #undef ORT_API_MANUAL_INIT
 
+#include "hyperonnx/session.hpp"  // the fast path: C API (session.h) + the C++ wrapper
 #ifdef HX_SAMPLE_STATIC
 #include "hyperonnx/ops.h"
 #endif
@@ -54,11 +65,13 @@ struct Args {
   uint64_t seed = 0;
   int64_t dim = 1;
   int runs = 10, threads = 0, first = 8;
+  bool plain = false;
+  std::vector<std::pair<std::string, std::string>> config;
 };
 
 [[noreturn]] void usage(const char* argv0, const std::string& why) {
   std::fprintf(stderr, "%s: %s\nusage: %s MODEL [--lib PATH] [--input X.npy] [--seed N] [--dim N] [--runs N] "
-                       "[--threads N] [--mode load|call] [--provider cpu|cuda] [--save DIR] [--first N]\n",
+                       "[--threads N] [--plain] [--mode load|call] [--config KEY=VALUE] [--provider cpu|cuda] [--save DIR] [--first N]\n",
                argv0, why.c_str(), argv0);
   std::exit(2);
 }
@@ -75,6 +88,13 @@ Args parse(int argc, char** argv) {
       return argv[++i];
     };
     if (k == "--lib") a.lib = value();
+    else if (k == "--plain") a.plain = true;
+    else if (k == "--config") {
+      const std::string kv = value();
+      const size_t eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) usage(argv[0], "--config needs KEY=VALUE");
+      a.config.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+    }
     else if (k == "--input") a.input = value();
     else if (k == "--seed") a.seed = std::strtoull(value().c_str(), nullptr, 10);
     else if (k == "--dim") a.dim = std::atoll(value().c_str());
@@ -92,6 +112,7 @@ Args parse(int argc, char** argv) {
   if (a.model.empty()) usage(argv[0], "no model given");
   if (a.runs < 1 || a.dim < 1) usage(argv[0], "--runs and --dim must be positive");
   if (a.provider != "cpu" && a.provider != "cuda") usage(argv[0], "--provider must be cpu or cuda");
+  if (!a.mode.empty()) a.plain = true;
   return a;
 }
 
@@ -187,6 +208,33 @@ const char* type_name(ONNXTensorElementDataType t) {
   }
 }
 
+// VmRSS / VmHWM of this process in KiB (0 where /proc is missing).
+long status_kb(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.compare(0, std::strlen(key), key) == 0) return std::atol(line.c_str() + std::strlen(key) + 1);
+  }
+  return 0;
+}
+
+void reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";  // VmHWM restarts from the current RSS, so the peak printed is the session creation's
+}
+
+#ifndef HX_SAMPLE_STATIC
+// The dynamic target finds the fast path in the op library it loads at run time.
+using CreateSessionFn = decltype(&hyperonnx_create_session);
+CreateSessionFn load_create_session(const std::string& lib) {
+  void* handle = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);  // kept open: the session runs its code
+  if (!handle) throw std::runtime_error(std::string("cannot load ") + lib + ": " + dlerror());
+  auto fn = reinterpret_cast<CreateSessionFn>(dlsym(handle, "hyperonnx_create_session"));
+  if (!fn) throw std::runtime_error(lib + " has no hyperonnx_create_session (an op library older than the fast path)");
+  return fn;
+}
+#endif
+
 int run(const Args& a) {
   Ort::InitApi(OrtGetApiBase()->GetApi(ORT_API_VERSION));
   std::printf("onnxruntime %s\n", Ort::GetVersionString().c_str());
@@ -195,29 +243,53 @@ int run(const Args& a) {
   if (a.threads > 0) so.SetIntraOpNumThreads(a.threads);
   // hyperonnx reads its config entries when it is registered: set them first.
   if (!a.mode.empty()) so.AddConfigEntry("hyperonnx.decode_mode", a.mode.c_str());
+  for (const auto& kv : a.config) so.AddConfigEntry(kv.first.c_str(), kv.second.c_str());
   if (a.provider == "cuda") {
     OrtCUDAProviderOptions cuda{};  // device 0; HyperDecode runs on the CUDA EP if the library has the kernel
     so.AppendExecutionProvider_CUDA(cuda);
   }
 
   const auto t_reg = Clock::now();
+  Ort::Session session{nullptr};
 #ifdef HX_SAMPLE_STATIC
-  if (OrtStatus* st = hyperonnx_register_ops(so, OrtGetApiBase())) {
-    Ort::Status status(st);  // owns and releases it
-    std::fprintf(stderr, "hyperonnx_register_ops failed: %s\n", status.GetErrorMessage().c_str());
-    return 1;
+  if (a.plain) {
+    if (OrtStatus* st = hyperonnx_register_ops(so, OrtGetApiBase())) {
+      Ort::Status status(st);  // owns and releases it
+      std::fprintf(stderr, "hyperonnx_register_ops failed: %s\n", status.GetErrorMessage().c_str());
+      return 1;
+    }
+    std::printf("registration: static hyperonnx_register_ops\n");
+  } else {
+    std::printf("registration: static hyperonnx_create_session (fast path)\n");
   }
-  std::printf("registration: static hyperonnx_register_ops\n");
 #else
   if (a.lib.empty()) throw std::runtime_error("no op library: pass --lib PATH");
-  so.RegisterCustomOpsLibrary(a.lib.c_str());
-  std::printf("registration: dynamic %s\n", a.lib.c_str());
+  CreateSessionFn create_session = nullptr;
+  if (a.plain) {
+    so.RegisterCustomOpsLibrary(a.lib.c_str());
+    std::printf("registration: dynamic %s\n", a.lib.c_str());
+  } else {
+    create_session = load_create_session(a.lib);
+    std::printf("registration: dynamic %s hyperonnx_create_session (fast path)\n", a.lib.c_str());
+  }
 #endif
   const double reg_ms = ms_since(t_reg);
 
+  reset_peak_rss();
   const auto t_create = Clock::now();
-  Ort::Session session(env, a.model.c_str(), so);
+  if (a.plain) {
+    session = Ort::Session(env, a.model.c_str(), so);
+  } else {
+#ifdef HX_SAMPLE_STATIC
+    session = hyperonnx::CreateSession(env, a.model.c_str(), so);  // the C++ wrapper (throws Ort::Exception)
+#else
+    OrtSession* created = nullptr;
+    Ort::ThrowOnError(create_session(OrtGetApiBase(), env, a.model.c_str(), so, &created));
+    session = hyperonnx::AdoptSession(created);
+#endif
+  }
   const double create_ms = ms_since(t_create);
+  const long rss_after_load_kb = status_kb("VmRSS:"), rss_peak_kb = status_kb("VmHWM:");
 
   Ort::AllocatorWithDefaultOptions alloc;
   const size_t n_in = session.GetInputCount(), n_out = session.GetOutputCount();
@@ -286,8 +358,8 @@ int run(const Args& a) {
     if (!a.save.empty()) write_npy(a.save + "/output" + std::to_string(i) + ".npy", "<f4", 4, y, shape);
   }
   std::printf("timing: register_ms %.3f session_create_ms %.3f first_run_ms %.3f median_run_ms %.3f "
-              "min_run_ms %.3f runs %d\n",
-              reg_ms, create_ms, first_ms, median, times.front(), a.runs);
+              "min_run_ms %.3f runs %d rss_after_load_kb %ld rss_peak_kb %ld\n",
+              reg_ms, create_ms, first_ms, median, times.front(), a.runs, rss_after_load_kb, rss_peak_kb);
   return 0;
 }
 
