@@ -105,7 +105,7 @@ def test_session_takes_inference_session_arguments(tmp_path, encs):
     assert sess.run(None, feeds(enc2))[0].tobytes() == want.tobytes()
     with pytest.raises(ValueError, match="either"):
         runtime.session(path, so, options=ort.SessionOptions())
-    top = hyperonnx.session(path, so, ["CPUExecutionProvider"], [{}])  # the package's own entry point too
+    top = hyperonnx.session(path, ort.SessionOptions(), ["CPUExecutionProvider"], [{}])  # the package's own too
     assert isinstance(top, fastpath.FastSession)
     assert top.run(None, feeds(enc2))[0].tobytes() == want.tobytes()
 
