@@ -110,14 +110,13 @@ def _mm_feeds(k: int, batch: int) -> Callable[[], dict[str, np.ndarray]]:
 
 
 def _realmodels():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    import realmodels
+    import realmodels  # beside this script; imported late: only the real-model rows need it
 
     return realmodels
 
 
 def real_model(get: Callable[[], Path]) -> Callable[[Path], dict[str, Path]]:
-    """The real model (tests/realmodels.py) and its conversion with the default codec."""
+    """The real model (benchmarks/realmodels.py) and its conversion with the default codec."""
 
     def build(folder: Path) -> dict[str, Path]:
         import hyperonnx

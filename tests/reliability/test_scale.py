@@ -1,4 +1,4 @@
-"""Scale (issue 8): a synthetic model over 2 GiB (external data) converts, decompresses to the same weights the
+"""Scale: a synthetic model over 2 GiB (external data) converts, decompresses to the same weights the
 op library decodes, and runs; conversion peak RSS stays at most model size + 1 GiB, measured by the converting
 process itself (VmHWM in /proc/self/status).
 
@@ -20,7 +20,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ROWS, COLS, LAYERS = 4096, 8192, 17  # 17 x 128 MiB = 2.125 GiB of float32 weights
 GiB = 1 << 30
 ENV = {k: v for k, v in os.environ.items() if k != "HYPERONNX_DEBUG"}

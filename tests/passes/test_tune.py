@@ -18,7 +18,7 @@ from hyperonnx import codec, runtime
 from hyperonnx.errors import HyperonnxError
 from hyperonnx.passes import budget
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def hx(*args):

@@ -1,4 +1,4 @@
-"""Bounded fuzzing in CI (issue 8): the command line over mutated ONNX files, and the op library's attribute
+"""Bounded fuzzing in CI: the command line over mutated ONNX files, and the op library's attribute
 parser and blob decoders under libFuzzer with ASan + UBSan. Findings are kept in tests/fuzz_corpus/ as a
 regression corpus; docs/reliability.md records what each run found.
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "fuzz_corpus"
 FUZZ_CLI = ROOT / "tools" / "fuzz" / "fuzz_cli.py"
 SECONDS = int(os.environ.get("HX_FUZZ_SECONDS", "35"))

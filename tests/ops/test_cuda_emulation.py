@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXE = ROOT / "build" / "custom_ops" / "tests" / "hyperonnx_cuda_emulation_test"
 
 

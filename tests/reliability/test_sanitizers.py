@@ -1,5 +1,5 @@
 """The C++ tests (ctest: golden vectors, malformed input, casts, threads, CUDA-kernel emulation) built once with
-AddressSanitizer + UndefinedBehaviorSanitizer (issue 8), in build-asan/. Only the test programs are built
+AddressSanitizer + UndefinedBehaviorSanitizer, in build-asan/. Only the test programs are built
 (not the ORT plugin), so this costs about a minute and a half on two cores."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build-asan"
 TARGETS = ["hyperonnx_decode_test", "hyperonnx_cuda_emulation_test"]
 FLAGS = "-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"

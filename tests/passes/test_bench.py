@@ -23,7 +23,7 @@ from hyperonnx import cli
 from hyperonnx.cli_bench import bench_command
 from hyperonnx.errors import HyperonnxError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 IMPOSSIBLE = "ort-nbits:bits=3"  # MatMulNBitsQuantizer supports 2, 4 and 8 bits only
 

@@ -140,7 +140,7 @@ def test_mobilenet_v2_tuned_entropy_coded_is_6x_smaller(tmp_path):
     """Issue 6 acceptance, data-free: MobileNetV2 ≥ 6× smaller with ≥ 98 % top-1 agreement on confident photo
     crops: tcq with --target-cosine 0.99 and no --inputs (sensitivity and the budget search run on generated
     inputs), scored on the 96 real evaluation crops; measured 6.28×, 100 % confident / 92.7 % all, KL 0.050 (ecsq:
-    6.17×, 87.5 % all). The target refers to confident crops (DESIGN.md: say which): on all crops no weight codec
+    6.17×, 87.5 % all). The target refers to confident crops (a target must say which): on all crops no weight codec
     reaches 98 % at 6× on this set (benchmarks/noise_floor.py: white noise at the SQNR an ideal coder reaches at
     6.1× flips 14 crops in the median draw)."""
     source = rm.mobilenet_v2()

@@ -11,7 +11,7 @@ import onnx
 import pytest
 from toymodels import conv_mlp
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def hx(*args, cwd=None):

@@ -1,4 +1,4 @@
-"""Concurrency (issue 8): many processes converting into one folder at once give identical bytes and leave
+"""Concurrency: many processes converting into one folder at once give identical bytes and leave
 nothing behind; many threads running one session of a whole converted model, in each decode mode, agree with
 a serial run. (Single-op sessions under eight threads: tests/test_ops_threads.py.)"""
 

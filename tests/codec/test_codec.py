@@ -330,7 +330,7 @@ def test_paper_matches_the_published_measurements(gaussian, name, db, bpw):
 
 @pytest.mark.parametrize("levels, floor", [(4096, 26.3), (256, 14.3)])
 def test_kronecker_is_as_good_as_a_uniform_grid(gaussian, levels, floor):
-    """Auto δ: close to per-tensor INT at equal bits (method.md §11: tuned δ is within ±1 dB)."""
+    """Auto δ: close to per-tensor INT at equal bits (a tuned δ is within ±1 dB of it)."""
     enc = codec.encode(gaussian, "kronecker", U=levels)
     got = sqnr(gaussian, codec.decode(enc))
     bits = (levels - 1).bit_length() // 2

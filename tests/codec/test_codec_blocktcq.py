@@ -1,5 +1,5 @@
 """The default codec, blocktcq: the format's arithmetic by hand, corrupt side information, and what it gains over
-blockvq and INT4-g128 at the same size (issue 6: the default codec ≥ INT4-asym-g128 + clip search + 0.5 dB)."""
+blockvq and INT4-g128 at the same size (the target: the default codec ≥ INT4-asym-g128 + clip search + 0.5 dB)."""
 
 from __future__ import annotations
 

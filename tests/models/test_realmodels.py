@@ -1,4 +1,4 @@
-"""The real models of tests/realmodels.py load in onnxruntime, run on their real inputs and do their task in fp32.
+"""The real models of benchmarks/realmodels.py load in onnxruntime, run on their real inputs and do their task in fp32.
 
 These checks guard the fixtures that the compression tests and benchmarks build on: if an export or an input
 builder silently broke (wrong preprocessing, wrong weights, wrong names), the task checks here would fail.

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 from test_samples import (  # noqa: E402
     EDGE,
     EDGE_TOOLS,
@@ -87,7 +87,7 @@ def test_sample_under_qemu_matches_python(cross_build, sample_model, exe, tmp_pa
 
 @pytest.mark.slow
 def test_mobilenet_v2_under_qemu_matches_python(cross_build, tmp_path):
-    """The real MobileNetV2 (tests/realmodels.py), converted, end to end under qemu (slow: ~1 min)."""
+    """The real MobileNetV2 (benchmarks/realmodels.py), converted, end to end under qemu (slow: ~1 min)."""
     import realmodels as rm
 
     import hyperonnx

@@ -1,7 +1,7 @@
 """Task fidelity of a compressed model against its original, on each real model's own evaluation data.
 
 One function per model family returns plain numbers; the real-model tests assert on them and
-benchmarks/models.py prints them. Metrics follow DESIGN.md: task metrics first (top-1 agreement on all and on
+benchmarks/models.py prints them. Task metrics first (top-1 agreement on all and on
 confident inputs, KL, embedding cosine, PSNR, decoded strings), never max error alone.
 """
 

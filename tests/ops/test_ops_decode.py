@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from hyperonnx import codec, runtime
 from hyperonnx.codec.base import dtype_from_name
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "custom_ops" / "tests" / "golden"
 ONNX_DTYPE = {"float32": 1, "float16": 10, "float64": 11, "bfloat16": 16}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EDGE_TOOLS = ROOT / "tools" / "edge"
 sys.path.insert(0, str(EDGE_TOOLS))
 import sample_check  # noqa: E402

@@ -1,5 +1,5 @@
-"""Exactness (issue 8): every byte of a converted model that is not a compressed weight equals the input's,
-across the real test models (tests/realmodels.py) and the toy models.
+"""Exactness: every byte of a converted model that is not a compressed weight equals the input's,
+across the real test models (benchmarks/realmodels.py) and the toy models.
 
 The check is structural and byte-level: from the converted model remove what conversion added (HyperDecode
 nodes, their θ-blob initializers, the ai.hyperonnx opset import); from the original remove what conversion
