@@ -22,6 +22,9 @@ except ImportError:
     import fidelity
     import realmodels as rm
 
+# Every test converts and runs real models (minutes on 2 cores; their first export needs torch).
+pytestmark = pytest.mark.slow
+
 
 def plain(path: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()

@@ -21,6 +21,9 @@ try:  # tests/ may or may not be a package, depending on what else lives there
 except ImportError:
     import realmodels as rm
 
+# The real models' exports (torch, transformers) and task checks take minutes on a fresh checkout.
+pytestmark = pytest.mark.slow
+
 
 def _session(path: Path) -> ort.InferenceSession:
     so = ort.SessionOptions()
