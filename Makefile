@@ -40,10 +40,11 @@ test: setup
 	cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_MAKE_PROGRAM=$(abspath $(BIN))/ninja >/dev/null
 	cmake --build build -j2
 	ctest --test-dir build --output-on-failure
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The suite without the tests marked slow (docs/testing.md); e.g. make test-fast PYTEST_ARGS="--durations=40"
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check hyperonnx tests benchmarks samples

@@ -91,6 +91,7 @@ def test_convert_stores_grid_weights_exactly(tmp_path):
     assert portable.report.tensors[0].codec == codec.DEFAULT_CODEC  # no standard-op form of rANS: the lossy codec
 
 
+@pytest.mark.slow  # budget conversions with every rung encoded
 def test_budgets_prefer_the_exact_grid_when_it_fits(tmp_path):
     weight = gguf_like(256, 96)
     src = tmp_path / "m.onnx"
@@ -101,6 +102,7 @@ def test_budgets_prefer_the_exact_grid_when_it_fits(tmp_path):
     assert tight.report.tensors[0].codec == "ecsq" and tight.report.tensors[0].bits_per_weight <= 3.5
 
 
+@pytest.mark.slow  # conversions as processes
 def test_command_line_exact_grids_and_their_opt_out(tmp_path):
     """`hyperonnx convert` stores a GGUF-style weight exactly by default and re-quantizes it with
     --no-exact-grids (the JSON report names each tensor's codec)."""

@@ -48,6 +48,7 @@ def test_convert_json_and_codec_options(toy, tmp_path):
     assert fc1["bits_per_weight"] < 5.1  # n=225: 10-bit pair codes
 
 
+@pytest.mark.slow  # converts and inspects as processes
 def test_inspect_json_shape(toy, tmp_path):
     out = tmp_path / "out.onnx"
     assert hx("convert", toy, "-o", out, "--min-elements", "1").returncode == 0
@@ -59,6 +60,7 @@ def test_inspect_json_shape(toy, tmp_path):
         assert all(key in t for t in data["tensors"])
 
 
+@pytest.mark.slow  # converts, inspects and verifies as processes
 def test_rank1_term_end_to_end(tmp_path):
     """A MatMul whose weight is nearly one outer product, converted with tcq: the weight gets the rank-1 term
     (format version 2, shown by inspect), the model runs in ONNX Runtime with the op library as numpy decodes it,
@@ -91,6 +93,7 @@ def test_rank1_term_end_to_end(tmp_path):
     assert restored.tobytes() == reference.tobytes()
 
 
+@pytest.mark.slow  # converts and verifies as processes
 def test_verify_portable_passes_and_fails_by_threshold(toy, tmp_path):
     out = tmp_path / "out.onnx"
     assert hx("convert", toy, "-o", out, "--min-elements", "1", "--runtime", "portable").returncode == 0
@@ -103,6 +106,7 @@ def test_verify_portable_passes_and_fails_by_threshold(toy, tmp_path):
     assert strict.returncode == 1 and "FAIL" in strict.stdout
 
 
+@pytest.mark.slow  # several command runs, each a new process
 def test_decompress_and_doctor(toy, tmp_path):
     out, plain = tmp_path / "out.onnx", tmp_path / "plain.onnx"
     assert hx("convert", toy, "-o", out, "--min-elements", "1").returncode == 0
@@ -114,6 +118,7 @@ def test_decompress_and_doctor(toy, tmp_path):
     assert "CPUExecutionProvider" in info["providers"] and "paper" in info["codecs"]
 
 
+@pytest.mark.slow  # every command on the portable form, as processes
 @pytest.mark.parametrize("codec_name", ["blockvq", "blocktcq"])
 def test_portable_inspect_and_decompress_round_trip(toy, tmp_path, codec_name):
     """inspect reads the portable decoders back (codes and block headers stored in bit planes) and decompress
@@ -145,6 +150,7 @@ def _one_line_error(result, *needles):
         assert needle in lines[0]
 
 
+@pytest.mark.slow  # dozens of command runs, each a new process
 def test_bad_inputs_get_one_line_and_exit_2(toy, tmp_path):
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x00\xffnot a model at all" * 10)
@@ -174,6 +180,7 @@ def test_bad_inputs_get_one_line_and_exit_2(toy, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow  # a command run per command
 def test_a_name_that_is_not_utf8_gets_one_line(toy, tmp_path):
     """ONNX is proto2: protobuf parses a string field holding invalid UTF-8 and returns bytes. Every command
     refuses such a file in one line naming the field (before this, convert failed with an internal TypeError on
@@ -205,6 +212,7 @@ def test_a_name_that_is_not_utf8_gets_one_line(toy, tmp_path):
     assert b"\xffODEL-DOC" in out.read_bytes() and b"\xffODE-META" in out.read_bytes()
 
 
+@pytest.mark.slow  # a command run per kind of broken file
 def test_input_files_that_cannot_be_read_get_one_line(toy, tmp_path):
     """--inputs is a file from elsewhere: truncated, not a zip, a bare .npy, pickled objects, no sample at all."""
     import numpy as np
@@ -229,6 +237,7 @@ def test_input_files_that_cannot_be_read_get_one_line(toy, tmp_path):
     assert not (tmp_path / "t.onnx").exists()
 
 
+@pytest.mark.slow  # several verify runs as processes
 def test_nan_outputs_fail_min_cosine_and_are_counted(toy, tmp_path):
     """A NaN cosine used to PASS --min-cosine (every comparison with NaN is false); it fails now, the NaN and inf
     values are counted per output, and --target-cosine refuses inputs on which the original is not finite."""
@@ -272,6 +281,7 @@ def test_unwritable_output_folder(toy, tmp_path):
     _one_line_error(hx("convert", toy, "-o", locked / "out.onnx"), "not writable")
 
 
+@pytest.mark.slow  # several budget conversions as processes
 def test_budget_options_from_the_command_line(toy, tmp_path):
     out = tmp_path / "b.onnx"
     result = hx("convert", toy, "-o", out, "--codec", "blockvq", "--min-elements", "1", "--max-size", "19.5K",

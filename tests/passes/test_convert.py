@@ -266,6 +266,7 @@ def test_portable_form_needs_opset_11(tmp_path):
     hyperonnx.convert(src, tmp_path / "o.onnx", min_elements=1)  # the ort form has no such limit
 
 
+@pytest.mark.slow  # every tensor encoded at every rung, twice
 @pytest.mark.parametrize("budget_kind", ["target_bpw", "max_size"])
 def test_budget_leftover_is_spent_between_ladder_rungs(tmp_path, monkeypatch, budget_kind):
     """ecsq's step is continuous: what the ladder's half-bit rungs leave of a budget goes to settings between a
@@ -296,6 +297,7 @@ def test_budget_leftover_is_spent_between_ladder_rungs(tmp_path, monkeypatch, bu
     assert rungs.report.budget["chosen_bytes"] <= filled.report.budget["limit_bytes"]
 
 
+@pytest.mark.slow  # each budget conversion run twice
 @pytest.mark.parametrize("codec_name,limit", [("blocktcq", {"target_bpw": 4.5}), ("tcq", {"max_size": 21_000}),
                                               ("ecsq", {"target_bpw": 6.0})])
 def test_budget_without_held_encodings_writes_the_same_file(tmp_path, monkeypatch, codec_name, limit):
@@ -335,6 +337,7 @@ def test_budget_without_held_encodings_writes_the_same_file(tmp_path, monkeypatc
         real_encode_choice(weight, codec_name, wrong)
 
 
+@pytest.mark.slow  # two budget conversions with every rung encoded
 def test_tcq_meets_a_budget_with_less_noise_than_ecsq(tmp_path):
     """The trellis codec through convert: ``--target-bpw`` holds, every weight is stored as tcq, each tensor's SQNR
     is ahead of ecsq's at the same budget, and the op library's outputs equal the decompressed model's exactly."""

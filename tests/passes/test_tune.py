@@ -96,6 +96,7 @@ def test_weights_in_constants_and_subgraphs_with_generated_inputs(tmp_path):
         assert measured_cosine(src, out, feeds) > 0.98
 
 
+@pytest.mark.slow  # a fidelity search through the command
 def test_cli_reports_the_achieved_cosine(toy, inputs, tmp_path):
     out = tmp_path / "out.onnx"
     result = hx("convert", toy, "-o", out, "--min-elements", "1000", "--target-cosine", "0.99", "--inputs", inputs)
@@ -106,6 +107,7 @@ def test_cli_reports_the_achieved_cosine(toy, inputs, tmp_path):
     assert data["tune"]["cosine"] >= 0.99 and data["tune"]["metric"].startswith("min over float outputs")
 
 
+@pytest.mark.slow  # a fidelity search through the command
 def test_an_unreachable_target_fails_with_one_line_and_no_file(toy, tmp_path):
     out = tmp_path / "out.onnx"
     one_line_error(hx("convert", toy, "-o", out, "--min-elements", "1000", "--target-cosine", "1.0"),
@@ -123,6 +125,7 @@ def test_a_codec_with_one_setting_cannot_reach_a_tight_target(toy, tmp_path, mon
     assert out.exists()
 
 
+@pytest.mark.slow  # a command run per bad combination
 def test_bad_inputs_and_option_combinations(toy, tmp_path):
     out = tmp_path / "out.onnx"
     wrong = tmp_path / "wrong.npz"
@@ -186,6 +189,7 @@ def test_a_size_budget_goes_where_the_outputs_feel_it(tmp_path):
                                                                                       feeds)
 
 
+@pytest.mark.slow  # sensitivity runs the model per tensor
 def test_budget_with_inputs_from_the_command_line(tmp_path):
     src = _two_branches(tmp_path)
     data = tmp_path / "x.npz"
@@ -247,6 +251,7 @@ def _noise_level_model(tmp_path, log_x: bool = False, flipped: bool = False):
     return path
 
 
+@pytest.mark.slow  # fidelity searches on two models
 def test_generated_inputs_on_which_the_model_gives_nan_are_skipped(tmp_path):
     """Data-free --target-cosine on a model whose outputs are NaN for part of the generated inputs (negative noise
     levels): those samples measure nothing and are replaced by others, so the target is met instead of being

@@ -29,8 +29,9 @@ def _nvcc() -> str | None:
 
 
 NVCC = _nvcc()
-pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc not found (set CUDACXX or put nvcc on PATH): "
-                                "the CUDA build cannot be checked here")
+pytestmark = [pytest.mark.skipif(NVCC is None, reason="nvcc not found (set CUDACXX or put nvcc on PATH): "
+                                 "the CUDA build cannot be checked here"),
+              pytest.mark.slow]  # an nvcc build for four GPU architectures: about a minute on 2 cores
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,8 @@ from test_samples import (  # noqa: E402
 )
 
 BUILD = EDGE / "build-aarch64"
-pytestmark = pytest.mark.skipif(not have_debian_tools(), reason="needs apt-get, dpkg and cmake (Debian/Ubuntu)")
+pytestmark = [pytest.mark.skipif(not have_debian_tools(), reason="needs apt-get, dpkg and cmake (Debian/Ubuntu)"),
+              pytest.mark.slow]  # a cross build and qemu runs: about a minute with the packages cached
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,8 @@ def check_against_python(model: Path, stdout: str, saved: Path, rtol: float = 1e
     return parsed
 
 
-pytestmark = pytest.mark.skipif(not have_debian_tools(), reason="needs apt-get, dpkg and cmake (Debian/Ubuntu)")
+pytestmark = [pytest.mark.skipif(not have_debian_tools(), reason="needs apt-get, dpkg and cmake (Debian/Ubuntu)"),
+              pytest.mark.slow]  # builds the C++ sample and the op library against Debian's ONNX Runtime
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,7 @@ def model(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow  # 8 conversions at once, as processes
 @pytest.mark.parametrize("external", [False, True], ids=["inline", "external-data"])
 def test_processes_same_output(model, tmp_path, external):
     """8 processes write the same OUT at once (different --jobs): every one succeeds, OUT (and OUT.data) end
@@ -60,6 +61,7 @@ def test_processes_same_output(model, tmp_path, external):
         assert _digest(shared / name) == _digest(reference.parent / name), name
 
 
+@pytest.mark.slow  # 16 commands at once, as processes
 def test_processes_distinct_outputs(model, tmp_path):
     """8 processes, 8 output names in one folder (convert, then decompress of each): all byte-identical."""
     procs = [_start("convert", model, "-o", tmp_path / f"c{i}.onnx", "--json", "--jobs", str(1 + i % 2))

@@ -103,6 +103,7 @@ def _tmpfs(folder: Path, size: str, readonly: bool = False):
 
 # ---- disk full ------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a wide model converted into a full tmpfs
 @pytest.mark.parametrize("external", [False, True], ids=["inline", "external-data"])
 def test_disk_full_tmpfs(wide_model, tmp_path, external):
     before = _digest(wide_model)
@@ -117,6 +118,7 @@ def test_disk_full_tmpfs(wide_model, tmp_path, external):
     assert _digest(wide_model) == before
 
 
+@pytest.mark.slow  # conversions into a full tmpfs, as processes
 def test_disk_full_keeps_previous_output(wide_model, small_model, tmp_path):
     """A failed save over an existing OUT (with OUT.data) leaves the previous files exactly as they were."""
     with _tmpfs(tmp_path / "small", "1m") as out_dir:
@@ -152,6 +154,7 @@ def test_file_size_limit(small_model, tmp_path, command):
     assert _digest(source) == before
 
 
+@pytest.mark.slow  # a wide model converted as a process
 def test_progress_bar_not_on_error_output(wide_model, tmp_path):
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
@@ -212,6 +215,7 @@ def test_output_aliasing_input(small_model, tmp_path, link):
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.slow  # a command run per aliasing path
 def test_no_output_may_replace_the_input_or_its_data(tmp_path):
     """-o naming the input's external data file, or --report naming the input, its data, the output or the
     output's data: refused in one line before any work (each of these used to destroy the input's weights or
@@ -242,6 +246,7 @@ def test_no_output_may_replace_the_input_or_its_data(tmp_path):
 
 # ---- interrupts -----------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a 96 MiB conversion interrupted at several moments
 def test_sigint_during_conversion(tmp_path):
     """SIGINT at several moments of a conversion (encoding, saving, printing): exit 130 with one line and no
     partial output, or a complete output (the signal came after the save: then OUT loads whole)."""
@@ -304,6 +309,7 @@ def _interrupt_while_starting(src: Path, out: Path, after: float | None) -> tupl
     return proc.returncode, [line.rstrip("\n") for line in lines if not line.startswith("import time:")]
 
 
+@pytest.mark.slow  # 13 command starts, each interrupted
 def test_sigint_while_starting(small_model, tmp_path):
     """Ctrl-C during the command's start-up (numpy, onnx, onnxruntime importing: the first few tenths of a
     second): one line, exit 130, never a traceback, no output. Signals at 0-300 ms after the start-up handler is
@@ -389,6 +395,7 @@ def test_ctrl_c_in_a_save_critical_section_waits_for_its_end(tmp_path, monkeypat
 
 # ---- the input changing underneath ----------------------------------------------------------------------
 
+@pytest.mark.slow  # 6 conversions while another thread rewrites the input
 def test_input_changes_underneath(tmp_path):
     """Another process rewrites, truncates and restores the input's external data while we convert it:
     each run either converts (a model that loads) or fails with one line; never a partial output."""
@@ -437,6 +444,7 @@ def test_input_changes_underneath(tmp_path):
     print("exit codes:", codes)
 
 
+@pytest.mark.slow  # every command run on one input, as processes
 def test_input_never_modified(tmp_path):
     """Every command leaves the input and its external data byte-identical (and their mtimes unchanged)."""
     src = tmp_path / "m.onnx"

@@ -59,6 +59,7 @@ def test_cli_corpus_replay():
     assert f"{len(files)} inputs" in proc.stdout
 
 
+@pytest.mark.slow  # every command on each corpus file, as processes (the in-process replay is fast)
 @pytest.mark.parametrize("name", sorted(p.name for p in (CORPUS / "cli").glob("*")) or ["-"])
 def test_cli_corpus_subprocess(name, tmp_path):
     """The real command, as a user runs it (no --json, progress bar on): exit 0/1/2, one stderr line on error."""
@@ -80,6 +81,7 @@ def test_cli_corpus_subprocess(name, tmp_path):
     assert not list(tmp_path.glob(".hyperonnx-*"))
 
 
+@pytest.mark.slow  # fuzzes for HX_FUZZ_SECONDS (35 s) of CPU
 @pytest.mark.skipif(SECONDS <= 0, reason="HX_FUZZ_SECONDS=0")
 def test_cli_fuzz_bounded(tmp_path):
     """atheris (coverage-guided, hyperonnx's Python instrumented) over convert / inspect / decompress / verify."""
@@ -143,12 +145,14 @@ def _run_decoder_fuzz(binary: Path, args: list[str], timeout: float, env: dict |
                           capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
+@pytest.mark.slow  # builds the libFuzzer target with clang first (~20 s)
 def test_decoder_corpus_replay(decoder_fuzz):
     files = sorted(str(p) for p in (CORPUS / "decoder").iterdir())
     proc = _run_decoder_fuzz(decoder_fuzz, files, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
+@pytest.mark.slow  # fuzzes for HX_FUZZ_SECONDS (35 s) of CPU
 @pytest.mark.skipif(SECONDS <= 0, reason="HX_FUZZ_SECONDS=0")
 def test_decoder_fuzz_bounded(decoder_fuzz, tmp_path):
     work = tmp_path / "corpus"
@@ -172,6 +176,7 @@ KNOWN_DECODER = {
 }
 
 
+@pytest.mark.slow  # builds the libFuzzer target with clang first (~20 s)
 @pytest.mark.parametrize("name", sorted(KNOWN_DECODER))
 def test_decoder_known_bugs(decoder_fuzz, name):
     proc = _run_decoder_fuzz(decoder_fuzz, [str(CORPUS / "decoder_known" / name)], timeout=120,

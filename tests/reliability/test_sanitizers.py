@@ -28,6 +28,7 @@ def _ort_headers() -> str | None:
     return os.environ.get("ONNXRUNTIME_INCLUDE_DIR") or None
 
 
+@pytest.mark.slow  # a second build of the C++ tests with sanitizers
 @pytest.mark.skipif(not shutil.which("cmake") or not shutil.which("c++"), reason="cmake or a C++ compiler missing")
 def test_ctest_under_asan_ubsan():
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []

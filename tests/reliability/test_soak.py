@@ -48,6 +48,7 @@ def _resident_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+@pytest.mark.slow  # 80 rounds of every command
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm, uses glibc malloc_trim")
 def test_api_calls_do_not_grow_the_process(tmp_path):
     source, converted = tmp_path / "in.onnx", tmp_path / "out.onnx"
