@@ -133,6 +133,7 @@ def test_disk_full_keeps_previous_output(wide_model, small_model, tmp_path):
         assert {p.name: _digest(p) for p in out_dir.iterdir()} == previous
 
 
+@pytest.mark.slow  # commands run as processes under RLIMIT_FSIZE
 @pytest.mark.parametrize("command", ["convert", "decompress"])
 def test_file_size_limit(small_model, tmp_path, command):
     """RLIMIT_FSIZE (no root needed): every write past 20 KB fails with EFBIG, as on a full disk."""
@@ -164,6 +165,7 @@ def test_progress_bar_not_on_error_output(wide_model, tmp_path):
     _one_line(proc, strict=True)
 
 
+@pytest.mark.slow  # a command run as a process
 def test_report_unwritable(small_model, tmp_path):
     proc = _cli("convert", small_model, "-o", tmp_path / "out.onnx", "--report", tmp_path / "missing" / "r.json")
     assert proc.returncode == 2, proc.stderr
@@ -172,6 +174,7 @@ def test_report_unwritable(small_model, tmp_path):
 
 # ---- unwritable output ----------------------------------------------------------------------------------
 
+@pytest.mark.slow  # a command run as a process on a read-only tmpfs
 def test_readonly_filesystem(small_model, tmp_path):
     with _tmpfs(tmp_path / "ro", "1m", readonly=True) as out_dir:
         proc = _cli("convert", small_model, "-o", out_dir / "out.onnx")
@@ -181,6 +184,7 @@ def test_readonly_filesystem(small_model, tmp_path):
         assert list(out_dir.iterdir()) == []
 
 
+@pytest.mark.slow  # a command run as a process per bad path
 @pytest.mark.parametrize("where", ["missing-folder", "folder-is-a-file", "output-is-a-folder"])
 def test_bad_output_path(small_model, tmp_path, where):
     if where == "missing-folder":
@@ -197,6 +201,7 @@ def test_bad_output_path(small_model, tmp_path, where):
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.slow  # a command run as a process per link kind
 @pytest.mark.parametrize("link", ["symlink", "hardlink"])
 def test_output_aliasing_input(small_model, tmp_path, link):
     """OUT naming the input through a link: refused (symlink) or written beside it (hardlink); input intact."""

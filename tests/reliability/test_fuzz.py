@@ -118,6 +118,7 @@ KNOWN_CLI = {
 }
 
 
+@pytest.mark.slow  # the fuzzer's replay started as a process per reproducer
 @pytest.mark.parametrize("name", sorted(KNOWN_CLI))
 def test_cli_known_bugs(name):
     proc = _python_fuzz("--replay", str(CORPUS / "known" / name), "--strict", timeout=120)
