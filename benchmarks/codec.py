@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
-    print("\n# At INT4-asym-g128's stored size (issue 6: default ≥ +0.5 dB fixed rate, entropy-coded ≥ +2 dB)")
+    print("\n# At INT4-asym-g128's stored size (targets: default ≥ +0.5 dB fixed rate, entropy-coded ≥ +2 dB)")
     print("| data | INT4 g128 +clip dB (bits/w) | blockvq b=4 B=40 dB (bits/w) | blocktcq b=4 B=48 dB (bits/w) "
           "| ecsq dB (bits/w) | tcq dB (bits/w) | blocktcq gain | ecsq gain | tcq gain |")
     print("|---|---|---|---|---|---|---|---|---|")

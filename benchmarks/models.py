@@ -1,9 +1,9 @@
-"""Whole-model size and task fidelity of hyperonnx codecs on the real models (tests/realmodels.py).
+"""Whole-model size and task fidelity of hyperonnx codecs on the real models (benchmarks/realmodels.py).
 
     python benchmarks/models.py [--codec paper --codec paper-cnn] [--runtime ort|portable] [--models mobilenet,...]
 
 For every model and codec: whole-file size ratio against the fp32 original (external data counted), task
-fidelity on the model's own real evaluation data (tests/fidelity.py), conversion time, and session load time
+fidelity on the model's own real evaluation data (benchmarks/fidelity.py), conversion time, and session load time
 and median latency as ratios against the original, all measured in the same run.
 """
 
@@ -21,7 +21,6 @@ import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 import fidelity  # noqa: E402
 import realmodels as rm  # noqa: E402

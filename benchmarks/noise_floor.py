@@ -25,13 +25,12 @@ from onnx import numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 import realmodels as rm  # noqa: E402
 
 from hyperonnx.passes.select import Selection, choose, find_sites  # noqa: E402
 
-# 98 % of the 96 crops: the MobileNetV2 target of issue 6 allows at most one flip
+# 98 % of the 96 crops: a 98 % top-1 agreement target allows at most one flip
 ALLOWED_FLIPS = 1
 
 

@@ -265,8 +265,7 @@ def is_portable(path: Path) -> bool:
 
 
 def _realmodels():
-    sys.path.insert(0, str(ROOT / "tests"))  # after benchmarks/ (this script's folder), where it may move
-    import realmodels
+    import realmodels  # beside this script; imported late: only the real-model rows need it
 
     return realmodels
 

@@ -3,7 +3,7 @@
     python benchmarks/tune.py [--models mobilenet,minilm,terrain] [--targets 0.99,0.995,0.999] [--codec ecsq]
                               [--strip-debug-info] [--json OUT.json]
 
-The target is tuned on held-out inputs and the task metrics (tests/fidelity.py) are measured on each model's
+The target is tuned on held-out inputs and the task metrics (benchmarks/fidelity.py) are measured on each model's
 usual evaluation data, so the achieved task fidelity is out of sample:
 
 - MobileNetV2: tuned on 32 crops (``imagenet_inputs(4, seed=1)``), evaluated on the 96 crops of
@@ -29,7 +29,6 @@ import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 import fidelity  # noqa: E402
 import realmodels as rm  # noqa: E402

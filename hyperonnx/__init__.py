@@ -7,7 +7,7 @@
 ``import hyperonnx`` loads only the standard library: the public names below import their modules (numpy, onnx,
 onnxruntime, ml_dtypes) on first use, through the module ``__getattr__``. ml_dtypes alone (imported by onnx) took
 0.56-1.2 s of a 0.75-1.8 s import; a program that only wants :func:`library_path` or a session should not pay
-for the converter. tests/test_startup.py asserts which modules the import and those two calls load.
+for the converter. tests/platform/test_startup.py asserts which modules the import and those two calls load.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported where used: library_path() needs no onnxruntime (tests/test_startup.py)
+if TYPE_CHECKING:  # imported where used: library_path() needs no onnxruntime (tests/platform/test_startup.py)
     import onnxruntime as ort
 
 LIBRARY_NAME = "libhyperonnx_ops.so"

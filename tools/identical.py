@@ -1,6 +1,6 @@
 """Fingerprint what `hyperonnx convert` writes, to show a change leaves converted files byte-identical.
 
-Converts a fixed set of models (toy models, a float16-grid model and the real models of tests/realmodels.py)
+Converts a fixed set of models (toy models, a float16-grid model and the real models of benchmarks/realmodels.py)
 with a fixed set of options through the command line, and prints one JSON object: for every (model, options)
 case the SHA-256 of the written files and of `inspect --json` (timings dropped). Run it on two commits and
 compare:

@@ -1,6 +1,6 @@
 // Replays the fast path's fuzz target (tools/fuzz/fast_fuzz.cc) over the seed models in a folder
 // (tests/fuzz_corpus/fast/), each also truncated at many lengths and with deterministic bit flips: ctest
-// `fast_rewrite`, run under ASan + UBSan by tests/test_sanitizers.py and under qemu by tests/test_edge.py, so the
+// `fast_rewrite`, run under ASan + UBSan by tests/reliability/test_sanitizers.py and under qemu by tests/platform/test_edge.py, so the
 // ONNX reader is checked even where no libFuzzer is installed.
 #include <dirent.h>
 

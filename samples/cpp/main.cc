@@ -26,7 +26,7 @@
 //
 // The deterministic input: x[i] = (int64(s >> 40) - 2^23) / 2^23 with s = s * 6364136223846793005 +
 // 1442695040888963407 (mod 2^64) advanced once per element, starting from s = seed; every value is exact in
-// float32, so Python reproduces it bit for bit (tests/test_samples.py).
+// float32, so Python reproduces it bit for bit (tests/platform/test_samples.py).
 #include <algorithm>
 #include <chrono>
 #include <cmath>

@@ -1,5 +1,5 @@
 // libFuzzer target over the op library's attribute parser, table builders and blob decoders
-// (custom_ops/src/decoder.cc, codecs/*.cc, unpack.cc, dtype.cc). Built by tests/test_fuzz.py:
+// (custom_ops/src/decoder.cc, codecs/*.cc, unpack.cc, dtype.cc). Built by tests/reliability/test_fuzz.py:
 //
 //   clang++ -std=c++17 -O1 -g -ffp-contract=off -fsanitize=fuzzer,address,undefined -Icustom_ops/src \
 //     tools/fuzz/decoder_fuzz.cc custom_ops/src/{attrs,codec,decoder,dtype,parallel,unpack}.cc \
@@ -133,7 +133,7 @@ void parse_attrs(const std::string& text, FuzzAttrs* attrs) {
   }
 }
 
-// Known bug (tests/test_fuzz.py::test_decoder_known_bugs, tests/fuzz_corpus/decoder_known/): Decoder::create
+// Known bug (tests/reliability/test_fuzz.py::test_decoder_known_bugs, tests/fuzz_corpus/decoder_known/): Decoder::create
 // builds the whole reachable table (up to 2^32 rows) whenever it has no more rows than the tensor has codes, so
 // a node claiming a huge shape with wide codes allocates gigabytes before any blob is seen. Until that is fixed,
 // skip such inputs (unless HX_FUZZ_NO_FILTER is set) so the bounded CI run stays about everything else.

@@ -1,6 +1,6 @@
 // libFuzzer target over the fast path's ONNX reader/rewriter (custom_ops/src/fast/, include/hyperonnx/fast.h):
 // the input is an ONNX model (seeds: tests/fuzz_corpus/fast/). Built by tools/fuzz/build_decoder_fuzz.sh
-// next to the decoder target, run by tests/test_fuzz.py under ASan + UBSan.
+// next to the decoder target, run by tests/reliability/test_fuzz.py under ASan + UBSan.
 //
 // Checked: hyperonnx_fast_plan never crashes, reads out of bounds or leaks on any bytes; when it accepts a model,
 // hyperonnx_fast_write fills exactly the sizes it announced (guard bytes around both buffers stay intact), and

@@ -51,7 +51,7 @@ class Finding(Exception):
 
 # One pair of capture buffers for the whole run: click caches a wrapper per stream object in a weak-keyed map
 # whose value holds the stream itself, so a fresh StringIO per input would be kept alive with all its text (the
-# fuzzer's RSS grew with every input; hyperonnx itself does not, see tests/test_soak.py).
+# fuzzer's RSS grew with every input; hyperonnx itself does not, see tests/reliability/test_soak.py).
 _CAPTURED_OUT, _CAPTURED_ERR = io.StringIO(), io.StringIO()
 
 
@@ -89,7 +89,7 @@ def _run_cli(argv: list[str]) -> tuple[int, str, str]:
 
 
 # Bugs found by this fuzzer in code outside its owner's reach, reported and pinned by an xfail(strict) test in
-# tests/test_fuzz.py (reproducers in tests/fuzz_corpus/known/). A finding whose message matches one of these
+# tests/reliability/test_fuzz.py (reproducers in tests/fuzz_corpus/known/). A finding whose message matches one of these
 # is counted as known, not failed. Remove an entry when its bug is fixed (the xfail test then XPASSes).
 KNOWN = {
     "inspect-keyerror": re.compile(r"hyperonnx inspect: exit 1: hyperonnx: internal error: KeyError"),

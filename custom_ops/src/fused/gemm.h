@@ -1,6 +1,6 @@
 // The multiply half of the fused kernels: Y (+)= A × T for a decoded weight tile T held in L1/L2, with runtime
 // dispatch (AVX2 + FMA where the CPU has them, portable C++ elsewhere). Accumulation order differs from MLAS; the
-// ops promise outputs within 1e-5 relative of decompress + the standard op (tests/test_fused.py).
+// ops promise outputs within 1e-5 relative of decompress + the standard op (tests/ops/test_fused.py).
 #pragma once
 
 #include <cstdint>
