@@ -37,7 +37,7 @@ rebuild() {  # the carried binaries do not run here (glibc, missing arch, ...): 
   command -v ninja >/dev/null && gen=(-G Ninja)
   cmake -S . -B "$dir" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DHYPERONNX_CUDA=ON -DHYPERONNX_BUILD_TESTS=ON \
         -DHYPERONNX_CUDA_ARCHS="$arch" "${inc[@]}" >"$OUT/rebuild.log" 2>&1 &&
-    cmake --build "$dir" -j 16 --target hyperonnx_ops hyperonnx_cuda_golden_test >>"$OUT/rebuild.log" 2>&1 ||
+    timeout 240 cmake --build "$dir" -j 16 --target hyperonnx_ops hyperonnx_cuda_golden_test >>"$OUT/rebuild.log" 2>&1 ||
     { echo "rebuild failed:"; tail -30 "$OUT/rebuild.log"; return 1; }
   BIN=$dir/custom_ops/tests/hyperonnx_cuda_golden_test
   LIB=$dir/libhyperonnx_ops.so
