@@ -9,7 +9,8 @@
 //             numpy reference / the CPU decoder
 //   blocktcq  blocktcq_kernel's warp (its 32 lanes in lockstep, the ballot emulated) over golden blocktcq cases and
 //             random blobs of every b and dtype, odd sizes, blocks smaller than, equal to and spanning a warp's 32
-//             weights, 1 and 3 warps == the numpy reference / the CPU decoder; its lane masks == the parity walk
+//             weights, both loop forms (B a multiple of 32 or not), 1 and 3 warps == the numpy reference / the CPU
+//             decoder; its lane masks == the parity walk
 // The GPU itself is tested by cuda_golden_test.cc (tests/gpu/run.sh).
 #include <cstdio>
 #include <cstring>
@@ -122,7 +123,7 @@ std::vector<uint8_t> pack(const std::vector<uint32_t>& codes, int bits) {
 }
 
 struct Kinds {
-  int rows = 0, elems = 0, warps = 0, byte_loads = 0, generated_tables = 0, too_large = 0, host_codec = 0;
+  int rows = 0, elems = 0, warps = 0, whole = 0, byte_loads = 0, generated_tables = 0, too_large = 0, host_codec = 0;
 };
 Kinds g_kinds;
 
@@ -189,13 +190,14 @@ void run_blockvq_case(const std::string& name, const Decoder& dec, const std::ve
 // blocktcq_kernel of decode_kernel.cu, warp `warp` of `nwarps`, its 32 lanes in lockstep: each chunk's phase 1
 // (tcq_theta) for every lane, the ballot built from the lanes' predicates as __ballot_sync does (bit l = lane l's
 // θ & 1, all 32 lanes taking part), then phase 2 (tcq_store) for every lane and the warp-uniform carry.
-template <int DT, bool kAligned>
+template <int DT, bool kAligned, bool kWhole>
 void emulate_blocktcq_warp(const hyperonnx::cuda::BlockTcqArgs& a, uint64_t warp, uint64_t nwarps) {
   const uint32_t mask = detail::code_mask(static_cast<uint32_t>(a.level_bits));
   const uint64_t units = detail::tcq_units(a);
   for (uint64_t unit = warp; unit < units; unit += nwarps) {
     const detail::TcqSpan sp = detail::tcq_span(a, unit);
     detail::TcqCarry carry;
+    detail::TcqWhole w = detail::tcq_whole_start(a, sp);
     for (uint64_t c0 = sp.r0; c0 < sp.r1; c0 += 32) {
       uint32_t theta[32];
       uint32_t ballot = 0;
@@ -203,8 +205,18 @@ void emulate_blocktcq_warp(const hyperonnx::cuda::BlockTcqArgs& a, uint64_t warp
         theta[lane] = detail::tcq_theta<kAligned>(a, mask, c0 + lane, sp.r1);
         ballot |= static_cast<uint32_t>((theta[lane] & 1u) != 0) << lane;
       }
-      for (uint32_t lane = 0; lane < 32; ++lane) detail::tcq_store<DT>(a, theta[lane], c0, lane, sp.r1, ballot, carry);
-      carry = detail::tcq_next_carry(a, c0, sp.r1, ballot, carry);
+      for (uint32_t lane = 0; lane < 32; ++lane) {
+        if (kWhole) {
+          detail::tcq_store_whole<DT>(a, theta[lane], c0, lane, sp.r1, ballot, w);
+        } else {
+          detail::tcq_store<DT>(a, theta[lane], c0, lane, sp.r1, ballot, carry);
+        }
+      }
+      if (kWhole) {
+        detail::tcq_whole_next(a, ballot, w);
+      } else {
+        carry = detail::tcq_next_carry(a, c0, sp.r1, ballot, carry);
+      }
     }
   }
 }
@@ -285,11 +297,14 @@ void run_blocktcq_case(const std::string& name, const Decoder& dec, const std::v
         if (!check(p.status == detail::BlockTcqPlan::kOk, what + ": plan refused")) continue;
         g_kinds.byte_loads += !p.blob_aligned;
         ++g_kinds.warps;
+        g_kinds.whole += p.whole_chunks;
         for (uint64_t t = 0; t < stride; ++t) {
           auto body = [&](auto dt) {
             constexpr int kDt = decltype(dt)::value;
-            if (p.blob_aligned) emulate_blocktcq_warp<kDt, true>(a, t, stride);
-            if (!p.blob_aligned) emulate_blocktcq_warp<kDt, false>(a, t, stride);
+            if (p.blob_aligned && p.whole_chunks) emulate_blocktcq_warp<kDt, true, true>(a, t, stride);
+            if (p.blob_aligned && !p.whole_chunks) emulate_blocktcq_warp<kDt, true, false>(a, t, stride);
+            if (!p.blob_aligned && p.whole_chunks) emulate_blocktcq_warp<kDt, false, true>(a, t, stride);
+            if (!p.blob_aligned && !p.whole_chunks) emulate_blocktcq_warp<kDt, false, false>(a, t, stride);
           };
           switch (a.dtype) {
             case 1: body(std::integral_constant<int, 1>{}); break;
@@ -505,7 +520,7 @@ int main(int argc, char** argv) {
   int random_btcq = 0;
   for (int b = 1; b <= 8; ++b) {
     for (int dtype : {1, 10, 11, 16}) {
-      for (int64_t block : {2, 7, 32, 33, 100, 300, 4096}) {
+      for (int64_t block : {2, 7, 32, 33, 64, 100, 300, 4096}) {
         if ((b + dtype + block) % 2 == 0 && block != 32) continue;  // a sample of the combinations
         const int64_t numel = 1 + static_cast<int64_t>(rng() % 6000);
         std::string error;
@@ -526,10 +541,10 @@ int main(int argc, char** argv) {
   }
   std::printf("emulated kernels: %zu golden cases, %d random tensors, %d with bad codes, %d random blockvq tensors "
               "(%d blockvq cases in all), %d random blocktcq tensors (%d blocktcq cases in all); launches: %d "
-              "row/pair-kernel, %d element-kernel, %d blocktcq warp-kernel, %d with byte code loads; %d tables generated for the device, "
+              "row/pair-kernel, %d element-kernel, %d blocktcq warp-kernel (%d with B a multiple of 32), %d with byte code loads; %d tables generated for the device, "
               "%d too large, %d host-decoded codec cases (ecsq, tcq, grid)\n",
               cases.size(), random, bad_cases, random_bvq, g_blockvq, random_btcq, g_blocktcq, g_kinds.rows,
-              g_kinds.elems, g_kinds.warps, g_kinds.byte_loads, g_kinds.generated_tables, g_kinds.too_large, g_kinds.host_codec);
+              g_kinds.elems, g_kinds.warps, g_kinds.whole, g_kinds.byte_loads, g_kinds.generated_tables, g_kinds.too_large, g_kinds.host_codec);
   std::printf("%s: %d failures\n", g_failures == 0 ? "PASS" : "FAIL", g_failures);
   return g_failures == 0 ? 0 : 1;
 }

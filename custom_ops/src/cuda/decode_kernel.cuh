@@ -302,8 +302,20 @@ HX_DEVICE uint32_t tcq_u(uint32_t ballot, uint32_t folded, uint64_t c0, uint64_t
   return parity_of(ballot & tcq_mask(t) & (~0u << static_cast<uint32_t>(bs - c0)));
 }
 
-// Phase 2 of a chunk, per lane: the parity before element e = c0 + lane, f = 2θ + parity, the block's level times
-// its scale, the cast and the store.
+// Element e of block q with its parity: f = 2θ + parity, the block's level times its scale, the cast and the store.
+template <int DT>
+HX_DEVICE void tcq_emit(const BlockTcqArgs& a, uint32_t theta, uint64_t e, uint64_t q, uint32_t parity) {
+  const uint64_t hbit = q * 10;
+  const uint8_t* hp = a.blob + a.code_bytes + (hbit >> 3);
+  const uint32_t h =
+      ((static_cast<uint32_t>(HX_LDG(hp)) | (static_cast<uint32_t>(HX_LDG(hp + 1)) << 8)) >> (hbit & 7)) & 0x3ffu;
+  const float s = HX_LDG(a.params + (h & 255u));
+  const float* lv = a.params + 256 + (h >> 8) * (2u << a.level_bits);
+  using E = typename BvqOut<DT>::E;
+  static_cast<E*>(a.out)[e] = BvqOut<DT>::cast(HX_FMUL(HX_LDG(lv + 2 * theta + parity), s));
+}
+
+// Phase 2 of a chunk, per lane (any B): the parity before element e = c0 + lane, then tcq_emit.
 template <int DT>
 HX_DEVICE void tcq_store(const BlockTcqArgs& a, uint32_t theta, uint64_t c0, uint32_t lane, uint64_t r1,
                          uint32_t ballot, const TcqCarry& carry) {
@@ -319,14 +331,7 @@ HX_DEVICE void tcq_store(const BlockTcqArgs& a, uint32_t theta, uint64_t c0, uin
   } else {
     parity = tcq_u(ballot, tcq_fold(ballot, carry), c0, bs, lane - 1);
   }
-  const uint64_t hbit = q * 10;
-  const uint8_t* hp = a.blob + a.code_bytes + (hbit >> 3);
-  const uint32_t h =
-      ((static_cast<uint32_t>(HX_LDG(hp)) | (static_cast<uint32_t>(HX_LDG(hp + 1)) << 8)) >> (hbit & 7)) & 0x3ffu;
-  const float s = HX_LDG(a.params + (h & 255u));
-  const float* lv = a.params + 256 + (h >> 8) * (2u << a.level_bits);
-  using E = typename BvqOut<DT>::E;
-  static_cast<E*>(a.out)[e] = BvqOut<DT>::cast(HX_FMUL(HX_LDG(lv + 2 * theta + parity), s));
+  tcq_emit<DT>(a, theta, e, q, parity);
 }
 
 // The carry into the chunk after the one at c0 (the same value in every lane).
@@ -343,9 +348,48 @@ HX_DEVICE TcqCarry tcq_next_carry(const BlockTcqArgs& a, uint64_t c0, uint64_t r
   return next;
 }
 
+// B a multiple of 32 (the default B = 32 among them): a span starts a block, so every chunk lies inside one block;
+// the block index and the carry are kept from chunk to chunk, with no division and no block start inside a chunk.
+// Fewer instructions per weight than the general path, which matters where the decode is issue-bound rather than
+// memory-bound (float16 outputs).
+struct TcqWhole {
+  uint64_t q = 0;    // block of the current chunk
+  uint32_t off = 0;  // the chunk's offset in its block
+  TcqCarry carry;
+};
+HX_DEVICE TcqWhole tcq_whole_start(const BlockTcqArgs& a, const TcqSpan& sp) {
+  TcqWhole w;
+  w.q = tcq_block_of(a, sp.r0);
+  return w;
+}
+// Phase 2 of a chunk, per lane (B a multiple of 32).
+template <int DT>
+HX_DEVICE void tcq_store_whole(const BlockTcqArgs& a, uint32_t theta, uint64_t c0, uint32_t lane, uint64_t r1,
+                               uint32_t ballot, const TcqWhole& w) {
+  const uint64_t e = c0 + lane;
+  if (e >= r1) return;
+  const uint32_t parity = lane == 0 ? w.carry.v1 : parity_of(tcq_fold(ballot, w.carry) & tcq_mask(lane - 1));
+  tcq_emit<DT>(a, theta, e, w.q, parity);
+}
+// On to the next chunk (the same in every lane).
+HX_DEVICE void tcq_whole_next(const BlockTcqArgs& a, uint32_t ballot, TcqWhole& w) {
+  w.off += 32;
+  if (w.off == a.block) {
+    w.off = 0;
+    ++w.q;
+    w.carry = TcqCarry();
+    return;
+  }
+  const uint32_t folded = tcq_fold(ballot, w.carry);
+  w.carry.v1 = parity_of(folded & tcq_mask(31));
+  w.carry.v2 = parity_of(folded & tcq_mask(30));
+  w.carry.v3 = parity_of(folded & tcq_mask(29));
+}
+
 struct BlockTcqPlan {
   enum Status { kOk, kInvalid, kMisaligned } status = kOk;
   bool blob_aligned = false;  // 4-byte aligned blob: word code loads
+  bool whole_chunks = false;  // B a multiple of 32: tcq_store_whole
   uint32_t elem_bytes = 4;
 };
 
@@ -367,6 +411,7 @@ inline BlockTcqPlan plan_blocktcq(const BlockTcqArgs& a) {
     return p;
   }
   p.blob_aligned = aligned_to(a.blob, 4);
+  p.whole_chunks = a.block % 32 == 0;
   return p;
 }
 
