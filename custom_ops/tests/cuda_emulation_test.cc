@@ -7,8 +7,10 @@
 //   badcodes  out-of-range codes: lowest index reported by decode and scan, the table never read for them
 //   blockvq   blockvq_body (golden blockvq cases and random blobs of every b, dtype and block size) == the
 //             numpy reference / the CPU decoder
-//   blocktcq  blocktcq_body (golden blocktcq cases and random blobs of every b, dtype, odd and even block sizes,
-//             outputs aligned to 4 elements or not: quad and element stores) == the numpy reference / the CPU decoder
+//   blocktcq  blocktcq_kernel's warp (its 32 lanes in lockstep, the ballot emulated) over golden blocktcq cases and
+//             random blobs of every b and dtype, odd sizes, blocks smaller than, equal to and spanning a warp's 32
+//             weights, both loop forms (B a multiple of 32 or not), 1 and 3 warps == the numpy reference / the CPU
+//             decoder; its lane masks == the parity walk
 // The GPU itself is tested by cuda_golden_test.cc (tests/gpu/run.sh).
 #include <cstdio>
 #include <cstring>
@@ -121,7 +123,7 @@ std::vector<uint8_t> pack(const std::vector<uint32_t>& codes, int bits) {
 }
 
 struct Kinds {
-  int rows = 0, elems = 0, byte_loads = 0, generated_tables = 0, too_large = 0, host_codec = 0;
+  int rows = 0, elems = 0, warps = 0, whole = 0, byte_loads = 0, generated_tables = 0, too_large = 0, host_codec = 0;
 };
 Kinds g_kinds;
 
@@ -185,9 +187,79 @@ void run_blockvq_case(const std::string& name, const Decoder& dec, const std::ve
   }
 }
 
-// blocktcq: blocktcq_body with blobs at byte offsets 0..3 (word and byte code loads) and outputs at element
-// offsets 0..3 (quad stores from the first multiple of 4, or element stores only), strides 1 and 7, against
-// `expect`.
+// blocktcq_kernel of decode_kernel.cu, warp `warp` of `nwarps`, its 32 lanes in lockstep: each chunk's phase 1
+// (tcq_theta) for every lane, the ballot built from the lanes' predicates as __ballot_sync does (bit l = lane l's
+// θ & 1, all 32 lanes taking part), then phase 2 (tcq_store) for every lane and the warp-uniform carry.
+template <int DT, bool kAligned, bool kWhole>
+void emulate_blocktcq_warp(const hyperonnx::cuda::BlockTcqArgs& a, uint64_t warp, uint64_t nwarps) {
+  const uint32_t mask = detail::code_mask(static_cast<uint32_t>(a.level_bits));
+  const uint64_t units = detail::tcq_units(a);
+  for (uint64_t unit = warp; unit < units; unit += nwarps) {
+    const detail::TcqSpan sp = detail::tcq_span(a, unit);
+    detail::TcqCarry carry;
+    detail::TcqWhole w = detail::tcq_whole_start(a, sp);
+    for (uint64_t c0 = sp.r0; c0 < sp.r1; c0 += 32) {
+      uint32_t theta[32];
+      uint32_t ballot = 0;
+      for (uint32_t lane = 0; lane < 32; ++lane) {
+        theta[lane] = detail::tcq_theta<kAligned>(a, mask, c0 + lane, sp.r1);
+        ballot |= static_cast<uint32_t>((theta[lane] & 1u) != 0) << lane;
+      }
+      for (uint32_t lane = 0; lane < 32; ++lane) {
+        if (kWhole) {
+          detail::tcq_store_whole<DT>(a, theta[lane], c0, lane, sp.r1, ballot, w);
+        } else {
+          detail::tcq_store<DT>(a, theta[lane], c0, lane, sp.r1, ballot, carry);
+        }
+      }
+      if (kWhole) {
+        detail::tcq_whole_next(a, ballot, w);
+      } else {
+        carry = detail::tcq_next_carry(a, c0, sp.r1, ballot, carry);
+      }
+    }
+  }
+}
+
+// The blocktcq trellis parity as a walk (docs/format.md: u_t = (θ_t & 1) ⊕ u_(t−2) ⊕ u_(t−3), the parity before t
+// is u_(t−1)) against the warp's masks, for every 32-bit pattern of low bits in a sample and every carry.
+void check_tcq_masks(std::mt19937_64& rng) {
+  int checked = 0;
+  for (int n = 0; n < 4000; ++n) {
+    const uint32_t ballot = n < 64 ? (n < 32 ? 1u << n : ~0u >> (n - 32)) : static_cast<uint32_t>(rng());
+    for (uint32_t c = 0; c < 8; ++c) {
+      detail::TcqCarry carry;
+      carry.v1 = c & 1;
+      carry.v2 = (c >> 1) & 1;
+      carry.v3 = (c >> 2) & 1;
+      uint32_t u1 = carry.v1, u2 = carry.v2, u3 = carry.v3;
+      const uint32_t folded = detail::tcq_fold(ballot, carry);
+      for (uint32_t t = 0; t < 32; ++t) {
+        const uint32_t u = ((ballot >> t) & 1u) ^ u2 ^ u3;
+        u3 = u2;
+        u2 = u1;
+        u1 = u;
+        check(detail::tcq_u(ballot, folded, 0, 0, t) == u, "tcq mask: lane " + std::to_string(t));
+        for (uint32_t s = 1; s <= t && c == 0; ++s) {  // a block starting at lane s: the walk from s
+          uint32_t w1 = 0, w2 = 0, w3 = 0;
+          for (uint32_t k = s; k <= t; ++k) {
+            const uint32_t w = ((ballot >> k) & 1u) ^ w2 ^ w3;
+            w3 = w2;
+            w2 = w1;
+            w1 = w;
+          }
+          check(detail::tcq_u(ballot, folded, 0, s, t) == w1, "tcq mask: lane " + std::to_string(t) + " from " +
+                                                                  std::to_string(s));
+        }
+        ++checked;
+      }
+    }
+  }
+  std::printf("blocktcq warp parity: %d (ballot, carry, lane) triples == the walk\n", checked);
+}
+
+// blocktcq: the emulated warp kernel with blobs at byte offsets 0..3 (word and byte code loads), outputs at element
+// offsets 0 and 1, grids of 1 and 3 warps, against `expect`.
 int g_blocktcq = 0;
 void run_blocktcq_case(const std::string& name, const Decoder& dec, const std::vector<uint8_t>& blob,
                        const std::vector<uint8_t>& expect) {
@@ -203,9 +275,8 @@ void run_blocktcq_case(const std::string& name, const Decoder& dec, const std::v
   const size_t esize = hyperonnx::dtype_size(dec.dtype());
   ++g_blocktcq;
   for (size_t blob_off : {0, 1, 2, 3}) {
-    for (size_t out_off : {size_t{0}, esize, 2 * esize, 3 * esize}) {
-      for (uint64_t stride : {1, 7}) {
-        if (out_off != 0 && out_off != esize && stride != 1) continue;  // fewer runs: strides are offset-blind
+    for (size_t out_off : {size_t{0}, esize}) {
+      for (uint64_t stride : {1, 3}) {
         Buf b(blob.size(), blob_off), o(dec.out_bytes(), out_off);
         if (!blob.empty()) std::memcpy(b.ptr, blob.data(), blob.size());
         std::memset(o.ptr, 0xFF, dec.out_bytes());
@@ -225,15 +296,15 @@ void run_blocktcq_case(const std::string& name, const Decoder& dec, const std::v
         const detail::BlockTcqPlan p = detail::plan_blocktcq(a);
         if (!check(p.status == detail::BlockTcqPlan::kOk, what + ": plan refused")) continue;
         g_kinds.byte_loads += !p.blob_aligned;
-        g_kinds.elems += !p.quad_store;
-        g_kinds.rows += p.quad_store;
+        ++g_kinds.warps;
+        g_kinds.whole += p.whole_chunks;
         for (uint64_t t = 0; t < stride; ++t) {
           auto body = [&](auto dt) {
             constexpr int kDt = decltype(dt)::value;
-            if (p.blob_aligned && p.quad_store) detail::blocktcq_body<kDt, true, true>(a, t, stride);
-            if (p.blob_aligned && !p.quad_store) detail::blocktcq_body<kDt, true, false>(a, t, stride);
-            if (!p.blob_aligned && p.quad_store) detail::blocktcq_body<kDt, false, true>(a, t, stride);
-            if (!p.blob_aligned && !p.quad_store) detail::blocktcq_body<kDt, false, false>(a, t, stride);
+            if (p.blob_aligned && p.whole_chunks) emulate_blocktcq_warp<kDt, true, true>(a, t, stride);
+            if (p.blob_aligned && !p.whole_chunks) emulate_blocktcq_warp<kDt, true, false>(a, t, stride);
+            if (!p.blob_aligned && p.whole_chunks) emulate_blocktcq_warp<kDt, false, true>(a, t, stride);
+            if (!p.blob_aligned && !p.whole_chunks) emulate_blocktcq_warp<kDt, false, false>(a, t, stride);
           };
           switch (a.dtype) {
             case 1: body(std::integral_constant<int, 1>{}); break;
@@ -389,6 +460,7 @@ int main(int argc, char** argv) {
     run_case(c.name, *dec, c.blob, c.expect);
   }
   std::mt19937_64 rng(5);
+  check_tcq_masks(rng);
   int random = 0, bad_cases = 0;
   for (int bits = 1; bits <= 32; ++bits) {
     for (int dtype : {1, 10, 11, 16}) {
@@ -448,7 +520,7 @@ int main(int argc, char** argv) {
   int random_btcq = 0;
   for (int b = 1; b <= 8; ++b) {
     for (int dtype : {1, 10, 11, 16}) {
-      for (int64_t block : {2, 7, 32, 33, 4096}) {
+      for (int64_t block : {2, 7, 32, 33, 64, 100, 300, 4096}) {
         if ((b + dtype + block) % 2 == 0 && block != 32) continue;  // a sample of the combinations
         const int64_t numel = 1 + static_cast<int64_t>(rng() % 6000);
         std::string error;
@@ -469,10 +541,10 @@ int main(int argc, char** argv) {
   }
   std::printf("emulated kernels: %zu golden cases, %d random tensors, %d with bad codes, %d random blockvq tensors "
               "(%d blockvq cases in all), %d random blocktcq tensors (%d blocktcq cases in all); launches: %d "
-              "row/pair/quad-kernel, %d element-kernel, %d with byte code loads; %d tables generated for the device, "
+              "row/pair-kernel, %d element-kernel, %d blocktcq warp-kernel (%d with B a multiple of 32), %d with byte code loads; %d tables generated for the device, "
               "%d too large, %d host-decoded codec cases (ecsq, tcq, grid)\n",
               cases.size(), random, bad_cases, random_bvq, g_blockvq, random_btcq, g_blocktcq, g_kinds.rows,
-              g_kinds.elems, g_kinds.byte_loads, g_kinds.generated_tables, g_kinds.too_large, g_kinds.host_codec);
+              g_kinds.elems, g_kinds.warps, g_kinds.whole, g_kinds.byte_loads, g_kinds.generated_tables, g_kinds.too_large, g_kinds.host_codec);
   std::printf("%s: %d failures\n", g_failures == 0 ? "PASS" : "FAIL", g_failures);
   return g_failures == 0 ? 0 : 1;
 }

@@ -41,9 +41,33 @@ __global__ void __launch_bounds__(kThreads) blockvq_kernel(BlockVQArgs a) {
   detail::blockvq_body<DT, kAligned, kPairStore>(a, thread_first(), grid_stride());
 }
 
-template <int DT, bool kAligned, bool kQuad>
+// One warp per unit of whole blocks (decode_kernel.cuh, "blocktcq"), one weight per lane, 32 at a time: every loop
+// bound is the same across the warp, so all 32 lanes reach each ballot. kWhole: B is a multiple of 32.
+template <int DT, bool kAligned, bool kWhole>
 __global__ void __launch_bounds__(kThreads) blocktcq_kernel(BlockTcqArgs a) {
-  detail::blocktcq_body<DT, kAligned, kQuad>(a, thread_first(), grid_stride());
+  const uint32_t lane = threadIdx.x & 31u;
+  const uint32_t mask = detail::code_mask(static_cast<uint32_t>(a.level_bits));
+  const uint64_t units = detail::tcq_units(a);
+  for (uint64_t unit = thread_first() >> 5; unit < units; unit += grid_stride() >> 5) {
+    const detail::TcqSpan sp = detail::tcq_span(a, unit);
+    if (kWhole) {
+      detail::TcqWhole w = detail::tcq_whole_start(a, sp);
+      for (uint64_t c0 = sp.r0; c0 < sp.r1; c0 += 32) {
+        const uint32_t theta = detail::tcq_theta<kAligned>(a, mask, c0 + lane, sp.r1);
+        const uint32_t ballot = __ballot_sync(0xffffffffu, theta & 1u);
+        detail::tcq_store_whole<DT>(a, theta, c0, lane, sp.r1, ballot, w);
+        detail::tcq_whole_next(a, ballot, w);
+      }
+    } else {
+      detail::TcqCarry carry;
+      for (uint64_t c0 = sp.r0; c0 < sp.r1; c0 += 32) {
+        const uint32_t theta = detail::tcq_theta<kAligned>(a, mask, c0 + lane, sp.r1);
+        const uint32_t ballot = __ballot_sync(0xffffffffu, theta & 1u);
+        detail::tcq_store<DT>(a, theta, c0, lane, sp.r1, ballot, carry);
+        carry = detail::tcq_next_carry(a, c0, sp.r1, ballot, carry);
+      }
+    }
+  }
 }
 
 unsigned blocks_for(uint64_t n) {
@@ -89,15 +113,15 @@ void blockvq(const BlockVQArgs& a, const detail::BlockVQPlan& p, cudaStream_t s)
 
 template <int DT>
 void blocktcq(const BlockTcqArgs& a, const detail::BlockTcqPlan& p, cudaStream_t s) {
-  const unsigned grid = blocks_for(a.nblocks);
+  const unsigned grid = blocks_for(detail::tcq_units(a) * 32);  // kThreads is a multiple of 32: whole warps
   if (p.blob_aligned) {
-    if (p.quad_store) {
+    if (p.whole_chunks) {
       blocktcq_kernel<DT, true, true><<<grid, kThreads, 0, s>>>(a);
     } else {
       blocktcq_kernel<DT, true, false><<<grid, kThreads, 0, s>>>(a);
     }
   } else {
-    if (p.quad_store) {
+    if (p.whole_chunks) {
       blocktcq_kernel<DT, false, true><<<grid, kThreads, 0, s>>>(a);
     } else {
       blocktcq_kernel<DT, false, false><<<grid, kThreads, 0, s>>>(a);

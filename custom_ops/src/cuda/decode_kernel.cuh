@@ -222,64 +222,174 @@ inline BlockVQPlan plan_blockvq(const BlockVQArgs& a) {
 }
 
 // ---- blocktcq -------------------------------------------------------------------------------------------
-template <typename E>
-struct alignas(4 * sizeof(E) > 16 ? 16 : 4 * sizeof(E)) TcqQuad {
-  E v[4];
-};
+// One weight per lane: a warp decodes 32 consecutive weights at a time (a "chunk") and gets every weight's trellis
+// parity from one ballot of the 32 low bits of θ instead of a walk. docs/format.md's closed form: the parity before
+// weight t of a block is u_(t−1), u_t = Σ_(s≤t) (θ_s & 1)·g_(t−s) mod 2 with g = 1 0 1 1 1 0 0 repeating (the
+// power series of 1 / (1 + z² + z³) over GF(2)), so u_t = popc(P & tcq_mask(t)) & 1 for the ballot P of a chunk
+// that starts a block. A block that began in an earlier chunk enters as its last three parities (v1, v2, v3) =
+// (u_(−1), u_(−2), u_(−3)), folded into bits 0..2 of P (u_0 = p_0 ⊕ v2 ⊕ v3, u_1 = p_1 ⊕ v1 ⊕ v2, u_2 = p_2 ⊕ u_0 ⊕
+// v1); a block that begins inside the chunk at lane s masks off the bits below s.
+// Lane masks: bit s of tcq_mask(t) is g_(t−s) for s ≤ t, 0 above t; all 32 are shifts of one word, bit i of kTcqG
+// being g_((31 − i) mod 7). The definition, for the compile-time check:
+constexpr uint32_t tcq_mask_by_definition(uint32_t t) {
+  uint32_t m = 0;
+  for (uint32_t s = 0; s <= t; ++s) m |= ((0x1du >> ((t - s) % 7)) & 1u) << s;  // 0x1d: g_0..g_6 = 1 0 1 1 1 0 0
+  return m;
+}
+constexpr uint32_t kTcqG = tcq_mask_by_definition(31);
+HX_DEVICE uint32_t tcq_mask(uint32_t t) { return kTcqG >> (31 - t); }
+constexpr bool tcq_masks_match() {
+  for (uint32_t t = 0; t < 32; ++t) {
+    if ((kTcqG >> (31 - t)) != tcq_mask_by_definition(t)) return false;
+  }
+  return true;
+}
+static_assert(tcq_masks_match(), "every lane mask is a shift of the last one");
 
-// One weight of a block: θ, its level f = 2θ + (state & 1) in the block's fine level set `lv`, the product and
-// the cast; the state's parity is u_(t−1) of the closed form (docs/format.md, "blocktcq"; the CPU decoder proves
-// it equal to the NEXT walk), kept in three registers: u_t = (θ_t & 1) ⊕ u_(t−2) ⊕ u_(t−3).
-template <int DT, bool kAligned>
-HX_DEVICE typename BvqOut<DT>::E tcq_weight(const BlockTcqArgs& a, uint32_t mask, const float* __restrict__ lv,
-                                            float s, uint64_t e, uint32_t& u1, uint32_t& u2, uint32_t& u3) {
-  const uint32_t theta = load_code<kAligned>(a.blob, a.blob_len, static_cast<uint32_t>(a.level_bits), mask, e);
-  const float v = HX_FMUL(HX_LDG(lv + 2 * theta + u1), s);
-  const uint32_t u = (theta & 1u) ^ u2 ^ u3;
-  u3 = u2;
-  u2 = u1;
-  u1 = u;
-  return BvqOut<DT>::cast(v);
+HX_DEVICE uint32_t parity_of(uint32_t x) {
+#ifdef __CUDACC__
+  return static_cast<uint32_t>(__popc(x)) & 1u;
+#else
+  return static_cast<uint32_t>(__builtin_popcount(x)) & 1u;
+#endif
 }
 
-// Blocks first, first + stride, ...: each walked from state 0 at its first weight. kQuad: the output is aligned to
-// four elements, so the weights from each multiple of 4 on go out as one vector store of four.
-template <int DT, bool kAligned, bool kQuad>
-HX_DEVICE void blocktcq_body(const BlockTcqArgs& a, uint64_t first, uint64_t stride) {
+// The three parities a block carries from one chunk into the next: v1 = u at the chunk's last weight, v2, v3 the two
+// before it; zero where those weights belong to an earlier block (or for a chunk that starts a block).
+struct TcqCarry {
+  uint32_t v1 = 0, v2 = 0, v3 = 0;
+};
+
+// A warp's work: whole blocks [unit·per, (unit + 1)·per) with per = max(1, 256 / B), as elements [r0, r1): a span
+// starts a block, so it needs no parity from before it; 256 weights (8 chunks at the default B = 32) spread the
+// span setup without leaving a 64M-weight tensor short of warps. Not yet tuned on a GPU (tests/gpu/README.md).
+struct TcqSpan {
+  uint64_t r0 = 0, r1 = 0;
+};
+HX_HOST_DEVICE inline uint64_t tcq_blocks_per_unit(uint32_t block) { return block >= 256 ? 1 : 256 / block; }
+HX_HOST_DEVICE inline uint64_t tcq_units(const BlockTcqArgs& a) {
+  const uint64_t per = tcq_blocks_per_unit(a.block);
+  return (a.nblocks + per - 1) / per;
+}
+HX_DEVICE TcqSpan tcq_span(const BlockTcqArgs& a, uint64_t unit) {
+  const uint64_t per_elems = tcq_blocks_per_unit(a.block) * a.block;
+  TcqSpan sp;
+  sp.r0 = unit * per_elems;
+  sp.r1 = sp.r0 + per_elems < a.numel ? sp.r0 + per_elems : a.numel;
+  return sp;
+}
+
+// The block holding element e (32-bit division where the tensor allows it).
+HX_DEVICE uint64_t tcq_block_of(const BlockTcqArgs& a, uint64_t e) {
+  if (a.numel <= 0xffffffffull) return static_cast<uint32_t>(e) / a.block;
+  return e / a.block;
+}
+
+// Phase 1 of a chunk, per lane: the code of element e (0 past the span's end, so its bit in the ballot is 0).
+template <bool kAligned>
+HX_DEVICE uint32_t tcq_theta(const BlockTcqArgs& a, uint32_t mask, uint64_t e, uint64_t r1) {
+  return e < r1 ? load_code<kAligned>(a.blob, a.blob_len, static_cast<uint32_t>(a.level_bits), mask, e) : 0u;
+}
+
+// The ballot with the carry folded in (for the lanes of the block that began before chunk start c0).
+HX_DEVICE uint32_t tcq_fold(uint32_t ballot, const TcqCarry& c) {
+  return ballot ^ ((c.v2 ^ c.v3) | ((c.v1 ^ c.v2) << 1) | (c.v1 << 2));
+}
+
+// u at lane t (0..31) of the chunk at c0, for the block starting at bs (bs ≤ c0 + t).
+HX_DEVICE uint32_t tcq_u(uint32_t ballot, uint32_t folded, uint64_t c0, uint64_t bs, uint32_t t) {
+  if (bs <= c0) return parity_of(folded & tcq_mask(t));
+  return parity_of(ballot & tcq_mask(t) & (~0u << static_cast<uint32_t>(bs - c0)));
+}
+
+// Element e of block q with its parity: f = 2θ + parity, the block's level times its scale, the cast and the store.
+template <int DT>
+HX_DEVICE void tcq_emit(const BlockTcqArgs& a, uint32_t theta, uint64_t e, uint64_t q, uint32_t parity) {
+  const uint64_t hbit = q * 10;
+  const uint8_t* hp = a.blob + a.code_bytes + (hbit >> 3);
+  const uint32_t h =
+      ((static_cast<uint32_t>(HX_LDG(hp)) | (static_cast<uint32_t>(HX_LDG(hp + 1)) << 8)) >> (hbit & 7)) & 0x3ffu;
+  const float s = HX_LDG(a.params + (h & 255u));
+  const float* lv = a.params + 256 + (h >> 8) * (2u << a.level_bits);
   using E = typename BvqOut<DT>::E;
-  const uint32_t mask = code_mask(static_cast<uint32_t>(a.level_bits));
-  const uint32_t fine = 2u << a.level_bits;
-  const float* __restrict__ scales = a.params;
-  const float* __restrict__ levels = a.params + 256;
-  const uint8_t* __restrict__ headers = a.blob + a.code_bytes;
-  E* __restrict__ out = static_cast<E*>(a.out);
-  for (uint64_t q = first; q < a.nblocks; q += stride) {
-    const uint64_t hbit = q * 10;
-    const uint8_t* hp = headers + (hbit >> 3);
-    const uint32_t h =
-        ((static_cast<uint32_t>(HX_LDG(hp)) | (static_cast<uint32_t>(HX_LDG(hp + 1)) << 8)) >> (hbit & 7)) & 0x3ffu;
-    const float s = HX_LDG(scales + (h & 255u));
-    const float* lv = levels + (h >> 8) * fine;
-    const uint64_t e0 = q * a.block;
-    const uint64_t e1 = e0 + a.block < a.numel ? e0 + a.block : a.numel;
-    uint32_t u1 = 0, u2 = 0, u3 = 0;
-    uint64_t e = e0;
-    if (kQuad) {
-      for (; e < e1 && (e & 3); ++e) out[e] = tcq_weight<DT, kAligned>(a, mask, lv, s, e, u1, u2, u3);
-      for (; e + 4 <= e1; e += 4) {
-        TcqQuad<E> quad;
-        for (int i = 0; i < 4; ++i) quad.v[i] = tcq_weight<DT, kAligned>(a, mask, lv, s, e + i, u1, u2, u3);
-        reinterpret_cast<TcqQuad<E>*>(out)[e >> 2] = quad;
-      }
-    }
-    for (; e < e1; ++e) out[e] = tcq_weight<DT, kAligned>(a, mask, lv, s, e, u1, u2, u3);
+  static_cast<E*>(a.out)[e] = BvqOut<DT>::cast(HX_FMUL(HX_LDG(lv + 2 * theta + parity), s));
+}
+
+// Phase 2 of a chunk, per lane (any B): the parity before element e = c0 + lane, then tcq_emit.
+template <int DT>
+HX_DEVICE void tcq_store(const BlockTcqArgs& a, uint32_t theta, uint64_t c0, uint32_t lane, uint64_t r1,
+                         uint32_t ballot, const TcqCarry& carry) {
+  const uint64_t e = c0 + lane;
+  if (e >= r1) return;
+  const uint64_t q = tcq_block_of(a, e);
+  const uint64_t bs = q * a.block;
+  uint32_t parity = 0;
+  if (e == bs) {
+    parity = 0;
+  } else if (lane == 0) {
+    parity = carry.v1;
+  } else {
+    parity = tcq_u(ballot, tcq_fold(ballot, carry), c0, bs, lane - 1);
   }
+  tcq_emit<DT>(a, theta, e, q, parity);
+}
+
+// The carry into the chunk after the one at c0 (the same value in every lane).
+HX_DEVICE TcqCarry tcq_next_carry(const BlockTcqArgs& a, uint64_t c0, uint64_t r1, uint32_t ballot,
+                                  const TcqCarry& carry) {
+  TcqCarry next;
+  const uint64_t n0 = c0 + 32;
+  if (n0 >= r1) return next;
+  const uint64_t bs = tcq_block_of(a, n0) * a.block;
+  const uint32_t folded = tcq_fold(ballot, carry);
+  if (n0 - 1 >= bs) next.v1 = tcq_u(ballot, folded, c0, bs, 31);
+  if (n0 - 2 >= bs) next.v2 = tcq_u(ballot, folded, c0, bs, 30);
+  if (n0 - 3 >= bs) next.v3 = tcq_u(ballot, folded, c0, bs, 29);
+  return next;
+}
+
+// B a multiple of 32 (the default B = 32 among them): a span starts a block, so every chunk lies inside one block;
+// the block index and the carry are kept from chunk to chunk, with no division and no block start inside a chunk.
+// Fewer instructions per weight than the general path, which matters where the decode is issue-bound rather than
+// memory-bound (float16 outputs).
+struct TcqWhole {
+  uint64_t q = 0;    // block of the current chunk
+  uint32_t off = 0;  // the chunk's offset in its block
+  TcqCarry carry;
+};
+HX_DEVICE TcqWhole tcq_whole_start(const BlockTcqArgs& a, const TcqSpan& sp) {
+  TcqWhole w;
+  w.q = tcq_block_of(a, sp.r0);
+  return w;
+}
+// Phase 2 of a chunk, per lane (B a multiple of 32).
+template <int DT>
+HX_DEVICE void tcq_store_whole(const BlockTcqArgs& a, uint32_t theta, uint64_t c0, uint32_t lane, uint64_t r1,
+                               uint32_t ballot, const TcqWhole& w) {
+  const uint64_t e = c0 + lane;
+  if (e >= r1) return;
+  const uint32_t parity = lane == 0 ? w.carry.v1 : parity_of(tcq_fold(ballot, w.carry) & tcq_mask(lane - 1));
+  tcq_emit<DT>(a, theta, e, w.q, parity);
+}
+// On to the next chunk (the same in every lane).
+HX_DEVICE void tcq_whole_next(const BlockTcqArgs& a, uint32_t ballot, TcqWhole& w) {
+  w.off += 32;
+  if (w.off == a.block) {
+    w.off = 0;
+    ++w.q;
+    w.carry = TcqCarry();
+    return;
+  }
+  const uint32_t folded = tcq_fold(ballot, w.carry);
+  w.carry.v1 = parity_of(folded & tcq_mask(31));
+  w.carry.v2 = parity_of(folded & tcq_mask(30));
+  w.carry.v3 = parity_of(folded & tcq_mask(29));
 }
 
 struct BlockTcqPlan {
   enum Status { kOk, kInvalid, kMisaligned } status = kOk;
   bool blob_aligned = false;  // 4-byte aligned blob: word code loads
-  bool quad_store = false;    // output aligned to four elements
+  bool whole_chunks = false;  // B a multiple of 32: tcq_store_whole
   uint32_t elem_bytes = 4;
 };
 
@@ -301,8 +411,7 @@ inline BlockTcqPlan plan_blocktcq(const BlockTcqArgs& a) {
     return p;
   }
   p.blob_aligned = aligned_to(a.blob, 4);
-  // TcqQuad of doubles is 32 bytes aligned to 16: a 16-byte aligned output suffices for its two 16-byte stores.
-  p.quad_store = aligned_to(a.out, p.elem_bytes == 8 ? 16 : 4 * p.elem_bytes);
+  p.whole_chunks = a.block % 32 == 0;
   return p;
 }
 

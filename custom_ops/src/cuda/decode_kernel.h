@@ -60,10 +60,11 @@ struct BlockTcqArgs {
   void* out = nullptr;            // device, numel elements, aligned to the element size
 };
 
-// One block per thread, walking its weights in order (the trellis parity is sequential within a block): per
-// weight its code, f = 2θ + parity, the level times the block scale (one IEEE float32 product, --fmad=false), the
-// cast of dtype.h; four weights stored as one vector when the output is aligned to four elements. Every code and
-// header is valid by construction, so there is nothing to report.
+// One weight per thread: each warp takes 32 consecutive weights of a run of whole blocks at a time and gets every
+// weight's trellis parity from one ballot of the codes' low bits (the closed form of docs/format.md, "blocktcq"),
+// then per weight its code, f = 2θ + parity, the level times the block scale (one IEEE float32 product,
+// --fmad=false) and the cast of dtype.h. Every code and header is valid by construction, so there is nothing to
+// report.
 int launch_blocktcq(const BlockTcqArgs& args, void* stream);
 
 // Decodes the whole tensor: one code per thread, rows copied as one 2/4/8/16-byte word when the row size
