@@ -370,7 +370,7 @@ def measure(case: Case, sample: CppSample | None, configs: list[str], rounds: in
         for config in configs:
             if config in CPP_CONFIGS:
                 model = case.original if config == "cpp-original" else case.converted
-                extra = sample.args if config == "cpp-fast" else []
+                extra = sample.args if config == "cpp-fast" else ["--plain"]  # the original: plain ORT
                 samples[config].append(sample.run(model, npy, threads, runs, extra))
             else:
                 model = {"original": case.original, "portable": case.portable}.get(config, case.converted)
