@@ -38,6 +38,7 @@ import onnx
 
 from hyperonnx import api, codec, evaluate, jsonout, model_io
 from hyperonnx.errors import HyperonnxError, short_reason
+from hyperonnx.passes.select import FLOAT_TYPES
 
 # The entropy-coded points are tcq's (ecsq's streams with the trellis: ~1 dB better at the same size).
 # blocktcq is the default (fixed rate, decodes everywhere); one blockvq point shows what its trellis buys.
@@ -59,7 +60,6 @@ ORT_OPTIONS: dict[str, set[str]] = {
     "ort-nbits": {"bits", "block", "algo", "symmetric", "ops"},
 }
 REFERENCE = "fp32"
-FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
 DEFAULT_THREADS = 2  # the same as benchmarks/models.py; small devices rarely have more cores to give one model
 
 
