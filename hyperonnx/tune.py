@@ -10,8 +10,8 @@ target, generated ones only a rough one.
 
 How:
 
-1. every selected tensor is encoded at each candidate setting of its codec family (``budget.BUDGET_OPTIONS``),
-   exactly as the size-budget mode does;
+1. every selected tensor is encoded at each rung of its codec's budget ladder (``budget.ladder``), giving its
+   candidates, exactly as the size-budget mode does (:func:`compress.encode_candidates`);
 2. *sensitivity*: on a few samples, each tensor alone is replaced by its decoded version at a probe setting (the
    middle of the ladder) and the drop of the output cosine is measured (:mod:`hyperonnx.sensitivity`); a tensor's
    *gain* is that drop per unit of its relative weight noise, so the predicted drop of a whole allocation is

@@ -28,7 +28,7 @@ from hyperonnx.passes.select import Selection, Skipped, WeightSite, choose, find
 FORMS = ("ort", "portable")  # what a decoder is made of: the op library's node, or standard ONNX ops (--runtime)
 MODES = ("load", "call")  # when the op library decodes: once per session, or on every run (--decode)
 
-# One tensor's encoding and its SQNR in dB, or the reason it stays raw (the codec cannot encode it).
+# One tensor's encoding and its SQNR in dB (where a str stands beside it: the reason the tensor stays raw).
 Encoding = tuple[codec.Encoded, float]
 
 
@@ -121,11 +121,11 @@ def compress_model(
 
     With ``target_bpw`` (bits per compressed weight, everything stored counted) or ``max_bytes`` (the whole
     output file; needs ``input_bytes``, the input's size), each tensor's setting is chosen by
-    :func:`budget.allocate` among the codec's budget options.
+    :func:`budget.allocate` among its candidates: the tensor encoded at each rung of the codec's budget ladder.
 
     ``exact_grids``: a weight that already lies on a float16 block grid (dequantized from a llama.cpp
     checkpoint) is stored exactly with the `grid` codec (``ort`` runtime only); under a budget, that exact
-    encoding competes with the codec's settings as the top one.
+    encoding competes with the ladder's rungs as the top candidate.
 
     ``tensor_weights`` (one per selected tensor, in selection order; :func:`hyperonnx.sensitivity.measure`)
     scale each tensor's relative noise in the budget allocation; without them every tensor counts alike.
@@ -136,14 +136,14 @@ def compress_model(
     started = time.perf_counter()
     chosen, skipped = choose(find_sites(model), selection or Selection())
     rewriter = GraphRewriter(model, form, mode, skipped, progress)
-    if on_start:
-        on_start(len(chosen))
     jobs = max(1, jobs or os.cpu_count() or 1)
 
     # Tensors are encoded in parallel threads (numpy releases the GIL) but the graph is rewritten in order,
     # one tensor at a time, so the result does not depend on --jobs. At most jobs + 1 tensors are in flight.
     if form == "portable":
         emit.check_portable(rewriter.opset, chosen)
+    if on_start:
+        on_start(len(chosen))
     budgeted = target_bpw is not None or max_bytes is not None
     if budgeted:
         rungs = budget.ladder(codec_name, codec.get_codec(codec_name).family, options, "a size budget")
