@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import statistics
@@ -14,9 +15,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from hyperonnx import codec, model_io
-from hyperonnx.errors import HyperonnxError
+from hyperonnx import codec, evaluate, model_io
+from hyperonnx.errors import HyperonnxError, short_reason
 from hyperonnx.ops import DOMAIN
+from hyperonnx.passes import compress
 from hyperonnx.passes.compress import CompressReport, compress_model
 from hyperonnx.passes.decoders import find_decoders
 from hyperonnx.passes.decompress import decompress_model
@@ -65,29 +67,14 @@ def _check_paths(source: str | os.PathLike, target: str | os.PathLike) -> tuple[
     return source, target
 
 
-def convert(
-    source: str | os.PathLike,
-    target: str | os.PathLike,
-    codec_name: str = codec.DEFAULT_CODEC,
-    options: dict[str, Any] | None = None,
-    runtime: str = "ort",
-    decode: str = "load",
-    min_elements: int = 4096,
-    include: tuple[str, ...] = (),
-    exclude: tuple[str, ...] = (),
-    all_ops: bool = False,
-    jobs: int | None = None,
-    external_data: bool | None = None,
-    progress: Callable[[str], None] | None = None,
-    target_bpw: float | None = None,
-    max_size: int | None = None,
-    strip_debug_info: bool = False,
-    target_cosine: float | None = None,
-    inputs: str | os.PathLike | dict[str, np.ndarray] | None = None,
-    exact_grids: bool = True,
-    sensitivity: bool = False,
-) -> ConvertResult:
-    """Compress the weights of the model at ``source`` and write the result to ``target`` atomically.
+@dataclass(frozen=True, kw_only=True)
+class ConvertOptions:
+    """What a conversion does; validated once, when made (one HyperonnxError line for a bad value).
+
+    The field names are the command line's flags: ``codec_name`` ``--codec``, ``options`` ``--codec-opt``,
+    ``runtime`` ``--runtime`` (the decoders' *form*: ``ort`` nodes of the op library or ``portable`` standard
+    ops), ``decode`` ``--decode`` (the op library's decode *mode*: once per session or on every call),
+    ``max_size`` ``--max-size`` (the whole output file, in bytes); the others as their flags.
 
     ``target_bpw`` / ``max_size`` allocate bits per tensor to meet a budget (bits per compressed weight, or the
     whole output file in bytes). ``strip_debug_info`` drops exporter debug data (node metadata and doc strings)
@@ -98,75 +85,144 @@ def convert(
     achieved cosine (:mod:`hyperonnx.tune`); ``progress`` then receives one line per search step.
 
     ``sensitivity`` (implied by ``inputs`` with a size budget) weighs the budget's allocation by each tensor's
-    measured effect on the outputs (:func:`hyperonnx.tune.measure_sensitivity`, on ``inputs`` or generated ones)
+    measured effect on the outputs (:func:`hyperonnx.sensitivity.measure`, on ``inputs`` or generated ones)
     instead of counting every tensor's relative noise alike; the model is then loaded whole.
 
     ``exact_grids`` stores weights that already lie on a float16 block grid (dequantized from a llama.cpp
     checkpoint) exactly, with the `grid` codec, in the ``ort`` form.
     """
-    source, target = _check_paths(source, target)
-    if min_elements < 1:
-        raise HyperonnxError(f"--min-elements must be at least 1, got {min_elements}")
-    if jobs is not None and jobs < 1:
-        raise HyperonnxError(f"--jobs must be at least 1, got {jobs}")
-    if target_bpw is not None and not 1.0 <= target_bpw <= 32.0:
-        raise HyperonnxError(f"--target-bpw must be between 1 and 32, got {target_bpw}")
-    if target_bpw is not None and max_size is not None:
-        raise HyperonnxError("give --target-bpw or --max-size, not both")
-    if max_size is not None and max_size <= 0:
-        raise HyperonnxError(f"--max-size must be positive, got {max_size}")
-    if target_cosine is not None and (target_bpw is not None or max_size is not None):
-        raise HyperonnxError("give --target-cosine or a size budget (--target-bpw, --max-size), not both")
-    if target_cosine is not None and not 0.0 < target_cosine <= 1.0:
-        raise HyperonnxError(f"--target-cosine must be in (0, 1], got {target_cosine}")
-    budgeted = target_bpw is not None or max_size is not None
-    if inputs is not None and target_cosine is None and not budgeted:
-        raise HyperonnxError("--inputs is used with --target-cosine or a size budget (--target-bpw, --max-size)")
-    if sensitivity and not budgeted and target_cosine is None:
-        raise HyperonnxError("--sensitivity is used with a size budget (--target-bpw, --max-size)")
-    sensitivity = budgeted and (sensitivity or inputs is not None)
+
+    codec_name: str = codec.DEFAULT_CODEC
+    options: dict[str, Any] = field(default_factory=dict)
+    runtime: str = "ort"
+    decode: str = "load"
+    min_elements: int = 4096
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    all_ops: bool = False
+    jobs: int | None = None
+    external_data: bool | None = None
+    target_bpw: float | None = None
+    max_size: int | None = None
+    strip_debug_info: bool = False
+    target_cosine: float | None = None
+    inputs: str | os.PathLike | dict[str, np.ndarray] | None = None
+    exact_grids: bool = True
+    sensitivity: bool = False
+
+    def __post_init__(self) -> None:
+        # normalized copies: a caller's dict or list changed later must not change a validated conversion
+        object.__setattr__(self, "options", dict(self.options or {}))
+        object.__setattr__(self, "include", tuple(self.include))
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.min_elements < 1:
+            raise HyperonnxError(f"--min-elements must be at least 1, got {self.min_elements}")
+        if self.jobs is not None and self.jobs < 1:
+            raise HyperonnxError(f"--jobs must be at least 1, got {self.jobs}")
+        if self.target_bpw is not None and not 1.0 <= self.target_bpw <= 32.0:
+            raise HyperonnxError(f"--target-bpw must be between 1 and 32, got {self.target_bpw}")
+        if self.target_bpw is not None and self.max_size is not None:
+            raise HyperonnxError("give --target-bpw or --max-size, not both")
+        if self.max_size is not None and self.max_size <= 0:
+            raise HyperonnxError(f"--max-size must be positive, got {self.max_size}")
+        if self.target_cosine is not None and self.budgeted:
+            raise HyperonnxError("give --target-cosine or a size budget (--target-bpw, --max-size), not both")
+        if self.target_cosine is not None and not 0.0 < self.target_cosine <= 1.0:
+            raise HyperonnxError(f"--target-cosine must be in (0, 1], got {self.target_cosine}")
+        if self.inputs is not None and self.target_cosine is None and not self.budgeted:
+            raise HyperonnxError("--inputs is used with --target-cosine or a size budget (--target-bpw, --max-size)")
+        if self.sensitivity and not self.budgeted and self.target_cosine is None:
+            raise HyperonnxError("--sensitivity is used with a size budget (--target-bpw, --max-size)")
+        try:
+            compress.check_form_and_mode(self.runtime, self.decode)
+            codec.check_options(self.codec_name, self.options)  # bits=99 would skip every weight: say so now
+        except ValueError as exc:
+            raise HyperonnxError(str(exc)) from None
+        if self.runtime == "portable" and not codec.CODECS[self.codec_name].portable:
+            raise HyperonnxError(f"codec {self.codec_name!r} has no portable decoder (its θ are entropy coded): "
+                                 "use --runtime ort, or --codec blocktcq or blockvq for --runtime portable")
+
+    @property
+    def budgeted(self) -> bool:
+        """A size budget: --target-bpw or --max-size."""
+        return self.target_bpw is not None or self.max_size is not None
+
+    @property
+    def measures_sensitivity(self) -> bool:
+        """Whether the budget is spent by measured sensitivity (asked for, or implied by given inputs)."""
+        return self.budgeted and (self.sensitivity or self.inputs is not None)
+
+    @property
+    def selection(self) -> Selection:
+        return Selection(self.min_elements, self.include, self.exclude, self.all_ops)
+
+
+def convert(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    *,
+    config: ConvertOptions | None = None,
+    progress: Callable[[str], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    **settings: Any,
+) -> ConvertResult:
+    """Compress the weights of the model at ``source`` and write the result to ``target`` atomically.
+
+    What to do is ``config`` (a :class:`ConvertOptions`), or its fields given as keywords here
+    (``convert(src, dst, codec_name="tcq", target_bpw=4.5)``), or both (the keywords replace ``config``'s).
+    ``on_start`` is told how many tensors will be encoded, before the first; ``progress`` then receives each
+    one's name (with ``target_cosine``: one line per search step instead).
+    """
     try:
-        codec.check_options(codec_name, options)  # bits=99 would skip every weight: say so now, in one line
-    except ValueError as exc:
-        raise HyperonnxError(str(exc)) from None
-    if runtime == "portable" and codec_name in codec.CODECS and not codec.CODECS[codec_name].portable:
-        raise HyperonnxError(f"codec {codec_name!r} has no portable decoder (its θ are entropy coded): "
-                             "use --runtime ort, or --codec blocktcq or blockvq for --runtime portable")
+        config = (dataclasses.replace(config, **settings) if config is not None else ConvertOptions(**settings))
+    except TypeError as exc:  # a keyword that is no option
+        raise HyperonnxError(f"convert(): {exc}") from None
+    source, target = _check_paths(source, target)
     # Streaming: external data stays on disk; each weight is read when it is encoded, the rest is copied through
-    # when saving. (The fidelity search holds every weight in memory anyway: it loads them all.)
-    lazy = target_cosine is None and not sensitivity
+    # when saving. (The fidelity search and the sensitivity measurement hold every weight in memory anyway.)
+    sensitivity = config.measures_sensitivity
+    lazy = config.target_cosine is None and not sensitivity
     model = model_io.load_lazy(source) if lazy else model_io.load(source)
     input_data = model_io.external_files(source, model if lazy else None)  # a full load has read it in
     model_io.refuse_overwriting_input(source, input_data, (target, model_io.data_file(target)))
     had_external = bool(input_data)
     bytes_before = model_io.file_size(source, model if lazy else None)
-    selection = Selection(min_elements, tuple(include), tuple(exclude), all_ops)
     tuned = None
     try:
-        if target_cosine is not None:
+        if config.target_cosine is not None:
             from hyperonnx import tune
 
-            tuned = tune.tune_model(model, source, target_cosine, inputs, codec_name, options, selection, runtime,
-                                    decode, jobs, progress, exact_grids=exact_grids)
+            tuned = tune.tune_model(model, source, config.target_cosine, config.inputs, config.codec_name,
+                                    config.options, config.selection, config.runtime, config.decode, config.jobs,
+                                    progress, exact_grids=config.exact_grids)
             report = tuned.report
         else:
             weights = None
             if sensitivity:
-                from hyperonnx import tune
+                from hyperonnx import sensitivity as measured_by
 
-                weights, measured = tune.measure_sensitivity(model, source, inputs, codec_name, options, selection)
-            report = compress_model(model, codec_name, options, selection, runtime, decode, jobs, progress,
-                                    target_bpw=target_bpw, max_bytes=max_size, input_bytes=bytes_before,
-                                    base_dir=source.parent, exact_grids=exact_grids, tensor_weights=weights)
+                weights, measured = measured_by.measure(model, source, config.inputs, config.codec_name,
+                                                        config.options, config.selection)
+            report = compress_model(model, codec_name=config.codec_name, options=config.options,
+                                    selection=config.selection, form=config.runtime, mode=config.decode,
+                                    jobs=config.jobs, progress=progress, on_start=on_start,
+                                    target_bpw=config.target_bpw, max_bytes=config.max_size,
+                                    input_bytes=bytes_before, base_dir=source.parent,
+                                    exact_grids=config.exact_grids, tensor_weights=weights)
     except ValueError as exc:
         raise HyperonnxError(str(exc)) from None
-    if strip_debug_info:
+    if config.strip_debug_info:
         strip_debug(model)
+    external_data = config.external_data
     if external_data is None and had_external:
         external_data = True
     model_io.save(model, target, external_data, source_dir=source.parent)
     del model
     result = ConvertResult(str(source), str(target), report, bytes_before, model_io.file_size(target))
+    max_size, target_bpw = config.max_size, config.target_bpw
     if max_size is not None and result.bytes_after > max_size:
         result.extra["warning"] = (f"{result.bytes_after} bytes is over --max-size {max_size} even at the smallest "
                                    "setting of every tensor; lower --min-elements or add --strip-debug-info")
@@ -260,145 +316,9 @@ def _dtype_name(onnx_type: int) -> str:
     return FLOAT_TYPES.get(int(onnx_type), str(onnx_type))
 
 
-def needs_library(model_path: str | os.PathLike) -> bool:
-    model = onnx.load(str(model_path), load_external_data=False)
-    return any(o.domain == DOMAIN for o in model.opset_import)
-
-
-def make_session(model_path: str | os.PathLike, providers: list[str] | None = None, mode: str | None = None):
-    """An ONNX Runtime session; registers the hyperonnx op library when the model needs it."""
-    import onnxruntime as ort
-
-    providers = providers or ["CPUExecutionProvider"]
-    if needs_library(model_path):
-        from hyperonnx import runtime
-
-        options = runtime.session_options(mode=mode)
-    else:
-        options = ort.SessionOptions()
-    try:
-        return ort.InferenceSession(str(model_path), options, providers=providers)
-    except Exception as exc:  # ORT raises its own exception types for bad models
-        raise HyperonnxError(f"{model_path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:300]})") from None
-
-
-_NP_TYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
-    "tensor(bool)": np.bool_,
-}
-
-
-def generated_inputs(session, seed: int = 0, model: onnx.ModelProto | None = None) -> dict[str, np.ndarray]:
-    """Inputs that match the session's signature: batch 1, other free dimensions 32; floats standard normal;
-    integers over the whole table where ``model`` shows them indexing a Gather (token ids, token type ids), small
-    (0…99) otherwise, and all ones for inputs named like masks."""
-    rng = np.random.default_rng(seed)
-    bounds = _index_bounds(model) if model is not None else {}
-    feeds = {}
-    for arg in session.get_inputs():
-        dims = [d if isinstance(d, int) and d >= 0 else (1 if i == 0 else 32) for i, d in enumerate(arg.shape)]
-        np_type = _NP_TYPES.get(arg.type)
-        if np_type is None:
-            raise HyperonnxError(f"cannot generate input {arg.name!r} of type {arg.type}; pass --inputs FILE.npz")
-        if np.issubdtype(np_type, np.floating):
-            feeds[arg.name] = rng.standard_normal(dims).astype(np_type)
-        elif np_type is np.bool_:
-            feeds[arg.name] = rng.random(dims) < 0.5
-        elif "mask" in arg.name.lower():
-            feeds[arg.name] = np.ones(dims, dtype=np_type)
-        else:
-            feeds[arg.name] = rng.integers(0, max(1, bounds.get(arg.name, 100)), size=dims).astype(np_type)
-    return feeds
-
-
-_PASS_THROUGH = {"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten"}
-
-
-def _index_bounds(model: onnx.ModelProto) -> dict[str, int]:
-    """Per graph input: the smallest size of a table it indexes as a Gather's indices (directly or through
-    casts and reshapes), when the table is an initializer or Constant of known shape."""
-    graph = model.graph
-    shapes = {t.name: list(t.dims) for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.output:
-            value = next((a.t for a in node.attribute if a.name == "value"), None)
-            if value is not None:
-                shapes[node.output[0]] = list(value.dims)
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    bounds = {}
-    for graph_input in graph.input:
-        frontier, seen, found = [graph_input.name], set(), []
-        while frontier:
-            name = frontier.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            for node in consumers.get(name, []):
-                if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == name:
-                    dims = shapes.get(node.input[0])
-                    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
-                    if dims and -len(dims) <= axis < len(dims):
-                        found.append(int(dims[axis]))
-                elif node.op_type in _PASS_THROUGH and node.input and node.input[0] == name:
-                    frontier.extend(node.output)
-        if found:
-            bounds[graph_input.name] = min(found)
-    return bounds
-
-
-def load_inputs(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The arrays of an .npz file, by name. Any unreadable file (missing, truncated, not a zip, a bare .npy,
-    pickled objects) is one HyperonnxError line."""
-    try:
-        loaded = np.load(str(path))  # allow_pickle stays False: an .npz from elsewhere must not run code
-    except Exception as exc:  # zipfile, numpy and the OS raise many kinds for a bad file
-        raise HyperonnxError(f"{path}: cannot read inputs ({model_io.short_reason(exc)})") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise HyperonnxError(f"{path}: not an .npz archive of named inputs (save them with numpy.savez(path, "
-                             "name=array, ...))")
-    try:
-        with loaded:
-            return {key: loaded[key] for key in loaded.files}
-    except Exception as exc:
-        raise HyperonnxError(f"{path}: cannot read inputs ({model_io.short_reason(exc)})") from None
-
-
-def all_finite(outputs: list) -> bool:
-    """No NaN or inf in any float output (other outputs, token ids say, count as finite)."""
-    for output in outputs:
-        output = np.asarray(output)
-        if np.issubdtype(output.dtype, np.inexact) and not np.isfinite(output).all():
-            return False
-    return True
-
-
-def check_reference_outputs(outputs: list, source: str, finite: bool = True) -> None:
-    """The original model's outputs on the comparison inputs must measure something: not all empty (a batch of no
-    rows would make any model "agree"), and with ``finite``, no NaN or inf (no cosine to them). One HyperonnxError
-    line otherwise; shared by verify (which reports NaN instead), --target-cosine / --sensitivity and bench."""
-    if all(np.asarray(y).size == 0 for y in outputs):
-        raise HyperonnxError(f"every output of the original model is empty on {source}: nothing to compare (give at "
-                             "least one sample)")
-    if finite and not all_finite(outputs):
-        raise HyperonnxError(f"the original model's outputs are not finite (NaN or inf) on {source}: fidelity to "
-                             "them cannot be measured; give inputs on which the model is finite")
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na == 0 or nb == 0:
-        return 1.0 if na == nb else 0.0
-    return float(a @ b / (na * nb))
-
-
 def _timed_session(path, providers, mode):
     start = time.perf_counter()
-    session = make_session(path, providers, mode)
+    session = evaluate.make_session(path, providers, mode)
     return session, time.perf_counter() - start
 
 
@@ -428,33 +348,27 @@ def verify(
     ref, ref_load = _timed_session(original, providers, None)
     test, test_load = _timed_session(compressed, providers, mode)
     if inputs is None:
-        feeds = generated_inputs(ref, model=graphs[0])
-    elif isinstance(inputs, dict):
-        feeds = inputs
+        feeds = evaluate.generated_inputs(ref, model=graphs[0])
     else:
-        feeds = load_inputs(inputs)
-    expected_names = {a.name for a in ref.get_inputs()}
-    if set(feeds) != expected_names:
-        raise HyperonnxError(f"inputs {sorted(feeds)} do not match the model's inputs {sorted(expected_names)}")
-    try:
-        ref_out = ref.run(None, feeds)
-        test_out = test.run(None, feeds)
-    except Exception as exc:
-        raise HyperonnxError(f"running the models failed ({str(exc).splitlines()[0][:300]})") from None
-    check_reference_outputs(ref_out, "these inputs", finite=False)  # NaN is reported below, and fails --min-cosine
+        feeds, _ = evaluate.given_inputs(inputs)
+    evaluate.check_input_names(feeds, ref)
+    ref_out = evaluate.run(ref, feeds, what="the original model")
+    test_out = evaluate.run(test, feeds, what="the compressed model")
+    # NaN is reported below, and fails --min-cosine
+    evaluate.check_reference_outputs(ref_out, "these inputs", finite=False)
     outputs = []
     for arg, a, b in zip(ref.get_outputs(), ref_out, test_out):
         a, b = np.asarray(a), np.asarray(b)
-        entry = {"name": arg.name, "shape": list(a.shape), "cosine": _cosine(a, b),
+        entry = {"name": arg.name, "shape": list(a.shape), "cosine": evaluate.cosine(a, b),
                  "max_abs_error": float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
                  if a.size else 0.0}
         if np.issubdtype(a.dtype, np.floating):
             # NaN or inf anywhere makes the cosine NaN, which then fails --min-cosine: say where it came from
             entry["non_finite"] = {"original": int(a.size - np.isfinite(a).sum()),
                                    "compressed": int(b.size - np.isfinite(b).sum())}
-            rows = np.isfinite(a).all(-1) & np.isfinite(b).all(-1) if a.ndim >= 2 else None
-            if a.ndim >= 2 and a.shape[-1] > 1 and rows.any():  # argmax of a NaN row says nothing: skip those
-                entry["top1_agreement"] = float((a.argmax(-1) == b.argmax(-1))[rows].mean())
+            top1 = evaluate.top1_agreement(a, b)
+            if top1 is not None:
+                entry["top1_agreement"] = top1
         outputs.append(entry)
     cosines = [o["cosine"] for o in outputs]
     ref_latency = _median_latency(ref, feeds, repeats)
@@ -515,5 +429,5 @@ def doctor() -> dict[str, Any]:
     except Exception as exc:
         info.setdefault("library", None)
         info["library_loads"] = False
-        info["library_error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        info["library_error"] = short_reason(exc)
     return info

@@ -36,8 +36,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from hyperonnx import api, codec, jsonout, model_io
-from hyperonnx.errors import HyperonnxError
+from hyperonnx import api, codec, evaluate, jsonout, model_io
+from hyperonnx.errors import HyperonnxError, short_reason
+from hyperonnx.passes.select import FLOAT_TYPES
 
 # The entropy-coded points are tcq's (ecsq's streams with the trellis: ~1 dB better at the same size).
 # blocktcq is the default (fixed rate, decodes everywhere); one blockvq point shows what its trellis buys.
@@ -59,7 +60,6 @@ ORT_OPTIONS: dict[str, set[str]] = {
     "ort-nbits": {"bits", "block", "algo", "symmetric", "ops"},
 }
 REFERENCE = "fp32"
-FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
 DEFAULT_THREADS = 2  # the same as benchmarks/models.py; small devices rarely have more cores to give one model
 
 
@@ -162,26 +162,15 @@ def _plain_session(path: Path, threads: int | None):
     return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    if a.shape != b.shape:
-        return float("nan")
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if not (np.isfinite(na) and np.isfinite(nb)):
-        return float("nan")
-    if na == 0 or nb == 0:
-        return 1.0 if na == nb else 0.0
-    return float(a @ b / (na * nb))
-
-
 def fidelity(reference: list[np.ndarray], test: list[np.ndarray]) -> dict[str, Any]:
-    """Minimum cosine over outputs; top-1 agreement (minimum) over classifier-shaped outputs, as ``verify``."""
+    """Minimum cosine over outputs; top-1 agreement (minimum) over classifier-shaped outputs, as ``verify``
+    (:mod:`hyperonnx.evaluate`'s metrics: rows with NaN or inf do not count for top-1)."""
     cosines, top1 = [], []
     for a, b in zip(reference, test):
-        a, b = np.asarray(a), np.asarray(b)
-        cosines.append(_cosine(a, b))
-        if a.ndim >= 2 and a.shape[-1] > 1 and np.issubdtype(a.dtype, np.floating) and a.shape == b.shape:
-            top1.append(float((a.argmax(-1) == b.argmax(-1)).mean()))
+        cosines.append(evaluate.cosine(a, b))
+        agreement = evaluate.top1_agreement(a, b)
+        if agreement is not None:
+            top1.append(agreement)
     # NaN (a variant that produced inf/NaN) must win the minimum, not vanish in it
     cos_min = float("nan") if any(math.isnan(c) for c in cosines) else min(cosines, default=1.0)
     return {"cosine_min": cos_min, "cosines": cosines, "top1_agreement": min(top1) if top1 else None}
@@ -190,21 +179,12 @@ def fidelity(reference: list[np.ndarray], test: list[np.ndarray]) -> dict[str, A
 GENERATED_SEEDS = 32  # generated inputs tried for one on which the fp32 model is finite
 
 
-def _reference_outputs(reference, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    try:
-        return reference.run(None, feeds)
-    except Exception as exc:
-        raise HyperonnxError(f"the fp32 model fails on these inputs ({_short(exc)})") from None
-
-
 def _generated_feeds(reference, model: onnx.ModelProto) -> tuple[dict[str, np.ndarray], list[np.ndarray], str]:
-    """Generated feeds (api.generated_inputs) of the first seed on which the fp32 model's outputs are finite: a
-    random input outside the model's domain (a negative noise level, say) gives NaN, which measures nothing."""
-    for seed in range(GENERATED_SEEDS):
-        feeds = api.generated_inputs(reference, seed, model=model)
-        outputs = _reference_outputs(reference, feeds)
-        if api.all_finite(outputs):
-            return feeds, outputs, f"generated (api.generated_inputs, seed {seed})"
+    """Generated feeds (evaluate.generated_inputs) of the first seed on which the fp32 model's outputs are
+    finite: a random input outside the model's domain (a negative noise level, say) gives NaN, which measures
+    nothing."""
+    for seed, feeds, outputs in evaluate.finite_generated(reference, model, 1, GENERATED_SEEDS):
+        return feeds, outputs, f"generated (evaluate.generated_inputs, seed {seed})"
     raise HyperonnxError(f"the fp32 model's outputs are not finite on any of {GENERATED_SEEDS} generated inputs: "
                          "give real ones with --inputs FILE.npz")
 
@@ -237,12 +217,6 @@ def _latency_feeds(session, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.
         except Exception:  # e.g. a model whose graph fixes the batch after all
             pass
     return feeds, "as given"
-
-
-def _short(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    text = lines[0][:300] if lines else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -386,20 +360,15 @@ def bench(
         try:
             reference = _plain_session(source, threads)
         except Exception as exc:
-            raise HyperonnxError(f"{source}: onnxruntime cannot load it ({_short(exc)})") from None
+            raise HyperonnxError(f"{source}: onnxruntime cannot load it ({short_reason(exc, typed=True)})") from None
         ref_load = time.perf_counter() - start
         if inputs is None:
             feeds, ref_out, inputs_note = _generated_feeds(reference, probe)
         else:
-            if isinstance(inputs, dict):
-                feeds, inputs_note = dict(inputs), "given arrays"
-            else:
-                feeds, inputs_note = api.load_inputs(inputs), str(inputs)
-            expected = {a.name for a in reference.get_inputs()}
-            if set(feeds) != expected:
-                raise HyperonnxError(f"inputs {sorted(feeds)} do not match the model's inputs {sorted(expected)}")
-            ref_out = _reference_outputs(reference, feeds)
-        api.check_reference_outputs(ref_out, inputs_note)
+            feeds, inputs_note = evaluate.given_inputs(inputs)
+            evaluate.check_input_names(feeds, reference)
+            ref_out = evaluate.run(reference, feeds, what="the fp32 model")
+        evaluate.check_reference_outputs(ref_out, inputs_note)
         lat_feeds, lat_note = _latency_feeds(reference, feeds)
         ref_bytes = model_io.file_size(source)
         rows: list[dict[str, Any]] = [{
@@ -488,7 +457,7 @@ def _measure(variant: Variant, source: Path, work: Path, external: bool, threads
             row["runs_as"] += "; compressed nothing"
         row["smaller"] = ref_bytes / size if size else None
     except Exception as exc:  # one variant's failure is a row of the report, not the end of the sweep
-        row = {"variant": variant.spec, "kind": variant.kind, "error": _short(exc)}
+        row = {"variant": variant.spec, "kind": variant.kind, "error": short_reason(exc, typed=True)}
     return row
 
 

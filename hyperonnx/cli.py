@@ -92,40 +92,24 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
             jobs, external_data, target_bpw, max_size, target_cosine, inputs, sensitivity, strip_debug_info,
             exact_grids, report, as_json) -> None:
     """Compress the weights of MODEL into OUTPUT."""
-    options = _parse_options(codec_opt)
-    codec.check_options(codec_name, options)  # fail on a bad codec, option or value before any work
+    # every option checked here, before any work (a bad codec option encodes a small probe to find out)
+    config = api.ConvertOptions(
+        codec_name=codec_name, options=_parse_options(codec_opt), runtime=runtime, decode=decode_mode,
+        min_elements=min_elements, include=include, exclude=exclude, all_ops=all_ops, jobs=jobs,
+        external_data=external_data, target_bpw=target_bpw, max_size=_parse_size(max_size),
+        strip_debug_info=strip_debug_info, target_cosine=target_cosine, inputs=inputs, exact_grids=exact_grids,
+        sensitivity=sensitivity)
     if report:
         _check_report_path(report, model, output)
-    bar = None
-    note = None
-    if (sensitivity or inputs) and target_cosine is None and not as_json and sys.stderr.isatty():
+    people = not as_json and sys.stderr.isatty()  # progress is for people; scripts and logs get the summary only
+    if people and config.measures_sensitivity:
         click.echo("hyperonnx: measuring each tensor's sensitivity (one model run per tensor)", err=True)
-    if target_cosine is not None and not as_json and sys.stderr.isatty():  # the search's steps, a line each
-        def note(message: str) -> None:
-            click.echo(f"hyperonnx: {message}", err=True)
-    elif not as_json and sys.stderr.isatty():  # a bar is for people; scripts and logs get the summary only
-        import onnx
-
-        from hyperonnx.passes.select import Selection, choose, find_sites
-
-        try:
-            probe = onnx.load(str(model), load_external_data=False)
-            total = len(choose(find_sites(probe), Selection(min_elements, include, exclude, all_ops))[0])
-        except Exception:
-            total = None
-        if total:
-            bar = click.progressbar(length=total, label="encoding", file=sys.stderr)
-            bar.__enter__()
-    try:
-        result = api.convert(model, output, codec_name, options, runtime, decode_mode, min_elements, include, exclude,
-                             all_ops, jobs, external_data,
-                             progress=note or ((lambda _name: bar.update(1)) if bar else None),
-                             target_bpw=target_bpw, max_size=_parse_size(max_size),
-                             strip_debug_info=strip_debug_info, target_cosine=target_cosine, inputs=inputs,
-                             exact_grids=exact_grids, sensitivity=sensitivity)
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+    if people and config.target_cosine is not None:  # the search's steps, a line each
+        result = api.convert(model, output, config=config,
+                             progress=lambda message: click.echo(f"hyperonnx: {message}", err=True))
+    else:
+        with _ProgressBar(people) as bar:
+            result = api.convert(model, output, config=config, on_start=bar.start, progress=bar.step)
     data = result.as_dict()
     if "warning" in data:
         click.echo(f"hyperonnx: warning: {data['warning']}", err=True)
@@ -152,6 +136,31 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
         measured = data["sensitivity"]
         click.echo(f"budget spent by sensitivity measured on {measured['samples']} samples of {measured['inputs']} "
                    f"({measured['seconds']:.1f} s)")
+
+
+class _ProgressBar:
+    """A bar of the tensors encoded, opened once the conversion says how many there are (none when ``shown`` is
+    False, or nothing is to be encoded)."""
+
+    def __init__(self, shown: bool):
+        self.shown = shown
+        self.bar = None
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def start(self, total: int) -> None:
+        if self.shown and total:
+            self.bar = click.progressbar(length=total, label="encoding", file=sys.stderr)
+            self.bar.__enter__()
+
+    def step(self, _name: str) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
 
 
 def _check_report_path(report: str, model: str, output: str) -> None:

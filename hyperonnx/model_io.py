@@ -24,7 +24,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
-from hyperonnx.errors import HyperonnxError
+from hyperonnx.errors import HyperonnxError, short_reason
 
 # protobuf refuses to serialise messages of 2 GiB or more; leave headroom for the graph itself.
 PROTOBUF_LIMIT = (2 << 30) - (64 << 20)
@@ -95,12 +95,6 @@ def _non_utf8_strings(message, where: str) -> Iterator[str]:
             elif not field.message_type.GetOptions().map_entry:
                 for index, item in enumerate(value):
                     yield from _non_utf8_strings(item, f"{where}.{field.name}[{index}]")
-
-
-def short_reason(exc: BaseException) -> str:
-    """The first line of an exception's message (at most 200 characters), or its type's name."""
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def external_files(model_path: str | os.PathLike, model: onnx.ModelProto | None = None) -> list[Path]:

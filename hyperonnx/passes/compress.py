@@ -1,4 +1,9 @@
-"""The compression pass: encode each selected weight and rewrite it as a decoder."""
+"""The compression pass: encode each selected weight and rewrite it as a decoder.
+
+Two public steps, which :func:`compress_model` chains and the fidelity search (:mod:`hyperonnx.tune`) drives
+itself: :func:`encode_tensor` / :func:`encode_candidates` (one tensor at one setting, or at every rung of a budget
+ladder), then :class:`GraphRewriter` (each selected tensor's encoding, or the reason it stays raw, into the graph).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +25,11 @@ from hyperonnx.ops import DOMAIN, OPSET_VERSION, register_schemas
 from hyperonnx.passes import budget, emit, fuse
 from hyperonnx.passes.select import Selection, Skipped, WeightSite, choose, find_sites
 
-RUNTIMES = ("ort", "portable")
-DECODE_MODES = ("load", "call")
+FORMS = ("ort", "portable")  # what a decoder is made of: the op library's node, or standard ONNX ops (--runtime)
+MODES = ("load", "call")  # when the op library decodes: once per session, or on every run (--decode)
+
+# One tensor's encoding and its SQNR in dB (where a str stands beside it: the reason the tensor stays raw).
+Encoding = tuple[codec.Encoded, float]
 
 
 @dataclass
@@ -61,8 +69,18 @@ def sqnr_db(original: np.ndarray, decoded: np.ndarray, chunk: int = 1 << 20) -> 
     return 10.0 * np.log10(max(signal, 1e-300) / noise)
 
 
-def _encode_one(values: Callable[[], np.ndarray] | np.ndarray, codec_name: str,
-                options: dict, exact_grids: bool = False) -> tuple[codec.Encoded, float] | str:
+def check_form_and_mode(form: str, mode: str) -> None:
+    """ValueError for a decoder form or decode mode that does not exist."""
+    if form not in FORMS:
+        raise ValueError(f"unknown runtime {form!r} (choose from {', '.join(FORMS)})")
+    if mode not in MODES:
+        raise ValueError(f"unknown decode mode {mode!r} (choose from {', '.join(MODES)})")
+
+
+def encode_tensor(values: Callable[[], np.ndarray] | np.ndarray, codec_name: str,
+                  options: dict, exact_grids: bool = False) -> Encoding | str:
+    """One tensor (or a reader of it) encoded with ``options``, with its SQNR; an exact `grid` encoding first
+    when ``exact_grids`` and the weight lies on one; the codec's refusal as a string."""
     array = values() if callable(values) else values  # a file read raises HyperonnxError: not a skip
     if exact_grids:
         exact = grid.detect(array)
@@ -77,13 +95,15 @@ def _encode_one(values: Callable[[], np.ndarray] | np.ndarray, codec_name: str,
 
 def compress_model(
     model: onnx.ModelProto,
+    *,
     codec_name: str = codec.DEFAULT_CODEC,
     options: dict | None = None,
     selection: Selection | None = None,
-    runtime: str = "ort",
-    decode_mode: str = "load",
+    form: str = "ort",
+    mode: str = "load",
     jobs: int | None = None,
     progress: Callable[[str], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
     target_bpw: float | None = None,
     max_bytes: int | None = None,
     input_bytes: int | None = None,
@@ -91,86 +111,120 @@ def compress_model(
     exact_grids: bool = True,
     tensor_weights: list[float] | None = None,
 ) -> CompressReport:
-    """Compress ``model`` in place. Raises ValueError for an unknown codec/option/runtime/mode.
+    """Compress ``model`` in place. Raises ValueError for an unknown codec/option/form/mode.
+
+    ``on_start`` is told how many tensors will be encoded, before the first; ``progress`` then receives the name
+    of each tensor as it is written.
 
     Weights may still be in external data (a model from :func:`model_io.load_lazy`; ``base_dir``: its folder):
     each is read by the worker that encodes it, so only the tensors being encoded are in memory.
 
     With ``target_bpw`` (bits per compressed weight, everything stored counted) or ``max_bytes`` (the whole
     output file; needs ``input_bytes``, the input's size), each tensor's setting is chosen by
-    :func:`budget.allocate` among the codec's budget options.
+    :func:`budget.allocate` among its candidates: the tensor encoded at each rung of the codec's budget ladder.
 
     ``exact_grids``: a weight that already lies on a float16 block grid (dequantized from a llama.cpp
     checkpoint) is stored exactly with the `grid` codec (``ort`` runtime only); under a budget, that exact
-    encoding competes with the codec's settings as the top one.
+    encoding competes with the ladder's rungs as the top candidate.
 
-    ``tensor_weights`` (one per selected tensor, in selection order; :func:`hyperonnx.tune.measure_sensitivity`)
+    ``tensor_weights`` (one per selected tensor, in selection order; :func:`hyperonnx.sensitivity.measure`)
     scale each tensor's relative noise in the budget allocation; without them every tensor counts alike.
     """
-    if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
-    if decode_mode not in DECODE_MODES:
-        raise ValueError(f"unknown decode mode {decode_mode!r} (choose from {', '.join(DECODE_MODES)})")
+    check_form_and_mode(form, mode)
     options = dict(options or {})
     codec.check_options(codec_name, options)  # validate options and their values before any work
-    register_schemas()
     started = time.perf_counter()
     chosen, skipped = choose(find_sites(model), selection or Selection())
-    report = CompressReport(skipped=skipped)
+    rewriter = GraphRewriter(model, form, mode, skipped, progress)
     jobs = max(1, jobs or os.cpu_count() or 1)
 
     # Tensors are encoded in parallel threads (numpy releases the GIL) but the graph is rewritten in order,
     # one tensor at a time, so the result does not depend on --jobs. At most jobs + 1 tensors are in flight.
-    opset = emit.model_opset(model)
-    if runtime == "portable":
-        emit.check_portable(opset, chosen)
-    namer = emit.Namer(model.graph)  # one for the whole model: names stay unique across subgraphs
-    rewrites: dict[int, tuple[onnx.GraphProto, list[emit.Rewrite]]] = {}
+    if form == "portable":
+        emit.check_portable(rewriter.opset, chosen)
+    if on_start:
+        on_start(len(chosen))
     budgeted = target_bpw is not None or max_bytes is not None
     if budgeted:
-        option_sets = budget.ladder(codec_name, codec.get_codec(codec_name).family, options, "a size budget")
-    exact_grids = exact_grids and runtime == "ort"  # rANS streams have no standard-op form
+        rungs = budget.ladder(codec_name, codec.get_codec(codec_name).family, options, "a size budget")
+    exact_grids = exact_grids and form == "ort"  # rANS streams have no standard-op form
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         if budgeted:
             if tensor_weights is not None and len(tensor_weights) != len(chosen):
                 raise ValueError(f"{len(tensor_weights)} tensor weights for {len(chosen)} selected tensors")
-            finished = _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, target_bpw, max_bytes,
-                                        input_bytes, report, base_dir, exact_grids, tensor_weights)
+            finished = _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, max_bytes,
+                                        input_bytes, rewriter.report, base_dir, exact_grids, tensor_weights)
         else:
             finished = _stream(pool, chosen, codec_name, options, jobs, base_dir, exact_grids)
-        for item in finished:
-            _finish(item, report, runtime, decode_mode, namer, rewrites, progress, opset)
-    # Subgraphs first: rewriting a parent graph copies its nodes, and with them their subgraph attributes.
-    for graph, graph_rewrites in reversed(list(rewrites.values())):
-        emit.apply(graph, graph_rewrites)
-    if runtime == "ort" and decode_mode == "call":
-        fuse.fuse_model(model)  # HyperDecode → MatMul pairs become HyperMatMul (docs/fused.md)
-
-    if report.tensors and runtime == "ort" and not any(o.domain == DOMAIN for o in model.opset_import):
-        model.opset_import.append(onnx.helper.make_opsetid(DOMAIN, OPSET_VERSION))
+        for site, result in finished:
+            rewriter.add(site, result)
+    report = rewriter.finish()
     report.seconds = time.perf_counter() - started
     return report
 
 
+class GraphRewriter:
+    """Rewrites ``model``'s selected tensors, in selection order, each from its encoding (into a decoder of the
+    ``form``) or its skip reason (kept raw, and reported), then :meth:`finish` applies the rewrites."""
+
+    def __init__(self, model: onnx.ModelProto, form: str, mode: str, skipped: list[Skipped] | None = None,
+                 progress: Callable[[str], None] | None = None):
+        check_form_and_mode(form, mode)
+        register_schemas()
+        self.model, self.form, self.mode, self.progress = model, form, mode, progress
+        self.report = CompressReport(skipped=list(skipped or []))
+        self.opset = emit.model_opset(model)
+        self.namer = emit.Namer(model.graph)  # one for the whole model: names stay unique across subgraphs
+        self.rewrites: dict[int, tuple[onnx.GraphProto, list[emit.Rewrite]]] = {}
+
+    def add(self, site: WeightSite, result: Encoding | str) -> None:
+        """One selected tensor: its encoding, or the reason it stays raw."""
+        if isinstance(result, str):
+            self.report.skipped.append(Skipped(site.name, result))
+        else:
+            enc, sqnr = result
+            bytes_before = site.numel * np.dtype(codec.base.dtype_from_name(enc.dtype)).itemsize
+            stats = {"sqnr_db": round(sqnr, 3) if np.isfinite(sqnr) else None, "bytes_before": bytes_before}
+            if self.form == "ort":
+                rewrite = emit.emit_ort(site, self.namer, enc, self.mode, stats)
+                after = enc.nbytes
+            else:
+                rewrite = emit.emit_portable(site, self.namer, enc, stats, self.opset)
+                after = _portable_bytes(enc)
+            self.rewrites.setdefault(id(site.graph), (site.graph, []))[1].append(rewrite)
+            # The original values are no longer needed: drop them now so memory stays at one model, not two.
+            for field_name in ("raw_data", "float_data", "int32_data", "double_data"):
+                site.tensor.ClearField(field_name)
+            self.report.tensors.append(TensorReport(site.name, site.graph_path, enc.shape, enc.dtype, enc.codec,
+                                                    8.0 * after / enc.numel, sqnr, bytes_before, after))
+        if self.progress:
+            self.progress(site.name)
+
+    def finish(self) -> CompressReport:
+        """Apply the rewrites to the graphs and declare the op domain when a node of it was added."""
+        # Subgraphs first: rewriting a parent graph copies its nodes, and with them their subgraph attributes.
+        for graph, graph_rewrites in reversed(list(self.rewrites.values())):
+            emit.apply(graph, graph_rewrites)
+        self.rewrites = {}
+        model = self.model
+        if self.form == "ort" and self.mode == "call":
+            fuse.fuse_model(model)  # HyperDecode → MatMul pairs become HyperMatMul (docs/fused.md)
+        if self.report.tensors and self.form == "ort" and not any(o.domain == DOMAIN for o in model.opset_import):
+            model.opset_import.append(onnx.helper.make_opsetid(DOMAIN, OPSET_VERSION))
+        return self.report
+
+
 def _stream(pool, chosen, codec_name, options, jobs, base_dir, exact_grids=False):
-    """(site, future) in order, with at most jobs + 1 tensors in flight (memory: one working set per worker;
-    a tensor in external data is read only when a worker starts on it)."""
+    """(site, encoding or skip reason) in order, with at most jobs + 1 tensors in flight (memory: one working set
+    per worker; a tensor in external data is read only when a worker starts on it)."""
     pending = []
     for site in chosen:
-        pending.append((site, pool.submit(_encode_one, _values(site, base_dir), codec_name, options, exact_grids)))
+        pending.append((site, pool.submit(encode_tensor, _values(site, base_dir), codec_name, options, exact_grids)))
         if len(pending) > jobs:
-            yield pending.pop(0)
-    yield from pending
-
-
-class _Done:
-    """A finished result in the shape of a future."""
-
-    def __init__(self, value):
-        self.value = value
-
-    def result(self):
-        return self.value
+            site_done, future = pending.pop(0)
+            yield site_done, future.result()
+    for site, future in pending:
+        yield site, future.result()
 
 
 # A size budget encodes every tensor at every rung of its ladder, about 5 bytes per weight in all (the rungs' bits
@@ -181,21 +235,23 @@ HELD_CANDIDATE_BYTES = 256 << 20
 _LADDER_BYTES_PER_WEIGHT = 5
 
 
-def _candidates(values, codec_name: str, option_sets: list[dict], runtime: str, name: str | None,
-                exact_grids: bool = False, hold: bool = True):
-    """Every budget setting of one tensor, cheapest first. With ``name`` (a whole-file budget), sizes are the
-    serialized bytes of the decoder and its blob, so the file size can be predicted exactly. An exact grid
-    encoding (``exact_grids``) is the top candidate (``options`` None); settings larger than it are dropped (it
-    dominates them). ``hold`` False: the candidates keep their size and noise, not their encoding (payload
-    None; :func:`_encode_choice` makes it again)."""
+def encode_candidates(values: Callable[[], np.ndarray] | np.ndarray, codec_name: str, rungs: list[dict],
+                      form: str, name: str | None = None, exact_grids: bool = False,
+                      hold: bool = True) -> list[budget.Candidate] | str:
+    """One tensor encoded at every rung of a budget ladder: its candidates, cheapest first (or the codec's
+    refusal). With ``name`` (a whole-file budget, ``ort`` form), sizes are the serialized bytes of the decoder and
+    its blob, so the file size can be predicted exactly. An exact grid encoding (``exact_grids``) is the top
+    candidate (``options`` None); rungs larger than it are dropped (it dominates them). ``hold`` False: the
+    candidates keep their size and noise, not their encoding (payload None; :func:`_encode_choice` makes it
+    again)."""
     array = values() if callable(values) else values
     exact = grid.detect(array) if exact_grids else None
-    out = [] if exact is None else [_candidate((exact, float("inf")), None, runtime, name, hold)]
-    for opts in option_sets:  # the settings go from the smallest encoding to the largest
-        result = _encode_one(array, codec_name, opts)
+    out = [] if exact is None else [_candidate((exact, float("inf")), None, form, name, hold)]
+    for opts in rungs:  # the rungs go from the smallest encoding to the largest
+        result = encode_tensor(array, codec_name, opts)
         if isinstance(result, str):
             return result
-        out.append(_candidate(result, opts, runtime, name, hold))
+        out.append(_candidate(result, opts, form, name, hold))
         if exact is not None and out[-1].nbytes > out[0].nbytes:
             break  # the exact encoding is smaller than this setting and every finer one: no need to make them
     out.sort(key=lambda c: c.nbytes)
@@ -205,32 +261,32 @@ def _candidates(values, codec_name: str, option_sets: list[dict], runtime: str, 
     return out
 
 
-def _encode_choice(values, codec_name: str, chosen: budget.Candidate) -> tuple[codec.Encoded, float]:
+def _encode_choice(values, codec_name: str, chosen: budget.Candidate) -> Encoding:
     """The encoding of a candidate made without holding it: the same setting encoded again, checked to be the
     same size (a different one would mean an encoder that is not deterministic, and a broken budget)."""
     array = values() if callable(values) else values
     if chosen.options is None:
         result = grid.detect(array), float("inf")
     else:
-        result = _encode_one(array, codec_name, chosen.options)
+        result = encode_tensor(array, codec_name, chosen.options)
     if isinstance(result, str) or result[0] is None or result[0].nbytes != chosen.encoded_bytes:
         raise RuntimeError(f"encoding again with {chosen.options} did not give the same encoding "
                            f"({chosen.encoded_bytes} bytes before)")
     return result
 
 
-def _candidate(result: tuple[codec.Encoded, float], options: dict | None, runtime: str,
-               name: str | None, hold: bool = True) -> budget.Candidate:
+def _candidate(result: Encoding, options: dict | None, form: str, name: str | None,
+               hold: bool = True) -> budget.Candidate:
     enc, sqnr = result
-    if name is not None and runtime == "ort":
+    if name is not None and form == "ort":
         nbytes = _serialized_bytes(name, enc, sqnr)
     else:
-        nbytes = enc.nbytes if runtime == "ort" else _portable_bytes(enc)
+        nbytes = enc.nbytes if form == "ort" else _portable_bytes(enc)
     rel = 0.0 if not np.isfinite(sqnr) else 10.0 ** (-sqnr / 10.0)
     return budget.Candidate(nbytes, rel, result if hold else None, options, enc.nbytes)
 
 
-def _spend_leftover(kept, choice, limit, codec_name, runtime, max_bytes, base_dir, attempts: int = 8,
+def _spend_leftover(kept, choice, limit, codec_name, form, max_bytes, base_dir, attempts: int = 8,
                     gains: list[float] | None = None):
     """Spend what the ladder's discrete rungs left of the budget: for the tensors whose next upgrade did not
     fit (best noise-per-byte first), bisect a continuous option (budget.CONTINUOUS_OPTIONS) between their choice
@@ -259,10 +315,10 @@ def _spend_leftover(kept, choice, limit, codec_name, runtime, max_bytes, base_di
         for _ in range(budget.REFINE_ROUNDS):
             mid = (low + high) / 2
             opts = dict(here.options, **{key: budget.between(here.options[key], there.options[key], mid)})
-            result = _encode_one(array, codec_name, opts)
+            result = encode_tensor(array, codec_name, opts)
             if isinstance(result, str):
                 break
-            candidate = _candidate(result, opts, runtime, name, hold=here.payload is not None)
+            candidate = _candidate(result, opts, form, name, hold=here.payload is not None)
             if total - here.nbytes + candidate.nbytes <= limit:  # a finer step that fits
                 low, found = mid, candidate
             else:
@@ -285,17 +341,17 @@ def _serialized_bytes(name: str, enc: codec.Encoded, sqnr: float) -> int:
     return node.ByteSize() + blob.ByteSize() + 8  # + the repeated-field tags of the node and the initializer
 
 
-def _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, target_bpw, max_bytes, input_bytes,
+def _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, max_bytes, input_bytes,
                      report, base_dir, exact_grids=False, tensor_weights=None):
-    """Encode every tensor at every budget setting, allocate the budget, yield the chosen encodings (those not
-    held, encoded again, at most jobs + 1 in flight)."""
+    """Encode every tensor at every rung, allocate the budget, yield (site, chosen encoding or skip reason) (those
+    not held, encoded again, at most jobs + 1 in flight)."""
     pending, results = [], []
     held = 0
     for site in chosen:
         name = site.name if max_bytes is not None else None
         hold = held + site.numel * _LADDER_BYTES_PER_WEIGHT <= HELD_CANDIDATE_BYTES
         held += site.numel * _LADDER_BYTES_PER_WEIGHT if hold else 0
-        pending.append((site, pool.submit(_candidates, _values(site, base_dir), codec_name, option_sets, runtime,
+        pending.append((site, pool.submit(encode_candidates, _values(site, base_dir), codec_name, rungs, form,
                                           name, exact_grids, hold)))
         if len(pending) > jobs:
             site_done, future = pending.pop(0)
@@ -314,7 +370,7 @@ def _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, targe
         limit = max_bytes - (input_bytes - raw) - 64  # 64: the added opset import, with room to spare
     choice = budget.allocate([c for _, c in kept], limit, gains)
     picked = [c[i] for (_, c), i in zip(kept, choice)]
-    for t, candidate in _spend_leftover(kept, choice, limit, codec_name, runtime, max_bytes, base_dir,
+    for t, candidate in _spend_leftover(kept, choice, limit, codec_name, form, max_bytes, base_dir,
                                         gains=gains).items():
         picked[t] = candidate
     report.budget = {"limit_bytes": limit, "weights": weights, "chosen_bytes": sum(c.nbytes for c in picked)}
@@ -322,18 +378,23 @@ def _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, targe
     # the unchosen rungs' encodings go now, before any chosen one is encoded again
     results = [(site, c if isinstance(c, str) else None) for site, c in results]
     del kept, picked
-    in_flight = []
+    in_flight: list[tuple[WeightSite, Future | Encoding | str]] = []
     for site, c in results:
         if c is not None:  # not encodable: the reason
-            in_flight.append((site, _Done(c)))
+            in_flight.append((site, c))
         else:
             pick = chosen_by_site.pop(id(site))
             payload = pick.payload
-            in_flight.append((site, _Done(payload) if payload is not None else
+            in_flight.append((site, payload if payload is not None else
                               pool.submit(_encode_choice, _values(site, base_dir), codec_name, pick)))
         if len(in_flight) > jobs:
-            yield in_flight.pop(0)
-    yield from in_flight
+            yield _resolved(*in_flight.pop(0))
+    for item in in_flight:
+        yield _resolved(*item)
+
+
+def _resolved(site: WeightSite, result: Future | Encoding | str) -> tuple[WeightSite, Encoding | str]:
+    return site, result.result() if isinstance(result, Future) else result
 
 
 def _values(site: WeightSite, base_dir) -> np.ndarray | Callable[[], np.ndarray]:
@@ -363,32 +424,6 @@ def _inline_bytes(site: WeightSite) -> int:
 
 def _varint_size(value: int) -> int:
     return max(1, -(-value.bit_length() // 7))
-
-
-def _finish(item, report: CompressReport, runtime: str, mode: str, namer: emit.Namer, rewrites, progress,
-            opset: int) -> None:
-    site, future = item
-    result = future.result()
-    if isinstance(result, str):
-        report.skipped.append(Skipped(site.name, result))
-    else:
-        enc, sqnr = result
-        bytes_before = site.numel * np.dtype(codec.base.dtype_from_name(enc.dtype)).itemsize
-        stats = {"sqnr_db": round(sqnr, 3) if np.isfinite(sqnr) else None, "bytes_before": bytes_before}
-        if runtime == "ort":
-            rewrite = emit.emit_ort(site, namer, enc, mode, stats)
-            after = enc.nbytes
-        else:
-            rewrite = emit.emit_portable(site, namer, enc, stats, opset)
-            after = _portable_bytes(enc)
-        rewrites.setdefault(id(site.graph), (site.graph, []))[1].append(rewrite)
-        # The original values are no longer needed: drop them now so memory stays at one model, not two.
-        for field_name in ("raw_data", "float_data", "int32_data", "double_data"):
-            site.tensor.ClearField(field_name)
-        report.tensors.append(TensorReport(site.name, site.graph_path, enc.shape, enc.dtype, enc.codec,
-                                           8.0 * after / enc.numel, sqnr, bytes_before, after))
-    if progress:
-        progress(site.name)
 
 
 def _portable_bytes(enc: codec.Encoded) -> int:

@@ -306,3 +306,33 @@ def test_version_matches_the_package_metadata():
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         project = tomllib.load(f)["project"]
     assert result.stdout.strip() == f"hyperonnx {project['version']}"
+
+
+def test_a_terminal_gets_a_progress_bar_of_the_selected_tensors(toy, tmp_path):
+    """On a terminal, convert shows a bar sized by the conversion itself (no second load of the model): it ends at
+    the number of tensors compressed. Without a terminal (scripts, logs) there is no bar."""
+    import pty
+
+    leader, follower = pty.openpty()
+    env = dict(os.environ, PYTHONPATH=ROOT, COLUMNS="100")
+    env.pop("HYPERONNX_DEBUG", None)
+    out = tmp_path / "out.onnx"
+    done = subprocess.run([sys.executable, "-m", "hyperonnx", "convert", str(toy), "-o", str(out), "--min-elements",
+                           "1000"], stdout=subprocess.PIPE, stderr=follower, env=env, timeout=120, text=True)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal's other end is closed: all read
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert done.returncode == 0, seen
+    assert "compressed 2 tensors" in done.stdout
+    text = seen.decode(errors="replace")
+    assert "encoding" in text and "50%" in text and text.rstrip().endswith("100%\x1b[?25h"), text  # 1 of 2, 2 of 2
+    plain = hx("convert", toy, "-o", tmp_path / "plain.onnx", "--min-elements", "1000")
+    assert plain.returncode == 0 and "encoding" not in plain.stderr

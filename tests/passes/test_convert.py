@@ -329,8 +329,8 @@ def test_budget_without_held_encodings_writes_the_same_file(tmp_path, monkeypatc
         assert None in again and {t.codec for t in redone.report.tensors} >= {"grid"}
 
     weight = numpy_helper.to_array(model.graph.initializer[0])
-    first = compress._candidates(weight, codec_name, budget.ladder(codec_name, codec_name, {}, "a test"), "ort",
-                                 None, hold=False)[0]
+    first = compress.encode_candidates(weight, codec_name, budget.ladder(codec_name, codec_name, {}, "a test"),
+                                       "ort", hold=False)[0]
     assert first.payload is None
     wrong = dataclasses.replace(first, encoded_bytes=first.encoded_bytes + 1)
     with pytest.raises(RuntimeError, match="did not give the same encoding"):

@@ -209,7 +209,7 @@ def test_generated_indices_stay_inside_the_tables_they_index(tmp_path):
     """Generated token ids index the embedding tables (a 2-row token-type table gets 0/1), masks are ones."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from hyperonnx import api
+    from hyperonnx import evaluate
 
     tables = [numpy_helper.from_array(np.ones((n, 4), np.float32), f"t{n}") for n in (2, 500)]
     graph = helper.make_graph(
@@ -224,7 +224,7 @@ def test_generated_indices_stay_inside_the_tables_they_index(tmp_path):
         [*tables, numpy_helper.from_array(np.array([2], np.int64), "axes")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    feeds = api.generated_inputs(session, 0, model)
+    feeds = evaluate.generated_inputs(session, 0, model)
     assert set(np.unique(feeds["types"])) <= {0, 1} and 100 <= feeds["ids"].max() < 500
     assert (feeds["attention_mask"] == 1).all()
     session.run(None, feeds)  # and the model runs on them
@@ -256,17 +256,17 @@ def test_generated_inputs_on_which_the_model_gives_nan_are_skipped(tmp_path):
     """Data-free --target-cosine on a model whose outputs are NaN for part of the generated inputs (negative noise
     levels): those samples measure nothing and are replaced by others, so the target is met instead of being
     'out of reach' at cosine ≈ 0.5; a model that is NaN on every generated input is one clear line."""
-    from hyperonnx import tune
+    from hyperonnx import evaluate
 
     src = _noise_level_model(tmp_path)
     session = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
-    samples = tune.load_samples(session, None, onnx.load(str(src)))
-    assert samples.count == tune.GENERATED_SAMPLES
+    samples = evaluate.load_samples(session, None, onnx.load(str(src)))
+    assert samples.count == evaluate.GENERATED_SAMPLES
     assert all((feeds["sigma"] >= 0).all() for feeds, _ in samples.groups)
     out = tmp_path / "out.onnx"
     result = hyperonnx.convert(src, out, codec_name="tcq", target_cosine=0.999, min_elements=1)
     tuned = result.as_dict()["tune"]
-    assert tuned["cosine"] >= 0.999 and tuned["samples"] == tune.GENERATED_SAMPLES
+    assert tuned["cosine"] >= 0.999 and tuned["samples"] == evaluate.GENERATED_SAMPLES
     feeds = {"x": np.random.default_rng(1).standard_normal((16, 64)).astype(np.float32),
              "sigma": np.full((16, 1), 0.5, np.float32)}
     assert measured_cosine(src, out, feeds) >= 0.998
