@@ -133,7 +133,7 @@ def test_fuse_then_unfuse_is_the_identity():
     from hyperonnx.passes.compress import compress_model
     from hyperonnx.passes.select import Selection
 
-    compress_model(model, decode_mode="call", selection=Selection(min_elements=100))
+    compress_model(model, mode="call", selection=Selection(min_elements=100))
     reference = copy.deepcopy(model)
     unfuse_model(reference)  # compress_model fused it; this is the plain call-mode graph
     again = copy.deepcopy(reference)
