@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -32,6 +33,23 @@ constexpr int kTop = 8;            // TOP_CANDIDATES
 constexpr int kProxyCells = 4096;  // PROXY_CELLS (the table has one more row)
 constexpr int kGridCells = 8192;   // _Nearest.CELLS
 constexpr int kStates = 8;
+
+// GCC/Clang vector extensions: element-wise IEEE operations, one rounding each as numpy's, lowered to whatever
+// the target has (SSE2 or NEON halves, AVX2, AVX-512); the x86 build adds AVX2 and AVX-512 clones below.
+typedef float v8sf __attribute__((vector_size(32)));
+typedef int32_t v8si __attribute__((vector_size(32)));
+typedef float v4sf __attribute__((vector_size(16)));
+typedef double v4df __attribute__((vector_size(32)));
+typedef double v8df __attribute__((vector_size(64)));
+typedef int64_t v8di __attribute__((vector_size(64)));
+typedef int8_t v8qi __attribute__((vector_size(8)));
+static_assert(kTop == 8, "the Viterbi search keeps one lane per candidate");
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define HX_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
+#else
+#define HX_CLONES
+#endif
 
 struct CosetSearch {
   const float* edges;     // m + 1, padded with ∓inf
@@ -68,17 +86,102 @@ inline int nearest(const CosetSearch& s, float v, int32_t cell) {
   return g + (v > s.edges[g + 1] ? 1 : 0) - (v <= s.edges[g] ? 1 : 0);
 }
 
-// numpy's sort order for float32 keys: NaN after every number.
-inline bool key_less(float a, float b) { return a < b || (std::isnan(b) && !std::isnan(a)); }
+// The four coset searches of one level set at once, where that gives the same levels: each coset's search counts
+// its edges below v (searchsorted; the lookup grid's one-step correction counts the same wherever at most the two
+// edges it compares can fall among the values that share a grid cell, which `grid_is_exact` checks per cell), so
+// one count over the union of the four cosets' edges, `bp`, names all four levels. A row of `levels` per interval.
+struct MergedSearch {
+  bool ok = false;
+  std::vector<float> bp;         // the four cosets' edges, sorted
+  std::vector<uint16_t> guess;   // per grid cell: #bp below the cell (a start for the exact count)
+  std::vector<float> levels;     // (bp.size() + 1) × 4: coset c's nearest level for v in interval i
+  std::vector<int16_t> fine;     // the same, as fine-set indices
+};
+
+// Whether the lookup-grid search of one coset counts its edges below v exactly for every v (see MergedSearch).
+// The values of grid cell c lie in [start_c, start_(c+1)) up to float32 rounding of v + 2 (< 2^-23 in v), so a
+// margin of 1e-6 covers them.
+bool grid_is_exact(const CosetSearch& s) {
+  if (!s.exact) return true;  // a binary search: exact by construction
+  const double width = 4.0 / kGridCells, margin = 1e-6;
+  const float* e = s.edges + 1;  // the m − 1 real edges
+  const int count = s.m - 1;
+  for (int c = 0; c < kGridCells; ++c) {
+    const int g = s.lut[c];
+    const double lo = c == 0 ? -std::numeric_limits<double>::infinity() : -2.0 + c * width - margin;
+    const double hi = c == kGridCells - 1 ? std::numeric_limits<double>::infinity() : -2.0 + (c + 1) * width + margin;
+    if (g >= 2 && !(e[g - 2] < lo)) return false;
+    if (g + 1 < count && !(e[g + 1] > hi)) return false;
+  }
+  return true;
+}
+
+MergedSearch merge_cosets(const Tables& tb, int book) {
+  MergedSearch ms;
+  for (int c = 0; c < 4; ++c) {
+    const CosetSearch& cs = tb.search[book][c];
+    if (!grid_is_exact(cs)) return ms;
+    ms.bp.insert(ms.bp.end(), cs.edges + 1, cs.edges + cs.m);
+  }
+  for (float e : ms.bp) {
+    if (!std::isfinite(e)) return ms;
+  }
+  std::sort(ms.bp.begin(), ms.bp.end());
+  const size_t k = ms.bp.size();
+  ms.levels.resize((k + 1) * 4);
+  ms.fine.resize((k + 1) * 4);
+  const float* books = tb.books + static_cast<size_t>(book) * tb.fine;
+  for (size_t i = 0; i <= k; ++i) {
+    for (int c = 0; c < 4; ++c) {
+      const CosetSearch& cs = tb.search[book][c];
+      // v in interval i: bp[0, i) < v <= bp[i], so coset c's edges below v are those <= bp[i − 1]
+      int r = 0;
+      if (i > 0) r = static_cast<int>(std::upper_bound(cs.edges + 1, cs.edges + cs.m, ms.bp[i - 1]) - (cs.edges + 1));
+      ms.fine[i * 4 + c] = cs.index[r];
+      ms.levels[i * 4 + c] = books[cs.index[r]];
+    }
+  }
+  ms.guess.resize(kGridCells);
+  for (int c = 0; c < kGridCells; ++c) {
+    const float start = static_cast<float>(-2.0 + c * (4.0 / kGridCells) - 1e-6);
+    ms.guess[c] = static_cast<uint16_t>(std::lower_bound(ms.bp.begin(), ms.bp.end(), start) - ms.bp.begin());
+  }
+  ms.ok = true;
+  return ms;
+}
+
+// #bp below v, from the cell's guess (exact whatever the guess).
+inline size_t merged_interval(const MergedSearch& ms, float v, int32_t cell) {
+  size_t i = ms.guess[cell];
+  const size_t k = ms.bp.size();
+  while (i < k && ms.bp[i] < v) ++i;
+  while (i > 0 && ms.bp[i - 1] >= v) --i;
+  return i;
+}
+
+// A float32 key as an unsigned integer in numpy's sort order: increasing with the value, −0 equal to +0, every NaN
+// after +inf and equal to the others.
+inline uint32_t sort_bits(float f) {
+  if (f != f) return 0xFFFFFFFFu;
+  f = f + 0.0f;  // −0 → +0
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  return (u & 0x80000000u) != 0 ? ~u : u | 0x80000000u;
+}
 
 struct Scratch {
   std::vector<float> x;        // the block, zero-padded
-  std::vector<uint8_t> took;   // per position, per state: bit r set when candidate r entered through branch B
-  explicit Scratch(uint32_t block) : x(block), took(static_cast<size_t>(block) * kStates) {}
+  std::vector<float> v;        // kTop × block: x / s per candidate
+  std::vector<int32_t> cell;   // kTop × block: grid cells of v
+  std::vector<int32_t> pcell;  // kOffsets × block: proxy cells
+  std::vector<uint8_t> took;   // block × kStates × kTop: 1 where the state was entered through branch B
+  explicit Scratch(uint32_t block)
+      : x(block), v(static_cast<size_t>(kTop) * block), cell(static_cast<size_t>(kTop) * block),
+        pcell(static_cast<size_t>(kOffsets) * block), took(static_cast<size_t>(block) * kStates * kTop) {}
 };
 
-int encode_block(const Tables& tb, const float* src, uint32_t n, int64_t k0, uint16_t* digits, uint32_t* header,
-                 Scratch& sc) {
+HX_CLONES int encode_block(const Tables& tb, const MergedSearch* merged, const float* src, uint32_t n, int64_t k0,
+                 uint16_t* digits, uint32_t* header, Scratch& sc) {
   const uint32_t width = tb.block;
   float* x = sc.x.data();
   std::memcpy(x, src, n * sizeof(float));
@@ -93,18 +196,40 @@ int encode_block(const Tables& tb, const float* src, uint32_t n, int64_t k0, uin
     s_off[o] = tb.scales[k];
     per_unit[o] = 1024.0f / std::max(s_off[o], static_cast<float>(1e-38));
   }
-  float acc[kOffsets][kBooks] = {};
-  for (uint32_t t = 0; t < width; ++t) {
-    const float xt = x[t];
-    for (int o = 0; o < kOffsets; ++o) {
-      float c = xt * per_unit[o];
+  v8si nan = {};
+  const uint32_t whole = width / 8 * 8;
+  for (int o = 0; o < kOffsets; ++o) {
+    int32_t* pc = sc.pcell.data() + static_cast<size_t>(o) * width;
+    const float pu = per_unit[o];
+    for (uint32_t t = 0; t < whole; t += 8) {
+      v8sf c;
+      std::memcpy(&c, x + t, sizeof(c));
+      c = c * pu;
       c = c + 2048.0f;
-      if (std::isnan(c)) return kHxNeedsReference;  // numpy indexes with a NaN cell and raises
+      nan |= c != c;
+      c = c < 0.0f ? 0.0f : c;  // clip: max then min, as np.clip (no NaN gets here unnoticed)
+      c = c > static_cast<float>(kProxyCells) ? static_cast<float>(kProxyCells) : c;
+      const v8si ci = __builtin_convertvector(c, v8si);
+      std::memcpy(pc + t, &ci, sizeof(ci));
+    }
+    for (uint32_t t = whole; t < width; ++t) {
+      float c = x[t] * pu;
+      c = c + 2048.0f;
+      nan[0] |= c != c ? -1 : 0;
       c = std::min(std::max(c, 0.0f), static_cast<float>(kProxyCells));
-      if (t < n) {
-        const float* row = tb.proxy + static_cast<size_t>(static_cast<int32_t>(c)) * kBooks;
-        for (int b = 0; b < kBooks; ++b) acc[o][b] += row[b];
-      }
+      pc[t] = static_cast<int32_t>(c);
+    }
+  }
+  for (int i = 0; i < 8; ++i) {
+    if (nan[i] != 0) return kHxNeedsReference;  // numpy indexes with a NaN cell and raises
+  }
+  v4sf acc[kOffsets] = {};
+  for (uint32_t t = 0; t < n; ++t) {
+    for (int o = 0; o < kOffsets; ++o) {
+      v4sf row;
+      std::memcpy(&row, tb.proxy + static_cast<size_t>(sc.pcell[static_cast<size_t>(o) * width + t]) * kBooks,
+                  sizeof(row));
+      acc[o] += row;
     }
   }
   float key[kCandidates];
@@ -112,13 +237,19 @@ int encode_block(const Tables& tb, const float* src, uint32_t n, int64_t k0, uin
     const float s2 = s_off[o] * s_off[o];
     for (int b = 0; b < kBooks; ++b) key[o * kBooks + b] = acc[o][b] * s2;
   }
-  int order[kCandidates];
-  for (int i = 0; i < kCandidates; ++i) order[i] = i;
-  std::nth_element(order, order + kTop, order + kCandidates, [&](int a, int b) {
-    if (key_less(key[a], key[b])) return true;
-    if (key_less(key[b], key[a])) return false;
-    return a < b;
-  });
+  // The kTop least (key, index) pairs, as one integer each: numpy's stable argsort order (NaN last, equal keys by
+  // index). Insertion into a sorted list of kTop: after the first few candidates most fail its first comparison.
+  uint64_t top[kTop + 1];
+  int filled = 0;
+  for (int i = 0; i < kCandidates; ++i) {
+    const uint64_t u = static_cast<uint64_t>(sort_bits(key[i])) << 8 | static_cast<uint64_t>(i);
+    if (filled == kTop && u >= top[kTop - 1]) continue;
+    int at = filled < kTop ? filled++ : kTop - 1;
+    for (; at > 0 && top[at - 1] > u; --at) top[at] = top[at - 1];
+    top[at] = u;
+  }
+  int order[kTop];
+  for (int r = 0; r < kTop; ++r) order[r] = static_cast<int>(top[r] & 0xFF);
   std::sort(order, order + kTop);
 
   // 2. The Viterbi searches, all candidates side by side.
@@ -129,41 +260,86 @@ int encode_block(const Tables& tb, const float* src, uint32_t n, int64_t k0, uin
     kc[r] = k_off[order[r] / kBooks];
     s[r] = tb.scales[kc[r]];
   }
+  v8si finite = {};  // 0 while every v is finite
+  for (int r = 0; r < kTop; ++r) {
+    float* vr = sc.v.data() + static_cast<size_t>(r) * width;
+    int32_t* cr = sc.cell.data() + static_cast<size_t>(r) * width;
+    const float sr = s[r];
+    const float hi = static_cast<float>(2.0 * 0.999999);
+    for (uint32_t t = 0; t < whole; t += 8) {
+      v8sf v;
+      std::memcpy(&v, x + t, sizeof(v));
+      v = v / sr;
+      finite |= (v - v) != 0.0f;  // ±inf and NaN
+      std::memcpy(vr + t, &v, sizeof(v));
+      v8sf c = v < -2.0f ? -2.0f : v;  // grid_cell, lane by lane
+      c = c > hi ? hi : c;
+      c = c + 2.0f;
+      c = c * 2048.0f;
+      const v8si ci = __builtin_convertvector(c, v8si);
+      std::memcpy(cr + t, &ci, sizeof(ci));
+    }
+    for (uint32_t t = whole; t < width; ++t) {
+      const float v = x[t] / sr;
+      finite[0] |= (v - v) != 0.0f ? -1 : 0;
+      vr[t] = v;
+      cr[t] = grid_cell(v);
+    }
+  }
+  for (int i = 0; i < 8; ++i) {
+    if (finite[i] != 0) return kHxNeedsReference;
+  }
+  const v8sf sv = {s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]};
   const double inf = std::numeric_limits<double>::infinity();
-  double cost[kStates][kTop], next[kStates][kTop];
+  v8df cost[kStates];
   for (int st = 0; st < kStates; ++st) {
     for (int r = 0; r < kTop; ++r) cost[st][r] = st == 0 ? 0.0 : inf;
   }
   for (uint32_t t = 0; t < width; ++t) {
-    double d[4][kTop];
-    for (int r = 0; r < kTop; ++r) {
-      const float v = x[t] / s[r];
-      if (!std::isfinite(v)) return kHxNeedsReference;
-      if (t >= n) {
-        for (int c = 0; c < 4; ++c) d[c][r] = 0.0;
-        continue;
+    v8df dv[4];
+    if (t >= n) {
+      for (int c = 0; c < 4; ++c) dv[c] = v8df{};
+    } else if (merged != nullptr) {
+      // Each candidate's interval (a row of four coset levels), then per coset the eight candidates' levels as one
+      // vector: the differences and squares run eight lanes at a time, as numpy's do across rows.
+      const float* row[kTop];
+      for (int r = 0; r < kTop; ++r) {
+        const MergedSearch& ms = merged[book[r]];
+        const size_t at = static_cast<size_t>(r) * width + t;
+        row[r] = ms.levels.data() + merged_interval(ms, sc.v[at], sc.cell[at]) * 4;
       }
-      const int32_t cell = grid_cell(v);
-      const float* levels = tb.books + static_cast<size_t>(book[r]) * tb.fine;
       for (int c = 0; c < 4; ++c) {
-        const CosetSearch& cs = tb.search[book[r]][c];
-        const int f = cs.index[nearest(cs, v, cell)];
-        const float diff = levels[f] * s[r] - x[t];
-        d[c][r] = static_cast<double>(diff) * static_cast<double>(diff);
+        const v8sf lv = {row[0][c], row[1][c], row[2][c], row[3][c], row[4][c], row[5][c], row[6][c], row[7][c]};
+        const v8sf diff = lv * sv - x[t];  // two roundings per lane: the product, then the difference
+        const v8df dd = __builtin_convertvector(diff, v8df);
+        dv[c] = dd * dd;
       }
+    } else {
+      alignas(64) double d[4][kTop];
+      const float xt = x[t];
+      for (int r = 0; r < kTop; ++r) {
+        const size_t at = static_cast<size_t>(r) * width + t;
+        const float* levels = tb.books + static_cast<size_t>(book[r]) * tb.fine;
+        for (int c = 0; c < 4; ++c) {
+          const CosetSearch& cs = tb.search[book[r]][c];
+          const float diff = levels[cs.index[nearest(cs, sc.v[at], sc.cell[at])]] * s[r] - xt;
+          d[c][r] = static_cast<double>(diff) * static_cast<double>(diff);
+        }
+      }
+      std::memcpy(dv, d, sizeof(dv));
     }
-    uint8_t* took = sc.took.data() + static_cast<size_t>(t) * kStates;
+    uint8_t* took = sc.took.data() + static_cast<size_t>(t) * kStates * kTop;
+    v8df next[kStates];
     for (int i = 0; i < 4; ++i) {
       for (int j = 0; j < 2; ++j) {
         const int ca = j == 0 ? i : i ^ 2, cb = ca ^ 2;
-        uint8_t bits = 0;
-        for (int r = 0; r < kTop; ++r) {
-          const double a = cost[i][r] + d[ca][r];
-          const double b = cost[i + 4][r] + d[cb][r];
-          bits |= static_cast<uint8_t>((b < a ? 1 : 0) << r);
-          next[2 * i + j][r] = b < a ? b : a;
-        }
-        took[2 * i + j] = bits;
+        const int st = 2 * i + j;
+        const v8df a = cost[i] + dv[ca];
+        const v8df b = cost[i + 4] + dv[cb];
+        const v8di via_b = b < a;
+        next[st] = via_b ? b : a;
+        const v8qi bits = __builtin_convertvector(via_b, v8qi);
+        std::memcpy(took + st * kTop, &bits, sizeof(bits));
       }
     }
     std::memcpy(cost, next, sizeof(cost));
@@ -183,17 +359,24 @@ int encode_block(const Tables& tb, const float* src, uint32_t n, int64_t k0, uin
       best_err = cost[fs][r];
     }
   }
-  const float sb = s[best];
+  const float* vb = sc.v.data() + static_cast<size_t>(best) * width;
+  const int32_t* cb = sc.cell.data() + static_cast<size_t>(best) * width;
   int state = best_state;
   for (uint32_t t = width; t-- > 0;) {
-    const int branch = (sc.took[static_cast<size_t>(t) * kStates + state] >> best) & 1;
+    const int branch = sc.took[(static_cast<size_t>(t) * kStates + state) * kTop + best] & 1;
     const int i = state >> 1, j = state & 1;
     const int ca = j == 0 ? i : i ^ 2;
     const int coset = branch ? ca ^ 2 : ca;
     if (t < n) {
-      const float v = x[t] / sb;
-      const CosetSearch& cs = tb.search[book[best]][coset];
-      digits[t] = static_cast<uint16_t>(cs.index[nearest(cs, v, grid_cell(v))] >> 1);
+      int f;
+      if (merged != nullptr) {
+        const MergedSearch& ms = merged[book[best]];
+        f = ms.fine[merged_interval(ms, vb[t], cb[t]) * 4 + coset];
+      } else {
+        const CosetSearch& cs = tb.search[book[best]][coset];
+        f = cs.index[nearest(cs, vb[t], cb[t])];
+      }
+      digits[t] = static_cast<uint16_t>(f >> 1);
     }
     state = branch ? i + 4 : i;
   }
@@ -236,6 +419,12 @@ HX_ENCODER_API int hx_blocktcq_encode(const float* x, uint64_t numel, int bits, 
       }
     }
   }
+  MergedSearch merged[kBooks];
+  bool all_merged = std::getenv("HYPERONNX_ENCODERS_DIRECT") == nullptr;
+  for (int b = 0; b < kBooks; ++b) {
+    merged[b] = merge_cosets(tb, b);
+    all_merged &= merged[b].ok;
+  }
   const uint64_t nblocks = (numel + block - 1) / block;
   std::atomic_int status{0};
   hyperonnx::parallel_ranges(nblocks, 1, threads, [&](uint64_t q0, uint64_t q1) {
@@ -243,7 +432,7 @@ HX_ENCODER_API int hx_blocktcq_encode(const float* x, uint64_t numel, int bits, 
     for (uint64_t q = q0; q < q1 && status.load(std::memory_order_relaxed) == 0; ++q) {
       const uint64_t first = q * block;
       const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(block, numel - first));
-      const int rc = encode_block(tb, x + first, n, k0[q], digits + first, headers + q, sc);
+      const int rc = encode_block(tb, all_merged ? merged : nullptr, x + first, n, k0[q], digits + first, headers + q, sc);
       if (rc != 0) status.store(rc);
     }
   });
