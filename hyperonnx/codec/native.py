@@ -46,10 +46,15 @@ _i64 = np.ctypeslib.ndpointer(dtype=np.int64, flags="C_CONTIGUOUS")
 _u8 = np.ctypeslib.ndpointer(dtype=np.uint8, flags="C_CONTIGUOUS")
 _u16 = np.ctypeslib.ndpointer(dtype=np.uint16, flags="C_CONTIGUOUS")
 _u32 = np.ctypeslib.ndpointer(dtype=np.uint32, flags="C_CONTIGUOUS")
+_u64 = np.ctypeslib.ndpointer(dtype=np.uint64, flags="C_CONTIGUOUS")
 _SIGNATURES = {
     "hx_encoders_abi_version": [],
     "hx_block_absmax": [_f32, ctypes.c_uint64, ctypes.c_uint32, _f32, ctypes.c_int],
     "hx_pack_u16": [_u16, ctypes.c_uint64, ctypes.c_int, _u8, ctypes.c_int],
+    "hx_rans_bound": [ctypes.c_uint64],
+    "hx_rans_encode": [ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), _u64, _u32, _u32, _u8, ctypes.c_uint64,
+                       ctypes.POINTER(ctypes.c_uint64)],
+    "hx_tcq_levels": [_f32, ctypes.c_uint64, ctypes.c_uint32, _f32, _u8, ctypes.c_int],
     "hx_blocktcq_encode": [_f32, ctypes.c_uint64, ctypes.c_int, ctypes.c_uint32, _f32, _f32, _f32, _f32, _i16, _i32,
                            _u8, _i64, _u16, _u32, ctypes.c_int],
 }
@@ -78,7 +83,7 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
         lib = ctypes.CDLL(path)
         for name, args in _SIGNATURES.items():
             fn = getattr(lib, name)
-            fn.argtypes, fn.restype = args, ctypes.c_int
+            fn.argtypes, fn.restype = args, ctypes.c_uint64 if name == "hx_rans_bound" else ctypes.c_int
     except (OSError, AttributeError) as exc:
         return None, f"{path} does not load ({exc})"
     if lib.hx_encoders_abi_version() != ABI_VERSION:
@@ -224,5 +229,44 @@ def encode_blocktcq(flat: np.ndarray, bits: int, block: int, smax: float, scales
     return np.concatenate([codes, bitpack.pack(headers, HEADER_BITS)])
 
 
-__all__ = ["available", "block_scale_starts", "describe", "encode_blocktcq", "library", "set_threads",
+# ---- tcq --------------------------------------------------------------------------------------------------------
+def tcq_levels(blocks: np.ndarray, block_steps: np.ndarray) -> np.ndarray | None:
+    """TcqCodec.levels (uint8 symbols, blocks × B) of zero-padded float32 ``blocks`` whose steps are ``block_steps``;
+    None where numpy must run (no library, or a level numpy's int16 cast would make of a non-finite value)."""
+    lib = library()
+    if lib is None or blocks.ndim != 2 or blocks.dtype != np.float32:
+        return None
+    blocks = np.ascontiguousarray(blocks)
+    steps = np.ascontiguousarray(block_steps, dtype=np.float32)
+    out = np.empty(blocks.shape, dtype=np.uint8)
+    with _Share() as threads:
+        rc = lib.hx_tcq_levels(blocks, blocks.shape[0], blocks.shape[1], steps, out, threads)
+    return out if _check(rc, "tcq") else None
+
+
+# ---- rANS -------------------------------------------------------------------------------------------------------
+def rans_encode(phases) -> bytes | None:
+    """rans.encode's stream for ``phases`` ((symbols, Model) pairs; plain models only), or None where numpy must
+    encode (no library, a context-mixed model, or a symbol its model has no frequency for: numpy raises)."""
+    lib = library()
+    from hyperonnx.codec import rans
+
+    if lib is None or not all(isinstance(m, rans.Model) and np.asarray(s).dtype == np.uint8 for s, m in phases):
+        return None
+    symbols = [np.ascontiguousarray(s).reshape(-1) for s, _ in phases]
+    freq = np.zeros((len(phases), 256), dtype=np.uint32)
+    cum = np.zeros((len(phases), 256), dtype=np.uint32)
+    for p, (_, model) in enumerate(phases):
+        freq[p, model.lo : model.lo + model.freq.size] = model.freq
+        cum[p, model.lo : model.lo + model.cum.size] = model.cum
+    total = sum(s.size for s in symbols)
+    out = np.empty(lib.hx_rans_bound(total), dtype=np.uint8)
+    size = ctypes.c_uint64(0)
+    pointers = (ctypes.c_void_p * len(symbols))(*[s.ctypes.data for s in symbols])
+    counts = np.array([s.size for s in symbols], dtype=np.uint64)
+    rc = lib.hx_rans_encode(len(symbols), pointers, counts, freq, cum, out, out.size, ctypes.byref(size))
+    return out[: size.value].tobytes() if _check(rc, "rANS") else None
+
+
+__all__ = ["available", "block_scale_starts", "describe", "encode_blocktcq", "library", "rans_encode", "set_threads", "tcq_levels",
            "thread_budget"]

@@ -21,9 +21,12 @@
 #include <vector>
 
 #include "../parallel.h"
+#include "acs.h"
 #include "encoders.h"
 
 namespace {
+
+using namespace hyperonnx::encoders;
 
 constexpr int kBooks = 4;
 constexpr int kOffsets = 12;       // SCALE_OFFSETS = -6..5
@@ -32,24 +35,7 @@ constexpr int kCandidates = kOffsets * kBooks;
 constexpr int kTop = 8;            // TOP_CANDIDATES
 constexpr int kProxyCells = 4096;  // PROXY_CELLS (the table has one more row)
 constexpr int kGridCells = 8192;   // _Nearest.CELLS
-constexpr int kStates = 8;
-
-// GCC/Clang vector extensions: element-wise IEEE operations, one rounding each as numpy's, lowered to whatever
-// the target has (SSE2 or NEON halves, AVX2, AVX-512); the x86 build adds AVX2 and AVX-512 clones below.
-typedef float v8sf __attribute__((vector_size(32)));
-typedef int32_t v8si __attribute__((vector_size(32)));
-typedef float v4sf __attribute__((vector_size(16)));
-typedef double v4df __attribute__((vector_size(32)));
-typedef double v8df __attribute__((vector_size(64)));
-typedef int64_t v8di __attribute__((vector_size(64)));
-typedef int8_t v8qi __attribute__((vector_size(8)));
 static_assert(kTop == 8, "the Viterbi search keeps one lane per candidate");
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define HX_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
-#else
-#define HX_CLONES
-#endif
 
 struct CosetSearch {
   const float* edges;     // m + 1, padded with ∓inf
@@ -328,21 +314,7 @@ HX_CLONES int encode_block(const Tables& tb, const MergedSearch* merged, const f
       }
       std::memcpy(dv, d, sizeof(dv));
     }
-    uint8_t* took = sc.took.data() + static_cast<size_t>(t) * kStates * kTop;
-    v8df next[kStates];
-    for (int i = 0; i < 4; ++i) {
-      for (int j = 0; j < 2; ++j) {
-        const int ca = j == 0 ? i : i ^ 2, cb = ca ^ 2;
-        const int st = 2 * i + j;
-        const v8df a = cost[i] + dv[ca];
-        const v8df b = cost[i + 4] + dv[cb];
-        const v8di via_b = b < a;
-        next[st] = via_b ? b : a;
-        const v8qi bits = __builtin_convertvector(via_b, v8qi);
-        std::memcpy(took + st * kTop, &bits, sizeof(bits));
-      }
-    }
-    std::memcpy(cost, next, sizeof(cost));
+    acs_step(cost, dv, sc.took.data() + static_cast<size_t>(t) * kStates * kTop);
   }
 
   // 3. The best candidate and its path.
@@ -364,9 +336,8 @@ HX_CLONES int encode_block(const Tables& tb, const MergedSearch* merged, const f
   int state = best_state;
   for (uint32_t t = width; t-- > 0;) {
     const int branch = sc.took[(static_cast<size_t>(t) * kStates + state) * kTop + best] & 1;
-    const int i = state >> 1, j = state & 1;
-    const int ca = j == 0 ? i : i ^ 2;
-    const int coset = branch ? ca ^ 2 : ca;
+    int coset;
+    acs_back(state, branch, coset);
     if (t < n) {
       int f;
       if (merged != nullptr) {
@@ -378,7 +349,6 @@ HX_CLONES int encode_block(const Tables& tb, const MergedSearch* merged, const f
       }
       digits[t] = static_cast<uint16_t>(f >> 1);
     }
-    state = branch ? i + 4 : i;
   }
   *header = static_cast<uint32_t>(kc[best]) | static_cast<uint32_t>(book[best]) << 8;
   return 0;

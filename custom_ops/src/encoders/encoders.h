@@ -36,3 +36,17 @@ HX_ENCODER_API int hx_blocktcq_encode(const float* x, uint64_t numel, int bits, 
                                       const int16_t* index, const int32_t* lut,
                                       const uint8_t* exact, const int64_t* k0, uint16_t* digits, uint32_t* headers,
                                       int threads);
+
+// rANS (hyperonnx/codec/rans.py, encode) of `phases` symbol arrays in turn on one interleaved stream, each with
+// its model as two 256-entry tables indexed by the symbol: freq (0 where the model has none) and cum. Writes the
+// stream (lanes × u32 states, u32 word count, u16 words) to out and its length to *size; capacity must be at least
+// hx_rans_bound(total symbols).
+HX_ENCODER_API uint64_t hx_rans_bound(uint64_t total);
+HX_ENCODER_API int hx_rans_encode(int phases, const uint8_t* const* symbols, const uint64_t* counts,
+                                  const uint32_t* freq, const uint32_t* cum, uint8_t* out, uint64_t capacity,
+                                  uint64_t* size);
+
+// tcq's levels (hyperonnx/codec/tcq.py: TcqCodec.levels, viterbi) of `nblocks` zero-padded blocks of `width`
+// weights whose steps are `steps`: one symbol (j >> 1) + 127 per weight, row-major, in out.
+HX_ENCODER_API int hx_tcq_levels(const float* blocks, uint64_t nblocks, uint32_t width, const float* steps,
+                                 uint8_t* out, int threads);
