@@ -96,6 +96,33 @@ def test_blocktcq_bytes_match_numpy_at_every_rate_and_block(direct, monkeypatch)
 
 
 @needs_library
+@pytest.mark.parametrize("name", ["ecsq", "tcq"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
+def test_entropy_coded_bytes_match_numpy_on_corner_tensors(name, dtype, monkeypatch):
+    """ecsq and tcq: rANS streams (both) and the trellis search (tcq), with and without the rank-1 term."""
+    rng = np.random.default_rng(8)
+    for label, x in _cases(rng):
+        with np.errstate(all="ignore"):
+            x = np.asarray(x).astype(base.dtype_from_name(dtype))
+        _assert_identical(name, x, {}, monkeypatch)
+        if label in ("gaussian", "ties", "heavy tails", "zero blocks"):
+            _assert_identical(name, x, {"step": 0.05, "block": 7, "rank1": 0}, monkeypatch)
+            _assert_identical(name, x, {"step": 2.0, "block": 1}, monkeypatch)
+    low_rank = np.outer(rng.standard_normal(40), rng.standard_normal(50)) + 0.01 * rng.standard_normal((40, 50))
+    _assert_identical(name, low_rank.astype(dtype if dtype != "bfloat16" else "float32"), {}, monkeypatch)
+
+
+@needs_library
+def test_tcq_chunks_choose_their_distance_form_as_numpy_does(monkeypatch):
+    """numpy's tcq search computes coset distances one of two ways per chunk of 2^18 weights (the clipped form
+    where some |y| > 250): an outlier in the second chunk only, and a third chunk without one."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(4096 * 130).astype(np.float32)
+    x[4096 * 70 + 5] = 700.0  # |y| up to 252.7 in the second chunk, < 40 elsewhere
+    _assert_identical("tcq", x, {"block": 4096, "rank1": 0}, monkeypatch)
+
+
+@needs_library
 def test_thread_counts_do_not_change_a_byte(monkeypatch):
     x = np.random.default_rng(3).standard_normal((300, 129)).astype(np.float32)
     monkeypatch.setenv(native.ENV, "1")
