@@ -30,7 +30,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
+if "--json" in sys.argv:  # one core: numpy's BLAS (the rank-1 fit) on one thread too, set before it loads
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -66,9 +66,12 @@ def library_path() -> str | None:
     env = os.environ.get(LIBRARY_ENV)
     if env:
         return env if os.path.isfile(env) else None
-    candidate = _PACKAGE_DIR / LIBRARY_NAME
-    if candidate.is_file():
-        return str(candidate)
+    import hyperonnx
+
+    for folder in [_PACKAGE_DIR, *(Path(p) for p in getattr(hyperonnx, "__path__", []))]:  # as runtime.library_path
+        candidate = folder / LIBRARY_NAME
+        if candidate.is_file():
+            return str(candidate)
     built = glob.glob(str(_REPO_BUILD / "**" / LIBRARY_NAME), recursive=True)
     return max(built, key=os.path.getmtime) if built else None
 

@@ -78,7 +78,8 @@ inline int nearest(const CosetSearch& s, float v, int32_t cell) {
 // one count over the union of the four cosets' edges, `bp`, names all four levels. A row of `levels` per interval.
 struct MergedSearch {
   bool ok = false;
-  std::vector<float> bp;         // the four cosets' edges, sorted
+  bool single_step = false;      // each grid cell holds at most one breakpoint
+  std::vector<float> bp;         // the four cosets' edges, sorted, then +inf
   std::vector<uint16_t> guess;   // per grid cell: #bp below the cell (a start for the exact count)
   std::vector<float> levels;     // (bp.size() + 1) × 4: coset c's nearest level for v in interval i
   std::vector<int16_t> fine;     // the same, as fine-set indices
@@ -128,18 +129,35 @@ MergedSearch merge_cosets(const Tables& tb, int book) {
     }
   }
   ms.guess.resize(kGridCells);
+  ms.single_step = true;
   for (int c = 0; c < kGridCells; ++c) {
-    const float start = static_cast<float>(-2.0 + c * (4.0 / kGridCells) - 1e-6);
-    ms.guess[c] = static_cast<uint16_t>(std::lower_bound(ms.bp.begin(), ms.bp.end(), start) - ms.bp.begin());
+    const double lo = -2.0 + c * (4.0 / kGridCells) - 1e-6, hi = -2.0 + (c + 1) * (4.0 / kGridCells) + 1e-6;
+    const size_t g = std::lower_bound(ms.bp.begin(), ms.bp.end(), static_cast<float>(lo)) - ms.bp.begin();
+    ms.guess[c] = static_cast<uint16_t>(g);
+    // A cell's values lie in (lo, hi) (the grid cell's rounding is < 2^-23 in v), above the guess's breakpoints:
+    // with at most one more breakpoint up to hi the count is the guess or one more. Cell 0 also takes every v
+    // below −2 (it must hold no breakpoint), the last cell every v above 2 (all breakpoints must lie below it).
+    bool single;
+    if (c == 0) {
+      single = k == 0 || static_cast<double>(ms.bp[0]) > hi;
+    } else if (c == kGridCells - 1) {
+      single = g == k;
+    } else {
+      single = g + 1 >= k || static_cast<double>(ms.bp[g + 1]) > hi;
+    }
+    ms.single_step &= single;
   }
+  ms.bp.push_back(std::numeric_limits<float>::infinity());  // sentinel: bp[k] < v never holds
   ms.ok = true;
   return ms;
 }
 
-// #bp below v, from the cell's guess (exact whatever the guess).
+// #bp below v, from the cell's guess: one branch-free step where every cell holds at most one breakpoint, else
+// walked (exact whatever the guess).
 inline size_t merged_interval(const MergedSearch& ms, float v, int32_t cell) {
   size_t i = ms.guess[cell];
-  const size_t k = ms.bp.size();
+  if (ms.single_step) return i + (ms.bp[i] < v ? 1 : 0);
+  const size_t k = ms.bp.size() - 1;  // without the sentinel
   while (i < k && ms.bp[i] < v) ++i;
   while (i > 0 && ms.bp[i - 1] >= v) --i;
   return i;
