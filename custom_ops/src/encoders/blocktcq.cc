@@ -5,12 +5,13 @@
 //      f32(f32(x · f32(1024 / max(s, 1e-38))) + 2048) clipped to [0, 4096], its table row summed over the block's
 //      real weights in float32 in position order (numpy's np.sum over the outer axis adds row after row), times
 //      f32(s · s); the TOP (8) least, ties to the lower candidate index (stable argsort), NaN last;
-//   2. per shortlisted candidate, in candidate order: v = f32(x / s), each coset's nearest level by the
-//      _Nearest lookup grid (or a binary search where the grid is not exact), d = f64(f32(level · s) − x)², and
-//      the 8-state add-compare-select in float64 (the last block's padding costs 0 on every coset);
+//   2. per shortlisted candidate: v = f32(x / s), each coset's nearest level by the _Nearest lookup grid (or a
+//      binary search where the grid is not exact; MergedSearch finds all four at once where that is provably the
+//      same), d = f64(f32(level · s) − x)², and the 8-state add-compare-select in float64 (acs.h; the last
+//      block's padding costs 0 on every coset);
 //   3. the candidate whose best final state costs least (first among equals) is traced back.
-// Candidates are interleaved position by position: their add-compare-select chains are independent, so the CPU
-// overlaps them (one candidate at a time is bound by the latency of its add → min chain).
+// The eight candidates are the eight lanes of the search's vectors: their add-compare-select chains are
+// independent, and the differences and squares run eight at a time, as numpy runs them across rows.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -374,13 +375,14 @@ HX_CLONES int encode_block(const Tables& tb, const MergedSearch* merged, const f
 
 }  // namespace
 
-HX_ENCODER_API int hx_blocktcq_encode(const float* x, uint64_t numel, int bits, uint32_t block, const float* books,
-                                      const float* scales, const float* proxy, const float* edges,
-                                      const int16_t* index, const int32_t* lut,
+HX_ENCODER_API int hx_blocktcq_encode(const float* x, uint64_t numel, int bits, uint32_t block,
+                                      const float* books, const float* scales, const float* proxy,
+                                      const float* edges, const int16_t* index, const int32_t* lut,
                                       const uint8_t* exact, const int64_t* k0, uint16_t* digits, uint32_t* headers,
                                       int threads) {
-  if (x == nullptr || books == nullptr || scales == nullptr || proxy == nullptr || edges == nullptr || index == nullptr || lut == nullptr || exact == nullptr || k0 == nullptr ||
-      digits == nullptr || headers == nullptr || bits < 1 || bits > 8 || block < 2 || block > 4096) {
+  if (x == nullptr || books == nullptr || scales == nullptr || proxy == nullptr || edges == nullptr ||
+      index == nullptr || lut == nullptr || exact == nullptr || k0 == nullptr || digits == nullptr ||
+      headers == nullptr || bits < 1 || bits > 8 || block < 2 || block > 4096) {
     return kHxBadArgument;
   }
   Tables tb;
@@ -420,7 +422,8 @@ HX_ENCODER_API int hx_blocktcq_encode(const float* x, uint64_t numel, int bits, 
     for (uint64_t q = q0; q < q1 && status.load(std::memory_order_relaxed) == 0; ++q) {
       const uint64_t first = q * block;
       const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(block, numel - first));
-      const int rc = encode_block(tb, all_merged ? merged : nullptr, x + first, n, k0[q], digits + first, headers + q, sc);
+      const int rc =
+          encode_block(tb, all_merged ? merged : nullptr, x + first, n, k0[q], digits + first, headers + q, sc);
       if (rc != 0) status.store(rc);
     }
   });

@@ -31,9 +31,10 @@ HX_ENCODER_API int hx_pack_u16(const uint16_t* codes, uint64_t count, int bits, 
 // proxy (4097 × 4), and per (level set, coset) a _CosetSearch (m = fine/4 levels each): edges padded with ∓inf
 // (m + 1 each), index into the fine set (m each, int16), lookup grid (8192 each, int32), exact_grid flag.
 // k0: each block's starting scale code. Out: digits (numel, θ = fine index >> 1), headers (one per block).
-HX_ENCODER_API int hx_blocktcq_encode(const float* x, uint64_t numel, int bits, uint32_t block, const float* books,
-                                      const float* scales, const float* proxy, const float* edges,
-                                      const int16_t* index, const int32_t* lut,
+// HYPERONNX_ENCODERS_DIRECT in the environment (tests) turns off the merged coset search (blocktcq.cc).
+HX_ENCODER_API int hx_blocktcq_encode(const float* x, uint64_t numel, int bits, uint32_t block,
+                                      const float* books, const float* scales, const float* proxy,
+                                      const float* edges, const int16_t* index, const int32_t* lut,
                                       const uint8_t* exact, const int64_t* k0, uint16_t* digits, uint32_t* headers,
                                       int threads);
 
