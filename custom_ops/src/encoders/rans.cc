@@ -37,17 +37,18 @@ HX_ENCODER_API int hx_rans_encode(int phases, const uint8_t* const* symbols, con
   for (int p = 0; p < phases; ++p) total += counts[p];
   const uint64_t lanes = lanes_for(total);
   if (capacity < hx_rans_bound(total)) return kHxBadArgument;
-  // Per symbol of the whole sequence: its phase's (freq, cum); a symbol without frequency is numpy's error.
-  std::vector<uint32_t> f(total), c(total);
+  // Per symbol of the whole sequence: its phase's (freq, cum), both <= 2^12 (16 bits: 4 bytes a symbol); a symbol
+  // without frequency is numpy's error.
+  std::vector<uint16_t> f(total), c(total);
   uint64_t at = 0;
   for (int p = 0; p < phases; ++p) {
     const uint32_t* pf = freq + 256 * static_cast<size_t>(p);
     const uint32_t* pc = cum + 256 * static_cast<size_t>(p);
     for (uint64_t i = 0; i < counts[p]; ++i, ++at) {
       const uint8_t s = symbols[p][i];
-      if (pf[s] == 0 || pf[s] > (1u << kProbBits)) return kHxNeedsReference;
-      f[at] = pf[s];
-      c[at] = pc[s];
+      if (pf[s] == 0 || pf[s] > (1u << kProbBits) || pc[s] >= (1u << kProbBits)) return kHxNeedsReference;
+      f[at] = static_cast<uint16_t>(pf[s]);
+      c[at] = static_cast<uint16_t>(pc[s]);
     }
   }
   std::vector<uint32_t> state(lanes, static_cast<uint32_t>(kStateLow));
