@@ -123,6 +123,19 @@ def test_tcq_chunks_choose_their_distance_form_as_numpy_does(monkeypatch):
 
 
 @needs_library
+@pytest.mark.parametrize("width", ["128", "256", "512"])
+def test_every_vector_width_gives_the_same_bytes(width, monkeypatch):
+    """The library runs its searches at the widest vectors the CPU has (128-bit SSE2/NEON, AVX2, AVX-512);
+    HYPERONNX_ENCODERS_ISA caps the width, so each one this CPU has is checked against numpy here."""
+    monkeypatch.setenv("HYPERONNX_ENCODERS_ISA", width)
+    rng = np.random.default_rng(int(width))
+    for bits, block in ((5, 32), (2, 3), (8, 67)):
+        _assert_identical("blocktcq", rng.standard_normal(20 * block + 3).astype(np.float32),
+                          {"bits": bits, "block": block}, monkeypatch)
+    _assert_identical("tcq", rng.standard_t(3, (50, 77)).astype(np.float32), {"block": 13}, monkeypatch)
+
+
+@needs_library
 def test_thread_counts_do_not_change_a_byte(monkeypatch):
     x = np.random.default_rng(3).standard_normal((300, 129)).astype(np.float32)
     monkeypatch.setenv(native.ENV, "1")

@@ -179,14 +179,16 @@ struct Scratch {
   std::vector<float> v;        // kTop × block: x / s per candidate
   std::vector<int32_t> cell;   // kTop × block: grid cells of v
   std::vector<int32_t> pcell;  // kOffsets × block: proxy cells
-  std::vector<uint8_t> took;   // block × kStates × kTop: 1 where the state was entered through branch B
+  std::vector<uint8_t> took;   // block × kTop: bit `state` set where the state was entered through branch B
   explicit Scratch(uint32_t block)
       : x(block), v(static_cast<size_t>(kTop) * block), cell(static_cast<size_t>(kTop) * block),
-        pcell(static_cast<size_t>(kOffsets) * block), took(static_cast<size_t>(block) * kStates * kTop) {}
+        pcell(static_cast<size_t>(kOffsets) * block), took(static_cast<size_t>(block) * kTop) {}
 };
 
-HX_CLONES int encode_block(const Tables& tb, const MergedSearch* merged, const float* src, uint32_t n, int64_t k0,
-                 uint16_t* digits, uint32_t* header, Scratch& sc) {
+template <class L>
+inline __attribute__((always_inline)) int encode_block_t(const Tables& tb, const MergedSearch* merged,
+                                                        const float* src, uint32_t n, int64_t k0, uint16_t* digits,
+                                                        uint32_t* header, Scratch& sc) {
   const uint32_t width = tb.block;
   float* x = sc.x.data();
   std::memcpy(x, src, n * sizeof(float));
@@ -296,14 +298,14 @@ HX_CLONES int encode_block(const Tables& tb, const MergedSearch* merged, const f
   }
   const v8sf sv = {s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]};
   const double inf = std::numeric_limits<double>::infinity();
-  v8df cost[kStates];
+  L cost[kStates];
   for (int st = 0; st < kStates; ++st) {
-    for (int r = 0; r < kTop; ++r) cost[st][r] = st == 0 ? 0.0 : inf;
+    cost[st] = L::splat(st == 0 ? 0.0 : inf);
   }
   for (uint32_t t = 0; t < width; ++t) {
-    v8df dv[4];
+    L dv[4];
     if (t >= n) {
-      for (int c = 0; c < 4; ++c) dv[c] = v8df{};
+      for (int c = 0; c < 4; ++c) dv[c] = L::splat(0.0);
     } else if (merged != nullptr) {
       // Each candidate's interval (a row of four coset levels), then per coset the eight candidates' levels as one
       // vector: the differences and squares run eight lanes at a time, as numpy's do across rows.
@@ -316,8 +318,7 @@ HX_CLONES int encode_block(const Tables& tb, const MergedSearch* merged, const f
       for (int c = 0; c < 4; ++c) {
         const v8sf lv = {row[0][c], row[1][c], row[2][c], row[3][c], row[4][c], row[5][c], row[6][c], row[7][c]};
         const v8sf diff = lv * sv - x[t];  // two roundings per lane: the product, then the difference
-        const v8df dd = __builtin_convertvector(diff, v8df);
-        dv[c] = dd * dd;
+        dv[c] = L::widen_square(diff);
       }
     } else {
       alignas(64) double d[4][kTop];
@@ -331,9 +332,9 @@ HX_CLONES int encode_block(const Tables& tb, const MergedSearch* merged, const f
           d[c][r] = static_cast<double>(diff) * static_cast<double>(diff);
         }
       }
-      std::memcpy(dv, d, sizeof(dv));
+      for (int c = 0; c < 4; ++c) dv[c] = L::load(d[c]);
     }
-    acs_step(cost, dv, sc.took.data() + static_cast<size_t>(t) * kStates * kTop);
+    acs_step(cost, dv, sc.took.data() + static_cast<size_t>(t) * kTop);
   }
 
   // 3. The best candidate and its path.
@@ -342,19 +343,19 @@ HX_CLONES int encode_block(const Tables& tb, const MergedSearch* merged, const f
   for (int r = 0; r < kTop; ++r) {
     int fs = 0;
     for (int st = 1; st < kStates; ++st) {
-      if (cost[st][r] < cost[fs][r]) fs = st;
+      if (cost[st].lane(r) < cost[fs].lane(r)) fs = st;
     }
-    if (r == 0 || cost[fs][r] < best_err) {
+    if (r == 0 || cost[fs].lane(r) < best_err) {
       best = r;
       best_state = fs;
-      best_err = cost[fs][r];
+      best_err = cost[fs].lane(r);
     }
   }
   const float* vb = sc.v.data() + static_cast<size_t>(best) * width;
   const int32_t* cb = sc.cell.data() + static_cast<size_t>(best) * width;
   int state = best_state;
   for (uint32_t t = width; t-- > 0;) {
-    const int branch = sc.took[(static_cast<size_t>(t) * kStates + state) * kTop + best] & 1;
+    const int branch = (sc.took[static_cast<size_t>(t) * kTop + best] >> state) & 1;
     int coset;
     acs_back(state, branch, coset);
     if (t < n) {
@@ -371,6 +372,35 @@ HX_CLONES int encode_block(const Tables& tb, const MergedSearch* merged, const f
   }
   *header = static_cast<uint32_t>(kc[best]) | static_cast<uint32_t>(book[best]) << 8;
   return 0;
+}
+
+
+#define HX_BLOCK_ARGS                                                                                       \
+  const Tables &tb, const MergedSearch *merged, const float *src, uint32_t n, int64_t k0, uint16_t *digits, \
+      uint32_t *header, Scratch &sc
+using EncodeBlockFn = int (*)(HX_BLOCK_ARGS);
+int encode_block_128(HX_BLOCK_ARGS) { return encode_block_t<Lanes<16>>(tb, merged, src, n, k0, digits, header, sc); }
+#ifdef HX_X86_DISPATCH
+__attribute__((target("avx2"))) int encode_block_256(HX_BLOCK_ARGS) {
+  return encode_block_t<Lanes<32>>(tb, merged, src, n, k0, digits, header, sc);
+}
+__attribute__((target("avx512f"))) int encode_block_512(HX_BLOCK_ARGS) {
+  return encode_block_t<Lanes<64>>(tb, merged, src, n, k0, digits, header, sc);
+}
+#endif
+#undef HX_BLOCK_ARGS
+
+EncodeBlockFn pick_encode_block() {
+  switch (vector_bytes()) {
+#ifdef HX_X86_DISPATCH
+    case 64:
+      return encode_block_512;
+    case 32:
+      return encode_block_256;
+#endif
+    default:
+      return encode_block_128;
+  }
 }
 
 }  // namespace
@@ -417,6 +447,7 @@ HX_ENCODER_API int hx_blocktcq_encode(const float* x, uint64_t numel, int bits, 
   }
   const uint64_t nblocks = (numel + block - 1) / block;
   std::atomic_int status{0};
+  const EncodeBlockFn encode_block = pick_encode_block();
   hyperonnx::parallel_ranges(nblocks, 1, threads, [&](uint64_t q0, uint64_t q1) {
     Scratch sc(block);
     for (uint64_t q = q0; q < q1 && status.load(std::memory_order_relaxed) == 0; ++q) {

@@ -31,8 +31,10 @@ inline double nearest_level(double y, int c) {
 }
 
 // Eight blocks (lanes; rows past `rows` are zeros and dropped) from state 0 to their best paths' symbols.
-HX_CLONES void search_group(const float* x, uint32_t width, const float* steps, const uint8_t* clipped, int rows,
-                            uint8_t* out, std::vector<double>& y, std::vector<uint8_t>& took) {
+template <class L>
+inline __attribute__((always_inline)) void search_group_t(const float* x, uint32_t width, const float* steps,
+                                                          const uint8_t* clipped, int rows, uint8_t* out,
+                                                          std::vector<double>& y, std::vector<uint8_t>& took) {
   for (int r = 0; r < 8; ++r) {
     for (uint32_t t = 0; t < width; ++t) {
       y[static_cast<size_t>(t) * 8 + r] =
@@ -40,9 +42,9 @@ HX_CLONES void search_group(const float* x, uint32_t width, const float* steps, 
     }
   }
   const double inf = std::numeric_limits<double>::infinity();
-  v8df cost[kStates];
+  L cost[kStates];
   for (int st = 0; st < kStates; ++st) {
-    for (int r = 0; r < 8; ++r) cost[st][r] = st == 0 ? 0.0 : inf;
+    cost[st] = L::splat(st == 0 ? 0.0 : inf);
   }
   for (uint32_t t = 0; t < width; ++t) {
     const double* yt = y.data() + static_cast<size_t>(t) * 8;
@@ -66,22 +68,51 @@ HX_CLONES void search_group(const float* x, uint32_t width, const float* steps, 
         }
       }
     }
-    v8df dv[4];
-    std::memcpy(dv, d, sizeof(dv));
-    acs_step(cost, dv, took.data() + static_cast<size_t>(t) * kStates * 8);
+    L dv[4];
+    for (int c = 0; c < 4; ++c) dv[c] = L::load(d[c]);
+    acs_step(cost, dv, took.data() + static_cast<size_t>(t) * 8);
   }
   for (int r = 0; r < rows; ++r) {
     int state = 0;
     for (int st = 1; st < kStates; ++st) {
-      if (cost[st][r] < cost[state][r]) state = st;
+      if (cost[st].lane(r) < cost[state].lane(r)) state = st;
     }
     for (uint32_t t = width; t-- > 0;) {
-      const int branch = took[(static_cast<size_t>(t) * kStates + state) * 8 + r] & 1;
+      const int branch = (took[static_cast<size_t>(t) * 8 + r] >> state) & 1;
       int coset;
       acs_back(state, branch, coset);
       const int j = static_cast<int>(nearest_level(y[static_cast<size_t>(t) * 8 + r], coset));
       out[static_cast<size_t>(r) * width + t] = static_cast<uint8_t>((j >> 1) + kZero);  // floor(j / 2) + 127
     }
+  }
+}
+
+
+#define HX_GROUP_ARGS                                                                                      \
+  const float *x, uint32_t width, const float *steps, const uint8_t *clipped, int rows, uint8_t *out,     \
+      std::vector<double> &y, std::vector<uint8_t> &took
+using SearchGroupFn = void (*)(HX_GROUP_ARGS);
+void search_group_128(HX_GROUP_ARGS) { search_group_t<Lanes<16>>(x, width, steps, clipped, rows, out, y, took); }
+#ifdef HX_X86_DISPATCH
+__attribute__((target("avx2"))) void search_group_256(HX_GROUP_ARGS) {
+  search_group_t<Lanes<32>>(x, width, steps, clipped, rows, out, y, took);
+}
+__attribute__((target("avx512f"))) void search_group_512(HX_GROUP_ARGS) {
+  search_group_t<Lanes<64>>(x, width, steps, clipped, rows, out, y, took);
+}
+#endif
+#undef HX_GROUP_ARGS
+
+SearchGroupFn pick_search_group() {
+  switch (vector_bytes()) {
+#ifdef HX_X86_DISPATCH
+    case 64:
+      return search_group_512;
+    case 32:
+      return search_group_256;
+#endif
+    default:
+      return search_group_128;
   }
 }
 
@@ -105,9 +136,10 @@ HX_ENCODER_API int hx_tcq_levels(const float* blocks, uint64_t nblocks, uint32_t
   }
   if (!finite) return kHxNeedsReference;  // numpy's int16 cast of a NaN or inf level
   const uint64_t groups = (nblocks + 7) / 8;
+  const SearchGroupFn search_group = pick_search_group();
   hyperonnx::parallel_ranges(groups, 1, threads, [&](uint64_t g0, uint64_t g1) {
     std::vector<double> y(static_cast<size_t>(width) * 8);
-    std::vector<uint8_t> took(static_cast<size_t>(width) * kStates * 8);
+    std::vector<uint8_t> took(static_cast<size_t>(width) * 8);
     for (uint64_t g = g0; g < g1; ++g) {
       const uint64_t q = g * 8;
       const int rows = static_cast<int>(std::min<uint64_t>(8, nblocks - q));
