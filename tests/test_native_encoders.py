@@ -158,6 +158,46 @@ def test_chunked_calls_cover_large_tensors(monkeypatch):
     _assert_identical("blocktcq", x, {"block": 24}, monkeypatch)
 
 
+def _external_model(folder, rng) -> str:
+    """A small MatMul chain whose weights (odd shapes, one fp16) live in external data."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    shapes = [(64, 96), (96, 130), (130, 64)]
+    inits, nodes, prev = [], [], "x"
+    for i, shape in enumerate(shapes):
+        inits.append(numpy_helper.from_array((rng.standard_normal(shape) * 0.05).astype(np.float32), f"w{i}"))
+        nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"h{i}"]))
+        prev = f"h{i}"
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
+                              [helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["N", 64])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = str(folder / "chain.onnx")
+    onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location="chain.onnx.data",
+              size_threshold=0)
+    return path
+
+
+@needs_library
+@pytest.mark.parametrize("settings", [{}, {"codec_name": "tcq", "target_bpw": 4.5}],
+                         ids=["default", "tcq-budget"])
+def test_conversions_are_the_same_files_with_and_without_the_library(settings, tmp_path, monkeypatch):
+    """A model with external data converted with --jobs 2, natively and with numpy alone: the same files."""
+    import hyperonnx
+
+    src = _external_model(tmp_path, np.random.default_rng(2))
+    outputs = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv(native.ENV, flag)
+        out = tmp_path / f"out{flag}"
+        out.mkdir()
+        hyperonnx.convert(src, out / "chain.hx.onnx", jobs=2, min_elements=16, **settings)
+        outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+    assert outputs[0] == outputs[1]
+    weights = 4 * (64 * 96 + 96 * 130 + 130 * 64)
+    assert sum(len(b) for b in outputs[0].values()) < 0.25 * weights  # really compressed (~5 bits a weight)
+
+
 def test_fallback_encodes_with_numpy_alone(monkeypatch):
     """HYPERONNX_NATIVE=0, or no library at all: every codec still encodes (numpy), and doctor says which."""
     x = np.random.default_rng(1).standard_normal((16, 40)).astype(np.float32)
