@@ -1,6 +1,7 @@
 """Codec benchmark: bits/weight, SQNR and encode/decode throughput of every codec against INT-g128 RTN.
 
     python benchmarks/codec.py [--quick] [--per-tensor]
+    python benchmarks/codec.py --json [--quick]     # encode/decode speed per codec, native beside numpy
 
 SQNR = 10·log10(Σx² / Σ(x − x̂)²). Synthetic rows use N(0,1) and unit-variance Laplace samples (float32);
 model columns aggregate over all ≥2-D weight tensors with ≥ 4096 elements (total signal / total noise, and
@@ -10,19 +11,29 @@ step that stores no more than INT4 does for it) instead of with one step for the
 weighs a dominant tensor at exactly INT4's bits, and the median / share of tensors ahead are printed beside it.
 Throughput is single-threaded numpy on the N(0,1) array, median of a few repeats after a warm-up (which
 also fills the codecs' per-setting caches), and as a fraction of ``np.copyto`` of the same float32 bytes.
+
+``--json``: per codec at its defaults, on one core (native encoders and BLAS on one thread; CPU time of that
+thread), M weights/s on the N(0,1) array: ``encode_mws_per_core`` (the encoders in use: native where built), ``encode_numpy_mws_per_core`` (numpy,
+HYPERONNX_NATIVE=0, the same run), their ratio, whether the two blobs are identical, and ``decode_mws_per_core``
+(the numpy reference decoder).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
+if "--json" in sys.argv:  # one core: numpy's BLAS (the rank-1 fit) on one thread too, set before it loads
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -129,13 +140,13 @@ def measure(method, tensors: list[np.ndarray]) -> tuple[float, float]:
     return 10 * math.log10(signal / noise) if noise else math.inf, bits / weights
 
 
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+def median_seconds(fn: Callable[[], object], repeats: int, clock: Callable[[], float] = time.perf_counter) -> float:
     fn()  # warm-up: caches, page faults
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -143,7 +154,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller synthetic arrays (CI speed)")
     parser.add_argument("--per-tensor", action="store_true", help="also match INT4's size tensor by tensor (slow)")
+    parser.add_argument("--json", action="store_true", help="encode/decode speed per codec as JSON, native and numpy")
     args = parser.parse_args(argv)
+    if args.json:
+        print(json.dumps(speed_report(1 << (18 if args.quick else 21), 3 if args.quick else 5), indent=1))
+        return
     size = 1 << (18 if args.quick else 22)
     repeats = 3 if args.quick else 5
     rng = np.random.default_rng(0)
@@ -257,6 +272,52 @@ def entropy_coded_per_tensor(name: str, tensors: list[np.ndarray]) -> tuple[floa
         gains.append(10 * math.log10(noise / best[0]) if best[0] and noise else 0.0)
     return (10 * math.log10(signal / int4_noise), int4_bits / weights, 10 * math.log10(signal / ec_noise),
             ec_bits / weights, gains)
+
+
+
+SPEED_CODECS = ("blocktcq", "tcq", "blockvq", "ecsq", "paper")
+# The --json rates count the CPU time of the one thread that does all the work (native encoders on one thread,
+# BLAS on one thread): what one core does, which other processes on a shared machine do not distort as they do
+# wall-clock time.
+CLOCK = time.thread_time
+
+
+def speed_report(size: int, repeats: int) -> dict:
+    """``--json``: one core, the native encoders (where built) and numpy's in the same run (median seconds)."""
+    from hyperonnx.codec import native
+
+    x = np.random.default_rng(0).standard_normal(size).astype(np.float32)
+    native.set_threads(1)
+    saved = os.environ.get(native.ENV)
+    out = {"weights": size, "threads": 1, "clock": "CPU time of the encoding thread", "encoders": native.describe(),
+           "codecs": {}}
+    try:
+        for name in SPEED_CODECS:
+            impl = codec.get_codec(name)
+            params = dict(impl.defaults)
+            rates, blobs = {}, {}
+            for label, flag in (("native", "1"), ("numpy", "0")):
+                os.environ[native.ENV] = flag
+                rates[label] = size / median_seconds(lambda c=impl, p=params: c.encode(x, p), repeats, CLOCK) / 1e6
+                blobs[label] = impl.encode(x, params).blob.tobytes()
+            enc = impl.encode(x, params)
+            out["codecs"][name] = {
+                "params": params,
+                "encode_mws_per_core": round(rates["native"], 3),
+                "encode_numpy_mws_per_core": round(rates["numpy"], 3),
+                "encode_speedup": round(rates["native"] / rates["numpy"], 2),
+                "identical": blobs["native"] == blobs["numpy"],
+                "decode_mws_per_core": round(size / median_seconds(lambda c=impl, e=enc: c.decode(e), repeats, CLOCK)
+                                             / 1e6, 3),
+            }
+            print("  done:", name, file=sys.stderr, flush=True)
+    finally:
+        native.set_threads(None)
+        if saved is None:
+            os.environ.pop(native.ENV, None)
+        else:
+            os.environ[native.ENV] = saved
+    return out
 
 
 if __name__ == "__main__":

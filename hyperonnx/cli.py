@@ -267,6 +267,9 @@ def decompress(model, output) -> None:
 def doctor(as_json) -> None:
     """Versions, op library and whether it loads, available providers."""
     data = api.doctor()
+    from hyperonnx.codec import native
+
+    data["encoders"] = native.describe()  # native (the library's path) or numpy (why)
     if as_json:
         click.echo(jsonout.dumps(data))
         return

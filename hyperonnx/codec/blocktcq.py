@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hyperonnx.codec import bitpack
+from hyperonnx.codec import bitpack, native
 from hyperonnx.codec.base import Codec, Encoded, dtype_from_name
 from hyperonnx.codec.blockvq import (
     BOOKS,
@@ -135,27 +135,14 @@ class BlockTcqCodec(Codec):
         if not 2 <= block <= 4096:
             raise ValueError(f"blocktcq codec: block must be in 2..4096, got {block}")
         flat = np.asarray(x).reshape(-1)
-        numel = flat.size
         smax = float(np.float32(max(float(flat.max()), -float(flat.min()))))
         if not np.isfinite(smax):
             raise ValueError("blocktcq codec: the tensor's largest magnitude overflows float32")
         books = fine_codebooks(bits, block)
         scales = scale_table(smax)
-        nblocks = -(-numel // block)
-        digits = np.zeros(nblocks * block, dtype=np.uint16)
-        headers = np.zeros(nblocks, dtype=np.uint32)
-        chunk_blocks = max(1, ENCODE_CHUNK_WEIGHTS // block)
-        for start in range(0, nblocks if smax > 0 else 0, chunk_blocks):  # all zeros: scale 0 decodes them
-            stop = min(nblocks, start + chunk_blocks)
-            chunk = np.zeros((stop - start) * block, dtype=np.float32)
-            part = flat[start * block : stop * block]
-            chunk[: part.size] = part
-            last = numel - (nblocks - 1) * block if stop == nblocks else block  # weights the chunk's last block holds
-            d, h = _encode_blocks(chunk.reshape(-1, block), books, _searchers(bits, block),
-                                  _proxy_table(bits, block), scales, smax, last)
-            digits[start * block : stop * block] = d.ravel()
-            headers[start:stop] = h
-        blob = np.concatenate([bitpack.pack(digits[:numel], bits), bitpack.pack(headers, HEADER_BITS)])
+        blob = native.encode_blocktcq(flat, bits, block, smax, scales) if smax > 0 else None
+        if blob is None:  # numpy: the specification, and the fallback without the native library
+            blob = _encode_reference(flat, bits, block, smax, books, scales)
         return Encoded(
             codec=self.family,
             shape=tuple(int(d) for d in np.shape(x)),
@@ -172,6 +159,27 @@ class BlockTcqCodec(Codec):
 
     def decode(self, enc: Encoded) -> np.ndarray:
         return decode_blocktcq(enc)
+
+
+def _encode_reference(flat: np.ndarray, bits: int, block: int, smax: float, books: np.ndarray,
+                      scales: np.ndarray) -> np.ndarray:
+    """The numpy encoder's blob (codes, then headers)."""
+    numel = flat.size
+    nblocks = -(-numel // block)
+    digits = np.zeros(nblocks * block, dtype=np.uint16)
+    headers = np.zeros(nblocks, dtype=np.uint32)
+    chunk_blocks = max(1, ENCODE_CHUNK_WEIGHTS // block)
+    for start in range(0, nblocks if smax > 0 else 0, chunk_blocks):  # all zeros: scale 0 decodes them
+        stop = min(nblocks, start + chunk_blocks)
+        chunk = np.zeros((stop - start) * block, dtype=np.float32)
+        part = flat[start * block : stop * block]
+        chunk[: part.size] = part
+        last = numel - (nblocks - 1) * block if stop == nblocks else block  # weights the chunk's last block holds
+        d, h = _encode_blocks(chunk.reshape(-1, block), books, _searchers(bits, block),
+                              _proxy_table(bits, block), scales, smax, last)
+        digits[start * block : stop * block] = d.ravel()
+        headers[start:stop] = h
+    return np.concatenate([bitpack.pack(digits[:numel], bits), bitpack.pack(headers, HEADER_BITS)])
 
 
 def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, proxy_table: np.ndarray, scales: np.ndarray,

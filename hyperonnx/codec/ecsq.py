@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hyperonnx.codec import rank1, rans
+from hyperonnx.codec import native, rank1, rans
 from hyperonnx.codec.base import Codec, Encoded, dtype_from_name
 from hyperonnx.codec.blockvq import STEPS
 
@@ -107,7 +107,8 @@ class EcsqCodec(Codec):
         qmodel = rans.Model.fit(np.concatenate(qs))
         parts = [kmodel.header(), qmodel.header()]
         for q, k in zip(qs, ks):
-            parts.append(rans.encode([(k, kmodel), (q, qmodel)]))
+            phases = [(k, kmodel), (q, qmodel)]
+            parts.append(native.rans_encode(phases) or rans.encode(phases))  # numpy where the library is absent
         blob = np.frombuffer(b"".join(parts), dtype=np.uint8).copy()
         return Encoded(codec=self.family, shape=tuple(int(d) for d in shape), dtype=dtype.name,
                        group=1, bits=8, blob=blob, ints={"block": (block,)}, floats={"scale": (base,)})

@@ -20,6 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from hyperonnx.codec import native
 from hyperonnx.codec.ecsq import ZERO, EcsqCodec
 
 # NEXT[state][coset]: the state after a level of coset j & 3 (only the cosets of the state's parity occur).
@@ -163,7 +164,10 @@ class TcqCodec(EcsqCodec):
     reach: ClassVar[int] = 2 * ZERO
 
     def levels(self, blocks: np.ndarray, block_steps: np.ndarray) -> np.ndarray:
-        j = viterbi(blocks, block_steps)
+        symbols = native.tcq_levels(blocks, block_steps)
+        if symbols is not None:
+            return symbols
+        j = viterbi(blocks, block_steps)  # numpy: the specification, and the fallback without the library
         return ((j >> 1) + ZERO).astype(np.uint8)
 
     def values(self, symbols: np.ndarray, block: int) -> np.ndarray:

@@ -1,0 +1,53 @@
+// The native encoders' C entry points (libhyperonnx_encoders.so; Python: hyperonnx/codec/native.py, ctypes).
+//
+// numpy (hyperonnx/codec/) is the specification: each entry point reproduces one step of a numpy encoder with the
+// same float operations in the same order and precision, so the blobs are byte-identical. The tables the numpy
+// encoders derive (level sets, nearest-level grids, scale tables) are handed in from Python rather than rebuilt
+// here, so there is one definition of each. No ONNX Runtime dependency.
+//
+// Return codes: 0 done; kHxNeedsReference where the numpy encoder takes a path these functions do not reproduce
+// (it raises, or indexes with a NaN cell): the caller then runs numpy on the tensor; kHxBadArgument otherwise.
+#pragma once
+
+#include <cstdint>
+
+#define HX_ENCODER_API extern "C" __attribute__((visibility("default")))
+
+constexpr int kHxNeedsReference = 1;
+constexpr int kHxBadArgument = 2;
+
+// Version of this interface: native.py refuses a library of another version (a stale build).
+HX_ENCODER_API int hx_encoders_abi_version();
+
+// Per block of `block` weights of x[0, numel): max |x| (the last block's missing weights count as 0).
+HX_ENCODER_API int hx_block_absmax(const float* x, uint64_t numel, uint32_t block, float* out, int threads);
+
+// Fixed-width LSB-first packing of codes[0, count) (each < 2^bits, bits in 1..16) into out
+// (ceil(count·bits/8) bytes): hyperonnx/codec/bitpack.py.
+HX_ENCODER_API int hx_pack_u16(const uint16_t* codes, uint64_t count, int bits, uint8_t* out, int threads);
+
+// blocktcq's _encode_blocks (hyperonnx/codec/blocktcq.py) over every block of x[0, numel), zero-padded to whole
+// blocks. Tables from numpy, for `bits` and `block`: books (4 × fine float32, fine = 2^(bits+1)), scales (256),
+// proxy (4097 × 4), and per (level set, coset) a _CosetSearch (m = fine/4 levels each): edges padded with ∓inf
+// (m + 1 each), index into the fine set (m each, int16), lookup grid (8192 each, int32), exact_grid flag.
+// k0: each block's starting scale code. Out: digits (numel, θ = fine index >> 1), headers (one per block).
+// HYPERONNX_ENCODERS_DIRECT in the environment (tests) turns off the merged coset search (blocktcq.cc).
+HX_ENCODER_API int hx_blocktcq_encode(const float* x, uint64_t numel, int bits, uint32_t block,
+                                      const float* books, const float* scales, const float* proxy,
+                                      const float* edges, const int16_t* index, const int32_t* lut,
+                                      const uint8_t* exact, const int64_t* k0, uint16_t* digits, uint32_t* headers,
+                                      int threads);
+
+// rANS (hyperonnx/codec/rans.py, encode) of `phases` symbol arrays in turn on one interleaved stream, each with
+// its model as two 256-entry tables indexed by the symbol: freq (0 where the model has none) and cum. Writes the
+// stream (lanes × u32 states, u32 word count, u16 words) to out and its length to *size; capacity must be at least
+// hx_rans_bound(total symbols).
+HX_ENCODER_API uint64_t hx_rans_bound(uint64_t total);
+HX_ENCODER_API int hx_rans_encode(int phases, const uint8_t* const* symbols, const uint64_t* counts,
+                                  const uint32_t* freq, const uint32_t* cum, uint8_t* out, uint64_t capacity,
+                                  uint64_t* size);
+
+// tcq's levels (hyperonnx/codec/tcq.py: TcqCodec.levels, viterbi) of `nblocks` zero-padded blocks of `width`
+// weights whose steps are `steps`: one symbol (j >> 1) + 127 per weight, row-major, in out.
+HX_ENCODER_API int hx_tcq_levels(const float* blocks, uint64_t nblocks, uint32_t width, const float* steps,
+                                 uint8_t* out, int threads);

@@ -1,0 +1,84 @@
+// Interleaved rANS encoding (hyperonnx/codec/rans.py, encode), byte-identical to numpy's: the same lanes, the same
+// walk from the last step to the first, and the words in the order the decoder reads them (per step, lane order).
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "encoders.h"
+
+namespace {
+
+constexpr uint32_t kProbBits = 12;
+constexpr uint64_t kStateLow = 1u << 16;
+constexpr uint64_t kSymbolsPerLane = 4096;
+
+uint64_t lanes_for(uint64_t count) {
+  const uint64_t lanes = (count + kSymbolsPerLane - 1) / kSymbolsPerLane;
+  return std::min<uint64_t>(4096, std::max<uint64_t>(8, lanes));
+}
+
+void put_u32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+}  // namespace
+
+HX_ENCODER_API uint64_t hx_rans_bound(uint64_t total) { return 4 * lanes_for(total) + 4 + 2 * total; }
+
+HX_ENCODER_API int hx_rans_encode(int phases, const uint8_t* const* symbols, const uint64_t* counts,
+                                  const uint32_t* freq, const uint32_t* cum, uint8_t* out, uint64_t capacity,
+                                  uint64_t* size) {
+  if (phases < 1 || symbols == nullptr || counts == nullptr || freq == nullptr || cum == nullptr || out == nullptr ||
+      size == nullptr) {
+    return kHxBadArgument;
+  }
+  uint64_t total = 0;
+  for (int p = 0; p < phases; ++p) total += counts[p];
+  const uint64_t lanes = lanes_for(total);
+  if (capacity < hx_rans_bound(total)) return kHxBadArgument;
+  // Per symbol of the whole sequence: its phase's (freq, cum), both <= 2^12 (16 bits: 4 bytes a symbol); a symbol
+  // without frequency is numpy's error.
+  std::vector<uint16_t> f(total), c(total);
+  uint64_t at = 0;
+  for (int p = 0; p < phases; ++p) {
+    const uint32_t* pf = freq + 256 * static_cast<size_t>(p);
+    const uint32_t* pc = cum + 256 * static_cast<size_t>(p);
+    for (uint64_t i = 0; i < counts[p]; ++i, ++at) {
+      const uint8_t s = symbols[p][i];
+      if (pf[s] == 0 || pf[s] > (1u << kProbBits) || pc[s] >= (1u << kProbBits)) return kHxNeedsReference;
+      f[at] = static_cast<uint16_t>(pf[s]);
+      c[at] = static_cast<uint16_t>(pc[s]);
+    }
+  }
+  std::vector<uint32_t> state(lanes, static_cast<uint32_t>(kStateLow));
+  std::vector<uint16_t> words;  // in reverse of the reading order
+  words.reserve(total / 2 + 16);
+  const uint64_t steps = (total + lanes - 1) / lanes;
+  for (uint64_t t = steps; t-- > 0;) {
+    const uint64_t first = t * lanes;
+    const uint64_t n = std::min(lanes, total - first);
+    // Pushed in decreasing lane order, so that the final reversal gives each step's words in lane order.
+    for (uint64_t i = n; i-- > 0;) {
+      const uint64_t bound = static_cast<uint64_t>(f[first + i]) << (32 - kProbBits);
+      if (state[i] >= bound) words.push_back(static_cast<uint16_t>(state[i] & 0xFFFF));
+    }
+    for (uint64_t i = 0; i < n; ++i) {
+      uint32_t x = state[i];
+      const uint64_t bound = static_cast<uint64_t>(f[first + i]) << (32 - kProbBits);
+      if (x >= bound) x >>= 16;
+      const uint32_t fi = f[first + i];
+      state[i] = ((x / fi) << kProbBits) + (x % fi) + c[first + i];
+    }
+  }
+  uint8_t* p = out;
+  for (uint64_t i = 0; i < lanes; ++i, p += 4) put_u32(p, state[i]);
+  put_u32(p, static_cast<uint32_t>(words.size()));
+  p += 4;
+  for (size_t i = words.size(); i-- > 0; p += 2) {
+    p[0] = static_cast<uint8_t>(words[i]);
+    p[1] = static_cast<uint8_t>(words[i] >> 8);
+  }
+  *size = static_cast<uint64_t>(p - out);
+  return 0;
+}

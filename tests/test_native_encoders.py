@@ -1,0 +1,254 @@
+"""The native encoders (hyperonnx/codec/native.py, custom_ops/src/encoders/) against their specification, numpy:
+byte-identical blobs and side information on every dtype, odd sizes, ties, extremes, all-zero blocks, subnormals and
+real models' tensors; thread counts that do not change a byte; the numpy fallback and what `doctor` says."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import hyperonnx.codec as codec
+from hyperonnx.codec import base, native
+
+needs_library = pytest.mark.skipif(native.library_path() is None, reason="libhyperonnx_encoders.so is not built")
+
+
+def _encode(name: str, x: np.ndarray, params: dict, use_native: bool, monkeypatch) -> codec.Encoded | str:
+    """The encoding (or the error) with the native encoders on or off. Where numpy raises (blocktcq indexes with
+    NaN cells when a tensor's block scales underflow to zero), the native path must raise the same."""
+    monkeypatch.setenv(native.ENV, "1" if use_native else "0")
+    try:
+        return codec.get_codec(name).encode(x, {**codec.get_codec(name).defaults, **params})
+    except (ValueError, IndexError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _assert_identical(name: str, x: np.ndarray, params: dict, monkeypatch) -> None:
+    with np.errstate(all="ignore"):
+        ref = _encode(name, x, params, False, monkeypatch)
+        got = _encode(name, x, params, True, monkeypatch)
+    if isinstance(ref, str) or isinstance(got, str):
+        assert got == ref
+        return
+    assert got.blob.dtype == ref.blob.dtype and got.blob.tobytes() == ref.blob.tobytes(), (x.dtype, x.shape, params)
+    assert (got.ints, got.floats, got.shape, got.dtype, got.bits, got.group) == (
+        ref.ints, ref.floats, ref.shape, ref.dtype, ref.bits, ref.group)
+
+
+def _cases(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
+    """Tensors that reach the encoders' corners."""
+    n = rng.standard_normal
+    ties = np.round(n(999) * 4) / 4  # many weights on the same values: ranking and path ties
+    blocks = n((7, 64))
+    blocks[[1, 4]] = 0.0  # all-zero blocks
+    sub = n(777) * np.float32(1e-39)  # every weight subnormal
+    mixed = n(500)
+    mixed[::7] *= np.float32(1e-42)  # subnormals beside normal weights
+    heavy = rng.standard_t(2, 4099)  # outliers: blocks of very different scales
+    return [
+        ("gaussian", n((33, 65))),
+        ("ties", ties),
+        ("zero blocks", blocks),
+        ("all zero", np.zeros(100)),
+        ("constant", np.full(70, -0.375)),
+        ("one weight", np.array([2.5])),
+        ("subnormal", sub),
+        ("mixed subnormal", mixed),
+        ("huge", n(3000) * np.float32(6e37)),
+        ("near max", np.array([3.3e38, -3.4e38, 1.0, 0.0] * 9)),
+        ("tiny", n(3000) * np.float32(1e-30)),
+        ("heavy tails", heavy),
+        ("uniform", rng.uniform(-1, 1, 2049)),
+        ("one sign", np.abs(n(1000)) + 0.1),
+        ("negative zero", np.array([-0.0, 0.0, 1.0, -1.0] * 40)),
+    ]
+
+
+@needs_library
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
+def test_blocktcq_bytes_match_numpy_on_corner_tensors(dtype, monkeypatch):
+    rng = np.random.default_rng(21)
+    for label, x in _cases(rng):
+        with np.errstate(all="ignore"):
+            x = np.asarray(x).astype(base.dtype_from_name(dtype))
+        _assert_identical("blocktcq", x, {}, monkeypatch)
+        if label in ("gaussian", "ties", "zero blocks", "heavy tails"):
+            _assert_identical("blocktcq", x, {"bits": 3, "block": 48}, monkeypatch)
+
+
+@needs_library
+@pytest.mark.parametrize("direct", [False, True], ids=["merged-search", "direct-search"])
+def test_blocktcq_bytes_match_numpy_at_every_rate_and_block(direct, monkeypatch):
+    """Every rate, blocks of odd and tiny sizes (whose Lloyd sets repeat ±1: the lookup grid is not exact there),
+    through both of the library's nearest-level searches (HYPERONNX_ENCODERS_DIRECT forces the per-coset one)."""
+    if direct:
+        monkeypatch.setenv("HYPERONNX_ENCODERS_DIRECT", "1")
+    rng = np.random.default_rng(5)
+    for bits in range(1, 9):
+        for block in (2, 3, 32) if bits % 2 else (5, 32, 67):
+            x = (rng.standard_normal(3 * block + block // 2 + 1) * rng.uniform(0.01, 10)).astype(np.float32)
+            _assert_identical("blocktcq", x, {"bits": bits, "block": block}, monkeypatch)
+    _assert_identical("blocktcq", rng.standard_normal(2 * 512 + 5).astype(np.float32), {"block": 512},
+                      monkeypatch)
+
+
+@needs_library
+@pytest.mark.parametrize("name", ["ecsq", "tcq"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
+def test_entropy_coded_bytes_match_numpy_on_corner_tensors(name, dtype, monkeypatch):
+    """ecsq and tcq: rANS streams (both) and the trellis search (tcq), with and without the rank-1 term."""
+    rng = np.random.default_rng(8)
+    for label, x in _cases(rng):
+        with np.errstate(all="ignore"):
+            x = np.asarray(x).astype(base.dtype_from_name(dtype))
+        _assert_identical(name, x, {}, monkeypatch)
+        if label in ("gaussian", "ties", "heavy tails", "zero blocks"):
+            _assert_identical(name, x, {"step": 0.05, "block": 7, "rank1": 0}, monkeypatch)
+            _assert_identical(name, x, {"step": 2.0, "block": 1}, monkeypatch)
+    low_rank = np.outer(rng.standard_normal(40), rng.standard_normal(50)) + 0.01 * rng.standard_normal((40, 50))
+    _assert_identical(name, low_rank.astype(dtype if dtype != "bfloat16" else "float32"), {}, monkeypatch)
+
+
+@needs_library
+def test_tcq_chunks_choose_their_distance_form_as_numpy_does(monkeypatch):
+    """numpy's tcq search computes coset distances one of two ways per chunk of 2^18 weights (the clipped form
+    where some |y| > 250): an outlier in the second chunk only, and a third chunk without one."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(4096 * 130).astype(np.float32)
+    x[4096 * 70 + 5] = 700.0  # |y| up to 252.7 in the second chunk, < 40 elsewhere
+    _assert_identical("tcq", x, {"block": 4096, "rank1": 0}, monkeypatch)
+
+
+@needs_library
+@pytest.mark.parametrize("width", ["128", "256", "512"])
+def test_every_vector_width_gives_the_same_bytes(width, monkeypatch):
+    """The library runs its searches at the widest vectors the CPU has (128-bit SSE2/NEON, AVX2, AVX-512);
+    HYPERONNX_ENCODERS_ISA caps the width, so each one this CPU has is checked against numpy here."""
+    monkeypatch.setenv("HYPERONNX_ENCODERS_ISA", width)
+    rng = np.random.default_rng(int(width))
+    for bits, block in ((5, 32), (2, 3), (8, 67)):
+        _assert_identical("blocktcq", rng.standard_normal(20 * block + 3).astype(np.float32),
+                          {"bits": bits, "block": block}, monkeypatch)
+    _assert_identical("tcq", rng.standard_t(3, (50, 77)).astype(np.float32), {"block": 13}, monkeypatch)
+
+
+@needs_library
+def test_thread_counts_do_not_change_a_byte(monkeypatch):
+    x = np.random.default_rng(3).standard_normal((300, 129)).astype(np.float32)
+    monkeypatch.setenv(native.ENV, "1")
+    blobs = []
+    try:
+        for threads in (1, 2, 3, 8):
+            native.set_threads(threads)
+            blobs.append(codec.get_codec("blocktcq").encode(x, {"bits": 4, "block": 32}).blob.tobytes())
+    finally:
+        native.set_threads(None)
+    assert all(b == blobs[0] for b in blobs)
+    _assert_identical("blocktcq", x, {"bits": 4, "block": 32}, monkeypatch)
+
+
+@needs_library
+def test_chunked_calls_cover_large_tensors(monkeypatch):
+    """A tensor of several library calls (CHUNK_WEIGHTS each), with a partial last block: the same bytes."""
+    monkeypatch.setattr(native, "CHUNK_WEIGHTS", 1 << 12)
+    x = np.random.default_rng(9).standard_normal(5 * (1 << 12) + 77).astype(np.float16)
+    _assert_identical("blocktcq", x, {"block": 24}, monkeypatch)
+
+
+def _external_model(folder, rng) -> str:
+    """A small MatMul chain whose weights (odd shapes, one fp16) live in external data."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    shapes = [(64, 96), (96, 130), (130, 64)]
+    inits, nodes, prev = [], [], "x"
+    for i, shape in enumerate(shapes):
+        inits.append(numpy_helper.from_array((rng.standard_normal(shape) * 0.05).astype(np.float32), f"w{i}"))
+        nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"h{i}"]))
+        prev = f"h{i}"
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
+                              [helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["N", 64])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = str(folder / "chain.onnx")
+    onnx.save(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location="chain.onnx.data",
+              size_threshold=0)
+    return path
+
+
+@needs_library
+@pytest.mark.parametrize("settings", [{}, {"codec_name": "tcq", "target_bpw": 4.5}],
+                         ids=["default", "tcq-budget"])
+def test_conversions_are_the_same_files_with_and_without_the_library(settings, tmp_path, monkeypatch):
+    """A model with external data converted with --jobs 2, natively and with numpy alone: the same files."""
+    import hyperonnx
+
+    src = _external_model(tmp_path, np.random.default_rng(2))
+    outputs = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv(native.ENV, flag)
+        out = tmp_path / f"out{flag}"
+        out.mkdir()
+        hyperonnx.convert(src, out / "chain.hx.onnx", jobs=2, min_elements=16, **settings)
+        outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+    assert outputs[0] == outputs[1]
+    weights = 4 * (64 * 96 + 96 * 130 + 130 * 64)
+    assert sum(len(b) for b in outputs[0].values()) < 0.25 * weights  # really compressed (~5 bits a weight)
+
+
+def test_fallback_encodes_with_numpy_alone(monkeypatch):
+    """HYPERONNX_NATIVE=0, or no library at all: every codec still encodes (numpy), and doctor says which."""
+    x = np.random.default_rng(1).standard_normal((16, 40)).astype(np.float32)
+    monkeypatch.setenv(native.ENV, "0")
+    assert native.library() is None and native.describe().startswith("numpy")
+    called = []
+    with monkeypatch.context() as m:
+        m.setattr(native, "_load", lambda: called.append(1) or (None, "no"))
+        enc = codec.get_codec("blocktcq").encode(x, {"bits": 5, "block": 32})
+    assert not called  # the library is not even looked up
+    assert np.linalg.norm(codec.get_codec("blocktcq").decode(enc) - x) < 0.05 * np.linalg.norm(x)  # ~26 dB at 5 bits
+
+    monkeypatch.setenv(native.ENV, "1")
+    monkeypatch.setenv(native.LIBRARY_ENV, "/nonexistent/libhyperonnx_encoders.so")
+    native._load.cache_clear()
+    try:
+        assert native.library() is None
+        assert native.describe() == f"numpy ({native.LIBRARY_NAME} not found)"
+        assert codec.get_codec("blocktcq").encode(x, {"bits": 5, "block": 32}).blob.tobytes() == enc.blob.tobytes()
+    finally:
+        monkeypatch.delenv(native.LIBRARY_ENV)
+        native._load.cache_clear()
+
+
+def test_doctor_names_the_encoders(monkeypatch):
+    from hyperonnx.cli import cli
+
+    monkeypatch.setenv(native.ENV, "0")
+    out = CliRunner().invoke(cli, ["doctor", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["encoders"] == f"numpy ({native.ENV}=0)"
+    monkeypatch.setenv(native.ENV, "1")
+    out = CliRunner().invoke(cli, ["doctor"])
+    line = next(line for line in out.output.splitlines() if line.startswith("encoders"))
+    assert line.split(None, 1)[1] == native.describe()
+    if native.library_path() is not None:
+        assert native.describe().startswith("native (")
+
+
+@needs_library
+@pytest.mark.slow
+def test_real_model_tensors_match_numpy(monkeypatch):
+    """Every float initializer of MobileNetV2 and MiniLM (tests/realmodels.py), at each native codec's defaults."""
+    import onnx
+    import realmodels
+    from onnx import numpy_helper
+
+    for path in (realmodels.mobilenet_v2(), realmodels.minilm()):
+        model = onnx.load(str(path))
+        for init in model.graph.initializer:
+            x = numpy_helper.to_array(init)
+            if x.dtype.kind == "f" and x.size >= 16:
+                for name in ("blocktcq", "tcq", "ecsq"):
+                    _assert_identical(name, x, {}, monkeypatch)
