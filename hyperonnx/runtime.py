@@ -25,10 +25,10 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from hyperonnx.ops.names import DOMAIN, OP_TYPE
+
 LIBRARY_NAME = "libhyperonnx_ops.so"
 LIBRARY_ENV = "HYPERONNX_LIBRARY"
-DOMAIN = "ai.hyperonnx"
-OP_TYPE = "HyperDecode"
 CONFIG_DECODE_MODE = "hyperonnx.decode_mode"
 CONFIG_DECODE_THREADS = "hyperonnx.decode_threads"
 KERNEL_MODES = ("load", "call")

@@ -24,6 +24,7 @@ import numpy as np
 from hyperonnx.codec import bitpack
 from hyperonnx.codec.base import Codec, Encoded, dtype_from_name
 from hyperonnx.codec.blockvq import (
+    BITS_LADDER,
     BOOKS,
     CHUNK_BLOCKS,
     HEADER_BITS,
@@ -124,9 +125,11 @@ class BlockTcqCodec(Codec):
     defaults: ClassVar[dict[str, Any]] = {"bits": 5, "block": 32}
     summary: ClassVar[str] = ("block-scaled trellis-coded θ at a fixed rate (8-state trellis over four fine "
                               "level sets, 8-bit log block scales)")
-
-    def nominal_bits_per_weight(self, params: dict[str, Any]) -> float:
-        return params["bits"] + HEADER_BITS / params["block"]
+    int_keys: ClassVar[tuple[str, ...]] = ("block", "levels")
+    float_keys: ClassVar[tuple[str, ...]] = ("smax", "books")
+    budget_ladder: ClassVar[tuple[dict[str, Any], ...]] = BITS_LADDER  # blockvq's framing: the same sizes
+    block_headers: ClassVar[bool] = True
+    portable: ClassVar[str | None] = "blocktcq"
 
     def encode(self, x: np.ndarray, params: dict[str, Any]) -> Encoded:
         bits, block = int(params["bits"]), int(params["block"])

@@ -40,6 +40,8 @@ CHUNK_BLOCKS = 1 << 13  # 256K weights at a time: the working set stays in L2/L3
 # five finer (clipping the block's largest values pays when most values are small).
 SCALE_OFFSETS = (-2, -1, 0, 1, 2, 3, 4, 5)
 SKEW = 0.2  # the skewed level sets span [−SKEW, 1] and [−1, SKEW]
+# A size budget's settings: one rung per bit of θ, smallest first.
+BITS_LADDER = tuple({"bits": b} for b in (2, 3, 4, 5, 6, 7, 8))
 
 
 def scale_table(smax: float) -> np.ndarray:
@@ -87,9 +89,11 @@ class BlockVQCodec(Codec):
     family: ClassVar[str] = "blockvq"
     defaults: ClassVar[dict[str, Any]] = {"bits": 5, "block": 32}
     summary: ClassVar[str] = "block-scaled pair codebooks (Gaussian/uniform/skewed levels, 8-bit log block scales)"
-
-    def nominal_bits_per_weight(self, params: dict[str, Any]) -> float:
-        return params["bits"] + HEADER_BITS / params["block"]
+    int_keys: ClassVar[tuple[str, ...]] = ("block", "levels")
+    float_keys: ClassVar[tuple[str, ...]] = ("smax", "books")
+    budget_ladder: ClassVar[tuple[dict[str, Any], ...]] = BITS_LADDER
+    block_headers: ClassVar[bool] = True
+    portable: ClassVar[str | None] = "blockvq"
 
     def encode(self, x: np.ndarray, params: dict[str, Any]) -> Encoded:
         bits, block = int(params["bits"]), int(params["block"])

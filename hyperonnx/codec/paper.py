@@ -41,10 +41,9 @@ class PaperCodec(Codec):
     family: ClassVar[str] = "paper"
     defaults: ClassVar[dict[str, Any]] = {"n": 1600, "rings": 3, "L": 5.0}
     summary: ClassVar[str] = "official Hyper-Compression scheme: sheared-lattice pair codebook + outlier rings"
-
-    def nominal_bits_per_weight(self, params: dict[str, Any]) -> float:
-        entries = (params["n"] + 1) * (params["rings"] + 1)
-        return max(1, (entries - 1).bit_length()) / 2.0
+    int_keys: ClassVar[tuple[str, ...]] = ("n", "rings")
+    float_keys: ClassVar[tuple[str, ...]] = ("center", "half", "step", "scale")
+    portable: ClassVar[str | None] = "paper"  # the table generated in the graph from the side information
 
     # -- encoding -------------------------------------------------------------------------------------
     def encode(self, x: np.ndarray, params: dict[str, Any]) -> Encoded:

@@ -17,7 +17,7 @@ from onnx import numpy_helper
 from hyperonnx import codec, model_io
 from hyperonnx.codec import grid
 from hyperonnx.ops import DOMAIN, OPSET_VERSION, register_schemas
-from hyperonnx.passes import budget, emit
+from hyperonnx.passes import budget, emit, ort_node, portable
 from hyperonnx.passes.select import Selection, Skipped, WeightSite, choose, find_sites
 
 RUNTIMES = ("ort", "portable")
@@ -123,7 +123,7 @@ def compress_model(
     # one tensor at a time, so the result does not depend on --jobs. At most jobs + 1 tensors are in flight.
     opset = emit.model_opset(model)
     if runtime == "portable":
-        emit.check_portable(opset, chosen)
+        portable.check_portable(opset, chosen)
     namer = emit.Namer(model.graph)  # one for the whole model: names stay unique across subgraphs
     rewrites: dict[int, tuple[onnx.GraphProto, list[emit.Rewrite]]] = {}
     budgeted = target_bpw is not None or max_bytes is not None
@@ -223,7 +223,7 @@ def _candidate(result: tuple[codec.Encoded, float], options: dict | None, runtim
     if name is not None and runtime == "ort":
         nbytes = _serialized_bytes(name, enc, sqnr)
     else:
-        nbytes = enc.nbytes if runtime == "ort" else _portable_bytes(enc)
+        nbytes = enc.nbytes if runtime == "ort" else portable.portable_bytes(enc)
     rel = 0.0 if not np.isfinite(sqnr) else 10.0 ** (-sqnr / 10.0)
     return budget.Candidate(nbytes, rel, result if hold else None, options, enc.nbytes)
 
@@ -278,7 +278,7 @@ def _serialized_bytes(name: str, enc: codec.Encoded, sqnr: float) -> int:
 
     stats = {"sqnr_db": round(sqnr, 3) if np.isfinite(sqnr) else None, "bytes_before": 0}
     node = helper.make_node(OP_TYPE, [f"{name}::theta"], [name], name=f"hyperonnx/{name}", domain=DOMAIN,
-                            doc_string=json.dumps(stats, sort_keys=True), **emit.node_attributes(enc, "load"))
+                            doc_string=json.dumps(stats, sort_keys=True), **ort_node.node_attributes(enc, "load"))
     blob = numpy_helper.from_array(enc.blob, f"{name}::theta")
     return node.ByteSize() + blob.ByteSize() + 8  # + the repeated-field tags of the node and the initializer
 
@@ -374,11 +374,11 @@ def _finish(item, report: CompressReport, runtime: str, mode: str, namer: emit.N
         bytes_before = site.numel * np.dtype(codec.base.dtype_from_name(enc.dtype)).itemsize
         stats = {"sqnr_db": round(sqnr, 3) if np.isfinite(sqnr) else None, "bytes_before": bytes_before}
         if runtime == "ort":
-            rewrite = emit.emit_ort(site, namer, enc, mode, stats)
+            rewrite = ort_node.emit_ort(site, namer, enc, mode, stats)
             after = enc.nbytes
         else:
-            rewrite = emit.emit_portable(site, namer, enc, stats, opset)
-            after = _portable_bytes(enc)
+            rewrite = portable.emit_portable(site, namer, enc, stats, opset)
+            after = portable.portable_bytes(enc)
         rewrites.setdefault(id(site.graph), (site.graph, []))[1].append(rewrite)
         # The original values are no longer needed: drop them now so memory stays at one model, not two.
         for field_name in ("raw_data", "float_data", "int32_data", "double_data"):
@@ -387,11 +387,3 @@ def _finish(item, report: CompressReport, runtime: str, mode: str, namer: emit.N
                                            8.0 * after / enc.numel, sqnr, bytes_before, after))
     if progress:
         progress(site.name)
-
-
-def _portable_bytes(enc: codec.Encoded) -> int:
-    """Bytes the portable form stores: bit-planed codes (and block headers) plus what the codec's table needs."""
-    side = 4 * sum(len(v) for v in enc.floats.values()) + 8 * (len(enc.shape) + 3)
-    if enc.codec not in ("blockvq", "blocktcq", "paper"):  # stored table
-        side += codec.table(enc).nbytes
-    return emit.portable_code_bytes(enc) + side
