@@ -29,8 +29,8 @@ from hyperonnx.codec.blockvq import (
     CHUNK_BLOCKS,
     HEADER_BITS,
     SCALE_CODES,
-    _lloyd_gaussian,
-    _Nearest,
+    Nearest,
+    lloyd_gaussian,
     read_block_side_info,
     scale_table,
 )
@@ -58,7 +58,7 @@ PROXY_CELLS = 1 << 12
 def fine_codebooks(bits: int, block: int) -> np.ndarray:
     """The four fine level sets, (4, 2^(bits+1)) float32: Lloyd-Gaussian for blocks normalised by their absolute
     maximum (the one set stored), and the three that ``level_sets`` computes from it."""
-    return level_sets(_lloyd_gaussian(2 << bits, block).astype(np.float32))
+    return level_sets(lloyd_gaussian(2 << bits, block).astype(np.float32))
 
 
 def level_sets(gaussian: np.ndarray) -> np.ndarray:
@@ -84,19 +84,19 @@ class _CosetSearch:
     def __init__(self, book: np.ndarray, coset: int):
         members = np.arange(coset, book.size, 4)
         order = np.argsort(book[members], kind="stable")
-        self.nearest = _Nearest(book[members][order])
+        self.nearest = Nearest(book[members][order])
         self.index = members[order]  # position in the sorted coset → index in the fine set
         self.levels = self.nearest.levels
 
     def __call__(self, v: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
-        """The fine-set index of the coset level nearest each ``v`` (``cells``: ``_Nearest.cells(v)``)."""
+        """The fine-set index of the coset level nearest each ``v`` (``cells``: ``Nearest.cells(v)``)."""
         return self.index[self.nearest(v, cells)]
 
 
 @functools.lru_cache(maxsize=64)
-def _searchers(bits: int, block: int) -> tuple[tuple[_Nearest, tuple[_CosetSearch, ...]], ...]:
+def _searchers(bits: int, block: int) -> tuple[tuple[Nearest, tuple[_CosetSearch, ...]], ...]:
     """Per level set: a nearest-level search over the whole set (sorted) and one per coset."""
-    return tuple((_Nearest(np.sort(book)), tuple(_CosetSearch(book, c) for c in range(4)))
+    return tuple((Nearest(np.sort(book)), tuple(_CosetSearch(book, c) for c in range(4)))
                  for book in fine_codebooks(bits, block))
 
 
@@ -226,7 +226,7 @@ def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, proxy_table: np.
         lo, hi = bounds[b], bounds[b + 1]
         if lo == hi:
             continue
-        cells = _Nearest.cells(v[:, lo:hi])  # shared by the four cosets' searches
+        cells = Nearest.cells(v[:, lo:hi])  # shared by the four cosets' searches
         for c, search in enumerate(searchers[b][1]):
             index[c, :, lo:hi] = search(v[:, lo:hi], cells)
             diff = books[b][index[c, :, lo:hi]] * s[:, lo:hi] - xr[:, lo:hi]

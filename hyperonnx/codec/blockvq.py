@@ -61,10 +61,10 @@ def codebooks(bits: int, block: int) -> np.ndarray:
     levels = 1 << bits
     uniform = np.linspace(-1.0, 1.0, levels)
     positive = np.linspace(-SKEW, 1.0, levels)
-    return np.stack([_lloyd_gaussian(levels, block), uniform, positive, -positive[::-1]]).astype(np.float32)
+    return np.stack([lloyd_gaussian(levels, block), uniform, positive, -positive[::-1]]).astype(np.float32)
 
 
-def _lloyd_gaussian(levels: int, block: int, rows: int = 8192, iterations: int = 40) -> np.ndarray:
+def lloyd_gaussian(levels: int, block: int, rows: int = 8192, iterations: int = 40) -> np.ndarray:
     from statistics import NormalDist
 
     # Stratified, shuffled Gaussian sample: deterministic and free of a random generator's version drift.
@@ -147,7 +147,7 @@ class BlockVQCodec(Codec):
         return decode_blockvq(enc)
 
 
-class _Nearest:
+class Nearest:
     """Exact nearest level in O(1): a fine lookup grid over [−LIMIT, LIMIT] narrower than any level gap, so
     each cell holds at most one decision edge; comparisons with the edges around the guess finish the search."""
 
@@ -165,7 +165,7 @@ class _Nearest:
         self.lut = np.searchsorted(edges.astype(np.float64), starts, side="right").astype(np.int32)
 
     def __call__(self, v: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
-        """The index of the level nearest each ``v``; ``cells`` (``_Nearest.cells(v)``) may be shared between
+        """The index of the level nearest each ``v``; ``cells`` (``Nearest.cells(v)``) may be shared between
         searches of the same values."""
         if not self.exact_grid:
             return np.searchsorted(self.edges[1:-1], v)
@@ -181,8 +181,8 @@ class _Nearest:
 
 
 @functools.lru_cache(maxsize=64)
-def _searchers(bits: int, block: int) -> tuple[_Nearest, ...]:
-    return tuple(_Nearest(levels) for levels in codebooks(bits, block))
+def _searchers(bits: int, block: int) -> tuple[Nearest, ...]:
+    return tuple(Nearest(levels) for levels in codebooks(bits, block))
 
 
 def _encode_blocks(x: np.ndarray, searchers, scales: np.ndarray, smax: float):

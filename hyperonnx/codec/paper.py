@@ -65,7 +65,7 @@ class PaperCodec(Codec):
         half = np.float32(side / 2)
         step_x = np.float32(side / (m * m))
         step_y = np.float32(side / m)
-        lattice = _Lattice(n, m, float(half), float(step_x), float(step_y))
+        lattice = Lattice(n, m, float(half), float(step_x), float(step_y))
         c64 = center.astype(np.float64)
 
         codes = np.empty(pairs.shape[0], dtype=np.uint32)
@@ -154,7 +154,7 @@ def _encode_outer(rel, lattice, scales, half, far, rings):
     return ring.astype(np.uint32), idx, recon
 
 
-class _Lattice:
+class Lattice:
     """The n+1 codewords relative to c, with an exact O(1) nearest-codeword search."""
 
     def __init__(self, n: int, m: int, half: float, step_x: float, step_y: float):
