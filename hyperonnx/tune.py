@@ -46,7 +46,8 @@ from onnx import helper, numpy_helper
 from hyperonnx import codec, model_io
 from hyperonnx.errors import HyperonnxError
 from hyperonnx.ops import DOMAIN, OPSET_VERSION, register_schemas
-from hyperonnx.passes import budget, compress, emit, portable
+from hyperonnx.passes import budget, compress, emit
+from hyperonnx.passes.portable.emit import check_portable
 from hyperonnx.passes.select import Selection, choose, find_sites
 
 METRIC = "min over float outputs of the mean over samples of cosine(original, converted)"
@@ -335,7 +336,7 @@ def tune_model(
     selection = selection or Selection()
     opset = emit.model_opset(model)
     if runtime == "portable":
-        portable.check_portable(opset)  # before any model run; the weights' dtypes are checked once they are chosen
+        check_portable(opset)  # before any model run; the weights' dtypes are checked once they are chosen
 
     reference_session = api.make_session(source)
     samples = load_samples(reference_session, inputs, model)
@@ -346,7 +347,7 @@ def tune_model(
     if not chosen:
         raise HyperonnxError("no tensor to compress (see --min-elements, --include, --exclude)")
     if runtime == "portable":
-        portable.check_portable(opset, chosen)
+        check_portable(opset, chosen)
     say(f"encoding {len(chosen)} tensors at {len(option_sets)} settings each")
     jobs = max(1, jobs or os.cpu_count() or 1)
     base_dir = str(Path(source).parent)  # for tensors still in external data

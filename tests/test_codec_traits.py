@@ -18,7 +18,8 @@ import hyperonnx
 from hyperonnx import codec
 from hyperonnx.codec import grid
 from hyperonnx.ops import names
-from hyperonnx.passes import budget, portable
+from hyperonnx.passes import budget
+from hyperonnx.passes.portable.emit import portable_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = codec.families()
@@ -99,11 +100,11 @@ def test_budget_ladders_and_portable_builders_come_from_the_traits():
     for enc in _encodings():
         if FAMILIES[enc.codec].portable is None:
             with pytest.raises(ValueError, match="no portable form"):
-                portable.portable_bytes(enc)
+                portable_bytes(enc)
         elif FAMILIES[enc.codec].portable == "table":  # a stored table is counted, a generated one is not
-            assert portable.portable_bytes(enc) > codec.table(enc).nbytes
+            assert portable_bytes(enc) > codec.table(enc).nbytes
         elif enc.codec == "paper":
-            assert portable.portable_bytes(enc) < codec.table(enc).nbytes
+            assert portable_bytes(enc) < codec.table(enc).nbytes
 
 
 def _grid_model(path: Path) -> None:
@@ -148,3 +149,26 @@ def test_names_module_imports_nothing():
         ("hyperonnx.ops.names", ["DOMAIN", "OP_TYPE", "OPSET_VERSION"])]
     assert {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", TensorProto.BFLOAT16: "bfloat16",
             TensorProto.DOUBLE: "float64"} == names.FLOAT_TYPES
+
+
+def _imports(path: Path) -> set[str]:
+    """The modules ``path`` imports (``from a import b`` counts as a.b and a)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def test_the_portable_reader_imports_the_layout_not_the_writer():
+    """decoders.py reads what the layout module describes; neither it, the layout nor the package's __init__ (which
+    Python runs on the way) imports the writer's modules."""
+    passes = ROOT / "hyperonnx" / "passes"
+    portable_modules = {f"hyperonnx.passes.portable.{p.stem}" for p in (passes / "portable").glob("*.py")}
+    writer = portable_modules - {"hyperonnx.passes.portable.layout", "hyperonnx.passes.portable.__init__"}
+    assert _imports(passes / "portable" / "__init__.py") == set()
+    assert not _imports(passes / "portable" / "layout.py") & {*writer, "hyperonnx.passes.emit"}
+    reader = _imports(passes / "decoders.py")
+    assert "hyperonnx.passes.portable.layout" in reader and not reader & {*writer, "hyperonnx.passes.emit"}

@@ -17,13 +17,14 @@ import hyperonnx
 from hyperonnx import codec
 from hyperonnx.codec import blocktcq, tcq
 from hyperonnx.codec.base import dtype_from_name
-from hyperonnx.passes import emit, portable
+from hyperonnx.passes import emit
 from hyperonnx.passes.decoders import find_decoders
 from hyperonnx.passes.decompress import decompress_model
 from hyperonnx.passes.ort_node import encoded_from_attributes
 from hyperonnx.passes.portable import blocktcq as portable_blocktcq
 from hyperonnx.passes.portable import layout
 from hyperonnx.passes.portable.builder import Builder
+from hyperonnx.passes.portable.emit import emit_portable
 from hyperonnx.passes.select import find_sites
 
 ONNX_TYPE = {"float32": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16,
@@ -72,7 +73,7 @@ def _portable_model(enc: codec.Encoded, opset: int | None = None) -> onnx.ModelP
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 7
     (site,) = find_sites(model)
-    emit.apply(model.graph, [portable.emit_portable(site, emit.Namer(model.graph), enc, {}, opset)])
+    emit.apply(model.graph, [emit_portable(site, emit.Namer(model.graph), enc, {}, opset)])
     onnx.checker.check_model(model, full_check=True)
     assert not any(n.domain for n in model.graph.node)  # standard ops only
     return model
@@ -94,7 +95,7 @@ def _check_code_bytes(model: onnx.ModelProto, enc: codec.Encoded) -> None:
     exact = -(-enc.count * enc.bits // 8)
     stored = _stored_code_bytes(model, enc)
     assert exact <= stored < exact + max(enc.bits, 1) and (stored == exact or enc.bits not in (8, 16))
-    if codec.decoder_for(enc.codec).block_headers:  # the headers: a byte per block for the scale, 2 bits for the level set
+    if codec.decoder_for(enc.codec).block_headers:  # the headers: a byte per block for the scale, 2 bits per level set
         nblocks = -(-enc.numel // enc.ints["block"][0])
         (decoder,) = find_decoders(model)
         book = next(t for t in model.graph.initializer if t.name == decoder.meta["book_planes"][0][0])

@@ -17,7 +17,8 @@ from onnx import numpy_helper
 from hyperonnx import codec, model_io
 from hyperonnx.codec import grid
 from hyperonnx.ops import DOMAIN, OPSET_VERSION, register_schemas
-from hyperonnx.passes import budget, emit, ort_node, portable
+from hyperonnx.passes import budget, emit, ort_node
+from hyperonnx.passes.portable.emit import check_portable, emit_portable, portable_bytes
 from hyperonnx.passes.select import Selection, Skipped, WeightSite, choose, find_sites
 
 RUNTIMES = ("ort", "portable")
@@ -123,7 +124,7 @@ def compress_model(
     # one tensor at a time, so the result does not depend on --jobs. At most jobs + 1 tensors are in flight.
     opset = emit.model_opset(model)
     if runtime == "portable":
-        portable.check_portable(opset, chosen)
+        check_portable(opset, chosen)
     namer = emit.Namer(model.graph)  # one for the whole model: names stay unique across subgraphs
     rewrites: dict[int, tuple[onnx.GraphProto, list[emit.Rewrite]]] = {}
     budgeted = target_bpw is not None or max_bytes is not None
@@ -223,7 +224,7 @@ def _candidate(result: tuple[codec.Encoded, float], options: dict | None, runtim
     if name is not None and runtime == "ort":
         nbytes = _serialized_bytes(name, enc, sqnr)
     else:
-        nbytes = enc.nbytes if runtime == "ort" else portable.portable_bytes(enc)
+        nbytes = enc.nbytes if runtime == "ort" else portable_bytes(enc)
     rel = 0.0 if not np.isfinite(sqnr) else 10.0 ** (-sqnr / 10.0)
     return budget.Candidate(nbytes, rel, result if hold else None, options, enc.nbytes)
 
@@ -377,8 +378,8 @@ def _finish(item, report: CompressReport, runtime: str, mode: str, namer: emit.N
             rewrite = ort_node.emit_ort(site, namer, enc, mode, stats)
             after = enc.nbytes
         else:
-            rewrite = portable.emit_portable(site, namer, enc, stats, opset)
-            after = portable.portable_bytes(enc)
+            rewrite = emit_portable(site, namer, enc, stats, opset)
+            after = portable_bytes(enc)
         rewrites.setdefault(id(site.graph), (site.graph, []))[1].append(rewrite)
         # The original values are no longer needed: drop them now so memory stays at one model, not two.
         for field_name in ("raw_data", "float_data", "int32_data", "double_data"):

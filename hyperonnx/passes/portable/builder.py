@@ -39,8 +39,7 @@ class Builder:
     def node(self, op: str, inputs: list[str], label: str, **attrs) -> str:
         """A new node whose one output gets a fresh name (the node is named after it); returns that name."""
         out = self.name(label)
-        self.nodes.append(helper.make_node(op, inputs, [out], name=f"hyperonnx/{self.prefix}/{out[len(self.prefix) + 2:]}",
-                                           **attrs))
+        self.step(op, inputs, out, out[len(self.prefix) + 2 :], **attrs)
         return out
 
     def step(self, op: str, inputs: list[str], output: str, node_label: str, **attrs) -> None:

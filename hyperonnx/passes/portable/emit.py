@@ -1,4 +1,4 @@
-"""The ``portable`` form: one weight rewritten as a chain of standard ONNX ops that computes exactly what
+"""The ``portable`` form's writer: one weight rewritten as a chain of standard ONNX ops that computes exactly what
 docs/format.md specifies, and that ONNX Runtime folds to a constant at load. What is shared lives here (the
 stored codes, the tag, the end of the chain); each codec's rows come from the module its ``portable`` trait
 names (``paper``, ``table``, ``blockvq``, ``blocktcq``)."""
