@@ -8,7 +8,8 @@ compare:
     python tools/identical.py --out before.json            # on the old commit
     python tools/identical.py --out after.json --compare before.json
 
-``--quick`` keeps the toy models and MobileNetV2 only. Cases whose conversion fails are fingerprinted by
+``--quick`` keeps the toy models and MobileNetV2 only; ``--models a,b`` picks real models and ``--light`` gives
+them the common options only. Cases whose conversion fails are fingerprinted by
 their exit status, so a behaviour change there shows too.
 """
 
@@ -129,6 +130,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, help="write the fingerprints here (JSON)")
     ap.add_argument("--compare", type=Path, help="fingerprints from another commit: list the differences")
     ap.add_argument("--quick", action="store_true", help="toy models and MobileNetV2 only")
+    ap.add_argument("--models", help=f"comma-separated subset of the real models ({','.join(REAL)}); none: ''")
+    ap.add_argument("--light", action="store_true", help="the real models get the common options only")
     args = ap.parse_args()
 
     results: dict[str, dict] = {}
@@ -140,8 +143,14 @@ def main() -> int:
             path = work / f"{name}.onnx"
             build(path)
             models.append((name, path, COMMON + [["--no-exact-grids"]]))
-        for name in QUICK_REAL if args.quick else REAL:
-            models.append((name, _real(name), COMMON + HEAVY))
+        real = QUICK_REAL if args.quick else REAL
+        if args.models is not None:
+            real = tuple(m for m in args.models.split(",") if m)
+            unknown = set(real) - set(REAL)
+            if unknown:
+                ap.error(f"unknown models: {', '.join(sorted(unknown))}")
+        for name in real:
+            models.append((name, _real(name), COMMON if args.light else COMMON + HEAVY))
         case_dir = work / "case"
         case_dir.mkdir()
         for name, path, option_sets in models:
@@ -156,7 +165,8 @@ def main() -> int:
         print(text)
     if args.compare:
         before = json.loads(args.compare.read_text())
-        keys = set(results) if args.quick else set(before) | set(results)  # --quick: a subset of a full run
+        partial = args.quick or args.models is not None or args.light
+        keys = set(results) if partial else set(before) | set(results)  # a subset of a full run
         differ = sorted(k for k in keys if before.get(k) != results.get(k))
         for k in differ:
             print(f"DIFFERS {k}: {before.get(k)} -> {results.get(k)}")
