@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from hyperonnx import codec, runtime  # noqa: E402
 from hyperonnx.codec import bitpack  # noqa: E402
-from hyperonnx.passes.emit import node_attributes  # noqa: E402
+from hyperonnx.passes.ort_node import node_attributes  # noqa: E402
 
 VARIANTS = ("fp32", "nbits0", "nbits4", "call", "fused")
 NBITS_BLOCK = 32

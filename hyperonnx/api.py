@@ -17,13 +17,15 @@ import onnx
 
 from hyperonnx import codec, evaluate, model_io
 from hyperonnx.errors import HyperonnxError, short_reason
-from hyperonnx.ops import DOMAIN
+from hyperonnx.ops import DOMAIN, register_schemas
 from hyperonnx.passes import compress
 from hyperonnx.passes.compress import CompressReport, compress_model
 from hyperonnx.passes.decoders import find_decoders
 from hyperonnx.passes.decompress import decompress_model
 from hyperonnx.passes.fuse import unfuse_model
 from hyperonnx.passes.select import Selection
+
+register_schemas()  # onnx's checker and shape inference accept converted models once the API is in use
 
 
 @dataclass

@@ -257,10 +257,6 @@ def is_external(tensor: onnx.TensorProto) -> bool:
     return external_data_helper.uses_external_data(tensor)
 
 
-def has_external_data(model: onnx.ModelProto) -> bool:
-    return any(is_external(tensor) for tensor in _all_tensors(model))
-
-
 def external_ref(tensor: onnx.TensorProto, folder: str | os.PathLike | None,
                  model_path: str | os.PathLike | None = None) -> ExternalRef:
     """Check where ``tensor``'s external data is (a regular file inside ``folder``, offset and length within

@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported where used: library_path() needs no onnxruntime (tests/platform/test_startup.py)
     import onnxruntime as ort
 
+from hyperonnx.ops.names import DOMAIN, OP_TYPE
+
 LIBRARY_NAME = "libhyperonnx_ops.so"
 LIBRARY_ENV = "HYPERONNX_LIBRARY"
-DOMAIN = "ai.hyperonnx"
-OP_TYPE = "HyperDecode"
 CONFIG_DECODE_MODE = "hyperonnx.decode_mode"
 CONFIG_DECODE_THREADS = "hyperonnx.decode_threads"
 KERNEL_MODES = ("load", "call")

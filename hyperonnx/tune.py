@@ -50,6 +50,7 @@ from hyperonnx import codec, evaluate, model_io, sensitivity
 from hyperonnx.errors import HyperonnxError
 from hyperonnx.evaluate import METRIC
 from hyperonnx.passes import budget, compress, emit
+from hyperonnx.passes.portable.emit import check_portable
 from hyperonnx.passes.select import Selection, choose, find_sites
 
 MAX_EVALS = 12
@@ -108,7 +109,7 @@ def tune_model(
     selection = selection or Selection()
     opset = emit.model_opset(model)
     if form == "portable":
-        emit.check_portable(opset)  # before any model run; the weights' dtypes are checked once they are chosen
+        check_portable(opset)  # before any model run; the weights' dtypes are checked once they are chosen
 
     reference_session = evaluate.make_session(source)
     samples = evaluate.load_samples(reference_session, inputs, model)
@@ -119,7 +120,7 @@ def tune_model(
     if not chosen:
         raise HyperonnxError("no tensor to compress (see --min-elements, --include, --exclude)")
     if form == "portable":
-        emit.check_portable(opset, chosen)
+        check_portable(opset, chosen)
     say(f"encoding {len(chosen)} tensors at {len(rungs)} settings each")
     jobs = max(1, jobs or os.cpu_count() or 1)
     base_dir = str(Path(source).parent)  # for tensors still in external data

@@ -1,4 +1,6 @@
-"""The codec table: every codec hyperonnx knows, by name (like ggml's type table).
+"""The codec table: every codec hyperonnx knows, by name (like ggml's type table). Each entry is a codec class
+that carries its own traits (:class:`hyperonnx.codec.base.Codec`); the op schema, the budget ladders and the
+emitters derive what they need from here.
 
 ``encode(array, codec, **options)`` → :class:`Encoded`; ``decode(encoded)`` → array of the input dtype.
 The numpy decode here is the source of truth that the C++, CUDA and portable decoders reproduce bit for bit.
@@ -56,6 +58,19 @@ def decoder_for(family: str) -> Codec:
         if codec.name == family:
             return codec
     raise ValueError(f"unknown codec family {family!r}")
+
+
+def families() -> dict[str, Codec]:
+    """One codec per family, decode-only ones included, by family name: the codec whose name is the family (a
+    preset such as paper-cnn shares its family's traits)."""
+    return {c.family: c for c in (*CODECS.values(), *DECODE_ONLY.values()) if c.name == c.family}
+
+
+def side_information_keys() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(int keys, float keys) that some family stores (as i_<key> / f_<key>), each once."""
+    ints = dict.fromkeys(key for c in families().values() for key in c.int_keys)
+    floats = dict.fromkeys(key for c in families().values() for key in c.float_keys)
+    return tuple(ints), tuple(floats)
 
 
 def encode(array: np.ndarray, codec: str = DEFAULT_CODEC, **options: Any) -> Encoded:
@@ -118,4 +133,4 @@ def _missing_side_information(enc: Encoded) -> Iterator[None]:
 
 
 __all__ = ["CODECS", "DEFAULT_CODEC", "FORMAT_VERSION", "Codec", "Encoded", "check_options", "decode", "encode",
-           "get_codec", "register", "table"]
+           "families", "get_codec", "register", "side_information_keys", "table"]

@@ -1,11 +1,18 @@
-"""What every codec shares: the encoded container, the codec interface and the generic table decoder.
+"""What every codec shares: the encoded container, the codec interface (its trait table) and the table decoder.
 
-Every hyperonnx codec has the same decoded form: a tensor is cut into groups of ``group`` consecutive
-weights (row-major, the last group padded), each group is one integer code θ, and a small float32 *table*
-regenerated from the codec's parameters maps θ to the group's values (``table[θ]`` is a row of ``group``
-values). Only the table generator is codec specific; unpacking codes and gathering rows is shared by the
-numpy reference, the C++ and CUDA kernels and the portable ONNX decoder, which is what keeps them
-bit-identical.
+A codec class is hyperonnx's one description of a codec, as ggml keeps one traits entry per type: its name and
+options, its encoder and numpy decoder (the source of truth), and the traits the rest of the package derives
+from it: the side-information keys a node stores (the ``HyperDecode`` schema, :mod:`hyperonnx.ops.schema`), the
+settings a size budget chooses among and the option it may set between them (:mod:`hyperonnx.passes.budget`),
+whether the blob ends in block headers, and which module of :mod:`hyperonnx.passes.portable` writes its
+standard-op decoder (None: no portable form). A new codec sets these; nothing else lists codecs by hand.
+
+Most codecs share one decoded form: a tensor is cut into groups of ``group`` consecutive weights (row-major, the
+last group padded), each group is one integer code θ, and a small float32 *table* regenerated from the side
+information maps θ to the group's values (``table[θ]`` is a row of ``group`` values); unpacking codes and
+gathering rows (:func:`gather_table`) is shared by the numpy reference, the C++ and CUDA kernels and the
+portable ONNX decoder, which is what keeps them bit-identical. Codecs with more structure (per-block scales,
+entropy-coded streams) override ``decode``.
 """
 
 from __future__ import annotations
@@ -73,14 +80,27 @@ class Encoded:
 
 
 class Codec:
-    """A codec: a name, parameters with defaults, ``encode`` and the table generator ``table``."""
+    """A codec: a name, parameters with defaults, ``encode``, the table generator ``table`` and its traits."""
 
     name: ClassVar[str]
     family: ClassVar[str]  # the decoder this codec's output needs (a preset shares its family's decoder)
     defaults: ClassVar[dict[str, Any]]
     summary: ClassVar[str]
-    portable: ClassVar[bool] = True  # whether emit.emit_portable can express the decoder with standard ops
     formats: ClassVar[tuple[int, ...]] = (FORMAT_VERSION,)  # the format versions its decoder reads
+    # Side information (Encoded.ints / Encoded.floats): the keys every encoding holds, stored as the node
+    # attributes i_<key> / f_<key> (docs/format.md; the C++ CodecSpec reads the same keys).
+    int_keys: ClassVar[tuple[str, ...]] = ()
+    float_keys: ClassVar[tuple[str, ...]] = ()
+    # The settings a size or fidelity budget chooses among, smallest encoding first (empty: the codec takes no
+    # budget), and the option that varies continuously between two of them (None: only the rungs).
+    budget_ladder: ClassVar[tuple[dict[str, Any], ...]] = ()
+    continuous_option: ClassVar[str | None] = None
+    # The blob is the codes followed by 10-bit block headers (scale code, level set): blockvq's framing.
+    block_headers: ClassVar[bool] = False
+    # The module of hyperonnx.passes.portable that writes the decoder as standard ONNX ops (it also sizes that
+    # form); None: there is none (an entropy-coded stream has no standard-op decoder). A name, not the module:
+    # codecs are pure numpy and never import onnx.
+    portable: ClassVar[str | None] = None
 
     def params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         params = dict(self.defaults)
@@ -90,10 +110,6 @@ class Codec:
                 raise ValueError(f"codec {self.name!r} has no option {key!r} (options: {known})")
             params[key] = _coerce(self.name, key, value, type(self.defaults[key]))
         return params
-
-    def nominal_bits_per_weight(self, params: dict[str, Any]) -> float:
-        """Bits/weight of the codes alone at these parameters (the worst case; side info excluded)."""
-        raise NotImplementedError
 
     def encode(self, x: np.ndarray, params: dict[str, Any]) -> Encoded:
         """Encode a finite, non-empty float array (any shape). ``params`` are complete (see ``params``)."""

@@ -24,12 +24,13 @@ import numpy as np
 from hyperonnx.codec import bitpack, native
 from hyperonnx.codec.base import Codec, Encoded, dtype_from_name
 from hyperonnx.codec.blockvq import (
+    BITS_LADDER,
     BOOKS,
     CHUNK_BLOCKS,
     HEADER_BITS,
     SCALE_CODES,
-    _lloyd_gaussian,
-    _Nearest,
+    Nearest,
+    lloyd_gaussian,
     read_block_side_info,
     scale_table,
 )
@@ -57,7 +58,7 @@ PROXY_CELLS = 1 << 12
 def fine_codebooks(bits: int, block: int) -> np.ndarray:
     """The four fine level sets, (4, 2^(bits+1)) float32: Lloyd-Gaussian for blocks normalised by their absolute
     maximum (the one set stored), and the three that ``level_sets`` computes from it."""
-    return level_sets(_lloyd_gaussian(2 << bits, block).astype(np.float32))
+    return level_sets(lloyd_gaussian(2 << bits, block).astype(np.float32))
 
 
 def level_sets(gaussian: np.ndarray) -> np.ndarray:
@@ -83,19 +84,19 @@ class _CosetSearch:
     def __init__(self, book: np.ndarray, coset: int):
         members = np.arange(coset, book.size, 4)
         order = np.argsort(book[members], kind="stable")
-        self.nearest = _Nearest(book[members][order])
+        self.nearest = Nearest(book[members][order])
         self.index = members[order]  # position in the sorted coset → index in the fine set
         self.levels = self.nearest.levels
 
     def __call__(self, v: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
-        """The fine-set index of the coset level nearest each ``v`` (``cells``: ``_Nearest.cells(v)``)."""
+        """The fine-set index of the coset level nearest each ``v`` (``cells``: ``Nearest.cells(v)``)."""
         return self.index[self.nearest(v, cells)]
 
 
 @functools.lru_cache(maxsize=64)
-def _searchers(bits: int, block: int) -> tuple[tuple[_Nearest, tuple[_CosetSearch, ...]], ...]:
+def _searchers(bits: int, block: int) -> tuple[tuple[Nearest, tuple[_CosetSearch, ...]], ...]:
     """Per level set: a nearest-level search over the whole set (sorted) and one per coset."""
-    return tuple((_Nearest(np.sort(book)), tuple(_CosetSearch(book, c) for c in range(4)))
+    return tuple((Nearest(np.sort(book)), tuple(_CosetSearch(book, c) for c in range(4)))
                  for book in fine_codebooks(bits, block))
 
 
@@ -124,9 +125,11 @@ class BlockTcqCodec(Codec):
     defaults: ClassVar[dict[str, Any]] = {"bits": 5, "block": 32}
     summary: ClassVar[str] = ("block-scaled trellis-coded θ at a fixed rate (8-state trellis over four fine "
                               "level sets, 8-bit log block scales)")
-
-    def nominal_bits_per_weight(self, params: dict[str, Any]) -> float:
-        return params["bits"] + HEADER_BITS / params["block"]
+    int_keys: ClassVar[tuple[str, ...]] = ("block", "levels")
+    float_keys: ClassVar[tuple[str, ...]] = ("smax", "books")
+    budget_ladder: ClassVar[tuple[dict[str, Any], ...]] = BITS_LADDER  # blockvq's framing: the same sizes
+    block_headers: ClassVar[bool] = True
+    portable: ClassVar[str | None] = "blocktcq"
 
     def encode(self, x: np.ndarray, params: dict[str, Any]) -> Encoded:
         bits, block = int(params["bits"]), int(params["block"])
@@ -231,7 +234,7 @@ def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, proxy_table: np.
         lo, hi = bounds[b], bounds[b + 1]
         if lo == hi:
             continue
-        cells = _Nearest.cells(v[:, lo:hi])  # shared by the four cosets' searches
+        cells = Nearest.cells(v[:, lo:hi])  # shared by the four cosets' searches
         for c, search in enumerate(searchers[b][1]):
             index[c, :, lo:hi] = search(v[:, lo:hi], cells)
             diff = books[b][index[c, :, lo:hi]] * s[:, lo:hi] - xr[:, lo:hi]

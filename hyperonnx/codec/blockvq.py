@@ -40,6 +40,8 @@ CHUNK_BLOCKS = 1 << 13  # 256K weights at a time: the working set stays in L2/L3
 # five finer (clipping the block's largest values pays when most values are small).
 SCALE_OFFSETS = (-2, -1, 0, 1, 2, 3, 4, 5)
 SKEW = 0.2  # the skewed level sets span [−SKEW, 1] and [−1, SKEW]
+# A size budget's settings: one rung per bit of θ, smallest first.
+BITS_LADDER = tuple({"bits": b} for b in (2, 3, 4, 5, 6, 7, 8))
 
 
 def scale_table(smax: float) -> np.ndarray:
@@ -59,10 +61,10 @@ def codebooks(bits: int, block: int) -> np.ndarray:
     levels = 1 << bits
     uniform = np.linspace(-1.0, 1.0, levels)
     positive = np.linspace(-SKEW, 1.0, levels)
-    return np.stack([_lloyd_gaussian(levels, block), uniform, positive, -positive[::-1]]).astype(np.float32)
+    return np.stack([lloyd_gaussian(levels, block), uniform, positive, -positive[::-1]]).astype(np.float32)
 
 
-def _lloyd_gaussian(levels: int, block: int, rows: int = 8192, iterations: int = 40) -> np.ndarray:
+def lloyd_gaussian(levels: int, block: int, rows: int = 8192, iterations: int = 40) -> np.ndarray:
     from statistics import NormalDist
 
     # Stratified, shuffled Gaussian sample: deterministic and free of a random generator's version drift.
@@ -87,9 +89,11 @@ class BlockVQCodec(Codec):
     family: ClassVar[str] = "blockvq"
     defaults: ClassVar[dict[str, Any]] = {"bits": 5, "block": 32}
     summary: ClassVar[str] = "block-scaled pair codebooks (Gaussian/uniform/skewed levels, 8-bit log block scales)"
-
-    def nominal_bits_per_weight(self, params: dict[str, Any]) -> float:
-        return params["bits"] + HEADER_BITS / params["block"]
+    int_keys: ClassVar[tuple[str, ...]] = ("block", "levels")
+    float_keys: ClassVar[tuple[str, ...]] = ("smax", "books")
+    budget_ladder: ClassVar[tuple[dict[str, Any], ...]] = BITS_LADDER
+    block_headers: ClassVar[bool] = True
+    portable: ClassVar[str | None] = "blockvq"
 
     def encode(self, x: np.ndarray, params: dict[str, Any]) -> Encoded:
         bits, block = int(params["bits"]), int(params["block"])
@@ -143,7 +147,7 @@ class BlockVQCodec(Codec):
         return decode_blockvq(enc)
 
 
-class _Nearest:
+class Nearest:
     """Exact nearest level in O(1): a fine lookup grid over [−LIMIT, LIMIT] narrower than any level gap, so
     each cell holds at most one decision edge; comparisons with the edges around the guess finish the search."""
 
@@ -161,7 +165,7 @@ class _Nearest:
         self.lut = np.searchsorted(edges.astype(np.float64), starts, side="right").astype(np.int32)
 
     def __call__(self, v: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
-        """The index of the level nearest each ``v``; ``cells`` (``_Nearest.cells(v)``) may be shared between
+        """The index of the level nearest each ``v``; ``cells`` (``Nearest.cells(v)``) may be shared between
         searches of the same values."""
         if not self.exact_grid:
             return np.searchsorted(self.edges[1:-1], v)
@@ -177,8 +181,8 @@ class _Nearest:
 
 
 @functools.lru_cache(maxsize=64)
-def _searchers(bits: int, block: int) -> tuple[_Nearest, ...]:
-    return tuple(_Nearest(levels) for levels in codebooks(bits, block))
+def _searchers(bits: int, block: int) -> tuple[Nearest, ...]:
+    return tuple(Nearest(levels) for levels in codebooks(bits, block))
 
 
 def _encode_blocks(x: np.ndarray, searchers, scales: np.ndarray, smax: float):

@@ -35,6 +35,10 @@ SCALE_CODES = 256
 UNITY = 128  # scale code of the tensor's base step
 SCALE_STRIDE = 4  # the encoder uses every 4th scale code (measured: −0.03 bits/weight for −0.02 dB)
 SEGMENT_BLOCKS = 1 << 17  # blocks per independently decodable segment (8M weights at B = 64)
+# A size budget's settings, coarse to fine: relative steps 2^(−1/2) apart, about half a bit a weight between
+# neighbours; between two of them the step varies continuously. tcq stores what ecsq stores at the same step
+# (about 1 dB less noise), so it shares them.
+STEP_LADDER = tuple({"step": round(0.5 * 2 ** (-i / 2), 4)} for i in range(9))
 
 
 def scale_table(base: float) -> np.ndarray:
@@ -55,16 +59,15 @@ class EcsqCodec(Codec):
     family: ClassVar[str] = "ecsq"
     defaults: ClassVar[dict[str, Any]] = {"step": 0.25, "block": 64, "rank1": 1}
     summary: ClassVar[str] = "entropy-coded θ: uniform levels, per-block log scales, rANS-coded streams"
-    portable: ClassVar[bool] = False  # sequential rANS decoding has no standard-op form
     formats: ClassVar[tuple[int, ...]] = (1, rank1.FORMAT_VERSION)
+    int_keys: ClassVar[tuple[str, ...]] = ("block",)
+    float_keys: ClassVar[tuple[str, ...]] = ("scale",)
+    budget_ladder: ClassVar[tuple[dict[str, Any], ...]] = STEP_LADDER
+    continuous_option: ClassVar[str | None] = "step"
+    portable: ClassVar[str | None] = None  # sequential rANS decoding has no standard-op form
     # The stored step (``base``, the block scales) as a fraction of ``step`` × RMS; the level reach in steps.
     fine: ClassVar[float] = 1.0
     reach: ClassVar[int] = ZERO
-
-    def nominal_bits_per_weight(self, params: dict[str, Any]) -> float:
-        # The worst case: 8-bit level symbols and scale codes. Entropy coding stores far less (about
-        # log2(4.13 / step) + 5 / block bits a weight on Gaussian data); Encoded.nbytes counts what is stored.
-        return 8.0 + 8.0 / params["block"]
 
     def encode(self, x: np.ndarray, params: dict[str, Any]) -> Encoded:
         step, block = float(params["step"]), int(params["block"])

@@ -228,7 +228,7 @@ class GridCodec(Codec):
     family = "grid"
     defaults: dict = {}
     summary = "exact storage of weights already on a float16 block grid (detected automatically)"
-    portable = False
+    int_keys = ("block", "transpose")
 
     def encode(self, x: np.ndarray, params: dict) -> Encoded:
         enc = detect(x)

@@ -314,9 +314,10 @@ class KroneckerCodec(Codec):
     family: ClassVar[str] = "kronecker"
     defaults: ClassVar[dict[str, Any]] = {"N": 2, "U": 4096}
     summary: ClassVar[str] = "pure hyperfunction frac(k·δ·a), a_j = 1/(π+j), 64-bit Weyl codebook, auto δ"
-
-    def nominal_bits_per_weight(self, params: dict[str, Any]) -> float:
-        return group_bits(int(params["U"])) / int(params["N"])
+    int_keys: ClassVar[tuple[str, ...]] = ("levels", "alpha")
+    float_keys: ClassVar[tuple[str, ...]] = ("offset", "width")
+    # The table is stored: generating it needs unsigned 64-bit products, which standard ONNX ops do not have.
+    portable: ClassVar[str | None] = "table"
 
     def encode(self, x: np.ndarray, params: dict[str, Any]) -> Encoded:
         group, levels = int(params["N"]), int(params["U"])

@@ -41,10 +41,9 @@ class PaperCodec(Codec):
     family: ClassVar[str] = "paper"
     defaults: ClassVar[dict[str, Any]] = {"n": 1600, "rings": 3, "L": 5.0}
     summary: ClassVar[str] = "official Hyper-Compression scheme: sheared-lattice pair codebook + outlier rings"
-
-    def nominal_bits_per_weight(self, params: dict[str, Any]) -> float:
-        entries = (params["n"] + 1) * (params["rings"] + 1)
-        return max(1, (entries - 1).bit_length()) / 2.0
+    int_keys: ClassVar[tuple[str, ...]] = ("n", "rings")
+    float_keys: ClassVar[tuple[str, ...]] = ("center", "half", "step", "scale")
+    portable: ClassVar[str | None] = "paper"  # the table generated in the graph from the side information
 
     # -- encoding -------------------------------------------------------------------------------------
     def encode(self, x: np.ndarray, params: dict[str, Any]) -> Encoded:
@@ -66,7 +65,7 @@ class PaperCodec(Codec):
         half = np.float32(side / 2)
         step_x = np.float32(side / (m * m))
         step_y = np.float32(side / m)
-        lattice = _Lattice(n, m, float(half), float(step_x), float(step_y))
+        lattice = Lattice(n, m, float(half), float(step_x), float(step_y))
         c64 = center.astype(np.float64)
 
         codes = np.empty(pairs.shape[0], dtype=np.uint32)
@@ -155,7 +154,7 @@ def _encode_outer(rel, lattice, scales, half, far, rings):
     return ring.astype(np.uint32), idx, recon
 
 
-class _Lattice:
+class Lattice:
     """The n+1 codewords relative to c, with an exact O(1) nearest-codeword search."""
 
     def __init__(self, n: int, m: int, half: float, step_x: float, step_y: float):

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from onnx import defs, helper
 
-from hyperonnx.ops.schema import DOMAIN, FLOAT_SIDE_INFO, INT_SIDE_INFO, OPSET_VERSION
+from hyperonnx import codec
+from hyperonnx.ops.names import DOMAIN, OPSET_VERSION
 
 MATMUL_OP_TYPE = "HyperMatMul"
 FUSED_OP_TYPES = (MATMUL_OP_TYPE,)
@@ -38,6 +39,7 @@ def register_fused_schemas() -> None:
         pass
     attr = defs.OpSchema.Attribute
     kind = defs.OpSchema.AttrType
+    int_keys, float_keys = codec.side_information_keys()
     schema = defs.OpSchema(
         MATMUL_OP_TYPE,
         DOMAIN,
@@ -53,14 +55,12 @@ def register_fused_schemas() -> None:
             attr("dtype", kind.INT, "W's TensorProto element type (FLOAT)", required=True),
             attr("group", kind.INT, "weights per code", required=True),
             attr("bits", kind.INT, "bits per code", required=True),
-            *[attr(f"i_{key}", kind.INTS, "codec side information", required=False) for key in INT_SIDE_INFO],
-            *[attr(f"f_{key}", kind.FLOATS, "codec side information", required=False) for key in FLOAT_SIDE_INFO],
+            *[attr(f"i_{key}", kind.INTS, "codec side information", required=False) for key in int_keys],
+            *[attr(f"f_{key}", kind.FLOATS, "codec side information", required=False) for key in float_keys],
         ],
     )
     schema.set_type_and_shape_inference_function(_infer_matmul)
     defs.register_schema(schema)
 
-
-register_fused_schemas()
 
 __all__ = ["FUSED_OP_TYPES", "MATMUL_OP_TYPE", "register_fused_schemas"]

@@ -1,21 +1,16 @@
 """Schema of ``ai.hyperonnx::HyperDecode`` registered with onnx, so checker and shape inference accept
-converted models. Type and shape come from the node's ``dtype`` and ``shape`` attributes."""
+converted models. Type and shape come from the node's ``dtype`` and ``shape`` attributes; the side-information
+attributes (``i_<key>``, ``f_<key>``) are every codec family's keys, from the codec traits."""
 
 from __future__ import annotations
 
-import onnx
 from onnx import defs, helper
 
-DOMAIN = "ai.hyperonnx"
-OP_TYPE = "HyperDecode"
-OPSET_VERSION = 1
+from hyperonnx import codec
+from hyperonnx.ops.names import DOMAIN, OP_TYPE, OPSET_VERSION
 
 _DOC = """Regenerates a weight tensor from packed integer codes θ (docs/format.md).
 Input: the θ blob (uint8). Output: the tensor, of type `dtype` and shape `shape`."""
-
-# Side information keys of every codec (Encoded.ints / Encoded.floats), stored as i_<key> / f_<key>.
-INT_SIDE_INFO = ("n", "rings", "levels", "alpha", "block")
-FLOAT_SIDE_INFO = ("center", "half", "step", "scale", "offset", "width", "smax", "books")
 
 _registered = False
 
@@ -42,6 +37,7 @@ def register_schemas() -> None:
         pass
     attr = defs.OpSchema.Attribute
     kind = defs.OpSchema.AttrType
+    int_keys, float_keys = codec.side_information_keys()
     schema = defs.OpSchema(
         OP_TYPE,
         DOMAIN,
@@ -59,8 +55,8 @@ def register_schemas() -> None:
             attr("group", kind.INT, "weights per code", required=True),
             attr("bits", kind.INT, "bits per code", required=True),
             attr("mode", helper.make_attribute("mode", "load"), "load | call"),
-            *[attr(f"i_{key}", kind.INTS, "codec side information", required=False) for key in INT_SIDE_INFO],
-            *[attr(f"f_{key}", kind.FLOATS, "codec side information", required=False) for key in FLOAT_SIDE_INFO],
+            *[attr(f"i_{key}", kind.INTS, "codec side information", required=False) for key in int_keys],
+            *[attr(f"f_{key}", kind.FLOATS, "codec side information", required=False) for key in float_keys],
         ],
     )
     schema.set_type_and_shape_inference_function(_infer)
@@ -68,4 +64,4 @@ def register_schemas() -> None:
     _registered = True
 
 
-__all__ = ["DOMAIN", "FLOAT_SIDE_INFO", "INT_SIDE_INFO", "OPSET_VERSION", "OP_TYPE", "onnx", "register_schemas"]
+__all__ = ["register_schemas"]

@@ -11,22 +11,15 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-# Settings tried per codec family when a size or fidelity budget is given.
-# Each ladder runs from the smallest encoding to the largest (compress._candidates stops below an exact grid's).
-# The entropy-coded codecs: relative steps 2^(−1/2) apart, about half a bit a weight between neighbours (coarse to
-# fine); tcq stores what ecsq stores at the same step (about 1 dB less noise), so both use it.
-_STEP_LADDER = [{"step": round(0.5 * 2 ** (-i / 2), 4)} for i in range(9)]
-# The fixed-rate codecs: one rung per bit of θ (blocktcq is blockvq's framing with a trellis, same sizes).
-_BITS_LADDER = [{"bits": b} for b in (2, 3, 4, 5, 6, 7, 8)]
-BUDGET_OPTIONS = {
-    "blocktcq": _BITS_LADDER,
-    "blockvq": _BITS_LADDER,
-    "ecsq": _STEP_LADDER,
-    "tcq": _STEP_LADDER,
-}
+from hyperonnx import codec
+
+# Settings tried per codec family when a size or fidelity budget is given, from the codec traits (each ladder runs
+# from the smallest encoding to the largest; compress._candidates stops below an exact grid's).
+BUDGET_OPTIONS = {family: [dict(rung) for rung in c.budget_ladder] for family, c in codec.families().items()
+                  if c.budget_ladder}
 # Options that vary continuously: after allocation, what the ladder's steps leave of the budget is spent on
 # settings between a tensor's choice and its next rung (``between``).
-CONTINUOUS_OPTIONS = {"ecsq": "step", "tcq": "step"}
+CONTINUOUS_OPTIONS = {family: c.continuous_option for family, c in codec.families().items() if c.continuous_option}
 
 
 def ladder(codec_name: str, family: str, options: dict, needs: str) -> list[dict]:

@@ -22,7 +22,8 @@ from onnx import numpy_helper
 from hyperonnx import codec, model_io
 from hyperonnx.codec import grid
 from hyperonnx.ops import DOMAIN, OPSET_VERSION, register_schemas
-from hyperonnx.passes import budget, emit, fuse
+from hyperonnx.passes import budget, emit, fuse, ort_node
+from hyperonnx.passes.portable.emit import check_portable, emit_portable, portable_bytes
 from hyperonnx.passes.select import Selection, Skipped, WeightSite, choose, find_sites
 
 FORMS = ("ort", "portable")  # what a decoder is made of: the op library's node, or standard ONNX ops (--runtime)
@@ -141,7 +142,7 @@ def compress_model(
     # Tensors are encoded in parallel threads (numpy releases the GIL) but the graph is rewritten in order,
     # one tensor at a time, so the result does not depend on --jobs. At most jobs + 1 tensors are in flight.
     if form == "portable":
-        emit.check_portable(rewriter.opset, chosen)
+        check_portable(rewriter.opset, chosen)
     if on_start:
         on_start(len(chosen))
     budgeted = target_bpw is not None or max_bytes is not None
@@ -186,11 +187,11 @@ class GraphRewriter:
             bytes_before = site.numel * np.dtype(codec.base.dtype_from_name(enc.dtype)).itemsize
             stats = {"sqnr_db": round(sqnr, 3) if np.isfinite(sqnr) else None, "bytes_before": bytes_before}
             if self.form == "ort":
-                rewrite = emit.emit_ort(site, self.namer, enc, self.mode, stats)
+                rewrite = ort_node.emit_ort(site, self.namer, enc, self.mode, stats)
                 after = enc.nbytes
             else:
-                rewrite = emit.emit_portable(site, self.namer, enc, stats, self.opset)
-                after = _portable_bytes(enc)
+                rewrite = emit_portable(site, self.namer, enc, stats, self.opset)
+                after = portable_bytes(enc)
             self.rewrites.setdefault(id(site.graph), (site.graph, []))[1].append(rewrite)
             # The original values are no longer needed: drop them now so memory stays at one model, not two.
             for field_name in ("raw_data", "float_data", "int32_data", "double_data"):
@@ -281,7 +282,7 @@ def _candidate(result: Encoding, options: dict | None, form: str, name: str | No
     if name is not None and form == "ort":
         nbytes = _serialized_bytes(name, enc, sqnr)
     else:
-        nbytes = enc.nbytes if form == "ort" else _portable_bytes(enc)
+        nbytes = enc.nbytes if form == "ort" else portable_bytes(enc)
     rel = 0.0 if not np.isfinite(sqnr) else 10.0 ** (-sqnr / 10.0)
     return budget.Candidate(nbytes, rel, result if hold else None, options, enc.nbytes)
 
@@ -336,7 +337,7 @@ def _serialized_bytes(name: str, enc: codec.Encoded, sqnr: float) -> int:
 
     stats = {"sqnr_db": round(sqnr, 3) if np.isfinite(sqnr) else None, "bytes_before": 0}
     node = helper.make_node(OP_TYPE, [f"{name}::theta"], [name], name=f"hyperonnx/{name}", domain=DOMAIN,
-                            doc_string=json.dumps(stats, sort_keys=True), **emit.node_attributes(enc, "load"))
+                            doc_string=json.dumps(stats, sort_keys=True), **ort_node.node_attributes(enc, "load"))
     blob = numpy_helper.from_array(enc.blob, f"{name}::theta")
     return node.ByteSize() + blob.ByteSize() + 8  # + the repeated-field tags of the node and the initializer
 
@@ -426,9 +427,3 @@ def _varint_size(value: int) -> int:
     return max(1, -(-value.bit_length() // 7))
 
 
-def _portable_bytes(enc: codec.Encoded) -> int:
-    """Bytes the portable form stores: bit-planed codes (and block headers) plus what the codec's table needs."""
-    side = 4 * sum(len(v) for v in enc.floats.values()) + 8 * (len(enc.shape) + 3)
-    if enc.codec not in ("blockvq", "blocktcq", "paper"):  # stored table
-        side += codec.table(enc).nbytes
-    return emit.portable_code_bytes(enc) + side

@@ -12,16 +12,10 @@ from onnx import helper, numpy_helper
 
 from hyperonnx import codec
 from hyperonnx.codec import bitpack
-from hyperonnx.ops import DOMAIN, OP_TYPE
-from hyperonnx.passes.emit import (
-    BLOCK_CODECS,
-    BOOK_BITS,
-    PORTABLE_TAG,
-    code_planes,
-    encoded_from_attributes,
-    unpack_planes,
-)
+from hyperonnx.ops.names import DOMAIN, OP_TYPE
 from hyperonnx.passes.graphs import walk
+from hyperonnx.passes.ort_node import encoded_from_attributes
+from hyperonnx.passes.portable import layout
 
 
 @dataclass
@@ -40,43 +34,48 @@ class Decoder:
         if self.form == "ort":
             enc = encoded_from_attributes(self.meta, numpy_helper.to_array(inits[self.initializers[0]]))
             return codec.decode(enc)
-        # Portable: codes (and the block codecs' headers) are stored in bit planes (emit.pack_planes; "planes" in
-        # the doc_string) or, in files written before planes and for 8-, 16- and 32-bit codes, one per element (in
-        # any shape: the block codecs' whole blocks as a grid); pack them back into a blob and decode with the
-        # reference.
+        # Portable: codes (and the block codecs' headers) are stored in bit planes (layout.pack_planes; "planes" in
+        # the doc_string) or, for 8-, 16- and 32-bit codes, one per element (in any shape: the block codecs' whole
+        # blocks as a grid); pack them back into a blob and decode with the reference.
         shell = encoded_from_attributes(self.meta, np.zeros(0, dtype=np.uint8))  # the attributes, no codes yet
-        codes = self._codes(inits, "planes", "codes", shell.count, code_planes(shell.bits))
+        codes = self._codes(inits, "planes", "codes", shell.count, layout.code_planes(shell.bits))
         blob = bitpack.pack(codes, shell.bits)
-        if shell.codec in BLOCK_CODECS:
-            nblocks = -(-shell.numel // shell.ints["block"][0])
+        if self._block_headers(shell.codec):
+            nblocks = layout.blocks(shell)
             scale_code = self._codes(inits, None, "scale_code", nblocks)
-            book = self._codes(inits, "book_planes", "book", nblocks, [(BOOK_BITS, 0)])
+            book = self._codes(inits, "book_planes", "book", nblocks, [(layout.BOOK_BITS, 0)])
             blob = np.concatenate([blob, bitpack.pack(scale_code | (book << 8), 10)])
         return codec.decode(encoded_from_attributes(self.meta, blob))
 
+    def _block_headers(self, family: str) -> bool:
+        try:
+            return codec.decoder_for(family).block_headers
+        except ValueError as exc:
+            raise ValueError(f"malformed portable decoder of {self.output!r} ({exc})") from None
+
     def _codes(self, inits: dict, key: str | None, label: str, count: int, planes=None) -> np.ndarray:
         """``count`` codes (uint32) stored as the planes that ``meta[key]`` lists (which must be ``planes``, the
-        layout emit writes for them) or, when the key is absent, one per element of the ``::label`` initializer
-        (``::codes``: the first one)."""
-        layout = self.meta.get(key) if key else None
+        layout the writer uses for them) or, for a width without planes (``planes`` None), one per element of the
+        ``::label`` initializer (``::codes``: the first one)."""
         try:
-            if layout is None:
+            if planes is None:
                 name = self.initializers[0] if label == "codes" else self._helper(label)
                 codes = numpy_helper.to_array(inits[name]).reshape(-1)
                 if codes.size != count:
                     raise ValueError(f"{codes.size} codes stored, {count} expected")
                 return codes.astype(np.uint32)
-            stored = [(int(width), int(shift)) for _, width, shift in layout]
+            listed = self.meta[key]
+            stored = [(int(width), int(shift)) for _, width, shift in listed]
             if stored != planes:
                 raise ValueError(f"code planes {stored}, expected {planes}")
-            arrays = [numpy_helper.to_array(inits[str(name)]) for name, _, _ in layout]
-            return unpack_planes(arrays, stored, count)
+            arrays = [numpy_helper.to_array(inits[str(name)]) for name, _, _ in listed]
+            return layout.unpack_planes(arrays, stored, count)
         except (KeyError, TypeError, ValueError, StopIteration) as exc:
             raise ValueError(f"malformed portable decoder of {self.output!r} ({exc})") from None
 
     def _helper(self, label: str) -> str:
         suffix = f"::{label}"
-        prefix = self.meta.get("prefix", self.output)  # files written before short prefixes: the weight's name
+        prefix = self.meta["prefix"]
         return next(name for name in self.initializers if name.startswith(f"{prefix}::") and name.endswith(suffix))
 
     @property
@@ -98,10 +97,9 @@ def find_decoders(model: onnx.ModelProto) -> Iterator[Decoder]:
                 meta = {k: v.decode() if isinstance(v, bytes) else v for k, v in meta.items()}
                 meta.update(_stats(node.doc_string))
                 yield Decoder(graph, scope.path, node.output[0], "ort", [node], [node.input[0]], meta)
-            elif node.op_type == "Gather" and node.doc_string.startswith(PORTABLE_TAG):
-                meta = json.loads(node.doc_string[len(PORTABLE_TAG) :])
-                # The decoder's nodes are named hyperonnx/<prefix>/…; before short prefixes, <prefix> was the weight's name
-                prefix = meta.get("prefix", meta["name"])
+            elif node.op_type == "Gather" and node.doc_string.startswith(layout.TAG):
+                meta = layout.read_tag(node.doc_string)
+                prefix = meta["prefix"]  # the decoder's nodes are named hyperonnx/<prefix>/…
                 chain = [n for n in graph.node if n.name.startswith(f"hyperonnx/{prefix}/")]
                 inits = [meta["codes"]]
                 helpers = {i for n in chain for i in n.input} - {o for n in chain for o in n.output}

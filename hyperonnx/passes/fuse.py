@@ -14,7 +14,8 @@ import json
 import onnx
 from onnx import helper
 
-from hyperonnx.ops import DOMAIN, MATMUL_OP_TYPE, OP_TYPE
+from hyperonnx.ops import DOMAIN, OP_TYPE
+from hyperonnx.ops.fused import MATMUL_OP_TYPE
 from hyperonnx.passes.graphs import consumers, walk
 
 # The codecs whose kernels read a tile of rows (custom_ops/src/fused/weight.h); the others keep HyperDecode.

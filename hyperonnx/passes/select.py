@@ -8,14 +8,8 @@ from dataclasses import dataclass, field
 
 import onnx
 
+from hyperonnx.ops.names import FLOAT_TYPES
 from hyperonnx.passes.graphs import consumers, walk
-
-FLOAT_TYPES = {
-    onnx.TensorProto.FLOAT: "float32",
-    onnx.TensorProto.FLOAT16: "float16",
-    onnx.TensorProto.BFLOAT16: "bfloat16",
-    onnx.TensorProto.DOUBLE: "float64",
-}
 
 # The inputs of each op that hold weights (not biases, not normalisation parameters); None = every input.
 WEIGHT_INPUTS: dict[str, set[int] | None] = {

@@ -15,7 +15,7 @@ from test_ops_decode import LIBRARY
 
 from hyperonnx import codec, runtime
 from hyperonnx.codec import bitpack
-from hyperonnx.passes.emit import node_attributes
+from hyperonnx.passes.ort_node import node_attributes
 
 pytestmark = pytest.mark.skipif(LIBRARY is None, reason="op library not built")
 

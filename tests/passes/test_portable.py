@@ -1,8 +1,8 @@
 """The portable form (standard ONNX ops only, folded by ONNX Runtime at load) decodes bit for bit as the numpy
 reference: codes bit-packed in planes (as small as the `ort` form's, every bit width, both ways of summing the planes:
 uint8 from opset 14, the decoder's index type below), blocktcq's trellis parity in closed form (both graph forms),
-odd and partial blocks, every weight dtype; `decompress`/`inspect` read it back, and files written before planes
-(one code per element) too; and ONNX Runtime really folds the decoder away at session creation."""
+odd and partial blocks, every weight dtype; `decompress`/`inspect` read it back (and refuse a layout they do not
+know); and ONNX Runtime really folds the decoder away at session creation."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ from hyperonnx.codec.base import dtype_from_name
 from hyperonnx.passes import emit
 from hyperonnx.passes.decoders import find_decoders
 from hyperonnx.passes.decompress import decompress_model
+from hyperonnx.passes.ort_node import encoded_from_attributes
+from hyperonnx.passes.portable import blocktcq as portable_blocktcq
+from hyperonnx.passes.portable import layout
+from hyperonnx.passes.portable.builder import Builder
+from hyperonnx.passes.portable.emit import emit_portable
 from hyperonnx.passes.select import find_sites
 
 ONNX_TYPE = {"float32": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16,
@@ -56,9 +61,8 @@ def _walk_parity(theta: np.ndarray) -> np.ndarray:
     return parity
 
 
-def _portable_model(enc: codec.Encoded, opset: int | None = None, packed: bool = True) -> onnx.ModelProto:
-    """A model whose output ``y`` is one weight, rewritten as the portable decoder of ``enc`` (``packed=False``: the
-    layout of files written before bit planes, one code per element)."""
+def _portable_model(enc: codec.Encoded, opset: int | None = None) -> onnx.ModelProto:
+    """A model whose output ``y`` is one weight, rewritten as the portable decoder of ``enc``."""
     onnx_type = ONNX_TYPE[enc.dtype]
     zeros = np.zeros(enc.shape, dtype=STORAGE[enc.dtype])
     weight = helper.make_tensor("w", onnx_type, enc.shape, zeros.tobytes(), raw=True)
@@ -69,7 +73,7 @@ def _portable_model(enc: codec.Encoded, opset: int | None = None, packed: bool =
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 7
     (site,) = find_sites(model)
-    emit.apply(model.graph, [emit.emit_portable(site, emit.Namer(model.graph), enc, {}, opset, packed=packed)])
+    emit.apply(model.graph, [emit_portable(site, emit.Namer(model.graph), enc, {}, opset)])
     onnx.checker.check_model(model, full_check=True)
     assert not any(n.domain for n in model.graph.node)  # standard ops only
     return model
@@ -91,7 +95,7 @@ def _check_code_bytes(model: onnx.ModelProto, enc: codec.Encoded) -> None:
     exact = -(-enc.count * enc.bits // 8)
     stored = _stored_code_bytes(model, enc)
     assert exact <= stored < exact + max(enc.bits, 1) and (stored == exact or enc.bits not in (8, 16))
-    if enc.codec in emit.BLOCK_CODECS:  # the headers: a byte per block for the scale, 2 bits for the level set
+    if codec.decoder_for(enc.codec).block_headers:  # the headers: a byte per block for the scale, 2 bits per level set
         nblocks = -(-enc.numel // enc.ints["block"][0])
         (decoder,) = find_decoders(model)
         book = next(t for t in model.graph.initializer if t.name == decoder.meta["book_planes"][0][0])
@@ -111,17 +115,16 @@ def test_parity_closed_form_equals_the_state_walk(block):
                          + [("runs", b) for b in (2, 7, 8, 33, 513, 4096)])
 def test_parity_graph_equals_the_state_walk(form, block, monkeypatch):
     """Both graph forms of the parity (the matrix product, the running sums) on θ up to 255, in ONNX Runtime."""
-    monkeypatch.setattr(emit, "PARITY_MATMUL_MAX_BLOCK", 4096 if form == "matmul" else 0)
+    monkeypatch.setattr(portable_blocktcq, "PARITY_MATMUL_MAX_BLOCK", 4096 if form == "matmul" else 0)
     theta = np.random.default_rng(block).integers(0, 256, size=(24, block))
-    inits: list = []
-    nodes: list = []
-    const, node = emit._builders(emit.Namer(helper.make_graph([], "g", [], [])), "w", inits, nodes)
-    parity_half = emit._trellis_parity_half(const("theta", theta.astype(np.float32)), block, const, node)
-    names = {n.op_type for n in nodes}
+    b = Builder(emit.Namer(helper.make_graph([], "g", [], [])), "w")
+    parity_half = portable_blocktcq.trellis_parity_half(b, b.const("theta", theta.astype(np.float32)), block)
+    names = {n.op_type for n in b.nodes}
     assert ("MatMul" in names) == (form == "matmul") and ("CumSum" in names) == (form == "runs")
-    nodes.append(helper.make_node("Identity", [parity_half], ["y"]))
-    graph = helper.make_graph(nodes, "parity", [], [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT,
-                                                                                   list(theta.shape))], inits)
+    b.nodes.append(helper.make_node("Identity", [parity_half], ["y"]))
+    graph = helper.make_graph(b.nodes, "parity", [], [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT,
+                                                                                     list(theta.shape))],
+                              b.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
     model.ir_version = 7
     assert np.array_equal(_session(model).run(None, {})[0] * 2, _walk_parity(theta))
@@ -141,11 +144,11 @@ CASES = [(1, 7, (10, 10)), (8, 33, (1000,)), (5, 32, (64, 64)), (3, 2, (999,)), 
 def test_portable_blocktcq_decodes_as_the_reference(bits, block, shape, opset):
     model = _check_decodes_as_the_reference("blocktcq", bits, block, shape, opset)
     ops = {n.op_type for n in model.graph.node}
-    assert ("CumSum" in ops) == (block > emit.PARITY_MATMUL_MAX_BLOCK)
+    assert ("CumSum" in ops) == (block > portable_blocktcq.PARITY_MATMUL_MAX_BLOCK)
     # from opset 14 the row index is computed in uint16 (parity by Mod) where the parity sums fit it
-    lean = opset >= 14 and block <= emit.PARITY_MATMUL_MAX_BLOCK and not (bits == 8 and block == 512)
-    assert emit._lean_parity_fits(bits, block) == (block <= emit.PARITY_MATMUL_MAX_BLOCK
-                                                     and not (bits == 8 and block == 512))
+    lean = opset >= 14 and block <= portable_blocktcq.PARITY_MATMUL_MAX_BLOCK and not (bits == 8 and block == 512)
+    assert portable_blocktcq.lean_parity_fits(bits, block) == (block <= portable_blocktcq.PARITY_MATMUL_MAX_BLOCK
+                                                               and not (bits == 8 and block == 512))
     assert ("Mod" in ops and "Floor" not in ops) == lean
 
 
@@ -179,7 +182,7 @@ def test_portable_codes_are_bit_packed_at_every_width(codec_name, bits, opset):
     for shape in ((37, 29), (4, 64)):
         model = _check_decodes_as_the_reference(codec_name, bits, 32, shape, opset)
     enc_bits = bits * (2 if codec_name == "blockvq" else 1)
-    planes = emit.code_planes(enc_bits)
+    planes = layout.code_planes(enc_bits)
     assert planes is None or sum(w for w, _ in planes) == enc_bits
     # Planes summed in uint8 (Add on uint8: opset 14), a byte of the code at a time; in the index type otherwise
     # and across the code's two bytes (blockvq's pair codes of 10 bits and more: a Mul by 256 after the Cast).
@@ -219,29 +222,22 @@ def _check_decodes_as_the_reference(codec_name: str, bits: int, block: int, shap
     return model
 
 
-@pytest.mark.parametrize("codec_name, bits", [("blocktcq", 5), ("blocktcq", 3), ("blockvq", 5), ("blockvq", 3)])
-def test_files_written_before_bit_planes_still_decode(codec_name, bits):
-    """A portable model of the first layout (codes and block headers a byte or two each, no "planes" in the
-    Gather's doc_string) still runs, and decoders.py (inspect, decompress) still reads it, bit for bit."""
-    x = (np.random.default_rng(bits).laplace(size=(37, 29)) * 0.05).astype(np.float32)
-    enc = codec.encode(x, codec_name, bits=bits, block=32)
-    model = _portable_model(enc, packed=False)
-    (decoder,) = find_decoders(model)
-    assert "planes" not in decoder.meta and "book_planes" not in decoder.meta
-    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    codes = inits[decoder.meta["codes"]]
-    assert codes.size == enc.count and codes.dtype == (np.uint8 if enc.bits <= 8 else np.uint16)
-    nblocks = -(-enc.numel // 32)
-    assert inits["w::book"].shape == (nblocks,) and inits["w::scale_code"].shape == (nblocks,)
-    expected = codec.decode(enc)
-    assert _raw_output(model, enc.shape, "float32") == expected.tobytes()
-    assert decoder.decode().tobytes() == expected.tobytes()
-    assert decompress_model(model) == 1
-    assert [numpy_helper.to_array(t).tobytes() for t in model.graph.initializer] == [expected.tobytes()]
-    # the same weight in the current layout: the same values from fewer bytes
-    packed = _portable_model(enc)
-    assert _stored_code_bytes(packed, enc) < codes.nbytes
-    assert find_decoders(packed).__next__().decode().tobytes() == expected.tobytes()
+@pytest.mark.parametrize("codec_name", ["blocktcq", "blockvq"])
+@pytest.mark.parametrize("drop", ["planes", "book_planes", "prefix"])
+def test_a_decoder_without_its_layout_is_refused(codec_name, drop, tmp_path):
+    """Readers know one layout (docs/format.md): a portable decoder whose tag lacks its code planes, its level-set
+    plane or its prefix is malformed, and decompress says so in one line; it is never read as another layout."""
+    x = (np.random.default_rng(5).laplace(size=(37, 29)) * 0.05).astype(np.float32)
+    model = _portable_model(codec.encode(x, codec_name, bits=3, block=32))
+    decompress_model(onnx.load_from_string(model.SerializeToString()))  # intact, it decodes
+    gather = next(n for n in model.graph.node if n.doc_string.startswith(layout.TAG))
+    meta = layout.read_tag(gather.doc_string)
+    del meta[drop]
+    gather.doc_string = layout.tag(meta)
+    onnx.save(model, tmp_path / "m.onnx")
+    with pytest.raises(hyperonnx.HyperonnxError, match="cannot decode") as info:
+        hyperonnx.decompress(tmp_path / "m.onnx", tmp_path / "plain.onnx")
+    assert "\n" not in str(info.value) and not (tmp_path / "plain.onnx").exists()
 
 
 def test_malformed_code_planes_are_refused():
@@ -259,17 +255,16 @@ def test_planes_round_trip_in_numpy():
     """pack_planes / unpack_planes: every width up to 15 bits, counts around the group size."""
     rng = np.random.default_rng(1)
     for bits in range(1, 16):
-        planes = emit.code_planes(bits)
+        planes = layout.code_planes(bits)
         if planes is None:
             assert bits == 8
             continue
         for count in (1, 7, 8, 9, 100):
             codes = rng.integers(0, 1 << bits, size=count).astype(np.uint32)
-            arrays = emit.pack_planes(codes, planes)
+            arrays = layout.pack_planes(codes, planes)
             assert all(a.dtype == np.uint8 for a in arrays)
-            assert sum(a.nbytes for a in arrays) == -(-count // emit._plane_group(planes)) * emit._plane_group(
-                planes) * bits // 8
-            assert np.array_equal(emit.unpack_planes(arrays, planes, count), codes)
+            assert sum(a.nbytes for a in arrays) == layout.plane_codes(count, planes) * bits // 8
+            assert np.array_equal(layout.unpack_planes(arrays, planes, count), codes)
 
 
 def test_portable_blocktcq_of_zeros():
@@ -401,9 +396,9 @@ def test_doc_string_floats_are_short_and_exact(tmp_path):
     decoders = list(find_decoders(model))
     assert decoders
     for decoder in decoders:
-        tag = next(n.doc_string for n in decoder.nodes if n.doc_string.startswith(emit.PORTABLE_TAG))
-        text = json.dumps(json.loads(tag[len(emit.PORTABLE_TAG):])["f_books"])
+        tag = next(n.doc_string for n in decoder.nodes if n.doc_string.startswith(layout.TAG))
+        text = json.dumps(layout.read_tag(tag)["f_books"])
         assert max(len(t) for t in re.findall(r"[-0-9.e+]+", text)) <= 15  # float32 needs 9 digits, not 17
         enc = codec.encode(weights[decoder.output], codec.DEFAULT_CODEC)
-        assert emit.encoded_from_attributes(decoder.meta, np.zeros(0, np.uint8)).floats == enc.floats
+        assert encoded_from_attributes(decoder.meta, np.zeros(0, np.uint8)).floats == enc.floats
         assert decoder.decode().tobytes() == codec.decode(enc).tobytes()

@@ -42,7 +42,8 @@ def test_import_loads_only_the_standard_library():
 
 def test_library_path_loads_only_the_runtime_helpers():
     assert loaded_after("import hyperonnx; assert hyperonnx.library_path()") == {
-        "hyperonnx", "hyperonnx._startup", "hyperonnx.errors", "hyperonnx.runtime"}
+        "hyperonnx", "hyperonnx._startup", "hyperonnx.errors", "hyperonnx.runtime", "hyperonnx.ops",
+        "hyperonnx.ops.names"}
 
 
 def test_session_loads_no_converter(tmp_path):
