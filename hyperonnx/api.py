@@ -67,11 +67,11 @@ def _check_paths(source: str | os.PathLike, target: str | os.PathLike) -> tuple[
 def convert(
     source: str | os.PathLike,
     target: str | os.PathLike,
-    codec_name: str = codec.DEFAULT_CODEC,
+    codec_name: str | None = None,
     options: dict[str, Any] | None = None,
     runtime: str = "ort",
     decode: str = "load",
-    min_elements: int = 4096,
+    min_elements: int | None = None,
     include: tuple[str, ...] = (),
     exclude: tuple[str, ...] = (),
     all_ops: bool = False,
@@ -102,7 +102,22 @@ def convert(
 
     ``exact_grids`` stores weights that already lie on a float16 block grid (dequantized from a llama.cpp
     checkpoint) exactly, with the `grid` codec, in the ``ort`` form.
+
+    ``min_elements`` defaults to 4096, or to the policy's own (1024) under the default policy.
+
+    With no ``codec_name`` and no options, budget or target, the default policy chooses each tensor's setting
+    from a weight-SQNR target (:mod:`hyperonnx.passes.policy`, docs/default.md); otherwise ``codec_name``
+    defaults to :data:`codec.DEFAULT_CODEC`. Without ``inputs``, ``target_cosine`` and ``sensitivity`` measure on
+    generated inputs, and no tensor then goes below the policy's floor.
     """
+    from hyperonnx.passes import policy
+
+    default_policy = codec_name is None and not options and target_bpw is None and max_size is None \
+        and target_cosine is None and not sensitivity and inputs is None
+    codec_name = codec_name or codec.DEFAULT_CODEC
+    if min_elements is None:  # the policy stores small tensors at its high targets: worth it from 1024 weights
+        min_elements = policy.MIN_ELEMENTS if default_policy else 4096
+    floor_db = policy.FLOOR_DB if inputs is None and (target_cosine is not None or sensitivity) else None
     source, target = _check_paths(source, target)
     if min_elements < 1:
         raise HyperonnxError(f"--min-elements must be at least 1, got {min_elements}")
@@ -146,8 +161,11 @@ def convert(
             from hyperonnx import tune
 
             tuned = tune.tune_model(model, source, target_cosine, inputs, codec_name, options, selection, runtime,
-                                    decode, jobs, progress, exact_grids=exact_grids)
+                                    decode, jobs, progress, exact_grids=exact_grids, floor_db=floor_db)
             report = tuned.report
+        elif default_policy:
+            report = policy.compress_default(model, selection, runtime, decode, jobs, progress, source.parent,
+                                             exact_grids)
         else:
             weights = None
             if sensitivity:
@@ -156,7 +174,8 @@ def convert(
                 weights, measured = tune.measure_sensitivity(model, source, inputs, codec_name, options, selection)
             report = compress_model(model, codec_name, options, selection, runtime, decode, jobs, progress,
                                     target_bpw=target_bpw, max_bytes=max_size, input_bytes=bytes_before,
-                                    base_dir=source.parent, exact_grids=exact_grids, tensor_weights=weights)
+                                    base_dir=source.parent, exact_grids=exact_grids, tensor_weights=weights,
+                                    floor_db=floor_db)
     except ValueError as exc:
         raise HyperonnxError(str(exc)) from None
     if strip_debug_info:
@@ -176,6 +195,10 @@ def convert(
             result.extra["warning"] = (f"{spent:.3f} bits a weight is over --target-bpw {target_bpw} even at the "
                                        "smallest setting of every tensor (small tensors carry their side "
                                        "information); raise --min-elements or the target")
+    if report.policy is not None:
+        result.extra["policy"] = report.policy
+    if floor_db is not None:
+        result.extra["floor_db"] = floor_db
     if tuned is not None:
         result.extra["tune"] = tuned.details
     if sensitivity:
@@ -247,6 +270,8 @@ def _describe(decoder) -> dict[str, Any]:
         "mode": meta.get("mode"),
         "bits_per_weight": 8.0 * after / max(numel, 1),
         "sqnr_db": meta.get("sqnr_db"),
+        "target_db": meta.get("target_db"),  # the default policy's target and why (None: set by flags)
+        "reason": meta.get("reason"),
         "bytes_before": meta.get("bytes_before"),
         "bytes_after": after,
     }

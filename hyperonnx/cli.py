@@ -56,14 +56,16 @@ def cli() -> None:
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
-@click.option("--codec", "codec_name", default=codec.DEFAULT_CODEC, show_default=True,
-              help=f"One of: {', '.join(sorted(codec.CODECS))}.")
+@click.option("--codec", "codec_name", default=None,
+              help=f"One of: {', '.join(sorted(codec.CODECS))}. Default: the default policy (a weight-SQNR target per "
+                   f"tensor, docs/default.md); {codec.DEFAULT_CODEC} with a budget or target.")
 @click.option("--codec-opt", multiple=True, metavar="KEY=VALUE", help="Codec option (repeatable), e.g. n=225.")
 @click.option("--runtime", type=click.Choice(["ort", "portable"]), default="ort", show_default=True,
               help="ort: HyperDecode nodes (op library); portable: standard ONNX ops only.")
 @click.option("--decode", "decode_mode", type=click.Choice(["load", "call"]), default="load", show_default=True,
               help="When the op library decodes: once per session, or on every run.")
-@click.option("--min-elements", default=4096, show_default=True, help="Keep smaller tensors raw.")
+@click.option("--min-elements", type=int, default=None,
+              help="Keep smaller tensors raw (default: 1024 under the default policy, else 4096).")
 @click.option("--include", multiple=True, metavar="GLOB", help="Compress only tensors matching (repeatable).")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Never compress tensors matching (repeatable).")
 @click.option("--all-ops", is_flag=True, help="Compress weights whatever op consumes them.")
@@ -93,11 +95,16 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
             exact_grids, report, as_json) -> None:
     """Compress the weights of MODEL into OUTPUT."""
     options = _parse_options(codec_opt)
-    codec.check_options(codec_name, options)  # fail on a bad codec, option or value before any work
+    if options and codec_name is None:
+        codec_name = codec.DEFAULT_CODEC  # --codec-opt alone tunes the default codec, as it always has
+    codec.check_options(codec_name or codec.DEFAULT_CODEC, options)  # a bad codec, option or value: before any work
     if report:
         _check_report_path(report, model, output)
     bar = None
     note = None
+    if (sensitivity or target_cosine is not None) and not inputs:  # one line, whatever the output format
+        click.echo("hyperonnx: warning: no --inputs: sensitivity is measured on generated inputs, which may not "
+                   "represent real data; no tensor goes below the default floor of weight SQNR", err=True)
     if (sensitivity or inputs) and target_cosine is None and not as_json and sys.stderr.isatty():
         click.echo("hyperonnx: measuring each tensor's sensitivity (one model run per tensor)", err=True)
     if target_cosine is not None and not as_json and sys.stderr.isatty():  # the search's steps, a line each
@@ -110,7 +117,9 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
 
         try:
             probe = onnx.load(str(model), load_external_data=False)
-            total = len(choose(find_sites(probe), Selection(min_elements, include, exclude, all_ops))[0])
+            smallest = min_elements or (1024 if codec_name is None and not (target_bpw or max_size or target_cosine)
+                                        else 4096)
+            total = len(choose(find_sites(probe), Selection(smallest, include, exclude, all_ops))[0])
         except Exception:
             total = None
         if total:
@@ -135,9 +144,10 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
         click.echo(jsonout.dumps(data))
         return
     totals = data["totals"]
-    click.echo(f"{'tensor':48} {'shape':>18} {'bpw':>6} {'SQNR dB':>8}")
+    click.echo(f"{'tensor':48} {'shape':>18} {'bpw':>6} {'SQNR dB':>8}" + ("  why" if "policy" in data else ""))
     for t in result.report.tensors[:30]:
-        click.echo(f"{t.name[:48]:48} {str(list(t.shape))[:18]:>18} {t.bits_per_weight:6.2f} {t.sqnr_db:8.2f}")
+        why = f"  {t.reason} ({t.target_db:.1f} dB)" if t.reason else ""
+        click.echo(f"{t.name[:48]:48} {str(list(t.shape))[:18]:>18} {t.bits_per_weight:6.2f} {t.sqnr_db:8.2f}{why}")
     if len(result.report.tensors) > 30:
         click.echo(f"... and {len(result.report.tensors) - 30} more")
     click.echo(f"compressed {totals['tensors_compressed']} tensors ({len(data['skipped'])} kept raw) in "
@@ -203,8 +213,9 @@ def inspect(model, as_json) -> None:
     for t in data["tensors"]:
         sqnr = f"{t['sqnr_db']:8.2f}" if t["sqnr_db"] is not None else "     inf"
         codec = t["codec"] + ("+r1" if t["format"] == 2 else "")  # the rank-1 term
+        why = f"  {t['reason']} ({t['target_db']:.1f} dB)" if t.get("reason") else ""
         click.echo(f"{t['name'][:48]:48} {str(t['shape'])[:18]:>18} {codec:>10} {t['bits_per_weight']:6.2f} "
-                   f"{sqnr} {_human(t['bytes_before'] or 0):>10} {_human(t['bytes_after']):>10}")
+                   f"{sqnr} {_human(t['bytes_before'] or 0):>10} {_human(t['bytes_after']):>10}{why}")
     totals = data["totals"]
     ratio = f"{totals['ratio']:.2f}x" if totals["ratio"] else "-"
     click.echo(f"{totals['tensors']} compressed tensors: {_human(totals['bytes_before'])} -> "

@@ -315,10 +315,12 @@ def tune_model(
     progress: Callable[[str], None] | None = None,
     max_evals: int = MAX_EVALS,
     exact_grids: bool = True,
+    floor_db: float | None = None,
 ) -> TuneResult:
     """Compress ``model`` (loaded from ``source``) in place into the smallest model found whose fidelity
     (:data:`METRIC`) on ``inputs`` reaches ``target_cosine``. Raises HyperonnxError when even the largest
-    setting of every tensor falls short. ValueError for a bad codec, option, runtime or mode."""
+    setting of every tensor falls short. ValueError for a bad codec, option, runtime or mode. ``floor_db``: no
+    tensor's setting below that weight SQNR (the default policy's floor, when ``inputs`` are generated)."""
     from hyperonnx import api
 
     say = progress or (lambda _msg: None)
@@ -354,7 +356,8 @@ def tune_model(
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(lambda ia: compress._candidates(ia[1], codec_name, option_sets, runtime,
                                                                 chosen[ia[0]].name if runtime == "ort" else None,
-                                                                exact_grids and runtime == "ort"),
+                                                                exact_grids and runtime == "ort",
+                                                                floor_db=floor_db),
                                 enumerate(arrays)))
     tensors = [Tensor(site.name, c) for site, c in zip(chosen, results) if not isinstance(c, str)]
     kept = [i for i, c in enumerate(results) if not isinstance(c, str)]

@@ -35,9 +35,12 @@ class TensorReport:
     sqnr_db: float
     bytes_before: int
     bytes_after: int
+    target_db: float | None = None  # the default policy's weight-SQNR target (passes/policy.py)
+    reason: str | None = None  # and why the tensor got it
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__, shape=list(self.shape))
+        out = dict(self.__dict__, shape=list(self.shape))
+        return {k: v for k, v in out.items() if v is not None or k not in ("target_db", "reason")}
 
 
 @dataclass
@@ -46,6 +49,7 @@ class CompressReport:
     skipped: list[Skipped] = field(default_factory=list)
     seconds: float = 0.0
     budget: dict[str, Any] | None = None
+    policy: dict[str, Any] | None = None  # the default policy's constants, when it chose the settings
 
 
 def sqnr_db(original: np.ndarray, decoded: np.ndarray, chunk: int = 1 << 20) -> float:
@@ -90,6 +94,7 @@ def compress_model(
     base_dir: str | os.PathLike | None = None,
     exact_grids: bool = True,
     tensor_weights: list[float] | None = None,
+    floor_db: float | None = None,
 ) -> CompressReport:
     """Compress ``model`` in place. Raises ValueError for an unknown codec/option/runtime/mode.
 
@@ -106,6 +111,9 @@ def compress_model(
 
     ``tensor_weights`` (one per selected tensor, in selection order; :func:`hyperonnx.tune.measure_sensitivity`)
     scale each tensor's relative noise in the budget allocation; without them every tensor counts alike.
+
+    ``floor_db``: under a budget, no tensor gets a setting whose weight SQNR is below it (the default policy's
+    floor, for allocations weighted by sensitivity measured on generated inputs).
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
@@ -135,7 +143,7 @@ def compress_model(
             if tensor_weights is not None and len(tensor_weights) != len(chosen):
                 raise ValueError(f"{len(tensor_weights)} tensor weights for {len(chosen)} selected tensors")
             finished = _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, target_bpw, max_bytes,
-                                        input_bytes, report, base_dir, exact_grids, tensor_weights)
+                                        input_bytes, report, base_dir, exact_grids, tensor_weights, floor_db)
         else:
             finished = _stream(pool, chosen, codec_name, options, jobs, base_dir, exact_grids)
         for item in finished:
@@ -180,12 +188,13 @@ _LADDER_BYTES_PER_WEIGHT = 5
 
 
 def _candidates(values, codec_name: str, option_sets: list[dict], runtime: str, name: str | None,
-                exact_grids: bool = False, hold: bool = True):
+                exact_grids: bool = False, hold: bool = True, floor_db: float | None = None):
     """Every budget setting of one tensor, cheapest first. With ``name`` (a whole-file budget), sizes are the
     serialized bytes of the decoder and its blob, so the file size can be predicted exactly. An exact grid
     encoding (``exact_grids``) is the top candidate (``options`` None); settings larger than it are dropped (it
     dominates them). ``hold`` False: the candidates keep their size and noise, not their encoding (payload
-    None; :func:`_encode_choice` makes it again)."""
+    None; :func:`_encode_choice` makes it again). ``floor_db``: settings below that weight SQNR are dropped (the
+    finest one stays when none reaches it)."""
     array = values() if callable(values) else values
     exact = grid.detect(array) if exact_grids else None
     out = [] if exact is None else [_candidate((exact, float("inf")), None, runtime, name, hold)]
@@ -200,6 +209,9 @@ def _candidates(values, codec_name: str, option_sets: list[dict], runtime: str, 
     if exact is not None:
         top = next(i for i, c in enumerate(out) if c.options is None)
         out = out[: top + 1]
+    if floor_db is not None:
+        floor = 10.0 ** (-floor_db / 10.0)
+        out = [c for c in out if c.rel_noise <= floor] or out[-1:]
     return out
 
 
@@ -284,7 +296,7 @@ def _serialized_bytes(name: str, enc: codec.Encoded, sqnr: float) -> int:
 
 
 def _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, target_bpw, max_bytes, input_bytes,
-                     report, base_dir, exact_grids=False, tensor_weights=None):
+                     report, base_dir, exact_grids=False, tensor_weights=None, floor_db=None):
     """Encode every tensor at every budget setting, allocate the budget, yield the chosen encodings (those not
     held, encoded again, at most jobs + 1 in flight)."""
     pending, results = [], []
@@ -294,7 +306,7 @@ def _encode_budgeted(pool, chosen, codec_name, option_sets, runtime, jobs, targe
         hold = held + site.numel * _LADDER_BYTES_PER_WEIGHT <= HELD_CANDIDATE_BYTES
         held += site.numel * _LADDER_BYTES_PER_WEIGHT if hold else 0
         pending.append((site, pool.submit(_candidates, _values(site, base_dir), codec_name, option_sets, runtime,
-                                          name, exact_grids, hold)))
+                                          name, exact_grids, hold, floor_db)))
         if len(pending) > jobs:
             site_done, future = pending.pop(0)
             results.append((site_done, future.result()))
@@ -364,7 +376,7 @@ def _varint_size(value: int) -> int:
 
 
 def _finish(item, report: CompressReport, runtime: str, mode: str, namer: emit.Namer, rewrites, progress,
-            opset: int) -> None:
+            opset: int, extra: dict[str, Any] | None = None) -> None:
     site, future = item
     result = future.result()
     if isinstance(result, str):
@@ -372,7 +384,8 @@ def _finish(item, report: CompressReport, runtime: str, mode: str, namer: emit.N
     else:
         enc, sqnr = result
         bytes_before = site.numel * np.dtype(codec.base.dtype_from_name(enc.dtype)).itemsize
-        stats = {"sqnr_db": round(sqnr, 3) if np.isfinite(sqnr) else None, "bytes_before": bytes_before}
+        stats = {"sqnr_db": round(sqnr, 3) if np.isfinite(sqnr) else None, "bytes_before": bytes_before,
+                 **(extra or {})}  # the default policy's target and reason: inspect shows them
         if runtime == "ort":
             rewrite = emit.emit_ort(site, namer, enc, mode, stats)
             after = enc.nbytes
@@ -384,7 +397,7 @@ def _finish(item, report: CompressReport, runtime: str, mode: str, namer: emit.N
         for field_name in ("raw_data", "float_data", "int32_data", "double_data"):
             site.tensor.ClearField(field_name)
         report.tensors.append(TensorReport(site.name, site.graph_path, enc.shape, enc.dtype, enc.codec,
-                                           8.0 * after / enc.numel, sqnr, bytes_before, after))
+                                           8.0 * after / enc.numel, sqnr, bytes_before, after, **(extra or {})))
     if progress:
         progress(site.name)
 
