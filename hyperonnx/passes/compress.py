@@ -184,6 +184,7 @@ class _Done:
 # emit step; beyond it only each rung's size and noise are kept, and the chosen rung is encoded again (the
 # encoders are deterministic), so a budgeted conversion's memory stays bounded like a plain one's.
 HELD_CANDIDATE_BYTES = 256 << 20
+FLOOR_SLACK_DB = 1.5  # a budget ladder's rung this far below a floor still counts as on it
 _LADDER_BYTES_PER_WEIGHT = 5
 
 
@@ -193,8 +194,8 @@ def _candidates(values, codec_name: str, option_sets: list[dict], runtime: str, 
     serialized bytes of the decoder and its blob, so the file size can be predicted exactly. An exact grid
     encoding (``exact_grids``) is the top candidate (``options`` None); settings larger than it are dropped (it
     dominates them). ``hold`` False: the candidates keep their size and noise, not their encoding (payload
-    None; :func:`_encode_choice` makes it again). ``floor_db``: settings below that weight SQNR are dropped (the
-    finest one stays when none reaches it)."""
+    None; :func:`_encode_choice` makes it again). ``floor_db``: settings more than :data:`FLOOR_SLACK_DB` below
+    that weight SQNR are dropped (the finest one stays when none reaches it)."""
     array = values() if callable(values) else values
     exact = grid.detect(array) if exact_grids else None
     out = [] if exact is None else [_candidate((exact, float("inf")), None, runtime, name, hold)]
@@ -209,8 +210,8 @@ def _candidates(values, codec_name: str, option_sets: list[dict], runtime: str, 
     if exact is not None:
         top = next(i for i, c in enumerate(out) if c.options is None)
         out = out[: top + 1]
-    if floor_db is not None:
-        floor = 10.0 ** (-floor_db / 10.0)
+    if floor_db is not None:  # to within half a rung: the ladder's steps are 3 dB apart
+        floor = 10.0 ** (-(floor_db - FLOOR_SLACK_DB) / 10.0)
         out = [c for c in out if c.rel_noise <= floor] or out[-1:]
     return out
 
