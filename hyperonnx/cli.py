@@ -102,9 +102,6 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
         _check_report_path(report, model, output)
     bar = None
     note = None
-    if (sensitivity or target_cosine is not None) and not inputs:  # one line, whatever the output format
-        click.echo("hyperonnx: warning: no --inputs: sensitivity is measured on generated inputs, which may not "
-                   "represent real data; no tensor goes below the default floor of weight SQNR", err=True)
     if (sensitivity or inputs) and target_cosine is None and not as_json and sys.stderr.isatty():
         click.echo("hyperonnx: measuring each tensor's sensitivity (one model run per tensor)", err=True)
     if target_cosine is not None and not as_json and sys.stderr.isatty():  # the search's steps, a line each
@@ -136,6 +133,9 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
         if bar is not None:
             bar.__exit__(None, None, None)
     data = result.as_dict()
+    if "floor_db" in data:  # measured on generated inputs: one line, whatever the output format
+        click.echo("hyperonnx: warning: no --inputs: measured on generated inputs, which may not represent real "
+                   f"data; no tensor went below the {data['floor_db']:g} dB floor of weight SQNR", err=True)
     if "warning" in data:
         click.echo(f"hyperonnx: warning: {data['warning']}", err=True)
     if report:
@@ -209,7 +209,8 @@ def inspect(model, as_json) -> None:
     if as_json:
         click.echo(jsonout.dumps(data))
         return
-    click.echo(f"{'tensor':48} {'shape':>18} {'codec':>10} {'bpw':>6} {'SQNR dB':>8} {'before':>10} {'after':>10}")
+    why = "  why (target)" if any(t.get("reason") for t in data["tensors"]) else ""
+    click.echo(f"{'tensor':48} {'shape':>18} {'codec':>10} {'bpw':>6} {'SQNR dB':>8} {'before':>10} {'after':>10}{why}")
     for t in data["tensors"]:
         sqnr = f"{t['sqnr_db']:8.2f}" if t["sqnr_db"] is not None else "     inf"
         codec = t["codec"] + ("+r1" if t["format"] == 2 else "")  # the rank-1 term

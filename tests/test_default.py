@@ -136,7 +136,7 @@ def test_generated_inputs_warn_and_keep_the_floor(cnn, tmp_path):
                "--report", report)
     assert run.returncode == 0, run.stderr
     warnings = [line for line in run.stderr.splitlines() if "generated inputs" in line]
-    assert len(warnings) == 1 and "may not represent real data" in warnings[0]
+    assert len(warnings) == 1 and "may not represent real data" in warnings[0] and "33 dB floor" in warnings[0]
     data = json.loads(report.read_text())
     assert data["floor_db"] == policy.FLOOR_DB
     # cosine 0.9 on generated inputs alone would pick far coarser steps; the floor (to within half a ladder rung)

@@ -5,7 +5,7 @@ target signal-to-noise ratio of its weights (dB) from its shape and its place in
 distribution — generated or real — can make any tensor less precise than the target says:
 
 - **floor** (:data:`FLOOR_DB`): no tensor goes below it.
-- **small-tensor**: ``BALANCE_DB − 10·log10(numel)``, above the floor for tensors under ~200 k weights. This is the
+- **small-tensor**: ``BALANCE_DB − 10·log10(numel)``, above the floor for tensors under ~80 k weights. This is the
   allocation that minimises the sum of every tensor's relative weight noise for the bytes spent (each tensor
   counted alike, as the budget allocator does): a layer's relative weight noise becomes about the same relative
   noise in its output whatever its size, and a small tensor buys its decibels cheaply (+3 dB for half the
