@@ -114,7 +114,10 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
 
         try:
             probe = onnx.load(str(model), load_external_data=False)
-            smallest = min_elements or (1024 if codec_name is None and not (target_bpw or max_size or target_cosine)
+            from hyperonnx.passes import policy
+
+            smallest = min_elements or (policy.MIN_ELEMENTS if codec_name is None and not options
+                                        and not (target_bpw or max_size or target_cosine or sensitivity or inputs)
                                         else 4096)
             total = len(choose(find_sites(probe), Selection(smallest, include, exclude, all_ops))[0])
         except Exception:
