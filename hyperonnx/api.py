@@ -18,7 +18,7 @@ import onnx
 from hyperonnx import codec, evaluate, model_io
 from hyperonnx.errors import HyperonnxError, short_reason
 from hyperonnx.ops import DOMAIN, register_schemas
-from hyperonnx.passes import compress
+from hyperonnx.passes import compress, policy
 from hyperonnx.passes.compress import CompressReport, compress_model
 from hyperonnx.passes.decoders import find_decoders
 from hyperonnx.passes.decompress import decompress_model
@@ -92,13 +92,19 @@ class ConvertOptions:
 
     ``exact_grids`` stores weights that already lie on a float16 block grid (dequantized from a llama.cpp
     checkpoint) exactly, with the `grid` codec, in the ``ort`` form.
+
+    With no ``codec_name`` and no options, budget, target or inputs, the default policy chooses each tensor's
+    setting from a weight-SQNR target (:mod:`hyperonnx.passes.policy`, docs/default.md); otherwise the codec is
+    :data:`codec.DEFAULT_CODEC`. ``min_elements`` defaults to the policy's own (1024) under it, else 4096.
+    Without ``inputs``, ``target_cosine`` and ``sensitivity`` measure on generated inputs, and no tensor then goes
+    below the policy's floor.
     """
 
-    codec_name: str = codec.DEFAULT_CODEC
+    codec_name: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     runtime: str = "ort"
     decode: str = "load"
-    min_elements: int = 4096
+    min_elements: int | None = None
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     all_ops: bool = False
@@ -120,7 +126,7 @@ class ConvertOptions:
         self._validate()
 
     def _validate(self) -> None:
-        if self.min_elements < 1:
+        if self.min_elements is not None and self.min_elements < 1:
             raise HyperonnxError(f"--min-elements must be at least 1, got {self.min_elements}")
         if self.jobs is not None and self.jobs < 1:
             raise HyperonnxError(f"--jobs must be at least 1, got {self.jobs}")
@@ -140,11 +146,11 @@ class ConvertOptions:
             raise HyperonnxError("--sensitivity is used with a size budget (--target-bpw, --max-size)")
         try:
             compress.check_form_and_mode(self.runtime, self.decode)
-            codec.check_options(self.codec_name, self.options)  # bits=99 would skip every weight: say so now
+            codec.check_options(self.codec, self.options)  # bits=99 would skip every weight: say so now
         except ValueError as exc:
             raise HyperonnxError(str(exc)) from None
-        if self.runtime == "portable" and not codec.CODECS[self.codec_name].portable:
-            raise HyperonnxError(f"codec {self.codec_name!r} has no portable decoder (its θ are entropy coded): "
+        if self.runtime == "portable" and not self.default_policy and not codec.CODECS[self.codec].portable:
+            raise HyperonnxError(f"codec {self.codec!r} has no portable decoder (its θ are entropy coded): "
                                  "use --runtime ort, or --codec blocktcq or blockvq for --runtime portable")
 
     @property
@@ -159,7 +165,27 @@ class ConvertOptions:
 
     @property
     def selection(self) -> Selection:
-        return Selection(self.min_elements, self.include, self.exclude, self.all_ops)
+        min_elements = self.min_elements
+        if min_elements is None:  # the policy stores small tensors at its high targets: worth it from 1024 weights
+            min_elements = policy.MIN_ELEMENTS if self.default_policy else 4096
+        return Selection(min_elements, self.include, self.exclude, self.all_ops)
+
+    @property
+    def default_policy(self) -> bool:
+        """No codec, option, budget, target or data: the default policy chooses every tensor's setting."""
+        return (self.codec_name is None and not self.options and not self.budgeted and self.target_cosine is None
+                and not self.sensitivity and self.inputs is None)
+
+    @property
+    def codec(self) -> str:
+        """The codec used outside the default policy: ``codec_name``, else the default codec."""
+        return self.codec_name or codec.DEFAULT_CODEC
+
+    @property
+    def floor_db(self) -> float | None:
+        """The policy's floor of weight SQNR where measurements run on generated inputs (no ``inputs``)."""
+        measured = self.target_cosine is not None or self.sensitivity
+        return policy.FLOOR_DB if measured and self.inputs is None else None
 
 
 def convert(
@@ -197,23 +223,29 @@ def convert(
         if config.target_cosine is not None:
             from hyperonnx import tune
 
-            tuned = tune.tune_model(model, source, config.target_cosine, config.inputs, config.codec_name,
+            tuned = tune.tune_model(model, source, config.target_cosine, config.inputs, config.codec,
                                     config.options, config.selection, config.runtime, config.decode, config.jobs,
-                                    progress, exact_grids=config.exact_grids)
+                                    progress, exact_grids=config.exact_grids, floor_db=config.floor_db)
             report = tuned.report
+        elif config.default_policy:
+            report = policy.compress_default(model, selection=config.selection, form=config.runtime,
+                                             mode=config.decode, jobs=config.jobs, progress=progress,
+                                             on_start=on_start, base_dir=source.parent,
+                                             exact_grids=config.exact_grids)
         else:
             weights = None
             if sensitivity:
                 from hyperonnx import sensitivity as measured_by
 
-                weights, measured = measured_by.measure(model, source, config.inputs, config.codec_name,
+                weights, measured = measured_by.measure(model, source, config.inputs, config.codec,
                                                         config.options, config.selection)
-            report = compress_model(model, codec_name=config.codec_name, options=config.options,
+            report = compress_model(model, codec_name=config.codec, options=config.options,
                                     selection=config.selection, form=config.runtime, mode=config.decode,
                                     jobs=config.jobs, progress=progress, on_start=on_start,
                                     target_bpw=config.target_bpw, max_bytes=config.max_size,
                                     input_bytes=bytes_before, base_dir=source.parent,
-                                    exact_grids=config.exact_grids, tensor_weights=weights)
+                                    exact_grids=config.exact_grids, tensor_weights=weights,
+                                    floor_db=config.floor_db)
     except ValueError as exc:
         raise HyperonnxError(str(exc)) from None
     if config.strip_debug_info:
@@ -235,6 +267,10 @@ def convert(
             result.extra["warning"] = (f"{spent:.3f} bits a weight is over --target-bpw {target_bpw} even at the "
                                        "smallest setting of every tensor (small tensors carry their side "
                                        "information); raise --min-elements or the target")
+    if report.policy is not None:
+        result.extra["policy"] = report.policy
+    if config.floor_db is not None:
+        result.extra["floor_db"] = config.floor_db
     if tuned is not None:
         result.extra["tune"] = tuned.details
     if sensitivity:
@@ -307,6 +343,8 @@ def _describe(decoder) -> dict[str, Any]:
         "mode": meta.get("mode"),
         "bits_per_weight": 8.0 * after / max(numel, 1),
         "sqnr_db": meta.get("sqnr_db"),
+        "target_db": meta.get("target_db"),  # the default policy's target and why (None: set by flags)
+        "reason": meta.get("reason"),
         "bytes_before": meta.get("bytes_before"),
         "bytes_after": after,
     }

@@ -56,14 +56,16 @@ def cli() -> None:
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
-@click.option("--codec", "codec_name", default=codec.DEFAULT_CODEC, show_default=True,
-              help=f"One of: {', '.join(sorted(codec.CODECS))}.")
+@click.option("--codec", "codec_name", default=None,
+              help=f"One of: {', '.join(sorted(codec.CODECS))}. Default: the default policy (a weight-SQNR target per "
+                   f"tensor, docs/default.md); {codec.DEFAULT_CODEC} with --codec-opt, a budget or a target.")
 @click.option("--codec-opt", multiple=True, metavar="KEY=VALUE", help="Codec option (repeatable), e.g. n=225.")
 @click.option("--runtime", type=click.Choice(["ort", "portable"]), default="ort", show_default=True,
               help="ort: HyperDecode nodes (op library); portable: standard ONNX ops only.")
 @click.option("--decode", "decode_mode", type=click.Choice(["load", "call"]), default="load", show_default=True,
               help="When the op library decodes: once per session, or on every run.")
-@click.option("--min-elements", default=4096, show_default=True, help="Keep smaller tensors raw.")
+@click.option("--min-elements", type=int, default=None,
+              help="Keep smaller tensors raw (default: 1024 under the default policy, else 4096).")
 @click.option("--include", multiple=True, metavar="GLOB", help="Compress only tensors matching (repeatable).")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Never compress tensors matching (repeatable).")
 @click.option("--all-ops", is_flag=True, help="Compress weights whatever op consumes them.")
@@ -111,6 +113,9 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
         with _ProgressBar(people) as bar:
             result = api.convert(model, output, config=config, on_start=bar.start, progress=bar.step)
     data = result.as_dict()
+    if "floor_db" in data:  # measured on generated inputs: one line, whatever the output format
+        click.echo("hyperonnx: warning: no --inputs: measured on generated inputs, which may not represent real "
+                   f"data; no tensor went below the {data['floor_db']:g} dB floor of weight SQNR", err=True)
     if "warning" in data:
         click.echo(f"hyperonnx: warning: {data['warning']}", err=True)
     if report:
@@ -119,9 +124,10 @@ def convert(model, output, codec_name, codec_opt, runtime, decode_mode, min_elem
         click.echo(jsonout.dumps(data))
         return
     totals = data["totals"]
-    click.echo(f"{'tensor':48} {'shape':>18} {'bpw':>6} {'SQNR dB':>8}")
+    click.echo(f"{'tensor':48} {'shape':>18} {'bpw':>6} {'SQNR dB':>8}" + ("  why" if "policy" in data else ""))
     for t in result.report.tensors[:30]:
-        click.echo(f"{t.name[:48]:48} {str(list(t.shape))[:18]:>18} {t.bits_per_weight:6.2f} {t.sqnr_db:8.2f}")
+        why = f"  {t.reason} ({t.target_db:.1f} dB)" if t.reason else ""
+        click.echo(f"{t.name[:48]:48} {str(list(t.shape))[:18]:>18} {t.bits_per_weight:6.2f} {t.sqnr_db:8.2f}{why}")
     if len(result.report.tensors) > 30:
         click.echo(f"... and {len(result.report.tensors) - 30} more")
     click.echo(f"compressed {totals['tensors_compressed']} tensors ({len(data['skipped'])} kept raw) in "
@@ -208,12 +214,14 @@ def inspect(model, as_json) -> None:
     if as_json:
         click.echo(jsonout.dumps(data))
         return
-    click.echo(f"{'tensor':48} {'shape':>18} {'codec':>10} {'bpw':>6} {'SQNR dB':>8} {'before':>10} {'after':>10}")
+    why = "  why (target)" if any(t.get("reason") for t in data["tensors"]) else ""
+    click.echo(f"{'tensor':48} {'shape':>18} {'codec':>10} {'bpw':>6} {'SQNR dB':>8} {'before':>10} {'after':>10}{why}")
     for t in data["tensors"]:
         sqnr = f"{t['sqnr_db']:8.2f}" if t["sqnr_db"] is not None else "     inf"
         codec = t["codec"] + ("+r1" if t["format"] == 2 else "")  # the rank-1 term
+        why = f"  {t['reason']} ({t['target_db']:.1f} dB)" if t.get("reason") else ""
         click.echo(f"{t['name'][:48]:48} {str(t['shape'])[:18]:>18} {codec:>10} {t['bits_per_weight']:6.2f} "
-                   f"{sqnr} {_human(t['bytes_before'] or 0):>10} {_human(t['bytes_after']):>10}"
+                   f"{sqnr} {_human(t['bytes_before'] or 0):>10} {_human(t['bytes_after']):>10}{why}"
                    + ("  fused" if t.get("fused") else ""))
     totals = data["totals"]
     ratio = f"{totals['ratio']:.2f}x" if totals["ratio"] else "-"

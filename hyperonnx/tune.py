@@ -94,10 +94,12 @@ def tune_model(
     progress: Callable[[str], None] | None = None,
     max_evals: int = MAX_EVALS,
     exact_grids: bool = True,
+    floor_db: float | None = None,
 ) -> TuneResult:
     """Compress ``model`` (loaded from ``source``) in place into the smallest model found whose fidelity
     (:data:`METRIC`) on ``inputs`` reaches ``target_cosine``. Raises HyperonnxError when even the largest
-    setting of every tensor falls short. ValueError for a bad codec, option, form or mode."""
+    setting of every tensor falls short. ValueError for a bad codec, option, form or mode. ``floor_db``: no
+    tensor's setting below that weight SQNR (the default policy's floor, when ``inputs`` are generated)."""
     say = progress or (lambda _msg: None)
     if not 0.0 < target_cosine <= 1.0:
         raise HyperonnxError(f"--target-cosine must be in (0, 1], got {target_cosine}")
@@ -128,7 +130,8 @@ def tune_model(
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(lambda ia: compress.encode_candidates(ia[1], codec_name, rungs, form,
                                                                       chosen[ia[0]].name if form == "ort" else None,
-                                                                      exact_grids and form == "ort"),
+                                                                      exact_grids and form == "ort",
+                                                                      floor_db=floor_db),
                                 enumerate(arrays)))
     tensors = [Tensor(site.name, c) for site, c in zip(chosen, results) if not isinstance(c, str)]
     kept = [i for i, c in enumerate(results) if not isinstance(c, str)]

@@ -44,9 +44,12 @@ class TensorReport:
     sqnr_db: float
     bytes_before: int
     bytes_after: int
+    target_db: float | None = None  # the default policy's weight-SQNR target (passes/policy.py)
+    reason: str | None = None  # and why the tensor got it
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__, shape=list(self.shape))
+        out = dict(self.__dict__, shape=list(self.shape))
+        return {k: v for k, v in out.items() if v is not None or k not in ("target_db", "reason")}
 
 
 @dataclass
@@ -55,6 +58,7 @@ class CompressReport:
     skipped: list[Skipped] = field(default_factory=list)
     seconds: float = 0.0
     budget: dict[str, Any] | None = None
+    policy: dict[str, Any] | None = None  # the default policy's constants, when it chose the settings
 
 
 def sqnr_db(original: np.ndarray, decoded: np.ndarray, chunk: int = 1 << 20) -> float:
@@ -111,6 +115,7 @@ def compress_model(
     base_dir: str | os.PathLike | None = None,
     exact_grids: bool = True,
     tensor_weights: list[float] | None = None,
+    floor_db: float | None = None,
 ) -> CompressReport:
     """Compress ``model`` in place. Raises ValueError for an unknown codec/option/form/mode.
 
@@ -130,6 +135,9 @@ def compress_model(
 
     ``tensor_weights`` (one per selected tensor, in selection order; :func:`hyperonnx.sensitivity.measure`)
     scale each tensor's relative noise in the budget allocation; without them every tensor counts alike.
+
+    ``floor_db``: under a budget, no tensor gets a setting whose weight SQNR is below it (the default policy's
+    floor, for allocations weighted by sensitivity measured on generated inputs).
     """
     check_form_and_mode(form, mode)
     options = dict(options or {})
@@ -154,7 +162,8 @@ def compress_model(
             if tensor_weights is not None and len(tensor_weights) != len(chosen):
                 raise ValueError(f"{len(tensor_weights)} tensor weights for {len(chosen)} selected tensors")
             finished = _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, max_bytes,
-                                        input_bytes, rewriter.report, base_dir, exact_grids, tensor_weights)
+                                        input_bytes, rewriter.report, base_dir, exact_grids, tensor_weights,
+                                        floor_db)
         else:
             finished = _stream(pool, chosen, codec_name, options, jobs, base_dir, exact_grids)
         for site, result in finished:
@@ -178,14 +187,18 @@ class GraphRewriter:
         self.namer = emit.Namer(model.graph)  # one for the whole model: names stay unique across subgraphs
         self.rewrites: dict[int, tuple[onnx.GraphProto, list[emit.Rewrite]]] = {}
 
-    def add(self, site: WeightSite, result: Encoding | str) -> None:
-        """One selected tensor: its encoding, or the reason it stays raw."""
+    def add(self, site: WeightSite, result: Encoding | str, target_db: float | None = None,
+            reason: str | None = None) -> None:
+        """One selected tensor: its encoding, or the reason it stays raw. ``target_db`` and ``reason``: the
+        default policy's weight-SQNR target for it and why (recorded in the decoder, so ``inspect`` shows them)."""
         if isinstance(result, str):
             self.report.skipped.append(Skipped(site.name, result))
         else:
             enc, sqnr = result
             bytes_before = site.numel * np.dtype(codec.base.dtype_from_name(enc.dtype)).itemsize
             stats = {"sqnr_db": round(sqnr, 3) if np.isfinite(sqnr) else None, "bytes_before": bytes_before}
+            if target_db is not None:
+                stats.update(target_db=target_db, reason=reason)
             if self.form == "ort":
                 rewrite = ort_node.emit_ort(site, self.namer, enc, self.mode, stats)
                 after = enc.nbytes
@@ -197,7 +210,8 @@ class GraphRewriter:
             for field_name in ("raw_data", "float_data", "int32_data", "double_data"):
                 site.tensor.ClearField(field_name)
             self.report.tensors.append(TensorReport(site.name, site.graph_path, enc.shape, enc.dtype, enc.codec,
-                                                    8.0 * after / enc.numel, sqnr, bytes_before, after))
+                                                    8.0 * after / enc.numel, sqnr, bytes_before, after,
+                                                    target_db, reason))
         if self.progress:
             self.progress(site.name)
 
@@ -220,7 +234,7 @@ def _stream(pool, chosen, codec_name, options, jobs, base_dir, exact_grids=False
     per worker; a tensor in external data is read only when a worker starts on it)."""
     pending = []
     for site in chosen:
-        pending.append((site, pool.submit(encode_tensor, _values(site, base_dir), codec_name, options, exact_grids)))
+        pending.append((site, pool.submit(encode_tensor, tensor_values(site, base_dir), codec_name, options, exact_grids)))
         if len(pending) > jobs:
             site_done, future = pending.pop(0)
             yield site_done, future.result()
@@ -233,18 +247,20 @@ def _stream(pool, chosen, codec_name, options, jobs, base_dir, exact_grids=False
 # emit step; beyond it only each rung's size and noise are kept, and the chosen rung is encoded again (the
 # encoders are deterministic), so a budgeted conversion's memory stays bounded like a plain one's.
 HELD_CANDIDATE_BYTES = 256 << 20
+FLOOR_SLACK_DB = 1.5  # a budget ladder's rung this far below a floor still counts as on it (rungs are 3 dB apart)
 _LADDER_BYTES_PER_WEIGHT = 5
 
 
 def encode_candidates(values: Callable[[], np.ndarray] | np.ndarray, codec_name: str, rungs: list[dict],
                       form: str, name: str | None = None, exact_grids: bool = False,
-                      hold: bool = True) -> list[budget.Candidate] | str:
+                      hold: bool = True, floor_db: float | None = None) -> list[budget.Candidate] | str:
     """One tensor encoded at every rung of a budget ladder: its candidates, cheapest first (or the codec's
     refusal). With ``name`` (a whole-file budget, ``ort`` form), sizes are the serialized bytes of the decoder and
     its blob, so the file size can be predicted exactly. An exact grid encoding (``exact_grids``) is the top
     candidate (``options`` None); rungs larger than it are dropped (it dominates them). ``hold`` False: the
     candidates keep their size and noise, not their encoding (payload None; :func:`_encode_choice` makes it
-    again)."""
+    again). ``floor_db``: rungs more than :data:`FLOOR_SLACK_DB` below that weight SQNR are dropped (the finest
+    one stays when none reaches it)."""
     array = values() if callable(values) else values
     exact = grid.detect(array) if exact_grids else None
     out = [] if exact is None else [_candidate((exact, float("inf")), None, form, name, hold)]
@@ -259,6 +275,9 @@ def encode_candidates(values: Callable[[], np.ndarray] | np.ndarray, codec_name:
     if exact is not None:
         top = next(i for i, c in enumerate(out) if c.options is None)
         out = out[: top + 1]
+    if floor_db is not None:
+        floor = 10.0 ** (-(floor_db - FLOOR_SLACK_DB) / 10.0)
+        out = [c for c in out if c.rel_noise <= floor] or out[-1:]
     return out
 
 
@@ -309,7 +328,7 @@ def _spend_leftover(kept, choice, limit, codec_name, form, max_bytes, base_dir, 
         if reach < 0.5 ** budget.REFINE_ROUNDS:
             continue
         site = kept[t][0]
-        array = _values(site, base_dir)
+        array = tensor_values(site, base_dir)
         array = array() if callable(array) else array
         name = site.name if max_bytes is not None else None
         low, high, found = 0.0, reach, None
@@ -343,7 +362,7 @@ def _serialized_bytes(name: str, enc: codec.Encoded, sqnr: float) -> int:
 
 
 def _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, max_bytes, input_bytes,
-                     report, base_dir, exact_grids=False, tensor_weights=None):
+                     report, base_dir, exact_grids=False, tensor_weights=None, floor_db=None):
     """Encode every tensor at every rung, allocate the budget, yield (site, chosen encoding or skip reason) (those
     not held, encoded again, at most jobs + 1 in flight)."""
     pending, results = [], []
@@ -352,8 +371,8 @@ def _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, ma
         name = site.name if max_bytes is not None else None
         hold = held + site.numel * _LADDER_BYTES_PER_WEIGHT <= HELD_CANDIDATE_BYTES
         held += site.numel * _LADDER_BYTES_PER_WEIGHT if hold else 0
-        pending.append((site, pool.submit(encode_candidates, _values(site, base_dir), codec_name, rungs, form,
-                                          name, exact_grids, hold)))
+        pending.append((site, pool.submit(encode_candidates, tensor_values(site, base_dir), codec_name, rungs, form,
+                                          name, exact_grids, hold, floor_db)))
         if len(pending) > jobs:
             site_done, future = pending.pop(0)
             results.append((site_done, future.result()))
@@ -387,7 +406,7 @@ def _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, ma
             pick = chosen_by_site.pop(id(site))
             payload = pick.payload
             in_flight.append((site, payload if payload is not None else
-                              pool.submit(_encode_choice, _values(site, base_dir), codec_name, pick)))
+                              pool.submit(_encode_choice, tensor_values(site, base_dir), codec_name, pick)))
         if len(in_flight) > jobs:
             yield _resolved(*in_flight.pop(0))
     for item in in_flight:
@@ -398,7 +417,7 @@ def _resolved(site: WeightSite, result: Future | Encoding | str) -> tuple[Weight
     return site, result.result() if isinstance(result, Future) else result
 
 
-def _values(site: WeightSite, base_dir) -> np.ndarray | Callable[[], np.ndarray]:
+def tensor_values(site: WeightSite, base_dir) -> np.ndarray | Callable[[], np.ndarray]:
     """The tensor's values, or for one in external data a reader the worker calls. The protobuf message is read
     here, in the calling thread: protobuf messages are only touched from one thread."""
     if not model_io.is_external(site.tensor):

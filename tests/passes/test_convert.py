@@ -65,7 +65,10 @@ def test_ort_form_selects_weights_and_keeps_the_rest_byte_identical(toy, tmp_pat
 
 def test_min_elements_default_skips_small_tensors_and_biases(toy, tmp_path):
     result = hyperonnx.convert(toy, tmp_path / "a.onnx")
-    assert [t.name for t in result.report.tensors] == ["fc1.weight"]  # 37440 elements; conv has 1152
+    # the default policy compresses from 1024 weights: fc1 (37440) and conv (1152), not fc2 (650)
+    assert [t.name for t in result.report.tensors] == ["conv.weight", "fc1.weight"]
+    result = hyperonnx.convert(toy, tmp_path / "a4.onnx", codec_name="blocktcq")
+    assert [t.name for t in result.report.tensors] == ["fc1.weight"]  # an explicit codec: from 4096, as before
     result = hyperonnx.convert(toy, tmp_path / "b.onnx", min_elements=1)
     names = {t.name for t in result.report.tensors}
     assert names == {"conv.weight", "fc1.weight", "fc2.weight"}  # biases and the Mul vector are not weights
@@ -82,7 +85,7 @@ def test_include_and_exclude_globs(toy, tmp_path):
 
 def test_decoded_weights_equal_the_codec_reference(toy, tmp_path):
     out = tmp_path / "toy.hx.onnx"
-    hyperonnx.convert(toy, out, min_elements=1)
+    hyperonnx.convert(toy, out, codec_name=codec.DEFAULT_CODEC, min_elements=1)  # the codec's own defaults
     original = {t.name: numpy_helper.to_array(t) for t in onnx.load(toy).graph.initializer}
     for decoder in find_decoders(onnx.load(str(out))):
         expected = codec.decode(codec.encode(original[decoder.output]))
