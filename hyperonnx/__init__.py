@@ -45,9 +45,9 @@ def __dir__() -> list[str]:
 
 def library_path() -> str:
     """Path of the op library to pass to ``SessionOptions.register_custom_ops_library``."""
-    from hyperonnx import runtime
+    from hyperonnx import library
 
-    return runtime.library_path()
+    return library.library_path()
 
 
 def session(path, sess_options=None, providers=None, provider_options=None, *, mode=None, options=None):

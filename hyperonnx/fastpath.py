@@ -30,7 +30,7 @@ class _Info(ctypes.Structure):
 def _library() -> ctypes.CDLL:
     global _lib
     if _lib is None:
-        from hyperonnx.runtime import library_path
+        from hyperonnx.library import library_path
 
         lib = ctypes.CDLL(library_path())
         lib.hyperonnx_fast_plan_file.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_int,
@@ -104,7 +104,7 @@ def session(path: str, sess_options: ort.SessionOptions | None, providers: list[
             provider_options: Sequence[dict] | None, decode_call_nodes: bool = False,
             fallback: Callable | None = None) -> ort.InferenceSession:
     """The fast-path session for the hyperonnx model at ``path`` (see :func:`hyperonnx.runtime.session`)."""
-    from hyperonnx.runtime import CONFIG_DECODE_THREADS, session_options
+    from hyperonnx.library import CONFIG_DECODE_THREADS, session_options
 
     so = sess_options if sess_options is not None else ort.SessionOptions()
     threads = int(so.get_session_config_entry(CONFIG_DECODE_THREADS) or 0) if _has_entry(so) else 0
@@ -138,7 +138,7 @@ def session(path: str, sess_options: ort.SessionOptions | None, providers: list[
 
 def _has_entry(so: ort.SessionOptions) -> bool:
     """``get_session_config_entry`` raises for a missing key in some ORT versions."""
-    from hyperonnx.runtime import CONFIG_DECODE_THREADS
+    from hyperonnx.library import CONFIG_DECODE_THREADS
 
     try:
         so.get_session_config_entry(CONFIG_DECODE_THREADS)

@@ -143,7 +143,8 @@ class BlockTcqCodec(Codec):
             raise ValueError("blocktcq codec: the tensor's largest magnitude overflows float32")
         books = fine_codebooks(bits, block)
         scales = scale_table(smax)
-        blob = native.encode_blocktcq(flat, bits, block, smax, scales) if smax > 0 else None
+        blob = native.encode_blocktcq(flat, bits, block, smax, scales, native_tables(bits, block)) if smax > 0 \
+            else None
         if blob is None:  # numpy: the specification, and the fallback without the native library
             blob = _encode_reference(flat, bits, block, smax, books, scales)
         return Encoded(
@@ -283,4 +284,22 @@ def decode_blocktcq(enc: Encoded) -> np.ndarray:
     return values.astype(dtype_from_name(enc.dtype), copy=False).reshape(enc.shape)
 
 
-__all__ = ["BlockTcqCodec", "decode_blocktcq", "fine_codebooks", "level_sets", "parity_matrix"]
+
+@functools.lru_cache(maxsize=64)
+def native_tables(bits: int, block: int) -> tuple[np.ndarray, ...]:
+    """The numpy tables in the native encoder's layout (encoders.h): books, proxy, and per (level set, coset) the
+    _CosetSearch's padded edges, fine-set index, lookup grid and exact-grid flag."""
+    books = np.ascontiguousarray(fine_codebooks(bits, block), dtype=np.float32)
+    proxy = np.ascontiguousarray(_proxy_table(bits, block), dtype=np.float32)
+    cosets = [search for _, per_coset in _searchers(bits, block) for search in per_coset]
+    m = books.shape[1] // 4
+    if any(s.index.size != m for s in cosets):
+        raise RuntimeError("blocktcq coset searches do not have 2L/4 levels each")
+    edges = np.ascontiguousarray(np.stack([s.nearest.edges for s in cosets]), dtype=np.float32)
+    index = np.ascontiguousarray(np.stack([s.index for s in cosets]), dtype=np.int16)
+    lut = np.ascontiguousarray(np.stack([s.nearest.lut for s in cosets]), dtype=np.int32)
+    exact = np.array([bool(s.nearest.exact_grid) for s in cosets], dtype=np.uint8)
+    return books, proxy, edges, index, lut, exact
+
+
+__all__ = ["BlockTcqCodec", "decode_blocktcq", "fine_codebooks", "level_sets", "native_tables", "parity_matrix"]

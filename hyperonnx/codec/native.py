@@ -161,25 +161,6 @@ def _check(rc: int, what: str) -> bool:
 
 
 # ---- blocktcq ---------------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=64)
-def _blocktcq_tables(bits: int, block: int) -> tuple[np.ndarray, ...]:
-    """blocktcq's numpy tables in the library's layout (encoders.h): books, proxy, and per (level set, coset) the
-    _CosetSearch's padded edges, fine-set index, lookup grid and exact-grid flag."""
-    from hyperonnx.codec import blocktcq
-
-    books = np.ascontiguousarray(blocktcq.fine_codebooks(bits, block), dtype=np.float32)
-    proxy = np.ascontiguousarray(blocktcq._proxy_table(bits, block), dtype=np.float32)
-    cosets = [search for _, per_coset in blocktcq._searchers(bits, block) for search in per_coset]
-    m = books.shape[1] // 4
-    if any(s.index.size != m for s in cosets):
-        raise RuntimeError("blocktcq coset searches do not have 2L/4 levels each")
-    edges = np.ascontiguousarray(np.stack([s.nearest.edges for s in cosets]), dtype=np.float32)
-    index = np.ascontiguousarray(np.stack([s.index for s in cosets]), dtype=np.int16)
-    lut = np.ascontiguousarray(np.stack([s.nearest.lut for s in cosets]), dtype=np.int32)
-    exact = np.array([bool(s.nearest.exact_grid) for s in cosets], dtype=np.uint8)
-    return books, proxy, edges, index, lut, exact
-
-
 def block_scale_starts(absmax: np.ndarray, smax: float) -> np.ndarray:
     """Each block's first scale code from its absolute maximum: blockvq's and blocktcq's numpy expression (numpy's
     log2, whose SIMD form may differ from the C library's in the last bit, so it stays in numpy)."""
@@ -198,17 +179,18 @@ def _chunks(flat: np.ndarray, block: int):
         yield first, np.ascontiguousarray(flat[first : first + step], dtype=np.float32)
 
 
-def encode_blocktcq(flat: np.ndarray, bits: int, block: int, smax: float, scales: np.ndarray) -> np.ndarray | None:
+def encode_blocktcq(flat: np.ndarray, bits: int, block: int, smax: float, scales: np.ndarray,
+                    tables: tuple[np.ndarray, ...]) -> np.ndarray | None:
     """blocktcq's blob (codes, then headers) for ``flat`` (any float dtype) whose largest magnitude is ``smax``
-    (> 0) and whose scale table is ``scales``; None where numpy must encode (no library, or a path the library does
-    not reproduce)."""
+    (> 0) and whose scale table is ``scales``; ``tables``: :func:`hyperonnx.codec.blocktcq.native_tables`. None
+    where numpy must encode (no library, or a path the library does not reproduce)."""
     lib = library()
     if lib is None or not (np.asarray(scales) > 0).all():  # a zero scale: numpy's NaN cells (it raises or clips)
         return None
     from hyperonnx.codec import bitpack
     from hyperonnx.codec.blockvq import HEADER_BITS
 
-    books, proxy, edges, index, lut, exact = _blocktcq_tables(bits, block)
+    books, proxy, edges, index, lut, exact = tables
     scales = np.ascontiguousarray(scales, dtype=np.float32)
     numel = flat.size
     nblocks = -(-numel // block)

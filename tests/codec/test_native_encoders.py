@@ -179,9 +179,10 @@ def _external_model(folder, rng) -> str:
 
 
 @needs_library
-@pytest.mark.parametrize("settings", [{}, {"codec_name": "tcq", "target_bpw": 4.5}],
-                         ids=["default", "tcq-budget"])
-def test_conversions_are_the_same_files_with_and_without_the_library(settings, tmp_path, monkeypatch):
+@pytest.mark.parametrize("settings, most", [({"codec_name": "blocktcq"}, 0.25), ({}, 0.3),
+                                             ({"codec_name": "tcq", "target_bpw": 4.5}, 0.25)],
+                         ids=["blocktcq", "default-policy", "tcq-budget"])
+def test_conversions_are_the_same_files_with_and_without_the_library(settings, most, tmp_path, monkeypatch):
     """A model with external data converted with --jobs 2, natively and with numpy alone: the same files."""
     import hyperonnx
 
@@ -195,7 +196,8 @@ def test_conversions_are_the_same_files_with_and_without_the_library(settings, t
         outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
     assert outputs[0] == outputs[1]
     weights = 4 * (64 * 96 + 96 * 130 + 130 * 64)
-    assert sum(len(b) for b in outputs[0].values()) < 0.25 * weights  # really compressed (~5 bits a weight)
+    # really compressed: ~5 bits a weight; the default policy's targets on these small tensors, ~6-7
+    assert sum(len(b) for b in outputs[0].values()) < most * weights
 
 
 def test_fallback_encodes_with_numpy_alone(monkeypatch):
