@@ -79,8 +79,10 @@ def test_exports_only_the_entry_points(library):
     out = subprocess.run(["nm", "-D", "--defined-only", str(library)], check=True, capture_output=True,
                          text=True).stdout
     names = {line.split()[-1] for line in out.splitlines() if line.strip()}
+    fast_path = {"hyperonnx_create_session", "hyperonnx_create_session_from_array", "hyperonnx_fast_plan",
+                 "hyperonnx_fast_plan_file", "hyperonnx_fast_get_info", "hyperonnx_fast_write", "hyperonnx_fast_free"}
     assert names == {"RegisterCustomOps", "hyperonnx_register_ops", "hyperonnx_cuda_available", "hyperonnx_cuda_info",
-                     "hyperonnx_cuda_out_bytes", "hyperonnx_cuda_decode", "hyperonnx_cuda_host_decode"}
+                     "hyperonnx_cuda_out_bytes", "hyperonnx_cuda_decode", "hyperonnx_cuda_host_decode", *fast_path}
 
 
 def test_static_cudart_no_onnxruntime(library):

@@ -143,7 +143,10 @@ def decoder_fuzz(tmp_path_factory):
 
 
 def _run_decoder_fuzz(binary: Path, args: list[str], timeout: float, env: dict | None = None):
-    return subprocess.run([str(binary), "-rss_limit_mb=2560", "-malloc_limit_mb=1024", "-timeout=20", *args],
+    # Started from a small shell that forks it: Linux carries a process's peak RSS across exec, so a fuzzer
+    # exec'd straight from this (by then multi-GB) pytest process would start "over" -rss_limit_mb.
+    command = [str(binary), "-rss_limit_mb=2560", "-malloc_limit_mb=1024", "-timeout=20", *args]
+    return subprocess.run(["sh", "-c", '"$@"; exit $?', "sh", *command],
                           capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
