@@ -2,7 +2,7 @@
 
 The model is the terrain consistency-diffusion UNet that ships as ONNX inside the PyPI package
 `adaptive-terrain-diffusion` (10.5 M fp32 weights). It is converted twice into HyperDecode nodes — with the
-default codec, and with the smallest-file setting (tcq, exporter debug data stripped) — run through ONNX Runtime
+defaults, and with the smallest-file setting (tcq, exporter debug data stripped) — run through ONNX Runtime
 with the hyperonnx op library, and compared with the original on one-step generations from fixed noise seeds.
 The picture (`terrain.png`) shows, per seed, the original's terrain, then each compressed model's terrain and its
 difference from the original's.
@@ -59,8 +59,8 @@ def median_ms(session, feeds, repeats: int = 5) -> float:
     return 1e3 * float(np.median(times))
 
 
-# The default codec, then the smallest-file one: tcq (entropy-coded trellis θ) with exporter debug data stripped.
-SETTINGS = [("default (blocktcq)", {}),
+# The defaults (the default policy, docs/default.md), then the smallest-file setting: tcq (entropy-coded trellis θ) with exporter debug data stripped.
+SETTINGS = [("default", {}),
             ("smallest (tcq step 0.177, debug info stripped)",
              {"codec_name": "tcq", "options": {"step": 0.177}, "strip_debug_info": True})]
 
@@ -110,7 +110,7 @@ def plane(output: np.ndarray) -> np.ndarray:
     return output.reshape(output.shape[-2:])
 
 
-# Seeds drawn: difficulty 1 (the default codec's worst seed) and 100. Two rows keep the PNG under 300 KB: the
+# Seeds drawn: difficulty 1 (the hardest seed) and 100. Two rows keep the PNG under 300 KB: the
 # generated terrain is fine-grained noise that no PNG filter compresses well (490 KB for all four seeds).
 PICTURE_SEEDS = (0, 3)
 
