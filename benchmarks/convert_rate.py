@@ -1,4 +1,4 @@
-"""Conversion rate of a synthetic transformer-shaped fp32 model with external data (issue 21).
+"""Conversion rate of a synthetic transformer-shaped fp32 model with external data.
 
     python benchmarks/convert_rate.py [--params 100e6] [--jobs 2] [--folder DIR]
 
@@ -8,7 +8,7 @@ settings and ``--jobs`` in a child process that reports its own peak RSS (VmHWM)
 process, measures the default codec's encode rate on one core (native encoders on one thread, CPU time) on N(0,1)
 weights. Prints JSON: weights/s of the conversion (wall clock, and per CPU second: the figure a busy shared machine
 does not distort), the per-core rate, the ratio of the wall-clock rate to ``jobs`` × the per-core rate (the
-issue's target is ≥ 0.8 at two jobs, on an otherwise idle machine), and the peak RSS against the largest tensor.
+target is ≥ 0.8 at two jobs, on an otherwise idle machine), and the peak RSS against the largest tensor.
 """
 
 from __future__ import annotations

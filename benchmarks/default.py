@@ -5,7 +5,7 @@
 
 For every model: whole-file size ratio (external data and debug info counted), conversion seconds, and the task
 fidelity of tests/fidelity.py on each model's real evaluation data, for `hyperonnx convert model.onnx` (no flags)
-and for `--codec blocktcq` (the old default); the conversion-time ratio new / old is the issue's ≤ 3× target.
+and for `--codec blocktcq` (the old default); the conversion-time ratio new / old is held to ≤ 3×.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Fused kernels vs fp32 and ORT's MatMulNBits (docs/fused.md, "Measurements").
 
     nice -n 10 .venv/bin/python benchmarks/fused.py --quick    # 4096², M ∈ {1, 64}, 1 thread (~1 minute)
-    nice -n 10 .venv/bin/python benchmarks/fused.py            # the issue's grid (several minutes)
+    nice -n 10 .venv/bin/python benchmarks/fused.py            # the full grid (several minutes)
 
 Y = X @ W, W of K×N, X of M×K, in one ORT session per variant, all timed in interleaved rounds (a load change on
 the machine hits every variant alike), medians:

@@ -1,4 +1,4 @@
-"""Runtime parity: what a hyperonnx model costs once loaded, per load path, against the original (issue #19).
+"""Runtime parity: what a hyperonnx model costs once loaded, per load path, against the original.
 
     .venv/bin/python benchmarks/runtime.py [--models mobilenet_v2,ppocr_det] [--rounds 5] [--runs 30] [--json]
     .venv/bin/python benchmarks/runtime.py --model ORIG.onnx --converted CONV.onnx --inputs X.npz [--portable P.onnx]

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import importlib
 
-# _startup first, before numpy and onnx: the command's Ctrl-C while starting is one line, not a traceback.
-from hyperonnx import _startup  # noqa: F401
+# interrupts first, before numpy and onnx: the command's Ctrl-C while starting is one line, not a traceback.
+from hyperonnx import interrupts  # noqa: F401
 from hyperonnx.errors import HyperonnxError
 
 __version__ = "0.1.0"

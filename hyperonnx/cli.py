@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from hyperonnx import __version__, _startup, api, codec, jsonout
+from hyperonnx import __version__, api, codec, interrupts, jsonout
 from hyperonnx.errors import HyperonnxError
 
 
@@ -308,9 +308,9 @@ _register_bench()
 
 
 def main() -> None:
-    _quiet_native_logs()  # imports onnxruntime: a Ctrl-C until release() is one line, exit 130 (_startup.py)
+    _quiet_native_logs()  # imports onnxruntime: a Ctrl-C until release() is one line, exit 130 (interrupts.py)
     try:
-        _startup.release()  # from here a Ctrl-C is a KeyboardInterrupt, handled below (partial output cleaned up)
+        interrupts.release()  # from here a Ctrl-C is a KeyboardInterrupt, handled below (partial output cleaned up)
         # cli.main() without its own exception handling: on Ctrl-C click's main() prints a blank line first.
         with cli.make_context("hyperonnx", sys.argv[1:]) as ctx:
             cli.invoke(ctx)

@@ -1,4 +1,4 @@
-"""The paper's pure hyperfunction: θ ↦ frac(θ·δ·a), a_j = 1/(π+j) (docs: method.md §2.2, §3, §7.1).
+"""The paper's pure hyperfunction: θ ↦ frac(θ·δ·a), a_j = 1/(π+j).
 
 A group of N normalised weights y ∈ [0,1]^N is replaced by the index k of the nearest point of the fixed
 Kronecker set {frac(k·δ·a)}, k = 0..U−1. Differences from the June-2024 code, each deliberate:
@@ -6,13 +6,13 @@ Kronecker set {frac(k·δ·a)}, k = 0..U−1. Differences from the June-2024 cod
 * The codebook is a 64-bit Weyl sequence, u_j(k) = ((k·A_j) mod 2^64) / 2^64 truncated to 24 bits, with
   A_j = round(frac(δ·a_j)·2^64) stored as side information. Integer arithmetic makes every decoder (numpy,
   C++, CUDA, ONNX) bit-identical and stays exact for any U, where float32 τ(kδa) drifts by up to a full
-  codeword pitch at U = 2^24 (method.md §7.1). Decoders need neither π nor δ.
-* δ is not the code's fixed 1/100 (7–20 dB worse than a tuned δ, method.md §3.5/§11) but chosen per (N, U)
+  codeword pitch at U = 2^24. Decoders need neither π nor δ.
+* δ is not the code's fixed 1/100 (7–20 dB worse than a tuned δ) but chosen per (N, U)
   by a deterministic sweep (:func:`weyl_increments`).
 * The normalisation is centred on the *stored* float32 mean and its half-range rounded up, so every y lies
   in [0,1] and the decoded range covers the tensor.
-* Encoding is exact nearest-codeword search in O(1) per group through a bucket grid (method.md §6.3,
-  :class:`_BucketGrid`) instead of a KD-tree.
+* Encoding is exact nearest-codeword search in O(1) per group through a bucket grid
+  (:class:`_BucketGrid`) instead of a KD-tree.
 
 Decoded value of code k, coordinate j (docs/format.md, ``### kronecker``):
     u24 = ((k·A_j) mod 2^64) >> 40;  u = f32(u24)·2^-24;  value = (u − 0.5)·width + mu   (float32, in order)
@@ -70,7 +70,7 @@ def _increments(group: int, levels: int, step: int) -> tuple[int, ...]:
     """A_j = round(frac(a_j/R)·2^64) for R = ‖a‖·U^(1/N)·2^(step/16), in 50-digit decimal arithmetic.
 
     R0 = ‖a‖·U^(1/N) balances the spacing along the trajectory (δ‖a‖) against the spacing between its
-    windings (U^(−1/N) for a set filling the cube evenly), method.md §3.5.
+    windings (U^(−1/N) for a set filling the cube evenly).
     """
     with localcontext() as ctx:
         ctx.prec = 50
@@ -209,11 +209,11 @@ class _Bins:
 
 
 class _BucketGrid:
-    """Per-cell candidate lists that make nearest-codeword search O(1) per group (method.md §6.3).
+    """Per-cell candidate lists that make nearest-codeword search O(1) per group.
 
     A cell's list holds every codeword p with mindist(p, box) ≤ D, where D = maxdist(p*, box) and p* is the
     codeword nearest the cell centre. Safe: any query y in the box has a codeword (p*) within D, so its
-    nearest p satisfies mindist(p, box) ≤ |y − p| ≤ D. It is a subset of method.md's list (all codewords within
+    nearest p satisfies mindist(p, box) ≤ |y − p| ≤ D. It is a subset of the full list (all codewords within
     d* + 2h of the centre), since |p − q| ≤ mindist(p, box) + h and D ≤ d* + h; the smaller lists make the
     encoder faster.
     """

@@ -1,4 +1,4 @@
-"""The paper's codec, as its official code implements it (docs: method.md, "official scheme").
+"""The paper's codec, as its official code implements it (arXiv 2409.00592, its official scheme).
 
 Weights are taken in adjacent pairs. Each pair is matched to the nearest of n+1 codewords: the pairs'
 centroid c plus a sheared m×m lattice (m = ceil(sqrt(n))) of points k·(L/m², L/m) mod L filling a square of

@@ -107,7 +107,7 @@ def test_trellis_beats_blockvq_at_the_same_size(samples, dist, gain, bits):
 
 @pytest.mark.parametrize("dist", ["normal", "laplace"])
 def test_beats_int4_g128_with_clip_search_at_fixed_rate(samples, dist):
-    """Issue 6: the default codec ≥ INT4-asym-g128 + clip + 0.5 dB at no more bits/weight (4 bits in blocks of 48,
+    """blocktcq ≥ INT4-asym-g128 + clip + 0.5 dB at no more bits/weight (4 bits in blocks of 48,
     the fine level sets included: 4.22 bits/weight against INT4-g128's 4.25, 4 bits + fp16 scale and zero per 128)."""
     x = samples[dist]
     enc = codec.encode(x, "blocktcq", bits=4, block=48)

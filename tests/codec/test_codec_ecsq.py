@@ -119,7 +119,7 @@ def _sqnr(x: np.ndarray, enc: codec.Encoded) -> float:
 @pytest.mark.parametrize("family", ["ecsq", "tcq"])
 @pytest.mark.parametrize("dist", ["normal", "laplace"])
 def test_beats_int4_g128_by_2db_at_stored_size(dist, family):
-    """Issue 6: ≥ 2 dB over INT4-asym-g128 with clip search, at no more stored bits (4.25 bits/weight)."""
+    """ecsq: ≥ 2 dB over INT4-asym-g128 with clip search, at no more stored bits (4.25 bits/weight)."""
     rng = np.random.default_rng(7)
     x = (rng.standard_normal(1 << 18) if dist == "normal" else rng.laplace(size=1 << 18)).astype(np.float32)
     # The finest step that stores at most INT4-g128's 4.25 bits/weight (4 bits + fp16 scale and zero per 128).

@@ -59,7 +59,7 @@ if [ $rc -ne 0 ] && [ $rc -ne 1 ] && [ $rc -ne 77 ]; then  # 1: a check failed, 
 fi
 [ $rc -eq 0 ] && record "test program" PASS || record "test program" "FAIL (exit $rc)"
 
-step "decode bandwidth vs cudaMemcpy device-to-device (issue 22 target: >= 0.8x for blocktcq and blockvq)"
+step "decode bandwidth vs cudaMemcpy device-to-device (target: >= 0.8x for blocktcq and blockvq)"
 # The figures come from the test program's bandwidth part (64M weights, median of 20, same stream and bytes as the
 # copy). Below target is reported, not failed: the figures are measurements, correctness is the checks above.
 if [ -f "$OUT/program.log" ] && grep -q "^bandwidth " "$OUT/program.log"; then

@@ -176,7 +176,7 @@ def _bpw(result) -> dict[str, float]:
 
 def test_a_size_budget_goes_where_the_outputs_feel_it(tmp_path):
     src = _two_branches(tmp_path)
-    # 6.5 bits: room above the default policy's floor, which generated inputs cannot take B below (issue 18)
+    # 6.5 bits: room above the default policy's floor, which generated inputs cannot take B below
     plain = hyperonnx.convert(src, tmp_path / "plain.onnx", codec_name="ecsq", target_bpw=6.5)
     weighted = hyperonnx.convert(src, tmp_path / "weighted.onnx", codec_name="ecsq", target_bpw=6.5,
                                  sensitivity=True)

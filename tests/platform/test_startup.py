@@ -37,12 +37,12 @@ def loaded_after(code: str) -> set[str]:
 
 
 def test_import_loads_only_the_standard_library():
-    assert loaded_after("import hyperonnx") == {"hyperonnx", "hyperonnx._startup", "hyperonnx.errors"}
+    assert loaded_after("import hyperonnx") == {"hyperonnx", "hyperonnx.interrupts", "hyperonnx.errors"}
 
 
 def test_library_path_loads_only_the_runtime_helpers():
     assert loaded_after("import hyperonnx; assert hyperonnx.library_path()") == {
-        "hyperonnx", "hyperonnx._startup", "hyperonnx.errors", "hyperonnx.library"}
+        "hyperonnx", "hyperonnx.interrupts", "hyperonnx.errors", "hyperonnx.library"}
 
 
 def test_session_loads_no_converter(tmp_path):

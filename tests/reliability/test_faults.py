@@ -291,7 +291,7 @@ def test_sigint_during_conversion(tmp_path):
 
 def _interrupt_while_starting(src: Path, out: Path, after: float | None) -> tuple[int, list[str]]:
     """Start ``hyperonnx convert`` and send SIGINT ``after`` seconds past the moment the package's start-up
-    handler is in place (``-X importtime`` reports each finished import on stderr: ``hyperonnx._startup`` comes
+    handler is in place (``-X importtime`` reports each finished import on stderr: ``hyperonnx.interrupts`` comes
     before numpy, onnx and onnxruntime), or, with ``after=None``, right after the process is spawned.
     Returns the exit status and stderr's lines without the import-time report."""
     proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "hyperonnx", "convert", str(src), "-o",
@@ -301,7 +301,7 @@ def _interrupt_while_starting(src: Path, out: Path, after: float | None) -> tupl
     if after is not None:
         for line in proc.stderr:
             lines.append(line)
-            if line.rstrip().endswith("hyperonnx._startup"):
+            if line.rstrip().endswith("hyperonnx.interrupts"):
                 break
         else:
             proc.wait(timeout=60)

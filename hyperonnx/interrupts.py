@@ -1,7 +1,7 @@
 """Ctrl-C while the ``hyperonnx`` command starts: one line and exit status 130, never a traceback.
 
 The command's imports (numpy, onnx, onnxruntime) take a few tenths of a second before ``cli.main()`` can catch
-KeyboardInterrupt; a SIGINT then used to print a traceback from deep inside some import. When this process is
+KeyboardInterrupt; without a handler a SIGINT prints a traceback from deep inside some import. When this process is
 the ``hyperonnx`` command (the console script, or ``python -m hyperonnx``), the package installs
 :func:`_interrupted` as the SIGINT handler before its own imports (:func:`guard`), and ``cli.main()`` gives
 SIGINT back to Python (:func:`release`) once it catches KeyboardInterrupt itself. Nothing is written before
