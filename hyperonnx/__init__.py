@@ -22,10 +22,10 @@ __version__ = "0.1.0"
 
 # Public names that live in hyperonnx.api (numpy, onnx, the codecs and passes; importing it registers the
 # ai.hyperonnx schemas with onnx, see hyperonnx/ops).
-_API_NAMES = frozenset({"ConvertResult", "convert", "decompress", "doctor", "inspect", "verify"})
+_API_NAMES = frozenset({"ConvertOptions", "ConvertResult", "convert", "decompress", "doctor", "inspect", "verify"})
 # Subpackages and modules reachable as attributes (``hyperonnx.codec.encode``) without an explicit import.
-_SUBMODULES = frozenset({"api", "bench", "cli", "codec", "errors", "jsonout", "model_io", "ops", "passes", "runtime",
-                         "tune"})
+_SUBMODULES = frozenset({"api", "bench", "cli", "codec", "errors", "evaluate", "jsonout", "library", "model_io", "ops",
+                         "passes", "runtime", "sensitivity", "tune"})
 
 
 def __getattr__(name: str) -> object:  # not typing.Any: importing typing costs more than all of this
@@ -59,5 +59,5 @@ def session(path, sess_options=None, providers=None, provider_options=None, *, m
     return runtime.session(path, sess_options, providers, provider_options, mode=mode, options=options)
 
 
-__all__ = ["ConvertResult", "HyperonnxError", "codec", "convert", "decompress", "doctor", "inspect",
+__all__ = ["ConvertOptions", "ConvertResult", "HyperonnxError", "codec", "convert", "decompress", "doctor", "inspect",
            "library_path", "session", "verify", "__version__"]
