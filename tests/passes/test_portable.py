@@ -310,7 +310,7 @@ def test_portable_convert_inspect_and_decompress(tmp_path):
     decompress writes the weights the portable graph computes, bit for bit."""
     src, out, plain = tmp_path / "toy.onnx", tmp_path / "portable.onnx", tmp_path / "plain.onnx"
     onnx.save(conv_mlp(), str(src))
-    result = hyperonnx.convert(src, out, runtime="portable", min_elements=1)
+    result = hyperonnx.convert(src, out, codec_name="blocktcq", runtime="portable", min_elements=1)
     info = hyperonnx.inspect(out)
     assert {t["name"] for t in info["tensors"]} == {t.name for t in result.report.tensors}
     by_name = {t["name"]: t for t in info["tensors"]}
@@ -390,7 +390,7 @@ def test_doc_string_floats_are_short_and_exact(tmp_path):
 
     src, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
     onnx.save(conv_mlp(), src)
-    hyperonnx.convert(src, out, runtime="portable", min_elements=1)
+    hyperonnx.convert(src, out, codec_name="blocktcq", runtime="portable", min_elements=1)
     model = onnx.load(str(out))
     weights = {t.name: numpy_helper.to_array(t) for t in conv_mlp().graph.initializer}
     decoders = list(find_decoders(model))
