@@ -121,16 +121,17 @@ def predicted_step(target_db: float) -> float:
 
 
 def encode_to_target(array: np.ndarray, target_db: float, form: str = "ort",
-                     exact_grids: bool = True) -> tuple[codec.Encoded, float] | str:
+                     exact_grids: bool = True, fixed_rate: bool = False) -> tuple[codec.Encoded, float] | str:
     """The smallest encoding found whose weight SQNR reaches ``target_db`` (within :data:`TOLERANCE_DB`):
     (Encoded, SQNR), or the reason the codec cannot encode the tensor. A weight on an exact float16 grid is stored
     exactly (``ort`` form). Where no step reaches the target (blocks whose outliers need more than the ±127 levels
-    the format holds), the best SQNR found is kept."""
+    the format holds), the best SQNR found is kept. ``fixed_rate`` (and the portable form): blocktcq instead of
+    tcq."""
     if exact_grids and form == "ort":
         exact = grid.detect(array)
         if exact is not None:
             return exact, float("inf")
-    if form != "ort":
+    if form != "ort" or fixed_rate:
         return _blocktcq_to_target(array, target_db)
     goal = target_db - TOLERANCE_DB
     step, tried = predicted_step(target_db), []
@@ -194,21 +195,26 @@ def compress_default(
     if on_start:
         on_start(len(chosen))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for (site, result), target in zip(_stream(pool, chosen, plan, form, jobs, base_dir, exact_grids), plan):
+        # call mode decodes on every run: blocktcq, which the fused kernels multiply from directly (HyperMatMul),
+        # where tcq's rANS streams decode sequentially and fuse with nothing
+        fixed_rate = form != "ort" or mode == "call"
+        stream = _stream(pool, chosen, plan, form, jobs, base_dir, exact_grids, fixed_rate)
+        for (site, result), target in zip(stream, plan):
             rewriter.add(site, result, target.sqnr_db, target.reason)
     report = rewriter.finish()
     report.seconds = time.perf_counter() - started
     report.policy = {"name": "default", "floor_db": FLOOR_DB, "protect_db": PROTECT_DB, "balance_db": BALANCE_DB,
-                     "codec": "tcq" if form == "ort" else "blocktcq"}
+                     "codec": "blocktcq" if fixed_rate else "tcq"}
     return report
 
 
-def _stream(pool, chosen, plan, form, jobs, base_dir, exact_grids) -> Iterator[tuple[WeightSite, object]]:
+def _stream(pool, chosen, plan, form, jobs, base_dir, exact_grids,
+            fixed_rate) -> Iterator[tuple[WeightSite, object]]:
     """(site, encoding or skip reason) in order, at most jobs + 1 tensors in flight (a tensor in external data is
     read by its worker)."""
     def work(values, target):
         array = values() if callable(values) else values
-        return encode_to_target(array, target, form, exact_grids)
+        return encode_to_target(array, target, form, exact_grids, fixed_rate)
 
     pending = []
     for site, target in zip(chosen, plan):

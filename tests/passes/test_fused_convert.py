@@ -61,7 +61,7 @@ def test_decompress_of_a_fused_model_is_the_plain_model(tmp_path):
     src = tmp_path / "toy.onnx"
     onnx.save(conv_mlp(), str(src))
     for mode in ("load", "call"):
-        api.convert(src, tmp_path / f"{mode}.onnx", min_elements=500, decode=mode)
+        api.convert(src, tmp_path / f"{mode}.onnx", codec_name="blocktcq", min_elements=500, decode=mode)
         api.decompress(tmp_path / f"{mode}.onnx", tmp_path / f"{mode}.plain.onnx")
     load, call = (onnx.load(str(tmp_path / f"{m}.plain.onnx")) for m in ("load", "call"))
     assert [n.op_type for n in call.graph.node] == [n.op_type for n in conv_mlp().graph.node]
