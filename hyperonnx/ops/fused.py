@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from onnx import defs, helper
 
-from hyperonnx import codec
 from hyperonnx.ops.names import DOMAIN, OPSET_VERSION
+from hyperonnx.ops.schema import weight_attributes
 
 MATMUL_OP_TYPE = "HyperMatMul"
 FUSED_OP_TYPES = (MATMUL_OP_TYPE,)
@@ -37,9 +37,6 @@ def register_fused_schemas() -> None:
         return
     except defs.SchemaError:
         pass
-    attr = defs.OpSchema.Attribute
-    kind = defs.OpSchema.AttrType
-    int_keys, float_keys = codec.side_information_keys()
     schema = defs.OpSchema(
         MATMUL_OP_TYPE,
         DOMAIN,
@@ -48,16 +45,7 @@ def register_fused_schemas() -> None:
         inputs=[defs.OpSchema.FormalParameter("A", "tensor(float)", "left operand, [..., K]"),
                 defs.OpSchema.FormalParameter("theta", "tensor(uint8)", "packed codes of W, [K, N]")],
         outputs=[defs.OpSchema.FormalParameter("Y", "tensor(float)", "A × W, [..., N]")],
-        attributes=[
-            attr("codec", kind.STRING, "codec family (blocktcq or blockvq)", required=True),
-            attr("format", kind.INT, "codec format version", required=True),
-            attr("shape", kind.INTS, "W's shape [K, N]", required=True),
-            attr("dtype", kind.INT, "W's TensorProto element type (FLOAT)", required=True),
-            attr("group", kind.INT, "weights per code", required=True),
-            attr("bits", kind.INT, "bits per code", required=True),
-            *[attr(f"i_{key}", kind.INTS, "codec side information", required=False) for key in int_keys],
-            *[attr(f"f_{key}", kind.FLOATS, "codec side information", required=False) for key in float_keys],
-        ],
+        attributes=weight_attributes(),  # HyperDecode's, less its mode
     )
     schema.set_type_and_shape_inference_function(_infer_matmul)
     defs.register_schema(schema)

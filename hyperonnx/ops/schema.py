@@ -24,6 +24,24 @@ def _infer(ctx) -> None:
     ctx.set_output_type(0, out)
 
 
+def weight_attributes() -> list:
+    """The attributes that describe an encoded weight (codec, format, shape, dtype, group, bits and every codec's
+    side-information keys, from the codec traits): HyperDecode's and the fused ops' alike."""
+    attr = defs.OpSchema.Attribute
+    kind = defs.OpSchema.AttrType
+    int_keys, float_keys = codec.side_information_keys()
+    return [
+        attr("codec", kind.STRING, "codec family", required=True),
+        attr("format", kind.INT, "codec format version", required=True),
+        attr("shape", kind.INTS, "weight shape", required=True),
+        attr("dtype", kind.INT, "weight TensorProto element type", required=True),
+        attr("group", kind.INT, "weights per code", required=True),
+        attr("bits", kind.INT, "bits per code", required=True),
+        *[attr(f"i_{key}", kind.INTS, "codec side information", required=False) for key in int_keys],
+        *[attr(f"f_{key}", kind.FLOATS, "codec side information", required=False) for key in float_keys],
+    ]
+
+
 def register_schemas() -> None:
     """Register the schema once per process (idempotent)."""
     global _registered
@@ -36,8 +54,6 @@ def register_schemas() -> None:
     except defs.SchemaError:
         pass
     attr = defs.OpSchema.Attribute
-    kind = defs.OpSchema.AttrType
-    int_keys, float_keys = codec.side_information_keys()
     schema = defs.OpSchema(
         OP_TYPE,
         DOMAIN,
@@ -47,21 +63,11 @@ def register_schemas() -> None:
         outputs=[defs.OpSchema.FormalParameter("output", "T", "regenerated tensor")],
         type_constraints=[("T", ["tensor(float)", "tensor(float16)", "tensor(bfloat16)", "tensor(double)"],
                            "weight type")],
-        attributes=[
-            attr("codec", kind.STRING, "codec family", required=True),
-            attr("format", kind.INT, "codec format version", required=True),
-            attr("shape", kind.INTS, "output shape", required=True),
-            attr("dtype", kind.INT, "output TensorProto element type", required=True),
-            attr("group", kind.INT, "weights per code", required=True),
-            attr("bits", kind.INT, "bits per code", required=True),
-            attr("mode", helper.make_attribute("mode", "load"), "load | call"),
-            *[attr(f"i_{key}", kind.INTS, "codec side information", required=False) for key in int_keys],
-            *[attr(f"f_{key}", kind.FLOATS, "codec side information", required=False) for key in float_keys],
-        ],
+        attributes=[*weight_attributes(), attr("mode", helper.make_attribute("mode", "load"), "load | call")],
     )
     schema.set_type_and_shape_inference_function(_infer)
     defs.register_schema(schema)
     _registered = True
 
 
-__all__ = ["register_schemas"]
+__all__ = ["register_schemas", "weight_attributes"]
