@@ -28,7 +28,6 @@ from hyperonnx.codec.blockvq import (
     BOOKS,
     CHUNK_BLOCKS,
     HEADER_BITS,
-    SCALE_CODES,
     Nearest,
     lloyd_gaussian,
     read_block_side_info,
@@ -199,17 +198,23 @@ def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, proxy_table: np.
     absmax = np.abs(x).max(axis=1).astype(np.float64)
     with np.errstate(divide="ignore"):
         k0 = np.floor(-np.log2(np.maximum(absmax, 1e-300) / smax) * 16)
-    k0 = np.clip(k0, 0, SCALE_CODES - 1).astype(np.int64)
+    # Scales past `top` underflow to zero: a tensor within 2^-16 of float32's smallest subnormal never uses them.
+    top = int(np.count_nonzero(scales > 0)) - 1
+    k0 = np.clip(k0, 0, top).astype(np.int64)
     offsets = np.asarray(SCALE_OFFSETS)
     # Rank: each weight's distance to its set's nearest level, read from a table of cells (scaled to x's units).
     proxy = np.empty((offsets.size, nb, BOOKS), dtype=np.float32)
     xt = np.ascontiguousarray(x.T)  # positions × blocks: the sum over a block adds whole rows
     cells = np.empty((width, nb), dtype=np.float32)
     for o, offset in enumerate(offsets):
-        s = scales[np.clip(k0 + offset, 0, SCALE_CODES - 1)]
+        s = scales[np.clip(k0 + offset, 0, top)]
         per_unit = (PROXY_CELLS / (2 * PROXY_LIMIT) / np.maximum(s, np.float32(1e-38))).astype(np.float32)
         np.multiply(xt, per_unit[None, :], out=cells)
         cells += np.float32(PROXY_CELLS / 2)
+        if not np.isfinite(per_unit).all():
+            # A scale deep in the subnormals makes per_unit infinite and a zero weight's cell 0·∞ = NaN: a zero
+            # weight sits in the middle cell at every scale.
+            np.nan_to_num(cells, copy=False, nan=PROXY_CELLS / 2, posinf=PROXY_CELLS, neginf=0)
         np.clip(cells, 0, PROXY_CELLS, out=cells)
         distance = np.take(proxy_table, cells.astype(np.int32), axis=0)  # positions × blocks × BOOKS
         if last < width:
@@ -220,7 +225,7 @@ def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, proxy_table: np.
     ranked = np.argsort(proxy.transpose(1, 0, 2).reshape(nb, -1), axis=1, kind="stable")
     shortlist = np.sort(ranked[:, :TOP_CANDIDATES], axis=1)
     book = (shortlist % BOOKS).ravel()
-    k = np.clip(k0[:, None] + offsets[shortlist // BOOKS], 0, SCALE_CODES - 1).ravel()
+    k = np.clip(k0[:, None] + offsets[shortlist // BOOKS], 0, top).ravel()
     # One Viterbi pass over every (block, candidate) row, rows grouped by level set for the coset searches.
     order = np.argsort(book, kind="stable")
     book, k = book[order], k[order]

@@ -18,7 +18,7 @@ needs_library = pytest.mark.skipif(native.library_path() is None, reason="libhyp
 
 def _encode(name: str, x: np.ndarray, params: dict, use_native: bool, monkeypatch) -> codec.Encoded | str:
     """The encoding (or the error) with the native encoders on or off. Where numpy raises (blocktcq indexes with
-    NaN cells when a tensor's block scales underflow to zero), the native path must raise the same."""
+    NaN or infinite values), the native path must raise the same."""
     monkeypatch.setenv(native.ENV, "1" if use_native else "0")
     try:
         return codec.get_codec(name).encode(x, {**codec.get_codec(name).defaults, **params})
@@ -77,6 +77,20 @@ def test_blocktcq_bytes_match_numpy_on_corner_tensors(dtype, monkeypatch):
         _assert_identical("blocktcq", x, {}, monkeypatch)
         if label in ("gaussian", "ties", "zero blocks", "heavy tails"):
             _assert_identical("blocktcq", x, {"bits": 3, "block": 48}, monkeypatch)
+
+
+@pytest.mark.parametrize("magnitude", [1e-44, 3e-45, 1e-40])
+def test_blocktcq_encodes_tensors_at_the_subnormal_floor(magnitude, monkeypatch):
+    """A tensor a few units above float32's smallest subnormal: most block scales underflow to zero and the
+    ranking's cell width overflows; both encoders must still code it, identically, and decode close to it."""
+    x = (np.random.default_rng(3).standard_normal((40, 64)) * magnitude).astype(np.float32)
+    x[::3] = 0.0
+    ref = _encode("blocktcq", x, {}, False, monkeypatch)
+    assert not isinstance(ref, str), ref
+    err = np.abs(codec.get_codec("blocktcq").decode(ref) - x).max()
+    assert err <= 0.1 * np.abs(x).max(), err
+    if native.library_path() is not None:
+        _assert_identical("blocktcq", x, {}, monkeypatch)
 
 
 @needs_library

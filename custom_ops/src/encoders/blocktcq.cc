@@ -51,6 +51,7 @@ struct Tables {
   uint32_t block;
   const float* books;   // kBooks × fine
   const float* scales;  // 256
+  int64_t top;          // the last nonzero scale: the ones past it underflow, and no candidate uses them
   const float* proxy;   // (kProxyCells + 1) × kBooks
   CosetSearch search[kBooks][4];
 };
@@ -198,12 +199,11 @@ inline __attribute__((always_inline)) int encode_block_t(const Tables& tb, const
   float per_unit[kOffsets], s_off[kOffsets];
   int k_off[kOffsets];
   for (int o = 0; o < kOffsets; ++o) {
-    const int64_t k = std::min<int64_t>(255, std::max<int64_t>(0, k0 + kFirstOffset + o));
+    const int64_t k = std::min<int64_t>(tb.top, std::max<int64_t>(0, std::min(k0, tb.top) + kFirstOffset + o));
     k_off[o] = static_cast<int>(k);
     s_off[o] = tb.scales[k];
     per_unit[o] = 1024.0f / std::max(s_off[o], static_cast<float>(1e-38));
   }
-  v8si nan = {};
   const uint32_t whole = width / 8 * 8;
   for (int o = 0; o < kOffsets; ++o) {
     int32_t* pc = sc.pcell.data() + static_cast<size_t>(o) * width;
@@ -213,7 +213,7 @@ inline __attribute__((always_inline)) int encode_block_t(const Tables& tb, const
       std::memcpy(&c, x + t, sizeof(c));
       c = c * pu;
       c = c + 2048.0f;
-      nan |= c != c;
+      c = c != c ? 2048.0f : c;  // 0·∞ under a subnormal scale: a zero weight's cell is the middle one
       c = c < 0.0f ? 0.0f : c;  // clip: max then min, as np.clip (no NaN gets here unnoticed)
       c = c > static_cast<float>(kProxyCells) ? static_cast<float>(kProxyCells) : c;
       const v8si ci = __builtin_convertvector(c, v8si);
@@ -222,13 +222,10 @@ inline __attribute__((always_inline)) int encode_block_t(const Tables& tb, const
     for (uint32_t t = whole; t < width; ++t) {
       float c = x[t] * pu;
       c = c + 2048.0f;
-      nan[0] |= c != c ? -1 : 0;
+      if (c != c) c = 2048.0f;
       c = std::min(std::max(c, 0.0f), static_cast<float>(kProxyCells));
       pc[t] = static_cast<int32_t>(c);
     }
-  }
-  for (int i = 0; i < 8; ++i) {
-    if (nan[i] != 0) return kHxNeedsReference;  // numpy indexes with a NaN cell and raises
   }
   v4sf acc[kOffsets] = {};
   for (uint32_t t = 0; t < n; ++t) {
@@ -420,6 +417,8 @@ HX_ENCODER_API int hx_blocktcq_encode(const float* x, uint64_t numel, int bits, 
   tb.block = block;
   tb.books = books;
   tb.scales = scales;
+  tb.top = 255;
+  while (tb.top > 0 && !(scales[tb.top] > 0.0f)) --tb.top;
   tb.proxy = proxy;
   const int m = tb.fine / 4;
   for (int b = 0; b < kBooks; ++b) {
