@@ -49,7 +49,7 @@ namespace {
 #define HX_NS vq128
 #define HX_W 4
 #define HX_ISA 0
-#include "blockvq_search.inc"
+#include "blockvq_search.h"
 #undef HX_NS
 #undef HX_W
 #undef HX_ISA
@@ -62,7 +62,7 @@ namespace {
 #define HX_NS vq256
 #define HX_W 8
 #define HX_ISA 256
-#include "blockvq_search.inc"
+#include "blockvq_search.h"
 #undef HX_NS
 #undef HX_W
 #undef HX_ISA
@@ -75,7 +75,7 @@ namespace {
 #define HX_NS vq512
 #define HX_W 16
 #define HX_ISA 512
-#include "blockvq_search.inc"
+#include "blockvq_search.h"
 #undef HX_NS
 #undef HX_W
 #undef HX_ISA

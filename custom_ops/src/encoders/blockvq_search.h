@@ -1,5 +1,5 @@
-// blockvq's block search at one vector width: included by blockvq.cc once per width, inside a namespace
-// HX_NS, with HX_W lanes and HX_ISA (512: AVX-512 permutes and gathers, 256: AVX2 gathers, 0: plain C++).
+// blockvq's block search at one vector width, included by blockvq.cc once per width (no include guard), inside a
+// namespace HX_NS, with HX_W lanes and HX_ISA (512: AVX-512 permutes and gathers, 256: AVX2 gathers, 0: plain C++).
 // Lane r of every vector is one block; each block's candidate errors then add up along the lane in position
 // order, as the specification does (hyperonnx/codec/blockvq.py, _encode_blocks).
 namespace HX_NS {
