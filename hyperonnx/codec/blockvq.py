@@ -234,7 +234,8 @@ def _encode_blocks(x: np.ndarray, searchers, scales: np.ndarray, smax: float):
         for book_id, nearest in enumerate(searchers):
             diff = nearest.levels[nearest(v, cells)] * s
             diff -= xt
-            diff *= diff
+            with np.errstate(over="ignore"):  # weights near FLT_MAX: an infinite error never wins
+                diff *= diff
             err[:] = diff[0]
             for row in diff[1:]:
                 err += row
