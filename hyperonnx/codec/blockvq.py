@@ -233,8 +233,8 @@ def _encode_blocks(x: np.ndarray, searchers, scales: np.ndarray, smax: float):
         cells = Nearest.cells(v)  # the same for the four level sets
         for book_id, nearest in enumerate(searchers):
             diff = nearest.levels[nearest(v, cells)] * s
-            diff -= xt
             with np.errstate(over="ignore"):  # weights near FLT_MAX: an infinite error never wins
+                diff -= xt
                 diff *= diff
             err[:] = diff[0]
             for row in diff[1:]:
