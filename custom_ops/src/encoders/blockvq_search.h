@@ -121,11 +121,8 @@ inline vi nearest(const Book& b, vf v, vi g) {
     const vi up = v > look<kRegs>(b.hi, g), down = v <= look<kRegs>(b.lo, g);
     return g - up + down;  // true is −1
   }
-  vi pos = {};
-  for (int step = b.levels / 2; step >= 1; step /= 2) {
-    const vi probe = pos + step;  // edges[pos + step] is the (pos + step − 1)th real edge
-    pos += (v > look<kRegs>(b.hi, probe - 1)) & step;
-  }
+  vi pos = {};  // hi[j] = edges[j + 1] is real edge j: pos counts those below v
+  for (int step = b.levels / 2; step >= 1; step /= 2) pos += (v > look<kRegs>(b.hi, pos + step - 1)) & step;
   return pos;
 }
 
@@ -159,7 +156,8 @@ int encode_group_t(const VqTables& tb, const float* x, uint64_t numel, uint64_t 
   for (int o = 0; o < kOffsets; ++o) {
     vi k;
     for (int r = 0; r < kW; ++r) {
-      k[r] = static_cast<int32_t>(std::min<int64_t>(255, std::max<int64_t>(0, (r < lanes ? k0[r] : 0) + kFirstOffset + o)));
+      const int64_t code = (r < lanes ? k0[r] : 0) + kFirstOffset + o;
+      k[r] = static_cast<int32_t>(std::min<int64_t>(255, std::max<int64_t>(0, code)));
     }
     const vf s = gather(tb.scales, k);
     for (int r = 0; r < kW; ++r) {
