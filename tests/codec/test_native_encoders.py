@@ -285,3 +285,22 @@ def test_real_model_tensors_match_numpy(monkeypatch):
             if x.dtype.kind == "f" and x.size >= 16:
                 for name in ("blocktcq", "tcq", "ecsq", "blockvq"):
                     _assert_identical(name, x, {}, monkeypatch)
+
+
+@needs_library
+def test_codec_benchmark_reports_native_beside_numpy():
+    """benchmarks/codec.py --json on a tiny array (its structure; speed is the benchmark's business): each codec's
+    rate with the encoders in use and numpy's from the same run, and whether their blobs are identical."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("codec_benchmark",
+                                                  Path(__file__).parents[2] / "benchmarks" / "codec.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.speed_report(1 << 12, 1)
+    assert report["encoders"] == native.describe() and report["encoders"].startswith("native (")
+    assert set(report["codecs"]) == {"blocktcq", "tcq", "blockvq", "ecsq", "paper"}
+    for name, row in report["codecs"].items():
+        assert row["identical"], name
+        assert row["encode_mws_per_core"] > 0 and row["encode_numpy_mws_per_core"] > 0, name
