@@ -211,15 +211,17 @@ def _encode_blocks(x: np.ndarray, searchers, scales: np.ndarray, smax: float):
     The arithmetic is the specification the native encoder reproduces bit for bit (docs/encoders.md), all in
     float32, one rounding per operation: v = x / s, each weight's nearest level (``Nearest``), diff = level · s − x,
     and a candidate's error is the sum of diff · diff over the block's positions in order, t = 0, 1, …, B − 1
-    (sequential, from the first square). Candidates run offset by offset (SCALE_OFFSETS), the four level sets
-    within each; a block keeps the first candidate whose error is least (a NaN never wins; where no error is
+    (sequential, from the first square). Candidates run offset by offset (SCALE_OFFSETS; scale codes clipped to
+    the last nonzero scale), the four level sets within each; a block keeps the first candidate whose error is least (a NaN never wins; where no error is
     below +inf, scale code 0 and set 0). The winner's digits are its nearest levels.
     """
     x = x.astype(np.float32)
     absmax = np.abs(x).max(axis=1).astype(np.float64)
     with np.errstate(divide="ignore"):
         k0 = np.floor(-np.log2(np.maximum(absmax, 1e-300) / smax) * 16)
-    k0 = np.clip(k0, 0, SCALE_CODES - 1).astype(np.int64)
+    # Scales past `top` underflow to zero (a tensor within 2^-16 of float32's smallest subnormal): never used.
+    top = int(np.count_nonzero(scales > 0)) - 1
+    k0 = np.clip(k0, 0, top).astype(np.int64)
     # Positions as rows: each candidate's error is then a running sum of whole rows, in position order.
     xt = np.ascontiguousarray(x.T)
     best_err = np.full(x.shape[0], np.inf, dtype=np.float32)
@@ -227,7 +229,7 @@ def _encode_blocks(x: np.ndarray, searchers, scales: np.ndarray, smax: float):
     best_book = np.zeros(x.shape[0], dtype=np.int64)
     err = np.empty(x.shape[0], dtype=np.float32)
     for offset in SCALE_OFFSETS:
-        k = np.clip(k0 + offset, 0, SCALE_CODES - 1)
+        k = np.clip(k0 + offset, 0, top)
         s = scales[k]
         v = xt / s
         cells = Nearest.cells(v)  # the same for the four level sets

@@ -44,13 +44,14 @@ def _specified(x: np.ndarray, bits: int, block: int) -> tuple[np.ndarray, np.nda
     scales, books = blockvq.scale_table(smax), blockvq.codebooks(bits, block)
     padded = np.zeros(-(-flat.size // block) * block, dtype=np.float32)
     padded[: flat.size] = flat
+    top = int(np.count_nonzero(scales > 0)) - 1  # the last nonzero scale: candidates stop there
     headers, digits = [], []
     for values in padded.reshape(-1, block):
         absmax = float(np.abs(values).max())
-        k0 = int(np.clip(np.floor(-np.log2(max(absmax, 1e-300) / smax) * 16), 0, blockvq.SCALE_CODES - 1))
+        k0 = int(np.clip(np.floor(-np.log2(max(absmax, 1e-300) / smax) * 16), 0, top))
         best, header = np.float32(np.inf), 0
         for offset in blockvq.SCALE_OFFSETS:
-            k = min(max(k0 + offset, 0), blockvq.SCALE_CODES - 1)
+            k = min(max(k0 + offset, 0), top)
             for book in range(blockvq.BOOKS):
                 err, _ = _candidate(values, books[book], scales[k])
                 if err < best:
@@ -80,13 +81,16 @@ def test_a_near_tie_goes_to_the_position_order_sum(encoder, monkeypatch):
 @pytest.mark.parametrize("encoder", ENCODERS)
 def test_encoders_choose_as_the_specification(encoder, monkeypatch):
     """Every block's header and digits, against the plain implementation above: ties, all-zero blocks, a partial
-    last block (its padding is encoded too), and weights whose squared errors overflow (no candidate's error is
-    below +inf: scale code 0 and the Gaussian set)."""
+    last block (its padding is encoded too), a tensor near float32's smallest subnormal (most scales underflow to
+    zero), and weights whose squared errors overflow (no candidate's error is below +inf: scale code 0 and the
+    Gaussian set)."""
     rng = np.random.default_rng(12)
     ties = np.round(rng.standard_normal(130) * 4) / 4
     ties[30:60] = 0.0
+    floor = ties * np.float32(1e-44)
     huge = rng.standard_normal(40) * np.float32(1e38)
-    for x, bits, block in ((ties, 3, 6), (rng.standard_t(3, 203), 5, 32), (ties, 1, 10), (huge, 4, 8)):
+    for x, bits, block in ((ties, 3, 6), (rng.standard_t(3, 203), 5, 32), (ties, 1, 10), (floor, 5, 8),
+                           (huge, 4, 8)):
         x = x.astype(np.float32)
         with np.errstate(over="ignore"):
             want_headers, want_digits = _specified(x, bits, block)
@@ -94,3 +98,16 @@ def test_encoders_choose_as_the_specification(encoder, monkeypatch):
         assert np.array_equal(headers, want_headers), (bits, block)
         assert np.array_equal(digits, want_digits[: digits.size]), (bits, block)
     assert (headers == 0).any()  # some of the overflowing blocks took scale code 0, set 0
+
+
+@pytest.mark.parametrize("magnitude", [1e-44, 3e-45, 1e-40])
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_tensors_at_the_subnormal_floor_encode(magnitude, encoder, monkeypatch):
+    """A tensor a few units above float32's smallest subnormal: most block scales underflow to zero, and a zero
+    weight over a zero scale would be NaN. The candidates stop at the last nonzero scale, so both encoders code
+    it (numpy once raised IndexError), and it decodes close to the original."""
+    x = (np.random.default_rng(3).standard_normal((40, 64)) * magnitude).astype(np.float32)
+    x[::3] = 0.0
+    monkeypatch.setenv(native.ENV, "1" if encoder == "native" else "0")
+    enc = blockvq.BlockVQCodec().encode(x, {"bits": 5, "block": 32})
+    assert np.abs(blockvq.decode_blockvq(enc) - x).max() <= 0.1 * np.abs(x).max()

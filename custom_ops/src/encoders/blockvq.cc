@@ -34,6 +34,7 @@ struct VqTables {
   int levels;  // L = 2^bits
   uint32_t block;
   const float* scales;  // 256
+  int top;              // the last nonzero scale
   const float* level;   // kBooks × L, each set sorted
   const float* edges;   // kBooks × (L + 1): decision edges padded with ∓inf
   const int32_t* guess;  // kGridCells: the four sets' lookup-grid guesses, set b in bits [8b, 8b + 8)
@@ -117,14 +118,16 @@ HX_ENCODER_API int hx_blockvq_encode(const float* x, uint64_t numel, int bits, u
       block < 2 || block > 4096 || block % 2 != 0) {
     return kHxBadArgument;
   }
-  for (int i = 0; i < 256; ++i) {
-    if (!(scales[i] > 0.0f)) return kHxNeedsReference;  // numpy's NaN cells (0 / 0): it raises
-  }
+  // Scales past `top` underflow to zero (a tensor near float32's smallest subnormal): candidates stop there.
+  int top = -1;  // numpy's count of positive scales, less one (they are non-increasing: the zeros come last)
+  for (int i = 0; i < 256; ++i) top += scales[i] > 0.0f ? 1 : 0;
+  if (top < 0) return kHxBadArgument;  // smax > 0 makes scale 0 positive
   VqTables tb;
   tb.bits = bits;
   tb.levels = 1 << bits;
   tb.block = block;
   tb.scales = scales;
+  tb.top = top;
   tb.level = levels;
   tb.edges = edges;
   tb.all_exact = true;

@@ -156,8 +156,8 @@ int encode_group_t(const VqTables& tb, const float* x, uint64_t numel, uint64_t 
   for (int o = 0; o < kOffsets; ++o) {
     vi k;
     for (int r = 0; r < kW; ++r) {
-      const int64_t code = (r < lanes ? k0[r] : 0) + kFirstOffset + o;
-      k[r] = static_cast<int32_t>(std::min<int64_t>(255, std::max<int64_t>(0, code)));
+      const int64_t code = std::min<int64_t>(tb.top, r < lanes ? k0[r] : 0) + kFirstOffset + o;
+      k[r] = static_cast<int32_t>(std::min<int64_t>(tb.top, std::max<int64_t>(0, code)));
     }
     const vf s = gather(tb.scales, k);
     for (int r = 0; r < kW; ++r) {
