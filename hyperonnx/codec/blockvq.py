@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hyperonnx.codec import bitpack
+from hyperonnx.codec import bitpack, native
 from hyperonnx.codec.base import Codec, Encoded, dtype_from_name
 
 # f32(2^(-j/16)), j = 0..15, as bit patterns: part of the format, so every decoder uses these exact values.
@@ -102,33 +102,17 @@ class BlockVQCodec(Codec):
         if block < 2 or block % 2 or block > 4096:
             raise ValueError(f"blockvq codec: block must be an even number in 2..4096, got {block}")
         flat = np.asarray(x).reshape(-1)
-        numel = flat.size
         # max(max, −min): no temporary as large as the tensor
         smax = float(np.float32(max(float(flat.max()), -float(flat.min()))))
         if not np.isfinite(smax):
             raise ValueError("blockvq codec: the tensor's largest magnitude overflows float32")
         books = codebooks(bits, block)
-        searchers = _searchers(bits, block)
         scales = scale_table(smax)
         levels = 1 << bits
-        nblocks = -(-numel // block)
-        digits = np.zeros(nblocks * block, dtype=np.uint16)
-        headers = np.zeros(nblocks, dtype=np.uint32)
-        for start in range(0, nblocks if smax > 0 else 0, CHUNK_BLOCKS):  # all zeros: scale 0 decodes them
-            stop = min(nblocks, start + CHUNK_BLOCKS)
-            chunk = np.zeros((stop - start) * block, dtype=np.float32)
-            part = flat[start * block : stop * block]
-            chunk[: part.size] = part
-            d, h = _encode_blocks(chunk.reshape(-1, block), searchers, scales, smax)
-            digits[start * block : stop * block] = d.ravel()
-            headers[start:stop] = h
-        pairs = digits.reshape(-1, 2)
-        count = -(-numel // 2)
-        parts = []  # θ built and packed per chunk (chunks of a multiple of 8 codes pack independently)
-        for first in range(0, count, CHUNK_PAIRS):
-            chunk = pairs[first : min(count, first + CHUNK_PAIRS)]
-            parts.append(bitpack.pack((chunk[:, 0].astype(np.uint32) << bits) | chunk[:, 1], 2 * bits))
-        blob = np.concatenate([*parts, bitpack.pack(headers, HEADER_BITS)])
+        blob = native.encode_blockvq(flat, bits, block, smax, scales, native_tables(bits, block)) if smax > 0 \
+            else None
+        if blob is None:  # numpy: the specification, and the fallback without the native library
+            blob = _encode_reference(flat, bits, block, smax, scales)
         return Encoded(
             codec=self.family,
             shape=tuple(int(d) for d in np.shape(x)),
@@ -145,6 +129,30 @@ class BlockVQCodec(Codec):
 
     def decode(self, enc: Encoded) -> np.ndarray:
         return decode_blockvq(enc)
+
+
+def _encode_reference(flat: np.ndarray, bits: int, block: int, smax: float, scales: np.ndarray) -> np.ndarray:
+    """The numpy encoder's blob (θ codes, then block headers)."""
+    searchers = _searchers(bits, block)
+    numel = flat.size
+    nblocks = -(-numel // block)
+    digits = np.zeros(nblocks * block, dtype=np.uint16)
+    headers = np.zeros(nblocks, dtype=np.uint32)
+    for start in range(0, nblocks if smax > 0 else 0, CHUNK_BLOCKS):  # all zeros: scale 0 decodes them
+        stop = min(nblocks, start + CHUNK_BLOCKS)
+        chunk = np.zeros((stop - start) * block, dtype=np.float32)
+        part = flat[start * block : stop * block]
+        chunk[: part.size] = part
+        d, h = _encode_blocks(chunk.reshape(-1, block), searchers, scales, smax)
+        digits[start * block : stop * block] = d.ravel()
+        headers[start:stop] = h
+    pairs = digits.reshape(-1, 2)
+    count = -(-numel // 2)
+    parts = []  # θ built and packed per chunk (chunks of a multiple of 8 codes pack independently)
+    for first in range(0, count, CHUNK_PAIRS):
+        chunk = pairs[first : min(count, first + CHUNK_PAIRS)]
+        parts.append(bitpack.pack((chunk[:, 0].astype(np.uint32) << bits) | chunk[:, 1], 2 * bits))
+    return np.concatenate([*parts, bitpack.pack(headers, HEADER_BITS)])
 
 
 class Nearest:
@@ -185,32 +193,66 @@ def _searchers(bits: int, block: int) -> tuple[Nearest, ...]:
     return tuple(Nearest(levels) for levels in codebooks(bits, block))
 
 
+@functools.lru_cache(maxsize=64)
+def native_tables(bits: int, block: int) -> tuple[np.ndarray, ...]:
+    """The numpy search tables in the native encoder's layout (encoders.h): per level set its levels, padded
+    decision edges, lookup grid and exact-grid flag."""
+    searchers = _searchers(bits, block)
+    levels = np.ascontiguousarray(np.stack([s.levels for s in searchers]), dtype=np.float32)
+    edges = np.ascontiguousarray(np.stack([s.edges for s in searchers]), dtype=np.float32)
+    lut = np.ascontiguousarray(np.stack([s.lut for s in searchers]), dtype=np.int32)
+    exact = np.array([bool(s.exact_grid) for s in searchers], dtype=np.uint8)
+    return levels, edges, lut, exact
+
+
 def _encode_blocks(x: np.ndarray, searchers, scales: np.ndarray, smax: float):
     """Best (codebook, scale code) per block by squared error, and the level digits of each weight.
 
-    Works in float32: the choice needs no more precision, and it halves the memory traffic.
+    The arithmetic is the specification the native encoder reproduces bit for bit (docs/encoders.md), all in
+    float32, one rounding per operation: v = x / s, each weight's nearest level (``Nearest``), diff = level · s − x,
+    and a candidate's error is the sum of diff · diff over the block's positions in order, t = 0, 1, …, B − 1
+    (sequential, from the first square). Candidates run offset by offset (SCALE_OFFSETS; scale codes clipped to
+    the last nonzero scale), the four level sets within each; a block keeps the first candidate whose error is least (a NaN never wins; where no error is
+    below +inf, scale code 0 and set 0). The winner's digits are its nearest levels.
     """
     x = x.astype(np.float32)
     absmax = np.abs(x).max(axis=1).astype(np.float64)
     with np.errstate(divide="ignore"):
         k0 = np.floor(-np.log2(np.maximum(absmax, 1e-300) / smax) * 16)
-    k0 = np.clip(k0, 0, SCALE_CODES - 1).astype(np.int64)
+    # Scales past `top` underflow to zero (a tensor within 2^-16 of float32's smallest subnormal): never used.
+    top = int(np.count_nonzero(scales > 0)) - 1
+    k0 = np.clip(k0, 0, top).astype(np.int64)
+    # Positions as rows: each candidate's error is then a running sum of whole rows, in position order.
+    xt = np.ascontiguousarray(x.T)
     best_err = np.full(x.shape[0], np.inf, dtype=np.float32)
-    best_digits = np.zeros(x.shape, dtype=np.int32)
-    best_header = np.zeros(x.shape[0], dtype=np.uint32)
+    best_k = np.zeros(x.shape[0], dtype=np.int64)
+    best_book = np.zeros(x.shape[0], dtype=np.int64)
+    err = np.empty(x.shape[0], dtype=np.float32)
     for offset in SCALE_OFFSETS:
-        k = np.clip(k0 + offset, 0, SCALE_CODES - 1)
-        s = scales[k][:, None]
-        v = x / s
+        k = np.clip(k0 + offset, 0, top)
+        s = scales[k]
+        v = xt / s
+        cells = Nearest.cells(v)  # the same for the four level sets
         for book_id, nearest in enumerate(searchers):
-            digits = nearest(v)
-            diff = nearest.levels[digits] * s - x
-            err = np.einsum("ij,ij->i", diff, diff)
+            diff = nearest.levels[nearest(v, cells)] * s
+            with np.errstate(over="ignore"):  # weights near FLT_MAX: an infinite error never wins
+                diff -= xt
+                diff *= diff
+            err[:] = diff[0]
+            for row in diff[1:]:
+                err += row
             better = err < best_err
             best_err[better] = err[better]
-            best_digits[better] = digits[better]
-            best_header[better] = (k[better] | (book_id << 8)).astype(np.uint32)
-    return best_digits, best_header
+            best_k[better] = k[better]
+            best_book[better] = book_id
+    s = scales[best_k]
+    v = xt / s
+    digits = np.empty(xt.shape, dtype=np.int32)
+    for book_id, nearest in enumerate(searchers):
+        chosen = np.flatnonzero(best_book == book_id)
+        if chosen.size:
+            digits[:, chosen] = nearest(v[:, chosen])
+    return digits.T, (best_k | (best_book << 8)).astype(np.uint32)
 
 
 def pair_table(levels: np.ndarray) -> np.ndarray:
@@ -285,4 +327,5 @@ def decode_blockvq(enc: Encoded) -> np.ndarray:
     return values.astype(dtype_from_name(enc.dtype), copy=False).reshape(enc.shape)
 
 
-__all__ = ["BlockSideInfo", "BlockVQCodec", "codebooks", "decode_blockvq", "read_block_side_info", "scale_table"]
+__all__ = ["BlockSideInfo", "BlockVQCodec", "codebooks", "decode_blockvq", "native_tables", "read_block_side_info",
+           "scale_table"]

@@ -57,6 +57,8 @@ _SIGNATURES = {
     "hx_tcq_levels": [_f32, ctypes.c_uint64, ctypes.c_uint32, _f32, _u8, ctypes.c_int],
     "hx_blocktcq_encode": [_f32, ctypes.c_uint64, ctypes.c_int, ctypes.c_uint32, _f32, _f32, _f32, _f32, _i16, _i32,
                            _u8, _i64, _u16, _u32, ctypes.c_int],
+    "hx_blockvq_encode": [_f32, ctypes.c_uint64, ctypes.c_int, ctypes.c_uint32, _f32, _f32, _f32, _i32, _u8, _i64,
+                          _u16, _u32, ctypes.c_int],
 }
 
 
@@ -211,6 +213,40 @@ def encode_blocktcq(flat: np.ndarray, bits: int, block: int, smax: float, scales
             at = first * bits // 8
             _check(lib.hx_pack_u16(digits, digits.size, bits, codes[at : at + bitpack.packed_size(part.size, bits)],
                                    threads), "blocktcq")
+    return np.concatenate([codes, bitpack.pack(headers, HEADER_BITS)])
+
+
+# ---- blockvq ----------------------------------------------------------------------------------------------------
+def encode_blockvq(flat: np.ndarray, bits: int, block: int, smax: float, scales: np.ndarray,
+                   tables: tuple[np.ndarray, ...]) -> np.ndarray | None:
+    """blockvq's blob (θ codes, then headers) for ``flat`` (any float dtype) whose largest magnitude is ``smax``
+    (> 0) and whose scale table is ``scales``; ``tables``: :func:`hyperonnx.codec.blockvq.native_tables`. None
+    where numpy must encode (no library, or a path the library does not reproduce)."""
+    lib = library()
+    if lib is None:
+        return None
+    from hyperonnx.codec import bitpack
+    from hyperonnx.codec.blockvq import HEADER_BITS
+
+    levels, edges, lut, exact = tables
+    scales = np.ascontiguousarray(scales, dtype=np.float32)
+    nblocks = -(-flat.size // block)
+    codes = np.empty(bitpack.packed_size(-(-flat.size // 2), 2 * bits), dtype=np.uint8)
+    headers = np.empty(nblocks, dtype=np.uint32)
+    with _Share() as threads:
+        for first, part in _chunks(flat, block):  # chunks of whole blocks, a multiple of 8 θ each
+            nb = -(-part.size // block)
+            absmax = np.empty(nb, dtype=np.float32)
+            _check(lib.hx_block_absmax(part, part.size, block, absmax, threads), "blockvq")
+            theta = np.empty(-(-part.size // 2), dtype=np.uint16)
+            q = first // block
+            rc = lib.hx_blockvq_encode(part, part.size, bits, block, levels, scales, edges, lut, exact,
+                                       block_scale_starts(absmax, smax), theta, headers[q : q + nb], threads)
+            if not _check(rc, "blockvq"):
+                return None
+            at = first * bits // 8  # first / 2 codes of 2·bits bits
+            _check(lib.hx_pack_u16(theta, theta.size, 2 * bits,
+                                   codes[at : at + bitpack.packed_size(theta.size, 2 * bits)], threads), "blockvq")
     return np.concatenate([codes, bitpack.pack(headers, HEADER_BITS)])
 
 

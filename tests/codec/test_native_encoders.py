@@ -20,6 +20,7 @@ def _encode(name: str, x: np.ndarray, params: dict, use_native: bool, monkeypatc
     """The encoding (or the error) with the native encoders on or off. Where numpy raises (blocktcq indexes with
     NaN or infinite values), the native path must raise the same."""
     monkeypatch.setenv(native.ENV, "1" if use_native else "0")
+    assert not use_native or native.library() is not None, native.describe()  # else numpy would meet numpy
     try:
         return codec.get_codec(name).encode(x, {**codec.get_codec(name).defaults, **params})
     except (ValueError, IndexError) as exc:
@@ -110,6 +111,30 @@ def test_blocktcq_bytes_match_numpy_at_every_rate_and_block(direct, monkeypatch)
 
 
 @needs_library
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
+def test_blockvq_bytes_match_numpy_on_corner_tensors(dtype, monkeypatch):
+    rng = np.random.default_rng(22)
+    for label, x in _cases(rng):
+        with np.errstate(all="ignore"):
+            x = np.asarray(x).astype(base.dtype_from_name(dtype))
+        _assert_identical("blockvq", x, {}, monkeypatch)
+        if label in ("gaussian", "ties", "zero blocks", "heavy tails", "mixed subnormal"):
+            _assert_identical("blockvq", x, {"bits": 3, "block": 6}, monkeypatch)
+
+
+@needs_library
+def test_blockvq_bytes_match_numpy_at_every_rate_and_block(monkeypatch):
+    """Every rate, odd numbers of weights (a last pair half padding), tiny blocks (whose Lloyd sets repeat ±1 at 6
+    bits and more: the library's binary search), blocks of 1, 2 and 3 vectors, and the largest block."""
+    rng = np.random.default_rng(6)
+    for bits in range(1, 9):
+        for block in (2, 4, 16, 40) if bits % 2 else (6, 8, 32, 50):
+            x = (rng.standard_normal(21 * block + block // 2 + 1) * rng.uniform(0.01, 10)).astype(np.float32)
+            _assert_identical("blockvq", x, {"bits": bits, "block": block}, monkeypatch)
+    _assert_identical("blockvq", rng.standard_normal(3 * 4096 - 7).astype(np.float32), {"block": 4096}, monkeypatch)
+
+
+@needs_library
 @pytest.mark.parametrize("name", ["ecsq", "tcq"])
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
 def test_entropy_coded_bytes_match_numpy_on_corner_tensors(name, dtype, monkeypatch):
@@ -147,29 +172,34 @@ def test_every_vector_width_gives_the_same_bytes(width, monkeypatch):
         _assert_identical("blocktcq", rng.standard_normal(20 * block + 3).astype(np.float32),
                           {"bits": bits, "block": block}, monkeypatch)
     _assert_identical("tcq", rng.standard_t(3, (50, 77)).astype(np.float32), {"block": 13}, monkeypatch)
+    for bits, block in ((5, 32), (2, 2), (8, 4), (6, 66)):  # blockvq: register and memory tables, bisection
+        _assert_identical("blockvq", rng.standard_t(4, 37 * block + 1).astype(np.float32),
+                          {"bits": bits, "block": block}, monkeypatch)
 
 
 @needs_library
-def test_thread_counts_do_not_change_a_byte(monkeypatch):
+@pytest.mark.parametrize("name", ["blocktcq", "blockvq"])
+def test_thread_counts_do_not_change_a_byte(name, monkeypatch):
     x = np.random.default_rng(3).standard_normal((300, 129)).astype(np.float32)
     monkeypatch.setenv(native.ENV, "1")
     blobs = []
     try:
         for threads in (1, 2, 3, 8):
             native.set_threads(threads)
-            blobs.append(codec.get_codec("blocktcq").encode(x, {"bits": 4, "block": 32}).blob.tobytes())
+            blobs.append(codec.get_codec(name).encode(x, {"bits": 4, "block": 32}).blob.tobytes())
     finally:
         native.set_threads(None)
     assert all(b == blobs[0] for b in blobs)
-    _assert_identical("blocktcq", x, {"bits": 4, "block": 32}, monkeypatch)
+    _assert_identical(name, x, {"bits": 4, "block": 32}, monkeypatch)
 
 
 @needs_library
-def test_chunked_calls_cover_large_tensors(monkeypatch):
+@pytest.mark.parametrize("name", ["blocktcq", "blockvq"])
+def test_chunked_calls_cover_large_tensors(name, monkeypatch):
     """A tensor of several library calls (CHUNK_WEIGHTS each), with a partial last block: the same bytes."""
     monkeypatch.setattr(native, "CHUNK_WEIGHTS", 1 << 12)
     x = np.random.default_rng(9).standard_normal(5 * (1 << 12) + 77).astype(np.float16)
-    _assert_identical("blocktcq", x, {"block": 24}, monkeypatch)
+    _assert_identical(name, x, {"block": 24}, monkeypatch)
 
 
 def _external_model(folder, rng) -> str:
@@ -194,8 +224,9 @@ def _external_model(folder, rng) -> str:
 
 @needs_library
 @pytest.mark.parametrize("settings, most", [({"codec_name": "blocktcq"}, 0.25), ({}, 0.3),
-                                             ({"codec_name": "tcq", "target_bpw": 4.5}, 0.25)],
-                         ids=["blocktcq", "default-policy", "tcq-budget"])
+                                             ({"codec_name": "tcq", "target_bpw": 4.5}, 0.25),
+                                             ({"codec_name": "blockvq", "target_bpw": 4.5}, 0.25)],
+                         ids=["blocktcq", "default-policy", "tcq-budget", "blockvq-budget"])
 def test_conversions_are_the_same_files_with_and_without_the_library(settings, most, tmp_path, monkeypatch):
     """A model with external data converted with --jobs 2, natively and with numpy alone: the same files."""
     import hyperonnx
@@ -266,5 +297,24 @@ def test_real_model_tensors_match_numpy(monkeypatch):
         for init in model.graph.initializer:
             x = numpy_helper.to_array(init)
             if x.dtype.kind == "f" and x.size >= 16:
-                for name in ("blocktcq", "tcq", "ecsq"):
+                for name in ("blocktcq", "tcq", "ecsq", "blockvq"):
                     _assert_identical(name, x, {}, monkeypatch)
+
+
+@needs_library
+def test_codec_benchmark_reports_native_beside_numpy():
+    """benchmarks/codec.py --json on a tiny array (its structure; speed is the benchmark's business): each codec's
+    rate with the encoders in use and numpy's from the same run, and whether their blobs are identical."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("codec_benchmark",
+                                                  Path(__file__).parents[2] / "benchmarks" / "codec.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.speed_report(1 << 12, 1)
+    assert report["encoders"] == native.describe() and report["encoders"].startswith("native (")
+    assert set(report["codecs"]) == {"blocktcq", "tcq", "blockvq", "ecsq", "paper"}
+    for name, row in report["codecs"].items():
+        assert row["identical"], name
+        assert row["encode_mws_per_core"] > 0 and row["encode_numpy_mws_per_core"] > 0, name

@@ -51,3 +51,13 @@ HX_ENCODER_API int hx_rans_encode(int phases, const uint8_t* const* symbols, con
 // weights whose steps are `steps`: one symbol (j >> 1) + 127 per weight, row-major, in out.
 HX_ENCODER_API int hx_tcq_levels(const float* blocks, uint64_t nblocks, uint32_t width, const float* steps,
                                  uint8_t* out, int threads);
+
+// blockvq's _encode_blocks (hyperonnx/codec/blockvq.py) over every block of x[0, numel), zero-padded to whole
+// blocks (`block` even). Tables from numpy, for `bits` and `block` (native_tables): per level set (4) its L = 2^bits
+// sorted levels, its decision edges padded with ∓inf (L + 1), its lookup grid (8192 int32) and exact-grid flag;
+// scales (256). k0: each block's starting scale code. Out: the ceil(numel / 2) θ codes (digit pairs, the last
+// block's padding included) and one header per block.
+HX_ENCODER_API int hx_blockvq_encode(const float* x, uint64_t numel, int bits, uint32_t block, const float* levels,
+                                     const float* scales, const float* edges, const int32_t* lut,
+                                     const uint8_t* exact, const int64_t* k0, uint16_t* codes, uint32_t* headers,
+                                     int threads);
