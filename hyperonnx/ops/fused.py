@@ -4,7 +4,8 @@ weight's codec, shape, dtype and side information) except ``mode``:
 
 * ``HyperMatMul(A, θ)`` is ``MatMul(A, W)`` for a 2-D W;
 * ``HyperGemm(A, θ, C?)`` is ``Gemm(A, W, C)`` with Gemm's alpha, beta, transA, transB;
-* ``HyperGather(θ, indices)`` is ``Gather(W, indices, axis=0)``, decoding only the requested rows."""
+* ``HyperGather(θ, indices)`` is ``Gather(W, indices, axis=0)``, decoding only the requested rows;
+* ``HyperConv(X, θ, B?)`` is a 1×1 ``Conv(X, W, B)`` (group 1, strides 1, no padding, dilations 1)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from hyperonnx.ops.schema import weight_attributes
 MATMUL_OP_TYPE = "HyperMatMul"
 GEMM_OP_TYPE = "HyperGemm"
 GATHER_OP_TYPE = "HyperGather"
-FUSED_OP_TYPES = (MATMUL_OP_TYPE, GEMM_OP_TYPE, GATHER_OP_TYPE)
+CONV_OP_TYPE = "HyperConv"
+FUSED_OP_TYPES = (MATMUL_OP_TYPE, GEMM_OP_TYPE, GATHER_OP_TYPE, CONV_OP_TYPE)
 
 _MATMUL_DOC = """Y = A × W, W regenerated from the θ blob (docs/format.md) a tile at a time inside the multiply.
 W is 2-D (`shape` = [K, N]); A is float32 of shape [..., K] (ONNX MatMul broadcasting with a 2-D B);
@@ -27,6 +29,9 @@ unidirectionally to Y's [M, N]."""
 _GATHER_DOC = """Y = Gather(W, indices, axis = 0) for a 2-D W (`shape` = [V, D], an embedding table): only the
 requested rows are regenerated from the θ blob. indices: int32 or int64, any shape, each in [-V, V - 1] (negative
 counts from the end); Y has shape indices.shape + [D]."""
+_CONV_DOC = """Y = Conv(X, W, B) for a 1×1 kernel W (`shape` = [M, C, 1, …, 1]) with group 1, strides 1, no padding and
+dilations 1: for every position, Y[n, :, …] = W × X[n, :, …] + B. X is [N, C, …] of W's rank; B, optional, is [M];
+Y is [N, M, …]."""
 
 
 def _dims(ctx, index: int) -> list | None:
@@ -79,6 +84,15 @@ def _infer_gather(ctx) -> None:
     ctx.set_output_type(0, helper.make_tensor_type_proto(1, None if dims is None else [*dims, shape[1]]))
 
 
+def _infer_conv(ctx) -> None:
+    shape = ctx.get_attribute("shape")
+    if shape is None or len(shape.ints) < 3:
+        return
+    dims = _dims(ctx, 0)
+    out = None if dims is None or len(dims) != len(shape.ints) else [dims[0], shape.ints[0], *dims[2:]]
+    ctx.set_output_type(0, helper.make_tensor_type_proto(1, out))
+
+
 def _param(name: str, type_str: str, doc: str, optional: bool = False):
     option = defs.OpSchema.FormalParameterOption.Optional if optional else defs.OpSchema.FormalParameterOption.Single
     return defs.OpSchema.FormalParameter(name, type_str, doc, param_option=option)
@@ -95,7 +109,7 @@ def _gemm_attributes() -> list:
 def register_fused_schemas() -> None:
     """Register the fused ops' schemas once per process (idempotent)."""
     try:
-        defs.get_schema(GATHER_OP_TYPE, OPSET_VERSION, DOMAIN)
+        defs.get_schema(CONV_OP_TYPE, OPSET_VERSION, DOMAIN)
         return
     except defs.SchemaError:
         pass
@@ -113,6 +127,11 @@ def register_fused_schemas() -> None:
          [_param("theta", "tensor(uint8)", "packed codes of W, [V, D]"),
           _param("indices", "tind", "rows to read")],
          _param("Y", "tensor(float)", "indices.shape + [D]")),
+        (CONV_OP_TYPE, _CONV_DOC, _infer_conv, [],
+         [_param("X", "tensor(float)", "input, [N, C, …]"),
+          _param("theta", "tensor(uint8)", "packed codes of W, [M, C, 1, …, 1]"),
+          _param("B", "tensor(float)", "bias, [M]", optional=True)],
+         _param("Y", "tensor(float)", "[N, M, …]")),
     ]
     for op_type, doc, infer, extra, inputs, output in ops:
         try:
@@ -128,4 +147,4 @@ def register_fused_schemas() -> None:
         defs.register_schema(schema)
 
 
-__all__ = ["FUSED_OP_TYPES", "GATHER_OP_TYPE", "GEMM_OP_TYPE", "MATMUL_OP_TYPE", "register_fused_schemas"]
+__all__ = ["CONV_OP_TYPE", "FUSED_OP_TYPES", "GATHER_OP_TYPE", "GEMM_OP_TYPE", "MATMUL_OP_TYPE", "register_fused_schemas"]

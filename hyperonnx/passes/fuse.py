@@ -3,14 +3,18 @@ time instead of being materialized on every run:
 
 * ``HyperDecode(θ) → MatMul(A, W)`` becomes ``HyperMatMul(A, θ)``;
 * ``HyperDecode(θ) → Gemm(A, W, C)`` becomes ``HyperGemm(A, θ, C)`` (W is Gemm's B, either transB);
-* ``HyperDecode(θ) → Gather(W, indices)`` on axis 0 becomes ``HyperGather(θ, indices)``.
+* ``HyperDecode(θ) → Gather(W, indices)`` on axis 0 becomes ``HyperGather(θ, indices)``;
+* ``HyperDecode(θ) → Conv(X, W, B)`` with a 1×1 kernel, group 1, strides 1, no padding and dilations 1 becomes
+  ``HyperConv(X, θ, B)``.
 
 Other consumers of the same weight keep the HyperDecode node; the θ initializer is shared.
 
 ``unfuse_model`` is the exact inverse (decompress and inspect see HyperDecode nodes again). What it needs is in the
 fused node's doc string: the decoder's own statistics plus ``weight`` (the decoded tensor's name), the original
-node's name under its op type in lower case (``matmul``, ``gemm``, ``gather``), its ``doc_string`` if it had one
-and, for Gather, an ``axis`` the original node set explicitly. A fused Gemm carries the original's attributes (alpha, beta, transA, transB) as its own.
+node's name under its op type in lower case (``matmul``, ``gemm``, ``gather``, ``conv``), its ``doc_string`` if
+it had one and the attributes the original set that the fused op does not take (Gather's ``axis``, Conv's), as
+``attributes``: [name, value, AttributeProto type] in order. A fused Gemm carries the original's alpha, beta, transA and transB as
+its own attributes.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import onnx
 from onnx import helper
 
 from hyperonnx.ops import DOMAIN, OP_TYPE
-from hyperonnx.ops.fused import GATHER_OP_TYPE, GEMM_OP_TYPE, MATMUL_OP_TYPE
+from hyperonnx.ops.fused import CONV_OP_TYPE, GATHER_OP_TYPE, GEMM_OP_TYPE, MATMUL_OP_TYPE
 from hyperonnx.passes.graphs import consumers, walk
 
 # The codecs whose kernels read any range of rows (custom_ops/src/fused/weight.h); the others keep HyperDecode.
@@ -44,7 +48,8 @@ class _Rule:
         return self.op_type.lower()
 
 
-_RULES = (_Rule("MatMul", MATMUL_OP_TYPE, 1), _Rule("Gemm", GEMM_OP_TYPE, 1), _Rule("Gather", GATHER_OP_TYPE, 0))
+_RULES = (_Rule("MatMul", MATMUL_OP_TYPE, 1), _Rule("Gemm", GEMM_OP_TYPE, 1), _Rule("Gather", GATHER_OP_TYPE, 0),
+          _Rule("Conv", CONV_OP_TYPE, 1))
 _BY_OP = {r.op_type: r for r in _RULES}
 _BY_FUSED = {r.fused_type: r for r in _RULES}
 
@@ -55,8 +60,23 @@ def _attributes(node: onnx.NodeProto) -> dict:
 
 
 def _fusable(attrs: dict) -> bool:
-    return (attrs.get("mode") == "call" and attrs.get("codec") in FUSABLE_CODECS and attrs.get("dtype") == _FLOAT
-            and len(attrs.get("shape", ())) == 2)
+    return attrs.get("mode") == "call" and attrs.get("codec") in FUSABLE_CODECS and attrs.get("dtype") == _FLOAT
+
+
+def _is_matrix(shape: list) -> bool:
+    return len(shape) == 2
+
+
+def _is_1x1_kernel(shape: list) -> bool:
+    return len(shape) >= 3 and all(d == 1 for d in shape[2:])
+
+
+def _plain_conv(attrs: dict) -> bool:
+    """A Conv that is a GEMM over the positions: group 1, strides 1, no padding, dilations 1 (any auto_pad: with a
+    1×1 kernel and stride 1 every mode pads nothing)."""
+    return (attrs.get("group", 1) == 1 and all(v == 1 for v in attrs.get("strides", ()))
+            and all(v == 0 for v in attrs.get("pads", ())) and all(v == 1 for v in attrs.get("dilations", ()))
+            and all(v == 1 for v in attrs.get("kernel_shape", ())))
 
 
 def _stats(doc: str) -> dict:
@@ -76,12 +96,14 @@ def _rule_for(node: onnx.NodeProto, decoders: dict) -> _Rule | None:
     others = [name for i, name in enumerate(node.input) if i != rule.weight_input]
     if weight not in decoders or weight in others:
         return None
-    if rule.op_type == "MatMul":
-        return rule if len(node.input) == 2 else None
-    if rule.op_type == "Gemm":
-        return rule if len(node.input) in (2, 3) else None
-    axis = _attributes(node).get("axis", 0)  # Gather: the weight is 2-D, so axis 0 is also -2
-    return rule if len(node.input) == 2 and axis in (0, -2) else None
+    shape = list(_attributes(decoders[weight]).get("shape", ()))
+    if rule.op_type == "Conv":
+        ok = len(node.input) in (2, 3) and _is_1x1_kernel(shape) and _plain_conv(_attributes(node))
+    elif rule.op_type == "Gather":  # the weight is 2-D, so axis 0 is also -2
+        ok = len(node.input) == 2 and _is_matrix(shape) and _attributes(node).get("axis", 0) in (0, -2)
+    else:
+        ok = len(node.input) in ((2, 3) if rule.op_type == "Gemm" else (2,)) and _is_matrix(shape)
+    return rule if ok else None
 
 
 def _fused_node(node: onnx.NodeProto, rule: _Rule, decoder: onnx.NodeProto) -> onnx.NodeProto:
@@ -90,10 +112,11 @@ def _fused_node(node: onnx.NodeProto, rule: _Rule, decoder: onnx.NodeProto) -> o
     doc = {**_stats(decoder.doc_string), "weight": weight, rule.doc_key: node.name}
     inputs = list(node.input)
     inputs[rule.weight_input] = decoder.input[0]
-    if rule.op_type == "Gemm" and len(inputs) == 3 and not inputs[2]:
-        inputs.pop()  # an omitted C
-    if rule.op_type == "Gather" and any(a.name == "axis" for a in node.attribute):
-        doc["axis"] = _attributes(node)["axis"]
+    if len(inputs) == 3 and not inputs[2]:
+        inputs.pop()  # an omitted C (Gemm) or B (Conv)
+    kept = [(a, helper.get_attribute_value(a)) for a in node.attribute if a.name not in _GEMM_ATTRIBUTES]
+    if kept:
+        doc["attributes"] = [[a.name, v.decode() if isinstance(v, bytes) else v, a.type] for a, v in kept]
     if node.doc_string:
         doc["doc_string"] = node.doc_string
     fused = helper.make_node(rule.fused_type, inputs, list(node.output),
@@ -145,8 +168,8 @@ def _standard_node(node: onnx.NodeProto, rule: _Rule, weight: str, doc: dict) ->
                                 doc_string=doc.pop("doc_string", None))
     if rule.op_type == "Gemm":
         standard.attribute.extend(a for a in node.attribute if a.name in _GEMM_ATTRIBUTES)
-    if rule.op_type == "Gather" and "axis" in doc:
-        standard.attribute.append(helper.make_attribute("axis", doc.pop("axis")))
+    standard.attribute.extend(helper.make_attribute(name, value, attr_type=kind)
+                              for name, value, kind in doc.pop("attributes", []))
     return standard
 
 

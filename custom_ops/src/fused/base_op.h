@@ -21,6 +21,10 @@ class FusedKernelBase {
   FusedKernelBase(const char* op, std::string node, std::unique_ptr<FusedWeight> weight, size_t theta_input)
       : op_(op), node_(std::move(node)), w_(std::move(weight)), theta_input_(theta_input) {}
 
+  // The weight from the node's attributes (an op that views its weight differently hides this).
+  static std::unique_ptr<FusedWeight> CreateWeight(const AttrSource& attrs, std::string* error) {
+    return FusedWeight::create(attrs, error);
+  }
   // A constant θ is checked now, so a bad blob fails session creation as HyperDecode's does.
   OrtStatus* Prepare(const OrtApi& api, const OrtKernelInfo* info);
 
@@ -41,15 +45,15 @@ class FusedKernelBase {
   const void* checked_blob_ = nullptr;  // the constant θ Prepare checked (it never changes)
 };
 
-// Creates kernel K for ORT's CreateKernelV2: the weight's attributes are read and validated as HyperDecode's, then
-// K(node, weight).Init(api, info) reads the op's own attributes and Prepare checks a constant θ; every failure is
-// one status naming the node.
+// Creates kernel K for ORT's CreateKernelV2: the weight's attributes are read and validated as HyperDecode's
+// (K::CreateWeight), then K(node, weight).Init(api, info) reads the op's own attributes and Prepare checks a
+// constant θ; every failure is one status naming the node.
 template <typename K>
 OrtStatus* create_fused_kernel(const OrtApi& api, const OrtKernelInfo* info, const char* op, void** kernel) {
   const std::string node = kernel_node_name(api, info);
   try {
     std::string error;
-    std::unique_ptr<FusedWeight> w = FusedWeight::create(KernelInfoAttrs(api, info), &error);
+    std::unique_ptr<FusedWeight> w = K::CreateWeight(KernelInfoAttrs(api, info), &error);
     if (!w) return api.CreateStatus(ORT_INVALID_ARGUMENT, (std::string(op) + " node '" + node + "': " + error).c_str());
     auto k = std::make_unique<K>(node, std::move(w));
     if (OrtStatus* status = k->Init(api, info)) return status;
