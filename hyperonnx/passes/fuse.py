@@ -5,7 +5,8 @@ time instead of being materialized on every run:
 * ``HyperDecode(θ) → Gemm(A, W, C)`` becomes ``HyperGemm(A, θ, C)`` (W is Gemm's B, either transB);
 * ``HyperDecode(θ) → Gather(W, indices)`` on axis 0 becomes ``HyperGather(θ, indices)``;
 * ``HyperDecode(θ) → Conv(X, W, B)`` with a 1×1 kernel, group 1, strides 1, no padding and dilations 1 becomes
-  ``HyperConv(X, θ, B)``.
+  ``HyperConv(X, θ, B)`` only when asked (``convs=True``): the converter leaves Convs alone, since HyperDecode + Conv
+  measured as fast or faster on every MobileNet-sized 1×1 layer (benchmarks/fused_ops.py; docs/fused.md).
 
 Other consumers of the same weight keep the HyperDecode node; the θ initializer is shared.
 
@@ -87,10 +88,10 @@ def _stats(doc: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _rule_for(node: onnx.NodeProto, decoders: dict) -> _Rule | None:
+def _rule_for(node: onnx.NodeProto, decoders: dict, convs: bool) -> _Rule | None:
     """The rule that fuses ``node`` with the decoder of its weight input, or None."""
     rule = _BY_OP.get(node.op_type)
-    if rule is None or node.domain not in ("", "ai.onnx") or len(node.input) <= rule.weight_input:
+    if rule is None or (rule.op_type == "Conv" and not convs) or node.domain not in ("", "ai.onnx") or len(node.input) <= rule.weight_input:
         return None
     weight = node.input[rule.weight_input]
     others = [name for i, name in enumerate(node.input) if i != rule.weight_input]
@@ -127,8 +128,9 @@ def _fused_node(node: onnx.NodeProto, rule: _Rule, decoder: onnx.NodeProto) -> o
     return fused
 
 
-def fuse_model(model: onnx.ModelProto) -> list[str]:
-    """Rewrite every fusable pair in place (every graph); returns the fused weights' names, in graph order."""
+def fuse_model(model: onnx.ModelProto, convs: bool = False) -> list[str]:
+    """Rewrite every fusable pair in place (every graph); returns the fused weights' names, in graph order. ``convs``:
+    1×1 Convs too."""
     fused: list[str] = []
     reads = consumers(model.graph)
     for scope in walk(model.graph):
@@ -142,7 +144,7 @@ def fuse_model(model: onnx.ModelProto) -> list[str]:
         replaced: dict[int, onnx.NodeProto] = {}
         fused_reads: dict[str, int] = {}
         for node in original:
-            rule = _rule_for(node, decoders)
+            rule = _rule_for(node, decoders, convs)
             if rule is None:
                 continue
             weight = node.input[rule.weight_input]

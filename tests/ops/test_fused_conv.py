@@ -1,9 +1,12 @@
 """HyperConv (docs/fused.md), a 1×1 Conv read straight from θ: the kernel it regenerates is the reference's bit for
 bit, outputs are within 1e-5 relative of decompress + Conv (2-D and 1-D, bias or none, batches, odd channel counts)
-on the SIMD and the portable kernels; conversion fuses only the Convs that are a GEMM over the positions, and
-decompress restores them exactly; bad input fails with one error naming the node."""
+on the SIMD and the portable kernels; the fuse pass, asked to, fuses only the Convs that are a GEMM over the
+positions and unfuse restores them exactly (the converter does not ask: HyperDecode + Conv measured faster); bad
+input fails with one error naming the node."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import onnx
@@ -14,7 +17,7 @@ from test_fused import ISAS, fused_attributes, random_weight, rel_error, run, se
 from test_ops_decode import LIBRARY
 
 from hyperonnx import api, codec, runtime
-from hyperonnx.passes.fuse import unfuse_model
+from hyperonnx.passes.fuse import fuse_model, unfuse_model
 
 pytestmark = pytest.mark.skipif(LIBRARY is None, reason="op library not built")
 OPSETS = [helper.make_opsetid("", 17), helper.make_opsetid("ai.hyperonnx", 1)]
@@ -153,21 +156,26 @@ def conv_net() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def test_convert_fuses_pointwise_convs_only(tmp_path):
+def test_fuse_pass_takes_pointwise_convs_only_when_asked(tmp_path):
     src, out = tmp_path / "convs.onnx", tmp_path / "convs.hx.onnx"
     onnx.save(conv_net(), str(src))
     api.convert(src, out, codec_name="blocktcq", min_elements=500, decode="call")
     model = onnx.load(str(out))
+    assert not any(n.op_type == "HyperConv" for n in model.graph.node)  # the converter leaves Convs alone
+    plain_call = copy.deepcopy(model)
+    assert fuse_model(model, convs=True) == ["pw1", "pw2"]
     onnx.checker.check_model(model, full_check=True)
     kinds = {n.name: n.op_type for n in model.graph.node}
     assert kinds["pw1"] == kinds["pw2"] == "HyperConv"
     assert kinds["grouped"] == kinds["k3"] == kinds["strided"] == "Conv"
     x = np.random.default_rng(9).standard_normal((2, 32, 6, 6)).astype(np.float32)
-    y = ort.InferenceSession(str(out), runtime.session_options()).run(None, {"x": x})[0]
-    unfused = onnx.load(str(out))
-    assert unfuse_model(unfused) == ["pw1", "pw2"]
-    ref = ort.InferenceSession(unfused.SerializeToString(), runtime.session_options()).run(None, {"x": x})[0]
+    y = ort.InferenceSession(model.SerializeToString(), runtime.session_options()).run(None, {"x": x})[0]
+    ref = ort.InferenceSession(plain_call.SerializeToString(), runtime.session_options()).run(None, {"x": x})[0]
     assert rel_error(y, ref) <= 1e-5
+    assert unfuse_model(model) == ["pw1", "pw2"]
+    key = lambda m: sorted(n.SerializeToString(deterministic=True) for n in m.graph.node)  # noqa: E731
+    assert key(model) == key(plain_call)  # attributes, doc strings and names restored exactly
+    onnx.save(model, str(out))
     api.decompress(out, tmp_path / "plain.onnx")
     plain, original = onnx.load(str(tmp_path / "plain.onnx")), conv_net()
     key = lambda m: [(n.name, n.op_type, list(n.input), n.doc_string, list(n.attribute)) for n in m.graph.node]  # noqa: E731

@@ -105,8 +105,9 @@ OrtStatus* HyperConvKernel::ComputeV2(OrtKernelContext* raw) {
       }
     }
     const FusedWeight& w = *w_;
-    const std::string error = RunUnits(ctx, fused_nt_units(M), [&](uint64_t u, std::string* e) {
-      return fused_matmul_nt_unit(w, blob, len, a.data(), rows, yt.data(), u, e);
+    const FusedNtPlan plan = fused_nt_plan(rows, M);
+    const std::string error = RunUnits(ctx, plan.units, [&](uint64_t u, std::string* e) {
+      return fused_matmul_nt_unit(w, blob, len, a.data(), yt.data(), plan, u, e);
     });
     if (!error.empty()) return Error(ORT_INVALID_ARGUMENT, error);
     const float* bias = b_value != nullptr ? Ort::ConstValue(b_value).GetTensorData<float>() : nullptr;

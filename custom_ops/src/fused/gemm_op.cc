@@ -95,8 +95,9 @@ OrtStatus* HyperGemmKernel::ComputeV2(OrtKernelContext* raw) {
     const FusedWeight& w = *w_;
     std::string error;
     if (trans_b_) {
-      error = RunUnits(ctx, fused_nt_units(N), [&](uint64_t u, std::string* e) {
-        return fused_matmul_nt_unit(w, blob, len, a_data, M, y, u, e);
+      const FusedNtPlan plan = fused_nt_plan(M, N);
+      error = RunUnits(ctx, plan.units, [&](uint64_t u, std::string* e) {
+        return fused_matmul_nt_unit(w, blob, len, a_data, y, plan, u, e);
       });
     } else {
       const FusedPlan plan = fused_plan(M, K, N);
