@@ -70,8 +70,21 @@ def variants(enc: codec.Encoded, op: str, inputs: list, extra_inits: list, **op_
     return models, {"fp32": w.nbytes + extra, "call": enc.blob.nbytes + extra, "fused": enc.blob.nbytes + extra}
 
 
+class Repeated:
+    """A session whose run() runs it `times` times: microsecond ops are timed over many runs (the clocks' resolution
+    and the per-sample overhead would swamp one); the printed times are per run."""
+
+    def __init__(self, sess, times: int):
+        self.sess, self.times = sess, times
+
+    def run(self, outputs, feeds):
+        for _ in range(self.times):
+            result = self.sess.run(outputs, feeds)
+        return result
+
+
 def op_cases():
-    """(label, models, sizes, feeds) for every row."""
+    """(label, models, sizes, feeds, runs per timed sample) for every row."""
     rng = np.random.default_rng(0)
     k = n = 4096
     enc = blocktcq_weight(n, k)  # [N, K]: transB = 1
@@ -79,17 +92,17 @@ def op_cases():
     for m in (1, 64):
         x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [m, k])
         models, sizes = variants(enc, "Gemm", [x], [bias], transB=1)
-        yield f"Gemm {n}×{k}ᵀ M={m}", models, sizes, {"X": rng.standard_normal((m, k)).astype(np.float32)}
+        yield f"Gemm {n}×{k}ᵀ M={m}", models, sizes, {"X": rng.standard_normal((m, k)).astype(np.float32)}, 1
     table = blocktcq_weight(49152, 576, seed=1)
     for tokens in (1, 128):
         idx = helper.make_tensor_value_info("I", TensorProto.INT64, [1, tokens])
         models, sizes = variants(table, "Gather", [idx], [])
-        yield f"Gather 49152×576 T={tokens}", models, sizes, {"I": rng.integers(0, 49152, (1, tokens))}
+        yield f"Gather 49152×576 T={tokens}", models, sizes, {"I": rng.integers(0, 49152, (1, tokens))}, 200
     kernel = dataclasses.replace(blocktcq_weight(256, 256, seed=2), shape=(256, 256, 1, 1))
     x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 256, 28, 28])
     b = numpy_helper.from_array(rng.standard_normal(256).astype(np.float32) * 0.01, "B")
     models, sizes = variants(kernel, "Conv", [x], [b])
-    yield "Conv 1×1 256→256 28²", models, sizes, {"X": rng.standard_normal((1, 256, 28, 28)).astype(np.float32)}
+    yield "Conv 1×1 256→256 28²", models, sizes, {"X": rng.standard_normal((1, 256, 28, 28)).astype(np.float32)}, 10
 
 
 def resident_bytes(model: onnx.ModelProto) -> int:
@@ -104,7 +117,7 @@ def minilm_cases():
     from hyperonnx.passes.fuse import unfuse_model
 
     src = realmodels.minilm()
-    feeds = realmodels.minilm_encode(["A man is playing a guitar while the crowd sings along " * 8], max_length=128)
+    feeds = realmodels.minilm_encode(["A man is playing a guitar while the crowd sings along " * 16], max_length=128)
     tmp = Path(tempfile.mkdtemp(prefix="hx-fused-"))
     out = tmp / "minilm.call.onnx"
     t0 = time.perf_counter()
@@ -118,7 +131,7 @@ def minilm_cases():
     models = {"fp32": original.SerializeToString(), "call": unfused.SerializeToString(),
               "fused": fused.SerializeToString()}
     sizes = {"fp32": resident_bytes(original), "call": resident_bytes(unfused), "fused": resident_bytes(fused)}
-    yield f"MiniLM 1×{feeds['input_ids'].shape[1]}", models, sizes, feeds
+    yield f"MiniLM 1×{feeds['input_ids'].shape[1]}", models, sizes, feeds, 1
 
 
 def main() -> None:
@@ -134,14 +147,15 @@ def main() -> None:
     print(f"{'case':>24} {'thr':>3} " + " ".join(f"{v:>8}" for v in VARIANTS) + "  "
           + " ".join(f"{v + '/fp32':>10}" for v in VARIANTS[1:]) + "   resident bytes: fp32, fused (ratio)")
     cases = [] if args.no_ops else list(op_cases())
-    for label, models, sizes, feeds in cases + (list(minilm_cases()) if args.minilm else []):
+    for label, models, sizes, feeds, repeat in cases + (list(minilm_cases()) if args.minilm else []):
         for threads in args.threads:
-            sessions = {name: session(model, threads) for name, model in models.items()}
-            ys = {name: s.run(None, feeds)[0] for name, s in sessions.items()}
+            sessions = {name: Repeated(session(model, threads), repeat) for name, model in models.items()}
+            ys = {name: s.sess.run(None, feeds)[0] for name, s in sessions.items()}
             err = rel_error(ys["fused"], ys["call"])
             cpu = args.clock == "cpu" and threads == 1
             t = time_variants(sessions, feeds, args.budget, time.thread_time if cpu else time.perf_counter)
-            print(f"{label:>24} {threads:>3} " + " ".join(f"{t[v] * 1e3:>8.2f}" for v in VARIANTS) + "  "
+            t = {name: v / repeat for name, v in t.items()}
+            print(f"{label:>24} {threads:>3} " + " ".join(f"{t[v] * 1e3:>8.3f}" for v in VARIANTS) + "  "
                   + " ".join(f"{t[v] / t['fp32']:>10.2f}" for v in VARIANTS[1:])
                   + f"   {sizes['fp32']:,}, {sizes['fused']:,} ({sizes['fused'] / sizes['fp32']:.3f}×)"
                   + f"  (fused vs call: rel err {err:.1e})")
