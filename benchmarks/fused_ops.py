@@ -11,7 +11,7 @@ Each op in one ORT session per variant, timed in interleaved rounds (benchmarks/
 Weights are blocktcq encodings at the codec's defaults with random θ and headers (fused.blocktcq_weight). Rows:
   Gemm   torch's Linear form (W [N, K], transB = 1, bias), 4096 × 4096, M ∈ {1, 64};
   Gather an embedding table of 49152 × 576 (SmolLM2's), 1 token and 128 tokens;
-  Conv   a 1×1 Conv 256 → 256 over 28 × 28 (MobileNet-sized), batch 1.
+  Conv   a 1×1 Conv 256 → 256 over 28 × 28 and three of MobileNetV2's pointwise shapes, batch 1.
 Prints milliseconds per run, ratios to fp32 and resident weight bytes. --minilm converts all-MiniLM-L6-v2 with
 `--decode call` (fused) and times it against the original and against the same conversion unfused (HyperDecode
 everywhere), batch 1 × 128 tokens; resident weight bytes count every initializer the session keeps (θ blobs and the
@@ -98,11 +98,14 @@ def op_cases():
         idx = helper.make_tensor_value_info("I", TensorProto.INT64, [1, tokens])
         models, sizes = variants(table, "Gather", [idx], [])
         yield f"Gather 49152×576 T={tokens}", models, sizes, {"I": rng.integers(0, 49152, (1, tokens))}, 200
-    kernel = dataclasses.replace(blocktcq_weight(256, 256, seed=2), shape=(256, 256, 1, 1))
-    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 256, 28, 28])
-    b = numpy_helper.from_array(rng.standard_normal(256).astype(np.float32) * 0.01, "B")
-    models, sizes = variants(kernel, "Conv", [x], [b])
-    yield "Conv 1×1 256→256 28²", models, sizes, {"X": rng.standard_normal((1, 256, 28, 28)).astype(np.float32)}, 10
+    # 256 → 256 over 28², then three of MobileNetV2's pointwise shapes (C → M over S²).
+    for c, m, side in ((256, 256, 28), (32, 192, 56), (96, 576, 14), (320, 1280, 7)):
+        kernel = dataclasses.replace(blocktcq_weight(m, c, seed=2), shape=(m, c, 1, 1))
+        x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, c, side, side])
+        b = numpy_helper.from_array(rng.standard_normal(m).astype(np.float32) * 0.01, "B")
+        models, sizes = variants(kernel, "Conv", [x], [b])
+        feeds = {"X": rng.standard_normal((1, c, side, side)).astype(np.float32)}
+        yield f"Conv 1×1 {c}→{m} {side}²", models, sizes, feeds, 10
 
 
 def resident_bytes(model: onnx.ModelProto) -> int:
