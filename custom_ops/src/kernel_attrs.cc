@@ -52,10 +52,10 @@ std::string kernel_node_name(const OrtApi& api, const OrtKernelInfo* info) {
   return name.empty() ? "<unnamed>" : name;
 }
 
-const OrtValue* constant_blob(const OrtApi& api, const OrtKernelInfo* info) {
+const OrtValue* constant_blob(const OrtApi& api, const OrtKernelInfo* info, size_t index) {
   int is_constant = 0;
   const OrtValue* value = nullptr;
-  OrtStatus* status = api.KernelInfoGetConstantInput_tensor(info, 0, &is_constant, &value);
+  OrtStatus* status = api.KernelInfoGetConstantInput_tensor(info, index, &is_constant, &value);
   if (status != nullptr) {
     api.ReleaseStatus(status);
     return nullptr;

@@ -27,8 +27,9 @@ class KernelInfoAttrs : public AttrSource {
 // The node's name for error messages ("<unnamed>" when it has none).
 std::string kernel_node_name(const OrtApi& api, const OrtKernelInfo* info);
 
-// The theta blob when it is a constant initializer, else nullptr (not knowing is fine: every run checks).
-const OrtValue* constant_blob(const OrtApi& api, const OrtKernelInfo* info);
+// The theta blob (input `index`) when it is a constant initializer, else nullptr (not knowing is fine: every run
+// checks).
+const OrtValue* constant_blob(const OrtApi& api, const OrtKernelInfo* info, size_t index = 0);
 
 // The op declares its input untyped (ORT 1.21 requires it), so every kernel checks the blob really is uint8.
 inline bool is_uint8_blob(const OrtValue* value) {

@@ -6,6 +6,9 @@
 #include <mutex>
 #include <string>
 
+#include "fused/conv_op.h"
+#include "fused/gather_op.h"
+#include "fused/gemm_op.h"
 #include "fused/matmul_op.h"
 #include "hyperonnx/ops.h"
 #include "op.h"
@@ -29,6 +32,9 @@ namespace {
 struct Registration {
   std::unique_ptr<HyperDecodeOp> cpu_op;
   std::unique_ptr<HyperMatMulOp> matmul_op;  // the fused ops (docs/fused.md)
+  std::unique_ptr<HyperGemmOp> gemm_op;
+  std::unique_ptr<HyperGatherOp> gather_op;
+  std::unique_ptr<HyperConvOp> conv_op;
   std::shared_ptr<OrtCustomOp> cuda_op;  // null unless built with HYPERONNX_CUDA
   Ort::CustomOpDomain domain{kDomain};
 };
@@ -86,6 +92,12 @@ extern "C" OrtStatus* hyperonnx_register_ops(OrtSessionOptions* options, const O
     reg->domain.Add(reg->cpu_op.get());
     reg->matmul_op = std::make_unique<HyperMatMulOp>();
     reg->domain.Add(reg->matmul_op.get());
+    reg->gemm_op = std::make_unique<HyperGemmOp>();
+    reg->domain.Add(reg->gemm_op.get());
+    reg->gather_op = std::make_unique<HyperGatherOp>();
+    reg->domain.Add(reg->gather_op.get());
+    reg->conv_op = std::make_unique<HyperConvOp>();
+    reg->domain.Add(reg->conv_op.get());
 #ifdef HYPERONNX_WITH_CUDA
     reg->cuda_op = add_cuda_ops(reg->domain, config);
 #endif

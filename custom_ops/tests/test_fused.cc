@@ -1,7 +1,8 @@
 // C++ tests of the fused kernels' core (custom_ops/src/fused/; no ONNX Runtime needed), on the SIMD and the portable
 // kernels (HYPERONNX_FUSED_ISA=scalar):
 //   golden     every float32 blockvq / blocktcq golden case, viewed as several K × N matrices: row segments of any
-//              size decode to the reference's bits, and HyperMatMul's tiles with A = I give W exactly;
+//              size decode to the reference's bits, HyperMatMul's tiles with A = I give W exactly, HyperGemm's
+//              transposing tiles Wᵀ, and HyperGather every row;
 //   random     random blocktcq blobs at every code width, blocks of 32 and 64 and rows ending inside blocks: the SIMD
 //              decode equals the codec's own decoder, and a product equals a float64 one within 1e-5 relative;
 //   malformed  codecs, dtypes and ranks the fused ops do not take, and bad blob lengths, are refused with a message.
@@ -14,7 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "fused/gather.h"
 #include "fused/matmul.h"
+#include "fused/matmul_nt.h"
 #include "fused/weight.h"
 #include "golden.h"
 
@@ -54,6 +57,37 @@ std::vector<float> matmul(const FusedWeight& w, const std::vector<uint8_t>& blob
   return y;
 }
 
+// HyperGemm's transB tiles and HyperGather on one view: I × Wᵀ = Wᵀ and the rows in reverse order (named by
+// negative indices) are the reference's bits; an index past either end is refused.
+void check_nt_and_gather(const std::string& name, const FusedWeight& w, const std::vector<uint8_t>& blob,
+                         const float* expect) {
+  std::string error;
+  const int64_t k = w.rows(), n = w.cols();
+  std::vector<float> eye(static_cast<size_t>(n * n), 0.0f), y(static_cast<size_t>(n * k), -1.0f);
+  for (int64_t i = 0; i < n; ++i) eye[static_cast<size_t>(i * n + i)] = 1.0f;
+  check(hyperonnx::fused_matmul_nt(w, blob.data(), blob.size(), eye.data(), n, y.data(), &error), name + ": " + error);
+  bool same = true;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < k; ++j) same &= y[static_cast<size_t>(i * k + j)] == expect[j * n + i];
+  }
+  check(same, name + ": I × Wᵀ differs from the reference (" + hyperonnx::isa_name(w.isa()) + ")");
+  std::vector<int64_t> idx(static_cast<size_t>(k)), rows(idx.size());
+  for (int64_t i = 0; i < k; ++i) idx[static_cast<size_t>(i)] = -1 - i;
+  std::vector<float> out(static_cast<size_t>(k * n), -1.0f);
+  check(hyperonnx::fused_gather_rows(idx.data(), true, 0, idx.size(), k, rows.data(), &error) &&
+            hyperonnx::fused_gather(w, blob.data(), blob.size(), rows.data(), 0, rows.size(), out.data(), &error),
+        name + ": gather: " + error);
+  for (int64_t i = 0; i < k; ++i) {
+    same &= std::memcmp(out.data() + i * n, expect + (k - 1 - i) * n, static_cast<size_t>(n) * sizeof(float)) == 0;
+  }
+  check(same, name + ": gathered rows differ from the reference");
+  for (int32_t bad : {static_cast<int32_t>(k), static_cast<int32_t>(-k - 1)}) {
+    check(!hyperonnx::fused_gather_rows(&bad, false, 0, 1, k, rows.data(), &error) &&
+              error.find("out of range") != std::string::npos,
+          name + ": index " + std::to_string(bad) + " was not refused");
+  }
+}
+
 // Checks one K × N view of a decoded tensor `expect` (numel floats).
 void check_view(const std::string& name, const MapAttrs& attrs, const std::vector<uint8_t>& blob, const float* expect) {
   std::string error;
@@ -80,6 +114,7 @@ void check_view(const std::string& name, const MapAttrs& attrs, const std::vecto
   bool same = true;
   for (uint64_t i = 0; i < numel; ++i) same &= y[i] == expect[i];  // -0 and +0 are both right (0 · w terms)
   check(same, name + ": I × W differs from the reference (" + hyperonnx::isa_name(w->isa()) + ")");
+  check_nt_and_gather(name, *w, blob, expect);
 }
 
 int run_golden(const std::string& dir) {

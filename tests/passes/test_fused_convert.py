@@ -1,5 +1,5 @@
-"""`convert --decode call` fuses HyperDecode → MatMul pairs into HyperMatMul (docs/fused.md); other consumers keep
-HyperDecode; inspect marks the fused tensors; decompress and the portable form are unchanged."""
+"""`convert --decode call` fuses HyperDecode → MatMul / Gemm / Gather pairs into HyperMatMul / HyperGemm / HyperGather
+(docs/fused.md); other consumers keep HyperDecode; inspect marks the fused tensors; decompress and the portable form are unchanged."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def run(model: onnx.ModelProto | str, feeds: dict) -> list[np.ndarray]:
     return ort.InferenceSession(data, runtime.session_options()).run(None, feeds)
 
 
-def test_cli_convert_call_fuses_matmul_only(tmp_path):
+def test_cli_convert_call_fuses_matmul_and_gemm(tmp_path):
     src, out = tmp_path / "toy.onnx", tmp_path / "toy.hx.onnx"
     onnx.save(conv_mlp(), str(src))
     result = hx("convert", src, "-o", out, "--min-elements", "500", "--decode", "call")
@@ -40,21 +40,24 @@ def test_cli_convert_call_fuses_matmul_only(tmp_path):
     onnx.checker.check_model(model, full_check=True)
     kinds = ops(model)
     assert kinds["fc1"] == "HyperMatMul"  # MatMul(f, fc1.weight)
-    assert kinds["conv"] == "Conv" and kinds["fc2"] == "Gemm"  # their weights keep HyperDecode
-    assert kinds["hyperonnx/conv.weight"] == "HyperDecode" and "hyperonnx/fc1.weight" not in kinds
+    assert kinds["fc2"] == "HyperGemm"  # Gemm(hs, fc2.weight, fc2.bias), transB = 1
+    assert kinds["conv"] == "Conv" and kinds["hyperonnx/conv.weight"] == "HyperDecode"  # a 3×3 Conv keeps it
+    assert "hyperonnx/fc1.weight" not in kinds and "hyperonnx/fc2.weight" not in kinds
     x = np.random.default_rng(0).standard_normal((2, 8, 8, 8)).astype(np.float32)
     unfused = onnx.load(str(out))
-    assert unfuse_model(unfused) == ["fc1.weight"]
+    assert unfuse_model(unfused) == ["fc1.weight", "fc2.weight"]
+    fc2 = next(n for n in unfused.graph.node if n.name == "fc2")
+    assert fc2.op_type == "Gemm" and fc2.doc_string == "head" and helper.get_attribute_value(fc2.attribute[0]) == 1
     y_fused, y_unfused = run(str(out), {"x": x})[0], run(unfused, {"x": x})[0]
     assert np.abs(y_fused - y_unfused).max() <= 1e-5 * np.abs(y_unfused).max()
 
     listing = hx("inspect", out)
     assert listing.returncode == 0, listing.stderr
     fused_lines = [line for line in listing.stdout.splitlines() if line.rstrip().endswith("fused")]
-    assert len(fused_lines) == 1 and fused_lines[0].startswith("fc1.weight")
+    assert sorted(line.split()[0] for line in fused_lines) == ["fc1.weight", "fc2.weight"]
     data = json.loads(hx("inspect", out, "--json").stdout)
     assert {t["name"]: t["fused"] for t in data["tensors"]} == {"conv.weight": False, "fc1.weight": True,
-                                                                "fc2.weight": False}
+                                                                "fc2.weight": True}
 
 
 def test_decompress_of_a_fused_model_is_the_plain_model(tmp_path):

@@ -3,7 +3,8 @@
 //
 //   clang++ -std=c++17 -O1 -g -ffp-contract=off -fsanitize=fuzzer,address,undefined -Icustom_ops/src \
 //     tools/fuzz/decoder_fuzz.cc custom_ops/src/{attrs,codec,decoder,dtype,parallel,unpack}.cc \
-//     custom_ops/src/codecs/*.cc custom_ops/src/fused/{weight,matmul,gemm,tcq_rows}.cc -o build-fuzz/decoder_fuzz
+//     custom_ops/src/codecs/*.cc custom_ops/src/fused/{weight,matmul,matmul_nt,gather,gemm,tcq_rows}.cc \
+//     -o build-fuzz/decoder_fuzz
 //
 // Input: attribute lines in the golden-file syntax (custom_ops/tests/golden/*.txt), one per line:
 //   s NAME TEXT            string attribute
@@ -28,7 +29,9 @@
 
 #include "attrs.h"
 #include "decoder.h"
+#include "fused/gather.h"
 #include "fused/matmul.h"
+#include "fused/matmul_nt.h"
 #include "fused/weight.h"
 
 namespace {
@@ -196,6 +199,35 @@ void check_fused(const FuzzAttrs& attrs, const hyperonnx::Decoder& d, const std:
   }
   for (size_t i = 0; i < static_cast<size_t>(m * n); ++i) {
     if (y[i] != weight[i]) die("fused I x W differs from the decoded weight", std::to_string(i));
+  }
+  // HyperGemm's transposing tiles (W read as [N, K]): I × Wᵀ is Wᵀ; HyperGather: the last row, by index -1.
+  const int64_t mt = n < 8 ? n : 8;
+  std::vector<float> at(static_cast<size_t>(mt * n), 0.0f), yt(static_cast<size_t>(mt * k) + 1, 0.0f);
+  for (int64_t i = 0; i < mt; ++i) at[static_cast<size_t>(i * n + i)] = 1.0f;
+  yt.back() = 12345.0f;
+  if (!hyperonnx::fused_matmul_nt(*w, blob.data(), blob.size(), at.data(), mt, yt.data(), &error)) {
+    die("fused transposed matmul failed on a checked blob", error);
+  }
+  if (yt.back() != 12345.0f) die("fused transposed tile wrote past the output", "");
+  for (int64_t i = 0; i < mt; ++i) {
+    for (int64_t j = 0; j < k; ++j) {
+      if (yt[static_cast<size_t>(i * k + j)] != weight[static_cast<size_t>(j * n + i)]) {
+        die("fused I x W^T differs from the decoded weight", std::to_string(i * k + j));
+      }
+    }
+  }
+  if (k == 0) return;
+  const int64_t last = -1;
+  int64_t row = 0;
+  std::vector<float> g(static_cast<size_t>(n) + 1, 0.0f);
+  g.back() = 12345.0f;
+  if (!hyperonnx::fused_gather_rows(&last, true, 0, 1, k, &row, &error) ||
+      !hyperonnx::fused_gather(*w, blob.data(), blob.size(), &row, 0, 1, g.data(), &error)) {
+    die("fused gather failed on a checked blob", error);
+  }
+  if (g.back() != 12345.0f) die("fused gather wrote past the output", "");
+  if (std::memcmp(g.data(), weight.data() + (k - 1) * n, static_cast<size_t>(n) * sizeof(float)) != 0) {
+    die("fused gather differs from the decoded weight's last row", "");
   }
 }
 

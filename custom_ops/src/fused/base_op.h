@@ -1,0 +1,71 @@
+// What the ORT kernels of HyperGemm, HyperGather and HyperConv share: the node's name and weight, the check of θ
+// (constant: once, at session creation; fed at run time: every run), one-line errors naming the node, and running
+// independent work units on the session's intra-op pool. HyperMatMul (matmul_op.cc) predates it and does the same.
+#pragma once
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../kernel_attrs.h"
+#include "../ort_api.h"
+#include "weight.h"
+
+namespace hyperonnx {
+
+class FusedKernelBase {
+ public:
+  FusedKernelBase(const char* op, std::string node, std::unique_ptr<FusedWeight> weight, size_t theta_input)
+      : op_(op), node_(std::move(node)), w_(std::move(weight)), theta_input_(theta_input) {}
+
+  // The weight from the node's attributes (an op that views its weight differently hides this).
+  static std::unique_ptr<FusedWeight> CreateWeight(const AttrSource& attrs, std::string* error) {
+    return FusedWeight::create(attrs, error);
+  }
+  // A constant θ is checked now, so a bad blob fails session creation as HyperDecode's does.
+  OrtStatus* Prepare(const OrtApi& api, const OrtKernelInfo* info);
+
+ protected:
+  // "<op> node '<name>': <message>".
+  OrtStatus* Error(OrtErrorCode code, const std::string& message) const;
+  // This run's θ: checked unless it is the constant Prepare checked. Null status on success.
+  OrtStatus* Blob(const Ort::KernelContext& ctx, const uint8_t** blob, size_t* len) const;
+  // Runs unit(u, &error) for u in [0, units) on ORT's pool (KernelContext_ParallelFor, so the session's thread
+  // settings apply); the first failure's message, else empty.
+  static std::string RunUnits(Ort::KernelContext& ctx, uint64_t units,
+                              const std::function<bool(uint64_t, std::string*)>& unit);
+
+  const char* op_;
+  std::string node_;
+  std::unique_ptr<FusedWeight> w_;
+  size_t theta_input_;
+  const void* checked_blob_ = nullptr;  // the constant θ Prepare checked (it never changes)
+};
+
+// Creates kernel K for ORT's CreateKernelV2: the weight's attributes are read and validated as HyperDecode's
+// (K::CreateWeight), then K(node, weight).Init(api, info) reads the op's own attributes and Prepare checks a
+// constant θ; every failure is one status naming the node.
+template <typename K>
+OrtStatus* create_fused_kernel(const OrtApi& api, const OrtKernelInfo* info, const char* op, void** kernel) {
+  const std::string node = kernel_node_name(api, info);
+  try {
+    std::string error;
+    std::unique_ptr<FusedWeight> w = K::CreateWeight(KernelInfoAttrs(api, info), &error);
+    if (!w) return api.CreateStatus(ORT_INVALID_ARGUMENT, (std::string(op) + " node '" + node + "': " + error).c_str());
+    auto k = std::make_unique<K>(node, std::move(w));
+    if (OrtStatus* status = k->Init(api, info)) return status;
+    if (OrtStatus* status = k->Prepare(api, info)) return status;
+    *kernel = k.release();
+    return nullptr;
+  } catch (const std::exception& e) {
+    return api.CreateStatus(ORT_FAIL, (std::string(op) + " node '" + node + "': " + e.what()).c_str());
+  }
+}
+
+// A string for a shape, "[2, 3]".
+std::string shape_string(const std::vector<int64_t>& shape);
+
+}  // namespace hyperonnx

@@ -1,0 +1,48 @@
+// The HyperConv custom op (CPU execution provider): a 1×1 Conv (group 1, strides 1, no padding, dilations 1) whose
+// kernel W [M, C, 1, …, 1] is read from θ a tile at a time. Over the spatial positions it is a GEMM: for image b,
+// Y_b [M, S] = W [M, C] × X_b [C, S] (+ bias per output channel). It runs as Y_bᵀ = X_bᵀ × Wᵀ on the transposing
+// tiles of HyperGemm's transB path (fused/matmul_nt.h), with every image's positions stacked as rows of one A, so
+// W is decoded once per run: X is transposed in, Y transposed out (two passes over the activations).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "base_op.h"
+
+namespace hyperonnx {
+
+constexpr const char* kConvOpName = "HyperConv";
+
+class HyperConvKernel : public FusedKernelBase {
+ public:
+  HyperConvKernel(std::string node, std::unique_ptr<FusedWeight> weight)
+      : FusedKernelBase(kConvOpName, std::move(node), std::move(weight), 1) {}
+
+  // The weight viewed as [M, C] (the codecs' blobs are laid out over the row-major elements alone), after checking
+  // that the node's shape is a 1×…×1 kernel [M, C, 1, …, 1].
+  static std::unique_ptr<FusedWeight> CreateWeight(const AttrSource& attrs, std::string* error);
+  OrtStatus* Init(const OrtApi& api, const OrtKernelInfo* info);  // the kernel's rank
+  OrtStatus* ComputeV2(OrtKernelContext* context);
+
+ private:
+  size_t rank_ = 4;  // of W and X
+};
+
+struct HyperConvOp : Ort::CustomOpBase<HyperConvOp, HyperConvKernel, /*WithStatus=*/true> {
+  OrtStatus* CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const;
+  const char* GetName() const { return kConvOpName; }
+  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
+  size_t GetInputTypeCount() const { return 3; }
+  ONNXTensorElementDataType GetInputType(size_t i) const {
+    return i == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
+    return i == 2 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL
+                  : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED;
+  }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+};
+
+}  // namespace hyperonnx

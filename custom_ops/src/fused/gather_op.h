@@ -1,0 +1,37 @@
+// The HyperGather custom op (CPU execution provider): Y = Gather(decode(θ), indices, axis = 0) for a 2-D weight
+// [V, D] (an embedding table), decoding only the requested rows (fused/gather.h). Indices are int32 or int64, of any
+// shape, with ONNX's negative-index rule; one out of range fails the run with one status naming the node.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "base_op.h"
+
+namespace hyperonnx {
+
+constexpr const char* kGatherOpName = "HyperGather";
+
+class HyperGatherKernel : public FusedKernelBase {
+ public:
+  HyperGatherKernel(std::string node, std::unique_ptr<FusedWeight> weight)
+      : FusedKernelBase(kGatherOpName, std::move(node), std::move(weight), 0) {}
+
+  OrtStatus* Init(const OrtApi&, const OrtKernelInfo*) { return nullptr; }
+  OrtStatus* ComputeV2(OrtKernelContext* context);
+};
+
+struct HyperGatherOp : Ort::CustomOpBase<HyperGatherOp, HyperGatherKernel, /*WithStatus=*/true> {
+  OrtStatus* CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const;
+  const char* GetName() const { return kGatherOpName; }
+  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
+  size_t GetInputTypeCount() const { return 2; }
+  // indices: int32 or int64, checked by the kernel (UNDEFINED lets ORT bind either).
+  ONNXTensorElementDataType GetInputType(size_t i) const {
+    return i == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+};
+
+}  // namespace hyperonnx

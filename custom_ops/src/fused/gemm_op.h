@@ -1,0 +1,44 @@
+// The HyperGemm custom op (CPU execution provider): Y = alpha · A′ × B′ + beta · C, ONNX Gemm with B = decode(θ)
+// read a tile at a time (A′ = Aᵀ if transA, B′ = Bᵀ if transB; C optional, broadcast to [M, N]). transB = 0 runs
+// HyperMatMul's units (fused/matmul.h), transB = 1 the transposing tile decoder (fused/matmul_nt.h).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "base_op.h"
+
+namespace hyperonnx {
+
+constexpr const char* kGemmOpName = "HyperGemm";
+
+class HyperGemmKernel : public FusedKernelBase {
+ public:
+  HyperGemmKernel(std::string node, std::unique_ptr<FusedWeight> weight)
+      : FusedKernelBase(kGemmOpName, std::move(node), std::move(weight), 1) {}
+
+  OrtStatus* Init(const OrtApi& api, const OrtKernelInfo* info);  // alpha, beta, transA, transB
+  OrtStatus* ComputeV2(OrtKernelContext* context);
+
+ private:
+  float alpha_ = 1.0f, beta_ = 1.0f;
+  bool trans_a_ = false, trans_b_ = false;
+};
+
+struct HyperGemmOp : Ort::CustomOpBase<HyperGemmOp, HyperGemmKernel, /*WithStatus=*/true> {
+  OrtStatus* CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const;
+  const char* GetName() const { return kGemmOpName; }
+  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
+  size_t GetInputTypeCount() const { return 3; }
+  ONNXTensorElementDataType GetInputType(size_t i) const {
+    return i == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
+    return i == 2 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL
+                  : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED;
+  }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+};
+
+}  // namespace hyperonnx
