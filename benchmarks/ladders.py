@@ -2,7 +2,7 @@
 
     python benchmarks/ladders.py [--models mobilenet_v2,minilm,ppocr_det,ppocr_rec,terrain_unet,silero_vad]
                                  [--codecs tcq,ecsq,blocktcq,blockvq] [--rung '{"step": 0.0312}'] [--times]
-                                 [--json OUT.json]
+                                 [--convert-bpw 6.0] [--json OUT.json]
 
 A size or fidelity budget (--target-bpw, --max-size, --target-cosine) can give a tensor no more than its codec's
 largest setting, so a target is "out of reach" exactly when the top rungs fall short. Per model and codec: the
@@ -10,7 +10,9 @@ tensors of ≥ 1024 float weights (what the default policy compresses), the min 
 rung, the worst tensor, and the median bits a weight there. ``--rung`` measures that setting instead of the top
 rung (e.g. the former top rung, ``{"step": 0.0312}``, for a before/after). ``--times`` adds the CPU seconds (one
 thread) to encode every tensor at every rung, and what the rungs past the former nine (``FORMER_RUNGS``) add:
-what a budget spends on encoding, since it encodes each tensor at each rung.
+what a budget spends on encoding, since it encodes each tensor at each rung. ``--convert-bpw B`` times a whole
+``convert --codec C --target-bpw B`` (one job, wall and CPU seconds) with the full ladder and with the former nine
+rungs, in the same run, with the whole-file ratio each gives.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -82,12 +85,30 @@ def ladder_seconds(tensors: list[tuple[str, np.ndarray]], codec_name: str) -> li
     return out
 
 
+def convert_seconds(model: str, codec_name: str, bpw: float, rungs: int | None) -> dict:
+    """One ``convert --target-bpw`` of the model with the ladder's first ``rungs`` rungs (None: all of them)."""
+    import hyperonnx
+
+    family = codec.get_codec(codec_name).family
+    full = budget.BUDGET_OPTIONS[family]
+    budget.BUDGET_OPTIONS[family] = full[:rungs] if rungs else full
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = hyperonnx.convert(MODELS[model](), Path(folder) / "out.onnx", codec_name=codec_name,
+                                       target_bpw=bpw, jobs=1)
+            return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "ratio": result.ratio}
+    finally:
+        budget.BUDGET_OPTIONS[family] = full
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--codecs", default=",".join(CODECS))
     parser.add_argument("--rung", type=json.loads, help="measure this setting instead of each codec's top rung")
     parser.add_argument("--times", action="store_true", help="CPU seconds to encode the whole ladder")
+    parser.add_argument("--convert-bpw", type=float, help="time convert --target-bpw, full ladder vs former")
     parser.add_argument("--json")
     args = parser.parse_args()
     rows = []
@@ -106,6 +127,14 @@ def main() -> None:
                 row.update(ladder_seconds=sum(seconds), former_rungs_seconds=sum(seconds[:former]))
                 line += (f"\n{'':24s}ladder encode {sum(seconds):6.2f} CPU s, its first {former} rungs "
                          f"{sum(seconds[:former]):6.2f} s ({sum(seconds) / max(sum(seconds[:former]), 1e-9):.2f}×)")
+            if args.convert_bpw and name in FORMER_RUNGS:
+                former = convert_seconds(model, name, args.convert_bpw, FORMER_RUNGS[name])
+                now = convert_seconds(model, name, args.convert_bpw, None)
+                row.update(convert_former=former, convert=now)
+                line += (f"\n{'':24s}convert --target-bpw {args.convert_bpw}: {now['wall_s']:6.2f} s wall, "
+                         f"{now['cpu_s']:6.2f} CPU s ({now['ratio']:.2f}x); former ladder {former['wall_s']:6.2f} s, "
+                         f"{former['cpu_s']:6.2f} CPU s ({former['ratio']:.2f}x): "
+                         f"{now['cpu_s'] / max(former['cpu_s'], 1e-9):.2f}x the CPU time")
             print(line, flush=True)
             rows.append(row)
     if args.json:
