@@ -38,7 +38,16 @@ SEGMENT_BLOCKS = 1 << 17  # blocks per independently decodable segment (8M weigh
 # A size budget's settings, coarse to fine: relative steps 2^(−1/2) apart, about half a bit a weight between
 # neighbours; between two of them the step varies continuously. tcq stores what ecsq stores at the same step
 # (about 1 dB less noise), so it shares them.
-STEP_LADDER = tuple({"step": round(0.5 * 2 ** (-i / 2), 4)} for i in range(9))
+# The finer steps stop gaining where a block's levels run out: a block's largest magnitude must lie within
+# ±127 of its steps, so a block of B weights whose largest one is c times its RMS keeps at most
+# 10·log10(12 · 127² / c²) dB, and c can reach √B (one weight holding the block's energy). Depthwise kernels
+# mix channels of very different scale in one block, and stopped at 37–41 dB with blocks of 64 whatever the step.
+# The top rungs therefore shrink the block too: with B = 4, c ≤ 2, so no tensor falls much below 46.5 dB
+# whatever its distribution (ecsq; 46.2 on the worst synthetic tensor of tests/codec/test_ladder_reach.py), at
+# 9.1–10.2 bits a weight (median per model), about what blocktcq spends at 8 bits for 44.6–47 dB.
+# benchmarks/ladders.py measures the top rung on every tensor of the real models.
+STEP_LADDER = tuple({"step": round(0.5 * 2 ** (-i / 2), 4)} for i in range(10)) + (
+    {"step": 0.0156, "block": 16}, {"step": 0.011, "block": 4})
 
 
 def scale_table(base: float) -> np.ndarray:
