@@ -86,7 +86,7 @@ def measure_llm(jobs: int | None, folder: Path) -> list[dict]:
         rows.append({"model": "smollm2", "variant": label, "ratio": ratio, "seconds": seconds,
                      "ppl_fp32": reference.ppl, "ppl": scores["ppl"], "dppl_pct": scores["dppl_pct"],
                      "top1_agreement": scores["top1_agreement"]})
-        for f in folder.glob("smollm2.*"):
+        for f in [*folder.glob(plain.name + "*"), *folder.glob(target.name + "*")]:  # 0.5 GB each
             f.unlink()
     rows[0]["time_ratio_vs_old"] = rows[0]["seconds"] / rows[1]["seconds"]
     return rows
