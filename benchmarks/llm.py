@@ -223,7 +223,8 @@ def run_hyperonnx(source: Path, name: str, options: dict[str, str], tmp: Path, t
         full = codec.CODECS[name].params(codec_options)  # every parameter, defaults included, for the record
     except (KeyError, ValueError):
         full = codec_options  # convert reports the error
-    result = hyperonnx.convert(source, target, codec_name=name, options=codec_options, all_ops=all_ops,
+    codec_name = None if name == "default" else name  # `--codec default`: the default policy (no codec)
+    result = hyperonnx.convert(source, target, codec_name=codec_name, options=codec_options, all_ops=all_ops,
                                exclude=exclude, target_bpw=target_bpw, progress=progress,
                                sensitivity=options.get("sensitivity") == "1",
                                exact_grids=options.get("grids", "1") != "0")

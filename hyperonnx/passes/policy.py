@@ -72,7 +72,7 @@ class Target:
 
 def targets(model: onnx.ModelProto, chosen: list[WeightSite]) -> list[Target]:
     """Each chosen tensor's SQNR target and why (one of floor, small-tensor, protected: …)."""
-    order = _first_use(model)
+    order = first_use(model)
     position = [order.get((id(site.graph), site.name), 0) for site in chosen]
     first = min(range(len(chosen)), key=lambda i: position[i]) if chosen else -1
     last = max(range(len(chosen)), key=lambda i: position[i]) if chosen else -1
@@ -102,7 +102,7 @@ def _protection(site: WeightSite, first: bool, last: bool) -> str | None:
     return None
 
 
-def _first_use(model: onnx.ModelProto) -> dict[tuple[int, str], int]:
+def first_use(model: onnx.ModelProto) -> dict[tuple[int, str], int]:
     """(graph, tensor name) → position of the first node that reads it, counting nodes over every graph in walk
     order (subgraphs after their parents)."""
     order: dict[tuple[int, str], int] = {}
@@ -226,4 +226,4 @@ def _stream(pool, chosen, plan, form, jobs, base_dir, exact_grids,
         yield site, future.result()
 
 
-__all__ = ["FLOOR_DB", "PROTECT_DB", "Target", "compress_default", "encode_to_target", "targets"]
+__all__ = ["FLOOR_DB", "PROTECT_DB", "Target", "compress_default", "encode_to_target", "first_use", "targets"]
