@@ -73,6 +73,31 @@ def test_targets_say_why(cnn):
     assert all(policy.FLOOR_DB <= t.sqnr_db <= policy.CEILING_DB for t in plan.values())
 
 
+def test_matmul_weights_and_lookup_tables_get_their_own_targets():
+    """A MatMul's weight is held above the floor and a table read only by Gather below it; a table that a MatMul
+    also reads (tied embeddings) is no lookup table. The tables are too large to be protected as the first layer."""
+    rng = np.random.default_rng(2)
+    init = [onnx.numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+            for name, shape in [("table", (1000, 384)), ("tied", (1000, 384)), ("w", (384, 384)), ("w2", (384, 1000))]]
+    nodes = [onnx.helper.make_node("Gather", ["table", "ids"], ["e"]),
+             onnx.helper.make_node("Gather", ["tied", "ids"], ["t"]),
+             onnx.helper.make_node("Add", ["e", "t"], ["s"]),
+             onnx.helper.make_node("MatMul", ["s", "w"], ["h"]),
+             onnx.helper.make_node("MatMul", ["h", "w2"], ["y"]),
+             onnx.helper.make_node("Transpose", ["tied"], ["tied_t"]),
+             onnx.helper.make_node("MatMul", ["h", "tied_t"], ["z"])]
+    graph = onnx.helper.make_graph(
+        nodes, "g", [onnx.helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, [1, 8])],
+        [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in ("y", "z")], init)
+    model = onnx.helper.make_model(graph)
+    chosen, _ = choose(find_sites(model), Selection(policy.MIN_ELEMENTS))
+    plan = {site.name: t for site, t in zip(chosen, policy.targets(model, chosen))}
+    assert (plan["table"].reason, plan["table"].sqnr_db) == ("lookup table", policy.LOOKUP_DB)
+    assert (plan["w"].reason, plan["w"].sqnr_db) == ("matmul", policy.MATMUL_DB)
+    assert plan["tied"].reason != "lookup table" and plan["tied"].sqnr_db >= policy.FLOOR_DB
+    assert policy.LOOKUP_DB < policy.FLOOR_DB < policy.MATMUL_DB
+
+
 @pytest.mark.parametrize("target, tail, encodings", [(32.0, None, 2), (44.0, None, 2), (38.0, 5, 2), (44.0, 5, 3)])
 def test_encode_meets_the_target_with_few_encodings(target, tail, encodings, monkeypatch):
     """Predicted from the step, corrected at most once; heavy tails at a high target (outliers past the ±127
