@@ -20,7 +20,7 @@ import onnx
 from onnx import numpy_helper
 
 from hyperonnx import codec, model_io
-from hyperonnx.codec import grid
+from hyperonnx.codec import grid, native
 from hyperonnx.ops import DOMAIN, OPSET_VERSION, register_schemas
 from hyperonnx.passes import budget, emit, fuse, ort_node
 from hyperonnx.passes.portable.emit import check_portable, emit_portable, portable_bytes
@@ -62,13 +62,17 @@ class CompressReport:
 
 
 def sqnr_db(original: np.ndarray, decoded: np.ndarray, chunk: int = 1 << 20) -> float:
-    # In chunks: float64 copies of a whole large tensor would double the converter's peak memory.
-    x_all, y_all = original.reshape(-1), decoded.reshape(-1)
-    signal = noise = 0.0
-    for start in range(0, x_all.size, chunk):
-        x = x_all[start : start + chunk].astype(np.float64)
-        noise += float(((x - y_all[start : start + chunk].astype(np.float64)) ** 2).sum())
-        signal += float((x**2).sum())
+    # The library sums the same terms in the same order (numpy's pairwise sums, in these chunks) without copies.
+    sums = native.sqnr_sums(original, decoded) if chunk == 1 << 20 else None
+    if sums is not None:
+        signal, noise = sums
+    else:  # in chunks: float64 copies of a whole large tensor would double the converter's peak memory
+        x_all, y_all = original.reshape(-1), decoded.reshape(-1)
+        signal = noise = 0.0
+        for start in range(0, x_all.size, chunk):
+            x = x_all[start : start + chunk].astype(np.float64)
+            noise += float(((x - y_all[start : start + chunk].astype(np.float64)) ** 2).sum())
+            signal += float((x**2).sum())
     if noise == 0.0:
         return float("inf")
     return 10.0 * np.log10(max(signal, 1e-300) / noise)
@@ -95,7 +99,8 @@ def encode_tensor(values: Callable[[], np.ndarray] | np.ndarray, codec_name: str
         enc = codec.encode(array, codec_name, **options)
     except ValueError as exc:
         return str(exc)
-    return enc, sqnr_db(array, codec.decode(enc))
+    decoded = native.decode(enc)  # the library's decoder: the same bits as numpy's, 10-50x faster
+    return enc, sqnr_db(array, codec.decode(enc) if decoded is None else decoded)
 
 
 def compress_model(
