@@ -257,7 +257,7 @@ __all__ = ["available", "block_scale_starts", "describe", "encode_blocktcq", "li
            "thread_budget"]
 
 
-# ---- decoding: the converter's check of each encoding (custom_ops/src/encoders/decode.cc) ----------------------
+# ---- decoding: the converter's check of each encoding (custom_ops/src/encoders/decode.cc); grid's rANS ---------
 # The library holds the op library's decoder core, bit-exact with the numpy decoders, and compress.sqnr_db's sums
 # in numpy's own order. Looked up apart from _SIGNATURES, so a library built without them still encodes; numpy
 # then decodes and sums.
@@ -267,6 +267,7 @@ _DECODE_SIGNATURES = {
                   ctypes.c_char_p, ctypes.c_uint64],
     "hx_sqnr_sums": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64, ctypes.c_int,
                      ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double)],
+    "hx_rans_encode_pairs": [_u16, _u16, ctypes.c_uint64, _u8, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64)],
 }
 
 
@@ -337,4 +338,21 @@ def sqnr_sums(original: np.ndarray, decoded: np.ndarray) -> tuple[float, float] 
                                        ctypes.byref(signal), ctypes.byref(noise))
     _check(rc, "SQNR")
     return signal.value, noise.value
-__all__ += ["decode", "sqnr_sums"]
+
+
+def rans_encode_pairs(freq: np.ndarray, cum: np.ndarray) -> bytes | None:
+    """rans.encode's stream for symbols whose (freq, cum) pairs are given (rans.symbol_frequencies: any phases,
+    context-mixed ones included), or None where numpy must encode (no library, or a zero frequency)."""
+    functions = _decoding()
+    lib = library()
+    if functions is None or lib is None or freq.size != cum.size:
+        return None
+    f = np.ascontiguousarray(freq, dtype=np.uint16)
+    c = np.ascontiguousarray(cum, dtype=np.uint16)
+    out = np.empty(lib.hx_rans_bound(f.size), dtype=np.uint8)
+    size = ctypes.c_uint64(0)
+    rc = functions["hx_rans_encode_pairs"](f, c, f.size, out, out.size, ctypes.byref(size))
+    return out[: size.value].tobytes() if _check(rc, "rANS") else None
+
+
+__all__ += ["decode", "rans_encode_pairs", "sqnr_sums"]

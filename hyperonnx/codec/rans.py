@@ -65,7 +65,11 @@ class Model:
 
     @classmethod
     def fit(cls, symbols: np.ndarray) -> Model:
-        counts = np.bincount(symbols.ravel(), minlength=1)
+        return cls.from_counts(np.bincount(symbols.ravel(), minlength=1))
+
+    @classmethod
+    def from_counts(cls, counts: np.ndarray) -> Model:
+        """The model :meth:`fit` makes of symbols with these counts (indexed by symbol; some must be > 0)."""
         nonzero = np.flatnonzero(counts)
         lo, hi = int(nonzero[0]), int(nonzero[-1]) + 1
         return cls(lo, normalise(counts[lo:hi]))
@@ -119,6 +123,17 @@ def _freq_cum(symbols: np.ndarray, model) -> tuple[np.ndarray, np.ndarray]:
     return model.freq[symbols - model.lo], model.cum[symbols - model.lo]
 
 
+def symbol_frequencies(phases: list[tuple[np.ndarray, Model | Mixed]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per symbol of the whole sequence (the phases in turn): its (freq, cum) in its model, int64; ValueError for a
+    symbol its model has no frequency for."""
+    pairs = [_freq_cum(s, m) for s, m in phases]
+    freq = np.concatenate([f for f, _ in pairs])
+    cum = np.concatenate([c for _, c in pairs])
+    if int(freq.min(initial=1)) <= 0:
+        raise ValueError("rANS: a symbol has no frequency in its model")
+    return freq, cum
+
+
 def encode(phases: list[tuple[np.ndarray, Model | Mixed]]) -> bytes:
     """One stream holding each phase's symbols in turn (each with its own model), all on the same lanes.
 
@@ -126,12 +141,7 @@ def encode(phases: list[tuple[np.ndarray, Model | Mixed]]) -> bytes:
     """
     total = sum(int(s.size) for s, _ in phases)
     lanes = lanes_for(total)
-    # The symbol sequence and, per symbol, its (freq, cum) in the phase's model, relative to the model's lo.
-    pairs = [_freq_cum(s, m) for s, m in phases]
-    freq = np.concatenate([f for f, _ in pairs])
-    cum = np.concatenate([c for _, c in pairs])
-    if int(freq.min(initial=1)) <= 0:
-        raise ValueError("rANS: a symbol has no frequency in its model")
+    freq, cum = symbol_frequencies(phases)
     state = np.full(lanes, STATE_LOW, dtype=np.uint64)
     steps = -(-total // lanes)
     # Per symbol, once: its frequency, cumulative frequency and renormalisation bound (x_max = f · 2^20), uint64.

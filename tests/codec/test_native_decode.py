@@ -1,6 +1,7 @@
 """The converter's native check of each encoding (hyperonnx/codec/native.py: decode, sqnr_sums;
-custom_ops/src/encoders/decode.cc): the library decodes every codec to numpy's exact bits, its SQNR sums are numpy's
-to the last bit, it refuses a corrupt blob loudly, and without it numpy does both."""
+custom_ops/src/encoders/decode.cc) and grid's native rANS: the library decodes every codec to numpy's exact bits,
+its SQNR sums are numpy's to the last bit, it refuses a corrupt blob loudly, grid's streams are numpy's bytes, and
+without the library numpy does all of it."""
 
 from __future__ import annotations
 
@@ -132,3 +133,27 @@ def test_without_the_library_numpy_decodes_and_sums(monkeypatch):
     decoded = codec.decode(enc)
     assert compress.encode_tensor(x, "ecsq", {})[1] == compress.sqnr_db(x, decoded)
     assert compress.sqnr_db(x, decoded) == 10 * np.log10(_numpy_sums(x, decoded)[0] / _numpy_sums(x, decoded)[1])
+
+
+@needs_decoding
+def test_grid_streams_are_the_same_bytes_natively(monkeypatch):
+    """grid's context-coded streams (rans.Mixed), coded by the library from each symbol's (freq, cum): the blob
+    numpy alone writes, for a Q4_1-like tensor found by detect and for a packed one."""
+    rng = np.random.default_rng(3)
+    d = rng.uniform(0.001, 0.02, (96, 1)).astype(np.float16).astype(np.float32)
+    m = (-d * rng.uniform(0, 15, (96, 1))).astype(np.float16).astype(np.float32)
+    q = rng.integers(0, 16, (96, 32))
+    q[:, :2] = (0, 15)  # every block spans the 4-bit range, as GGUF's Q4_1 blocks do
+    x = ((d * q.astype(np.float32)).astype(np.float32) + m).reshape(48, 64)
+    levels = rng.integers(-8, 8, 40 * 32)
+    blobs = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv(native.ENV, flag)
+        found = grid.detect(x)
+        packed = grid.pack((40, 32), 32, 0, d[:40, 0], m[:40, 0], levels)
+        assert found is not None
+        blobs.append((found.blob.tobytes(), packed.blob.tobytes()))
+    assert blobs[0] == blobs[1]
+    freq, cum = np.array([0, 4096]), np.array([0, 0])  # a symbol without frequency: numpy's error, not the library's
+    monkeypatch.setenv(native.ENV, "1")
+    assert native.rans_encode_pairs(freq, cum) is None
