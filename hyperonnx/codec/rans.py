@@ -103,6 +103,12 @@ class Mixed:
         for k, m in enumerate(models):
             self.freq[k, : m.freq.size], self.cum[k, : m.cum.size] = m.freq, m.cum
             self.slot_symbol[k] = m.slot_symbol
+        # The same tables indexed by the symbol itself (0 outside a model's alphabet), flat: the encoder looks a
+        # symbol up as one take at id · 256 + symbol.
+        self.by_symbol = np.zeros((2, len(models), MAX_SYMBOLS), dtype=np.int64)
+        for k, m in enumerate(models):
+            self.by_symbol[:, k, m.lo : m.lo + m.freq.size] = m.freq, m.cum
+        self.by_symbol = self.by_symbol.reshape(2, -1)
 
     def resolve(self, decoded: list[np.ndarray]) -> np.ndarray:
         ids = self.ids(decoded) if callable(self.ids) else self.ids
@@ -116,10 +122,10 @@ def _freq_cum(symbols: np.ndarray, model) -> tuple[np.ndarray, np.ndarray]:
     symbols = np.asarray(symbols, np.int64)
     if isinstance(model, Mixed):
         ids = model.resolve([])
-        rel = symbols - model.lo[ids]
-        if rel.size and (int(rel.min()) < 0 or int(rel.max()) >= MAX_SYMBOLS):
+        if symbols.size and (int(symbols.min()) < 0 or int(symbols.max()) >= MAX_SYMBOLS):
             raise ValueError("rANS: a symbol has no frequency in its model")
-        return model.freq[ids, rel], model.cum[ids, rel]
+        at = ids * MAX_SYMBOLS + symbols  # a symbol below its model's lo finds frequency 0: refused by the caller
+        return model.by_symbol[0].take(at), model.by_symbol[1].take(at)
     return model.freq[symbols - model.lo], model.cum[symbols - model.lo]
 
 
