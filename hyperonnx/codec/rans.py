@@ -50,6 +50,23 @@ def normalise(counts: np.ndarray) -> np.ndarray:
     return freq
 
 
+COUNT_CHUNK = 1 << 20  # symbols counted at a time: np.bincount widens its input to int64 (8 bytes a symbol)
+
+
+def _counts(flat: np.ndarray) -> np.ndarray:
+    """np.bincount(flat), a chunk at a time: a whole large tensor's symbols widened at once would cost 8 bytes a
+    weight of transient memory in every job."""
+    counts = np.bincount(flat[:COUNT_CHUNK], minlength=1)
+    for start in range(COUNT_CHUNK, flat.size, COUNT_CHUNK):
+        more = np.bincount(flat[start : start + COUNT_CHUNK], minlength=counts.size)
+        if more.size > counts.size:
+            more[: counts.size] += counts
+            counts = more
+        else:
+            counts += more
+    return counts
+
+
 class Model:
     """One alphabet's frequency table: symbols lo .. lo + len(freq) − 1."""
 
@@ -65,7 +82,7 @@ class Model:
 
     @classmethod
     def fit(cls, symbols: np.ndarray) -> Model:
-        return cls.from_counts(np.bincount(symbols.ravel(), minlength=1))
+        return cls.from_counts(_counts(symbols.ravel()))
 
     @classmethod
     def from_counts(cls, counts: np.ndarray) -> Model:
