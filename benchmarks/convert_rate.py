@@ -13,7 +13,8 @@ figure a busy shared machine does not distort), the per-core rate, the ratio of 
 the per-core rate (the target is ≥ 0.8 at two jobs, on an otherwise idle machine), the same ratio per CPU second
 (``cpu_ratio``: the share of the conversion's CPU time that is encoding at the per-core rate; threads that scale
 reach ``ratio`` = ``cpu_ratio`` on an idle machine), the load average while it ran, and the peak RSS against the
-largest tensor.
+largest tensor. For the default policy, the same two ratios against the policy's whole per-tensor step on one
+core (``policy_mws_per_core``: encode, decode and SQNR check), which leave only what threads and I/O cost.
 """
 
 from __future__ import annotations
@@ -78,8 +79,10 @@ def write_model(folder: Path, params: float, d: int) -> tuple[Path, int, int]:
     return path, sum(a * b for a, b in shapes), max(a * b for a, b in shapes) * 4
 
 
-def per_core_rate(codec_name: str | None, seconds: float = 3.0) -> float:
-    """The encode rate on one core (M weights/s) of what the conversion runs, native encoders on one thread."""
+def per_core_rates(codec_name: str | None, seconds: float = 3.0) -> tuple[float, float | None]:
+    """Rates on one core (M weights/s, native encoders on one thread) of what the conversion runs: the codec's
+    encode, and for the default policy also its whole per-tensor step (policy.encode_to_target: the grid check,
+    the encode, the decode and SQNR that check the target)."""
     sys.path.insert(0, str(ROOT))
     import hyperonnx.codec as codec
     from hyperonnx.codec import native
@@ -89,15 +92,19 @@ def per_core_rate(codec_name: str | None, seconds: float = 3.0) -> float:
     x = np.random.default_rng(1).standard_normal((1024, 2048), dtype=np.float32) * np.float32(0.02)
     if codec_name is None:  # the default policy: tcq at the step predicted for the floor
         codec_name, options = "tcq", {"step": round(policy.predicted_step(policy.FLOOR_DB), 6)}
+        steps = [lambda: codec.encode(x, codec_name, **options), lambda: policy.encode_to_target(x, policy.FLOOR_DB)]
     else:
-        options = {}
-    codec.encode(x, codec_name, **options)  # warm-up: tables
-    done, start = 0, time.thread_time()  # CPU time of this thread: what one core does, however busy the machine
-    while time.thread_time() - start < seconds:
-        codec.encode(x, codec_name, **options)
-        done += x.size
+        steps = [lambda: codec.encode(x, codec_name)]
+    rates = []
+    for step in steps:
+        step()  # warm-up: tables
+        done, start = 0, time.thread_time()  # CPU time of this thread: what one core does, however busy the machine
+        while time.thread_time() - start < seconds:
+            step()
+            done += x.size
+        rates.append(done / (time.thread_time() - start) / 1e6)
     native.set_threads(None)
-    return done / (time.thread_time() - start) / 1e6
+    return rates[0], rates[1] if len(rates) > 1 else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -118,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
             weights, largest = sum(a * b for a, b in dims), max(a * b for a, b in dims) * 4
         else:
             src, weights, largest = write_model(folder, args.params, args.d)
-        rate = per_core_rate(args.codec)
+        rate, policy_rate = per_core_rates(args.codec)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         load = os.getloadavg()[0]
         proc = subprocess.run([sys.executable, "-c", CHILD, str(src), str(folder / "model.hx.onnx"), str(args.jobs),
@@ -138,6 +145,10 @@ def main(argv: list[str] | None = None) -> None:
             "encode_mws_per_core": round(rate, 2),
             "ratio_to_jobs_x_per_core": round(mws / (args.jobs * rate), 3),
             "cpu_ratio": round(per_cpu_second / rate, 3), "load_average": round(load, 1),
+            **({} if policy_rate is None else {
+                "policy_mws_per_core": round(policy_rate, 2),
+                "ratio_to_jobs_x_policy_per_core": round(mws / (args.jobs * policy_rate), 3),
+                "cpu_ratio_to_policy": round(per_cpu_second / policy_rate, 3)}),
             "peak_rss_gib": round(stats["peak_rss"] / 2**30, 3), "largest_tensor_gib": round(largest / 2**30, 3),
             "peak_rss_above_largest_gib": round((stats["peak_rss"] - largest) / 2**30, 3),
         }, indent=1))
