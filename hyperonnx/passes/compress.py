@@ -99,7 +99,7 @@ def encode_tensor(values: Callable[[], np.ndarray] | np.ndarray, codec_name: str
         enc = codec.encode(array, codec_name, **options)
     except ValueError as exc:
         return str(exc)
-    decoded = native.decode(enc)  # the library's decoder: the same bits as numpy's, 10-50x faster
+    decoded = native.decode(enc)  # the library's decoder: the same bits as numpy's, 2.5-60x faster (one thread)
     return enc, sqnr_db(array, codec.decode(enc) if decoded is None else decoded)
 
 
