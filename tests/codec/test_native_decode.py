@@ -157,3 +157,21 @@ def test_grid_streams_are_the_same_bytes_natively(monkeypatch):
     freq, cum = np.array([0, 4096]), np.array([0, 0])  # a symbol without frequency: numpy's error, not the library's
     monkeypatch.setenv(native.ENV, "1")
     assert native.rans_encode_pairs(freq, cum) is None
+
+
+@needs_decoding
+def test_library_holds_the_decoders_without_onnxruntime():
+    """The decoder core compiled into the encoders library: it exports only its hx_* C entry points (the decode
+    and SQNR ones among them) and needs no ONNX Runtime."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nm") is None or shutil.which("readelf") is None:
+        pytest.skip("binutils (nm, readelf) not installed")
+    path = native.library_path()
+    symbols = subprocess.run(["nm", "-D", "--defined-only", path], capture_output=True, text=True, check=True).stdout
+    exported = {line.split()[-1] for line in symbols.splitlines() if line.split()[-2:-1] == ["T"]}
+    assert {"hx_decode", "hx_sqnr_sums", "hx_rans_encode_pairs"} <= exported
+    assert all(name.startswith("hx_") for name in exported), sorted(exported)
+    needed = subprocess.run(["readelf", "-d", path], capture_output=True, text=True, check=True).stdout
+    assert "NEEDED" in needed and "onnxruntime" not in needed
