@@ -1,14 +1,20 @@
 """Conversion rate of a synthetic transformer-shaped fp32 model with external data.
 
-    python benchmarks/convert_rate.py [--params 100e6] [--jobs 2] [--folder DIR]
+    python benchmarks/convert_rate.py [--params 100e6] [--d 1024] [--jobs 2] [--codec NAME] [--folder DIR]
 
 Writes the model chunk by chunk (never whole in memory): per layer the four d × d attention projections and the
 d × 4d and 4d × d MLP matrices, d = 1024 by default (12.6 M weights a layer). Converts it with the default
-settings and ``--jobs`` in a child process that reports its own peak RSS (VmHWM) and CPU time, and, in this
-process, measures the default codec's encode rate on one core (native encoders on one thread, CPU time) on N(0,1)
-weights. Prints JSON: weights/s of the conversion (wall clock, and per CPU second: the figure a busy shared machine
-does not distort), the per-core rate, the ratio of the wall-clock rate to ``jobs`` × the per-core rate (the
-target is ≥ 0.8 at two jobs, on an otherwise idle machine), and the peak RSS against the largest tensor.
+settings (the default policy; ``--codec`` names a fixed codec at its defaults instead) and ``--jobs`` in a child
+process that reports its own peak RSS (VmHWM) and CPU time. In this process it measures the per-core encode rate
+of what that conversion runs (native encoders on one thread, CPU time, on a 1024 × 2048 N(0, 0.02) tensor): for
+the default policy, tcq at the step it predicts for the floor target (one encoding a tensor on such weights),
+else the codec at its defaults. Prints JSON: weights/s of the conversion (wall clock, and per CPU second: the
+figure a busy shared machine does not distort), the per-core rate, the ratio of the wall-clock rate to ``jobs`` ×
+the per-core rate (the target is ≥ 0.8 at two jobs, on an otherwise idle machine), the same ratio per CPU second
+(``cpu_ratio``: the share of the conversion's CPU time that is encoding at the per-core rate; threads that scale
+reach ``ratio`` = ``cpu_ratio`` on an idle machine), the load average while it ran, and the peak RSS against the
+largest tensor. For the default policy, the same two ratios against the policy's whole per-tensor step on one
+core (``policy_mws_per_core``: encode, decode and SQNR check), which leave only what threads and I/O cost.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ import json, resource, sys, time
 from pathlib import Path
 import hyperonnx
 t = time.perf_counter()
-result = hyperonnx.convert(sys.argv[1], sys.argv[2], jobs=int(sys.argv[3]))
+settings = {"codec_name": sys.argv[4]} if len(sys.argv) > 4 else {}
+result = hyperonnx.convert(sys.argv[1], sys.argv[2], jobs=int(sys.argv[3]), **settings)
 status = Path("/proc/self/status").read_text()
 hwm = next(int(l.split()[1]) * 1024 for l in status.splitlines() if l.startswith("VmHWM:"))
 usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -72,21 +79,32 @@ def write_model(folder: Path, params: float, d: int) -> tuple[Path, int, int]:
     return path, sum(a * b for a, b in shapes), max(a * b for a, b in shapes) * 4
 
 
-def per_core_rate(seconds: float = 3.0) -> float:
-    """The default codec's encode rate on one core (M weights/s), native encoders on one thread."""
+def per_core_rates(codec_name: str | None, seconds: float = 3.0) -> tuple[float, float | None]:
+    """Rates on one core (M weights/s, native encoders on one thread) of what the conversion runs: the codec's
+    encode, and for the default policy also its whole per-tensor step (policy.encode_to_target: the grid check,
+    the encode, the decode and SQNR that check the target)."""
     sys.path.insert(0, str(ROOT))
     import hyperonnx.codec as codec
     from hyperonnx.codec import native
+    from hyperonnx.passes import policy
 
     native.set_threads(1)
-    x = np.random.default_rng(1).standard_normal(1 << 21).astype(np.float32) * np.float32(0.02)
-    impl = codec.get_codec(codec.DEFAULT_CODEC)
-    impl.encode(x, dict(impl.defaults))  # warm-up: tables
-    done, start = 0, time.thread_time()  # CPU time of this thread: what one core does, however busy the machine
-    while time.thread_time() - start < seconds:
-        impl.encode(x, dict(impl.defaults))
-        done += x.size
-    return done / (time.thread_time() - start) / 1e6
+    x = np.random.default_rng(1).standard_normal((1024, 2048), dtype=np.float32) * np.float32(0.02)
+    if codec_name is None:  # the default policy: tcq at the step predicted for the floor
+        codec_name, options = "tcq", {"step": round(policy.predicted_step(policy.FLOOR_DB), 6)}
+        steps = [lambda: codec.encode(x, codec_name, **options), lambda: policy.encode_to_target(x, policy.FLOOR_DB)]
+    else:
+        steps = [lambda: codec.encode(x, codec_name)]
+    rates = []
+    for step in steps:
+        step()  # warm-up: tables
+        done, start = 0, time.thread_time()  # CPU time of this thread: what one core does, however busy the machine
+        while time.thread_time() - start < seconds:
+            step()
+            done += x.size
+        rates.append(done / (time.thread_time() - start) / 1e6)
+    native.set_threads(None)
+    return rates[0], rates[1] if len(rates) > 1 else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,26 +112,43 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=float, default=100e6, help="weights in the model (default 100e6)")
     parser.add_argument("--d", type=int, default=1024, help="model width (default 1024)")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--folder", help="where to write the model (default: a temporary folder, removed)")
+    parser.add_argument("--codec", help="a fixed codec at its defaults (default: the default policy)")
+    parser.add_argument("--folder", help="where to write the model and keep it (a model already there is reused; "
+                                         "default: a temporary folder, removed)")
     args = parser.parse_args(argv)
     folder = Path(args.folder or tempfile.mkdtemp(prefix="hx-convert-rate-"))
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        src, weights, largest = write_model(folder, args.params, args.d)
-        rate = per_core_rate()
+        src = folder / "model.onnx"
+        if args.folder and src.exists():  # a model this script wrote there before (another codec or --jobs)
+            dims = [tuple(t.dims) for t in onnx.load(src, load_external_data=False).graph.initializer]
+            weights, largest = sum(a * b for a, b in dims), max(a * b for a, b in dims) * 4
+        else:
+            src, weights, largest = write_model(folder, args.params, args.d)
+        rate, policy_rate = per_core_rates(args.codec)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(src), str(folder / "model.hx.onnx"), str(args.jobs)],
+        load = os.getloadavg()[0]
+        proc = subprocess.run([sys.executable, "-c", CHILD, str(src), str(folder / "model.hx.onnx"), str(args.jobs),
+                               *([args.codec] if args.codec else [])],
                               capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+        load = max(load, os.getloadavg()[0])
         if proc.returncode != 0:
             sys.exit(proc.stderr[-3000:])
         stats = json.loads(proc.stdout.strip().splitlines()[-1])
         mws = weights / stats["seconds"] / 1e6
+        per_cpu_second = weights / stats["cpu_seconds"] / 1e6
         print(json.dumps({
-            "weights": weights, "jobs": args.jobs, "tensors": stats["tensors"], "seconds": round(stats["seconds"], 2),
+            "codec": args.codec or "default policy (tcq)", "weights": weights, "jobs": args.jobs,
+            "tensors": stats["tensors"], "seconds": round(stats["seconds"], 2),
             "cpu_seconds": round(stats["cpu_seconds"], 2),
-            "convert_mws": round(mws, 2), "convert_mws_per_cpu_second": round(weights / stats["cpu_seconds"] / 1e6, 2),
+            "convert_mws": round(mws, 2), "convert_mws_per_cpu_second": round(per_cpu_second, 2),
             "encode_mws_per_core": round(rate, 2),
             "ratio_to_jobs_x_per_core": round(mws / (args.jobs * rate), 3),
+            "cpu_ratio": round(per_cpu_second / rate, 3), "load_average": round(load, 1),
+            **({} if policy_rate is None else {
+                "policy_mws_per_core": round(policy_rate, 2),
+                "ratio_to_jobs_x_policy_per_core": round(mws / (args.jobs * policy_rate), 3),
+                "cpu_ratio_to_policy": round(per_cpu_second / policy_rate, 3)}),
             "peak_rss_gib": round(stats["peak_rss"] / 2**30, 3), "largest_tensor_gib": round(largest / 2**30, 3),
             "peak_rss_above_largest_gib": round((stats["peak_rss"] - largest) / 2**30, 3),
         }, indent=1))

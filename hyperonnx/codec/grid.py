@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hyperonnx.codec import rans
+from hyperonnx.codec import native, rans
 from hyperonnx.codec.base import Codec, Encoded, dtype_from_name
 
 ZERO = 128  # symbol of q = 0
@@ -168,13 +168,17 @@ def _pack(shape: tuple[int, ...], dtype: str, block: int, transpose: int, ds: li
         per_segment.append([*_byte_streams(d), *_byte_streams(m), q])
         ctx.append(np.repeat(contexts(d.astype(np.float32), m.astype(np.float32)), block)[: q.size])
     models = [rans.Model.fit(np.concatenate([seg[i] for seg in per_segment])) for i in range(4)]
-    all_q, all_ctx = np.concatenate(qs), np.concatenate(ctx)
-    qmodels = [rans.Model.fit(all_q[all_ctx == c]) if (all_ctx == c).any() else rans.Model(ZERO, [rans.PROB_SCALE])
+    # each context's level counts at once (one pass, not one per context)
+    counts = np.zeros((CONTEXTS, 256), dtype=np.int64)
+    for q, ids in zip(qs, ctx):
+        counts += np.bincount(ids * 256 + q, minlength=CONTEXTS * 256).reshape(CONTEXTS, 256)
+    qmodels = [rans.Model.from_counts(counts[c]) if counts[c].any() else rans.Model(ZERO, [rans.PROB_SCALE])
                for c in range(CONTEXTS)]
     parts = [model.header() for model in models + qmodels]
     for seg, ids in zip(per_segment, ctx):
         phases = list(zip(seg[:4], models)) + [(seg[4], rans.Mixed(qmodels, ids))]
-        parts.append(rans.encode(phases))
+        freq, cum = rans.symbol_frequencies(phases)  # per symbol, from its context's model
+        parts.append(native.rans_encode_pairs(freq, cum) or rans.encode(phases))  # numpy without the library
     blob = np.frombuffer(b"".join(parts), dtype=np.uint8).copy()
     return Encoded(codec="grid", shape=tuple(int(d) for d in shape), dtype=dtype, group=1, bits=8,
                    blob=blob, ints={"block": (block,), "transpose": (transpose,)})

@@ -291,3 +291,104 @@ def rans_encode(phases) -> bytes | None:
 
 __all__ = ["available", "block_scale_starts", "describe", "encode_blocktcq", "library", "rans_encode", "set_threads", "tcq_levels",
            "thread_budget"]
+
+
+# ---- decoding: the converter's check of each encoding (custom_ops/src/encoders/decode.cc); grid's rANS ---------
+# The library holds the op library's decoder core, bit-exact with the numpy decoders, and compress.sqnr_db's sums
+# in numpy's own order. Looked up apart from _SIGNATURES, so a library built without them still encodes; numpy
+# then decodes and sums.
+_ONNX_DTYPES = {"float32": 1, "float16": 10, "float64": 11, "bfloat16": 16}
+_DECODE_SIGNATURES = {
+    "hx_decode": [ctypes.c_char_p, ctypes.c_uint64, _u8, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
+                  ctypes.c_char_p, ctypes.c_uint64],
+    "hx_sqnr_sums": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int64, ctypes.c_int,
+                     ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double)],
+    "hx_rans_encode_pairs": [_u16, _u16, ctypes.c_uint64, _u8, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64)],
+}
+
+
+@functools.cache
+def _decode_functions(lib: ctypes.CDLL) -> dict | None:
+    try:
+        functions = {name: getattr(lib, name) for name in _DECODE_SIGNATURES}
+    except AttributeError:
+        return None
+    for name, fn in functions.items():
+        fn.argtypes, fn.restype = _DECODE_SIGNATURES[name], ctypes.c_int
+    return functions
+
+
+def _decoding() -> dict | None:
+    lib = library()
+    return None if lib is None else _decode_functions(lib)
+
+
+def _attribute_text(enc) -> bytes:
+    """The encoding as its HyperDecode node's attributes (ort_node.node_attributes), one a line for hx_decode."""
+    def ints(values) -> str:
+        return " ".join(str(int(v)) for v in values)
+
+    lines = [f"s codec {enc.codec}", f"i format {enc.format_version}", f"i shape {ints(enc.shape)}",
+             f"i dtype {_ONNX_DTYPES[enc.dtype]}", f"i group {enc.group}", f"i bits {enc.bits}", "s mode load"]
+    lines += [f"i i_{key} {ints(values)}" for key, values in enc.ints.items()]
+    lines += [f"f f_{key} {' '.join(float(v).hex() for v in values)}" for key, values in enc.floats.items()]
+    return "\n".join(lines).encode()
+
+
+def decode(enc) -> np.ndarray | None:
+    """``codec.decode(enc)``, decoded by the library (the same bits), or None where numpy must decode (no library,
+    or a codec the library does not know). A blob the library rejects raises RuntimeError: the encoders made it, so
+    that is a bug, never a silent fallback."""
+    functions = _decoding()
+    if functions is None or enc.dtype not in _ONNX_DTYPES or any(" " in str(k) for k in (*enc.ints, *enc.floats)):
+        return None
+    from hyperonnx.codec.base import dtype_from_name
+
+    out = np.empty(enc.shape, dtype=dtype_from_name(enc.dtype))
+    blob = np.ascontiguousarray(enc.blob, dtype=np.uint8).reshape(-1)
+    text = _attribute_text(enc)
+    error = ctypes.create_string_buffer(512)
+    with _Share() as threads:
+        rc = functions["hx_decode"](text, len(text), blob, blob.size, out.ctypes.data, out.nbytes, threads, error,
+                                    len(error))
+    if rc == NEEDS_REFERENCE:
+        return None
+    if rc != 0:
+        raise RuntimeError(f"native {enc.codec} decoder failed: {error.value.decode(errors='replace')}")
+    return out
+
+
+def sqnr_sums(original: np.ndarray, decoded: np.ndarray) -> tuple[float, float] | None:
+    """(signal, noise): compress.sqnr_db's two float64 sums, Σx² and Σ(x − y)², to the last bit (numpy's pairwise
+    order), with no float64 copy of either tensor; None where numpy must sum (no library, other dtypes)."""
+    functions = _decoding()
+    if functions is None or original.dtype != decoded.dtype or original.size != decoded.size:
+        return None
+    if original.dtype.name not in _ONNX_DTYPES:
+        return None
+    x = np.ascontiguousarray(original).reshape(-1)
+    y = np.ascontiguousarray(decoded).reshape(-1)
+    signal, noise = ctypes.c_double(), ctypes.c_double()
+    with _Share() as threads:
+        rc = functions["hx_sqnr_sums"](x.ctypes.data, y.ctypes.data, x.size, _ONNX_DTYPES[x.dtype.name], threads,
+                                       ctypes.byref(signal), ctypes.byref(noise))
+    _check(rc, "SQNR")
+    return signal.value, noise.value
+
+
+def rans_encode_pairs(freq: np.ndarray, cum: np.ndarray) -> bytes | None:
+    """rans.encode's stream for symbols whose (freq, cum) pairs are given (rans.symbol_frequencies: any phases,
+    context-mixed ones included), or None where numpy must encode (no library, or a zero frequency)."""
+    functions = _decoding()
+    lib = library()
+    if functions is None or lib is None or freq.size != cum.size:
+        return None
+    f = np.ascontiguousarray(freq, dtype=np.uint16)
+    c = np.ascontiguousarray(cum, dtype=np.uint16)
+    out = np.empty(lib.hx_rans_bound(f.size), dtype=np.uint8)
+    size = ctypes.c_uint64(0)
+    rc = functions["hx_rans_encode_pairs"](f, c, f.size, out, out.size, ctypes.byref(size))
+    return out[: size.value].tobytes() if _check(rc, "rANS") else None
+
+
+__all__ += ["decode", "rans_encode_pairs", "sqnr_sums"]

@@ -14,7 +14,10 @@ well inside range), so every decoder computes it bit-identically with no roundin
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -28,9 +31,34 @@ POWER_ITERATIONS = 12  # the top singular pair; a term worth storing has a wide 
 EARLY_EXIT_ITERATIONS = 2
 
 
+_reused = threading.local()  # per thread: the array whose fit is kept (reuse) and the fit, once made
+
+
+@contextlib.contextmanager
+def reuse(x: np.ndarray) -> Iterator[None]:
+    """Within the block, :func:`fit` of this very array object (unchanged meanwhile) runs once: the encodings of one
+    tensor at several settings (a budget's ladder, the default policy's step corrections) share its term, which
+    depends on the values alone. Per thread, so parallel jobs keep their own."""
+    previous = getattr(_reused, "entry", None)
+    _reused.entry = [x, None, False]  # the array, its fit, whether made
+    try:
+        yield
+    finally:
+        _reused.entry = previous
+
+
 def fit(x: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray] | None:
     """float16 (u, v) whose outer product takes most of ``x``'s energy when that pays for its bytes, with the
     residual the streams then code (flat float32); else None."""
+    entry = getattr(_reused, "entry", None)
+    if entry is not None and entry[0] is x:
+        if not entry[2]:
+            entry[1:] = [_fit_guarded(x), True]
+        return entry[1]
+    return _fit_guarded(x)
+
+
+def _fit_guarded(x: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray] | None:
     with np.errstate(all="ignore"):  # extreme magnitudes overflow float32 products: caught as non-finite below
         return _fit(x)
 
@@ -113,4 +141,4 @@ def parse(blob: np.ndarray, shape: tuple[int, ...], codec: str) -> tuple[np.ndar
     return outer((halves[:rows], halves[rows:])), size
 
 
-__all__ = ["FORMAT_VERSION", "fit", "outer", "parse", "residual", "to_bytes"]
+__all__ = ["FORMAT_VERSION", "fit", "outer", "parse", "residual", "reuse", "to_bytes"]

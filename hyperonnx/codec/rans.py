@@ -50,6 +50,23 @@ def normalise(counts: np.ndarray) -> np.ndarray:
     return freq
 
 
+COUNT_CHUNK = 1 << 20  # symbols counted at a time: np.bincount widens its input to int64 (8 bytes a symbol)
+
+
+def _counts(flat: np.ndarray) -> np.ndarray:
+    """np.bincount(flat), a chunk at a time: a whole large tensor's symbols widened at once would cost 8 bytes a
+    weight of transient memory in every job."""
+    counts = np.bincount(flat[:COUNT_CHUNK], minlength=1)
+    for start in range(COUNT_CHUNK, flat.size, COUNT_CHUNK):
+        more = np.bincount(flat[start : start + COUNT_CHUNK], minlength=counts.size)
+        if more.size > counts.size:
+            more[: counts.size] += counts
+            counts = more
+        else:
+            counts += more
+    return counts
+
+
 class Model:
     """One alphabet's frequency table: symbols lo .. lo + len(freq) − 1."""
 
@@ -65,7 +82,11 @@ class Model:
 
     @classmethod
     def fit(cls, symbols: np.ndarray) -> Model:
-        counts = np.bincount(symbols.ravel(), minlength=1)
+        return cls.from_counts(_counts(symbols.ravel()))
+
+    @classmethod
+    def from_counts(cls, counts: np.ndarray) -> Model:
+        """The model :meth:`fit` makes of symbols with these counts (indexed by symbol; some must be > 0)."""
         nonzero = np.flatnonzero(counts)
         lo, hi = int(nonzero[0]), int(nonzero[-1]) + 1
         return cls(lo, normalise(counts[lo:hi]))
@@ -99,6 +120,12 @@ class Mixed:
         for k, m in enumerate(models):
             self.freq[k, : m.freq.size], self.cum[k, : m.cum.size] = m.freq, m.cum
             self.slot_symbol[k] = m.slot_symbol
+        # The same tables indexed by the symbol itself (0 outside a model's alphabet), flat: the encoder looks a
+        # symbol up as one take at id · 256 + symbol.
+        self.by_symbol = np.zeros((2, len(models), MAX_SYMBOLS), dtype=np.int64)
+        for k, m in enumerate(models):
+            self.by_symbol[:, k, m.lo : m.lo + m.freq.size] = m.freq, m.cum
+        self.by_symbol = self.by_symbol.reshape(2, -1)
 
     def resolve(self, decoded: list[np.ndarray]) -> np.ndarray:
         ids = self.ids(decoded) if callable(self.ids) else self.ids
@@ -112,11 +139,22 @@ def _freq_cum(symbols: np.ndarray, model) -> tuple[np.ndarray, np.ndarray]:
     symbols = np.asarray(symbols, np.int64)
     if isinstance(model, Mixed):
         ids = model.resolve([])
-        rel = symbols - model.lo[ids]
-        if rel.size and (int(rel.min()) < 0 or int(rel.max()) >= MAX_SYMBOLS):
+        if symbols.size and (int(symbols.min()) < 0 or int(symbols.max()) >= MAX_SYMBOLS):
             raise ValueError("rANS: a symbol has no frequency in its model")
-        return model.freq[ids, rel], model.cum[ids, rel]
+        at = ids * MAX_SYMBOLS + symbols  # a symbol below its model's lo finds frequency 0: refused by the caller
+        return model.by_symbol[0].take(at), model.by_symbol[1].take(at)
     return model.freq[symbols - model.lo], model.cum[symbols - model.lo]
+
+
+def symbol_frequencies(phases: list[tuple[np.ndarray, Model | Mixed]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per symbol of the whole sequence (the phases in turn): its (freq, cum) in its model, int64; ValueError for a
+    symbol its model has no frequency for."""
+    pairs = [_freq_cum(s, m) for s, m in phases]
+    freq = np.concatenate([f for f, _ in pairs])
+    cum = np.concatenate([c for _, c in pairs])
+    if int(freq.min(initial=1)) <= 0:
+        raise ValueError("rANS: a symbol has no frequency in its model")
+    return freq, cum
 
 
 def encode(phases: list[tuple[np.ndarray, Model | Mixed]]) -> bytes:
@@ -126,12 +164,7 @@ def encode(phases: list[tuple[np.ndarray, Model | Mixed]]) -> bytes:
     """
     total = sum(int(s.size) for s, _ in phases)
     lanes = lanes_for(total)
-    # The symbol sequence and, per symbol, its (freq, cum) in the phase's model, relative to the model's lo.
-    pairs = [_freq_cum(s, m) for s, m in phases]
-    freq = np.concatenate([f for f, _ in pairs])
-    cum = np.concatenate([c for _, c in pairs])
-    if int(freq.min(initial=1)) <= 0:
-        raise ValueError("rANS: a symbol has no frequency in its model")
+    freq, cum = symbol_frequencies(phases)
     state = np.full(lanes, STATE_LOW, dtype=np.uint64)
     steps = -(-total // lanes)
     # Per symbol, once: its frequency, cumulative frequency and renormalisation bound (x_max = f · 2^20), uint64.

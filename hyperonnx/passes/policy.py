@@ -42,7 +42,7 @@ import numpy as np
 import onnx
 
 from hyperonnx import codec
-from hyperonnx.codec import grid
+from hyperonnx.codec import grid, rank1
 from hyperonnx.passes import compress
 from hyperonnx.passes.graphs import walk
 from hyperonnx.passes.portable.emit import check_portable
@@ -233,7 +233,8 @@ def _stream(pool, chosen, plan, form, jobs, base_dir, exact_grids,
     read by its worker)."""
     def work(values, target):
         array = values() if callable(values) else values
-        return encode_to_target(array, target, form, exact_grids, fixed_rate)
+        with rank1.reuse(array):  # its step corrections code the same tensor: one rank-1 fit
+            return encode_to_target(array, target, form, exact_grids, fixed_rate)
 
     pending = []
     for site, target in zip(chosen, plan):

@@ -1,6 +1,6 @@
-"""Scale: a synthetic model over 2 GiB (external data) converts, decompresses to the same weights the
-op library decodes, and runs; conversion peak RSS stays at most model size + 1 GiB, measured by the converting
-process itself (VmHWM in /proc/self/status).
+"""Scale: a synthetic model over 2 GiB (external data) converts through the native encoders, decompresses to the
+same weights the op library decodes, and runs; conversion peak RSS stays at most model size + 1 GiB, measured by
+the converting process itself (VmHWM in /proc/self/status).
 
 Slow (about 2 minutes on 2 cores, 6 GB of disk): marked ``slow``; skipped when the machine has under 12 GB of
 free disk or 8 GB of memory, or when HX_SKIP_SCALE=1."""
@@ -20,13 +20,16 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from hyperonnx.codec import native
+
 ROOT = Path(__file__).resolve().parents[2]
 ROWS, COLS, LAYERS = 4096, 8192, 17  # 17 x 128 MiB = 2.125 GiB of float32 weights
 GiB = 1 << 30
 ENV = {k: v for k, v in os.environ.items() if k != "HYPERONNX_DEBUG"}
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(os.environ.get("HX_SKIP_SCALE") == "1", reason="HX_SKIP_SCALE=1")]
+              pytest.mark.skipif(os.environ.get("HX_SKIP_SCALE") == "1", reason="HX_SKIP_SCALE=1"),
+              pytest.mark.skipif(native.library_path() is None, reason="libhyperonnx_encoders.so is not built")]
 
 
 def _mem_available() -> int:
@@ -68,15 +71,24 @@ def _write_model(folder: Path) -> Path:
     return path
 
 
+# The conversion must go through the native encoders and decoders: the numpy search, rANS coder and decoders
+# that stand in without the library are made to fail in the converting process.
 CONVERT = r"""
 import json, sys, time
 from pathlib import Path
 import hyperonnx
+import hyperonnx.codec
+from hyperonnx.codec import native, rans, tcq
+assert native.available(), native.describe()
+def numpy_ran(*args, **kwargs):
+    raise AssertionError("a numpy stand-in for the library ran")
+tcq.viterbi = rans.encode = hyperonnx.codec.decode = numpy_ran
 t = time.monotonic()
 result = hyperonnx.convert(sys.argv[1], sys.argv[2], jobs=2)
 status = Path("/proc/self/status").read_text()
 hwm = next(int(l.split()[1]) * 1024 for l in status.splitlines() if l.startswith("VmHWM:"))
-print(json.dumps({"peak_rss": hwm, "seconds": time.monotonic() - t, "tensors": len(result.report.tensors)}))
+print(json.dumps({"peak_rss": hwm, "seconds": time.monotonic() - t, "tensors": len(result.report.tensors),
+                  "encoders": native.describe(), "codecs": sorted({r.codec for r in result.report.tensors})}))
 """
 
 
@@ -113,6 +125,8 @@ def test_conversion_peak_rss(converted):
 def test_over_2gib_converts_verifies_runs(converted):
     tmp_path, src, out, stats = converted
     assert stats["tensors"] == LAYERS
+    # the default policy's tcq, encoded (and checked) by the library alone
+    assert stats["encoders"].startswith("native") and stats["codecs"] == ["tcq"], stats
 
     # decompress (a > 2 GiB output: external data, automatically) and compare a sample with the op library
     from hyperonnx import model_io, runtime

@@ -61,3 +61,19 @@ HX_ENCODER_API int hx_blockvq_encode(const float* x, uint64_t numel, int bits, u
                                      const float* scales, const float* edges, const int32_t* lut,
                                      const uint8_t* exact, const int64_t* k0, uint16_t* codes, uint32_t* headers,
                                      int threads);
+
+// rANS as hx_rans_encode, with each symbol's (freq, cum) given directly (total of each): for phases whose model
+// varies per symbol (rans.Mixed: grid's context-coded levels). kHxNeedsReference for a zero frequency (numpy's
+// error).
+HX_ENCODER_API int hx_rans_encode_pairs(const uint16_t* freq, const uint16_t* cum, uint64_t total, uint8_t* out,
+                                        uint64_t capacity, uint64_t* size);
+
+// The converter's check of an encoding (decode.cc): decode a blob with the op library's decoder core, the node's
+// attributes given as text (one "<s|i|f> <name> <values...>" a line, floats in C99 hex form); kHxNeedsReference for
+// a codec this library does not know; kHxBadArgument with the reason in `error` for anything it rejects.
+HX_ENCODER_API int hx_decode(const char* attrs, uint64_t attrs_len, const uint8_t* blob, uint64_t len, void* out,
+                             uint64_t out_bytes, int threads, char* error, uint64_t error_capacity);
+// Σx² and Σ(x − y)² over n elements of the ONNX dtype (1, 10, 11, 16), in float64, added exactly as
+// hyperonnx/passes/compress.py's sqnr_db adds them with numpy (chunks of 2^20, numpy's pairwise order).
+HX_ENCODER_API int hx_sqnr_sums(const void* x, const void* y, uint64_t n, int64_t onnx_dtype, int threads,
+                                double* signal, double* noise);

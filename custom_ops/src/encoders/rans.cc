@@ -18,39 +18,16 @@ uint64_t lanes_for(uint64_t count) {
   return std::min<uint64_t>(4096, std::max<uint64_t>(8, lanes));
 }
 
+uint64_t bound_for(uint64_t total) { return 4 * lanes_for(total) + 4 + 2 * total; }
+
 void put_u32(uint8_t* p, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
 
-}  // namespace
-
-HX_ENCODER_API uint64_t hx_rans_bound(uint64_t total) { return 4 * lanes_for(total) + 4 + 2 * total; }
-
-HX_ENCODER_API int hx_rans_encode(int phases, const uint8_t* const* symbols, const uint64_t* counts,
-                                  const uint32_t* freq, const uint32_t* cum, uint8_t* out, uint64_t capacity,
-                                  uint64_t* size) {
-  if (phases < 1 || symbols == nullptr || counts == nullptr || freq == nullptr || cum == nullptr || out == nullptr ||
-      size == nullptr) {
-    return kHxBadArgument;
-  }
-  uint64_t total = 0;
-  for (int p = 0; p < phases; ++p) total += counts[p];
+// The coder over the whole symbol sequence, given each symbol's (freq, cum); writes the stream to out (at least
+// hx_rans_bound(total) bytes) and returns its length.
+uint64_t encode_pairs(const uint16_t* f, const uint16_t* c, uint64_t total, uint8_t* out) {
   const uint64_t lanes = lanes_for(total);
-  if (capacity < hx_rans_bound(total)) return kHxBadArgument;
-  // Per symbol of the whole sequence: its phase's (freq, cum), both <= 2^12 (16 bits: 4 bytes a symbol); a symbol
-  // without frequency is numpy's error.
-  std::vector<uint16_t> f(total), c(total);
-  uint64_t at = 0;
-  for (int p = 0; p < phases; ++p) {
-    const uint32_t* pf = freq + 256 * static_cast<size_t>(p);
-    const uint32_t* pc = cum + 256 * static_cast<size_t>(p);
-    for (uint64_t i = 0; i < counts[p]; ++i, ++at) {
-      const uint8_t s = symbols[p][i];
-      if (pf[s] == 0 || pf[s] > (1u << kProbBits) || pc[s] >= (1u << kProbBits)) return kHxNeedsReference;
-      f[at] = static_cast<uint16_t>(pf[s]);
-      c[at] = static_cast<uint16_t>(pc[s]);
-    }
-  }
   std::vector<uint32_t> state(lanes, static_cast<uint32_t>(kStateLow));
   std::vector<uint16_t> words;  // in reverse of the reading order
   words.reserve(total / 2 + 16);
@@ -79,6 +56,48 @@ HX_ENCODER_API int hx_rans_encode(int phases, const uint8_t* const* symbols, con
     p[0] = static_cast<uint8_t>(words[i]);
     p[1] = static_cast<uint8_t>(words[i] >> 8);
   }
-  *size = static_cast<uint64_t>(p - out);
+  return static_cast<uint64_t>(p - out);
+}
+
+}  // namespace
+
+HX_ENCODER_API uint64_t hx_rans_bound(uint64_t total) { return bound_for(total); }
+
+HX_ENCODER_API int hx_rans_encode(int phases, const uint8_t* const* symbols, const uint64_t* counts,
+                                  const uint32_t* freq, const uint32_t* cum, uint8_t* out, uint64_t capacity,
+                                  uint64_t* size) {
+  if (phases < 1 || symbols == nullptr || counts == nullptr || freq == nullptr || cum == nullptr || out == nullptr ||
+      size == nullptr) {
+    return kHxBadArgument;
+  }
+  uint64_t total = 0;
+  for (int p = 0; p < phases; ++p) total += counts[p];
+  if (capacity < bound_for(total)) return kHxBadArgument;
+  // Per symbol of the whole sequence: its phase's (freq, cum), both <= 2^12 (16 bits: 4 bytes a symbol); a symbol
+  // without frequency is numpy's error.
+  std::vector<uint16_t> f(total), c(total);
+  uint64_t at = 0;
+  for (int p = 0; p < phases; ++p) {
+    const uint32_t* pf = freq + 256 * static_cast<size_t>(p);
+    const uint32_t* pc = cum + 256 * static_cast<size_t>(p);
+    for (uint64_t i = 0; i < counts[p]; ++i, ++at) {
+      const uint8_t s = symbols[p][i];
+      if (pf[s] == 0 || pf[s] > (1u << kProbBits) || pc[s] >= (1u << kProbBits)) return kHxNeedsReference;
+      f[at] = static_cast<uint16_t>(pf[s]);
+      c[at] = static_cast<uint16_t>(pc[s]);
+    }
+  }
+  *size = encode_pairs(f.data(), c.data(), total, out);
+  return 0;
+}
+
+HX_ENCODER_API int hx_rans_encode_pairs(const uint16_t* freq, const uint16_t* cum, uint64_t total, uint8_t* out,
+                                        uint64_t capacity, uint64_t* size) {
+  if ((total > 0 && (freq == nullptr || cum == nullptr)) || out == nullptr || size == nullptr) return kHxBadArgument;
+  if (capacity < bound_for(total)) return kHxBadArgument;
+  for (uint64_t i = 0; i < total; ++i) {
+    if (freq[i] == 0 || freq[i] > (1u << kProbBits) || cum[i] >= (1u << kProbBits)) return kHxNeedsReference;
+  }
+  *size = encode_pairs(freq, cum, total, out);
   return 0;
 }

@@ -1,0 +1,79 @@
+"""Work a conversion does once per tensor, not once per encoding: the rank-1 fit shared by a tensor's encodings
+(rank1.reuse), and a size budget's held encodings counted at their real size, so fewer chosen rungs are encoded
+again. Neither changes a byte."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+import hyperonnx
+import hyperonnx.codec as codec
+from hyperonnx.codec import rank1
+from hyperonnx.passes import compress
+
+
+def _low_rank(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    return (np.outer(rng.standard_normal(rows), rng.standard_normal(cols)) + 0.05 * rng.standard_normal((rows, cols))
+            ).astype(np.float32)
+
+
+def test_reuse_fits_a_tensor_once_and_changes_no_byte(monkeypatch):
+    x = _low_rank(np.random.default_rng(0), 64, 80)
+    alone = [codec.encode(x, "tcq", step=s).blob.tobytes() for s in (0.5, 0.2, 0.1)]
+    assert codec.encode(x, "tcq", step=0.5).format_version == 2  # the tensor takes the term
+    calls = []
+    real = rank1._fit
+    monkeypatch.setattr(rank1, "_fit", lambda a: calls.append(1) or real(a))
+    with rank1.reuse(x):
+        shared = [codec.encode(x, "tcq", step=s).blob.tobytes() for s in (0.5, 0.2, 0.1)]
+        codec.encode(x.copy(), "ecsq")  # another array (same values): fitted on its own
+    assert shared == alone and len(calls) == 2
+    codec.encode(x, "tcq")  # outside the block: fitted again
+    assert len(calls) == 3
+
+
+def _chain(folder, rng) -> str:
+    """Four MatMul weights: the first on an exact float16 grid (its ladder stops at the grid's size), then a
+    Gaussian, a nearly rank-1 and a Gaussian one."""
+    from test_grid import gguf_like
+
+    shapes = [(96, 128), (128, 64), (64, 160), (160, 48)]
+    inits, nodes, prev = [], [], "x"
+    for i, shape in enumerate(shapes):
+        weight = gguf_like(*shape) if i == 0 else _low_rank(rng, *shape) if i == 2 else rng.standard_normal(shape)
+        inits.append(numpy_helper.from_array(weight.astype(np.float32), f"w{i}"))
+        nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"h{i}"]))
+        prev = f"h{i}"
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 96])],
+                              [helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["N", 48])], inits)
+    path = str(folder / "chain.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_held_encodings_are_counted_at_their_real_size(tmp_path, monkeypatch):
+    """Room for the grid tensor's real (short) ladder and one Gaussian tensor's estimated one (5 bytes a weight):
+    counted at its estimate, the grid tensor would leave no room for the third tensor; counted at its real size, it
+    does. Fewer tensors are encoded again, and the file is the one every encoding held writes."""
+    from hyperonnx.passes import budget
+
+    src = _chain(tmp_path, np.random.default_rng(1))
+    settings = dict(codec_name="tcq", target_bpw=5.5, min_elements=16, jobs=1)
+    hyperonnx.convert(src, tmp_path / "all.onnx", **settings)
+    weights = [numpy_helper.to_array(t) for t in onnx.load(src).graph.initializer]
+    rungs = budget.ladder("tcq", "tcq", {}, "a test")
+    real = sum(c.payload[0].blob.nbytes for c in compress.encode_candidates(weights[0], "tcq", rungs, "ort",
+                                                                          exact_grids=True))
+    estimate = [w.size * compress._LADDER_BYTES_PER_WEIGHT for w in weights]
+    assert real < estimate[0] + estimate[3] - estimate[2]  # at its estimate, tensor 0 would leave room for none
+    again = []
+    encode_choice = compress._encode_choice
+    monkeypatch.setattr(compress, "_encode_choice", lambda *a: again.append(a[0]) or encode_choice(*a))
+    monkeypatch.setattr(compress, "HELD_CANDIDATE_BYTES", real + estimate[2])
+    hyperonnx.convert(src, tmp_path / "some.onnx", **settings)
+    # held: tensor 0, and tensor 2 in the room tensor 0's real size left (tensor 1 was submitted before that was
+    # known: one job, two tensors in flight); tensor 3 no longer fits
+    assert len(again) == 2
+    assert (tmp_path / "some.onnx").read_bytes() == (tmp_path / "all.onnx").read_bytes()
