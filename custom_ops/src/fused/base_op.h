@@ -1,6 +1,6 @@
-// What the ORT kernels of HyperGemm, HyperGather and HyperConv share: the node's name and weight, the check of θ
-// (constant: once, at session creation; fed at run time: every run), one-line errors naming the node, and running
-// independent work units on the session's intra-op pool. HyperMatMul (matmul_op.cc) predates it and does the same.
+// What the ORT kernels of the fused ops (HyperMatMul, HyperGemm, HyperGather, HyperConv) share: the node's name and
+// weight, the check of θ (constant: once, at session creation; fed at run time: every run), one-line errors naming
+// the node, and running independent work units on the session's intra-op pool.
 #pragma once
 
 #include <cstdint>

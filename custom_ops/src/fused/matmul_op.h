@@ -6,28 +6,19 @@
 #include <memory>
 #include <string>
 
-#include "../ort_api.h"
-#include "weight.h"
+#include "base_op.h"
 
 namespace hyperonnx {
 
 constexpr const char* kMatMulOpName = "HyperMatMul";
 
-class HyperMatMulKernel {
+class HyperMatMulKernel : public FusedKernelBase {
  public:
   HyperMatMulKernel(std::string node, std::unique_ptr<FusedWeight> weight)
-      : node_(std::move(node)), w_(std::move(weight)) {}
+      : FusedKernelBase(kMatMulOpName, std::move(node), std::move(weight), 1) {}
 
-  // A constant θ is checked now, so a bad blob fails session creation as HyperDecode's does.
-  OrtStatus* Prepare(const OrtApi& api, const OrtKernelInfo* info);
+  OrtStatus* Init(const OrtApi&, const OrtKernelInfo*) { return nullptr; }  // no attributes of its own
   OrtStatus* ComputeV2(OrtKernelContext* context);
-
- private:
-  OrtStatus* Error(OrtErrorCode code, const std::string& message) const;
-
-  std::string node_;
-  std::unique_ptr<FusedWeight> w_;
-  const void* checked_blob_ = nullptr;  // the constant θ Prepare checked (it never changes)
 };
 
 struct HyperMatMulOp : Ort::CustomOpBase<HyperMatMulOp, HyperMatMulKernel, /*WithStatus=*/true> {
