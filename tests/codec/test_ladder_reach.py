@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from native_identity import assert_native_matches_numpy, needs_library
 from onnx import TensorProto, helper, numpy_helper
-from test_native_encoders import _assert_identical, needs_library
 
 import hyperonnx
 from hyperonnx import codec
@@ -59,7 +59,7 @@ def test_native_encoders_match_numpy_at_the_near_lossless_rungs(codec_name, monk
     rng = np.random.default_rng(5)
     for x in (_heavy_tailed(rng), _depthwise(rng, 96, 3), rng.standard_normal(4 * 1031).astype(np.float32)):
         for rung in _rungs(codec_name)[FORMER_RUNGS:]:
-            _assert_identical(codec_name, x, rung, monkeypatch)
+            assert_native_matches_numpy(codec_name, x, rung, monkeypatch)
 
 
 def test_the_ladder_stays_ordered_by_size_on_outlier_heavy_weights():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_native_encoders import _cases
+from native_identity import corner_tensors
 
 import hyperonnx.codec as codec
 from hyperonnx.codec import base, grid, native
@@ -45,7 +45,7 @@ def _numpy_sums(x: np.ndarray, y: np.ndarray, chunk: int = 1 << 20) -> tuple[flo
 def test_native_decode_gives_numpy_bits_for_every_codec(dtype):
     rng = np.random.default_rng(31)
     checked = 0
-    for label, x in _cases(rng):
+    for label, x in corner_tensors(rng):
         with np.errstate(all="ignore"):
             x = np.asarray(x).astype(base.dtype_from_name(dtype))
         for name, options in SETTINGS:

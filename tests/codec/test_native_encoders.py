@@ -9,75 +9,22 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from native_identity import assert_native_matches_numpy, corner_tensors, encoded_or_error, needs_library
 
 import hyperonnx.codec as codec
 from hyperonnx.codec import base, native
-
-needs_library = pytest.mark.skipif(native.library_path() is None, reason="libhyperonnx_encoders.so is not built")
-
-
-def _encode(name: str, x: np.ndarray, params: dict, use_native: bool, monkeypatch) -> codec.Encoded | str:
-    """The encoding (or the error) with the native encoders on or off. Where numpy raises (blocktcq indexes with
-    NaN or infinite values), the native path must raise the same."""
-    monkeypatch.setenv(native.ENV, "1" if use_native else "0")
-    assert not use_native or native.library() is not None, native.describe()  # else numpy would meet numpy
-    try:
-        return codec.get_codec(name).encode(x, {**codec.get_codec(name).defaults, **params})
-    except (ValueError, IndexError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
-def _assert_identical(name: str, x: np.ndarray, params: dict, monkeypatch) -> None:
-    with np.errstate(all="ignore"):
-        ref = _encode(name, x, params, False, monkeypatch)
-        got = _encode(name, x, params, True, monkeypatch)
-    if isinstance(ref, str) or isinstance(got, str):
-        assert got == ref
-        return
-    assert got.blob.dtype == ref.blob.dtype and got.blob.tobytes() == ref.blob.tobytes(), (x.dtype, x.shape, params)
-    assert (got.ints, got.floats, got.shape, got.dtype, got.bits, got.group) == (
-        ref.ints, ref.floats, ref.shape, ref.dtype, ref.bits, ref.group)
-
-
-def _cases(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
-    """Tensors that reach the encoders' corners."""
-    n = rng.standard_normal
-    ties = np.round(n(999) * 4) / 4  # many weights on the same values: ranking and path ties
-    blocks = n((7, 64))
-    blocks[[1, 4]] = 0.0  # all-zero blocks
-    sub = n(777) * np.float32(1e-39)  # every weight subnormal
-    mixed = n(500)
-    mixed[::7] *= np.float32(1e-42)  # subnormals beside normal weights
-    heavy = rng.standard_t(2, 4099)  # outliers: blocks of very different scales
-    return [
-        ("gaussian", n((33, 65))),
-        ("ties", ties),
-        ("zero blocks", blocks),
-        ("all zero", np.zeros(100)),
-        ("constant", np.full(70, -0.375)),
-        ("one weight", np.array([2.5])),
-        ("subnormal", sub),
-        ("mixed subnormal", mixed),
-        ("huge", n(3000) * np.float32(6e37)),
-        ("near max", np.array([3.3e38, -3.4e38, 1.0, 0.0] * 9)),
-        ("tiny", n(3000) * np.float32(1e-30)),
-        ("heavy tails", heavy),
-        ("uniform", rng.uniform(-1, 1, 2049)),
-        ("one sign", np.abs(n(1000)) + 0.1),
-        ("negative zero", np.array([-0.0, 0.0, 1.0, -1.0] * 40)),
-    ]
 
 
 @needs_library
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
 def test_blocktcq_bytes_match_numpy_on_corner_tensors(dtype, monkeypatch):
     rng = np.random.default_rng(21)
-    for label, x in _cases(rng):
+    for label, x in corner_tensors(rng):
         with np.errstate(all="ignore"):
             x = np.asarray(x).astype(base.dtype_from_name(dtype))
-        _assert_identical("blocktcq", x, {}, monkeypatch)
+        assert_native_matches_numpy("blocktcq", x, {}, monkeypatch)
         if label in ("gaussian", "ties", "zero blocks", "heavy tails"):
-            _assert_identical("blocktcq", x, {"bits": 3, "block": 48}, monkeypatch)
+            assert_native_matches_numpy("blocktcq", x, {"bits": 3, "block": 48}, monkeypatch)
 
 
 @pytest.mark.parametrize("magnitude", [1e-44, 3e-45, 1e-40])
@@ -86,12 +33,12 @@ def test_blocktcq_encodes_tensors_at_the_subnormal_floor(magnitude, monkeypatch)
     ranking's cell width overflows; both encoders must still code it, identically, and decode close to it."""
     x = (np.random.default_rng(3).standard_normal((40, 64)) * magnitude).astype(np.float32)
     x[::3] = 0.0
-    ref = _encode("blocktcq", x, {}, False, monkeypatch)
+    ref = encoded_or_error("blocktcq", x, {}, False, monkeypatch)
     assert not isinstance(ref, str), ref
     err = np.abs(codec.get_codec("blocktcq").decode(ref) - x).max()
     assert err <= 0.1 * np.abs(x).max(), err
     if native.library_path() is not None:
-        _assert_identical("blocktcq", x, {}, monkeypatch)
+        assert_native_matches_numpy("blocktcq", x, {}, monkeypatch)
 
 
 @needs_library
@@ -105,8 +52,8 @@ def test_blocktcq_bytes_match_numpy_at_every_rate_and_block(direct, monkeypatch)
     for bits in range(1, 9):
         for block in (2, 3, 32) if bits % 2 else (5, 32, 67):
             x = (rng.standard_normal(3 * block + block // 2 + 1) * rng.uniform(0.01, 10)).astype(np.float32)
-            _assert_identical("blocktcq", x, {"bits": bits, "block": block}, monkeypatch)
-    _assert_identical("blocktcq", rng.standard_normal(2 * 512 + 5).astype(np.float32), {"block": 512},
+            assert_native_matches_numpy("blocktcq", x, {"bits": bits, "block": block}, monkeypatch)
+    assert_native_matches_numpy("blocktcq", rng.standard_normal(2 * 512 + 5).astype(np.float32), {"block": 512},
                       monkeypatch)
 
 
@@ -114,12 +61,12 @@ def test_blocktcq_bytes_match_numpy_at_every_rate_and_block(direct, monkeypatch)
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
 def test_blockvq_bytes_match_numpy_on_corner_tensors(dtype, monkeypatch):
     rng = np.random.default_rng(22)
-    for label, x in _cases(rng):
+    for label, x in corner_tensors(rng):
         with np.errstate(all="ignore"):
             x = np.asarray(x).astype(base.dtype_from_name(dtype))
-        _assert_identical("blockvq", x, {}, monkeypatch)
+        assert_native_matches_numpy("blockvq", x, {}, monkeypatch)
         if label in ("gaussian", "ties", "zero blocks", "heavy tails", "mixed subnormal"):
-            _assert_identical("blockvq", x, {"bits": 3, "block": 6}, monkeypatch)
+            assert_native_matches_numpy("blockvq", x, {"bits": 3, "block": 6}, monkeypatch)
 
 
 @needs_library
@@ -130,8 +77,8 @@ def test_blockvq_bytes_match_numpy_at_every_rate_and_block(monkeypatch):
     for bits in range(1, 9):
         for block in (2, 4, 16, 40) if bits % 2 else (6, 8, 32, 50):
             x = (rng.standard_normal(21 * block + block // 2 + 1) * rng.uniform(0.01, 10)).astype(np.float32)
-            _assert_identical("blockvq", x, {"bits": bits, "block": block}, monkeypatch)
-    _assert_identical("blockvq", rng.standard_normal(3 * 4096 - 7).astype(np.float32), {"block": 4096}, monkeypatch)
+            assert_native_matches_numpy("blockvq", x, {"bits": bits, "block": block}, monkeypatch)
+    assert_native_matches_numpy("blockvq", rng.standard_normal(3 * 4096 - 7).astype(np.float32), {"block": 4096}, monkeypatch)
 
 
 @needs_library
@@ -140,15 +87,15 @@ def test_blockvq_bytes_match_numpy_at_every_rate_and_block(monkeypatch):
 def test_entropy_coded_bytes_match_numpy_on_corner_tensors(name, dtype, monkeypatch):
     """ecsq and tcq: rANS streams (both) and the trellis search (tcq), with and without the rank-1 term."""
     rng = np.random.default_rng(8)
-    for label, x in _cases(rng):
+    for label, x in corner_tensors(rng):
         with np.errstate(all="ignore"):
             x = np.asarray(x).astype(base.dtype_from_name(dtype))
-        _assert_identical(name, x, {}, monkeypatch)
+        assert_native_matches_numpy(name, x, {}, monkeypatch)
         if label in ("gaussian", "ties", "heavy tails", "zero blocks"):
-            _assert_identical(name, x, {"step": 0.05, "block": 7, "rank1": 0}, monkeypatch)
-            _assert_identical(name, x, {"step": 2.0, "block": 1}, monkeypatch)
+            assert_native_matches_numpy(name, x, {"step": 0.05, "block": 7, "rank1": 0}, monkeypatch)
+            assert_native_matches_numpy(name, x, {"step": 2.0, "block": 1}, monkeypatch)
     low_rank = np.outer(rng.standard_normal(40), rng.standard_normal(50)) + 0.01 * rng.standard_normal((40, 50))
-    _assert_identical(name, low_rank.astype(dtype if dtype != "bfloat16" else "float32"), {}, monkeypatch)
+    assert_native_matches_numpy(name, low_rank.astype(dtype if dtype != "bfloat16" else "float32"), {}, monkeypatch)
 
 
 @needs_library
@@ -158,7 +105,7 @@ def test_tcq_chunks_choose_their_distance_form_as_numpy_does(monkeypatch):
     rng = np.random.default_rng(4)
     x = rng.standard_normal(4096 * 130).astype(np.float32)
     x[4096 * 70 + 5] = 700.0  # |y| up to 252.7 in the second chunk, < 40 elsewhere
-    _assert_identical("tcq", x, {"block": 4096, "rank1": 0}, monkeypatch)
+    assert_native_matches_numpy("tcq", x, {"block": 4096, "rank1": 0}, monkeypatch)
 
 
 @needs_library
@@ -169,11 +116,11 @@ def test_every_vector_width_gives_the_same_bytes(width, monkeypatch):
     monkeypatch.setenv("HYPERONNX_ENCODERS_ISA", width)
     rng = np.random.default_rng(int(width))
     for bits, block in ((5, 32), (2, 3), (8, 67)):
-        _assert_identical("blocktcq", rng.standard_normal(20 * block + 3).astype(np.float32),
+        assert_native_matches_numpy("blocktcq", rng.standard_normal(20 * block + 3).astype(np.float32),
                           {"bits": bits, "block": block}, monkeypatch)
-    _assert_identical("tcq", rng.standard_t(3, (50, 77)).astype(np.float32), {"block": 13}, monkeypatch)
+    assert_native_matches_numpy("tcq", rng.standard_t(3, (50, 77)).astype(np.float32), {"block": 13}, monkeypatch)
     for bits, block in ((5, 32), (2, 2), (8, 4), (6, 66)):  # blockvq: register and memory tables, bisection
-        _assert_identical("blockvq", rng.standard_t(4, 37 * block + 1).astype(np.float32),
+        assert_native_matches_numpy("blockvq", rng.standard_t(4, 37 * block + 1).astype(np.float32),
                           {"bits": bits, "block": block}, monkeypatch)
 
 
@@ -190,7 +137,7 @@ def test_thread_counts_do_not_change_a_byte(name, monkeypatch):
     finally:
         native.set_threads(None)
     assert all(b == blobs[0] for b in blobs)
-    _assert_identical(name, x, {"bits": 4, "block": 32}, monkeypatch)
+    assert_native_matches_numpy(name, x, {"bits": 4, "block": 32}, monkeypatch)
 
 
 @needs_library
@@ -199,7 +146,7 @@ def test_chunked_calls_cover_large_tensors(name, monkeypatch):
     """A tensor of several library calls (CHUNK_WEIGHTS each), with a partial last block: the same bytes."""
     monkeypatch.setattr(native, "CHUNK_WEIGHTS", 1 << 12)
     x = np.random.default_rng(9).standard_normal(5 * (1 << 12) + 77).astype(np.float16)
-    _assert_identical(name, x, {"block": 24}, monkeypatch)
+    assert_native_matches_numpy(name, x, {"block": 24}, monkeypatch)
 
 
 def _external_model(folder, rng) -> str:
@@ -298,7 +245,7 @@ def test_real_model_tensors_match_numpy(monkeypatch):
             x = numpy_helper.to_array(init)
             if x.dtype.kind == "f" and x.size >= 16:
                 for name in ("blocktcq", "tcq", "ecsq", "blockvq"):
-                    _assert_identical(name, x, {}, monkeypatch)
+                    assert_native_matches_numpy(name, x, {}, monkeypatch)
 
 
 @needs_library
