@@ -44,6 +44,11 @@ bool row_slice(const FusedWeight& w, const uint8_t* blob, size_t len, const floa
   const int64_t K = w.rows(), N = w.cols();
   const int64_t k_begin = static_cast<int64_t>(static_cast<uint64_t>(K) * slice / slices);
   const int64_t k_end = static_cast<int64_t>(static_cast<uint64_t>(K) * (slice + 1) / slices);
+  if (w.has_gemv(M)) {  // straight from registers: no row buffer
+    std::memset(partial, 0, static_cast<size_t>(M * N) * sizeof(float));
+    w.gemv(blob, len, k_begin, k_end, A, K, M, partial);
+    return true;
+  }
   const int64_t ldt = padded(N);
   thread_local std::vector<float> rows_buf, scratch;
   rows_buf.assign(static_cast<size_t>(kFusedSliceRows * ldt), 0.0f);  // the padding columns stay zero

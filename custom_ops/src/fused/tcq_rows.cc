@@ -13,6 +13,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "tcq_vbmi.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define HX_TCQ_X86 1
@@ -135,85 +137,6 @@ __attribute__((target("avx2,bmi2"))) void tcq_run_avx2(const TcqRows& rows, cons
   }
 }
 
-// GCC 12's AVX-512 headers pass an undefined vector as the unused merge operand of unmasked intrinsics, which
-// -Wmaybe-uninitialized reports once they are inlined here: a false positive.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// AVX-512 VBMI, codes of at most 5 bits (2L ≤ 64 levels: the default and below): the level's bytes come from one
-// 128-entry byte permute per two planes (index f for plane 0 or 2, f + 64 for plane 1 or 3), and two more permutes
-// interleave the four planes into 32 floats, where AVX2 needs 28 shuffles and blends and 12 unpacks.
-template <int BITS>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx2,bmi2"))) inline uint32_t tcq32_vbmi(
-    const uint8_t* src, const uint8_t* tab, __m512 scale, uint32_t carry, float* out) {
-  static_assert(BITS <= 5, "2L <= 64 levels");
-  constexpr uint64_t kMask = 0x0101010101010101ull * ((1u << BITS) - 1u);
-  uint64_t w[4];
-  for (int i = 0; i < 4; ++i) {
-    uint64_t v;
-    std::memcpy(&v, src + i * BITS, 8);
-    w[i] = _pdep_u64(v, kMask);
-  }
-  const __m256i theta = _mm256_set_epi64x(static_cast<int64_t>(w[3]), static_cast<int64_t>(w[2]),
-                                          static_cast<int64_t>(w[1]), static_cast<int64_t>(w[0]));
-  const uint32_t x = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(theta, 7)));
-  const uint32_t c0 = carry & 1u, c1 = (carry >> 1) & 1u, c2 = carry >> 2;
-  const uint32_t u = parity_prefix(x ^ (c0 ^ c1) ^ ((c1 ^ c2) << 1) ^ (c2 << 2));
-  const uint32_t parity = (u << 1) | c2;
-  // f = 2θ + parity: θ doubled, plus 1 in the bytes whose parity bit is set (a mask straight from the bits).
-  const __m256i f = _mm256_add_epi8(_mm256_add_epi8(theta, theta),
-                                    _mm256_and_si256(_mm256_movm_epi8(parity), _mm256_set1_epi8(1)));
-  // f in both halves, + 64 in the upper one: plane 1 (3) is entries 64..127 of the permute's pair.
-  const __m512i index = _mm512_add_epi8(_mm512_broadcast_i64x4(f), _mm512_maskz_set1_epi8(0xffffffff00000000ull, 64));
-  const __m512i* t = reinterpret_cast<const __m512i*>(tab);
-  const __m512i p01 = _mm512_permutex2var_epi8(_mm512_loadu_si512(t), index, _mm512_loadu_si512(t + 1));
-  const __m512i p23 = _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 2), index, _mm512_loadu_si512(t + 3));
-  // Float t's bytes: p01[t], p01[32 + t], p23[t], p23[32 + t] (p23 is bytes 64.. of the permute's pair).
-  alignas(64) static constexpr uint8_t kGather[2][64] = {
-      {0,  32, 64, 96,  1,  33, 65, 97,  2,  34, 66, 98,  3,  35, 67, 99,  4,  36, 68, 100, 5,  37,
-       69, 101, 6,  38, 70, 102, 7,  39, 71, 103, 8,  40, 72, 104, 9,  41, 73, 105, 10, 42, 74, 106,
-       11, 43, 75, 107, 12, 44, 76, 108, 13, 45, 77, 109, 14, 46, 78, 110, 15, 47, 79, 111},
-      {16, 48, 80, 112, 17, 49, 81, 113, 18, 50, 82, 114, 19, 51, 83, 115, 20, 52, 84, 116, 21, 53,
-       85, 117, 22, 54, 86, 118, 23, 55, 87, 119, 24, 56, 88, 120, 25, 57, 89, 121, 26, 58, 90, 122,
-       27, 59, 91, 123, 28, 60, 92, 124, 29, 61, 93, 125, 30, 62, 94, 126, 31, 63, 95, 127}};
-  for (int h = 0; h < 2; ++h) {
-    const __m512i bytes = _mm512_permutex2var_epi8(p01, _mm512_load_si512(kGather[h]), p23);
-    _mm512_storeu_ps(out + 16 * h, _mm512_mul_ps(_mm512_castsi512_ps(bytes), scale));
-  }
-  return u >> 29;
-}
-
-template <int BITS>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx2,bmi2"))) void tcq_run_vbmi(
-    const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out) {
-  const BlockVQParams& p = rows.params();
-  const uint8_t* headers = blob + p.code_bytes;
-  const uint64_t chunks = p.block / 32;
-  for (uint64_t q = q0; q < q1; ++q) {
-    const uint32_t h = block_header(headers, q);
-    const __m512 scale = _mm512_set1_ps(p.scales[h & 255u]);
-    const uint8_t* tab = rows.planes64() + (h >> 8) * 256;
-    uint32_t carry = 0;
-    for (uint64_t j = 0; j < chunks; ++j, out += 32) {
-      const uint64_t at = (q * chunks + j) * 4 * BITS;
-      if (at + 3 * BITS + 8 <= len) {
-        carry = tcq32_vbmi<BITS>(blob + at, tab, scale, carry, out);
-      } else {
-        uint8_t tail[4 * BITS + 8] = {};
-        std::memcpy(tail, blob + at, 4 * BITS);
-        carry = tcq32_vbmi<BITS>(tail, tab, scale, carry, out);
-      }
-    }
-  }
-}
-
-#pragma GCC diagnostic pop
-
-bool host_has_vbmi() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi");
-}
-
 bool host_has_avx2_bmi2() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
@@ -259,31 +182,26 @@ std::unique_ptr<TcqRows> TcqRows::create(const BlockVQParams& p, bool allow_vbmi
   for (float v : p.scales) {
     if (!std::isfinite(v)) return nullptr;
   }
+  const bool vbmi = allow_vbmi && p.level_bits <= 5 && tcq_vbmi_available();
   RunFn run = nullptr;
-  static const bool vbmi = host_has_vbmi();
-  if (vbmi && allow_vbmi) {
+  if (vbmi) run = tcq_vbmi_run(p.level_bits);
+  if (run == nullptr) {
     switch (p.level_bits) {
-      case 1: run = &tcq_run_vbmi<1>; break;
-      case 2: run = &tcq_run_vbmi<2>; break;
-      case 3: run = &tcq_run_vbmi<3>; break;
-      case 4: run = &tcq_run_vbmi<4>; break;
-      case 5: run = &tcq_run_vbmi<5>; break;
-      default: break;
+      case 1: run = &tcq_run_avx2<1>; break;
+      case 2: run = &tcq_run_avx2<2>; break;
+      case 3: run = &tcq_run_avx2<3>; break;
+      case 4: run = &tcq_run_avx2<4>; break;
+      case 5: run = &tcq_run_avx2<5>; break;
+      case 6: run = &tcq_run_avx2<6>; break;
+      case 7: run = &tcq_run_avx2<7>; break;
+      default: return nullptr;
     }
   }
-  if (run == nullptr) {
-  switch (p.level_bits) {
-    case 1: run = &tcq_run_avx2<1>; break;
-    case 2: run = &tcq_run_avx2<2>; break;
-    case 3: run = &tcq_run_avx2<3>; break;
-    case 4: run = &tcq_run_avx2<4>; break;
-    case 5: run = &tcq_run_avx2<5>; break;
-    case 6: run = &tcq_run_avx2<6>; break;
-    case 7: run = &tcq_run_avx2<7>; break;
-    default: return nullptr;
+  std::unique_ptr<TcqRows> rows(new TcqRows(p, run));
+  if (vbmi) {
+    for (int m = 1; m <= kTcqGemvMaxM; ++m) rows->gemv_[m] = tcq_vbmi_gemv(p.level_bits, m);
   }
-  }
-  return std::unique_ptr<TcqRows>(new TcqRows(p, run));
+  return rows;
 #else
   (void)p;
   (void)allow_vbmi;

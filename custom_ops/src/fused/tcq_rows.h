@@ -19,11 +19,24 @@ class TcqRows {
   // to 5 bits take the AVX-512 VBMI kernel where the CPU has it.
   static std::unique_ptr<TcqRows> create(const BlockVQParams& p, bool allow_vbmi);
   using RunFn = void (*)(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out);
+  // y[m·ldy + j] += Σ_r a[m·lda + r] · W_r[j] for m < M, r < nrows, j < row_blocks·B, where row W_r is blocks
+  // [q0 + r·row_blocks, q0 + (r + 1)·row_blocks) (a row-major weight whose width is a multiple of B).
+  using GemvFn = void (*)(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                          int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy);
 
   // Writes blocks [q0, q1) (B·(q1 − q0) weights) to out. blob: the whole checked blob of len bytes.
   void run(const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out) const {
     run_(*this, blob, len, q0, q1, out);
   }
+
+  // The GEMV above for batch M, where this CPU has one (AVX-512 VBMI, M ≤ kTcqGemvMaxM): the weights go from
+  // registers into the products, never to memory. Summation order: rows in groups of four, then into y.
+  bool has_gemv(int64_t M) const { return M >= 1 && M <= kTcqGemvMaxM && gemv_[M] != nullptr; }
+  void gemv(const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks, int64_t nrows, const float* a,
+            int64_t lda, int64_t M, float* y, int64_t ldy) const {
+    gemv_[M](*this, blob, len, q0, row_blocks, nrows, a, lda, y, ldy);
+  }
+  static constexpr int64_t kTcqGemvMaxM = 3;
 
   // The level sets as byte planes for the in-register lookup: for level set c, byte p (0 = lowest) of the float32
   // level, 16-level chunk j: 32 bytes (the chunk's 16 bytes, twice, one copy per 128-bit lane) at
@@ -39,6 +52,7 @@ class TcqRows {
 
   const BlockVQParams& p_;  // owned by the codec's decoder, which outlives this
   RunFn run_;
+  GemvFn gemv_[kTcqGemvMaxM + 1] = {};
   int chunks_ = 1;
   std::vector<uint8_t> planes_, planes64_;
 };

@@ -42,6 +42,17 @@ class FusedWeight {
   bool decode(const uint8_t* blob, size_t len, uint64_t e0, uint64_t e1, float* out, std::vector<float>* scratch,
               std::string* error) const;
 
+  // Whether gemv() takes batch M: a blocktcq weight whose rows are whole blocks, on a CPU with the register GEMV
+  // (tcq_vbmi.h).
+  bool has_gemv(int64_t M) const { return tcq_rows_ && cols_ % static_cast<int64_t>(block_) == 0 && tcq_rows_->has_gemv(M); }
+  // Y[m, n] += Σ_k A[m, k] · W[k, n] for m < M, k0 ≤ k < k1 (A's row stride lda, Y's N), with no decoded row
+  // written to memory. Only where has_gemv(M); the blob must have passed check().
+  void gemv(const uint8_t* blob, size_t len, int64_t k0, int64_t k1, const float* A, int64_t lda, int64_t M,
+            float* Y) const {
+    const uint64_t row_blocks = static_cast<uint64_t>(cols_) / block_;
+    tcq_rows_->gemv(blob, len, static_cast<uint64_t>(k0) * row_blocks, row_blocks, k1 - k0, A + k0, lda, M, Y, cols_);
+  }
+
  private:
   FusedWeight() = default;
 

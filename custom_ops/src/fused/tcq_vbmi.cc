@@ -1,0 +1,351 @@
+// blocktcq's AVX-512 VBMI decode, 64 weights a step (codes of at most 5 bits: 2L ≤ 64 fine levels), and the GEMV
+// that multiplies them straight from registers (tcq_vbmi.h). Per 64 weights:
+//   codes: one masked 8·BITS-byte load, one byte permute that gives each 64-bit lane the BITS bytes of its 8 codes,
+//     one multishift that pulls each code's bits into its byte (no pdep: it is microcoded on AMD Zen 1/2 and its
+//     spread-to-bytes work is what multishift does for 64 bytes at once);
+//   parity: the 64 low bits in one mask, the GF(2) prefix (tcq_rows.cc) on each 32-weight half in scalar registers;
+//   levels: f = 2θ + parity indexes four byte planes, one 128-entry permute each (the two halves' level sets side
+//     by side), and four permutes interleave the planes into 64 floats; one multiply by each half's block scale.
+// The 32-wide kernel of tcq_rows.cc spent about 55 instructions per 32 weights (4 pdep and their inserts, the
+// per-block loop); this is about 40 per 64 (hyperonnx_fused_bench, docs/fused.md).
+#include "tcq_vbmi.h"
+
+#include <array>
+#include <cstring>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define HX_VBMI_X86 1
+#endif
+
+namespace hyperonnx {
+
+#ifdef HX_VBMI_X86
+namespace {
+
+// GCC 12's AVX-512 headers pass an undefined vector as the unused merge operand of unmasked intrinsics, which
+// -W(maybe-)uninitialized reports once they are inlined here: a false positive.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+#define HX_VBMI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx2,pclmul")))
+
+// The parity recurrence's response, 64 weights long (bit t of a word = weight t; docs/format.md, "blocktcq"):
+// u_t = x_t ^ u_(t−2) ^ u_(t−3), walked one weight at a time from carry c (bits 0-2: u_(−3), u_(−2), u_(−1)).
+constexpr uint64_t parity_walk64(uint64_t x, uint32_t c) {
+  uint64_t u = 0;
+  auto bit = [&](int t) -> uint64_t { return t >= 0 ? (u >> t) & 1u : (c >> (t + 3)) & 1u; };
+  for (int t = 0; t < 64; ++t) u |= (((x >> t) & 1u) ^ bit(t - 2) ^ bit(t - 3)) << t;
+  return u;
+}
+
+// The map is linear over GF(2): u = x ⊗ P ⊕ R[c], with P = 1 / (1 + z² + z³) mod z⁶⁴ (the response to x = 1) and
+// R[c] the response to the carry alone. So one carry-less multiply gives 64 parities, where the shift-xor prefix
+// of tcq_rows.cc took 16 shifts per 32 weights (shifts run on two of Zen 4's four ALUs: that prefix was 40 % of
+// this kernel's time, hyperonnx_fused_bench).
+constexpr uint64_t kParityP = parity_walk64(1, 0);
+struct CarryTable {
+  uint64_t r[8];
+};
+constexpr CarryTable make_carry_table() {
+  CarryTable t{};
+  for (uint32_t c = 0; c < 8; ++c) t.r[c] = parity_walk64(0, c);
+  return t;
+}
+constexpr CarryTable kCarry = make_carry_table();
+
+constexpr uint64_t clmul_low(uint64_t a, uint64_t b) {
+  uint64_t r = 0;
+  for (int i = 0; i < 64; ++i) r ^= ((b >> i) & 1u) ? a << i : 0;
+  return r;
+}
+// Linear in x and in c, so checking unit vectors proves every input.
+constexpr bool product_matches_walk() {
+  for (int t = 0; t < 64; ++t) {
+    if ((clmul_low(uint64_t{1} << t, kParityP)) != parity_walk64(uint64_t{1} << t, 0)) return false;
+  }
+  for (uint32_t c = 1; c < 8; c <<= 1) {
+    if (kCarry.r[c] != parity_walk64(0, c)) return false;
+  }
+  return true;
+}
+static_assert(product_matches_walk(), "x ⊗ P ⊕ R[c] must equal the parity recurrence");
+
+struct Indices {
+  alignas(64) uint8_t spread[64];      // byte 8j + i of lane j: code byte BITS·j + i
+  alignas(64) uint8_t shift[64];       // byte i of each lane: bit offset BITS·i
+  alignas(64) uint8_t bytes[2][64];    // planes 0/1 (or 2/3) to 16-bit pairs, weights 0-31 / 32-63
+  alignas(64) uint16_t words[2][32];   // pairs to floats, weights 0-15 / 16-31 of a 32-weight half
+};
+
+constexpr Indices make_indices(int bits) {
+  Indices x{};
+  for (int j = 0; j < 8; ++j) {
+    for (int i = 0; i < 8; ++i) {
+      const int src = bits * j + i;
+      x.spread[8 * j + i] = static_cast<uint8_t>(src < 63 ? src : 63);
+      x.shift[8 * j + i] = static_cast<uint8_t>(bits * i);
+    }
+  }
+  for (int h = 0; h < 2; ++h) {
+    for (int t = 0; t < 32; ++t) {
+      x.bytes[h][2 * t] = static_cast<uint8_t>(32 * h + t);
+      x.bytes[h][2 * t + 1] = static_cast<uint8_t>(64 + 32 * h + t);
+    }
+    for (int t = 0; t < 16; ++t) {
+      x.words[h][2 * t] = static_cast<uint16_t>(16 * h + t);
+      x.words[h][2 * t + 1] = static_cast<uint16_t>(32 + 16 * h + t);
+    }
+  }
+  return x;
+}
+
+template <int BITS>
+struct Tables {
+  static constexpr Indices kIdx = make_indices(BITS);
+};
+
+// Where a stream of whole blocks stands: the next 32 weights are 32-weight chunk `pos` of block q.
+struct Cursor {
+  uint64_t q = 0, pos = 0;
+  uint32_t carry = 0, header = 0;
+};
+
+struct Ctx {
+  const uint8_t* blob;
+  uint64_t len;
+  const uint8_t* headers;
+  const float* scales;
+  const uint8_t* planes;  // TcqRows::planes64()
+  uint64_t per_block;     // 32-weight chunks per block
+};
+
+inline void advance(const Ctx& c, Cursor* cur) {
+  if (++cur->pos == c.per_block) {
+    cur->pos = 0;
+    ++cur->q;
+  }
+}
+
+// 64 weights (two = false: 32) at the cursor into w[0..3] (w[0..1]), moving it on. kFresh: blocks of 32 (the
+// default), where every half starts a block, so no carry links one step to the next: a carry chained through a
+// select would serialize the steps on the multiply's latency.
+template <int BITS, bool kFresh>
+HX_VBMI inline void decode64(const Ctx& c, Cursor* cur, bool two, __m512 w[4]) {
+  const Indices& idx = Tables<BITS>::kIdx;
+  const uint64_t at = (cur->q * c.per_block + cur->pos) * 4 * BITS;  // 32 codes = 4·BITS bytes
+  // The two halves' headers; a half that starts a block starts the recurrence afresh.
+  if (kFresh || cur->pos == 0) {
+    cur->header = block_header(c.headers, cur->q);
+    cur->carry = 0;
+  }
+  const uint32_t h0 = cur->header, carry_in = kFresh ? 0u : cur->carry;
+  advance(c, cur);
+  uint32_t h1 = h0;
+  bool restart = false;
+  if (two) {
+    restart = kFresh || cur->pos == 0;
+    if (restart) cur->header = block_header(c.headers, cur->q);
+    h1 = cur->header;
+    advance(c, cur);
+  }
+  const __mmask64 load = two ? ~__mmask64{0} >> (64 - 8 * BITS) : ~__mmask64{0} >> (64 - 4 * BITS);
+  // A plain load where 64 bytes are readable (the bytes past the step's codes only reach weights it drops).
+  const __m512i raw = at + 64 <= c.len ? _mm512_loadu_si512(c.blob + at) : _mm512_maskz_loadu_epi8(load, c.blob + at);
+  const __m512i spread = _mm512_permutexvar_epi8(_mm512_load_si512(idx.spread), raw);
+  const __m512i theta = _mm512_and_si512(_mm512_multishift_epi64_epi8(_mm512_load_si512(idx.shift), spread),
+                                         _mm512_set1_epi8(static_cast<char>((1 << BITS) - 1)));
+  const uint64_t x = _mm512_test_epi8_mask(theta, _mm512_set1_epi8(1));
+  const __m128i product = _mm_clmulepi64_si128(_mm_cvtsi64_si128(static_cast<int64_t>(x)),
+                                               _mm_cvtsi64_si128(static_cast<int64_t>(kParityP)), 0x00);
+  uint64_t u = static_cast<uint64_t>(_mm_cvtsi128_si64(product));
+  if (!kFresh) u ^= kCarry.r[carry_in];
+  uint64_t parity = (u << 1) | (carry_in >> 2);
+  if (restart) {  // take the lower half's carry back out of the upper half (its response, 32 weights on)
+    u ^= kCarry.r[(u >> 29) & 7u] << 32;
+    parity = ((u << 1) | (carry_in >> 2)) & ~(uint64_t{1} << 32);
+  }
+  if (!kFresh) cur->carry = static_cast<uint32_t>(two ? u >> 61 : (u >> 29) & 7u);
+  const float s0 = c.scales[h0 & 255u], s1 = c.scales[h1 & 255u];
+  const uint8_t* tab0 = c.planes + (h0 >> 8) * 256;
+  const uint8_t* tab1 = c.planes + (h1 >> 8) * 256;
+  const __m512i twice = _mm512_add_epi8(theta, theta);
+  __m512i f = _mm512_mask_add_epi8(twice, parity, twice, _mm512_set1_epi8(1));
+  f = _mm512_mask_add_epi8(f, __mmask64{0xffffffff00000000ull}, f, _mm512_set1_epi8(64));  // upper half: set 2
+  const __m512i* t0 = reinterpret_cast<const __m512i*>(tab0);
+  const __m512i* t1 = reinterpret_cast<const __m512i*>(tab1);
+  __m512i plane[4];
+  for (int p = 0; p < 4; ++p) plane[p] = _mm512_permutex2var_epi8(_mm512_loadu_si512(t0 + p), f, _mm512_loadu_si512(t1 + p));
+  const __m512 scale0 = _mm512_set1_ps(s0), scale1 = _mm512_set1_ps(s1);
+  for (int h = 0; h < (two ? 2 : 1); ++h) {
+    const __m512i sel = _mm512_load_si512(idx.bytes[h]);
+    const __m512i w01 = _mm512_permutex2var_epi8(plane[0], sel, plane[1]);
+    const __m512i w23 = _mm512_permutex2var_epi8(plane[2], sel, plane[3]);
+    const __m512 s = h == 0 ? scale0 : scale1;
+    for (int j = 0; j < 2; ++j) {
+      const __m512i bits = _mm512_permutex2var_epi16(w01, _mm512_load_si512(idx.words[j]), w23);
+      w[2 * h + j] = _mm512_mul_ps(_mm512_castsi512_ps(bits), s);
+    }
+  }
+}
+
+template <int BITS, bool kFresh>
+HX_VBMI void run_blocks(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out) {
+  const BlockVQParams& p = rows.params();
+  const Ctx c{blob, len, blob + p.code_bytes, p.scales.data(), rows.planes64(), p.block / 32};
+  Cursor cur;
+  cur.q = q0;
+  const uint64_t chunks = (q1 - q0) * c.per_block;
+  __m512 w[4];
+  uint64_t i = 0;
+  for (; i + 2 <= chunks; i += 2, out += 64) {
+    decode64<BITS, kFresh>(c, &cur, true, w);
+    for (int j = 0; j < 4; ++j) _mm512_storeu_ps(out + 16 * j, w[j]);
+  }
+  if (i < chunks) {
+    decode64<BITS, kFresh>(c, &cur, false, w);
+    _mm512_storeu_ps(out, w[0]);
+    _mm512_storeu_ps(out + 16, w[1]);
+  }
+}
+
+constexpr int kGemvRows = 4;
+
+// R rows (R·M broadcasts of A, M·4 accumulators): y[m] += Σ_r a[m, r] · W_r, 64 columns a step.
+template <int BITS, int M, int R, bool kFresh>
+HX_VBMI inline void gemv_group(const Ctx& c, uint64_t q0, uint64_t row_blocks, const float* a, int64_t lda, float* y,
+                               int64_t ldy) {
+  const uint64_t chunks = row_blocks * c.per_block;
+  Cursor cur[R];
+  __m512 av[R][M];
+  for (int r = 0; r < R; ++r) {
+    cur[r].q = q0 + static_cast<uint64_t>(r) * row_blocks;
+    for (int m = 0; m < M; ++m) av[r][m] = _mm512_set1_ps(a[m * lda + r]);
+  }
+  for (uint64_t i = 0; i < chunks; i += 2) {
+    const bool two = i + 2 <= chunks;
+    __m512 acc[M][4];
+    for (int m = 0; m < M; ++m) {
+      for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      __m512 w[4];
+      if (kFresh) {  // the step's blocks from i alone: no cursor carried through memory from step to step
+        Cursor at;
+        at.q = q0 + static_cast<uint64_t>(r) * row_blocks + i;
+        decode64<BITS, true>(c, &at, two, w);
+      } else {
+        decode64<BITS, false>(c, &cur[r], two, w);
+      }
+      for (int m = 0; m < M; ++m) {
+        for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_fmadd_ps(av[r][m], w[j], acc[m][j]);
+      }
+    }
+    float* yc = y + 32 * i;
+    for (int m = 0; m < M; ++m) {
+      for (int j = 0; j < (two ? 4 : 2); ++j) {
+        float* dst = yc + m * ldy + 16 * j;
+        _mm512_storeu_ps(dst, _mm512_add_ps(_mm512_loadu_ps(dst), acc[m][j]));
+      }
+    }
+  }
+}
+
+// Rows are taken kGemvRows at a time: their weight vectors are summed into M accumulators (each row times its A
+// value) before Y is loaded and stored once, so Y's traffic is a quarter of a row's (Zen 4 stores one 512-bit
+// vector per two cycles: writing every decoded weight out, as the row-buffer path does, costs about as much as
+// decoding it).
+template <int BITS, int M, bool kFresh>
+HX_VBMI void gemv_blocks(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                         int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
+  const BlockVQParams& p = rows.params();
+  const Ctx c{blob, len, blob + p.code_bytes, p.scales.data(), rows.planes64(), p.block / 32};
+  int64_t r = 0;
+  for (; r + kGemvRows <= nrows; r += kGemvRows) {
+    gemv_group<BITS, M, kGemvRows, kFresh>(c, q0 + static_cast<uint64_t>(r) * row_blocks, row_blocks, a + r, lda, y,
+                                           ldy);
+  }
+  for (; r < nrows; ++r) {
+    gemv_group<BITS, M, 1, kFresh>(c, q0 + static_cast<uint64_t>(r) * row_blocks, row_blocks, a + r, lda, y, ldy);
+  }
+}
+
+template <int BITS>
+void run_vbmi64(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out) {
+  if (rows.params().block == 32) {
+    run_blocks<BITS, true>(rows, blob, len, q0, q1, out);
+  } else {
+    run_blocks<BITS, false>(rows, blob, len, q0, q1, out);
+  }
+}
+
+template <int BITS, int M>
+void gemv_vbmi64(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                 int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
+  if (rows.params().block == 32) {
+    gemv_blocks<BITS, M, true>(rows, blob, len, q0, row_blocks, nrows, a, lda, y, ldy);
+  } else {
+    gemv_blocks<BITS, M, false>(rows, blob, len, q0, row_blocks, nrows, a, lda, y, ldy);
+  }
+}
+
+template <int BITS>
+TcqRows::GemvFn gemv_for(int m) {
+  switch (m) {
+    case 1: return &gemv_vbmi64<BITS, 1>;
+    case 2: return &gemv_vbmi64<BITS, 2>;
+    case 3: return &gemv_vbmi64<BITS, 3>;
+    default: return nullptr;
+  }
+}
+
+bool host_has_vbmi() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("pclmul");
+}
+
+#pragma GCC diagnostic pop
+
+}  // namespace
+
+bool tcq_vbmi_available() {
+  static const bool has = host_has_vbmi();
+  return has;
+}
+
+TcqRows::RunFn tcq_vbmi_run(int bits) {
+  if (!tcq_vbmi_available()) return nullptr;
+  switch (bits) {
+    case 1: return &run_vbmi64<1>;
+    case 2: return &run_vbmi64<2>;
+    case 3: return &run_vbmi64<3>;
+    case 4: return &run_vbmi64<4>;
+    case 5: return &run_vbmi64<5>;
+    default: return nullptr;
+  }
+}
+
+TcqRows::GemvFn tcq_vbmi_gemv(int bits, int m) {
+  if (!tcq_vbmi_available()) return nullptr;
+  switch (bits) {
+    case 1: return gemv_for<1>(m);
+    case 2: return gemv_for<2>(m);
+    case 3: return gemv_for<3>(m);
+    case 4: return gemv_for<4>(m);
+    case 5: return gemv_for<5>(m);
+    default: return nullptr;
+  }
+}
+
+#else
+
+bool tcq_vbmi_available() { return false; }
+TcqRows::RunFn tcq_vbmi_run(int) { return nullptr; }
+TcqRows::GemvFn tcq_vbmi_gemv(int, int) { return nullptr; }
+
+#endif
+
+}  // namespace hyperonnx
