@@ -151,6 +151,10 @@ HX_VBMI inline void decode64(const Ctx& c, Cursor* cur, bool two, __m512 w[4]) {
     advance(c, cur);
   }
   const __mmask64 load = two ? ~__mmask64{0} >> (64 - 8 * BITS) : ~__mmask64{0} >> (64 - 4 * BITS);
+  // The codes 512 bytes on (about 13 steps): benchmarks/fused.py runs other sessions between two of this one's,
+  // so the codes come from DRAM, and the GEMV's four row streams outrun the hardware prefetcher (M = 1, 4096²:
+  // 2.7 → 2.0 ms).
+  __builtin_prefetch(c.blob + at + 512);
   // A plain load where 64 bytes are readable (the bytes past the step's codes only reach weights it drops).
   const __m512i raw = at + 64 <= c.len ? _mm512_loadu_si512(c.blob + at) : _mm512_maskz_loadu_epi8(load, c.blob + at);
   const __m512i spread = _mm512_permutexvar_epi8(_mm512_load_si512(idx.spread), raw);
