@@ -159,13 +159,16 @@ TcqRows::TcqRows(const BlockVQParams& p, RunFn run) : p_(p), run_(run) {
       }
     }
   }
-  if (fine <= 64) {  // the VBMI kernel's tables: per level set, planes 0-3 of 64 entries each, in order
-    planes64_.assign(kBlockVQBooks * 256, 0);
+  // The VBMI kernel's tables (tcq_vbmi.cc): per level set, planes 0-3 of 64 (2L ≤ 64) or 128 entries, in order.
+  const uint32_t width = fine <= 64 ? 64 : fine == 128 ? 128 : 0;
+  std::vector<uint8_t>& wide = width == 64 ? planes64_ : planes128_;
+  if (width != 0) {
+    wide.assign(kBlockVQBooks * 4 * width, 0);
     for (uint32_t c = 0; c < kBlockVQBooks; ++c) {
       for (uint32_t f = 0; f < fine; ++f) {
         uint32_t bits;
         std::memcpy(&bits, &p.books[c * fine + f], 4);
-        for (int b = 0; b < 4; ++b) planes64_[c * 256 + b * 64 + f] = static_cast<uint8_t>(bits >> (8 * b));
+        for (uint32_t b = 0; b < 4; ++b) wide[(c * 4 + b) * width + f] = static_cast<uint8_t>(bits >> (8 * b));
       }
     }
   }
@@ -182,7 +185,7 @@ std::unique_ptr<TcqRows> TcqRows::create(const BlockVQParams& p, bool allow_vbmi
   for (float v : p.scales) {
     if (!std::isfinite(v)) return nullptr;
   }
-  const bool vbmi = allow_vbmi && p.level_bits <= 5 && tcq_vbmi_available();
+  const bool vbmi = allow_vbmi && p.level_bits <= 6 && tcq_vbmi_available();
   RunFn run = nullptr;
   if (vbmi) run = tcq_vbmi_run(p.level_bits);
   if (run == nullptr) {

@@ -16,7 +16,7 @@ class TcqRows {
  public:
   // Null where the fast path does not apply: it needs a float32 weight, blocks of a multiple of 32 weights, codes
   // of 1..7 bits, finite level sets and scales, and x86 AVX2 + BMI2 (tcq_rows_available()). allow_vbmi: codes of up
-  // to 5 bits take the AVX-512 VBMI kernel where the CPU has it.
+  // to 6 bits take the AVX-512 VBMI kernel where the CPU has it (tcq_vbmi.h).
   static std::unique_ptr<TcqRows> create(const BlockVQParams& p, bool allow_vbmi);
   using RunFn = void (*)(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out);
   // y[m·ldy + j] += Σ_r a[m·lda + r] · W_r[j] for m < M, r < nrows, j < row_blocks·B, where row W_r is blocks
@@ -46,6 +46,8 @@ class TcqRows {
   int chunks() const { return chunks_; }
   // The same for the VBMI kernel (2L ≤ 64): per level set c, planes 0-3 of 64 bytes each at planes64()[c·256 + p·64].
   const uint8_t* planes64() const { return planes64_.data(); }
+  // 6-bit codes (2L = 128): per level set c, planes 0-3 of 128 bytes each at planes128()[c·512 + p·128].
+  const uint8_t* planes128() const { return planes128_.data(); }
 
  private:
   TcqRows(const BlockVQParams& p, RunFn run);
@@ -54,7 +56,7 @@ class TcqRows {
   RunFn run_;
   GemvFn gemv_[kTcqGemvMaxM + 1] = {};
   int chunks_ = 1;
-  std::vector<uint8_t> planes_, planes64_;
+  std::vector<uint8_t> planes_, planes64_, planes128_;
 };
 
 // Whether this CPU runs the fast path (x86 AVX2 + BMI2).

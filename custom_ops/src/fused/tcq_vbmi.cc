@@ -1,11 +1,12 @@
-// blocktcq's AVX-512 VBMI decode, 64 weights a step (codes of at most 5 bits: 2L ≤ 64 fine levels), and the GEMV
+// blocktcq's AVX-512 VBMI decode, 64 weights a step (codes of at most 6 bits: 2L ≤ 128 fine levels), and the GEMV
 // that multiplies them straight from registers (tcq_vbmi.h). Per 64 weights:
 //   codes: one masked 8·BITS-byte load, one byte permute that gives each 64-bit lane the BITS bytes of its 8 codes,
 //     one multishift that pulls each code's bits into its byte (no pdep: it is microcoded on AMD Zen 1/2 and its
 //     spread-to-bytes work is what multishift does for 64 bytes at once);
 //   parity: the 64 low bits in one mask, the GF(2) prefix (tcq_rows.cc) on each 32-weight half in scalar registers;
 //   levels: f = 2θ + parity indexes four byte planes, one 128-entry permute each (the two halves' level sets side
-//     by side), and four permutes interleave the planes into 64 floats; one multiply by each half's block scale.
+//     by side; 6-bit codes: one per half, blended), and four permutes interleave the planes into 64 floats; one
+//     multiply by each half's block scale.
 // The 32-wide kernel of tcq_rows.cc spent about 55 instructions per 32 weights (4 pdep and their inserts, the
 // per-block loop); this is about 40 per 64 (hyperonnx_fused_bench, docs/fused.md).
 #include "tcq_vbmi.h"
@@ -72,6 +73,8 @@ constexpr bool product_matches_walk() {
 }
 static_assert(product_matches_walk(), "x ⊗ P ⊕ R[c] must equal the parity recurrence");
 
+constexpr __mmask64 kUpper = 0xffffffff00000000ull;  // the bytes of a step's second 32 weights
+
 struct Indices {
   alignas(64) uint8_t spread[64];      // byte 8j + i of lane j: code byte BITS·j + i
   alignas(64) uint8_t shift[64];       // byte i of each lane: bit offset BITS·i
@@ -117,7 +120,7 @@ struct Ctx {
   uint64_t len;
   const uint8_t* headers;
   const float* scales;
-  const uint8_t* planes;  // TcqRows::planes64()
+  const uint8_t* planes;  // TcqRows::planes64() (BITS ≤ 5) or planes128() (BITS = 6)
   uint64_t per_block;     // 32-weight chunks per block
 };
 
@@ -172,15 +175,28 @@ HX_VBMI inline void decode64(const Ctx& c, Cursor* cur, bool two, __m512 w[4]) {
   }
   if (!kFresh) cur->carry = static_cast<uint32_t>(two ? u >> 61 : (u >> 29) & 7u);
   const float s0 = c.scales[h0 & 255u], s1 = c.scales[h1 & 255u];
-  const uint8_t* tab0 = c.planes + (h0 >> 8) * 256;
-  const uint8_t* tab1 = c.planes + (h1 >> 8) * 256;
+  constexpr uint32_t kSetBytes = BITS <= 5 ? 256 : 512;  // four planes of 64 or 128 entries
+  const uint8_t* tab0 = c.planes + (h0 >> 8) * kSetBytes;
+  const uint8_t* tab1 = c.planes + (h1 >> 8) * kSetBytes;
   const __m512i twice = _mm512_add_epi8(theta, theta);
   __m512i f = _mm512_mask_add_epi8(twice, parity, twice, _mm512_set1_epi8(1));
-  f = _mm512_mask_add_epi8(f, __mmask64{0xffffffff00000000ull}, f, _mm512_set1_epi8(64));  // upper half: set 2
   const __m512i* t0 = reinterpret_cast<const __m512i*>(tab0);
   const __m512i* t1 = reinterpret_cast<const __m512i*>(tab1);
   __m512i plane[4];
-  for (int p = 0; p < 4; ++p) plane[p] = _mm512_permutex2var_epi8(_mm512_loadu_si512(t0 + p), f, _mm512_loadu_si512(t1 + p));
+  if (BITS <= 5) {  // f < 64: one permute of 128 entries looks up both halves, the upper one in its own set
+    f = _mm512_mask_add_epi8(f, kUpper, f, _mm512_set1_epi8(64));
+    for (int p = 0; p < 4; ++p) {
+      plane[p] = _mm512_permutex2var_epi8(_mm512_loadu_si512(t0 + p), f, _mm512_loadu_si512(t1 + p));
+    }
+  } else {  // f < 128: a permute per half and plane (two vectors of 64 entries each), blended
+    for (int p = 0; p < 4; ++p) {
+      const __m512i lo =
+          _mm512_permutex2var_epi8(_mm512_loadu_si512(t0 + 2 * p), f, _mm512_loadu_si512(t0 + 2 * p + 1));
+      const __m512i hi =
+          _mm512_permutex2var_epi8(_mm512_loadu_si512(t1 + 2 * p), f, _mm512_loadu_si512(t1 + 2 * p + 1));
+      plane[p] = _mm512_mask_blend_epi8(kUpper, lo, hi);
+    }
+  }
   const __m512 scale0 = _mm512_set1_ps(s0), scale1 = _mm512_set1_ps(s1);
   for (int h = 0; h < (two ? 2 : 1); ++h) {
     const __m512i sel = _mm512_load_si512(idx.bytes[h]);
@@ -197,7 +213,8 @@ HX_VBMI inline void decode64(const Ctx& c, Cursor* cur, bool two, __m512 w[4]) {
 template <int BITS, bool kFresh>
 HX_VBMI void run_blocks(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out) {
   const BlockVQParams& p = rows.params();
-  const Ctx c{blob, len, blob + p.code_bytes, p.scales.data(), rows.planes64(), p.block / 32};
+  const Ctx c{blob, len, blob + p.code_bytes, p.scales.data(), BITS <= 5 ? rows.planes64() : rows.planes128(),
+              p.block / 32};
   Cursor cur;
   cur.q = q0;
   const uint64_t chunks = (q1 - q0) * c.per_block;
@@ -265,7 +282,8 @@ template <int BITS, int M, bool kFresh>
 HX_VBMI void gemv_blocks(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
                          int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
   const BlockVQParams& p = rows.params();
-  const Ctx c{blob, len, blob + p.code_bytes, p.scales.data(), rows.planes64(), p.block / 32};
+  const Ctx c{blob, len, blob + p.code_bytes, p.scales.data(), BITS <= 5 ? rows.planes64() : rows.planes128(),
+              p.block / 32};
   int64_t r = 0;
   for (; r + kGemvRows <= nrows; r += kGemvRows) {
     gemv_group<BITS, M, kGemvRows, kFresh>(c, q0 + static_cast<uint64_t>(r) * row_blocks, row_blocks, a + r, lda, y,
@@ -328,6 +346,7 @@ TcqRows::RunFn tcq_vbmi_run(int bits) {
     case 3: return &run_vbmi64<3>;
     case 4: return &run_vbmi64<4>;
     case 5: return &run_vbmi64<5>;
+    case 6: return &run_vbmi64<6>;
     default: return nullptr;
   }
 }
@@ -340,6 +359,7 @@ TcqRows::GemvFn tcq_vbmi_gemv(int bits, int m) {
     case 3: return gemv_for<3>(m);
     case 4: return gemv_for<4>(m);
     case 5: return gemv_for<5>(m);
+    case 6: return gemv_for<6>(m);
     default: return nullptr;
   }
 }

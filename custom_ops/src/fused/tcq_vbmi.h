@@ -1,4 +1,4 @@
-// blocktcq's AVX-512 VBMI kernels (codes of 1..5 bits), 64 weights a step: the decode behind TcqRows::run, and a
+// blocktcq's AVX-512 VBMI kernels (codes of 1..6 bits), 64 weights a step: the decode behind TcqRows::run, and a
 // GEMV that multiplies the decoded weights straight from registers (TcqRows::gemv), so at M ≤ 4 no decoded row is
 // ever written to memory. Null where the CPU lacks AVX-512 VBMI (or off x86).
 #pragma once
