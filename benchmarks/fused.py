@@ -1,7 +1,7 @@
 """Fused kernels vs fp32 and ORT's MatMulNBits (docs/fused.md, "Measurements").
 
-    nice -n 10 .venv/bin/python benchmarks/fused.py --quick    # 4096², M ∈ {1, 64}, 1 thread (~1 minute)
-    nice -n 10 .venv/bin/python benchmarks/fused.py            # the full grid (several minutes)
+    nice -n 10 .venv/bin/python benchmarks/fused.py --quick    # 4096², M ∈ {1, 64}, 1 thread, MiniLM (~1 minute)
+    nice -n 10 .venv/bin/python benchmarks/fused.py            # the full grid, MiniLM and SmolLM2 (several minutes)
 
 Y = X @ W, W of K×N, X of M×K, in one ORT session per variant, all timed in interleaved rounds (a load change on
 the machine hits every variant alike), medians:
@@ -14,6 +14,8 @@ W is a blocktcq encoding at the codec's defaults (5 bits, blocks of 32) with ran
 decoders' speed does not depend on the values); MatMulNBits gets random packed nibbles and scales. Prints
 milliseconds per run, each variant's ratio to fp32, fused / nbits4, the resident weight bytes of each, and the
 fused op's time per weight at M = 1 on one thread (decode + multiply: an upper bound on its decode cost).
+Then the end-to-end rows (benchmarks/fused_e2e.py): all-MiniLM-L6-v2 and SmolLM2-135M converted with
+``--decode call``, against fp32 (``--models``; SmolLM2 is optional and skipped where its package is missing).
 
 --clock cpu times one-thread runs by this thread's CPU time (time.thread_time: ORT runs a one-thread session on the
 caller's thread) instead of wall time, for a shared machine where other processes' turns would swamp wall time;
@@ -35,6 +37,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import fused_e2e  # noqa: E402  (benchmarks/, this script's folder, is on sys.path)
 
 from hyperonnx import codec, runtime  # noqa: E402
 from hyperonnx.codec import bitpack  # noqa: E402
@@ -132,6 +136,9 @@ def main() -> None:
                         help="cpu: one-thread rows by the thread's CPU time (a shared machine)")
     parser.add_argument("--threads", type=int, nargs="+", default=None, help="thread counts (default 1 2)")
     parser.add_argument("--batches", type=int, nargs="+", default=None, help="M values")
+    parser.add_argument("--models", nargs="*", default=None, choices=fused_e2e.MODELS,
+                        help="end-to-end rows (default: minilm with --quick, else minilm smollm2; none: no rows)")
+    parser.add_argument("--no-matmul", action="store_true", help="only the end-to-end rows")
     args = parser.parse_args()
     shapes = [(4096, 4096)] if args.quick else [(4096, 4096), (4096, 11008)]
     batches = [1, 64] if args.quick else [1, 8, 64, 512]
@@ -142,7 +149,7 @@ def main() -> None:
           "in the same run")
     header = (f"{'K×N':>10} {'M':>4} {'thr':>3} " + " ".join(f"{v:>8}" for v in VARIANTS)
               + "  " + " ".join(f"{v + '/fp32':>12}" for v in VARIANTS[1:]) + f" {'fused/nb4':>9}")
-    for k, n in shapes:
+    for k, n in [] if args.no_matmul else shapes:
         enc = blocktcq_weight(k, n)
         w = codec.decode(enc)
         sizes = None
@@ -166,6 +173,9 @@ def main() -> None:
                 del sessions
         print("resident weight bytes: " + ", ".join(f"{v} {sizes[v]:,} ({sizes[v] / sizes['fp32']:.3f}×)"
                                                     for v in VARIANTS))
+    names = args.models if args.models is not None else (["minilm"] if args.quick else list(fused_e2e.MODELS))
+    if names:
+        fused_e2e.run(names, thread_counts, budget, args.clock == "cpu", time_variants)
 
 
 if __name__ == "__main__":

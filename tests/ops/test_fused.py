@@ -116,6 +116,27 @@ def test_products_match_decompress_then_matmul(a_shape, isa, monkeypatch):
     assert rel_error(y, plain.run(None, {"A": a})[0]) <= 1e-5
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("bits,block,k,n", [
+    (5, 32, 37, 192),  # the default code width: groups of four rows and a remainder
+    (6, 32, 9, 160),   # 6-bit codes (the policy's call-mode width at its floor); five 32-weight halves a row
+    (4, 96, 11, 288),  # blocks of 96: 64-weight steps that straddle two blocks
+    (3, 64, 6, 320),   # blocks of 64: the parity carries from one step to the next
+])
+def test_small_batches_multiply_from_registers(bits, block, k, n, isa, monkeypatch):
+    """M ≤ 3 with rows of whole blocks: the AVX-512 VBMI kernel multiplies the decoded weights from registers
+    (no decoded row in memory). Rows of the identity give W's rows bit for bit; random A is within 1e-5."""
+    enc = codec.encode(random_weight(k, n, seed=bits), "blocktcq", bits=bits, block=block)
+    w = codec.decode(enc)
+    for rows in ([0, 1, 2], [k - 2, k - 1], [k // 2]):
+        a = np.eye(k, dtype=np.float32)[rows]
+        y = run(matmul_model(fused_attributes(enc), enc.blob, list(a.shape)), {"A": a}, isa, monkeypatch)
+        assert np.array_equal(y, w[rows])
+    a = np.random.default_rng(bits).standard_normal((3, k)).astype(np.float32)
+    y = run(matmul_model(fused_attributes(enc), enc.blob, [3, k]), {"A": a}, isa, monkeypatch)
+    assert rel_error(y, a.astype(np.float64) @ w.astype(np.float64)) <= 1e-5
+
+
 @pytest.mark.parametrize("m", [1, 9])  # row slices with partial sums (M <= 8), column tiles
 def test_work_units_and_threads_agree(m):
     """Several work units and K steps, 1 and 2 intra-op threads: each unit is one thread's and the partial sums are
