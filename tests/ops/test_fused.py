@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from test_ops_decode import LIBRARY
 
-from hyperonnx import codec, runtime
+from hyperonnx import codec, ops, runtime
 from hyperonnx.codec import bitpack
 from hyperonnx.passes.ort_node import node_attributes
 
@@ -177,6 +177,7 @@ def test_real_weight():
 def test_schema_and_shape_inference():
     """onnx.checker (with strict shape inference) accepts the node; inference gives Y [..., N], so a graph that
     declares another N is refused."""
+    ops.register_schemas()  # importing the API registers them too; this file alone does not
     enc = codec.encode(random_weight(40, 24), "blocktcq")
     for n, ok in ((24, True), (25, False)):
         model = matmul_model(fused_attributes(enc), enc.blob, ["batch", 6, 40])

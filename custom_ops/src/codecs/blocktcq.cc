@@ -18,6 +18,11 @@
 //     registers (compile-time shifts), 16 levels gathered, multiplied by the scale four at a time, cast in
 //     registers (float16 with F16C when the CPU has it; blockvq's stores, block_simd.h) and stored,
 //     non-temporally for large outputs;
+//   wide (float32 output, blocks of a multiple of 32 weights, finite attributes, x86 AVX2 + BMI2): the fused
+//     kernels' decode (fused/tcq_rows.h; AVX-512 VBMI where the CPU has it: 0.09-0.12 ns a weight against this
+//     file's 0.55, fused/tcq_vbmi.cc), so call mode's HyperDecode (an embedding table that a Gather reads, say) and
+//     session creation's decode run as fast as HyperMatMul's; HYPERONNX_FUSED_ISA=scalar keeps this file's paths,
+//     the fused tests' independent reference;
 //   generic (any block size, the partial last block, non-finite attributes, other CPUs): codes unpacked 512 at a
 //     time (unpack.h), then per weight a level load and a product into a buffer, cast by dtype.h (or F16C).
 //
@@ -32,6 +37,8 @@
 #include <vector>
 
 #include "../codec.h"
+#include "../fused/gemm.h"
+#include "../fused/tcq_rows.h"
 #include "../unpack.h"
 #include "block_simd.h"
 #include "blockvq.h"
@@ -206,6 +213,8 @@ class BlockTcqDecoder final : public BlockDecoder {
     const uint64_t safe_groups = fast_blocks(static_cast<size_t>(blob_bytes()), p_.level_bits, 0,
                                              static_cast<size_t>(p_.numel));
     fast_end_ = groups_ ? std::min<uint64_t>(p_.numel / p_.block, safe_groups / (2 * groups_)) : 0;
+    const FusedIsa isa = best_isa();
+    if (p_.dtype == DType::kFloat && isa != FusedIsa::kScalar) wide_ = TcqRows::create(p_, isa == FusedIsa::kAvx512);
   }
 
   uint64_t blob_bytes() const override { return p_.code_bytes + p_.header_bytes; }
@@ -217,9 +226,14 @@ class BlockTcqDecoder final : public BlockDecoder {
   // Nothing beyond the length can be wrong (see the top of the file).
   bool validate(const uint8_t*, size_t, std::string*) const override { return true; }
 
-  bool decode(const uint8_t* blob, size_t, uint64_t u0, uint64_t u1, void* out, bool stream,
+  bool decode(const uint8_t* blob, size_t len, uint64_t u0, uint64_t u1, void* out, bool stream,
               std::string*) const override {
     auto* dst = static_cast<uint8_t*>(out);
+    const uint64_t wide_stop = wide_ ? std::min(u1, p_.numel / p_.block) : 0;  // whole blocks only
+    if (u0 < wide_stop) {
+      wide_->run(blob, len, u0, wide_stop, reinterpret_cast<float*>(dst + u0 * p_.block * sizeof(float)));
+      u0 = wide_stop;
+    }
     const uint64_t fast_stop = std::min(u1, fast_end_);
     if (fused_ && u0 < fast_stop) {
       const FusedArgs a{blob, blob + p_.code_bytes, p_.scales.data(), p_.books.data(), 2 * p_.levels, groups_};
@@ -301,6 +315,7 @@ class BlockTcqDecoder final : public BlockDecoder {
   FusedFn fused_ = nullptr, fused_stream_ = nullptr;
   uint32_t groups_ = 0;    // 16-weight groups per block (0: the block size has no fused path)
   uint64_t fast_end_ = 0;  // blocks [0, fast_end_) may take the fused path
+  std::unique_ptr<TcqRows> wide_;  // the fused kernels' decode (reads p_, declared before it), where it applies
 };
 
 // The four fine level sets from the stored first one (docs/format.md, "blocktcq"): sets 1-3 are quotients of exact
