@@ -18,9 +18,9 @@
 //     registers (compile-time shifts), 16 levels gathered, multiplied by the scale four at a time, cast in
 //     registers (float16 with F16C when the CPU has it; blockvq's stores, block_simd.h) and stored,
 //     non-temporally for large outputs;
-//   wide (float32 output, blocks of a multiple of 32 weights, finite attributes, x86 AVX2 + BMI2): the fused
-//     kernels' decode (fused/tcq_rows.h; AVX-512 VBMI where the CPU has it: 0.09-0.12 ns a weight against this
-//     file's 0.55, fused/tcq_vbmi.cc), so call mode's HyperDecode (an embedding table that a Gather reads, say) and
+//   wide (float32 output, blocks of a multiple of 32 weights, finite attributes, x86 AVX2 + BMI2 and codes of at
+//     most 5 bits, or AVX-512 VBMI and 6): the fused kernels' decode (fused/tcq_rows.h: 0.28 ns a weight on AVX2,
+//     0.09-0.12 on AVX-512 VBMI, fused/tcq_vbmi.cc, against this file's 0.45-0.55), so call mode's HyperDecode (an embedding table that a Gather reads, say) and
 //     session creation's decode run as fast as HyperMatMul's; HYPERONNX_FUSED_ISA=scalar keeps this file's paths,
 //     the fused tests' independent reference;
 //   generic (any block size, the partial last block, non-finite attributes, other CPUs): codes unpacked 512 at a
@@ -39,6 +39,7 @@
 #include "../codec.h"
 #include "../fused/gemm.h"
 #include "../fused/tcq_rows.h"
+#include "../fused/tcq_vbmi.h"
 #include "../unpack.h"
 #include "block_simd.h"
 #include "blockvq.h"
@@ -213,8 +214,12 @@ class BlockTcqDecoder final : public BlockDecoder {
     const uint64_t safe_groups = fast_blocks(static_cast<size_t>(blob_bytes()), p_.level_bits, 0,
                                              static_cast<size_t>(p_.numel));
     fast_end_ = groups_ ? std::min<uint64_t>(p_.numel / p_.block, safe_groups / (2 * groups_)) : 0;
+    // The AVX2 kernel beats this file's paths up to 5 bits only (6 bits: 0.47 against 0.45 ns a weight).
     const FusedIsa isa = best_isa();
-    if (p_.dtype == DType::kFloat && isa != FusedIsa::kScalar) wide_ = TcqRows::create(p_, isa == FusedIsa::kAvx512);
+    const bool vbmi = isa == FusedIsa::kAvx512 && tcq_vbmi_available();
+    if (p_.dtype == DType::kFloat && isa != FusedIsa::kScalar && (vbmi || p_.level_bits <= 5)) {
+      wide_ = TcqRows::create(p_, vbmi);
+    }
   }
 
   uint64_t blob_bytes() const override { return p_.code_bytes + p_.header_bytes; }
