@@ -19,10 +19,11 @@
 //     registers (float16 with F16C when the CPU has it; blockvq's stores, block_simd.h) and stored,
 //     non-temporally for large outputs;
 //   wide (float32 output, blocks of a multiple of 32 weights, finite attributes, x86 AVX2 + BMI2 and codes of at
-//     most 5 bits, or AVX-512 VBMI and 6): the fused kernels' decode (fused/tcq_rows.h: 0.28 ns a weight on AVX2,
-//     0.09-0.12 on AVX-512 VBMI, fused/tcq_vbmi.cc, against this file's 0.45-0.55), so call mode's HyperDecode (an embedding table that a Gather reads, say) and
-//     session creation's decode run as fast as HyperMatMul's; HYPERONNX_FUSED_ISA=scalar keeps this file's paths,
-//     the fused tests' independent reference;
+//     most 5 bits, or AVX-512 VBMI and at most 6): the fused kernels' decode (fused/tcq_rows.h: 0.28 ns a weight
+//     on AVX2, 0.09-0.12 on AVX-512 VBMI, fused/tcq_vbmi.cc; this file's paths take 0.45-0.55), so call mode's
+//     HyperDecode (an embedding table that a Gather reads) and session creation's decode run as fast as
+//     HyperMatMul's decode; HYPERONNX_FUSED_ISA=scalar keeps this file's paths, the fused tests' independent
+//     reference;
 //   generic (any block size, the partial last block, non-finite attributes, other CPUs): codes unpacked 512 at a
 //     time (unpack.h), then per weight a level load and a product into a buffer, cast by dtype.h (or F16C).
 //

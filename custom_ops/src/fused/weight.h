@@ -44,7 +44,9 @@ class FusedWeight {
 
   // Whether gemv() takes batch M: a blocktcq weight whose rows are whole blocks, on a CPU with the register GEMV
   // (tcq_vbmi.h).
-  bool has_gemv(int64_t M) const { return tcq_rows_ && cols_ % static_cast<int64_t>(block_) == 0 && tcq_rows_->has_gemv(M); }
+  bool has_gemv(int64_t M) const {
+    return tcq_rows_ && cols_ % static_cast<int64_t>(block_) == 0 && tcq_rows_->has_gemv(M);
+  }
   // Y[m, n] += Σ_k A[m, k] · W[k, n] for m < M, k0 ≤ k < k1 (A's row stride lda, Y's N), with no decoded row
   // written to memory. Only where has_gemv(M); the blob must have passed check().
   void gemv(const uint8_t* blob, size_t len, int64_t k0, int64_t k1, const float* A, int64_t lda, int64_t M,
