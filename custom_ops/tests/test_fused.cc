@@ -208,6 +208,28 @@ int run_random() {
             }
             check(worst <= 1e-5 * largest, name + " M=" + std::to_string(m) + ": product off by " +
                                                 std::to_string(worst / largest));
+            // The transposed product (HyperGemm transB): A [m, n] × Wᵀ, W read as [N = k, K = n]; at M ≤ 3 the
+            // register dot products.
+            std::vector<float> at(static_cast<size_t>(m * n)), yt(static_cast<size_t>(m * k), -1.0f);
+            for (auto& v : at) v = static_cast<float>(static_cast<int>(rng() % 2001) - 1000) / 1000.0f;
+            check(hyperonnx::fused_matmul_nt(*w, blob.data(), blob.size(), at.data(), m, yt.data(), &error),
+                  name + ": nt: " + error);
+            // Relative to Σ|a·w| (float32 summation's error bound): a single output of a 4128-term sum can cancel
+            // to far below its terms, where max |y| would measure the cancellation, not the kernel.
+            worst = largest = 0;
+            for (int64_t i = 0; i < m; ++i) {
+              for (int64_t j = 0; j < k; ++j) {
+                double ref = 0, mass = 0;
+                for (int64_t t = 0; t < n; ++t) {
+                  ref += double{at[i * n + t]} * double{expect[j * n + t]};
+                  mass += std::fabs(double{at[i * n + t]} * double{expect[j * n + t]});
+                }
+                worst = std::max(worst, std::fabs(ref - yt[i * k + j]));
+                largest = std::max(largest, mass);
+              }
+            }
+            check(worst <= 1e-5 * largest, name + " M=" + std::to_string(m) + ": transposed product off by " +
+                                                std::to_string(worst / largest));
           }
         }
         ++cases;

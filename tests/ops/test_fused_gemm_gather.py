@@ -109,6 +109,22 @@ def test_gemm_matches_decompress_then_gemm(trans_a, trans_b, m, isa, monkeypatch
         assert rel_error(y, exact) <= 1e-5, kind
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("bits,block,k,n", [(5, 32, 160, 37), (6, 32, 96, 9), (4, 96, 288, 11), (3, 64, 320, 6)])
+def test_gemm_trans_b_small_batches_from_registers(bits, block, k, n, isa, monkeypatch):
+    """transB = 1 with rows of W ([N, K]) of whole blocks at M ≤ 3: dot products straight from registers (AVX-512
+    VBMI). Rows of the identity give Wᵀ's rows bit for bit; random A is within 1e-5 of float64."""
+    enc = codec.encode(random_weight(n, k, seed=bits), "blocktcq", bits=bits, block=block)
+    w = codec.decode(enc)
+    for rows in ([0, 1, 2], [k - 1], [k // 2, 3]):
+        a = np.eye(k, dtype=np.float32)[rows]
+        model = gemm_model(fused_attributes(enc), enc.blob, list(a.shape), None, transB=1)
+        assert np.array_equal(run(model, {"A": a}, isa, monkeypatch), w.T[rows])
+    a = np.random.default_rng(bits).standard_normal((3, k)).astype(np.float32)
+    y = run(gemm_model(fused_attributes(enc), enc.blob, [3, k], None, transB=1), {"A": a}, isa, monkeypatch)
+    assert rel_error(y, a.astype(np.float64) @ w.T.astype(np.float64)) <= 1e-5
+
+
 def test_gemm_defaults_and_threads():
     """No alpha/beta/trans attributes is Gemm's defaults; the transposing tiles (17 units of 32 columns) and the
     column tiles give the same bits on 1 and 2 intra-op threads."""

@@ -91,6 +91,10 @@ bool fused_matmul_nt_unit(const FusedWeight& w, const uint8_t* blob, size_t len,
     for (int64_t m = 0; m < M; ++m) std::memset(Y + m * N + n0, 0, static_cast<size_t>(nt) * sizeof(float));
     return true;
   }
+  if (w.has_gemv_nt(M)) {  // M ≤ 3: dot products straight from registers, no row buffer and no transpose
+    w.gemv_nt(blob, len, n0, nt, A, K, M, Y + n0, N);
+    return true;
+  }
   const int64_t depth = M <= kFusedRowsMaxM ? kFusedNtDepth : kFusedNtWideDepth;
   // The row buffer's stride is kept off a multiple of 4 KiB: segments of 1024 weights 4 KiB apart would all map to
   // one L1 set while the transpose reads a line of each in turn.

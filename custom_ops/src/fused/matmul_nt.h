@@ -11,6 +11,9 @@
 //     128 KiB tile and A is re-read N / 128 times rather than N / 32.
 // Against HyperMatMul on the same weight (hyperonnx_fused_bench-style thread CPU time, 4096², blocktcq 5 bits,
 // AVX-512): 0.34 against 0.24 ns a weight at M = 1, 1.14 against 0.91 at M = 64; the difference is the transpose.
+// At M ≤ 3 on the VBMI kernel, rows of W of whole blocks skip both the row buffer and the transpose: each output is
+// a dot product of A's rows with the decoded row, straight from registers (FusedWeight::gemv_nt; HyperGemm 4096²ᵀ
+// at M = 1: 2.13× → 1.28× fp32, benchmarks/fused_ops.py --clock cpu).
 #pragma once
 
 #include <cstdint>

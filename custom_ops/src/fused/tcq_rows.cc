@@ -202,7 +202,10 @@ std::unique_ptr<TcqRows> TcqRows::create(const BlockVQParams& p, bool allow_vbmi
   }
   std::unique_ptr<TcqRows> rows(new TcqRows(p, run));
   if (vbmi) {
-    for (int m = 1; m <= kTcqGemvMaxM; ++m) rows->gemv_[m] = tcq_vbmi_gemv(p.level_bits, m);
+    for (int m = 1; m <= kTcqGemvMaxM; ++m) {
+      rows->gemv_[m] = tcq_vbmi_gemv(p.level_bits, m);
+      rows->dot_[m] = tcq_vbmi_dot(p.level_bits, m);
+    }
   }
   return rows;
 #else

@@ -37,6 +37,14 @@ class TcqRows {
     gemv_[M](*this, blob, len, q0, row_blocks, nrows, a, lda, y, ldy);
   }
   static constexpr int64_t kTcqGemvMaxM = 3;
+  // The transposed product, from registers as gemv(): y[m·ldy + r] = Σ_k a[m·lda + k] · W_r[k] for m < M, r < nrows
+  // (overwritten), rows W_r as for gemv() (a weight stored [N, K], K a multiple of B). Each row is summed in M·4
+  // vector accumulators, then across their lanes.
+  bool has_dot(int64_t M) const { return M >= 1 && M <= kTcqGemvMaxM && dot_[M] != nullptr; }
+  void dot(const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks, int64_t nrows, const float* a,
+           int64_t lda, int64_t M, float* y, int64_t ldy) const {
+    dot_[M](*this, blob, len, q0, row_blocks, nrows, a, lda, y, ldy);
+  }
 
   // The level sets as byte planes for the in-register lookup: for level set c, byte p (0 = lowest) of the float32
   // level, 16-level chunk j: 32 bytes (the chunk's 16 bytes, twice, one copy per 128-bit lane) at
@@ -55,6 +63,7 @@ class TcqRows {
   const BlockVQParams& p_;  // owned by the codec's decoder, which outlives this
   RunFn run_;
   GemvFn gemv_[kTcqGemvMaxM + 1] = {};
+  GemvFn dot_[kTcqGemvMaxM + 1] = {};
   int chunks_ = 1;
   std::vector<uint8_t> planes_, planes64_, planes128_;
 };

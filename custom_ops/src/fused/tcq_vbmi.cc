@@ -294,6 +294,61 @@ HX_VBMI void gemv_blocks(const TcqRows& rows, const uint8_t* blob, size_t len, u
   }
 }
 
+// The transposed product (HyperGemm transB, fused/matmul_nt.h): y[m·ldy + r] = Σ_k a[m·lda + k] · W_r[k] for rows
+// W_r of the weight stored [N, K]: each row's decoded vectors meet A's straight from registers in M·4 accumulators,
+// summed across lanes at the row's end, where the transposing tiles write every row out and transpose it.
+template <int BITS, int M, bool kFresh>
+HX_VBMI void dot_blocks(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                        int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
+  const BlockVQParams& p = rows.params();
+  const Ctx c{blob, len, blob + p.code_bytes, p.scales.data(), BITS <= 5 ? rows.planes64() : rows.planes128(),
+              p.block / 32};
+  const uint64_t chunks = row_blocks * c.per_block;
+  for (int64_t r = 0; r < nrows; ++r) {
+    Cursor cur;
+    cur.q = q0 + static_cast<uint64_t>(r) * row_blocks;
+    __m512 acc[M][4];
+    for (int m = 0; m < M; ++m) {
+      for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
+    }
+    for (uint64_t i = 0; i < chunks; i += 2) {
+      const bool two = i + 2 <= chunks;
+      __m512 w[4];
+      decode64<BITS, kFresh>(c, &cur, two, w);
+      for (int m = 0; m < M; ++m) {
+        const float* ak = a + m * lda + 32 * i;
+        for (int j = 0; j < (two ? 4 : 2); ++j) {
+          acc[m][j] = _mm512_fmadd_ps(_mm512_loadu_ps(ak + 16 * j), w[j], acc[m][j]);
+        }
+      }
+    }
+    for (int m = 0; m < M; ++m) {
+      const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]), _mm512_add_ps(acc[m][2], acc[m][3]));
+      y[m * ldy + r] = _mm512_reduce_add_ps(sum);
+    }
+  }
+}
+
+template <int BITS, int M>
+void dot_vbmi64(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
+  if (rows.params().block == 32) {
+    dot_blocks<BITS, M, true>(rows, blob, len, q0, row_blocks, nrows, a, lda, y, ldy);
+  } else {
+    dot_blocks<BITS, M, false>(rows, blob, len, q0, row_blocks, nrows, a, lda, y, ldy);
+  }
+}
+
+template <int BITS>
+TcqRows::GemvFn dot_for(int m) {
+  switch (m) {
+    case 1: return &dot_vbmi64<BITS, 1>;
+    case 2: return &dot_vbmi64<BITS, 2>;
+    case 3: return &dot_vbmi64<BITS, 3>;
+    default: return nullptr;
+  }
+}
+
 template <int BITS>
 void run_vbmi64(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out) {
   if (rows.params().block == 32) {
@@ -364,9 +419,23 @@ TcqRows::GemvFn tcq_vbmi_gemv(int bits, int m) {
   }
 }
 
+TcqRows::GemvFn tcq_vbmi_dot(int bits, int m) {
+  if (!tcq_vbmi_available()) return nullptr;
+  switch (bits) {
+    case 1: return dot_for<1>(m);
+    case 2: return dot_for<2>(m);
+    case 3: return dot_for<3>(m);
+    case 4: return dot_for<4>(m);
+    case 5: return dot_for<5>(m);
+    case 6: return dot_for<6>(m);
+    default: return nullptr;
+  }
+}
+
 #else
 
 bool tcq_vbmi_available() { return false; }
+TcqRows::GemvFn tcq_vbmi_dot(int, int) { return nullptr; }
 TcqRows::RunFn tcq_vbmi_run(int) { return nullptr; }
 TcqRows::GemvFn tcq_vbmi_gemv(int, int) { return nullptr; }
 

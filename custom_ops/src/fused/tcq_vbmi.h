@@ -11,5 +11,7 @@ bool tcq_vbmi_available();
 TcqRows::RunFn tcq_vbmi_run(int bits);
 // The GEMV for batch m (1..kTcqGemvMaxM), else null.
 TcqRows::GemvFn tcq_vbmi_gemv(int bits, int m);
+// The transposed product for batch m (1..kTcqGemvMaxM), TcqRows::dot, else null.
+TcqRows::GemvFn tcq_vbmi_dot(int bits, int m);
 
 }  // namespace hyperonnx

@@ -49,6 +49,17 @@ class FusedWeight {
   }
   // Y[m, n] += Σ_k A[m, k] · W[k, n] for m < M, k0 ≤ k < k1 (A's row stride lda, Y's N), with no decoded row
   // written to memory. Only where has_gemv(M); the blob must have passed check().
+  // Whether gemv_nt() takes batch M (as has_gemv(), for the transposed product).
+  bool has_gemv_nt(int64_t M) const {
+    return tcq_rows_ && cols_ % static_cast<int64_t>(block_) == 0 && tcq_rows_->has_dot(M);
+  }
+  // Y[m·ldy + r] = Σ_k A[m, k] · W[n0 + r, k] for m < M, r < nr (A: M × cols(), row stride lda): the product with Wᵀ
+  // (fused/matmul_nt.h) for rows [n0, n0 + nr), straight from registers. Only where has_gemv_nt(M).
+  void gemv_nt(const uint8_t* blob, size_t len, int64_t n0, int64_t nr, const float* A, int64_t lda, int64_t M,
+               float* Y, int64_t ldy) const {
+    const uint64_t row_blocks = static_cast<uint64_t>(cols_) / block_;
+    tcq_rows_->dot(blob, len, static_cast<uint64_t>(n0) * row_blocks, row_blocks, nr, A, lda, M, Y, ldy);
+  }
   void gemv(const uint8_t* blob, size_t len, int64_t k0, int64_t k1, const float* A, int64_t lda, int64_t M,
             float* Y) const {
     const uint64_t row_blocks = static_cast<uint64_t>(cols_) / block_;
