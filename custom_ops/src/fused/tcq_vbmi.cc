@@ -131,11 +131,13 @@ inline void advance(const Ctx& c, Cursor* cur) {
   }
 }
 
-// 64 weights (two = false: 32) at the cursor into w[0..3] (w[0..1]), moving it on. kFresh: blocks of 32 (the
+// 64 weights (two = false: 32) at the cursor into w[0..3] (w[0..1]), moving it on. Always inlined: once the
+// transposed product also called it, GCC stopped inlining the 6-bit form into the GEMV, and w[] went through memory
+// (4096², M = 1: 0.25 against 0.15 ns a weight). kFresh: blocks of 32 (the
 // default), where every half starts a block, so no carry links one step to the next: a carry chained through a
 // select would serialize the steps on the multiply's latency.
 template <int BITS, bool kFresh>
-HX_VBMI inline void decode64(const Ctx& c, Cursor* cur, bool two, __m512 w[4]) {
+HX_VBMI __attribute__((always_inline)) inline void decode64(const Ctx& c, Cursor* cur, bool two, __m512 w[4]) {
   const Indices& idx = Tables<BITS>::kIdx;
   const uint64_t at = (cur->q * c.per_block + cur->pos) * 4 * BITS;  // 32 codes = 4·BITS bytes
   // The two halves' headers; a half that starts a block starts the recurrence afresh.
