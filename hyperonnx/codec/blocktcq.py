@@ -208,8 +208,9 @@ def _encode_blocks(x: np.ndarray, books: np.ndarray, searchers, proxy_table: np.
     cells = np.empty((width, nb), dtype=np.float32)
     for o, offset in enumerate(offsets):
         s = scales[np.clip(k0 + offset, 0, top)]
-        per_unit = (PROXY_CELLS / (2 * PROXY_LIMIT) / np.maximum(s, np.float32(1e-38))).astype(np.float32)
-        np.multiply(xt, per_unit[None, :], out=cells)
+        with np.errstate(over="ignore", invalid="ignore"):  # subnormal scales: handled below
+            per_unit = (PROXY_CELLS / (2 * PROXY_LIMIT) / np.maximum(s, np.float32(1e-38))).astype(np.float32)
+            np.multiply(xt, per_unit[None, :], out=cells)
         cells += np.float32(PROXY_CELLS / 2)
         if not np.isfinite(per_unit).all():
             # A scale deep in the subnormals makes per_unit infinite and a zero weight's cell 0·∞ = NaN: a zero
