@@ -26,14 +26,12 @@ import numpy as np
 
 from hyperonnx.codec import bitpack, native
 from hyperonnx.codec.base import Codec, Encoded, dtype_from_name
+from hyperonnx.codec.block_header import BOOKS, HEADER_BITS, SCALE_CODES
 
 # f32(2^(-j/16)), j = 0..15, as bit patterns: part of the format, so every decoder uses these exact values.
 STEP_BITS = (0x3F800000, 0x3F75257D, 0x3F6AC0C7, 0x3F60CCDF, 0x3F5744FD, 0x3F4E248C, 0x3F45672A, 0x3F3D08A4,
              0x3F3504F3, 0x3F2D583F, 0x3F25FED7, 0x3F1EF532, 0x3F1837F0, 0x3F11C3D3, 0x3F0B95C2, 0x3F05AAC3)
 STEPS = np.array(STEP_BITS, dtype=np.uint32).view(np.float32)
-SCALE_CODES = 256
-BOOKS = 4
-HEADER_BITS = 8 + 2  # scale code + codebook id, per block
 CHUNK_PAIRS = 1 << 20  # decode working set (a multiple of 8 codes: chunks start on byte boundaries)
 CHUNK_BLOCKS = 1 << 13  # 256K weights at a time: the working set stays in L2/L3
 # Scale codes tried around the block's absolute maximum: two coarser (Lloyd levels stop short of 1) and up to

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hyperonnx.codec.block_header import HEADER_BITS, SCALE_CODES
+
 ENV = "HYPERONNX_NATIVE"  # "0": numpy encoders only
 LIBRARY_ENV = "HYPERONNX_ENCODERS_LIBRARY"  # an explicit path to the library
 THREADS_ENV = "HYPERONNX_ENCODE_THREADS"
@@ -166,8 +168,6 @@ def _check(rc: int, what: str) -> bool:
 def block_scale_starts(absmax: np.ndarray, smax: float) -> np.ndarray:
     """Each block's first scale code from its absolute maximum: blockvq's and blocktcq's numpy expression (numpy's
     log2, whose SIMD form may differ from the C library's in the last bit, so it stays in numpy)."""
-    from hyperonnx.codec.blockvq import SCALE_CODES
-
     absmax = np.asarray(absmax).astype(np.float64)
     with np.errstate(divide="ignore"):
         k0 = np.floor(-np.log2(np.maximum(absmax, 1e-300) / smax) * 16)
@@ -190,7 +190,6 @@ def encode_blocktcq(flat: np.ndarray, bits: int, block: int, smax: float, scales
     if lib is None or not (np.asarray(scales) > 0).all():  # a zero scale: numpy's NaN cells (it raises or clips)
         return None
     from hyperonnx.codec import bitpack
-    from hyperonnx.codec.blockvq import HEADER_BITS
 
     books, proxy, edges, index, lut, exact = tables
     scales = np.ascontiguousarray(scales, dtype=np.float32)
@@ -226,7 +225,6 @@ def encode_blockvq(flat: np.ndarray, bits: int, block: int, smax: float, scales:
     if lib is None:
         return None
     from hyperonnx.codec import bitpack
-    from hyperonnx.codec.blockvq import HEADER_BITS
 
     levels, edges, lut, exact = tables
     scales = np.ascontiguousarray(scales, dtype=np.float32)
