@@ -65,6 +65,18 @@ OrtStatus* create_fused_kernel(const OrtApi& api, const OrtKernelInfo* info, con
   }
 }
 
+// The ORT op definition every fused op shares: the CPU provider, one float output, and kernel K created by
+// create_fused_kernel under the op's name. An op adds its inputs (count, types, which are optional).
+template <typename Op, typename K>
+struct FusedOpBase : Ort::CustomOpBase<Op, K, /*WithStatus=*/true> {
+  OrtStatus* CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
+    return create_fused_kernel<K>(api, info, static_cast<const Op*>(this)->GetName(), kernel);
+  }
+  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+};
+
 // A string for a shape, "[2, 3]".
 std::string shape_string(const std::vector<int64_t>& shape);
 

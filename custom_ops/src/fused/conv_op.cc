@@ -53,10 +53,6 @@ std::unique_ptr<FusedWeight> HyperConvKernel::CreateWeight(const AttrSource& att
   return FusedWeight::create(KernelAsMatrix(attrs, {shape[0], shape[1]}), error);
 }
 
-OrtStatus* HyperConvOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
-  return create_fused_kernel<HyperConvKernel>(api, info, kConvOpName, kernel);
-}
-
 OrtStatus* HyperConvKernel::Init(const OrtApi& api, const OrtKernelInfo* info) {
   rank_ = kernel_rank(api, info);
   return nullptr;

@@ -29,10 +29,8 @@ class HyperConvKernel : public FusedKernelBase {
   size_t rank_ = 4;  // of W and X
 };
 
-struct HyperConvOp : Ort::CustomOpBase<HyperConvOp, HyperConvKernel, /*WithStatus=*/true> {
-  OrtStatus* CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const;
+struct HyperConvOp : FusedOpBase<HyperConvOp, HyperConvKernel> {
   const char* GetName() const { return kConvOpName; }
-  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
   size_t GetInputTypeCount() const { return 3; }
   ONNXTensorElementDataType GetInputType(size_t i) const {
     return i == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
@@ -41,8 +39,6 @@ struct HyperConvOp : Ort::CustomOpBase<HyperConvOp, HyperConvKernel, /*WithStatu
     return i == 2 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL
                   : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED;
   }
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
 };
 
 }  // namespace hyperonnx

@@ -14,10 +14,6 @@ constexpr size_t kRowsPerUnit = 64;
 
 }  // namespace
 
-OrtStatus* HyperGatherOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
-  return create_fused_kernel<HyperGatherKernel>(api, info, kGatherOpName, kernel);
-}
-
 OrtStatus* HyperGatherKernel::ComputeV2(OrtKernelContext* raw) {
   try {
     Ort::KernelContext ctx(raw);

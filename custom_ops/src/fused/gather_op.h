@@ -21,17 +21,13 @@ class HyperGatherKernel : public FusedKernelBase {
   OrtStatus* ComputeV2(OrtKernelContext* context);
 };
 
-struct HyperGatherOp : Ort::CustomOpBase<HyperGatherOp, HyperGatherKernel, /*WithStatus=*/true> {
-  OrtStatus* CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const;
+struct HyperGatherOp : FusedOpBase<HyperGatherOp, HyperGatherKernel> {
   const char* GetName() const { return kGatherOpName; }
-  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
   size_t GetInputTypeCount() const { return 2; }
   // indices: int32 or int64, checked by the kernel (UNDEFINED lets ORT bind either).
   ONNXTensorElementDataType GetInputType(size_t i) const {
     return i == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
   }
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
 };
 
 }  // namespace hyperonnx

@@ -31,10 +31,6 @@ int64_t int_attribute(const OrtApi& api, const OrtKernelInfo* info, const char* 
 
 }  // namespace
 
-OrtStatus* HyperGemmOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
-  return create_fused_kernel<HyperGemmKernel>(api, info, kGemmOpName, kernel);
-}
-
 OrtStatus* HyperGemmKernel::Init(const OrtApi& api, const OrtKernelInfo* info) {
   alpha_ = float_attribute(api, info, "alpha", 1.0f);
   beta_ = float_attribute(api, info, "beta", 1.0f);

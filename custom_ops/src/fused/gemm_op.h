@@ -25,10 +25,8 @@ class HyperGemmKernel : public FusedKernelBase {
   bool trans_a_ = false, trans_b_ = false;
 };
 
-struct HyperGemmOp : Ort::CustomOpBase<HyperGemmOp, HyperGemmKernel, /*WithStatus=*/true> {
-  OrtStatus* CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const;
+struct HyperGemmOp : FusedOpBase<HyperGemmOp, HyperGemmKernel> {
   const char* GetName() const { return kGemmOpName; }
-  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
   size_t GetInputTypeCount() const { return 3; }
   ONNXTensorElementDataType GetInputType(size_t i) const {
     return i == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
@@ -37,8 +35,6 @@ struct HyperGemmOp : Ort::CustomOpBase<HyperGemmOp, HyperGemmKernel, /*WithStatu
     return i == 2 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL
                   : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED;
   }
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
 };
 
 }  // namespace hyperonnx

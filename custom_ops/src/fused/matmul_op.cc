@@ -11,10 +11,6 @@ namespace hyperonnx {
 // shape (an outer-scope A in a subgraph) from a scalar's, so the kernel sets Y's shape at run time instead.
 HyperMatMulOp::HyperMatMulOp() = default;
 
-OrtStatus* HyperMatMulOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
-  return create_fused_kernel<HyperMatMulKernel>(api, info, kMatMulOpName, kernel);
-}
-
 OrtStatus* HyperMatMulKernel::ComputeV2(OrtKernelContext* raw) {
   try {
     Ort::KernelContext ctx(raw);

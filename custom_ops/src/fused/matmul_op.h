@@ -21,18 +21,14 @@ class HyperMatMulKernel : public FusedKernelBase {
   OrtStatus* ComputeV2(OrtKernelContext* context);
 };
 
-struct HyperMatMulOp : Ort::CustomOpBase<HyperMatMulOp, HyperMatMulKernel, /*WithStatus=*/true> {
+struct HyperMatMulOp : FusedOpBase<HyperMatMulOp, HyperMatMulKernel> {
   HyperMatMulOp();
 
-  OrtStatus* CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const;
   const char* GetName() const { return kMatMulOpName; }
-  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
   size_t GetInputTypeCount() const { return 2; }
   ONNXTensorElementDataType GetInputType(size_t i) const {
     return i == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
   }
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
 };
 
 }  // namespace hyperonnx
