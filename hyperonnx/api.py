@@ -22,7 +22,7 @@ from hyperonnx.passes import compress, policy
 from hyperonnx.passes.compress import CompressReport, compress_model
 from hyperonnx.passes.decoders import find_decoders
 from hyperonnx.passes.decompress import decompress_model
-from hyperonnx.passes.fuse import unfuse_model
+from hyperonnx.passes.fuse import fusable_weights, unfuse_model
 from hyperonnx.passes.select import Selection
 
 register_schemas()  # onnx's checker and shape inference accept converted models once the API is in use
@@ -218,6 +218,7 @@ def convert(
     model_io.refuse_overwriting_input(source, input_data, (target, model_io.data_file(target)))
     had_external = bool(input_data)
     bytes_before = model_io.file_size(source, model if lazy else None)
+    fusable = {name for _, name in fusable_weights(model)} if config.decode == "call" else set()
     tuned = None
     try:
         if config.target_cosine is not None:
@@ -267,6 +268,12 @@ def convert(
             result.extra["warning"] = (f"{spent:.3f} bits a weight is over --target-bpw {target_bpw} even at the "
                                        "smallest setting of every tensor (small tensors carry their side "
                                        "information); raise --min-elements or the target")
+    unfused_grids = [t.name for t in report.tensors if t.codec == "grid" and t.name in fusable]
+    if unfused_grids:
+        shown = ", ".join(unfused_grids[:3]) + (", …" if len(unfused_grids) > 3 else "")
+        note = (f"{len(unfused_grids)} weight(s) on exact float16 grids kept the grid codec, which no fused op reads "
+                f"({shown}): call mode decodes them whole on every run; --no-exact-grids lets them fuse")
+        result.extra["warning"] = "; ".join(w for w in (result.extra.get("warning"), note) if w)
     if report.policy is not None:
         result.extra["policy"] = report.policy
     if config.floor_db is not None:

@@ -2,7 +2,8 @@
 accept models that use them. Each reads its weight W straight from a θ blob and takes HyperDecode's attributes (the
 weight's codec, shape, dtype and side information) except ``mode``:
 
-* ``HyperMatMul(A, θ)`` is ``MatMul(A, W)`` for a 2-D W;
+* ``HyperMatMul(A, θ)`` is ``MatMul(A, W)`` for a 2-D W, or ``MatMul(A, Transpose(W))`` with ``transB`` (a tied LM
+  head reading its embedding table);
 * ``HyperGemm(A, θ, C?)`` is ``Gemm(A, W, C)`` with Gemm's alpha, beta, transA, transB;
 * ``HyperGather(θ, indices)`` is ``Gather(W, indices, axis=0)``, decoding only the requested rows;
 * ``HyperConv(X, θ, B?)`` is a 1×1 ``Conv(X, W, B)`` (group 1, strides 1, no padding, dilations 1)."""
@@ -20,9 +21,9 @@ GATHER_OP_TYPE = "HyperGather"
 CONV_OP_TYPE = "HyperConv"
 FUSED_OP_TYPES = (MATMUL_OP_TYPE, GEMM_OP_TYPE, GATHER_OP_TYPE, CONV_OP_TYPE)
 
-_MATMUL_DOC = """Y = A × W, W regenerated from the θ blob (docs/format.md) a tile at a time inside the multiply.
-W is 2-D (`shape` = [K, N]); A is float32 of shape [..., K] (ONNX MatMul broadcasting with a 2-D B);
-Y has shape [..., N] ([N] for a 1-D A)."""
+_MATMUL_DOC = """Y = A × W′, W regenerated from the θ blob (docs/format.md) a tile at a time inside the multiply.
+W′ = W (`shape` = [K, N]), or Wᵀ with transB (`shape` = [N, K]); A is float32 of shape [..., K] (ONNX MatMul
+broadcasting with a 2-D B); Y has shape [..., N] ([N] for a 1-D A)."""
 _GEMM_DOC = """Y = alpha · A′ × W′ + beta · C (ONNX Gemm with B = W), W regenerated from the θ blob a tile at a time.
 A′ = Aᵀ if transA; W′ = Wᵀ if transB (`shape` = [N, K]), else `shape` = [K, N]. A is 2-D; C, optional, broadcasts
 unidirectionally to Y's [M, N]."""
@@ -57,7 +58,8 @@ def _infer_matmul(ctx) -> None:
     if dims is None:
         ctx.set_output_type(0, helper.make_tensor_type_proto(1, None))
         return
-    out = [*dims[:-1], shape[1]] if dims else [shape[1]]
+    n = shape[0] if _int_attribute(ctx, "transB") else shape[1]
+    out = [*dims[:-1], n] if dims else [n]
     ctx.set_output_type(0, helper.make_tensor_type_proto(1, out))
 
 
@@ -98,12 +100,15 @@ def _param(name: str, type_str: str, doc: str, optional: bool = False):
     return defs.OpSchema.FormalParameter(name, type_str, doc, param_option=option)
 
 
+def _trans_b() -> list:
+    return [defs.OpSchema.Attribute("transB", helper.make_attribute("transB", 0), "W is [N, K]")]
+
+
 def _gemm_attributes() -> list:
     attr = defs.OpSchema.Attribute
     return [attr("alpha", helper.make_attribute("alpha", 1.0), "scale of A′ × W′"),
             attr("beta", helper.make_attribute("beta", 1.0), "scale of C"),
-            attr("transA", helper.make_attribute("transA", 0), "A is [K, M]"),
-            attr("transB", helper.make_attribute("transB", 0), "W is [N, K]")]
+            attr("transA", helper.make_attribute("transA", 0), "A is [K, M]"), *_trans_b()]
 
 
 def register_fused_schemas() -> None:
@@ -114,9 +119,9 @@ def register_fused_schemas() -> None:
     except defs.SchemaError:
         pass
     ops = [
-        (MATMUL_OP_TYPE, _MATMUL_DOC, _infer_matmul, [],
+        (MATMUL_OP_TYPE, _MATMUL_DOC, _infer_matmul, _trans_b(),
          [_param("A", "tensor(float)", "left operand, [..., K]"),
-          _param("theta", "tensor(uint8)", "packed codes of W, [K, N]")],
+          _param("theta", "tensor(uint8)", "packed codes of W, [K, N] ([N, K] if transB)")],
          _param("Y", "tensor(float)", "A × W, [..., N]")),
         (GEMM_OP_TYPE, _GEMM_DOC, _infer_gemm, _gemm_attributes(),
          [_param("A", "tensor(float)", "left operand, [M, K] ([K, M] if transA)"),

@@ -43,7 +43,7 @@ import onnx
 
 from hyperonnx import codec
 from hyperonnx.codec import grid, rank1
-from hyperonnx.passes import compress
+from hyperonnx.passes import compress, fuse
 from hyperonnx.passes.graphs import walk
 from hyperonnx.passes.portable.emit import check_portable
 from hyperonnx.passes.select import Selection, WeightSite, choose, find_sites
@@ -68,6 +68,8 @@ OVERSHOOT_DB = 2.0  # above the target by this much (a rank-1 term took most of 
 SATURATED_DB = 0.5  # a finer step that gains less than this: the block's outliers cap its SQNR
 SMALL_BLOCK = 16  # then blocks of 16 weights (fewer outliers per block scale; +1-2 bits a weight on them)
 MAX_ENCODINGS = 4
+# Why a weight on an exact grid was coded lossily (call mode, read by a fused op): the report's reason says so.
+OFF_GRID_REASON = "off its exact grid: a fused op reads it in call mode"
 # blocktcq (portable form): about 6 dB a bit, 29.6 dB at 5 bits on Gaussian weights.
 BLOCKTCQ_DB_AT_5_BITS = 29.6
 BLOCKTCQ_BITS = (2, 8)
@@ -212,13 +214,20 @@ def compress_default(
         check_portable(rewriter.opset, chosen)
     if on_start:
         on_start(len(chosen))
+    # call mode decodes on every run: blocktcq, which the fused kernels multiply from directly (HyperMatMul),
+    # where tcq's rANS streams decode sequentially and fuse with nothing
+    fixed_rate = form != "ort" or mode == "call"
+    grids = [exact_grids and form == "ort"] * len(chosen)
+    if form == "ort" and mode == "call" and exact_grids:
+        # Nor does the exact grid codec fuse: a weight on a GGUF grid that a fused op would read is coded with
+        # blocktcq at its target instead, or call mode decodes it whole on every run (SmolLM2-135M: 40x fp32)
+        fused = fuse.fusable_weights(model)
+        grids = [not (len(s.tensor.dims) == 2 and (id(s.graph), s.name) in fused) for s in chosen]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        # call mode decodes on every run: blocktcq, which the fused kernels multiply from directly (HyperMatMul),
-        # where tcq's rANS streams decode sequentially and fuse with nothing
-        fixed_rate = form != "ort" or mode == "call"
-        stream = _stream(pool, chosen, plan, form, jobs, base_dir, exact_grids, fixed_rate)
-        for (site, result), target in zip(stream, plan):
-            rewriter.add(site, result, target.sqnr_db, target.reason)
+        stream = _stream(pool, chosen, plan, form, jobs, base_dir, grids, exact_grids, fixed_rate)
+        for (site, result, off_grid), target in zip(stream, plan):
+            reason = f"{target.reason}, {OFF_GRID_REASON}" if off_grid else target.reason
+            rewriter.add(site, result, target.sqnr_db, reason)
     report = rewriter.finish()
     report.seconds = time.perf_counter() - started
     report.policy = {"name": "default", "floor_db": FLOOR_DB, "matmul_db": MATMUL_DB, "lookup_db": LOOKUP_DB,
@@ -227,23 +236,25 @@ def compress_default(
     return report
 
 
-def _stream(pool, chosen, plan, form, jobs, base_dir, exact_grids,
-            fixed_rate) -> Iterator[tuple[WeightSite, object]]:
-    """(site, encoding or skip reason) in order, at most jobs + 1 tensors in flight (a tensor in external data is
-    read by its worker)."""
-    def work(values, target):
+def _stream(pool, chosen, plan, form, jobs, base_dir, grids, exact_grids,
+            fixed_rate) -> Iterator[tuple[WeightSite, object, bool]]:
+    """(site, encoding or skip reason, whether it lies on an exact grid it was not stored on) in order, at most
+    jobs + 1 tensors in flight (a tensor in external data is read by its worker). ``grids``: per site, whether an
+    exact grid is stored as such; ``exact_grids``: whether the caller asked for that at all."""
+    def work(values, target, grid_ok):
         array = values() if callable(values) else values
         with rank1.reuse(array):  # its step corrections code the same tensor: one rank-1 fit
-            return encode_to_target(array, target, form, exact_grids, fixed_rate)
+            result = encode_to_target(array, target, form, grid_ok, fixed_rate)
+        return result, exact_grids and not grid_ok and grid.detect(array) is not None
 
     pending = []
-    for site, target in zip(chosen, plan):
-        pending.append((site, pool.submit(work, compress.tensor_values(site, base_dir), target.sqnr_db)))
+    for site, target, grid_ok in zip(chosen, plan, grids):
+        pending.append((site, pool.submit(work, compress.tensor_values(site, base_dir), target.sqnr_db, grid_ok)))
         if len(pending) > jobs:
             site_done, future = pending.pop(0)
-            yield site_done, future.result()
+            yield (site_done, *future.result())
     for site, future in pending:
-        yield site, future.result()
+        yield (site, *future.result())
 
 
 __all__ = ["FLOOR_DB", "LOOKUP_DB", "MATMUL_DB", "PROTECT_DB", "Target", "compress_default", "encode_to_target", "first_use", "targets"]

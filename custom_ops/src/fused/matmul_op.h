@@ -1,6 +1,8 @@
 // The HyperMatMul custom op (CPU execution provider): Y = A × decode(θ) for a 2-D blocktcq or blockvq weight, with
-// the weight decoded a tile at a time inside the multiply (fused/matmul.h) instead of materialized. Same attributes
-// and the same validation as HyperDecode (docs/fused.md); every failure is one status naming the node.
+// the weight decoded a tile at a time inside the multiply (fused/matmul.h) instead of materialized. With transB = 1
+// the weight is stored [N, K] and Y = A × decode(θ)ᵀ (fused/matmul_nt.h): a tied LM head reading its embedding
+// table through a Transpose. Same attributes and the same validation as HyperDecode (docs/fused.md); every failure
+// is one status naming the node.
 #pragma once
 
 #include <memory>
@@ -17,8 +19,11 @@ class HyperMatMulKernel : public FusedKernelBase {
   HyperMatMulKernel(std::string node, std::unique_ptr<FusedWeight> weight)
       : FusedKernelBase(kMatMulOpName, std::move(node), std::move(weight), 1) {}
 
-  OrtStatus* Init(const OrtApi&, const OrtKernelInfo*) { return nullptr; }  // no attributes of its own
+  OrtStatus* Init(const OrtApi& api, const OrtKernelInfo* info);  // transB
   OrtStatus* ComputeV2(OrtKernelContext* context);
+
+ private:
+  bool trans_b_ = false;
 };
 
 struct HyperMatMulOp : FusedOpBase<HyperMatMulOp, HyperMatMulKernel> {
