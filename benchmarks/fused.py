@@ -48,11 +48,11 @@ VARIANTS = ("fp32", "nbits0", "nbits4", "call", "fused")
 NBITS_BLOCK = 32
 
 
-def blocktcq_weight(k: int, n: int, seed: int = 0) -> codec.Encoded:
-    """A K×N blocktcq encoding at the defaults: side information from a small real encoding, random θ and
-    headers (scale codes in the range real weights use, any of the four level sets)."""
+def blocktcq_weight(k: int, n: int, seed: int = 0, **options) -> codec.Encoded:
+    """A K×N blocktcq encoding at the defaults (or ``options``: ``bits=6``): side information from a small real
+    encoding, random θ and headers (scale codes in the range real weights use, any of the four level sets)."""
     rng = np.random.default_rng(seed)
-    small = codec.encode((rng.standard_normal(4096) * 0.02).astype(np.float32), "blocktcq")
+    small = codec.encode((rng.standard_normal(4096) * 0.02).astype(np.float32), "blocktcq", **options)
     block, numel = small.ints["block"][0], k * n
     theta = rng.integers(0, 1 << small.bits, size=numel, dtype=np.uint64)
     nblocks = -(-numel // block)

@@ -27,10 +27,9 @@ import hyperonnx
 from hyperonnx import runtime
 
 MODELS = ("minilm", "smollm2")
-# SmolLM2's weights sit on the GGUF's 4-bit grids, which the default policy stores exactly with the grid codec (an
-# entropy-coded codec no kernel fuses: every weight would be decoded on every run). Off, its targets are coded
-# with blocktcq as for any other model, and its MatMuls fuse.
-CONVERT = {"smollm2": {"exact_grids": False}}
+# Both convert as a user would, with the default policy: SmolLM2's weights sit on its GGUF's grids, which call mode
+# codes with blocktcq at the policy's targets wherever a fused op reads them (docs/fused.md), as for any model.
+CONVERT: dict[str, dict] = {}
 
 
 def resident_weight_bytes(path: Path) -> int:

@@ -11,6 +11,9 @@ Each op in one ORT session per variant, timed in interleaved rounds (benchmarks/
 Weights are blocktcq encodings at the codec's defaults with random θ and headers (fused.blocktcq_weight). Rows:
   Gemm   torch's Linear form (W [N, K], transB = 1, bias), 4096 × 4096, M ∈ {1, 64};
   Gather an embedding table of 49152 × 576 (SmolLM2's), 1 token and 128 tokens;
+  tied   SmolLM2's tied LM head, MatMul(X [1, T, 576], Transpose(table)), 6-bit codes as the default policy gives
+         that table in call mode, T ∈ {1, 8}: fp32 reads the table transposed once at load (ORT folds the Transpose
+         of a constant), call decodes and transposes it on every run, fused is HyperMatMul with transB;
   Conv   a 1×1 Conv 256 → 256 over 28 × 28 and three of MobileNetV2's pointwise shapes, batch 1.
 Prints milliseconds per run, ratios to fp32 and resident weight bytes. --minilm converts all-MiniLM-L6-v2 with
 `--decode call` (fused) and times it against the original and against the same conversion unfused (HyperDecode
@@ -98,6 +101,10 @@ def op_cases():
         idx = helper.make_tensor_value_info("I", TensorProto.INT64, [1, tokens])
         models, sizes = variants(table, "Gather", [idx], [])
         yield f"Gather 49152×576 T={tokens}", models, sizes, {"I": rng.integers(0, 49152, (1, tokens))}, 200
+    tied = blocktcq_weight(49152, 576, seed=1, bits=6)
+    for tokens in (1, 8):
+        models, sizes = tied_head_variants(tied, tokens)
+        yield f"tied 576×49152ᵀ T={tokens}", models, sizes, {"X": rng.standard_normal((1, tokens, 576), np.float32)}, 1
     # 256 → 256 over 28², then three of MobileNetV2's pointwise shapes (C → M over S²).
     for c, m, side in ((256, 256, 28), (32, 192, 56), (96, 576, 14), (320, 1280, 7)):
         kernel = dataclasses.replace(blocktcq_weight(m, c, seed=2), shape=(m, c, 1, 1))
@@ -106,6 +113,23 @@ def op_cases():
         models, sizes = variants(kernel, "Conv", [x], [b])
         feeds = {"X": rng.standard_normal((1, c, side, side)).astype(np.float32)}
         yield f"Conv 1×1 {c}→{m} {side}²", models, sizes, feeds, 10
+
+
+def tied_head_variants(enc: codec.Encoded, tokens: int) -> tuple[dict, dict]:
+    """fp32 / call / fused models of MatMul(X, Transpose(W)) for a weight W stored [N, K], and their resident bytes."""
+    w = codec.decode(enc)
+    n, k = w.shape
+    x = [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, tokens, k])]
+    attrs = node_attributes(enc, "call")
+    theta = numpy_helper.from_array(enc.blob, "theta")
+    head = [helper.make_node("Transpose", ["W"], ["Wt"], perm=[1, 0]), helper.make_node("MatMul", ["X", "Wt"], ["Y"])]
+    decode = helper.make_node("HyperDecode", ["theta"], ["W"], domain="ai.hyperonnx", **attrs)
+    attrs.pop("mode")
+    fused = helper.make_node("HyperMatMul", ["X", "theta"], ["Y"], domain="ai.hyperonnx", transB=1, **attrs)
+    models = {"fp32": _model(head, x, [numpy_helper.from_array(w, "W")], []),
+              "call": _model([decode, *head], x, [theta], ["ai.hyperonnx"]),
+              "fused": _model([fused], x, [theta], ["ai.hyperonnx"])}
+    return models, {"fp32": w.nbytes, "call": enc.blob.nbytes, "fused": enc.blob.nbytes}
 
 
 def resident_bytes(model: onnx.ModelProto) -> int:
@@ -145,11 +169,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1], help="thread counts (default 1)")
     parser.add_argument("--minilm", action="store_true", help="add all-MiniLM-L6-v2 end to end")
     parser.add_argument("--no-ops", action="store_true", help="skip the single-op rows")
+    parser.add_argument("--only", nargs="+", metavar="PREFIX", help="only the op rows whose label starts so (tied)")
     args = parser.parse_args()
     print("times in ms (medians; " + args.clock + " clock for one thread); ratios to fp32 in the same run")
     print(f"{'case':>24} {'thr':>3} " + " ".join(f"{v:>8}" for v in VARIANTS) + "  "
           + " ".join(f"{v + '/fp32':>10}" for v in VARIANTS[1:]) + "   resident bytes: fp32, fused (ratio)")
-    cases = [] if args.no_ops else list(op_cases())
+    cases = [] if args.no_ops else [c for c in op_cases() if not args.only or c[0].startswith(tuple(args.only))]
     for label, models, sizes, feeds, repeat in cases + (list(minilm_cases()) if args.minilm else []):
         for threads in args.threads:
             sessions = {name: Repeated(session(model, threads), repeat) for name, model in models.items()}

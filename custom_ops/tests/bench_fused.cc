@@ -1,8 +1,9 @@
 // Fused-kernel throughput for profiling (not a test; benchmarks/fused.py is the measurement of record):
 //   build/custom_ops/tests/hyperonnx_fused_bench [K N M bits]
-// Times decoding a K×N blocktcq weight (random θ and headers) a row at a time, and HyperMatMul (fused_matmul) at
-// batch M, single-threaded; prints ns of this thread's CPU time per weight (the development machine is shared, so wall
-// time would count other processes' turns).
+// Times decoding a K×N blocktcq weight (random θ and headers) a row at a time, HyperMatMul (fused_matmul) at batch M,
+// and the transposed product with the same weight read as [N, K] rows (fused_matmul_nt: HyperMatMul / HyperGemm
+// transB, a tied LM head), single-threaded; prints ns of this thread's CPU time per weight (the development machine
+// is shared, so wall time would count other processes' turns).
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -12,6 +13,7 @@
 
 #include "fused/gemm.h"
 #include "fused/matmul.h"
+#include "fused/matmul_nt.h"
 #include "fused/weight.h"
 
 using namespace hyperonnx;
@@ -49,8 +51,9 @@ int main(int argc, char** argv) {
   };
   std::vector<float> row(static_cast<size_t>(N)), scratch;
   int rep_salt = 0;
-  double best_decode = 1e30, best_mm = 1e30;
+  double best_decode = 1e30, best_mm = 1e30, best_nt = 1e30;
   std::vector<float> a(static_cast<size_t>(M * K), 0.5f), y(static_cast<size_t>(M * N));
+  std::vector<float> a_nt(static_cast<size_t>(M * N), 0.5f), y_nt(static_cast<size_t>(M * K));
   // Between timings, 64 MiB are written so the codes come from DRAM, as in a model whose other weights pass through
   // the caches between two runs of this one (benchmarks/fused.py interleaves an fp32 session of 64 MiB).
   std::vector<char> evict(size_t{64} << 20);
@@ -69,9 +72,15 @@ int main(int argc, char** argv) {
     t0 = now();
     fused_matmul(*w, blob.data(), blob.size(), a.data(), M, y.data(), &error);
     best_mm = std::min(best_mm, now() - t0);
+    flush();
+    t0 = now();
+    fused_matmul_nt(*w, blob.data(), blob.size(), a_nt.data(), M, y_nt.data(), &error);
+    best_nt = std::min(best_nt, now() - t0);
   }
-  std::printf("K=%lld N=%lld M=%lld bits=%d isa=%s: decode %.3f ns/weight, HyperMatMul %.3f ns/weight (%.2f ms)\n",
+  std::printf("K=%lld N=%lld M=%lld bits=%d isa=%s: decode %.3f ns/weight, HyperMatMul %.3f ns/weight (%.2f ms), "
+              "transposed %.3f ns/weight (%.2f ms)\n",
               static_cast<long long>(K), static_cast<long long>(N), static_cast<long long>(M), bits,
-              isa_name(w->isa()), best_decode / numel * 1e9, best_mm / numel * 1e9, best_mm * 1e3);
+              isa_name(w->isa()), best_decode / numel * 1e9, best_mm / numel * 1e9, best_mm * 1e3,
+              best_nt / numel * 1e9, best_nt * 1e3);
   return 0;
 }

@@ -296,9 +296,12 @@ HX_VBMI void gemv_blocks(const TcqRows& rows, const uint8_t* blob, size_t len, u
   }
 }
 
-// The transposed product (HyperGemm transB, fused/matmul_nt.h): y[m·ldy + r] = Σ_k a[m·lda + k] · W_r[k] for rows
-// W_r of the weight stored [N, K]: each row's decoded vectors meet A's straight from registers in M·4 accumulators,
-// summed across lanes at the row's end, where the transposing tiles write every row out and transpose it.
+// The transposed product (HyperGemm and HyperMatMul transB, fused/matmul_nt.h): y[m·ldy + r] = Σ_k a[m·lda + k] ·
+// W_r[k] for rows W_r of the weight stored [N, K]: each row's decoded vectors meet A's straight from registers in
+// M·2 accumulators, summed across lanes at the row's end, where the transposing tiles write every row out and
+// transpose it. With blocks of 32 each step's blocks come from i alone, as in gemv_group (no cursor carried from step
+// to step), and two accumulators a row rather than four: SmolLM2's tied head, 49152 × 576 at 6 bits, M = 1, went
+// from 0.18 to 0.16 ns a weight (hyperonnx_fused_bench, thread CPU time); two or four rows interleaved were slower.
 template <int BITS, int M, bool kFresh>
 HX_VBMI void dot_blocks(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
                         int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
@@ -309,25 +312,29 @@ HX_VBMI void dot_blocks(const TcqRows& rows, const uint8_t* blob, size_t len, ui
   for (int64_t r = 0; r < nrows; ++r) {
     Cursor cur;
     cur.q = q0 + static_cast<uint64_t>(r) * row_blocks;
-    __m512 acc[M][4];
-    for (int m = 0; m < M; ++m) {
-      for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
-    }
+    __m512 acc[M][2];
+    for (int m = 0; m < M; ++m) acc[m][0] = acc[m][1] = _mm512_setzero_ps();
     for (uint64_t i = 0; i < chunks; i += 2) {
       const bool two = i + 2 <= chunks;
       __m512 w[4];
-      decode64<BITS, kFresh>(c, &cur, two, w);
+      if (kFresh) {
+        Cursor at;
+        at.q = cur.q + i;
+        decode64<BITS, true>(c, &at, two, w);
+      } else {
+        decode64<BITS, false>(c, &cur, two, w);
+      }
       for (int m = 0; m < M; ++m) {
         const float* ak = a + m * lda + 32 * i;
-        for (int j = 0; j < (two ? 4 : 2); ++j) {
-          acc[m][j] = _mm512_fmadd_ps(_mm512_loadu_ps(ak + 16 * j), w[j], acc[m][j]);
+        acc[m][0] = _mm512_fmadd_ps(_mm512_loadu_ps(ak), w[0], acc[m][0]);
+        acc[m][1] = _mm512_fmadd_ps(_mm512_loadu_ps(ak + 16), w[1], acc[m][1]);
+        if (two) {
+          acc[m][0] = _mm512_fmadd_ps(_mm512_loadu_ps(ak + 32), w[2], acc[m][0]);
+          acc[m][1] = _mm512_fmadd_ps(_mm512_loadu_ps(ak + 48), w[3], acc[m][1]);
         }
       }
     }
-    for (int m = 0; m < M; ++m) {
-      const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]), _mm512_add_ps(acc[m][2], acc[m][3]));
-      y[m * ldy + r] = _mm512_reduce_add_ps(sum);
-    }
+    for (int m = 0; m < M; ++m) y[m * ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[m][0], acc[m][1]));
   }
 }
 
