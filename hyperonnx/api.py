@@ -22,7 +22,7 @@ from hyperonnx.passes import compress, policy
 from hyperonnx.passes.compress import CompressReport, compress_model
 from hyperonnx.passes.decoders import find_decoders
 from hyperonnx.passes.decompress import decompress_model
-from hyperonnx.passes.fuse import fusable_weights, unfuse_model
+from hyperonnx.passes.fuse import FUSABLE_CODECS, fusable_weights, unfuse_model
 from hyperonnx.passes.select import Selection
 
 register_schemas()  # onnx's checker and shape inference accept converted models once the API is in use
@@ -218,7 +218,9 @@ def convert(
     model_io.refuse_overwriting_input(source, input_data, (target, model_io.data_file(target)))
     had_external = bool(input_data)
     bytes_before = model_io.file_size(source, model if lazy else None)
-    fusable = {name for _, name in fusable_weights(model)} if config.decode == "call" else set()
+    # call mode with a codec the fused ops read: weights left on the grid codec are worth a warning (below)
+    fusing = config.decode == "call" and config.runtime == "ort" and config.codec in FUSABLE_CODECS
+    fusable = {name for _, name in fusable_weights(model)} if fusing else set()
     tuned = None
     try:
         if config.target_cosine is not None:

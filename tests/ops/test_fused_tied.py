@@ -227,3 +227,7 @@ def test_call_mode_codes_a_grid_table_for_the_fused_ops(tmp_path):
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "--no-exact-grids" in warnings[0] and "1 weight(s)" in warnings[0] and "(table)" in warnings[0]
+    # tcq fuses with nothing anyway: no warning about grids
+    quiet = CliRunner().invoke(cli, ["convert", str(src), "-o", str(tmp_path / "tcq.onnx"), "--decode", "call",
+                                     "--codec", "tcq"])
+    assert quiet.exit_code == 0 and "warning" not in quiet.output, quiet.output
