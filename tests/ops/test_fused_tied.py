@@ -231,3 +231,35 @@ def test_call_mode_codes_a_grid_table_for_the_fused_ops(tmp_path):
     quiet = CliRunner().invoke(cli, ["convert", str(src), "-o", str(tmp_path / "tcq.onnx"), "--decode", "call",
                                      "--codec", "tcq"])
     assert quiet.exit_code == 0 and "warning" not in quiet.output, quiet.output
+
+
+def test_two_heads_on_one_transpose_and_a_hand_written_node():
+    """Two MatMuls read one Transpose: both fuse, the Transpose goes and comes back once, before the first of them.
+    A transB HyperMatMul written by hand (no Transpose recorded) unfuses to a Transpose of its own."""
+    from hyperonnx.passes.fuse import fuse_model
+
+    enc = codec.encode(random_weight(V, D, seed=8), "blocktcq")
+    decoder = helper.make_node("HyperDecode", ["theta"], ["table"], name="hyperonnx/table", domain="ai.hyperonnx",
+                               **{**fused_attributes(enc), "mode": "call"})
+    nodes = [decoder, helper.make_node("Transpose", ["table"], ["table_t"], name="tie"),
+             helper.make_node("MatMul", ["x", "table_t"], ["y1"], name="head1"),
+             helper.make_node("MatMul", ["x", "table_t"], ["y2"], name="head2")]
+    graph = helper.make_graph(nodes, "heads", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, D])],
+                              [helper.make_tensor_value_info(y, TensorProto.FLOAT, [2, V]) for y in ("y1", "y2")],
+                              [numpy_helper.from_array(enc.blob, "theta")])
+    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=8)
+    assert fuse_model(model) == ["table"]
+    assert [(n.name, n.op_type) for n in model.graph.node] == [("head1", "HyperMatMul"), ("head2", "HyperMatMul")]
+    x = np.random.default_rng(9).standard_normal((2, D)).astype(np.float32)
+    y1, y2 = ort.InferenceSession(model.SerializeToString(), runtime.session_options()).run(None, {"x": x})
+    ref = plain_nt(codec.decode(enc), x)
+    assert rel_error(y1, ref) <= 1e-5 and np.array_equal(y1, y2)
+    unfuse_model(model)
+    assert [(n.name, n.op_type) for n in model.graph.node] == [
+        ("hyperonnx/table", "HyperDecode"), ("tie", "Transpose"), ("head1", "MatMul"), ("head2", "MatMul")]
+    hand = nt_model(fused_attributes(enc), enc.blob, [2, D])
+    hand.graph.node[0].doc_string = json.dumps({"weight": "W"})
+    unfuse_model(hand)
+    assert [n.op_type for n in hand.graph.node] == ["HyperDecode", "Transpose", "MatMul"]
+    y = ort.InferenceSession(hand.SerializeToString(), runtime.session_options()).run(None, {"A": x})[0]
+    assert rel_error(y, ref) <= 1e-5
