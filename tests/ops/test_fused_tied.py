@@ -111,6 +111,8 @@ def test_bad_trans_b_and_shapes():
     error = session_error(model, {"A": np.zeros((2, 24), np.float32)})  # N where K belongs
     assert "HyperMatMul node 'head'" in error and "input 0 (A)" in error and "40 columns" in error
     assert error.count("\n") <= 1
+    error = session_error(nt_model(fused_attributes(enc), enc.blob[:-1], [2, 40]), {"A": np.zeros((2, 40), np.float32)})
+    assert "HyperMatMul node 'head'" in error and "bytes" in error
 
 
 # ---- conversion: a tied embedding --------------------------------------------------------------------------------
