@@ -217,14 +217,15 @@ def compress_default(
     # call mode decodes on every run: blocktcq, which the fused kernels multiply from directly (HyperMatMul),
     # where tcq's rANS streams decode sequentially and fuse with nothing
     fixed_rate = form != "ort" or mode == "call"
-    grids = [exact_grids and form == "ort"] * len(chosen)
-    if form == "ort" and mode == "call" and exact_grids:
+    exact = exact_grids and form == "ort"
+    relaxed = [False] * len(chosen)
+    if exact and mode == "call":
         # Nor does the exact grid codec fuse: a weight on a GGUF grid that a fused op would read is coded with
         # blocktcq at its target instead, or call mode decodes it whole on every run (SmolLM2-135M: 40x fp32)
         fused = fuse.fusable_weights(model)
-        grids = [not (len(s.tensor.dims) == 2 and (id(s.graph), s.name) in fused) for s in chosen]
+        relaxed = [len(s.tensor.dims) == 2 and (id(s.graph), s.name) in fused for s in chosen]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        stream = _stream(pool, chosen, plan, form, jobs, base_dir, grids, exact_grids, fixed_rate)
+        stream = _stream(pool, chosen, plan, form, jobs, base_dir, exact, relaxed, fixed_rate)
         for (site, result, off_grid), target in zip(stream, plan):
             reason = f"{target.reason}, {OFF_GRID_REASON}" if off_grid else target.reason
             rewriter.add(site, result, target.sqnr_db, reason)
@@ -236,20 +237,20 @@ def compress_default(
     return report
 
 
-def _stream(pool, chosen, plan, form, jobs, base_dir, grids, exact_grids,
+def _stream(pool, chosen, plan, form, jobs, base_dir, exact_grids, relaxed,
             fixed_rate) -> Iterator[tuple[WeightSite, object, bool]]:
     """(site, encoding or skip reason, whether it lies on an exact grid it was not stored on) in order, at most
-    jobs + 1 tensors in flight (a tensor in external data is read by its worker). ``grids``: per site, whether an
-    exact grid is stored as such; ``exact_grids``: whether the caller asked for that at all."""
-    def work(values, target, grid_ok):
+    jobs + 1 tensors in flight (a tensor in external data is read by its worker). ``relaxed``: per site, whether
+    call mode codes it lossily even on an exact grid (then checked, for the report's reason)."""
+    def work(values, target, off):
         array = values() if callable(values) else values
         with rank1.reuse(array):  # its step corrections code the same tensor: one rank-1 fit
-            result = encode_to_target(array, target, form, grid_ok, fixed_rate)
-        return result, exact_grids and not grid_ok and grid.detect(array) is not None
+            result = encode_to_target(array, target, form, exact_grids and not off, fixed_rate)
+        return result, off and grid.detect(array) is not None
 
     pending = []
-    for site, target, grid_ok in zip(chosen, plan, grids):
-        pending.append((site, pool.submit(work, compress.tensor_values(site, base_dir), target.sqnr_db, grid_ok)))
+    for site, target, off in zip(chosen, plan, relaxed):
+        pending.append((site, pool.submit(work, compress.tensor_values(site, base_dir), target.sqnr_db, off)))
         if len(pending) > jobs:
             site_done, future = pending.pop(0)
             yield (site_done, *future.result())

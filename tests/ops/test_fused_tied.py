@@ -213,17 +213,28 @@ def test_call_mode_codes_a_grid_table_for_the_fused_ops(tmp_path):
     """A table on an exact GGUF grid: the default policy stores it exactly (grid) in load mode; in call mode, where
     the fused ops read it, it is coded with blocktcq at its target and the report says why. With an explicit codec
     and the grid kept, the CLI warns once, pointing at --no-exact-grids."""
+    from test_grid import gguf_like
+
     src = tmp_path / "tied.onnx"
-    onnx.save(tied_lm(gguf_table()), str(src))
-    load = hyperonnx.convert(src, tmp_path / "load.onnx")
-    assert {t.name: t.codec for t in load.report.tensors}["table"] == "grid"
+    model = tied_lm(gguf_table())  # plus a grid weight no fused op reads: a Gather on axis 1 keeps its decoder
+    model.graph.initializer.append(numpy_helper.from_array(gguf_like(64, 96, seed=3), "cols"))
+    model.graph.node.append(helper.make_node("Gather", ["cols", "col_ids"], ["picked"], name="pick", axis=1))
+    model.graph.input.append(helper.make_tensor_value_info("col_ids", TensorProto.INT64, [2]))
+    model.graph.output.append(helper.make_tensor_value_info("picked", TensorProto.FLOAT, [64, 2]))
+    onnx.save(model, str(src))
+    for kind, codec_name in (("ort", "grid"), ("portable", "blocktcq")):  # portable: no grid codec
+        done = hyperonnx.convert(src, tmp_path / f"{kind}.onnx", runtime=kind)
+        assert all("off its exact grid" not in t.reason for t in done.report.tensors)
+        assert {t.name: t.codec for t in done.report.tensors}["table"] == codec_name
     report = convert_cli(src, tmp_path / "call.onnx")
-    table = next(t for t in report["tensors"] if t["name"] == "table")
+    tensors = {t["name"]: t for t in report["tensors"]}
+    table = tensors["table"]
     assert table["codec"] == "blocktcq" and "off its exact grid" in table["reason"]
     assert table["sqnr_db"] >= table["target_db"] - 0.3
+    assert tensors["cols"]["codec"] == "grid" and "off its exact grid" not in tensors["cols"]["reason"]
     assert "warning" not in report
     kinds = [n.op_type for n in onnx.load(str(tmp_path / "call.onnx")).graph.node]
-    assert kinds.count("HyperMatMul") == 2 and "HyperDecode" not in kinds
+    assert kinds.count("HyperMatMul") == 2 and kinds.count("HyperDecode") == 1  # the one for cols
     result = CliRunner().invoke(cli, ["convert", str(src), "-o", str(tmp_path / "grid.onnx"), "--decode", "call",
                                        "--codec", "blocktcq"])
     assert result.exit_code == 0, result.output
