@@ -79,12 +79,16 @@ def load_lazy(path: str | os.PathLike) -> onnx.ModelProto:
 _FREE_TEXT_FIELDS = {"doc_string", "metadata_props"}
 
 
+def _repeated(field) -> bool:
+    return field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+
+
 def _non_utf8_strings(message, where: str) -> Iterator[str]:
     """Paths of the string fields that protobuf could not decode as UTF-8. ONNX's schema is proto2, so protobuf
     parses such a field and hands it over as bytes instead of str; every later step that treats names as text
     would then fail with an internal error, far from the cause (a fuzzer finding)."""
     for field, value in message.ListFields():
-        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        repeated = _repeated(field)
         if field.name in _FREE_TEXT_FIELDS:
             continue
         if field.type == field.TYPE_STRING:
@@ -468,14 +472,15 @@ class BlobSpool:
         except OSError as exc:
             raise HyperonnxError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
 
-    def take(self, tensor: onnx.TensorProto) -> None:
-        """Move ``tensor``'s bytes to the spool when :func:`save` would put them in the data file (an initializer's
-        raw data of at least :data:`INLINE_THRESHOLD` bytes); smaller ones stay in memory, as they stay inline."""
+    def take(self, tensor: onnx.TensorProto) -> onnx.TensorProto:
+        """``tensor`` with its bytes moved to the spool, when :func:`save` would put them in the data file (an
+        initializer's raw data of at least :data:`INLINE_THRESHOLD` bytes): a new message that refers to the
+        spool, to be used in its place. A smaller one is returned as it is (it stays inline)."""
         if not tensor.HasField("raw_data"):
-            return
+            return tensor
         raw = tensor.raw_data
         if sys.getsizeof(raw) < INLINE_THRESHOLD:
-            return
+            return tensor
         try:
             self._file.seek(self._size)  # a reader shares the file position
             self._file.write(raw)
@@ -483,9 +488,12 @@ class BlobSpool:
             raise HyperonnxError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
         offset, self._size = self._size, self._size + len(raw)
         del raw
-        tensor.ClearField("raw_data")
-        _set_external(tensor, self.location, offset, self._size - offset)
+        # A new message, not the old one with its raw data cleared: protobuf's upb backend keeps a cleared field's
+        # bytes in the message's arena until the message itself is freed (measured: RSS grew by the θ bytes).
+        moved = _without_raw_data(tensor)
+        _set_external(moved, self.location, offset, self._size - offset)
         self.taken += 1
+        return moved
 
     def ref(self, tensor: onnx.TensorProto) -> ExternalRef | None:
         """Where a tensor that :meth:`take` moved is in the spool; None for any other tensor."""
@@ -510,6 +518,21 @@ class BlobSpool:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _without_raw_data(tensor: onnx.TensorProto) -> onnx.TensorProto:
+    """A copy of ``tensor`` without its raw data (the raw data is not copied)."""
+    head = onnx.TensorProto()
+    for field, value in tensor.ListFields():
+        if field.name == "raw_data":
+            continue
+        if _repeated(field):
+            getattr(head, field.name).extend(value)
+        elif field.type == field.TYPE_MESSAGE:
+            getattr(head, field.name).CopyFrom(value)
+        else:
+            setattr(head, field.name, value)
+    return head
 
 
 def _tensors_for_saving(model: onnx.ModelProto) -> Iterator[tuple[onnx.TensorProto, bool]]:

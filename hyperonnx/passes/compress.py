@@ -219,8 +219,7 @@ class GraphRewriter:
                 rewrite = emit_portable(site, self.namer, enc, stats, self.opset)
                 after = portable_bytes(enc)
             if self.spool is not None:
-                for tensor in rewrite.initializers:
-                    self.spool.take(tensor)
+                rewrite.initializers = [self.spool.take(tensor) for tensor in rewrite.initializers]
             self.rewrites.setdefault(id(site.graph), (site.graph, []))[1].append(rewrite)
             # The original values are no longer needed: drop them now so memory stays at one model, not two.
             for field_name in ("raw_data", "float_data", "int32_data", "double_data"):

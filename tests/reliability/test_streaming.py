@@ -71,8 +71,9 @@ class _Spooled:
         take = model_io.BlobSpool.take
 
         def counting(spool, tensor):
-            take(spool, tensor)
-            self.moved += tensor.data_location == TensorProto.EXTERNAL
+            taken = take(spool, tensor)
+            self.moved += taken.data_location == TensorProto.EXTERNAL
+            return taken
 
         monkeypatch.setattr(model_io.BlobSpool, "take", counting)
 
@@ -98,7 +99,7 @@ def test_streamed_files_equal_in_memory_ones(tmp_path, monkeypatch, make, config
     made -= {t.name for t in _initializers(src)}
     assert made and spooled.moved == len(made)
     with monkeypatch.context() as patch:
-        patch.setattr(model_io.BlobSpool, "take", lambda spool, tensor: None)  # every blob stays in memory
+        patch.setattr(model_io.BlobSpool, "take", lambda spool, tensor: tensor)  # every blob stays in memory
         hyperonnx.convert(src, in_memory / "out.onnx", **settings)
     assert _files(streamed) == _files(in_memory)
     assert sorted(_files(streamed)) == ["out.onnx", "out.onnx.data"]
@@ -148,7 +149,7 @@ def test_blobs_held_stay_at_the_tensors_in_flight(tmp_path, monkeypatch, stream)
 
     monkeypatch.setattr(hyperonnx.codec, "encode", tracked)
     if not stream:
-        monkeypatch.setattr(model_io.BlobSpool, "take", lambda spool, tensor: None)
+        monkeypatch.setattr(model_io.BlobSpool, "take", lambda spool, tensor: tensor)
     held, alive = [], []
     add = compress.GraphRewriter.add
 
@@ -185,8 +186,9 @@ def test_failed_conversion_leaves_nothing(tmp_path, monkeypatch):
 
     def watched(spool, tensor):
         spools.append(spool)
-        take(spool, tensor)
+        taken = take(spool, tensor)
         seen.append(sorted(p.name for p in out_dir.iterdir()))
+        return taken
 
     def failing(*args, **kwargs):
         calls.append(1)
@@ -215,9 +217,10 @@ def test_interrupted_conversion_leaves_nothing(tmp_path, monkeypatch):
                 take = model_io.BlobSpool.take
 
                 def interrupted(spool, tensor, take=take):
-                    take(spool, tensor)
+                    taken = take(spool, tensor)
                     if spool.taken == 2:
                         raise KeyboardInterrupt
+                    return taken
 
                 patch.setattr(model_io.BlobSpool, "take", interrupted)
             else:
