@@ -12,8 +12,9 @@ else the codec at its defaults. Prints JSON: weights/s of the conversion (wall c
 figure a busy shared machine does not distort), the per-core rate, the ratio of the wall-clock rate to ``jobs`` ×
 the per-core rate (the target is ≥ 0.8 at two jobs, on an otherwise idle machine), the same ratio per CPU second
 (``cpu_ratio``: the share of the conversion's CPU time that is encoding at the per-core rate; threads that scale
-reach ``ratio`` = ``cpu_ratio`` on an idle machine), the load average while it ran, and the peak RSS against the
-largest tensor. For the default policy, the same two ratios against the policy's whole per-tensor step on one
+reach ``ratio`` = ``cpu_ratio`` on an idle machine), the load average while it ran, the peak RSS against the
+largest tensor (the target: at most 1 GiB above it, whatever the model's size), and the input's and output's
+sizes on disk. For the default policy, the same two ratios against the policy's whole per-tensor step on one
 core (``policy_mws_per_core``: encode, decode and SQNR check), which leave only what threads and I/O cost.
 """
 
@@ -135,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
         if proc.returncode != 0:
             sys.exit(proc.stderr[-3000:])
         stats = json.loads(proc.stdout.strip().splitlines()[-1])
+        input_bytes = sum(folder.joinpath(name).stat().st_size for name in ("model.onnx", "model.onnx.data"))
+        output_bytes = sum(folder.joinpath(name).stat().st_size for name in ("model.hx.onnx", "model.hx.onnx.data"))
         mws = weights / stats["seconds"] / 1e6
         per_cpu_second = weights / stats["cpu_seconds"] / 1e6
         print(json.dumps({
@@ -151,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
                 "cpu_ratio_to_policy": round(per_cpu_second / policy_rate, 3)}),
             "peak_rss_gib": round(stats["peak_rss"] / 2**30, 3), "largest_tensor_gib": round(largest / 2**30, 3),
             "peak_rss_above_largest_gib": round((stats["peak_rss"] - largest) / 2**30, 3),
+            "input_gib": round(input_bytes / 2**30, 3), "output_gib": round(output_bytes / 2**30, 3),
         }, indent=1))
     finally:
         if not args.folder:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -221,42 +222,19 @@ def convert(
     # call mode with a codec the fused ops read: weights left on the grid codec are worth a warning (below)
     fusing = config.decode == "call" and config.runtime == "ort" and config.codec in FUSABLE_CODECS
     fusable = {name for _, name in fusable_weights(model)} if fusing else set()
-    tuned = None
-    try:
-        if config.target_cosine is not None:
-            from hyperonnx import tune
-
-            tuned = tune.tune_model(model, source, config.target_cosine, config.inputs, config.codec,
-                                    config.options, config.selection, config.runtime, config.decode, config.jobs,
-                                    progress, exact_grids=config.exact_grids, floor_db=config.floor_db)
-            report = tuned.report
-        elif config.default_policy:
-            report = policy.compress_default(model, selection=config.selection, form=config.runtime,
-                                             mode=config.decode, jobs=config.jobs, progress=progress,
-                                             on_start=on_start, base_dir=source.parent,
-                                             exact_grids=config.exact_grids)
-        else:
-            weights = None
-            if sensitivity:
-                from hyperonnx import sensitivity as measured_by
-
-                weights, measured = measured_by.measure(model, source, config.inputs, config.codec,
-                                                        config.options, config.selection)
-            report = compress_model(model, codec_name=config.codec, options=config.options,
-                                    selection=config.selection, form=config.runtime, mode=config.decode,
-                                    jobs=config.jobs, progress=progress, on_start=on_start,
-                                    target_bpw=config.target_bpw, max_bytes=config.max_size,
-                                    input_bytes=bytes_before, base_dir=source.parent,
-                                    exact_grids=config.exact_grids, tensor_weights=weights,
-                                    floor_db=config.floor_db)
-    except ValueError as exc:
-        raise HyperonnxError(str(exc)) from None
-    if config.strip_debug_info:
-        strip_debug(model)
     external_data = config.external_data
     if external_data is None and had_external:
         external_data = True
-    model_io.save(model, target, external_data, source_dir=source.parent)
+    # An output with external data gets each θ blob written out as it is made (model_io.BlobSpool): memory then
+    # stays at the tensors in flight whatever the model's size. An inline output is under 2 GiB and its blobs
+    # are serialized together anyway; the fidelity search evaluates the model in memory (tune), so it keeps them.
+    streamed = bool(external_data) and config.target_cosine is None
+    with model_io.BlobSpool(target) if streamed else contextlib.nullcontext() as spool:
+        report, tuned, measured = _compress(model, source, config, sensitivity, bytes_before, progress, on_start,
+                                            spool)
+        if config.strip_debug_info:
+            strip_debug(model)
+        model_io.save(model, target, external_data, source_dir=source.parent, spool=spool)
     del model
     result = ConvertResult(str(source), str(target), report, bytes_before, model_io.file_size(target))
     max_size, target_bpw = config.max_size, config.target_bpw
@@ -285,6 +263,44 @@ def convert(
     if sensitivity:
         result.extra["sensitivity"] = measured
     return result
+
+
+def _compress(model: onnx.ModelProto, source: Path, config: ConvertOptions, sensitivity: bool, bytes_before: int,
+              progress: Callable[[str], None] | None, on_start: Callable[[int], None] | None,
+              spool: model_io.BlobSpool | None) -> tuple[CompressReport, Any, Any]:
+    """The conversion's pass, as ``config`` chooses it: (report, the fidelity search's result, the measured
+    sensitivity), the last two None when not run."""
+    tuned = measured = None
+    try:
+        if config.target_cosine is not None:
+            from hyperonnx import tune
+
+            tuned = tune.tune_model(model, source, config.target_cosine, config.inputs, config.codec,
+                                    config.options, config.selection, config.runtime, config.decode, config.jobs,
+                                    progress, exact_grids=config.exact_grids, floor_db=config.floor_db)
+            report = tuned.report
+        elif config.default_policy:
+            report = policy.compress_default(model, selection=config.selection, form=config.runtime,
+                                             mode=config.decode, jobs=config.jobs, progress=progress,
+                                             on_start=on_start, base_dir=source.parent,
+                                             exact_grids=config.exact_grids, spool=spool)
+        else:
+            weights = None
+            if sensitivity:
+                from hyperonnx import sensitivity as measured_by
+
+                weights, measured = measured_by.measure(model, source, config.inputs, config.codec,
+                                                        config.options, config.selection)
+            report = compress_model(model, codec_name=config.codec, options=config.options,
+                                    selection=config.selection, form=config.runtime, mode=config.decode,
+                                    jobs=config.jobs, progress=progress, on_start=on_start,
+                                    target_bpw=config.target_bpw, max_bytes=config.max_size,
+                                    input_bytes=bytes_before, base_dir=source.parent,
+                                    exact_grids=config.exact_grids, tensor_weights=weights,
+                                    floor_db=config.floor_db, spool=spool)
+    except ValueError as exc:
+        raise HyperonnxError(str(exc)) from None
+    return report, tuned, measured
 
 
 def strip_debug(model: onnx.ModelProto) -> None:

@@ -3,7 +3,8 @@
 Large models are converted without their external data in memory: :func:`load_lazy` reads the graph only and
 checks every external reference; a weight's bytes are read when it is encoded (:func:`read_array`), and what is
 not compressed is copied from the input's data file to the output's in chunks when saving (:func:`save` with
-``source_dir``), byte for byte.
+``source_dir``), byte for byte. What the converter makes (θ blobs) goes to a :class:`BlobSpool` as it is made and is
+copied from there into the output's data file when saving, so no step holds the whole model's blobs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,12 +79,16 @@ def load_lazy(path: str | os.PathLike) -> onnx.ModelProto:
 _FREE_TEXT_FIELDS = {"doc_string", "metadata_props"}
 
 
+def _repeated(field) -> bool:
+    return field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+
+
 def _non_utf8_strings(message, where: str) -> Iterator[str]:
     """Paths of the string fields that protobuf could not decode as UTF-8. ONNX's schema is proto2, so protobuf
     parses such a field and hands it over as bytes instead of str; every later step that treats names as text
     would then fail with an internal error, far from the cause (a fuzzer finding)."""
     for field, value in message.ListFields():
-        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        repeated = _repeated(field)
         if field.name in _FREE_TEXT_FIELDS:
             continue
         if field.type == field.TYPE_STRING:
@@ -146,21 +152,30 @@ def file_size(model_path: str | os.PathLike, model: onnx.ModelProto | None = Non
     return total
 
 
-def save(model: onnx.ModelProto, path: str | os.PathLike, external_data: bool | None = None,
-         source_dir: str | os.PathLike | None = None) -> None:
-    """Write ``model`` to ``path`` atomically; external data (``<name>.data``) when asked or when needed.
-
-    Files are written into a temporary folder beside the target and renamed into place, so an interrupted
-    run never leaves a half-written model. ``model`` may be modified (tensor data moved out). Tensors of
-    ``model`` that still refer to external data (a model from :func:`load_lazy`) are read from ``source_dir``
-    (the input model's folder): copied in chunks into the output's data file, or read in when saving inline.
-    """
+def output_folder(path: str | os.PathLike) -> Path:
+    """The folder an output ``path`` goes to, checked to exist and be writable (one HyperonnxError line)."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise HyperonnxError(f"{path}: output folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise HyperonnxError(f"{path}: output folder {folder} is not writable")
+    return folder
+
+
+def save(model: onnx.ModelProto, path: str | os.PathLike, external_data: bool | None = None,
+         source_dir: str | os.PathLike | None = None, spool: BlobSpool | None = None) -> None:
+    """Write ``model`` to ``path`` atomically; external data (``<name>.data``) when asked or when needed.
+
+    Files are written into a temporary folder beside the target and renamed into place, so an interrupted
+    run never leaves a half-written model. ``model`` may be modified (tensor data moved out). Tensors of
+    ``model`` that still refer to external data (a model from :func:`load_lazy`) are read from ``source_dir``
+    (the input model's folder): copied in chunks into the output's data file, or read in when saving inline.
+    Tensors that :meth:`BlobSpool.take` moved to ``spool`` are copied from it the same way: the files are the
+    same bytes as when those tensors were in memory.
+    """
+    path = Path(path)
+    folder = output_folder(path)
     if external_data is None:
         external_data = _inline_size_over_limit(model)
     final_data = data_file(path)
@@ -175,11 +190,11 @@ def save(model: onnx.ModelProto, path: str | os.PathLike, external_data: bool | 
         target = tmp / path.name
         data = tmp / data_name
         if external_data:
-            _write_external_data(model, data, data_name, source_dir)
+            _write_external_data(model, data, data_name, source_dir, spool)
             if data.exists():
                 os.chmod(data, 0o644)  # models are shared between users and containers
         else:
-            _read_in_external_data(model, source_dir)
+            _read_in_external_data(model, source_dir, spool)
             # an older external data file of another save (OUT.data) is left alone: the user's files
         onnx.save_model(model, str(target))
         os.chmod(target, 0o644)
@@ -311,7 +326,9 @@ def _read_exactly(file, buffer: memoryview, ref: ExternalRef) -> None:
         done += n
 
 
-def _open_ref(ref: ExternalRef):
+def _open_ref(ref: ExternalRef, spool: BlobSpool | None = None):
+    if spool is not None and ref.location == spool.location:
+        return spool.reader()
     try:
         file = _open_external(ref.folder, ref.location, ref.name)
     except Exception as exc:
@@ -347,7 +364,7 @@ def _set_external(tensor: onnx.TensorProto, location: str, offset: int, length: 
 
 
 def _write_external_data(model: onnx.ModelProto, data: Path, data_name: str,
-                         source_dir: str | os.PathLike | None) -> None:
+                         source_dir: str | os.PathLike | None, spool: BlobSpool | None = None) -> None:
     """The data file of ``model`` (as ``onnx.save_model(save_as_external_data=True, size_threshold=1024)`` lays
     it out: initializers in order, one after the other, no gaps), streaming: tensors still in the input's
     external data are copied through in chunks; in-memory ones are written and dropped from memory."""
@@ -356,16 +373,16 @@ def _write_external_data(model: onnx.ModelProto, data: Path, data_name: str,
     try:
         for tensor, initializer in _tensors_for_saving(model):
             if is_external(tensor):
-                ref = external_ref(tensor, source_dir)
+                ref = _where(tensor, source_dir, spool)
                 if not initializer or sys.getsizeof(b"") + ref.length < INLINE_THRESHOLD:
-                    _read_in(tensor, ref)  # small, or a node attribute: inline, as a full load and save does
+                    _read_in(tensor, ref, spool)  # small, or a node attribute: inline, as a full load and save does
                     continue
                 if out is None:
                     out = open(data, "wb")
                 if buffer is None:
                     buffer = bytearray(COPY_CHUNK)
                 offset = out.tell()
-                _copy(ref, out, buffer)
+                _copy(ref, out, buffer, spool)
                 _set_external(tensor, data_name, offset, ref.length)
             elif initializer and tensor.HasField("raw_data"):
                 raw = tensor.raw_data
@@ -383,9 +400,9 @@ def _write_external_data(model: onnx.ModelProto, data: Path, data_name: str,
             out.close()
 
 
-def _copy(ref: ExternalRef, out, buffer: bytearray) -> None:
+def _copy(ref: ExternalRef, out, buffer: bytearray, spool: BlobSpool | None = None) -> None:
     view = memoryview(buffer)
-    with _open_ref(ref) as file:
+    with _open_ref(ref, spool) as file:
         file.seek(ref.offset)
         left = ref.length
         while left:
@@ -395,16 +412,27 @@ def _copy(ref: ExternalRef, out, buffer: bytearray) -> None:
             left -= len(part)
 
 
-def _read_in_external_data(model: onnx.ModelProto, source_dir: str | os.PathLike | None) -> None:
-    """Saving inline: tensors still in the input's external data are read into the model."""
+def _read_in_external_data(model: onnx.ModelProto, source_dir: str | os.PathLike | None,
+                           spool: BlobSpool | None = None) -> None:
+    """Saving inline: tensors still in the input's external data (or in ``spool``) are read into the model."""
     for tensor, _ in _tensors_for_saving(model):
         if is_external(tensor):
-            _read_in(tensor, external_ref(tensor, source_dir))
+            _read_in(tensor, _where(tensor, source_dir, spool), spool)
 
 
-def _read_in(tensor: onnx.TensorProto, ref: ExternalRef) -> None:
+def _where(tensor: onnx.TensorProto, source_dir: str | os.PathLike | None,
+           spool: BlobSpool | None) -> ExternalRef:
+    """Where an external tensor's bytes are: in ``spool``, or in the input's external data (checked)."""
+    if spool is not None:
+        ref = spool.ref(tensor)
+        if ref is not None:
+            return ref
+    return external_ref(tensor, source_dir)
+
+
+def _read_in(tensor: onnx.TensorProto, ref: ExternalRef, spool: BlobSpool | None = None) -> None:
     """Make a tensor in external data an in-memory one."""
-    with _open_ref(ref) as file:
+    with _open_ref(ref, spool) as file:
         file.seek(ref.offset)
         try:
             raw = file.read(ref.length)
@@ -417,6 +445,94 @@ def _read_in(tensor: onnx.TensorProto, ref: ExternalRef) -> None:
     del raw
     tensor.data_location = onnx.TensorProto.DEFAULT
     del tensor.external_data[:]
+
+
+class BlobSpool:
+    """Where a conversion puts what it makes, as it makes it, until :func:`save` copies it into the output's data
+    file: an anonymous temporary file in the output's folder (on Linux, O_TMPFILE: it has no name, so no crash,
+    interrupt or kill can leave it behind, and it stays on the output's file system). Without it every θ blob
+    stayed in memory until the save: about 0.7 GB a billion weights. Copying a blob once more costs little
+    beside encoding it (benchmarks/convert_rate.py); writing blobs straight into the data file instead would need
+    the final order of every initializer, which the rewrite settles only at its end (subgraphs, Constant nodes).
+
+    :meth:`take` moves a tensor's bytes out and leaves an external reference to the spool in it (a location no
+    input can have: it names this spool only); the model must then be saved with ``spool=`` this one. Use it as a
+    context manager, or :meth:`close` it.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        folder = output_folder(self.path)
+        self.location = f"hyperonnx-spool:{uuid.uuid4().hex}"
+        self.folder = str(folder)
+        self.taken = 0  # tensors moved out
+        self._size = 0
+        try:
+            self._file = tempfile.TemporaryFile(dir=folder, prefix=".hyperonnx-spool-")
+        except OSError as exc:
+            raise HyperonnxError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+
+    def take(self, tensor: onnx.TensorProto) -> onnx.TensorProto:
+        """``tensor`` with its bytes moved to the spool, when :func:`save` would put them in the data file (an
+        initializer's raw data of at least :data:`INLINE_THRESHOLD` bytes): a new message that refers to the
+        spool, to be used in its place. A smaller one is returned as it is (it stays inline)."""
+        if not tensor.HasField("raw_data"):
+            return tensor
+        raw = tensor.raw_data
+        if sys.getsizeof(raw) < INLINE_THRESHOLD:
+            return tensor
+        try:
+            self._file.seek(self._size)  # a reader shares the file position
+            self._file.write(raw)
+        except OSError as exc:
+            raise HyperonnxError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+        offset, self._size = self._size, self._size + len(raw)
+        del raw
+        # A new message, not the old one with its raw data cleared: protobuf's upb backend keeps a cleared field's
+        # bytes in the message's arena until the message itself is freed (measured: RSS grew by the θ bytes).
+        moved = _without_raw_data(tensor)
+        _set_external(moved, self.location, offset, self._size - offset)
+        self.taken += 1
+        return moved
+
+    def ref(self, tensor: onnx.TensorProto) -> ExternalRef | None:
+        """Where a tensor that :meth:`take` moved is in the spool; None for any other tensor."""
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        if info.get("location") != self.location:
+            return None
+        return ExternalRef(tensor.name, self.folder, self.location, int(info["offset"]), int(info["length"]))
+
+    def reader(self):
+        """A file object reading the spool (its own buffer; seek before reading)."""
+        try:
+            self._file.flush()
+            return os.fdopen(os.dup(self._file.fileno()), "rb")
+        except OSError as exc:
+            raise HyperonnxError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> BlobSpool:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _without_raw_data(tensor: onnx.TensorProto) -> onnx.TensorProto:
+    """A copy of ``tensor`` without its raw data (the raw data is not copied)."""
+    head = onnx.TensorProto()
+    for field, value in tensor.ListFields():
+        if field.name == "raw_data":
+            continue
+        if _repeated(field):
+            getattr(head, field.name).extend(value)
+        elif field.type == field.TYPE_MESSAGE:
+            getattr(head, field.name).CopyFrom(value)
+        else:
+            setattr(head, field.name, value)
+    return head
 
 
 def _tensors_for_saving(model: onnx.ModelProto) -> Iterator[tuple[onnx.TensorProto, bool]]:

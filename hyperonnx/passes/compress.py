@@ -121,6 +121,7 @@ def compress_model(
     exact_grids: bool = True,
     tensor_weights: list[float] | None = None,
     floor_db: float | None = None,
+    spool: model_io.BlobSpool | None = None,
 ) -> CompressReport:
     """Compress ``model`` in place. Raises ValueError for an unknown codec/option/form/mode.
 
@@ -143,13 +144,16 @@ def compress_model(
 
     ``floor_db``: under a budget, no tensor gets a setting whose weight SQNR is below it (the default policy's
     floor, for allocations weighted by sensitivity measured on generated inputs).
+
+    ``spool``: each tensor's θ blob goes there as soon as it is rewritten (:class:`GraphRewriter`); the model must
+    then be saved with it (:func:`model_io.save`).
     """
     check_form_and_mode(form, mode)
     options = dict(options or {})
     codec.check_options(codec_name, options)  # validate options and their values before any work
     started = time.perf_counter()
     chosen, skipped = choose(find_sites(model), selection or Selection())
-    rewriter = GraphRewriter(model, form, mode, skipped, progress)
+    rewriter = GraphRewriter(model, form, mode, skipped, progress, spool)
     jobs = max(1, jobs or os.cpu_count() or 1)
 
     # Tensors are encoded in parallel threads (numpy releases the GIL) but the graph is rewritten in order,
@@ -180,13 +184,17 @@ def compress_model(
 
 class GraphRewriter:
     """Rewrites ``model``'s selected tensors, in selection order, each from its encoding (into a decoder of the
-    ``form``) or its skip reason (kept raw, and reported), then :meth:`finish` applies the rewrites."""
+    ``form``) or its skip reason (kept raw, and reported), then :meth:`finish` applies the rewrites.
+
+    With a ``spool`` (:class:`model_io.BlobSpool`) each decoder's large initializers (θ blobs) are written there as
+    the tensor is added, so the rewriter holds only small ones: a conversion's memory does not grow with the
+    model (the encoders keep at most jobs + 1 tensors in flight)."""
 
     def __init__(self, model: onnx.ModelProto, form: str, mode: str, skipped: list[Skipped] | None = None,
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[[str], None] | None = None, spool: model_io.BlobSpool | None = None):
         check_form_and_mode(form, mode)
         register_schemas()
-        self.model, self.form, self.mode, self.progress = model, form, mode, progress
+        self.model, self.form, self.mode, self.progress, self.spool = model, form, mode, progress, spool
         self.report = CompressReport(skipped=list(skipped or []))
         self.opset = emit.model_opset(model)
         self.namer = emit.Namer(model.graph)  # one for the whole model: names stay unique across subgraphs
@@ -210,6 +218,8 @@ class GraphRewriter:
             else:
                 rewrite = emit_portable(site, self.namer, enc, stats, self.opset)
                 after = portable_bytes(enc)
+            if self.spool is not None:
+                rewrite.initializers = [self.spool.take(tensor) for tensor in rewrite.initializers]
             self.rewrites.setdefault(id(site.graph), (site.graph, []))[1].append(rewrite)
             # The original values are no longer needed: drop them now so memory stays at one model, not two.
             for field_name in ("raw_data", "float_data", "int32_data", "double_data"):

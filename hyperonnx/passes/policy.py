@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from hyperonnx import codec
+from hyperonnx import codec, model_io
 from hyperonnx.codec import grid, rank1
 from hyperonnx.passes import compress, fuse
 from hyperonnx.passes.graphs import walk
@@ -201,14 +201,15 @@ def compress_default(
     on_start: Callable[[int], None] | None = None,
     base_dir: str | os.PathLike | None = None,
     exact_grids: bool = True,
+    spool: model_io.BlobSpool | None = None,
 ) -> compress.CompressReport:
     """Compress ``model`` in place by the default policy; the report names each tensor's target and reason.
-    ``on_start`` and ``progress`` as for :func:`compress.compress_model`."""
+    ``on_start``, ``progress`` and ``spool`` as for :func:`compress.compress_model`."""
     compress.check_form_and_mode(form, mode)
     started = time.perf_counter()
     chosen, skipped = choose(find_sites(model), selection or Selection())
     plan = targets(model, chosen)
-    rewriter = compress.GraphRewriter(model, form, mode, skipped, progress)
+    rewriter = compress.GraphRewriter(model, form, mode, skipped, progress, spool)
     jobs = max(1, jobs or os.cpu_count() or 1)
     if form == "portable":
         check_portable(rewriter.opset, chosen)

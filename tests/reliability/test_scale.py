@@ -1,6 +1,6 @@
 """Scale: a synthetic model over 2 GiB (external data) converts through the native encoders, decompresses to the
-same weights the op library decodes, and runs; conversion peak RSS stays at most model size + 1 GiB, measured by
-the converting process itself (VmHWM in /proc/self/status).
+same weights the op library decodes, and runs; conversion peak RSS stays at most 1 GiB above the largest tensor,
+measured by the converting process itself (VmHWM in /proc/self/status).
 
 Slow (about 2 minutes on 2 cores, 6 GB of disk): marked ``slow``; skipped when the machine has under 12 GB of
 free disk or 8 GB of memory, or when HX_SKIP_SCALE=1."""
@@ -116,10 +116,12 @@ def converted(tmp_path_factory):
 
 
 def test_conversion_peak_rss(converted):
-    """Conversion streams: external data is read per tensor when a worker encodes it and what is not compressed
-    is copied through, so the peak is a few working sets of the largest tensors, not the model."""
+    """Conversion streams: external data is read per tensor when a worker encodes it, each θ blob is written out
+    as it is made and what is not compressed is copied through, so the peak is a few working sets of the largest
+    tensors, not the model: at most 1 GiB above the largest tensor (0.80 GiB measured with 128 MiB tensors and
+    --jobs 2, 1.13 GiB when the blobs stayed in memory until the save)."""
     _, _, _, stats = converted
-    assert stats["peak_rss"] <= stats["model_bytes"] + GiB, stats
+    assert stats["peak_rss"] <= ROWS * COLS * 4 + GiB, stats
 
 
 def test_over_2gib_converts_verifies_runs(converted):
