@@ -7,34 +7,11 @@
 #include "matmul_nt.h"
 
 namespace hyperonnx {
-namespace {
-
-// An optional float attribute: its value, or `fallback` when the node does not set it.
-float float_attribute(const OrtApi& api, const OrtKernelInfo* info, const char* name, float fallback) {
-  float value = fallback;
-  if (OrtStatus* status = api.KernelInfoGetAttribute_float(info, name, &value)) {
-    api.ReleaseStatus(status);
-    return fallback;
-  }
-  return value;
-}
-
-// An optional int attribute, or `fallback`.
-int64_t int_attribute(const OrtApi& api, const OrtKernelInfo* info, const char* name, int64_t fallback) {
-  int64_t value = fallback;
-  if (OrtStatus* status = api.KernelInfoGetAttribute_int64(info, name, &value)) {
-    api.ReleaseStatus(status);
-    return fallback;
-  }
-  return value;
-}
-
-}  // namespace
 
 OrtStatus* HyperGemmKernel::Init(const OrtApi& api, const OrtKernelInfo* info) {
-  alpha_ = float_attribute(api, info, "alpha", 1.0f);
-  beta_ = float_attribute(api, info, "beta", 1.0f);
-  const int64_t ta = int_attribute(api, info, "transA", 0), tb = int_attribute(api, info, "transB", 0);
+  alpha_ = optional_float(api, info, "alpha", 1.0f);
+  beta_ = optional_float(api, info, "beta", 1.0f);
+  const int64_t ta = optional_int(api, info, "transA", 0), tb = optional_int(api, info, "transB", 0);
   if ((ta != 0 && ta != 1) || (tb != 0 && tb != 1)) {
     return Error(ORT_INVALID_ARGUMENT, "transA and transB must be 0 or 1, got " + std::to_string(ta) + " and " +
                                            std::to_string(tb));

@@ -13,11 +13,7 @@ namespace hyperonnx {
 HyperMatMulOp::HyperMatMulOp() = default;
 
 OrtStatus* HyperMatMulKernel::Init(const OrtApi& api, const OrtKernelInfo* info) {
-  int64_t tb = 0;
-  if (OrtStatus* status = api.KernelInfoGetAttribute_int64(info, "transB", &tb)) {
-    api.ReleaseStatus(status);  // absent: 0
-    tb = 0;
-  }
+  const int64_t tb = optional_int(api, info, "transB", 0);
   if (tb != 0 && tb != 1) return Error(ORT_INVALID_ARGUMENT, "transB must be 0 or 1, got " + std::to_string(tb));
   trans_b_ = tb == 1;
   return nullptr;
