@@ -23,7 +23,9 @@ class HyperConvKernel : public FusedKernelBase {
   // that the node's shape is a 1×…×1 kernel [M, C, 1, …, 1].
   static std::unique_ptr<FusedWeight> CreateWeight(const AttrSource& attrs, std::string* error);
   OrtStatus* Init(const OrtApi& api, const OrtKernelInfo* info);  // the kernel's rank
-  OrtStatus* ComputeV2(OrtKernelContext* context);
+
+ protected:
+  OrtStatus* Run(Ort::KernelContext& ctx, const uint8_t* blob, size_t len) override;
 
  private:
   size_t rank_ = 4;  // of W and X

@@ -18,7 +18,9 @@ class HyperGemmKernel : public FusedKernelBase {
       : FusedKernelBase(kGemmOpName, std::move(node), std::move(weight), 1) {}
 
   OrtStatus* Init(const OrtApi& api, const OrtKernelInfo* info);  // alpha, beta, transA, transB
-  OrtStatus* ComputeV2(OrtKernelContext* context);
+
+ protected:
+  OrtStatus* Run(Ort::KernelContext& ctx, const uint8_t* blob, size_t len) override;
 
  private:
   float alpha_ = 1.0f, beta_ = 1.0f;
