@@ -89,6 +89,19 @@ struct FusedOpBase : Ort::CustomOpBase<Op, K, /*WithStatus=*/true> {
   ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
 };
 
+// The op definition of HyperGemm and HyperConv: float data, θ, and an optional float third input (C, the bias).
+template <typename Op, typename K>
+struct FusedOpWithBias : FusedOpBase<Op, K> {
+  size_t GetInputTypeCount() const { return 3; }
+  ONNXTensorElementDataType GetInputType(size_t i) const {
+    return i == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
+    return i == 2 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL
+                  : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED;
+  }
+};
+
 // A string for a shape, "[2, 3]".
 std::string shape_string(const std::vector<int64_t>& shape);
 

@@ -31,16 +31,8 @@ class HyperConvKernel : public FusedKernelBase {
   size_t rank_ = 4;  // of W and X
 };
 
-struct HyperConvOp : FusedOpBase<HyperConvOp, HyperConvKernel> {
+struct HyperConvOp : FusedOpWithBias<HyperConvOp, HyperConvKernel> {
   const char* GetName() const { return kConvOpName; }
-  size_t GetInputTypeCount() const { return 3; }
-  ONNXTensorElementDataType GetInputType(size_t i) const {
-    return i == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-  }
-  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
-    return i == 2 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL
-                  : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED;
-  }
 };
 
 }  // namespace hyperonnx
