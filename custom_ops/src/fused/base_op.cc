@@ -1,9 +1,13 @@
 #include "base_op.h"
 
 #include <atomic>
+#include <exception>
 #include <mutex>
+#include <vector>
 
 #include "../kernel_attrs.h"
+#include "matmul.h"
+#include "matmul_nt.h"
 
 namespace hyperonnx {
 
@@ -25,17 +29,46 @@ OrtStatus* FusedKernelBase::Error(OrtErrorCode code, const std::string& message)
   return Ort::GetApi().CreateStatus(code, (std::string(op_) + " node '" + node_ + "': " + message).c_str());
 }
 
-OrtStatus* FusedKernelBase::Blob(const Ort::KernelContext& ctx, const uint8_t** blob, size_t* len) const {
-  Ort::ConstValue theta = ctx.GetInput(theta_input_);
-  const auto info = theta.GetTensorTypeAndShapeInfo();
-  if (info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) {
-    return Error(ORT_INVALID_ARGUMENT, "input " + std::to_string(theta_input_) + " (theta) must be a uint8 tensor");
+OrtStatus* FusedKernelBase::ComputeV2(OrtKernelContext* raw) {
+  try {
+    Ort::KernelContext ctx(raw);
+    Ort::ConstValue theta = ctx.GetInput(theta_input_);
+    const auto info = theta.GetTensorTypeAndShapeInfo();
+    if (info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) {
+      return Error(ORT_INVALID_ARGUMENT, "input " + std::to_string(theta_input_) + " (theta) must be a uint8 tensor");
+    }
+    const auto* blob = theta.GetTensorData<uint8_t>();
+    const size_t len = info.GetElementCount();
+    std::string error;
+    if (blob != checked_blob_ && !w_->check(blob, len, &error)) return Error(ORT_INVALID_ARGUMENT, error);
+    return Run(ctx, blob, len);
+  } catch (const std::exception& e) {
+    return Error(ORT_RUNTIME_EXCEPTION, e.what());
   }
-  *blob = theta.GetTensorData<uint8_t>();
-  *len = info.GetElementCount();
-  std::string error;
-  if (*blob != checked_blob_ && !w_->check(*blob, *len, &error)) return Error(ORT_INVALID_ARGUMENT, error);
-  return nullptr;
+}
+
+std::string FusedKernelBase::Product(Ort::KernelContext& ctx, const uint8_t* blob, size_t len, const float* a,
+                                     int64_t m, bool transposed, float* y) const {
+  const FusedWeight& w = *w_;
+  if (transposed) {
+    const FusedNtPlan plan = fused_nt_plan(m, w.rows());
+    return RunUnits(ctx, plan.units, [&](uint64_t u, std::string* e) {
+      return fused_matmul_nt_unit(w, blob, len, a, y, plan, u, e);
+    });
+  }
+  const FusedPlan plan = fused_plan(m, w.rows(), w.cols());
+  std::vector<float> partials(fused_partial_floats(plan));
+  const std::string error = RunUnits(ctx, plan.units, [&](uint64_t u, std::string* e) {
+    return fused_matmul_unit(w, blob, len, a, y, partials.data(), plan, u, e);
+  });
+  if (error.empty()) fused_matmul_finish(plan, partials.data(), y);
+  return error;
+}
+
+const OrtValue* FusedKernelBase::OptionalInput(const Ort::KernelContext& ctx, size_t index) {
+  const OrtValue* value = nullptr;
+  Ort::ThrowOnError(Ort::GetApi().KernelContext_GetInput(ctx.GetOrtKernelContext(), index, &value));
+  return value;
 }
 
 namespace {

@@ -25,18 +25,30 @@ class FusedKernelBase {
   static std::unique_ptr<FusedWeight> CreateWeight(const AttrSource& attrs, std::string* error) {
     return FusedWeight::create(attrs, error);
   }
+  virtual ~FusedKernelBase() = default;
+
   // A constant θ is checked now, so a bad blob fails session creation as HyperDecode's does.
   OrtStatus* Prepare(const OrtApi& api, const OrtKernelInfo* info);
+  // Every run: this run's θ (checked unless it is the constant Prepare checked), then the op's Run; an exception
+  // becomes one status naming the node.
+  OrtStatus* ComputeV2(OrtKernelContext* context);
 
  protected:
+  // The op's work for one run, θ (blob, len) already checked. Null status on success.
+  virtual OrtStatus* Run(Ort::KernelContext& ctx, const uint8_t* blob, size_t len) = 0;
   // "<op> node '<name>': <message>".
   OrtStatus* Error(OrtErrorCode code, const std::string& message) const;
-  // This run's θ: checked unless it is the constant Prepare checked. Null status on success.
-  OrtStatus* Blob(const Ort::KernelContext& ctx, const uint8_t** blob, size_t* len) const;
   // Runs unit(u, &error) for u in [0, units) on ORT's pool (KernelContext_ParallelFor, so the session's thread
   // settings apply); the first failure's message, else empty.
   static std::string RunUnits(Ort::KernelContext& ctx, uint64_t units,
                               const std::function<bool(uint64_t, std::string*)>& unit);
+  // Y [m, N] = A [m, K] × the weight [K, N], or with `transposed` A [m, K] × the weightᵀ (the weight is [N, K]),
+  // decoded a tile at a time on the session's pool: HyperMatMul's and HyperGemm's product, HyperConv's over the
+  // positions. The first unit's error, else empty.
+  std::string Product(Ort::KernelContext& ctx, const uint8_t* blob, size_t len, const float* a, int64_t m,
+                      bool transposed, float* y) const;
+  // An optional input: null when the node omits it.
+  static const OrtValue* OptionalInput(const Ort::KernelContext& ctx, size_t index);
 
   const char* op_;
   std::string node_;
@@ -75,6 +87,19 @@ struct FusedOpBase : Ort::CustomOpBase<Op, K, /*WithStatus=*/true> {
   const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
   size_t GetOutputTypeCount() const { return 1; }
   ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+};
+
+// The op definition of HyperGemm and HyperConv: float data, θ, and an optional float third input (C, the bias).
+template <typename Op, typename K>
+struct FusedOpWithBias : FusedOpBase<Op, K> {
+  size_t GetInputTypeCount() const { return 3; }
+  ONNXTensorElementDataType GetInputType(size_t i) const {
+    return i == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
+    return i == 2 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL
+                  : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED;
+  }
 };
 
 // A string for a shape, "[2, 3]".

@@ -23,22 +23,16 @@ class HyperConvKernel : public FusedKernelBase {
   // that the node's shape is a 1×…×1 kernel [M, C, 1, …, 1].
   static std::unique_ptr<FusedWeight> CreateWeight(const AttrSource& attrs, std::string* error);
   OrtStatus* Init(const OrtApi& api, const OrtKernelInfo* info);  // the kernel's rank
-  OrtStatus* ComputeV2(OrtKernelContext* context);
+
+ protected:
+  OrtStatus* Run(Ort::KernelContext& ctx, const uint8_t* blob, size_t len) override;
 
  private:
   size_t rank_ = 4;  // of W and X
 };
 
-struct HyperConvOp : FusedOpBase<HyperConvOp, HyperConvKernel> {
+struct HyperConvOp : FusedOpWithBias<HyperConvOp, HyperConvKernel> {
   const char* GetName() const { return kConvOpName; }
-  size_t GetInputTypeCount() const { return 3; }
-  ONNXTensorElementDataType GetInputType(size_t i) const {
-    return i == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-  }
-  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
-    return i == 2 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL
-                  : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED;
-  }
 };
 
 }  // namespace hyperonnx

@@ -18,7 +18,9 @@ class HyperGatherKernel : public FusedKernelBase {
       : FusedKernelBase(kGatherOpName, std::move(node), std::move(weight), 0) {}
 
   OrtStatus* Init(const OrtApi&, const OrtKernelInfo*) { return nullptr; }
-  OrtStatus* ComputeV2(OrtKernelContext* context);
+
+ protected:
+  OrtStatus* Run(Ort::KernelContext& ctx, const uint8_t* blob, size_t len) override;
 };
 
 struct HyperGatherOp : FusedOpBase<HyperGatherOp, HyperGatherKernel> {

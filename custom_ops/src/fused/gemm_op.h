@@ -18,23 +18,17 @@ class HyperGemmKernel : public FusedKernelBase {
       : FusedKernelBase(kGemmOpName, std::move(node), std::move(weight), 1) {}
 
   OrtStatus* Init(const OrtApi& api, const OrtKernelInfo* info);  // alpha, beta, transA, transB
-  OrtStatus* ComputeV2(OrtKernelContext* context);
+
+ protected:
+  OrtStatus* Run(Ort::KernelContext& ctx, const uint8_t* blob, size_t len) override;
 
  private:
   float alpha_ = 1.0f, beta_ = 1.0f;
   bool trans_a_ = false, trans_b_ = false;
 };
 
-struct HyperGemmOp : FusedOpBase<HyperGemmOp, HyperGemmKernel> {
+struct HyperGemmOp : FusedOpWithBias<HyperGemmOp, HyperGemmKernel> {
   const char* GetName() const { return kGemmOpName; }
-  size_t GetInputTypeCount() const { return 3; }
-  ONNXTensorElementDataType GetInputType(size_t i) const {
-    return i == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-  }
-  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
-    return i == 2 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL
-                  : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED;
-  }
 };
 
 }  // namespace hyperonnx

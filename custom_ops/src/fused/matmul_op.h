@@ -20,7 +20,9 @@ class HyperMatMulKernel : public FusedKernelBase {
       : FusedKernelBase(kMatMulOpName, std::move(node), std::move(weight), 1) {}
 
   OrtStatus* Init(const OrtApi& api, const OrtKernelInfo* info);  // transB
-  OrtStatus* ComputeV2(OrtKernelContext* context);
+
+ protected:
+  OrtStatus* Run(Ort::KernelContext& ctx, const uint8_t* blob, size_t len) override;
 
  private:
   bool trans_b_ = false;
