@@ -348,6 +348,8 @@ def main() -> None:
             raise
         click.echo(f"hyperonnx: internal error: {type(exc).__name__}: {exc} (HYPERONNX_DEBUG=1 for details)", err=True)
         sys.exit(1)
+    finally:
+        interrupts.settle()  # a Ctrl-C from here on, while Python shuts down, is one line too
 
 
 if __name__ == "__main__":

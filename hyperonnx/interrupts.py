@@ -66,4 +66,19 @@ def release() -> None:
         pass
 
 
+def settle() -> None:
+    """Once the command's work is done (its output written or cleaned up), a Ctrl-C during the interpreter's
+    shutdown (joining worker threads, atexit) exits at once with the one line, as during start-up: Python's own
+    handler would print a traceback from wherever the shutdown was. Buffered output is written first."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    try:
+        signal.signal(signal.SIGINT, _interrupted)
+    except ValueError:  # not the main thread
+        pass
+
+
 guard()  # on import: the package imports this module before anything heavy

@@ -342,11 +342,26 @@ def test_sigint_while_starting(small_model, tmp_path):
         elif after is None:  # killed before Python installed its own handler
             assert code == -signal.SIGINT and err == [] and names == [], (code, text)
         else:  # the conversion finished before the signal came (a slow machine's imports are not that slow); a
-            # signal during interpreter shutdown, after main() returned, meets Python's restored default handler
+            # signal at the very end of interpreter shutdown meets Python's restored default handler
             assert code in (0, -signal.SIGINT) and names == ["out.onnx"], (code, text, names)
             assert "Traceback" not in text
     assert sum(code == 130 for after, code in outcomes if after is not None and after <= 0.1) >= 5, outcomes
     print("start-up SIGINT outcomes (delay after the handler, exit status):", outcomes)
+
+
+def test_ctrl_c_after_the_command_is_one_line(monkeypatch):
+    """Once main() is done, a Ctrl-C while Python shuts down (joining the encoder threads, atexit) goes to the
+    one-line handler, not to Python's, whose traceback would come from wherever the shutdown was."""
+    from hyperonnx import cli, interrupts
+
+    monkeypatch.setattr(sys, "argv", ["hyperonnx", "--version"])
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):
+            cli.main()
+        assert signal.getsignal(signal.SIGINT) is interrupts._interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize("failure", [KeyboardInterrupt, OSError(28, "No space left on device")],
