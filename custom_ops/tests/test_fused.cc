@@ -5,7 +5,10 @@
 //              transposing tiles Wᵀ, and HyperGather every row;
 //   random     random blocktcq blobs at every code width, blocks of 32 and 64 and rows ending inside blocks: the SIMD
 //              decode equals the codec's own decoder, and a product equals a float64 one within 1e-5 relative;
-//   malformed  codecs, dtypes and ranks the fused ops do not take, and bad blob lengths, are refused with a message.
+//   malformed  codecs, dtypes and ranks the fused ops do not take, and bad blob lengths, are refused with a message;
+//   dispatch   which blocktcq decode kernel each HYPERONNX_FUSED_ISA setting picks at every code width: on aarch64 the
+//              NEON kernel (tests/platform/test_edge.py asserts its line under qemu), so golden and random above
+//              compare it with the codec's decoder.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -18,6 +21,7 @@
 #include "fused/gather.h"
 #include "fused/matmul.h"
 #include "fused/matmul_nt.h"
+#include "fused/tcq_vbmi.h"
 #include "fused/weight.h"
 #include "golden.h"
 
@@ -36,7 +40,7 @@ void check(bool ok, const std::string& what) {
   }
 }
 
-// Every kernel family this CPU has: "" (the best), avx2, scalar.
+// Every kernel family this CPU has: "" (the best: AVX-512, AVX2 or NEON), avx2 (x86), scalar.
 const char* const kIsas[] = {"", "avx2", "scalar"};
 
 void set_isa(const char* isa) {
@@ -286,6 +290,40 @@ int run_malformed(const std::string& dir) {
   return g_failures ? 1 : 0;
 }
 
+// The kernel a HYPERONNX_FUSED_ISA setting should pick for blocktcq codes of `bits` bits (blocks of 32).
+std::string expected_kernel(const char* isa, int bits) {
+  if (std::strcmp(isa, "scalar") == 0 || bits > 7) return "codec";
+#if defined(__aarch64__)
+  return "neon";
+#elif defined(__x86_64__)
+  if (!hyperonnx::tcq_rows_available()) return "codec";
+  return std::strcmp(isa, "avx2") != 0 && bits <= 6 && hyperonnx::tcq_vbmi_available() ? "avx512vbmi" : "avx2";
+#else
+  return "codec";
+#endif
+}
+
+int run_dispatch() {
+  std::string line;
+  for (const char* isa : {"", "avx2", "neon", "scalar"}) {
+    set_isa(isa);
+    for (int bits = 1; bits <= 8; ++bits) {
+      std::string error;
+      auto w = FusedWeight::create(tcq_attrs(4, 64, bits, 32), &error);
+      check(w != nullptr, "dispatch: create: " + error);
+      if (!w) continue;
+      const std::string want = expected_kernel(isa, bits), got = w->decode_kernel();
+      check(got == want, std::string("dispatch: HYPERONNX_FUSED_ISA='") + isa + "' bits " + std::to_string(bits) +
+                             ": got " + got + ", want " + want);
+      if (*isa == 0 && bits == 5) line = got;
+    }
+  }
+  set_isa("");
+  // The best kernel for the default (5-bit) weight, e.g. "fused dispatch: neon" on aarch64.
+  std::printf("fused dispatch: %s, %d failures\n", line.c_str(), g_failures);
+  return g_failures ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -294,10 +332,11 @@ int main(int argc, char** argv) {
     if (what == "golden" && argc == 3) return run_golden(argv[2]);
     if (what == "random") return run_random();
     if (what == "malformed" && argc == 3) return run_malformed(argv[2]);
+    if (what == "dispatch") return run_dispatch();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
-  std::fprintf(stderr, "usage: %s golden|malformed GOLDEN_DIR | random\n", argv[0]);
+  std::fprintf(stderr, "usage: %s golden|malformed GOLDEN_DIR | random | dispatch\n", argv[0]);
   return 2;
 }
