@@ -5,6 +5,8 @@
 //              transposing tiles Wᵀ, and HyperGather every row;
 //   random     random blocktcq blobs at every code width, blocks of 32 and 64 and rows ending inside blocks: the SIMD
 //              decode equals the codec's own decoder, and a product equals a float64 one within 1e-5 relative;
+//              the blob also ends where an inaccessible page starts, so a kernel reading past it faults (ASan does
+//              not see SIMD intrinsic loads under every compiler);
 //   malformed  codecs, dtypes and ranks the fused ops do not take, and bad blob lengths, are refused with a message;
 //   dispatch   which blocktcq decode kernel each HYPERONNX_FUSED_ISA setting picks at every code width: on aarch64 the
 //              NEON kernel (tests/platform/test_edge.py asserts its line under qemu), so golden and random above
@@ -17,6 +19,9 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "fused/gather.h"
 #include "fused/matmul.h"
@@ -49,6 +54,53 @@ void set_isa(const char* isa) {
   } else {
     setenv("HYPERONNX_FUSED_ISA", isa, 1);
   }
+}
+
+// A copy of a blob whose last byte ends a page, the next page inaccessible.
+class GuardedBlob {
+ public:
+  explicit GuardedBlob(const std::vector<uint8_t>& blob) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    span_ = (blob.size() + page - 1) / page * page + page;
+    void* base = mmap(nullptr, span_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return;
+    base_ = static_cast<uint8_t*>(base);
+    if (mprotect(base_ + span_ - page, page, PROT_NONE) != 0) return;
+    data_ = base_ + span_ - page - blob.size();
+    std::memcpy(data_, blob.data(), blob.size());
+  }
+  ~GuardedBlob() {
+    if (base_ != nullptr) munmap(base_, span_);
+  }
+  GuardedBlob(const GuardedBlob&) = delete;
+  GuardedBlob& operator=(const GuardedBlob&) = delete;
+  const uint8_t* data() const { return data_; }
+
+ private:
+  uint8_t* base_ = nullptr;
+  uint8_t* data_ = nullptr;
+  size_t span_ = 0;
+};
+
+// The whole weight, I × W at M = 1 (the register GEMV where the kernel has one) and the transposed product at M = 1,
+// all from a blob at a page's end (a read past it faults); the decode must be the reference's bits.
+void check_guarded(const std::string& name, const FusedWeight& w, const std::vector<uint8_t>& blob,
+                   const float* expect) {
+  const GuardedBlob guarded(blob);
+  check(guarded.data() != nullptr, name + ": mmap failed");
+  if (guarded.data() == nullptr) return;
+  const int64_t k = w.rows(), n = w.cols();
+  const size_t numel = static_cast<size_t>(k * n);
+  std::string error;
+  std::vector<float> out(numel, -7.0f), scratch;
+  check(w.decode(guarded.data(), blob.size(), 0, numel, out.data(), &scratch, &error) &&
+            std::memcmp(out.data(), expect, numel * sizeof(float)) == 0,
+        name + ": the guarded blob's decode differs from the reference (" + w.decode_kernel() + ") " + error);
+  std::vector<float> a(static_cast<size_t>(k), 0.5f), y(static_cast<size_t>(n)), at(static_cast<size_t>(n), 0.5f),
+      yt(static_cast<size_t>(k));
+  check(hyperonnx::fused_matmul(w, guarded.data(), blob.size(), a.data(), 1, y.data(), &error) &&
+            hyperonnx::fused_matmul_nt(w, guarded.data(), blob.size(), at.data(), 1, yt.data(), &error),
+        name + ": guarded products: " + error);
 }
 
 // Y = A × W, A: M × K row-major.
@@ -197,6 +249,7 @@ int run_random() {
           set_isa(isa);
           check_view(name, attrs, blob, expect.data());
           auto w = FusedWeight::create(attrs, &error);
+          check_guarded(name, *w, blob, expect.data());
           for (int64_t m : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{5}}) {
             std::vector<float> a(static_cast<size_t>(m * k));
             for (auto& v : a) v = static_cast<float>(static_cast<int>(rng() % 2001) - 1000) / 1000.0f;
