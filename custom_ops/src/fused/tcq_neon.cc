@@ -16,7 +16,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#if defined(__aarch64__)
+// Little-endian only: the byte planes become floats by reinterpreting lanes.
+#if defined(__aarch64__) && !defined(__ARM_BIG_ENDIAN)
 #include <arm_neon.h>
 #define HX_TCQ_NEON 1
 #endif

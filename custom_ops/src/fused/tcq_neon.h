@@ -2,7 +2,7 @@
 // decode behind TcqRows::run, and for M ≤ kTcqGemvMaxM the GEMV and the transposed product that multiply the
 // decoded weights straight from registers (TcqRows::gemv, TcqRows::dot). NEON is part of every aarch64 CPU, so the
 // choice is the build's architecture plus HYPERONNX_FUSED_ISA=scalar, which turns them off (the tests' reference).
-// Null / false off aarch64.
+// Null / false off (little-endian) aarch64.
 #pragma once
 
 #include "tcq_rows.h"
