@@ -1,7 +1,7 @@
 """Write the golden vectors of the C++ decoder tests from the numpy reference (the source of truth).
 
     .venv/bin/python custom_ops/tests/make_golden.py        # rewrites custom_ops/tests/golden/
-    .venv/bin/python custom_ops/tests/make_golden.py grid   # rewrites only the grid_* cases (also: blocktcq, rank1)
+    .venv/bin/python custom_ops/tests/make_golden.py grid   # rewrites only the grid_* cases (also: blocktcq, rank1, fusedtcq)
 
 Each case is a small text file: one attribute per line (``s``/``i``/``f`` + name + values; floats as the hex
 of their float32 bits, so they round-trip exactly), then ``blob`` and ``expect`` (the reference decode) as
@@ -116,6 +116,7 @@ def main() -> None:
     total += write_tcq(np.random.default_rng(20261128))
     total += write_blocktcq(np.random.default_rng(BLOCKTCQ_SEED))
     total += write_rank1(np.random.default_rng(RANK1_SEED))
+    total += write_fusedtcq(np.random.default_rng(FUSEDTCQ_SEED))
     print(f"wrote {len(list(OUT.glob('*.txt'))) + len(list(OUT.glob('*.digest')))} files, {total} bytes, into {OUT}")
 
 
@@ -329,6 +330,27 @@ def write_blocktcq(rng: np.random.Generator) -> int:
     return total
 
 
+def write_fusedtcq(rng: np.random.Generator) -> int:
+    """blocktcq as the SIMD decoders take it (fused/tcq_rows.h, tcq_vbmi.h, tcq_neon.h: float32, blocks of a
+    multiple of 32): every code width 1..7 at blocks of 32, 64 and 96 (one, two and three 32-weight steps, the parity
+    carried between them), and random blobs (random headers: every level set; codes over the whole range)."""
+    total = 0
+    for bits in range(1, 8):
+        for block in (32, 64, 96):
+            shape = (3, 128) if block == 64 else (5, 96)
+            enc = codec.encode(sample(rng, shape, "float32"), "blocktcq", bits=bits, block=block)
+            total += write_case(f"fusedtcq_b{bits}_B{block}_{'x'.join(map(str, shape))}", enc, ("load", "call")[bits % 2])
+    for bits, block, shape in ((6, 64, (3, 128)), (7, 96, (5, 96)), (5, 32, (8, 192))):
+        base = codec.encode(sample(rng, (64,), "float32"), "blocktcq", bits=bits, block=32)
+        numel = int(np.prod(shape))
+        theta = rng.integers(0, 1 << bits, size=numel, dtype=np.uint64)
+        headers = rng.integers(0, 1024, size=numel // block, dtype=np.uint64)
+        blob = np.concatenate([bitpack.pack(theta, bits), bitpack.pack(headers, 10)])
+        enc = dataclasses.replace(base, shape=shape, ints={"block": (block,), "levels": (1 << bits,)}, blob=blob)
+        total += write_case(f"fusedtcq_random_b{bits}_B{block}", enc)
+    return total
+
+
 def grid_blocks(rng: np.random.Generator, nblocks: int, block: int, signed: bool, d_choices=None,
                 density: float = 1.0):
     """Per-block float16 steps d and offsets m and integer levels q (−8..7 signed with m = 0, as Q4_0; 0..15 with
@@ -429,9 +451,11 @@ def write_casts(rng: np.random.Generator) -> int:
 # The families that can be rewritten alone (their own random stream): ``make_golden.py grid``, ``... blocktcq``.
 BLOCKTCQ_SEED = 20261129
 RANK1_SEED = 20261130
+FUSEDTCQ_SEED = 20261206
 ALONE = {"grid": (lambda: write_grid(np.random.default_rng(20250614))),
          "blocktcq": (lambda: write_blocktcq(np.random.default_rng(BLOCKTCQ_SEED))),
-         "rank1": (lambda: write_rank1(np.random.default_rng(RANK1_SEED)))}
+         "rank1": (lambda: write_rank1(np.random.default_rng(RANK1_SEED))),
+         "fusedtcq": (lambda: write_fusedtcq(np.random.default_rng(FUSEDTCQ_SEED)))}
 
 
 def main_family(family: str) -> None:

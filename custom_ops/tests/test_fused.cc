@@ -5,7 +5,12 @@
 //              transposing tiles Wᵀ, and HyperGather every row;
 //   random     random blocktcq blobs at every code width, blocks of 32 and 64 and rows ending inside blocks: the SIMD
 //              decode equals the codec's own decoder, and a product equals a float64 one within 1e-5 relative;
-//   malformed  codecs, dtypes and ranks the fused ops do not take, and bad blob lengths, are refused with a message.
+//              the blob also ends where an inaccessible page starts, so a kernel reading past it faults (ASan does
+//              not see SIMD intrinsic loads under every compiler);
+//   malformed  codecs, dtypes and ranks the fused ops do not take, and bad blob lengths, are refused with a message;
+//   dispatch   which blocktcq decode kernel each HYPERONNX_FUSED_ISA setting picks at every code width: on aarch64 the
+//              NEON kernel (tests/platform/test_edge.py asserts its line under qemu), so golden and random above
+//              compare it with the codec's decoder.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -15,9 +20,13 @@
 #include <string>
 #include <vector>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "fused/gather.h"
 #include "fused/matmul.h"
 #include "fused/matmul_nt.h"
+#include "fused/tcq_vbmi.h"
 #include "fused/weight.h"
 #include "golden.h"
 
@@ -36,7 +45,7 @@ void check(bool ok, const std::string& what) {
   }
 }
 
-// Every kernel family this CPU has: "" (the best), avx2, scalar.
+// Every kernel family this CPU has: "" (the best: AVX-512, AVX2 or NEON), avx2 (x86), scalar.
 const char* const kIsas[] = {"", "avx2", "scalar"};
 
 void set_isa(const char* isa) {
@@ -45,6 +54,53 @@ void set_isa(const char* isa) {
   } else {
     setenv("HYPERONNX_FUSED_ISA", isa, 1);
   }
+}
+
+// A copy of a blob whose last byte ends a page, the next page inaccessible.
+class GuardedBlob {
+ public:
+  explicit GuardedBlob(const std::vector<uint8_t>& blob) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    span_ = (blob.size() + page - 1) / page * page + page;
+    void* base = mmap(nullptr, span_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return;
+    base_ = static_cast<uint8_t*>(base);
+    if (mprotect(base_ + span_ - page, page, PROT_NONE) != 0) return;
+    data_ = base_ + span_ - page - blob.size();
+    std::memcpy(data_, blob.data(), blob.size());
+  }
+  ~GuardedBlob() {
+    if (base_ != nullptr) munmap(base_, span_);
+  }
+  GuardedBlob(const GuardedBlob&) = delete;
+  GuardedBlob& operator=(const GuardedBlob&) = delete;
+  const uint8_t* data() const { return data_; }
+
+ private:
+  uint8_t* base_ = nullptr;
+  uint8_t* data_ = nullptr;
+  size_t span_ = 0;
+};
+
+// The whole weight, I × W at M = 1 (the register GEMV where the kernel has one) and the transposed product at M = 1,
+// all from a blob at a page's end (a read past it faults); the decode must be the reference's bits.
+void check_guarded(const std::string& name, const FusedWeight& w, const std::vector<uint8_t>& blob,
+                   const float* expect) {
+  const GuardedBlob guarded(blob);
+  check(guarded.data() != nullptr, name + ": mmap failed");
+  if (guarded.data() == nullptr) return;
+  const int64_t k = w.rows(), n = w.cols();
+  const size_t numel = static_cast<size_t>(k * n);
+  std::string error;
+  std::vector<float> out(numel, -7.0f), scratch;
+  check(w.decode(guarded.data(), blob.size(), 0, numel, out.data(), &scratch, &error) &&
+            std::memcmp(out.data(), expect, numel * sizeof(float)) == 0,
+        name + ": the guarded blob's decode differs from the reference (" + w.decode_kernel() + ") " + error);
+  std::vector<float> a(static_cast<size_t>(k), 0.5f), y(static_cast<size_t>(n)), at(static_cast<size_t>(n), 0.5f),
+      yt(static_cast<size_t>(k));
+  check(hyperonnx::fused_matmul(w, guarded.data(), blob.size(), a.data(), 1, y.data(), &error) &&
+            hyperonnx::fused_matmul_nt(w, guarded.data(), blob.size(), at.data(), 1, yt.data(), &error),
+        name + ": guarded products: " + error);
 }
 
 // Y = A × W, A: M × K row-major.
@@ -193,6 +249,7 @@ int run_random() {
           set_isa(isa);
           check_view(name, attrs, blob, expect.data());
           auto w = FusedWeight::create(attrs, &error);
+          check_guarded(name, *w, blob, expect.data());
           for (int64_t m : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{5}}) {
             std::vector<float> a(static_cast<size_t>(m * k));
             for (auto& v : a) v = static_cast<float>(static_cast<int>(rng() % 2001) - 1000) / 1000.0f;
@@ -286,6 +343,40 @@ int run_malformed(const std::string& dir) {
   return g_failures ? 1 : 0;
 }
 
+// The kernel a HYPERONNX_FUSED_ISA setting should pick for blocktcq codes of `bits` bits (blocks of 32).
+std::string expected_kernel(const char* isa, int bits) {
+  if (std::strcmp(isa, "scalar") == 0 || bits > 7) return "codec";
+#if defined(__aarch64__)
+  return "neon";
+#elif defined(__x86_64__)
+  if (!hyperonnx::tcq_rows_available()) return "codec";
+  return std::strcmp(isa, "avx2") != 0 && bits <= 6 && hyperonnx::tcq_vbmi_available() ? "avx512vbmi" : "avx2";
+#else
+  return "codec";
+#endif
+}
+
+int run_dispatch() {
+  std::string line;
+  for (const char* isa : {"", "avx2", "neon", "scalar"}) {
+    set_isa(isa);
+    for (int bits = 1; bits <= 8; ++bits) {
+      std::string error;
+      auto w = FusedWeight::create(tcq_attrs(4, 64, bits, 32), &error);
+      check(w != nullptr, "dispatch: create: " + error);
+      if (!w) continue;
+      const std::string want = expected_kernel(isa, bits), got = w->decode_kernel();
+      check(got == want, std::string("dispatch: HYPERONNX_FUSED_ISA='") + isa + "' bits " + std::to_string(bits) +
+                             ": got " + got + ", want " + want);
+      if (*isa == 0 && bits == 5) line = got;
+    }
+  }
+  set_isa("");
+  // The best kernel for the default (5-bit) weight, e.g. "fused dispatch: neon" on aarch64.
+  std::printf("fused dispatch: %s, %d failures\n", line.c_str(), g_failures);
+  return g_failures ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -294,10 +385,11 @@ int main(int argc, char** argv) {
     if (what == "golden" && argc == 3) return run_golden(argv[2]);
     if (what == "random") return run_random();
     if (what == "malformed" && argc == 3) return run_malformed(argv[2]);
+    if (what == "dispatch") return run_dispatch();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
-  std::fprintf(stderr, "usage: %s golden|malformed GOLDEN_DIR | random\n", argv[0]);
+  std::fprintf(stderr, "usage: %s golden|malformed GOLDEN_DIR | random | dispatch\n", argv[0]);
   return 2;
 }

@@ -1,9 +1,10 @@
 """aarch64: cross-compile the op library, its decode tests and the C++ samples with Debian 12's
-g++-aarch64-linux-gnu (cmake/aarch64-linux-gnu.cmake), run the decode tests and both samples under
-qemu-aarch64-static against Debian 13's arm64 libonnxruntime 1.21, and compare with Python's x86_64 output.
-Everything comes from tools/edge/fetch.sh (Debian packages unpacked into .cache/edge, nothing installed);
-tools/edge/run_aarch64.sh is the same flow as a script. Measured: ~45 s first fetch (all sysroots), ~40 s
-cross build on 2 cores, ~3 s decode tests and ~5 s per sample run under qemu.
+g++-aarch64-linux-gnu (cmake/aarch64-linux-gnu.cmake), run the decode and fused-kernel tests (blocktcq's NEON
+kernel among them) and both samples under qemu-aarch64-static against Debian 13's arm64 libonnxruntime 1.21, and
+compare with Python's x86_64 output. Everything comes from tools/edge/fetch.sh (Debian packages unpacked into
+.cache/edge, nothing installed); tools/edge/run_aarch64.sh is the same flow as a script. Measured: ~45 s first
+fetch (all sysroots), ~70 s cross build on 2 cores, ~4 min of C++ tests (fused_random 2.5 min of it) and ~5 s per
+sample run under qemu.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def test_decode_unit_tests_under_qemu(cross_build):
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-2000:]
     assert "qemu-aarch64" in r.stdout  # really emulated (CMAKE_CROSSCOMPILING_EMULATOR)
     assert "golden:" in r.stdout and ", 0 failures" in r.stdout
+    # blocktcq's NEON kernel was the one the fused and decode tests ran (ctest fused_dispatch), so fused_golden,
+    # fused_random and decode_golden compared it with the numpy reference and the codec's scalar decoder.
+    assert "fused dispatch: neon, 0 failures" in r.stdout
 
 
 def test_decode_benchmark_runs_under_qemu(cross_build):

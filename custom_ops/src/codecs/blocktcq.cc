@@ -19,8 +19,9 @@
 //     registers (float16 with F16C when the CPU has it; blockvq's stores, block_simd.h) and stored,
 //     non-temporally for large outputs;
 //   wide (float32 output, blocks of a multiple of 32 weights, finite attributes, x86 AVX2 + BMI2 and codes of at
-//     most 5 bits, or AVX-512 VBMI and at most 6): the fused kernels' decode (fused/tcq_rows.h: 0.28 ns a weight
-//     on AVX2, 0.09-0.12 on AVX-512 VBMI, fused/tcq_vbmi.cc; this file's paths take 0.45-0.55), so call mode's
+//     most 5 bits, AVX-512 VBMI and at most 6, or aarch64 NEON and at most 7): the fused kernels' decode
+//     (fused/tcq_rows.h: 0.28 ns a weight on AVX2, 0.09-0.12 on AVX-512 VBMI, fused/tcq_vbmi.cc; this file's paths
+//     take 0.45-0.55; NEON: fused/tcq_neon.cc), so call mode's
 //     HyperDecode (an embedding table that a Gather reads) and session creation's decode run as fast as
 //     HyperMatMul's decode; HYPERONNX_FUSED_ISA=scalar keeps this file's paths, the fused tests' independent
 //     reference;
@@ -39,6 +40,7 @@
 
 #include "../codec.h"
 #include "../fused/gemm.h"
+#include "../fused/tcq_neon.h"
 #include "../fused/tcq_rows.h"
 #include "../fused/tcq_vbmi.h"
 #include "../unpack.h"
@@ -215,10 +217,12 @@ class BlockTcqDecoder final : public BlockDecoder {
     const uint64_t safe_groups = fast_blocks(static_cast<size_t>(blob_bytes()), p_.level_bits, 0,
                                              static_cast<size_t>(p_.numel));
     fast_end_ = groups_ ? std::min<uint64_t>(p_.numel / p_.block, safe_groups / (2 * groups_)) : 0;
-    // The AVX2 kernel beats this file's paths up to 5 bits only (6 bits: 0.47 against 0.45 ns a weight).
+    // The AVX2 kernel beats this file's paths up to 5 bits only (6 bits: 0.47 against 0.45 ns a weight). aarch64
+    // has only the generic path below, which the NEON kernel replaces at every width it takes (tcq_neon.cc).
     const FusedIsa isa = best_isa();
     const bool vbmi = isa == FusedIsa::kAvx512 && tcq_vbmi_available();
-    if (p_.dtype == DType::kFloat && isa != FusedIsa::kScalar && (vbmi || p_.level_bits <= 5)) {
+    if (p_.dtype == DType::kFloat &&
+        ((isa != FusedIsa::kScalar && (vbmi || p_.level_bits <= 5)) || tcq_neon_available())) {
       wide_ = TcqRows::create(p_, vbmi);
     }
   }

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "tcq_neon.h"
 #include "tcq_vbmi.h"
 
 #if defined(__x86_64__)
@@ -22,15 +23,6 @@
 
 namespace hyperonnx {
 namespace {
-
-// u = x / (1 + z² + z³) mod z³² over GF(2) (bit t of a word = the coefficient of z^t).
-constexpr uint32_t parity_prefix(uint32_t u) {
-  u ^= (u << 2) ^ (u << 3);
-  u ^= (u << 4) ^ (u << 6);
-  u ^= (u << 8) ^ (u << 12);
-  u ^= (u << 16) ^ (u << 24);
-  return u;
-}
 
 // The recurrence the format states, one weight at a time, for the check below.
 constexpr uint32_t parity_walk(uint32_t x) {
@@ -44,7 +36,7 @@ constexpr uint32_t parity_walk(uint32_t x) {
 // Both maps are linear over GF(2), so equality on the 32 unit vectors proves it for every x.
 constexpr bool prefix_matches_walk() {
   for (int t = 0; t < 32; ++t) {
-    if (parity_prefix(1u << t) != parity_walk(1u << t)) return false;
+    if (tcq_parity_prefix(1u << t) != parity_walk(1u << t)) return false;
   }
   return true;
 }
@@ -84,7 +76,7 @@ __attribute__((target("avx2,bmi2"))) inline uint32_t tcq32(const uint8_t* src, c
                                           static_cast<int64_t>(w[1]), static_cast<int64_t>(w[0]));
   const uint32_t x = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(theta, 7)));
   const uint32_t c0 = carry & 1u, c1 = (carry >> 1) & 1u, c2 = carry >> 2;
-  const uint32_t u = parity_prefix(x ^ (c0 ^ c1) ^ ((c1 ^ c2) << 1) ^ (c2 << 2));
+  const uint32_t u = tcq_parity_prefix(x ^ (c0 ^ c1) ^ ((c1 ^ c2) << 1) ^ (c2 << 2));
   const uint32_t parity = (u << 1) | c2;
   // Byte t of the parity mask: bit t of `parity`, as 0 or 0xff.
   const __m256i spread = _mm256_shuffle_epi8(
@@ -159,9 +151,10 @@ TcqRows::TcqRows(const BlockVQParams& p, RunFn run) : p_(p), run_(run) {
       }
     }
   }
-  // The VBMI kernel's tables (tcq_vbmi.cc): per level set, planes 0-3 of 64 (2L ≤ 64) or 128 entries, in order.
-  const uint32_t width = fine <= 64 ? 64 : fine == 128 ? 128 : 0;
-  std::vector<uint8_t>& wide = width == 64 ? planes64_ : planes128_;
+  // The VBMI and NEON kernels' tables (tcq_vbmi.cc, tcq_neon.cc): per level set, planes 0-3 of 64 (2L ≤ 64), 128 or
+  // 256 entries, in order.
+  const uint32_t width = fine <= 64 ? 64 : fine == 128 || fine == 256 ? fine : 0;
+  std::vector<uint8_t>& wide = width == 64 ? planes64_ : width == 128 ? planes128_ : planes256_;
   if (width != 0) {
     wide.assign(kBlockVQBooks * 4 * width, 0);
     for (uint32_t c = 0; c < kBlockVQBooks; ++c) {
@@ -175,7 +168,6 @@ TcqRows::TcqRows(const BlockVQParams& p, RunFn run) : p_(p), run_(run) {
 }
 
 std::unique_ptr<TcqRows> TcqRows::create(const BlockVQParams& p, bool allow_vbmi) {
-#ifdef HX_TCQ_X86
   if (!tcq_rows_available() || p.dtype != DType::kFloat || p.block % 32 != 0) return nullptr;
   // The codec's own fused path also keeps to finite level sets and scales (an encoder writes no others): a NaN's
   // product could depend on the instruction that makes it.
@@ -185,6 +177,7 @@ std::unique_ptr<TcqRows> TcqRows::create(const BlockVQParams& p, bool allow_vbmi
   for (float v : p.scales) {
     if (!std::isfinite(v)) return nullptr;
   }
+#ifdef HX_TCQ_X86
   const bool vbmi = allow_vbmi && p.level_bits <= 6 && tcq_vbmi_available();
   RunFn run = nullptr;
   if (vbmi) run = tcq_vbmi_run(p.level_bits);
@@ -201,6 +194,7 @@ std::unique_ptr<TcqRows> TcqRows::create(const BlockVQParams& p, bool allow_vbmi
     }
   }
   std::unique_ptr<TcqRows> rows(new TcqRows(p, run));
+  rows->name_ = vbmi ? "avx512vbmi" : "avx2";
   if (vbmi) {
     for (int m = 1; m <= kTcqGemvMaxM; ++m) {
       rows->gemv_[m] = tcq_vbmi_gemv(p.level_bits, m);
@@ -209,9 +203,16 @@ std::unique_ptr<TcqRows> TcqRows::create(const BlockVQParams& p, bool allow_vbmi
   }
   return rows;
 #else
-  (void)p;
   (void)allow_vbmi;
-  return nullptr;
+  const RunFn run = tcq_neon_run(p.level_bits);  // null off aarch64
+  if (run == nullptr) return nullptr;
+  std::unique_ptr<TcqRows> rows(new TcqRows(p, run));
+  rows->name_ = "neon";
+  for (int m = 1; m <= kTcqGemvMaxM; ++m) {
+    rows->gemv_[m] = tcq_neon_gemv(p.level_bits, m);
+    rows->dot_[m] = tcq_neon_dot(p.level_bits, m);
+  }
+  return rows;
 #endif
 }
 
@@ -220,7 +221,7 @@ bool tcq_rows_available() {
   static const bool has = host_has_avx2_bmi2();
   return has;
 #else
-  return false;
+  return tcq_neon_available();
 #endif
 }
 

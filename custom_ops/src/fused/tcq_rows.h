@@ -15,8 +15,8 @@ namespace hyperonnx {
 class TcqRows {
  public:
   // Null where the fast path does not apply: it needs a float32 weight, blocks of a multiple of 32 weights, codes
-  // of 1..7 bits, finite level sets and scales, and x86 AVX2 + BMI2 (tcq_rows_available()). allow_vbmi: codes of up
-  // to 6 bits take the AVX-512 VBMI kernel where the CPU has it (tcq_vbmi.h).
+  // of 1..7 bits, finite level sets and scales, and x86 AVX2 + BMI2 or aarch64 NEON (tcq_rows_available(); NEON:
+  // tcq_neon.h). allow_vbmi: codes of up to 6 bits take the AVX-512 VBMI kernel where the CPU has it (tcq_vbmi.h).
   static std::unique_ptr<TcqRows> create(const BlockVQParams& p, bool allow_vbmi);
   using RunFn = void (*)(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out);
   // y[m·ldy + j] += Σ_r a[m·lda + r] · W_r[j] for m < M, r < nrows, j < row_blocks·B, where row W_r is blocks
@@ -29,7 +29,10 @@ class TcqRows {
     run_(*this, blob, len, q0, q1, out);
   }
 
-  // The GEMV above for batch M, where this CPU has one (AVX-512 VBMI, M ≤ kTcqGemvMaxM): the weights go from
+  // The kernel family: "avx2", "avx512vbmi" or "neon" (the tests check the dispatch by it).
+  const char* name() const { return name_; }
+
+  // The GEMV above for batch M, where this CPU has one (AVX-512 VBMI or NEON, M ≤ kTcqGemvMaxM): the weights go from
   // registers into the products, never to memory. Summation order: rows in groups of four, then into y.
   bool has_gemv(int64_t M) const { return M >= 1 && M <= kTcqGemvMaxM && gemv_[M] != nullptr; }
   void gemv(const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks, int64_t nrows, const float* a,
@@ -56,19 +59,34 @@ class TcqRows {
   const uint8_t* planes64() const { return planes64_.data(); }
   // 6-bit codes (2L = 128): per level set c, planes 0-3 of 128 bytes each at planes128()[c·512 + p·128].
   const uint8_t* planes128() const { return planes128_.data(); }
+  // 7-bit codes (2L = 256), for the NEON kernel: per level set c, planes 0-3 of 256 bytes at
+  // planes256()[c·1024 + p·256].
+  const uint8_t* planes256() const { return planes256_.data(); }
 
  private:
   TcqRows(const BlockVQParams& p, RunFn run);
 
   const BlockVQParams& p_;  // owned by the codec's decoder, which outlives this
   RunFn run_;
+  const char* name_ = "";
   GemvFn gemv_[kTcqGemvMaxM + 1] = {};
   GemvFn dot_[kTcqGemvMaxM + 1] = {};
   int chunks_ = 1;
-  std::vector<uint8_t> planes_, planes64_, planes128_;
+  std::vector<uint8_t> planes_, planes64_, planes128_, planes256_;
 };
 
-// Whether this CPU runs the fast path (x86 AVX2 + BMI2).
+// Whether this CPU runs the fast path (x86 AVX2 + BMI2, or aarch64 NEON unless HYPERONNX_FUSED_ISA=scalar).
 bool tcq_rows_available();
+
+// The trellis parity's closed form (docs/format.md, "blocktcq"): u = x / (1 + z² + z³) over GF(2)[z] mod z³² (bit t
+// of a word = the coefficient of z^t), four steps U ^= U·(z^a + z^b) (the product (1 + y)(1 + y²)(1 + y⁴)(1 + y⁸),
+// y = z² + z³). tcq_rows.cc proves it equal to the recurrence u_t = x_t ⊕ u_(t−2) ⊕ u_(t−3).
+constexpr uint32_t tcq_parity_prefix(uint32_t u) {
+  u ^= (u << 2) ^ (u << 3);
+  u ^= (u << 4) ^ (u << 6);
+  u ^= (u << 8) ^ (u << 12);
+  u ^= (u << 16) ^ (u << 24);
+  return u;
+}
 
 }  // namespace hyperonnx

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "tcq_neon.h"
+
 namespace hyperonnx {
 
 std::unique_ptr<FusedWeight> FusedWeight::create(const AttrSource& attrs, std::string* error) {
@@ -34,7 +36,8 @@ std::unique_ptr<FusedWeight> FusedWeight::create(const AttrSource& attrs, std::s
   w->cols_ = dec->shape()[1];
   w->tcq_ = tcq;
   w->isa_ = best_isa();
-  if (tcq != nullptr && w->isa_ != FusedIsa::kScalar) {
+  // aarch64's best_isa() is kScalar (the portable multiply); its NEON decode has its own switch (tcq_neon.h).
+  if (tcq != nullptr && (w->isa_ != FusedIsa::kScalar || tcq_neon_available())) {
     w->tcq_rows_ = TcqRows::create(*tcq, w->isa_ == FusedIsa::kAvx512);
   }
   const BlockVQParams& p = tcq ? *tcq : *vq;

@@ -26,6 +26,9 @@ class FusedWeight {
   // The kernels this weight runs (gemm.h, best_isa() when it was created): scalar (the codec's own decoder and a
   // portable multiply), avx2 or avx512 (blocktcq's SIMD decode, tcq_rows.h, and a SIMD multiply).
   FusedIsa isa() const { return isa_; }
+  // Which kernel decodes blocktcq's whole blocks: TcqRows::name() ("avx2", "avx512vbmi", "neon"), else "codec" (the
+  // codec's own decoder: blockvq, HYPERONNX_FUSED_ISA=scalar, or what the SIMD kernels do not take).
+  const char* decode_kernel() const { return tcq_rows_ ? tcq_rows_->name() : "codec"; }
 
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
