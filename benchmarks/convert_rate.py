@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
+from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
@@ -90,6 +91,7 @@ def per_core_rates(codec_name: str | None, seconds: float = 3.0) -> tuple[float,
     from hyperonnx.passes import policy
 
     native.set_threads(1)
+    limits = threadpool_limits(limits=1, user_api="blas")  # as the conversion runs (hyperonnx.api.convert)
     x = np.random.default_rng(1).standard_normal((1024, 2048), dtype=np.float32) * np.float32(0.02)
     if codec_name is None:  # the default policy: tcq at the step predicted for the floor
         codec_name, options = "tcq", {"step": round(policy.predicted_step(policy.FLOOR_DB), 6)}
@@ -105,6 +107,7 @@ def per_core_rates(codec_name: str | None, seconds: float = 3.0) -> tuple[float,
             done += x.size
         rates.append(done / (time.thread_time() - start) / 1e6)
     native.set_threads(None)
+    limits.restore_original_limits()
     return rates[0], rates[1] if len(rates) > 1 else None
 
 
