@@ -113,6 +113,24 @@ def test_encode_meets_the_target_with_few_encodings(target, tail, encodings, mon
     assert len(calls) <= encodings
 
 
+def test_encode_to_target_block_size(monkeypatch):
+    """The default codes blocks of policy.BLOCK weights; ``block`` (benchmarks/tcq_blocks.py) picks another and
+    meets the same target, and a saturated tensor still falls back to blocks of 16, never up from a smaller one."""
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((128, 256)) * 0.02).astype(np.float32)
+    enc, _ = policy.encode_to_target(x, 33.0)
+    assert enc.ints["block"] == (policy.BLOCK,) == (64,)
+    enc, sqnr = policy.encode_to_target(x, 33.0, block=512)
+    assert enc.ints["block"] == (512,) and sqnr >= 33.0 - policy.TOLERANCE_DB
+    heavy = (rng.standard_t(5, size=(256, 384)) * 0.02).astype(np.float32)
+    assert policy.encode_to_target(heavy, 44.0, block=256)[0].ints["block"] == (policy.SMALL_BLOCK,)
+    blocks = []
+    real = compress.encode_tensor
+    monkeypatch.setattr(compress, "encode_tensor", lambda *a, **k: blocks.append(a[2]["block"]) or real(*a, **k))
+    policy.encode_to_target(heavy, 44.0, block=8)
+    assert set(blocks) == {8}
+
+
 def test_default_convert_reports_reasons_and_decodes_exactly(cnn, tmp_path):
     out = tmp_path / "cnn.hx.onnx"
     result = hyperonnx.convert(cnn, out)
