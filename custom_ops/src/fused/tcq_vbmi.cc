@@ -4,9 +4,9 @@
 //     one multishift that pulls each code's bits into its byte (no pdep: it is microcoded on AMD Zen 1/2 and its
 //     spread-to-bytes work is what multishift does for 64 bytes at once);
 //   parity: the 64 low bits in one mask, the GF(2) prefix (tcq_rows.cc) on each 32-weight half in scalar registers;
-//   levels: f = 2θ + parity indexes four byte planes, one 128-entry permute each (the two halves' level sets side
-//     by side; 6-bit codes: one per half, blended), and four permutes interleave the planes into 64 floats; one
-//     multiply by each half's block scale.
+//   levels: f = 2θ + parity, reordered by one byte permute, indexes four byte planes, one 128-entry permute each
+//     (the two halves' level sets side by side; 6-bit codes: one per half, blended), and eight in-lane unpacks
+//     interleave the planes into 64 floats in weight order; one multiply by each half's block scale.
 // The 32-wide kernel of tcq_rows.cc spent about 55 instructions per 32 weights (4 pdep and their inserts, the
 // per-block loop); this is about 40 per 64 (hyperonnx_fused_bench, docs/fused.md).
 #include "tcq_vbmi.h"
@@ -179,8 +179,9 @@ HX_VBMI __attribute__((always_inline)) inline void decode64(const Ctx& c, Cursor
   __m512i f = _mm512_mask_add_epi8(twice, parity, twice, _mm512_set1_epi8(1));
   if (BITS <= 5) f = _mm512_mask_add_epi8(f, kUpper, f, _mm512_set1_epi8(64));  // the upper half's own set
   // Reordered so that in-lane unpacks, not cross-lane permutes, interleave the four byte planes into floats in
-  // weight order: one single-source permute here against four two-source byte and four word permutes after the
-  // lookup (6 bits: 0.12 → 0.10 ns a weight, hyperonnx_fused_bench; docs/fused.md).
+  // weight order: one single-source permute here in place of four two-source byte and four word permutes after
+  // the lookup (register GEMV, M = 1, 6 bits on SmolLM2's shapes: 0.156–0.171 → 0.140–0.148 ns a weight,
+  // hyperonnx_fused_bench; docs/fused.md, Measurements).
   f = _mm512_permutexvar_epi8(_mm512_load_si512(idx.order), f);
   const __m512i* t0 = reinterpret_cast<const __m512i*>(tab0);
   const __m512i* t1 = reinterpret_cast<const __m512i*>(tab1);
