@@ -226,9 +226,10 @@ int run_random() {
   size_t cases = 0;
   for (int bits = 1; bits <= 8; ++bits) {
     // Rows of whole blocks (the register GEMV at M ≤ 3: 4-row groups, a remainder, an odd count of 32-weight
-    // halves, blocks of 96 whose 64-weight steps straddle two blocks) and rows ending inside blocks.
+    // halves, blocks of 96 whose 64-weight steps straddle two blocks; 130 rows: three row slices of 43-44 rows)
+    // and rows ending inside blocks.
     for (const auto& kn : std::vector<std::pair<int64_t, int64_t>>{
-             {5, 256}, {3, 96}, {9, 77}, {1, 4128}, {7, 192}, {6, 288}}) {
+             {5, 256}, {3, 96}, {9, 77}, {1, 4128}, {7, 192}, {6, 288}, {130, 160}}) {
       for (int64_t block : {int64_t{32}, int64_t{64}, int64_t{96}}) {
         const int64_t k = kn.first, n = kn.second;
         const uint64_t numel = static_cast<uint64_t>(k * n), nblocks = (numel + block - 1) / block;

@@ -4,9 +4,9 @@
 //     one multishift that pulls each code's bits into its byte (no pdep: it is microcoded on AMD Zen 1/2 and its
 //     spread-to-bytes work is what multishift does for 64 bytes at once);
 //   parity: the 64 low bits in one mask, the GF(2) prefix (tcq_rows.cc) on each 32-weight half in scalar registers;
-//   levels: f = 2θ + parity indexes four byte planes, one 128-entry permute each (the two halves' level sets side
-//     by side; 6-bit codes: one per half, blended), and four permutes interleave the planes into 64 floats; one
-//     multiply by each half's block scale.
+//   levels: f = 2θ + parity, reordered by one byte permute, indexes four byte planes, one 128-entry permute each
+//     (the two halves' level sets side by side; 6-bit codes: one per half, blended), and eight in-lane unpacks
+//     interleave the planes into 64 floats in weight order; one multiply by each half's block scale.
 // The 32-wide kernel of tcq_rows.cc spent about 55 instructions per 32 weights (4 pdep and their inserts, the
 // per-block loop); this is about 40 per 64 (hyperonnx_fused_bench, docs/fused.md).
 #include "tcq_vbmi.h"
@@ -74,12 +74,12 @@ constexpr bool product_matches_walk() {
 static_assert(product_matches_walk(), "x ⊗ P ⊕ R[c] must equal the parity recurrence");
 
 constexpr __mmask64 kUpper = 0xffffffff00000000ull;  // the bytes of a step's second 32 weights
+constexpr __mmask64 kUpperOrdered = 0xff00ff00ff00ff00ull;  // the same after Indices::order
 
 struct Indices {
   alignas(64) uint8_t spread[64];      // byte 8j + i of lane j: code byte BITS·j + i
   alignas(64) uint8_t shift[64];       // byte i of each lane: bit offset BITS·i
-  alignas(64) uint8_t bytes[2][64];    // planes 0/1 (or 2/3) to 16-bit pairs, weights 0-31 / 32-63
-  alignas(64) uint16_t words[2][32];   // pairs to floats, weights 0-15 / 16-31 of a 32-weight half
+  alignas(64) uint8_t order[64];       // byte 16L + 4v + i: weight 16v + 4L + i (see decode64's unpacks)
 };
 
 constexpr Indices make_indices(int bits) {
@@ -91,14 +91,9 @@ constexpr Indices make_indices(int bits) {
       x.shift[8 * j + i] = static_cast<uint8_t>(bits * i);
     }
   }
-  for (int h = 0; h < 2; ++h) {
-    for (int t = 0; t < 32; ++t) {
-      x.bytes[h][2 * t] = static_cast<uint8_t>(32 * h + t);
-      x.bytes[h][2 * t + 1] = static_cast<uint8_t>(64 + 32 * h + t);
-    }
-    for (int t = 0; t < 16; ++t) {
-      x.words[h][2 * t] = static_cast<uint16_t>(16 * h + t);
-      x.words[h][2 * t + 1] = static_cast<uint16_t>(32 + 16 * h + t);
+  for (int lane = 0; lane < 4; ++lane) {
+    for (int v = 0; v < 4; ++v) {
+      for (int i = 0; i < 4; ++i) x.order[16 * lane + 4 * v + i] = static_cast<uint8_t>(16 * v + 4 * lane + i);
     }
   }
   return x;
@@ -182,11 +177,16 @@ HX_VBMI __attribute__((always_inline)) inline void decode64(const Ctx& c, Cursor
   const uint8_t* tab1 = c.planes + (h1 >> 8) * kSetBytes;
   const __m512i twice = _mm512_add_epi8(theta, theta);
   __m512i f = _mm512_mask_add_epi8(twice, parity, twice, _mm512_set1_epi8(1));
+  if (BITS <= 5) f = _mm512_mask_add_epi8(f, kUpper, f, _mm512_set1_epi8(64));  // the upper half's own set
+  // Reordered so that in-lane unpacks, not cross-lane permutes, interleave the four byte planes into floats in
+  // weight order: one single-source permute here in place of four two-source byte and four word permutes after
+  // the lookup (register GEMV, M = 1, 6 bits on SmolLM2's shapes: 0.156–0.171 → 0.140–0.148 ns a weight,
+  // hyperonnx_fused_bench; docs/fused.md, Measurements).
+  f = _mm512_permutexvar_epi8(_mm512_load_si512(idx.order), f);
   const __m512i* t0 = reinterpret_cast<const __m512i*>(tab0);
   const __m512i* t1 = reinterpret_cast<const __m512i*>(tab1);
   __m512i plane[4];
   if (BITS <= 5) {  // f < 64: one permute of 128 entries looks up both halves, the upper one in its own set
-    f = _mm512_mask_add_epi8(f, kUpper, f, _mm512_set1_epi8(64));
     for (int p = 0; p < 4; ++p) {
       plane[p] = _mm512_permutex2var_epi8(_mm512_loadu_si512(t0 + p), f, _mm512_loadu_si512(t1 + p));
     }
@@ -196,20 +196,19 @@ HX_VBMI __attribute__((always_inline)) inline void decode64(const Ctx& c, Cursor
           _mm512_permutex2var_epi8(_mm512_loadu_si512(t0 + 2 * p), f, _mm512_loadu_si512(t0 + 2 * p + 1));
       const __m512i hi =
           _mm512_permutex2var_epi8(_mm512_loadu_si512(t1 + 2 * p), f, _mm512_loadu_si512(t1 + 2 * p + 1));
-      plane[p] = _mm512_mask_blend_epi8(kUpper, lo, hi);
+      plane[p] = _mm512_mask_blend_epi8(kUpperOrdered, lo, hi);
     }
   }
-  const __m512 scale0 = _mm512_set1_ps(s0), scale1 = _mm512_set1_ps(s1);
-  for (int h = 0; h < (two ? 2 : 1); ++h) {
-    const __m512i sel = _mm512_load_si512(idx.bytes[h]);
-    const __m512i w01 = _mm512_permutex2var_epi8(plane[0], sel, plane[1]);
-    const __m512i w23 = _mm512_permutex2var_epi8(plane[2], sel, plane[3]);
-    const __m512 s = h == 0 ? scale0 : scale1;
-    for (int j = 0; j < 2; ++j) {
-      const __m512i bits = _mm512_permutex2var_epi16(w01, _mm512_load_si512(idx.words[j]), w23);
-      w[2 * h + j] = _mm512_mul_ps(_mm512_castsi512_ps(bits), s);
-    }
-  }
+  // Lane L of w[v] is bytes 16L + 4v … 16L + 4v + 3 of the planes: weights 16v + 4L …, by Indices::order.
+  const __m512i p01lo = _mm512_unpacklo_epi8(plane[0], plane[1]), p23lo = _mm512_unpacklo_epi8(plane[2], plane[3]);
+  const __m512 scale0 = _mm512_set1_ps(s0);
+  w[0] = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(p01lo, p23lo)), scale0);
+  w[1] = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(p01lo, p23lo)), scale0);
+  // The second half always (a step of 32 weights leaves it unused): no branch in the hot loop.
+  const __m512i p01hi = _mm512_unpackhi_epi8(plane[0], plane[1]), p23hi = _mm512_unpackhi_epi8(plane[2], plane[3]);
+  const __m512 scale1 = _mm512_set1_ps(s1);
+  w[2] = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(p01hi, p23hi)), scale1);
+  w[3] = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(p01hi, p23hi)), scale1);
 }
 
 template <int BITS, bool kFresh>
