@@ -24,39 +24,63 @@ void put_u32(uint8_t* p, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
 
+// x / f for every 32-bit state x and frequency f in 1..2^12 without a division: q = (x · m) >> 44 with
+// m = ceil(2^44 / f) is exact (Granlund-Montgomery: m·f − 2^44 < f <= 2^12, so the error stays below one for
+// x < 2^32). A 32-bit division was the coder's largest cost (benchmarks/codec.py, tcq/ecsq encode rows).
+struct Reciprocals {
+  uint64_t m[(1u << kProbBits) + 1];
+  Reciprocals() {
+    m[0] = 0;
+    for (uint64_t f = 1; f <= (1u << kProbBits); ++f) m[f] = ((uint64_t{1} << 44) + f - 1) / f;
+  }
+};
+
+const Reciprocals& reciprocals() {
+  static const Reciprocals table;
+  return table;
+}
+
+inline uint32_t quotient(uint32_t x, uint64_t m) {
+  return static_cast<uint32_t>((static_cast<unsigned __int128>(x) * m) >> 44);
+}
+
 // The coder over the whole symbol sequence, given each symbol's (freq, cum); writes the stream to out (at least
 // hx_rans_bound(total) bytes) and returns its length.
 uint64_t encode_pairs(const uint16_t* f, const uint16_t* c, uint64_t total, uint8_t* out) {
   const uint64_t lanes = lanes_for(total);
+  const uint64_t* rcp = reciprocals().m;
   std::vector<uint32_t> state(lanes, static_cast<uint32_t>(kStateLow));
-  std::vector<uint16_t> words;  // in reverse of the reading order
-  words.reserve(total / 2 + 16);
+  // At most one word a symbol: the words are written backwards from the end of out (no buffer beside it), so that
+  // they lie in reading order (the walk goes from the last step to the first, each step's lanes from the last to
+  // the first), then moved to follow the states and the word count.
+  uint8_t* const end = out + bound_for(total);
+  uint8_t* w = end;
   const uint64_t steps = (total + lanes - 1) / lanes;
   for (uint64_t t = steps; t-- > 0;) {
     const uint64_t first = t * lanes;
     const uint64_t n = std::min(lanes, total - first);
-    // Pushed in decreasing lane order, so that the final reversal gives each step's words in lane order.
+    const uint16_t* ft = f + first;
+    const uint16_t* ct = c + first;
     for (uint64_t i = n; i-- > 0;) {
-      const uint64_t bound = static_cast<uint64_t>(f[first + i]) << (32 - kProbBits);
-      if (state[i] >= bound) words.push_back(static_cast<uint16_t>(state[i] & 0xFFFF));
-    }
-    for (uint64_t i = 0; i < n; ++i) {
       uint32_t x = state[i];
-      const uint64_t bound = static_cast<uint64_t>(f[first + i]) << (32 - kProbBits);
-      if (x >= bound) x >>= 16;
-      const uint32_t fi = f[first + i];
-      state[i] = ((x / fi) << kProbBits) + (x % fi) + c[first + i];
+      const uint32_t fi = ft[i];
+      if (x >= (static_cast<uint64_t>(fi) << (32 - kProbBits))) {
+        w -= 2;
+        w[0] = static_cast<uint8_t>(x);
+        w[1] = static_cast<uint8_t>(x >> 8);
+        x >>= 16;
+      }
+      const uint32_t q = quotient(x, rcp[fi]);
+      state[i] = (q << kProbBits) + (x - q * fi) + ct[i];
     }
   }
   uint8_t* p = out;
   for (uint64_t i = 0; i < lanes; ++i, p += 4) put_u32(p, state[i]);
-  put_u32(p, static_cast<uint32_t>(words.size()));
+  const uint64_t word_bytes = static_cast<uint64_t>(end - w);
+  put_u32(p, static_cast<uint32_t>(word_bytes / 2));
   p += 4;
-  for (size_t i = words.size(); i-- > 0; p += 2) {
-    p[0] = static_cast<uint8_t>(words[i]);
-    p[1] = static_cast<uint8_t>(words[i] >> 8);
-  }
-  return static_cast<uint64_t>(p - out);
+  std::memmove(p, w, word_bytes);  // the header never reaches the words: the bound leaves room for both
+  return static_cast<uint64_t>(p - out) + word_bytes;
 }
 
 }  // namespace
