@@ -323,10 +323,14 @@ def _candidate(result: Encoding, options: dict | None, form: str, name: str | No
 
 
 def _spend_leftover(kept, choice, limit, codec_name, form, max_bytes, base_dir, attempts: int = 8,
-                    gains: list[float] | None = None):
+                    gains: list[float] | None = None, pool: ThreadPoolExecutor | None = None, jobs: int = 1):
     """Spend what the ladder's discrete rungs left of the budget: for the tensors whose next upgrade did not
     fit (best noise-per-byte first), bisect a continuous option (budget.CONTINUOUS_OPTIONS) between their choice
-    and the next rung for the finest setting that fits. Returns {tensor index: Candidate}."""
+    and the next rung for the finest setting that fits. Returns {tensor index: Candidate}.
+
+    With a ``pool`` of ``jobs`` > 1 workers, the bisection point after the one being encoded is encoded beside it,
+    on the outcome the sizes measured so far predict (:class:`_Bisection`); the bisection itself still takes
+    each step from the encoding of its own point, so the result is the sequential one whatever the guesses."""
     key = budget.CONTINUOUS_OPTIONS.get(codec.get_codec(codec_name).family)
     cands = [c for _, c in kept]
     total = sum(c[i].nbytes for c, i in zip(cands, choice))
@@ -347,23 +351,91 @@ def _spend_leftover(kept, choice, limit, codec_name, form, max_bytes, base_dir, 
         array = tensor_values(site, base_dir)
         array = array() if callable(array) else array
         name = site.name if max_bytes is not None else None
-        low, high, found = 0.0, reach, None
+
+        def make(mid: float, array=array, here=here, there=there, name=name) -> budget.Candidate | str:
+            opts = dict(here.options, **{key: budget.between(here.options[key], there.options[key], mid)})
+            result = encode_tensor(array, codec_name, opts)
+            return result if isinstance(result, str) else _candidate(result, opts, form, name,
+                                                                      hold=here.payload is not None)
+
         with rank1.reuse(array):
-            for _ in range(budget.REFINE_ROUNDS):
+            # the workers code the same tensor: one rank-1 fit, made here, shared with them
+            shared = None
+            if jobs > 1 and pool is not None:
+                shared = (array, rank1.fit(array) if _uses_rank1(codec_name, here.options) else None)
+            bisection = _Bisection(make, here.nbytes, there.nbytes, room, pool if shared else None, shared)
+            low, high, found = 0.0, reach, None
+            for round_ in range(budget.REFINE_ROUNDS):
                 mid = (low + high) / 2
-                opts = dict(here.options, **{key: budget.between(here.options[key], there.options[key], mid)})
-                result = encode_tensor(array, codec_name, opts)
-                if isinstance(result, str):
+                candidate = bisection.at(mid, low, high, guess=round_ + 1 < budget.REFINE_ROUNDS)
+                if isinstance(candidate, str):
                     break
-                candidate = _candidate(result, opts, form, name, hold=here.payload is not None)
                 if total - here.nbytes + candidate.nbytes <= limit:  # a finer step that fits
                     low, found = mid, candidate
                 else:
                     high = mid
+            bisection.close()
         if found is not None:
             total += found.nbytes - here.nbytes
             better[t] = found
     return better
+
+
+def _uses_rank1(codec_name: str, options: dict) -> bool:
+    """Whether the codec's encoding at ``options`` fits a rank-1 term (ecsq, tcq: the rank1 option)."""
+    return bool({**codec.get_codec(codec_name).defaults, **options}.get("rank1", 0))
+
+
+class _Bisection:
+    """One tensor's bisection points, each encoded once (``make``: the candidate at a fraction of the way to the
+    next rung). With a ``pool``, :meth:`at` also starts the point the bisection takes next if the size at this
+    one turns out as a straight line through the sizes known so far predicts: on SmolLM2's tied embedding
+    (28 M weights, all 5 rounds) the idle core then encodes the next point while this one is encoded. A wrong
+    guess only costs the idle core's work."""
+
+    def __init__(self, make: Callable[[float], budget.Candidate | str], low_bytes: int, high_bytes: int,
+                 room: float, pool: ThreadPoolExecutor | None, shared: tuple = ()):
+        self.make, self.room, self.pool = make, room, pool
+        self.sizes = {0.0: 0, 1.0: high_bytes - low_bytes}  # bytes over the tensor's choice, at known points
+        self.low_bytes = low_bytes
+        self.started: dict[float, Future] = {}
+        self.shared = shared  # (array, its rank-1 fit or None): the workers' rank1.reuse
+
+    def at(self, mid: float, low: float, high: float, guess: bool = True) -> budget.Candidate | str:
+        """The candidate at ``mid`` of the interval (``low``, ``high``); ``guess``: a next round follows."""
+        if self.pool is None:
+            return self.make(mid)
+        future = self._start(mid)
+        if guess:
+            guess_fits = self._predicted(mid) <= self.room
+            self._start((mid + high) / 2 if guess_fits else (low + mid) / 2)
+        candidate = future.result()
+        if not isinstance(candidate, str):
+            self.sizes[mid] = candidate.nbytes - self.low_bytes
+        return candidate
+
+    def close(self) -> None:
+        """Drop the guesses no step took (one already running finishes on its worker, unread)."""
+        for future in self.started.values():
+            future.cancel()
+        self.started = {}
+
+    def _start(self, mid: float) -> Future:
+        if mid not in self.started:
+            self.started[mid] = self.pool.submit(self._run, mid)
+        return self.started[mid]
+
+    def _run(self, mid: float) -> budget.Candidate | str:
+        with rank1.reuse(*self.shared):
+            return self.make(mid)
+
+    def _predicted(self, mid: float) -> float:
+        below = max(p for p in self.sizes if p <= mid)
+        above = min(p for p in self.sizes if p >= mid)
+        if above == below:
+            return self.sizes[below]
+        w = (mid - below) / (above - below)
+        return (1 - w) * self.sizes[below] + w * self.sizes[above]
 
 
 def _serialized_bytes(name: str, enc: codec.Encoded, sqnr: float) -> int:
@@ -420,7 +492,7 @@ def _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, ma
     choice = budget.allocate([c for _, c in kept], limit, gains)
     picked = [c[i] for (_, c), i in zip(kept, choice)]
     for t, candidate in _spend_leftover(kept, choice, limit, codec_name, form, max_bytes, base_dir,
-                                        gains=gains).items():
+                                        gains=gains, pool=pool, jobs=jobs).items():
         picked[t] = candidate
     report.budget = {"limit_bytes": limit, "weights": weights, "chosen_bytes": sum(c.nbytes for c in picked)}
     chosen_by_site = {id(site): c for (site, _), c in zip(kept, picked)}
