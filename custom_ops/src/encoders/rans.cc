@@ -44,26 +44,27 @@ inline uint32_t quotient(uint32_t x, uint64_t m) {
   return static_cast<uint32_t>((static_cast<unsigned __int128>(x) * m) >> 44);
 }
 
-// The coder over the whole symbol sequence, given each symbol's (freq, cum); writes the stream to out (at least
-// hx_rans_bound(total) bytes) and returns its length.
-uint64_t encode_pairs(const uint16_t* f, const uint16_t* c, uint64_t total, uint8_t* out) {
+// The coder over the whole symbol sequence; pair(pos, &f, &c) gives the symbol at pos its frequency and cumulative
+// frequency, or false (numpy raises: nothing is written that counts). Writes the stream to out (at least
+// hx_rans_bound(total) bytes) and its length to size.
+template <class Pair>
+int encode_walk(uint64_t total, const Pair& pair, uint8_t* out, uint64_t* size) {
   const uint64_t lanes = lanes_for(total);
   const uint64_t* rcp = reciprocals().m;
   std::vector<uint32_t> state(lanes, static_cast<uint32_t>(kStateLow));
   // At most one word a symbol: the words are written backwards from the end of out (no buffer beside it), so that
   // they lie in reading order (the walk goes from the last step to the first, each step's lanes from the last to
-  // the first), then moved to follow the states and the word count.
+  // the first: positions in decreasing order), then moved to follow the states and the word count.
   uint8_t* const end = out + bound_for(total);
   uint8_t* w = end;
   const uint64_t steps = (total + lanes - 1) / lanes;
   for (uint64_t t = steps; t-- > 0;) {
     const uint64_t first = t * lanes;
     const uint64_t n = std::min(lanes, total - first);
-    const uint16_t* ft = f + first;
-    const uint16_t* ct = c + first;
     for (uint64_t i = n; i-- > 0;) {
+      uint32_t fi, ci;
+      if (!pair(first + i, &fi, &ci)) return kHxNeedsReference;
       uint32_t x = state[i];
-      const uint32_t fi = ft[i];
       if (x >= (static_cast<uint64_t>(fi) << (32 - kProbBits))) {
         w -= 2;
         w[0] = static_cast<uint8_t>(x);
@@ -71,7 +72,7 @@ uint64_t encode_pairs(const uint16_t* f, const uint16_t* c, uint64_t total, uint
         x >>= 16;
       }
       const uint32_t q = quotient(x, rcp[fi]);
-      state[i] = (q << kProbBits) + (x - q * fi) + ct[i];
+      state[i] = (q << kProbBits) + (x - q * fi) + ci;
     }
   }
   uint8_t* p = out;
@@ -80,8 +81,11 @@ uint64_t encode_pairs(const uint16_t* f, const uint16_t* c, uint64_t total, uint
   put_u32(p, static_cast<uint32_t>(word_bytes / 2));
   p += 4;
   std::memmove(p, w, word_bytes);  // the header never reaches the words: the bound leaves room for both
-  return static_cast<uint64_t>(p - out) + word_bytes;
+  *size = static_cast<uint64_t>(p - out) + word_bytes;
+  return 0;
 }
+
+bool valid(uint32_t f, uint32_t c) { return f != 0 && f <= (1u << kProbBits) && c < (1u << kProbBits); }
 
 }  // namespace
 
@@ -95,33 +99,36 @@ HX_ENCODER_API int hx_rans_encode(int phases, const uint8_t* const* symbols, con
     return kHxBadArgument;
   }
   uint64_t total = 0;
-  for (int p = 0; p < phases; ++p) total += counts[p];
-  if (capacity < bound_for(total)) return kHxBadArgument;
-  // Per symbol of the whole sequence: its phase's (freq, cum), both <= 2^12 (16 bits: 4 bytes a symbol); a symbol
-  // without frequency is numpy's error.
-  std::vector<uint16_t> f(total), c(total);
-  uint64_t at = 0;
+  std::vector<uint64_t> start(phases);
   for (int p = 0; p < phases; ++p) {
-    const uint32_t* pf = freq + 256 * static_cast<size_t>(p);
-    const uint32_t* pc = cum + 256 * static_cast<size_t>(p);
-    for (uint64_t i = 0; i < counts[p]; ++i, ++at) {
-      const uint8_t s = symbols[p][i];
-      if (pf[s] == 0 || pf[s] > (1u << kProbBits) || pc[s] >= (1u << kProbBits)) return kHxNeedsReference;
-      f[at] = static_cast<uint16_t>(pf[s]);
-      c[at] = static_cast<uint16_t>(pc[s]);
-    }
+    start[p] = total;
+    total += counts[p];
   }
-  *size = encode_pairs(f.data(), c.data(), total, out);
-  return 0;
+  if (capacity < bound_for(total)) return kHxBadArgument;
+  // Per phase and symbol, (freq, cum) in one word, 0 for a symbol without frequency (numpy's error): looked up
+  // during the walk rather than spread over the sequence first (that pass and its 4 bytes a symbol cost as much as
+  // the coding).
+  std::vector<uint32_t> table(256 * static_cast<size_t>(phases));
+  for (size_t i = 0; i < table.size(); ++i) table[i] = valid(freq[i], cum[i]) ? freq[i] | (cum[i] << 16) : 0;
+  int p = phases - 1;  // the walk's positions decrease: the phase moves back, one boundary at a time
+  auto pair = [&](uint64_t pos, uint32_t* f, uint32_t* c) {
+    while (pos < start[p]) --p;
+    const uint32_t fc = table[256 * static_cast<size_t>(p) + symbols[p][pos - start[p]]];
+    *f = fc & 0xFFFF;
+    *c = fc >> 16;
+    return fc != 0;
+  };
+  return encode_walk(total, pair, out, size);
 }
 
 HX_ENCODER_API int hx_rans_encode_pairs(const uint16_t* freq, const uint16_t* cum, uint64_t total, uint8_t* out,
                                         uint64_t capacity, uint64_t* size) {
   if ((total > 0 && (freq == nullptr || cum == nullptr)) || out == nullptr || size == nullptr) return kHxBadArgument;
   if (capacity < bound_for(total)) return kHxBadArgument;
-  for (uint64_t i = 0; i < total; ++i) {
-    if (freq[i] == 0 || freq[i] > (1u << kProbBits) || cum[i] >= (1u << kProbBits)) return kHxNeedsReference;
-  }
-  *size = encode_pairs(freq, cum, total, out);
-  return 0;
+  auto pair = [&](uint64_t pos, uint32_t* f, uint32_t* c) {
+    *f = freq[pos];
+    *c = cum[pos];
+    return valid(*f, *c);
+  };
+  return encode_walk(total, pair, out, size);
 }
