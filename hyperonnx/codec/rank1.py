@@ -52,6 +52,15 @@ def reuse(x: np.ndarray, fitted: object = _UNMADE) -> Iterator[None]:
         _reused.entry = previous
 
 
+def kept(x: np.ndarray) -> tuple[bool, tuple[np.ndarray, np.ndarray] | None]:
+    """Inside :func:`reuse` of ``x``: (whether its fit was made, the term it found or None). The term is all a later
+    encoding of the same values needs: :func:`residual` gives the rest, to the bit (``reuse(x, (term, residual))``)."""
+    entry = getattr(_reused, "entry", None)
+    if entry is None or entry[0] is not x or not entry[2]:
+        return False, None
+    return True, None if entry[1] is None else entry[1][0]
+
+
 def fit(x: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray] | None:
     """float16 (u, v) whose outer product takes most of ``x``'s energy when that pays for its bytes, with the
     residual the streams then code (flat float32); else None."""

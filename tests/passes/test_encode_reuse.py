@@ -81,23 +81,26 @@ def test_held_encodings_are_counted_at_their_real_size(tmp_path, monkeypatch):
 
 def test_leftover_bisection_guesses_change_no_byte(tmp_path, monkeypatch):
     """With two jobs, the leftover bisection (compress._spend_leftover) encodes the point it predicts it takes next
-    beside the one it needs (compress._Bisection): right guesses, forced wrong ones and one job give the same file,
-    and the workers share the main thread's rank-1 fit (no more fits than with one job)."""
+    beside the one it needs (compress._Bisection): right guesses, forced wrong ones and one job give the same file.
+    Each tensor's rank-1 fit is made once, by its ladder: the bisection and its workers make the residual again
+    from the ladder's term."""
     src = _chain(tmp_path, np.random.default_rng(1))
+    shapes = sorted(tuple(t.dims) for t in onnx.load(src).graph.initializer)
     settings = dict(codec_name="tcq", target_bpw=4.5, min_elements=16)
     fits = []
     real_fit = rank1._fit
-    monkeypatch.setattr(rank1, "_fit", lambda a: fits.append(1) or real_fit(a))
+    monkeypatch.setattr(rank1, "_fit", lambda a: fits.append(tuple(a.shape)) or real_fit(a))
     hyperonnx.convert(src, tmp_path / "one.onnx", jobs=1, **settings)
-    fits_one_job, fits[:] = len(fits), []
+    assert sorted(s for s in fits if s in shapes) == shapes
     expected = (tmp_path / "one.onnx").read_bytes()
 
+    fits.clear()
     started = []
     start = compress._Bisection._start
     monkeypatch.setattr(compress._Bisection, "_start", lambda self, mid: started.append(mid) or start(self, mid))
     hyperonnx.convert(src, tmp_path / "two.onnx", jobs=2, **settings)
     assert (tmp_path / "two.onnx").read_bytes() == expected
-    assert len(fits) == fits_one_job
+    assert sorted(s for s in fits if s in shapes) == shapes
     # every round but the last also started its guess, and each guess was the next round's point: no encode wasted
     rounds = len(set(started))
     assert rounds >= 5 and len(started) == 2 * rounds - 1, started
@@ -108,3 +111,10 @@ def test_leftover_bisection_guesses_change_no_byte(tmp_path, monkeypatch):
         hyperonnx.convert(src, tmp_path / "wrong.onnx", jobs=2, **settings)
         assert len(set(started)) > rounds  # some guesses were wasted
         assert (tmp_path / "wrong.onnx").read_bytes() == expected
+
+    # nothing held: every chosen setting is encoded again (compress._encode_choice), from the ladder's term too
+    monkeypatch.setattr(compress, "HELD_CANDIDATE_BYTES", 0)
+    fits.clear()
+    hyperonnx.convert(src, tmp_path / "again.onnx", jobs=2, **settings)
+    assert (tmp_path / "again.onnx").read_bytes() == expected
+    assert sorted(s for s in fits if s in shapes) == shapes
