@@ -124,6 +124,33 @@ def test_rans_streams_match_numpy_at_extreme_frequencies():
             assert native.rans_encode_pairs(freq, cum) == got
 
 
+
+@needs_library
+def test_block_scales_are_numpy_s_with_the_library_s_block_maxima(monkeypatch):
+    """ecsq.block_scales takes each block's max |x| from the library: the same scale codes as numpy's on infinite,
+    negative-zero, subnormal and zero blocks and a short last block; a block with a NaN keeps numpy's NaN max."""
+    from hyperonnx.codec import ecsq
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(64 * 40 + 9).astype(np.float32)
+    x[:64] = 0.0
+    x[64:128] = -0.0
+    x[128:192] *= np.float32(1e-42)
+    x[200] = np.inf
+    x[300] = -np.inf
+    with_nan = x.copy()
+    with_nan[500] = np.nan
+    steps = ecsq.scale_table(0.05)
+    for values in (x, with_nan):
+        got = ecsq.block_scales(values, 64, 0.05, 0.05, steps, ecsq.ZERO)
+        monkeypatch.setenv(native.ENV, "0")
+        want = ecsq.block_scales(values, 64, 0.05, 0.05, steps, ecsq.ZERO)
+        monkeypatch.setenv(native.ENV, "1")
+        assert np.array_equal(got[1], want[1]) and np.array_equal(got[0], want[0], equal_nan=True)
+    blocks = x[: 64 * 40].reshape(40, 64)
+    assert np.array_equal(native.block_absmax(blocks), np.abs(blocks).max(axis=1))
+
+
 @needs_library
 def test_tcq_chunks_choose_their_distance_form_as_numpy_does(monkeypatch):
     """numpy's tcq search computes coset distances one of two ways per chunk of 2^18 weights (the clipped form
