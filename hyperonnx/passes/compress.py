@@ -367,7 +367,7 @@ def _spend_leftover(kept, choice, limit, codec_name, form, max_bytes, base_dir, 
             return candidate
 
         with rank1.reuse(array, *_ladder_fit(array, here)):
-            shared = None  # the workers code the same tensor: one rank-1 fit, made here, shared with them
+            shared = None  # the workers code the same tensor: they share this thread's fit (the ladder's, or made here)
             if jobs > 1 and pool is not None:
                 shared = (array, rank1.fit(array) if _uses_rank1(codec_name, here.options) else None)
             bisection = _Bisection(make, here.nbytes, there.nbytes, room, pool if shared else None, shared)
