@@ -491,7 +491,7 @@ def _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, ma
         pending.append((site, estimate if hold else 0,
                         pool.submit(encode_candidates, tensor_values(site, base_dir), codec_name, rungs, form, name,
                                     exact_grids, hold, floor_db)))
-        if len(pending) > jobs:
+        if len(pending) > jobs and _enough_behind(pending, jobs):
             held += collect(*pending.pop(0))
     for item in pending:
         held += collect(*item)
@@ -529,6 +529,23 @@ def _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, ma
             yield _resolved(*in_flight.pop(0))
     for item in in_flight:
         yield _resolved(*item)
+
+
+# Weights submitted behind the first tensor in flight, per other worker, in units of its own, before the caller
+# waits for it (_enough_behind). SmolLM2's first tensor, its 28 M-weight embedding, takes 12 full tcq rungs;
+# most tensors behind it lie on exact grids and stop their ladders early. A worker sat idle 11 s of the 24 s
+# ladder phase with jobs + 1 tensors in flight, 6 s with 1× its weights behind it, 1.4 s with 2× (2 jobs).
+WINDOW_WEIGHTS = 2
+
+
+def _enough_behind(pending: list, jobs: int) -> bool:
+    """Whether the tensors submitted behind the first one in flight hold enough weights to keep the other jobs − 1
+    workers busy while it is encoded (WINDOW_WEIGHTS): only then does the caller wait for it. With tensors alike in
+    size this is the plain rule, jobs + 1 in flight. A tensor waiting in the queue holds at most its values
+    (external data: nothing until a worker reads it), and held encodings stay within HELD_CANDIDATE_BYTES as
+    before; the result does not depend on it."""
+    behind = sum(site.numel for site, *_ in pending[1:])
+    return behind >= WINDOW_WEIGHTS * (jobs - 1) * pending[0][0].numel
 
 
 def _resolved(site: WeightSite, result: Future | Encoding | str) -> tuple[WeightSite, Encoding | str]:

@@ -118,3 +118,26 @@ def test_leftover_bisection_guesses_change_no_byte(tmp_path, monkeypatch):
     hyperonnx.convert(src, tmp_path / "again.onnx", jobs=2, **settings)
     assert (tmp_path / "again.onnx").read_bytes() == expected
     assert sorted(s for s in fits if s in shapes) == shapes
+
+
+def test_a_large_first_tensor_does_not_starve_the_other_workers(tmp_path, monkeypatch):
+    """A budget waits for the first tensor in flight only once the tensors behind it hold WINDOW_WEIGHTS times its
+    weights per other worker (compress._enough_behind): more tensors are then in flight behind a large one, and
+    the file is the same whatever the window."""
+    from types import SimpleNamespace
+
+    def pending(*sizes):
+        return [(SimpleNamespace(numel=n), 0, None) for n in sizes]
+
+    assert compress._enough_behind(pending(100, 10), 1)  # one job: the plain rule
+    assert not compress._enough_behind(pending(100, 60, 60, 70), 2)  # 190 behind a tensor of 100: keep going
+    assert compress._enough_behind(pending(100, 60, 60, 80), 2)
+    assert compress._enough_behind(pending(10, 10, 10), 2)  # alike in size: jobs + 1 in flight, as before
+    src = _chain(tmp_path, np.random.default_rng(1))
+    settings = dict(codec_name="tcq", target_bpw=4.5, min_elements=16, jobs=2)
+    files = []
+    for window in (0, 2, 100):
+        monkeypatch.setattr(compress, "WINDOW_WEIGHTS", window)
+        hyperonnx.convert(src, tmp_path / f"w{window}.onnx", **settings)
+        files.append((tmp_path / f"w{window}.onnx").read_bytes())
+    assert files[0] == files[1] == files[2]
