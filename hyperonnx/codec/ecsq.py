@@ -167,7 +167,8 @@ def block_scales(x: np.ndarray, block: int, step: float, base: float, steps: np.
     # Blocks of zeros (and blocks far below the tensor's scale) take the finest step.
     k = np.clip(np.nan_to_num(k, nan=SCALE_CODES - 1, posinf=SCALE_CODES - 1, neginf=0), 0, SCALE_CODES - 1)
     # Fine steps would clip a block's outliers at the last level: take the finest step that still reaches them.
-    absmax = np.abs(blocks).max(axis=1).astype(np.float64)
+    fast = None if np.isnan(block_rms).any() else native.block_absmax(blocks)  # a NaN block: numpy's NaN max
+    absmax = (np.abs(blocks).max(axis=1) if fast is None else fast).astype(np.float64)
     with np.errstate(divide="ignore"):
         limit = np.floor(UNITY - 16 * np.log2(absmax / (reach * base)))
     k = np.minimum(k, np.clip(np.nan_to_num(limit, nan=SCALE_CODES - 1, posinf=SCALE_CODES - 1), 0,

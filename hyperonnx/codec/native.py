@@ -164,6 +164,22 @@ def _check(rc: int, what: str) -> bool:
     raise RuntimeError(f"native {what} encoder failed (code {rc})")
 
 
+# ---- block maxima (ecsq, tcq) -------------------------------------------------------------------------------------
+def block_absmax(blocks: np.ndarray) -> np.ndarray | None:
+    """``np.abs(blocks).max(axis=1)`` of a float32 (blocks × B) array without NaN (the library's max skips a NaN,
+    numpy's keeps it: the caller checks); None without the library. A max is exact in any order, so the values are
+    numpy's; ecsq.block_scales on 8 M weights in blocks of 64 took 37 ms with numpy's reduction along the short
+    rows, 15 with this."""
+    lib = library()
+    if lib is None or blocks.ndim != 2 or blocks.dtype != np.float32 or blocks.shape[1] == 0:
+        return None
+    blocks = np.ascontiguousarray(blocks)
+    out = np.empty(blocks.shape[0], dtype=np.float32)
+    with _Share() as threads:
+        _check(lib.hx_block_absmax(blocks, blocks.size, blocks.shape[1], out, threads), "block maxima")
+    return out
+
+
 # ---- blocktcq ---------------------------------------------------------------------------------------------------
 def block_scale_starts(absmax: np.ndarray, smax: float) -> np.ndarray:
     """Each block's first scale code from its absolute maximum: blockvq's and blocktcq's numpy expression (numpy's
@@ -287,7 +303,7 @@ def rans_encode(phases) -> bytes | None:
     return out[: size.value].tobytes() if _check(rc, "rANS") else None
 
 
-__all__ = ["available", "block_scale_starts", "describe", "encode_blocktcq", "library", "rans_encode", "set_threads", "tcq_levels",
+__all__ = ["available", "block_absmax", "block_scale_starts", "describe", "encode_blocktcq", "library", "rans_encode", "set_threads", "tcq_levels",
            "thread_budget"]
 
 

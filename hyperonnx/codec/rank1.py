@@ -34,17 +34,31 @@ EARLY_EXIT_ITERATIONS = 2
 _reused = threading.local()  # per thread: the array whose fit is kept (reuse) and the fit, once made
 
 
+_UNMADE = object()
+
+
 @contextlib.contextmanager
-def reuse(x: np.ndarray) -> Iterator[None]:
+def reuse(x: np.ndarray, fitted: object = _UNMADE) -> Iterator[None]:
     """Within the block, :func:`fit` of this very array object (unchanged meanwhile) runs once: the encodings of one
     tensor at several settings (a budget's ladder, the default policy's step corrections) share its term, which
-    depends on the values alone. Per thread, so parallel jobs keep their own."""
+    depends on the values alone. Per thread, so parallel jobs keep their own; ``fitted`` (what :func:`fit` gave for
+    ``x`` in another thread) hands one thread's fit to another."""
     previous = getattr(_reused, "entry", None)
-    _reused.entry = [x, None, False]  # the array, its fit, whether made
+    made = fitted is not _UNMADE
+    _reused.entry = [x, fitted if made else None, made]  # the array, its fit, whether made
     try:
         yield
     finally:
         _reused.entry = previous
+
+
+def kept(x: np.ndarray) -> tuple[bool, tuple[np.ndarray, np.ndarray] | None]:
+    """Inside :func:`reuse` of ``x``: (whether its fit was made, the term it found or None). The term is all a later
+    encoding of the same values needs: :func:`residual` gives the rest, to the bit (``reuse(x, (term, residual))``)."""
+    entry = getattr(_reused, "entry", None)
+    if entry is None or entry[0] is not x or not entry[2]:
+        return False, None
+    return True, None if entry[1] is None else entry[1][0]
 
 
 def fit(x: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray] | None:

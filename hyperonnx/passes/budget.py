@@ -59,6 +59,8 @@ class Candidate:
     payload: object  # what the caller needs to emit this choice (the Encoded, its SQNR); None: not held
     options: dict | None = None  # the codec options that made it (None: not a ladder setting, e.g. an exact grid)
     encoded_bytes: int | None = None  # the encoding's own size, to check one made again
+    # the tensor's rank-1 term as its ladder found it ((u, v), or None: no term pays); False: not fitted
+    rank1_term: object = False
 
 
 def allocate(candidates: list[list[Candidate]], budget_bytes: float,

@@ -287,6 +287,10 @@ def encode_candidates(values: Callable[[], np.ndarray] | np.ndarray, codec_name:
             out.append(_candidate(result, opts, form, name, hold))
             if exact is not None and out[-1].nbytes > out[0].nbytes:
                 break  # the exact encoding is smaller than this setting and every finer one: no need to make them
+        made, term = rank1.kept(array)
+    if made:  # kept for _spend_leftover: the term alone (bytes), the residual is made again from it
+        for c in out:
+            c.rank1_term = term
     out.sort(key=lambda c: c.nbytes)
     if exact is not None:
         top = next(i for i, c in enumerate(out) if c.options is None)
@@ -304,7 +308,8 @@ def _encode_choice(values, codec_name: str, chosen: budget.Candidate) -> Encodin
     if chosen.options is None:
         result = grid.detect(array), float("inf")
     else:
-        result = encode_tensor(array, codec_name, chosen.options)
+        with rank1.reuse(array, *_ladder_fit(array, chosen)):
+            result = encode_tensor(array, codec_name, chosen.options)
     if isinstance(result, str) or result[0] is None or result[0].nbytes != chosen.encoded_bytes:
         raise RuntimeError(f"encoding again with {chosen.options} did not give the same encoding "
                            f"({chosen.encoded_bytes} bytes before)")
@@ -323,10 +328,14 @@ def _candidate(result: Encoding, options: dict | None, form: str, name: str | No
 
 
 def _spend_leftover(kept, choice, limit, codec_name, form, max_bytes, base_dir, attempts: int = 8,
-                    gains: list[float] | None = None):
+                    gains: list[float] | None = None, pool: ThreadPoolExecutor | None = None, jobs: int = 1):
     """Spend what the ladder's discrete rungs left of the budget: for the tensors whose next upgrade did not
     fit (best noise-per-byte first), bisect a continuous option (budget.CONTINUOUS_OPTIONS) between their choice
-    and the next rung for the finest setting that fits. Returns {tensor index: Candidate}."""
+    and the next rung for the finest setting that fits. Returns {tensor index: Candidate}.
+
+    With a ``pool`` of ``jobs`` > 1 workers, the bisection point after the one being encoded is encoded beside it,
+    on the outcome the sizes measured so far predict (:class:`_Bisection`); the bisection itself still takes
+    each step from the encoding of its own point, so the result is the sequential one whatever the guesses."""
     key = budget.CONTINUOUS_OPTIONS.get(codec.get_codec(codec_name).family)
     cands = [c for _, c in kept]
     total = sum(c[i].nbytes for c, i in zip(cands, choice))
@@ -347,23 +356,103 @@ def _spend_leftover(kept, choice, limit, codec_name, form, max_bytes, base_dir, 
         array = tensor_values(site, base_dir)
         array = array() if callable(array) else array
         name = site.name if max_bytes is not None else None
-        low, high, found = 0.0, reach, None
-        with rank1.reuse(array):
-            for _ in range(budget.REFINE_ROUNDS):
+
+        def make(mid: float, array=array, here=here, there=there, name=name) -> budget.Candidate | str:
+            opts = dict(here.options, **{key: budget.between(here.options[key], there.options[key], mid)})
+            result = encode_tensor(array, codec_name, opts)
+            if isinstance(result, str):
+                return result
+            candidate = _candidate(result, opts, form, name, hold=here.payload is not None)
+            candidate.rank1_term = here.rank1_term  # the same tensor: _encode_choice may make it again
+            return candidate
+
+        with rank1.reuse(array, *_ladder_fit(array, here)):
+            shared = None  # the workers code the same tensor: they share this thread's fit (the ladder's, or made here)
+            if jobs > 1 and pool is not None:
+                shared = (array, rank1.fit(array) if _uses_rank1(codec_name, here.options) else None)
+            bisection = _Bisection(make, here.nbytes, there.nbytes, room, pool if shared else None, shared)
+            low, high, found = 0.0, reach, None
+            for round_ in range(budget.REFINE_ROUNDS):
                 mid = (low + high) / 2
-                opts = dict(here.options, **{key: budget.between(here.options[key], there.options[key], mid)})
-                result = encode_tensor(array, codec_name, opts)
-                if isinstance(result, str):
+                candidate = bisection.at(mid, low, high, guess=round_ + 1 < budget.REFINE_ROUNDS)
+                if isinstance(candidate, str):
                     break
-                candidate = _candidate(result, opts, form, name, hold=here.payload is not None)
                 if total - here.nbytes + candidate.nbytes <= limit:  # a finer step that fits
                     low, found = mid, candidate
                 else:
                     high = mid
+            bisection.close()
         if found is not None:
             total += found.nbytes - here.nbytes
             better[t] = found
     return better
+
+
+def _ladder_fit(array: np.ndarray, candidate: budget.Candidate) -> tuple:
+    """rank1.reuse's ``fitted`` argument from the term the tensor's ladder found, when it fitted one: the residual
+    made again from the term is the fit's own to the bit (SmolLM2's embedding: 0.1 s, against 0.8 s for the power
+    iterations); () where the ladder made no fit."""
+    term = candidate.rank1_term
+    if term is False:
+        return ()
+    return (None if term is None else (term, rank1.residual(array, term)),)
+
+
+def _uses_rank1(codec_name: str, options: dict) -> bool:
+    """Whether the codec's encoding at ``options`` fits a rank-1 term (ecsq, tcq: the rank1 option)."""
+    return bool({**codec.get_codec(codec_name).defaults, **options}.get("rank1", 0))
+
+
+class _Bisection:
+    """One tensor's bisection points, each encoded once (``make``: the candidate at a fraction of the way to the
+    next rung). With a ``pool``, :meth:`at` also starts the point the bisection takes next if the size at this
+    one turns out as a straight line through the sizes known so far predicts: on SmolLM2's tied embedding
+    (28 M weights, all 5 rounds) the idle core then encodes the next point while this one is encoded. A wrong
+    guess only costs the idle core's work."""
+
+    def __init__(self, make: Callable[[float], budget.Candidate | str], low_bytes: int, high_bytes: int,
+                 room: float, pool: ThreadPoolExecutor | None, shared: tuple = ()):
+        self.make, self.room, self.pool = make, room, pool
+        self.sizes = {0.0: 0, 1.0: high_bytes - low_bytes}  # bytes over the tensor's choice, at known points
+        self.low_bytes = low_bytes
+        self.started: dict[float, Future] = {}
+        self.shared = shared  # (array, its rank-1 fit or None): the workers' rank1.reuse
+
+    def at(self, mid: float, low: float, high: float, guess: bool = True) -> budget.Candidate | str:
+        """The candidate at ``mid`` of the interval (``low``, ``high``); ``guess``: a next round follows."""
+        if self.pool is None:
+            return self.make(mid)
+        future = self._start(mid)
+        if guess:
+            guess_fits = self._predicted(mid) <= self.room
+            self._start((mid + high) / 2 if guess_fits else (low + mid) / 2)
+        candidate = future.result()
+        if not isinstance(candidate, str):
+            self.sizes[mid] = candidate.nbytes - self.low_bytes
+        return candidate
+
+    def close(self) -> None:
+        """Drop the guesses no step took (one already running finishes on its worker, unread)."""
+        for future in self.started.values():
+            future.cancel()
+        self.started = {}
+
+    def _start(self, mid: float) -> Future:
+        if mid not in self.started:
+            self.started[mid] = self.pool.submit(self._run, mid)
+        return self.started[mid]
+
+    def _run(self, mid: float) -> budget.Candidate | str:
+        with rank1.reuse(*self.shared):
+            return self.make(mid)
+
+    def _predicted(self, mid: float) -> float:
+        below = max(p for p in self.sizes if p <= mid)
+        above = min(p for p in self.sizes if p >= mid)
+        if above == below:
+            return self.sizes[below]
+        w = (mid - below) / (above - below)
+        return (1 - w) * self.sizes[below] + w * self.sizes[above]
 
 
 def _serialized_bytes(name: str, enc: codec.Encoded, sqnr: float) -> int:
@@ -402,7 +491,7 @@ def _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, ma
         pending.append((site, estimate if hold else 0,
                         pool.submit(encode_candidates, tensor_values(site, base_dir), codec_name, rungs, form, name,
                                     exact_grids, hold, floor_db)))
-        if len(pending) > jobs:
+        if len(pending) > jobs and _enough_behind(pending, jobs):
             held += collect(*pending.pop(0))
     for item in pending:
         held += collect(*item)
@@ -420,7 +509,7 @@ def _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, ma
     choice = budget.allocate([c for _, c in kept], limit, gains)
     picked = [c[i] for (_, c), i in zip(kept, choice)]
     for t, candidate in _spend_leftover(kept, choice, limit, codec_name, form, max_bytes, base_dir,
-                                        gains=gains).items():
+                                        gains=gains, pool=pool, jobs=jobs).items():
         picked[t] = candidate
     report.budget = {"limit_bytes": limit, "weights": weights, "chosen_bytes": sum(c.nbytes for c in picked)}
     chosen_by_site = {id(site): c for (site, _), c in zip(kept, picked)}
@@ -440,6 +529,23 @@ def _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, ma
             yield _resolved(*in_flight.pop(0))
     for item in in_flight:
         yield _resolved(*item)
+
+
+# Weights submitted behind the first tensor in flight, per other worker, in units of its own, before the caller
+# waits for it (_enough_behind). SmolLM2's first tensor, its 28 M-weight embedding, takes 12 full tcq rungs;
+# most tensors behind it lie on exact grids and stop their ladders early. A worker sat idle 11 s of the 24 s
+# ladder phase with jobs + 1 tensors in flight, 6 s with 1× its weights behind it, 1.4 s with 2× (2 jobs).
+WINDOW_WEIGHTS = 2
+
+
+def _enough_behind(pending: list, jobs: int) -> bool:
+    """Whether the tensors submitted behind the first one in flight hold enough weights to keep the other jobs − 1
+    workers busy while it is encoded (WINDOW_WEIGHTS): only then does the caller wait for it. With tensors alike in
+    size this is the plain rule, jobs + 1 in flight. A tensor waiting in the queue holds at most its values
+    (external data: nothing until a worker reads it), and held encodings stay within HELD_CANDIDATE_BYTES as
+    before; the result does not depend on it."""
+    behind = sum(site.numel for site, *_ in pending[1:])
+    return behind >= WINDOW_WEIGHTS * (jobs - 1) * pending[0][0].numel
 
 
 def _resolved(site: WeightSite, result: Future | Encoding | str) -> tuple[WeightSite, Encoding | str]:

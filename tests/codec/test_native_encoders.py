@@ -98,6 +98,59 @@ def test_entropy_coded_bytes_match_numpy_on_corner_tensors(name, dtype, monkeypa
     assert_native_matches_numpy(name, low_rank.astype(dtype if dtype != "bfloat16" else "float32"), {}, monkeypatch)
 
 
+
+@needs_library
+def test_rans_streams_match_numpy_at_extreme_frequencies():
+    """The coder divides by a symbol's frequency with a reciprocal (rans.cc): exact at every frequency from 1 to
+    4095 and states up to 2^32 − 1. Models with the rarest and the commonest symbols, coded often enough to drive
+    the states through their whole range, in one lane and in many (one stream per phase order)."""
+    from hyperonnx.codec import rans
+
+    rng = np.random.default_rng(21)
+    tables = [np.array([1, 4095]), np.array([4095, 1]), np.r_[np.ones(255, int), 3841],
+              np.r_[2048, 2047, 1], np.bincount(rng.integers(0, 256, 4096), minlength=256)]
+    for size in (1, 37, 50_000, 300_000):
+        phases = []
+        for freq in tables:
+            model = rans.Model(3 if freq.size < 250 else 0, freq)
+            used = np.flatnonzero(freq)
+            # rare symbols as often as common ones: the states grow by log2(4096 / f) bits a symbol
+            symbols = (rng.choice(used, size) + model.lo).astype(np.uint8)
+            phases.append((symbols, model))
+        for order in (phases, phases[::-1]):
+            got = native.rans_encode(order)
+            assert got is not None and got == rans.encode(order), size
+            freq, cum = rans.symbol_frequencies(order)
+            assert native.rans_encode_pairs(freq, cum) == got
+
+
+
+@needs_library
+def test_block_scales_are_numpy_s_with_the_library_s_block_maxima(monkeypatch):
+    """ecsq.block_scales takes each block's max |x| from the library: the same scale codes as numpy's on infinite,
+    negative-zero, subnormal and zero blocks and a short last block; a block with a NaN keeps numpy's NaN max."""
+    from hyperonnx.codec import ecsq
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(64 * 40 + 9).astype(np.float32)
+    x[:64] = 0.0
+    x[64:128] = -0.0
+    x[128:192] *= np.float32(1e-42)
+    x[200] = np.inf
+    x[300] = -np.inf
+    with_nan = x.copy()
+    with_nan[500] = np.nan
+    steps = ecsq.scale_table(0.05)
+    for values in (x, with_nan):
+        got = ecsq.block_scales(values, 64, 0.05, 0.05, steps, ecsq.ZERO)
+        monkeypatch.setenv(native.ENV, "0")
+        want = ecsq.block_scales(values, 64, 0.05, 0.05, steps, ecsq.ZERO)
+        monkeypatch.setenv(native.ENV, "1")
+        assert np.array_equal(got[1], want[1]) and np.array_equal(got[0], want[0], equal_nan=True)
+    blocks = x[: 64 * 40].reshape(40, 64)
+    assert np.array_equal(native.block_absmax(blocks), np.abs(blocks).max(axis=1))
+
+
 @needs_library
 def test_tcq_chunks_choose_their_distance_form_as_numpy_does(monkeypatch):
     """numpy's tcq search computes coset distances one of two ways per chunk of 2^18 weights (the clipped form

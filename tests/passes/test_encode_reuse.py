@@ -77,3 +77,67 @@ def test_held_encodings_are_counted_at_their_real_size(tmp_path, monkeypatch):
     # known: one job, two tensors in flight); tensor 3 no longer fits
     assert len(again) == 2
     assert (tmp_path / "some.onnx").read_bytes() == (tmp_path / "all.onnx").read_bytes()
+
+
+def test_leftover_bisection_guesses_change_no_byte(tmp_path, monkeypatch):
+    """With two jobs, the leftover bisection (compress._spend_leftover) encodes the point it predicts it takes next
+    beside the one it needs (compress._Bisection): right guesses, forced wrong ones and one job give the same file.
+    Each tensor's rank-1 fit is made once, by its ladder: the bisection and its workers make the residual again
+    from the ladder's term."""
+    src = _chain(tmp_path, np.random.default_rng(1))
+    shapes = sorted(tuple(t.dims) for t in onnx.load(src).graph.initializer)
+    settings = dict(codec_name="tcq", target_bpw=4.5, min_elements=16)
+    fits = []
+    real_fit = rank1._fit
+    monkeypatch.setattr(rank1, "_fit", lambda a: fits.append(tuple(a.shape)) or real_fit(a))
+    hyperonnx.convert(src, tmp_path / "one.onnx", jobs=1, **settings)
+    assert sorted(s for s in fits if s in shapes) == shapes
+    expected = (tmp_path / "one.onnx").read_bytes()
+
+    fits.clear()
+    started = []
+    start = compress._Bisection._start
+    monkeypatch.setattr(compress._Bisection, "_start", lambda self, mid: started.append(mid) or start(self, mid))
+    hyperonnx.convert(src, tmp_path / "two.onnx", jobs=2, **settings)
+    assert (tmp_path / "two.onnx").read_bytes() == expected
+    assert sorted(s for s in fits if s in shapes) == shapes
+    # every round but the last also started its guess, and each guess was the next round's point: no encode wasted
+    rounds = len(set(started))
+    assert rounds >= 5 and len(started) == 2 * rounds - 1, started
+
+    for guess in (float("inf"), float("-inf")):  # the guess always "does not fit", then always "fits"
+        started.clear()
+        monkeypatch.setattr(compress._Bisection, "_predicted", lambda self, mid, guess=guess: guess)
+        hyperonnx.convert(src, tmp_path / "wrong.onnx", jobs=2, **settings)
+        assert len(set(started)) > rounds  # some guesses were wasted
+        assert (tmp_path / "wrong.onnx").read_bytes() == expected
+
+    # nothing held: every chosen setting is encoded again (compress._encode_choice), from the ladder's term too
+    monkeypatch.setattr(compress, "HELD_CANDIDATE_BYTES", 0)
+    fits.clear()
+    hyperonnx.convert(src, tmp_path / "again.onnx", jobs=2, **settings)
+    assert (tmp_path / "again.onnx").read_bytes() == expected
+    assert sorted(s for s in fits if s in shapes) == shapes
+
+
+def test_a_large_first_tensor_does_not_starve_the_other_workers(tmp_path, monkeypatch):
+    """A budget waits for the first tensor in flight only once the tensors behind it hold WINDOW_WEIGHTS times its
+    weights per other worker (compress._enough_behind): more tensors are then in flight behind a large one, and
+    the file is the same whatever the window."""
+    from types import SimpleNamespace
+
+    def pending(*sizes):
+        return [(SimpleNamespace(numel=n), 0, None) for n in sizes]
+
+    assert compress._enough_behind(pending(100, 10), 1)  # one job: the plain rule
+    assert not compress._enough_behind(pending(100, 60, 60, 70), 2)  # 190 behind a tensor of 100: keep going
+    assert compress._enough_behind(pending(100, 60, 60, 80), 2)
+    assert compress._enough_behind(pending(10, 10, 10), 2)  # alike in size: jobs + 1 in flight, as before
+    src = _chain(tmp_path, np.random.default_rng(1))
+    settings = dict(codec_name="tcq", target_bpw=4.5, min_elements=16, jobs=2)
+    files = []
+    for window in (0, 2, 100):
+        monkeypatch.setattr(compress, "WINDOW_WEIGHTS", window)
+        hyperonnx.convert(src, tmp_path / f"w{window}.onnx", **settings)
+        files.append((tmp_path / f"w{window}.onnx").read_bytes())
+    assert files[0] == files[1] == files[2]

@@ -24,40 +24,71 @@ void put_u32(uint8_t* p, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
 
-// The coder over the whole symbol sequence, given each symbol's (freq, cum); writes the stream to out (at least
-// hx_rans_bound(total) bytes) and returns its length.
-uint64_t encode_pairs(const uint16_t* f, const uint16_t* c, uint64_t total, uint8_t* out) {
+// x / f for every 32-bit state x and frequency f in 1..2^12 without a division: q = (x · m) >> 44 with
+// m = ceil(2^44 / f) is exact (Granlund-Montgomery: m·f − 2^44 < f <= 2^12, so the error stays below one for
+// x < 2^32). The division took about a sixth of the coder's time (8.1 M symbols: 46 -> 38 ms).
+struct Reciprocals {
+  uint64_t m[(1u << kProbBits) + 1];
+  Reciprocals() {
+    m[0] = 0;
+    for (uint64_t f = 1; f <= (1u << kProbBits); ++f) m[f] = ((uint64_t{1} << 44) + f - 1) / f;
+  }
+};
+
+const Reciprocals& reciprocals() {
+  static const Reciprocals table;
+  return table;
+}
+
+// (x · m) >> 44 in 64-bit arithmetic (no 128-bit type, which not every compiler has): with m = h·2^32 + l,
+// x·m / 2^44 = (x·h + x·l / 2^32) / 2^12, and the floor of x·l / 2^32 can be taken first (x·h is an integer).
+inline uint32_t quotient(uint32_t x, uint64_t m) {
+  const uint64_t low = (static_cast<uint64_t>(x) * (m & 0xFFFFFFFFu)) >> 32;
+  return static_cast<uint32_t>((static_cast<uint64_t>(x) * (m >> 32) + low) >> 12);
+}
+
+// The coder over the whole symbol sequence; pair(pos, &f, &c) gives the symbol at pos its frequency and cumulative
+// frequency, or false (numpy raises: nothing is written that counts). Writes the stream to out (at least
+// hx_rans_bound(total) bytes) and its length to size.
+template <class Pair>
+int encode_walk(uint64_t total, const Pair& pair, uint8_t* out, uint64_t* size) {
   const uint64_t lanes = lanes_for(total);
+  const uint64_t* rcp = reciprocals().m;
   std::vector<uint32_t> state(lanes, static_cast<uint32_t>(kStateLow));
-  std::vector<uint16_t> words;  // in reverse of the reading order
-  words.reserve(total / 2 + 16);
+  // At most one word a symbol: the words are written backwards from the end of out (no buffer beside it), so that
+  // they lie in reading order (the walk goes from the last step to the first, each step's lanes from the last to
+  // the first: positions in decreasing order), then moved to follow the states and the word count.
+  uint8_t* const end = out + bound_for(total);
+  uint8_t* w = end;
   const uint64_t steps = (total + lanes - 1) / lanes;
   for (uint64_t t = steps; t-- > 0;) {
     const uint64_t first = t * lanes;
     const uint64_t n = std::min(lanes, total - first);
-    // Pushed in decreasing lane order, so that the final reversal gives each step's words in lane order.
     for (uint64_t i = n; i-- > 0;) {
-      const uint64_t bound = static_cast<uint64_t>(f[first + i]) << (32 - kProbBits);
-      if (state[i] >= bound) words.push_back(static_cast<uint16_t>(state[i] & 0xFFFF));
-    }
-    for (uint64_t i = 0; i < n; ++i) {
+      uint32_t fi, ci;
+      if (!pair(first + i, &fi, &ci)) return kHxNeedsReference;
       uint32_t x = state[i];
-      const uint64_t bound = static_cast<uint64_t>(f[first + i]) << (32 - kProbBits);
-      if (x >= bound) x >>= 16;
-      const uint32_t fi = f[first + i];
-      state[i] = ((x / fi) << kProbBits) + (x % fi) + c[first + i];
+      if (x >= (static_cast<uint64_t>(fi) << (32 - kProbBits))) {
+        w -= 2;
+        w[0] = static_cast<uint8_t>(x);
+        w[1] = static_cast<uint8_t>(x >> 8);
+        x >>= 16;
+      }
+      const uint32_t q = quotient(x, rcp[fi]);
+      state[i] = (q << kProbBits) + (x - q * fi) + ci;
     }
   }
   uint8_t* p = out;
   for (uint64_t i = 0; i < lanes; ++i, p += 4) put_u32(p, state[i]);
-  put_u32(p, static_cast<uint32_t>(words.size()));
+  const uint64_t word_bytes = static_cast<uint64_t>(end - w);
+  put_u32(p, static_cast<uint32_t>(word_bytes / 2));
   p += 4;
-  for (size_t i = words.size(); i-- > 0; p += 2) {
-    p[0] = static_cast<uint8_t>(words[i]);
-    p[1] = static_cast<uint8_t>(words[i] >> 8);
-  }
-  return static_cast<uint64_t>(p - out);
+  std::memmove(p, w, word_bytes);  // the header never reaches the words: the bound leaves room for both
+  *size = static_cast<uint64_t>(p - out) + word_bytes;
+  return 0;
 }
+
+bool valid(uint32_t f, uint32_t c) { return f != 0 && f <= (1u << kProbBits) && c < (1u << kProbBits); }
 
 }  // namespace
 
@@ -71,33 +102,36 @@ HX_ENCODER_API int hx_rans_encode(int phases, const uint8_t* const* symbols, con
     return kHxBadArgument;
   }
   uint64_t total = 0;
-  for (int p = 0; p < phases; ++p) total += counts[p];
-  if (capacity < bound_for(total)) return kHxBadArgument;
-  // Per symbol of the whole sequence: its phase's (freq, cum), both <= 2^12 (16 bits: 4 bytes a symbol); a symbol
-  // without frequency is numpy's error.
-  std::vector<uint16_t> f(total), c(total);
-  uint64_t at = 0;
+  std::vector<uint64_t> start(phases);
   for (int p = 0; p < phases; ++p) {
-    const uint32_t* pf = freq + 256 * static_cast<size_t>(p);
-    const uint32_t* pc = cum + 256 * static_cast<size_t>(p);
-    for (uint64_t i = 0; i < counts[p]; ++i, ++at) {
-      const uint8_t s = symbols[p][i];
-      if (pf[s] == 0 || pf[s] > (1u << kProbBits) || pc[s] >= (1u << kProbBits)) return kHxNeedsReference;
-      f[at] = static_cast<uint16_t>(pf[s]);
-      c[at] = static_cast<uint16_t>(pc[s]);
-    }
+    start[p] = total;
+    total += counts[p];
   }
-  *size = encode_pairs(f.data(), c.data(), total, out);
-  return 0;
+  if (capacity < bound_for(total)) return kHxBadArgument;
+  // Per phase and symbol, (freq, cum) in one word, 0 for a symbol without frequency (numpy's error): looked up
+  // during the walk rather than spread over the sequence first (that pass and its 4 bytes a symbol cost as much as
+  // the coding).
+  std::vector<uint32_t> table(256 * static_cast<size_t>(phases));
+  for (size_t i = 0; i < table.size(); ++i) table[i] = valid(freq[i], cum[i]) ? freq[i] | (cum[i] << 16) : 0;
+  int p = phases - 1;  // the walk's positions decrease: the phase moves back, one boundary at a time
+  auto pair = [&](uint64_t pos, uint32_t* f, uint32_t* c) {
+    while (pos < start[p]) --p;
+    const uint32_t fc = table[256 * static_cast<size_t>(p) + symbols[p][pos - start[p]]];
+    *f = fc & 0xFFFF;
+    *c = fc >> 16;
+    return fc != 0;
+  };
+  return encode_walk(total, pair, out, size);
 }
 
 HX_ENCODER_API int hx_rans_encode_pairs(const uint16_t* freq, const uint16_t* cum, uint64_t total, uint8_t* out,
                                         uint64_t capacity, uint64_t* size) {
   if ((total > 0 && (freq == nullptr || cum == nullptr)) || out == nullptr || size == nullptr) return kHxBadArgument;
   if (capacity < bound_for(total)) return kHxBadArgument;
-  for (uint64_t i = 0; i < total; ++i) {
-    if (freq[i] == 0 || freq[i] > (1u << kProbBits) || cum[i] >= (1u << kProbBits)) return kHxNeedsReference;
-  }
-  *size = encode_pairs(freq, cum, total, out);
-  return 0;
+  auto pair = [&](uint64_t pos, uint32_t* f, uint32_t* c) {
+    *f = freq[pos];
+    *c = cum[pos];
+    return valid(*f, *c);
+  };
+  return encode_walk(total, pair, out, size);
 }
