@@ -12,7 +12,7 @@ flags="-std=c++17 -O1 -g -ffp-contract=off -fsanitize=fuzzer,address,undefined -
 # shellcheck disable=SC2046,SC2086
 core=$(ls "$src"/attrs.cc "$src"/codec.cc "$src"/decoder.cc "$src"/dtype.cc "$src"/parallel.cc "$src"/unpack.cc \
   "$src"/codecs/*.cc "$src"/fused/weight.cc "$src"/fused/matmul.cc "$src"/fused/gemm.cc \
-  "$src"/fused/tcq_rows.cc "$src"/fused/tcq_vbmi.cc "$src"/fused/matmul_nt.cc "$src"/fused/gather.cc)
+  "$src"/fused/tcq_rows.cc "$src"/fused/tcq_vbmi.cc "$src"/fused/tcq_neon.cc "$src"/fused/matmul_nt.cc "$src"/fused/gather.cc)
 # shellcheck disable=SC2086
 "$cxx" $flags -I"$src" tools/fuzz/decoder_fuzz.cc $core -lpthread -o "$out"
 # shellcheck disable=SC2086
