@@ -23,4 +23,23 @@ struct TrellisNextByBit {
   }
 };
 
+// Four steps of TrellisNextByBit at once, so the state chain takes one load per four symbols: indexed by the state
+// and the four code bits (bit u = step u's), an entry holds the state after the four steps (bits 0-2) and the
+// parity that each step's state had on entry (bit 3 + u: the `state & 1` of step u).
+struct TrellisFourSteps {
+  uint8_t v[8][16];
+  constexpr explicit TrellisFourSteps(const TrellisNextByBit& next) : v() {
+    for (int s0 = 0; s0 < 8; ++s0) {
+      for (int bits = 0; bits < 16; ++bits) {
+        int s = s0, parities = 0;
+        for (int u = 0; u < 4; ++u) {
+          parities |= (s & 1) << u;
+          s = next.v[s][bits >> u & 1];
+        }
+        v[s0][bits] = static_cast<uint8_t>(s | parities << 3);
+      }
+    }
+  }
+};
+
 }  // namespace hyperonnx
