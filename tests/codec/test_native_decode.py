@@ -63,6 +63,16 @@ def test_native_decode_gives_numpy_bits_for_every_codec(dtype):
 
 
 @needs_decoding
+@pytest.mark.parametrize("block", [2, 3, 5, 2047, 2049, 4096])
+def test_tcq_trellis_walk_across_chunks_and_block_ends(block):
+    """The decoder walks the trellis four symbols a load and 2048 symbols a chunk: blocks that end off a multiple
+    of four, and blocks longer than a chunk (the state carried across it), decode to numpy's bits."""
+    x = np.random.default_rng(block).standard_normal(3 * 4096 + 17).astype(np.float32)
+    enc = codec.encode(x, "tcq", step=0.05, block=block, rank1=0)
+    assert _bits(native.decode(enc)) == _bits(codec.decode(enc))
+
+
+@needs_decoding
 def test_native_decode_of_grid_and_rank1_encodings():
     """grid (rANS with per-block contexts, transposed layout) and a rank-1 term large enough to be kept."""
     rng = np.random.default_rng(7)
