@@ -158,20 +158,6 @@ __attribute__((always_inline)) inline uint32_t chunk(const Ctx& c, uint64_t inde
   return decode32<BITS>(tail, tab, scale, carry, w);
 }
 
-template <int BITS>
-void run_neon(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out) {
-  const Ctx c = make_ctx<BITS>(rows, blob, len);
-  for (uint64_t q = q0; q < q1; ++q) {
-    const uint32_t h = block_header(c.headers, q);
-    uint32_t carry = 0;
-    for (uint64_t j = 0; j < c.per_block; ++j, out += 32) {
-      float32x4_t w[8];
-      carry = chunk<BITS>(c, q * c.per_block + j, h, carry, w);
-      for (int i = 0; i < 8; ++i) vst1q_f32(out + 4 * i, w[i]);
-    }
-  }
-}
-
 constexpr int kGemvRows = 4;
 
 // R rows: y[m] += Σ_r a[m, r] · W_r, 32 columns a step; the rows' products are summed in M·8 accumulators before
@@ -213,70 +199,68 @@ inline void gemv_group(const Ctx& c, uint64_t q0, uint64_t row_blocks, const flo
   }
 }
 
-template <int BITS, int M>
-void gemv_neon(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks, int64_t nrows,
-               const float* a, int64_t lda, float* y, int64_t ldy) {
-  const Ctx c = make_ctx<BITS>(rows, blob, len);
-  int64_t r = 0;
-  for (; r + kGemvRows <= nrows; r += kGemvRows) {
-    gemv_group<BITS, M, kGemvRows>(c, q0 + static_cast<uint64_t>(r) * row_blocks, row_blocks, a + r, lda, y, ldy);
-  }
-  for (; r < nrows; ++r) {
-    gemv_group<BITS, M, 1>(c, q0 + static_cast<uint64_t>(r) * row_blocks, row_blocks, a + r, lda, y, ldy);
-  }
-}
-
-// y[m·ldy + r] = Σ_k a[m·lda + k] · W_r[k]: each row's decoded vectors meet A's in M·4 accumulators, summed across
-// lanes at the row's end.
-template <int BITS, int M>
-void dot_neon(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks, int64_t nrows,
-              const float* a, int64_t lda, float* y, int64_t ldy) {
-  const Ctx c = make_ctx<BITS>(rows, blob, len);
-  for (int64_t r = 0; r < nrows; ++r) {
-    float32x4_t acc[M][4];
-    for (int m = 0; m < M; ++m) {
-      for (int j = 0; j < 4; ++j) acc[m][j] = vdupq_n_f32(0.0f);
-    }
-    const uint64_t first = q0 + static_cast<uint64_t>(r) * row_blocks;
-    const float* ak = a;
-    for (uint64_t q = first; q < first + row_blocks; ++q) {
+// The kernels, as tcq_kernels (tcq_rows.h) takes them: the decode, the GEMV and the transposed product.
+struct Neon {
+  template <int BITS>
+  static void run(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out) {
+    const Ctx c = make_ctx<BITS>(rows, blob, len);
+    for (uint64_t q = q0; q < q1; ++q) {
       const uint32_t h = block_header(c.headers, q);
       uint32_t carry = 0;
-      for (uint64_t j = 0; j < c.per_block; ++j, ak += 32) {
+      for (uint64_t j = 0; j < c.per_block; ++j, out += 32) {
         float32x4_t w[8];
         carry = chunk<BITS>(c, q * c.per_block + j, h, carry, w);
-        for (int m = 0; m < M; ++m) {
-          for (int v = 0; v < 8; ++v) {
-            acc[m][v % 4] = vfmaq_f32(acc[m][v % 4], vld1q_f32(ak + m * lda + 4 * v), w[v]);
+        for (int i = 0; i < 8; ++i) vst1q_f32(out + 4 * i, w[i]);
+      }
+    }
+  }
+
+  template <int BITS, int M>
+  static void gemv(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                   int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
+    const Ctx c = make_ctx<BITS>(rows, blob, len);
+    int64_t r = 0;
+    for (; r + kGemvRows <= nrows; r += kGemvRows) {
+      gemv_group<BITS, M, kGemvRows>(c, q0 + static_cast<uint64_t>(r) * row_blocks, row_blocks, a + r, lda, y,
+                                     ldy);
+    }
+    for (; r < nrows; ++r) {
+      gemv_group<BITS, M, 1>(c, q0 + static_cast<uint64_t>(r) * row_blocks, row_blocks, a + r, lda, y, ldy);
+    }
+  }
+
+  // y[m·ldy + r] = Σ_k a[m·lda + k] · W_r[k]: each row's decoded vectors meet A's in M·4 accumulators, summed across
+  // lanes at the row's end.
+  template <int BITS, int M>
+  static void dot(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                  int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
+    const Ctx c = make_ctx<BITS>(rows, blob, len);
+    for (int64_t r = 0; r < nrows; ++r) {
+      float32x4_t acc[M][4];
+      for (int m = 0; m < M; ++m) {
+        for (int j = 0; j < 4; ++j) acc[m][j] = vdupq_n_f32(0.0f);
+      }
+      const uint64_t first = q0 + static_cast<uint64_t>(r) * row_blocks;
+      const float* ak = a;
+      for (uint64_t q = first; q < first + row_blocks; ++q) {
+        const uint32_t h = block_header(c.headers, q);
+        uint32_t carry = 0;
+        for (uint64_t j = 0; j < c.per_block; ++j, ak += 32) {
+          float32x4_t w[8];
+          carry = chunk<BITS>(c, q * c.per_block + j, h, carry, w);
+          for (int m = 0; m < M; ++m) {
+            for (int v = 0; v < 8; ++v) {
+              acc[m][v % 4] = vfmaq_f32(acc[m][v % 4], vld1q_f32(ak + m * lda + 4 * v), w[v]);
+            }
           }
         }
       }
+      for (int m = 0; m < M; ++m) {
+        y[m * ldy + r] = vaddvq_f32(vaddq_f32(vaddq_f32(acc[m][0], acc[m][1]), vaddq_f32(acc[m][2], acc[m][3])));
+      }
     }
-    for (int m = 0; m < M; ++m) {
-      y[m * ldy + r] = vaddvq_f32(vaddq_f32(vaddq_f32(acc[m][0], acc[m][1]), vaddq_f32(acc[m][2], acc[m][3])));
-    }
   }
-}
-
-template <int BITS>
-TcqRows::GemvFn gemv_for(int m) {
-  switch (m) {
-    case 1: return &gemv_neon<BITS, 1>;
-    case 2: return &gemv_neon<BITS, 2>;
-    case 3: return &gemv_neon<BITS, 3>;
-    default: return nullptr;
-  }
-}
-
-template <int BITS>
-TcqRows::GemvFn dot_for(int m) {
-  switch (m) {
-    case 1: return &dot_neon<BITS, 1>;
-    case 2: return &dot_neon<BITS, 2>;
-    case 3: return &dot_neon<BITS, 3>;
-    default: return nullptr;
-  }
-}
+};
 
 }  // namespace
 
@@ -285,54 +269,14 @@ bool tcq_neon_available() {
   return force == nullptr || std::strcmp(force, "scalar") != 0;
 }
 
-TcqRows::RunFn tcq_neon_run(int bits) {
-  if (!tcq_neon_available()) return nullptr;
-  switch (bits) {
-    case 1: return &run_neon<1>;
-    case 2: return &run_neon<2>;
-    case 3: return &run_neon<3>;
-    case 4: return &run_neon<4>;
-    case 5: return &run_neon<5>;
-    case 6: return &run_neon<6>;
-    case 7: return &run_neon<7>;
-    default: return nullptr;
-  }
-}
-
-TcqRows::GemvFn tcq_neon_gemv(int bits, int m) {
-  if (!tcq_neon_available()) return nullptr;
-  switch (bits) {
-    case 1: return gemv_for<1>(m);
-    case 2: return gemv_for<2>(m);
-    case 3: return gemv_for<3>(m);
-    case 4: return gemv_for<4>(m);
-    case 5: return gemv_for<5>(m);
-    case 6: return gemv_for<6>(m);
-    case 7: return gemv_for<7>(m);
-    default: return nullptr;
-  }
-}
-
-TcqRows::GemvFn tcq_neon_dot(int bits, int m) {
-  if (!tcq_neon_available()) return nullptr;
-  switch (bits) {
-    case 1: return dot_for<1>(m);
-    case 2: return dot_for<2>(m);
-    case 3: return dot_for<3>(m);
-    case 4: return dot_for<4>(m);
-    case 5: return dot_for<5>(m);
-    case 6: return dot_for<6>(m);
-    case 7: return dot_for<7>(m);
-    default: return nullptr;
-  }
+TcqKernels tcq_neon_kernels(int bits) {
+  return tcq_neon_available() ? tcq_kernels<Neon, 1, 7>(bits) : TcqKernels{};
 }
 
 #else
 
 bool tcq_neon_available() { return false; }
-TcqRows::RunFn tcq_neon_run(int) { return nullptr; }
-TcqRows::GemvFn tcq_neon_gemv(int, int) { return nullptr; }
-TcqRows::GemvFn tcq_neon_dot(int, int) { return nullptr; }
+TcqKernels tcq_neon_kernels(int) { return {}; }
 
 #endif
 

@@ -9,8 +9,11 @@
 #include <vector>
 
 #include "../codecs/blockvq.h"
+#include "code_widths.h"
 
 namespace hyperonnx {
+
+struct TcqKernels;
 
 class TcqRows {
  public:
@@ -64,7 +67,7 @@ class TcqRows {
   const uint8_t* planes256() const { return planes256_.data(); }
 
  private:
-  TcqRows(const BlockVQParams& p, RunFn run);
+  TcqRows(const BlockVQParams& p, const TcqKernels& k);
 
   const BlockVQParams& p_;  // owned by the codec's decoder, which outlives this
   RunFn run_;
@@ -74,6 +77,31 @@ class TcqRows {
   int chunks_ = 1;
   std::vector<uint8_t> planes_, planes64_, planes128_, planes256_;
 };
+
+// One code width's kernels in a SIMD family (tcq_vbmi.h, tcq_neon.h); null where the family has none.
+struct TcqKernels {
+  TcqRows::RunFn run = nullptr;
+  TcqRows::GemvFn gemv[TcqRows::kTcqGemvMaxM + 1] = {};  // by batch M; [0] unused
+  TcqRows::GemvFn dot[TcqRows::kTcqGemvMaxM + 1] = {};
+};
+
+// Family's kernels for codes of `bits` bits in [Lo, Hi], else all null. Family has the static function templates
+// run<BITS> (a RunFn), and gemv<BITS, M> and dot<BITS, M> (GemvFns) for every M in 1..kTcqGemvMaxM.
+template <class Family, int Lo, int Hi>
+TcqKernels tcq_kernels(int bits) {
+  return for_bits<Lo, Hi>(bits, [](auto b) {
+    using Bits = decltype(b);
+    TcqKernels k;
+    k.run = &Family::template run<Bits::value>;
+    for (int m = 1; m <= TcqRows::kTcqGemvMaxM; ++m) {
+      k.gemv[m] = for_bits<1, TcqRows::kTcqGemvMaxM>(
+          m, [](auto batch) { return &Family::template gemv<Bits::value, decltype(batch)::value>; });
+      k.dot[m] = for_bits<1, TcqRows::kTcqGemvMaxM>(
+          m, [](auto batch) { return &Family::template dot<Bits::value, decltype(batch)::value>; });
+    }
+    return k;
+  });
+}
 
 // Whether this CPU runs the fast path (x86 AVX2 + BMI2, or aarch64 NEON unless HYPERONNX_FUSED_ISA=scalar).
 bool tcq_rows_available();
