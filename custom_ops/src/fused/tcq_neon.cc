@@ -199,70 +199,72 @@ inline void gemv_group(const Ctx& c, uint64_t q0, uint64_t row_blocks, const flo
   }
 }
 
-// The kernels, as tcq_kernels (tcq_rows.h) takes them: the decode, the GEMV and the transposed product.
-struct Neon {
-  template <int BITS>
-  static void run(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out) {
-    const Ctx c = make_ctx<BITS>(rows, blob, len);
-    for (uint64_t q = q0; q < q1; ++q) {
+struct Neon {};  // this file's tag for TcqFamily (tcq_rows.h)
+
+}  // namespace
+
+template <>
+template <int BITS>
+void TcqFamily<Neon>::run(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1,
+                          float* out) {
+  const Ctx c = make_ctx<BITS>(rows, blob, len);
+  for (uint64_t q = q0; q < q1; ++q) {
+    const uint32_t h = block_header(c.headers, q);
+    uint32_t carry = 0;
+    for (uint64_t j = 0; j < c.per_block; ++j, out += 32) {
+      float32x4_t w[8];
+      carry = chunk<BITS>(c, q * c.per_block + j, h, carry, w);
+      for (int i = 0; i < 8; ++i) vst1q_f32(out + 4 * i, w[i]);
+    }
+  }
+}
+
+template <>
+template <int BITS, int M>
+void TcqFamily<Neon>::gemv(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                           int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
+  const Ctx c = make_ctx<BITS>(rows, blob, len);
+  int64_t r = 0;
+  for (; r + kGemvRows <= nrows; r += kGemvRows) {
+    gemv_group<BITS, M, kGemvRows>(c, q0 + static_cast<uint64_t>(r) * row_blocks, row_blocks, a + r, lda, y, ldy);
+  }
+  for (; r < nrows; ++r) {
+    gemv_group<BITS, M, 1>(c, q0 + static_cast<uint64_t>(r) * row_blocks, row_blocks, a + r, lda, y, ldy);
+  }
+}
+
+// y[m·ldy + r] = Σ_k a[m·lda + k] · W_r[k]: each row's decoded vectors meet A's in M·4 accumulators, summed across
+// lanes at the row's end.
+template <>
+template <int BITS, int M>
+void TcqFamily<Neon>::dot(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                          int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
+  const Ctx c = make_ctx<BITS>(rows, blob, len);
+  for (int64_t r = 0; r < nrows; ++r) {
+    float32x4_t acc[M][4];
+    for (int m = 0; m < M; ++m) {
+      for (int j = 0; j < 4; ++j) acc[m][j] = vdupq_n_f32(0.0f);
+    }
+    const uint64_t first = q0 + static_cast<uint64_t>(r) * row_blocks;
+    const float* ak = a;
+    for (uint64_t q = first; q < first + row_blocks; ++q) {
       const uint32_t h = block_header(c.headers, q);
       uint32_t carry = 0;
-      for (uint64_t j = 0; j < c.per_block; ++j, out += 32) {
+      for (uint64_t j = 0; j < c.per_block; ++j, ak += 32) {
         float32x4_t w[8];
         carry = chunk<BITS>(c, q * c.per_block + j, h, carry, w);
-        for (int i = 0; i < 8; ++i) vst1q_f32(out + 4 * i, w[i]);
-      }
-    }
-  }
-
-  template <int BITS, int M>
-  static void gemv(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
-                   int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
-    const Ctx c = make_ctx<BITS>(rows, blob, len);
-    int64_t r = 0;
-    for (; r + kGemvRows <= nrows; r += kGemvRows) {
-      gemv_group<BITS, M, kGemvRows>(c, q0 + static_cast<uint64_t>(r) * row_blocks, row_blocks, a + r, lda, y,
-                                     ldy);
-    }
-    for (; r < nrows; ++r) {
-      gemv_group<BITS, M, 1>(c, q0 + static_cast<uint64_t>(r) * row_blocks, row_blocks, a + r, lda, y, ldy);
-    }
-  }
-
-  // y[m·ldy + r] = Σ_k a[m·lda + k] · W_r[k]: each row's decoded vectors meet A's in M·4 accumulators, summed across
-  // lanes at the row's end.
-  template <int BITS, int M>
-  static void dot(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
-                  int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
-    const Ctx c = make_ctx<BITS>(rows, blob, len);
-    for (int64_t r = 0; r < nrows; ++r) {
-      float32x4_t acc[M][4];
-      for (int m = 0; m < M; ++m) {
-        for (int j = 0; j < 4; ++j) acc[m][j] = vdupq_n_f32(0.0f);
-      }
-      const uint64_t first = q0 + static_cast<uint64_t>(r) * row_blocks;
-      const float* ak = a;
-      for (uint64_t q = first; q < first + row_blocks; ++q) {
-        const uint32_t h = block_header(c.headers, q);
-        uint32_t carry = 0;
-        for (uint64_t j = 0; j < c.per_block; ++j, ak += 32) {
-          float32x4_t w[8];
-          carry = chunk<BITS>(c, q * c.per_block + j, h, carry, w);
-          for (int m = 0; m < M; ++m) {
-            for (int v = 0; v < 8; ++v) {
-              acc[m][v % 4] = vfmaq_f32(acc[m][v % 4], vld1q_f32(ak + m * lda + 4 * v), w[v]);
-            }
+        for (int m = 0; m < M; ++m) {
+          for (int v = 0; v < 8; ++v) {
+            acc[m][v % 4] = vfmaq_f32(acc[m][v % 4], vld1q_f32(ak + m * lda + 4 * v), w[v]);
           }
         }
       }
-      for (int m = 0; m < M; ++m) {
-        y[m * ldy + r] = vaddvq_f32(vaddq_f32(vaddq_f32(acc[m][0], acc[m][1]), vaddq_f32(acc[m][2], acc[m][3])));
-      }
+    }
+    for (int m = 0; m < M; ++m) {
+      y[m * ldy + r] = vaddvq_f32(vaddq_f32(vaddq_f32(acc[m][0], acc[m][1]), vaddq_f32(acc[m][2], acc[m][3])));
     }
   }
-};
-
-}  // namespace
+}
 
 bool tcq_neon_available() {
   const char* force = std::getenv("HYPERONNX_FUSED_ISA");

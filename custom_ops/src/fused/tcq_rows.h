@@ -85,10 +85,27 @@ struct TcqKernels {
   TcqRows::GemvFn dot[TcqRows::kTcqGemvMaxM + 1] = {};
 };
 
-// Family's kernels for codes of `bits` bits in [Lo, Hi], else all null. Family has the static function templates
-// run<BITS> (a RunFn), and gemv<BITS, M> and dot<BITS, M> (GemvFns) for every M in 1..kTcqGemvMaxM.
-template <class Family, int Lo, int Hi>
+// A SIMD family's kernels, declared once for both: tcq_vbmi.cc and tcq_neon.cc each define them for their own Tag
+// (`template <> template <int BITS> void TcqFamily<Neon>::run(...)`), outside any class body, so that they are not
+// implicitly inline: GCC 12 then compiles them to the instructions of the free functions they replaced.
+template <class Tag>
+struct TcqFamily {
+  // The decode (a RunFn) for codes of BITS bits.
+  template <int BITS>
+  static void run(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out);
+  // The GEMV and the transposed product (GemvFns, TcqRows::gemv and TcqRows::dot) for batch M.
+  template <int BITS, int M>
+  static void gemv(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                   int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy);
+  template <int BITS, int M>
+  static void dot(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                  int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy);
+};
+
+// TcqFamily<Tag>'s kernels for codes of `bits` bits in [Lo, Hi] (every batch 1..kTcqGemvMaxM), else all null.
+template <class Tag, int Lo, int Hi>
 TcqKernels tcq_kernels(int bits) {
+  using Family = TcqFamily<Tag>;
   return for_bits<Lo, Hi>(bits, [](auto b) {
     using Bits = decltype(b);
     TcqKernels k;

@@ -338,6 +338,14 @@ HX_VBMI void dot_blocks(const TcqRows& rows, const uint8_t* blob, size_t len, ui
   }
 }
 
+bool host_has_vbmi() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("pclmul");
+}
+
+struct Vbmi {};  // this file's tag for TcqFamily (tcq_rows.h)
+
 // kernel(std::true_type{}) for blocks of 32, the default, where every 32 weights start a block: the kernels' kFresh
 // form, in which no carry links one step to the next; kernel(std::false_type{}) for longer blocks.
 template <class Kernel>
@@ -349,39 +357,34 @@ void by_block(const TcqRows& rows, Kernel kernel) {
   }
 }
 
-// The kernels, as tcq_kernels (tcq_rows.h) takes them: the decode, the GEMV and the transposed product.
-struct Vbmi {
-  template <int BITS>
-  static void run(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out) {
-    by_block(rows, [&](auto fresh) { run_blocks<BITS, decltype(fresh)::value>(rows, blob, len, q0, q1, out); });
-  }
+}  // namespace
 
-  template <int BITS, int M>
-  static void gemv(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
-                   int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
-    by_block(rows, [&](auto fresh) {
-      gemv_blocks<BITS, M, decltype(fresh)::value>(rows, blob, len, q0, row_blocks, nrows, a, lda, y, ldy);
-    });
-  }
+template <>
+template <int BITS>
+void TcqFamily<Vbmi>::run(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1,
+                          float* out) {
+  by_block(rows, [&](auto fresh) { run_blocks<BITS, decltype(fresh)::value>(rows, blob, len, q0, q1, out); });
+}
 
-  template <int BITS, int M>
-  static void dot(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
-                  int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
-    by_block(rows, [&](auto fresh) {
-      dot_blocks<BITS, M, decltype(fresh)::value>(rows, blob, len, q0, row_blocks, nrows, a, lda, y, ldy);
-    });
-  }
-};
+template <>
+template <int BITS, int M>
+void TcqFamily<Vbmi>::gemv(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                           int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
+  by_block(rows, [&](auto fresh) {
+    gemv_blocks<BITS, M, decltype(fresh)::value>(rows, blob, len, q0, row_blocks, nrows, a, lda, y, ldy);
+  });
+}
 
-bool host_has_vbmi() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("pclmul");
+template <>
+template <int BITS, int M>
+void TcqFamily<Vbmi>::dot(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                          int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
+  by_block(rows, [&](auto fresh) {
+    dot_blocks<BITS, M, decltype(fresh)::value>(rows, blob, len, q0, row_blocks, nrows, a, lda, y, ldy);
+  });
 }
 
 #pragma GCC diagnostic pop
-
-}  // namespace
 
 bool tcq_vbmi_available() {
   static const bool has = host_has_vbmi();
