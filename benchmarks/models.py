@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -26,6 +25,9 @@ import fidelity  # noqa: E402
 import realmodels as rm  # noqa: E402
 
 import hyperonnx  # noqa: E402
+from hyperonnx.evaluate import median_latency  # noqa: E402
+
+LATENCY_REPEATS = 7  # median of 7 runs per session
 
 MODELS = {
     "mobilenet": (rm.mobilenet_v2, lambda ref, test, path: fidelity.mobilenet(ref, test)),
@@ -49,15 +51,6 @@ def timed(make, path):
     return session, time.perf_counter() - start
 
 
-def latency(session, feeds, repeats=7) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def first_feeds(name: str):
     if name == "mobilenet":
         return {"input": rm.imagenet_inputs(1)[:1]}
@@ -78,7 +71,7 @@ def run(models: list[str], codecs: list[str], runtime: str, options: dict | None
             source = get()
             reference, load_ref = timed(plain_session, source)
             feeds = first_feeds(name)
-            lat_ref = latency(reference, feeds)
+            lat_ref = median_latency(reference, feeds, LATENCY_REPEATS)
             for codec_name in codecs:
                 target = Path(tmp) / f"{name}.{codec_name}.onnx"
                 form = "ort" if runtime == "reference" else runtime
@@ -94,7 +87,7 @@ def run(models: list[str], codecs: list[str], runtime: str, options: dict | None
                 row = {"model": name, "codec": codec_name, "runtime": runtime, "ratio": result.ratio,
                        "bytes_before": result.bytes_before, "bytes_after": result.bytes_after,
                        "convert_s": result.report.seconds, "load_ratio": load_test / load_ref,
-                       "latency_ratio": latency(test, feeds) / lat_ref,
+                       "latency_ratio": median_latency(test, feeds, LATENCY_REPEATS) / lat_ref,
                        **evaluate(reference, test, source)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -391,15 +390,6 @@ def _timed_session(path, providers, mode):
     return session, time.perf_counter() - start
 
 
-def _median_latency(session, feeds, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def verify(
     original: str | os.PathLike,
     compressed: str | os.PathLike,
@@ -440,8 +430,8 @@ def verify(
                 entry["top1_agreement"] = top1
         outputs.append(entry)
     cosines = [o["cosine"] for o in outputs]
-    ref_latency = _median_latency(ref, feeds, repeats)
-    test_latency = _median_latency(test, feeds, repeats)
+    ref_latency = evaluate.median_latency(ref, feeds, repeats)
+    test_latency = evaluate.median_latency(test, feeds, repeats)
     size_before, size_after = model_io.file_size(original), model_io.file_size(compressed)
     return {
         "outputs": outputs,

@@ -4,7 +4,8 @@
 ``bench`` all measure through this module, so a cosine, a top-1 agreement or an input check means the same thing
 in every report:
 
-* sessions: :func:`make_session` (registers the op library when a model needs it), :func:`run` (one error line);
+* sessions: :func:`make_session` (registers the op library when a model needs it), :func:`run` (one error line),
+  :func:`median_latency`;
 * inputs: :func:`load_inputs` (.npz), :func:`generated_inputs` (from the signature), :func:`finite_generated`
   (generated ones on which the original is finite), :func:`check_input_names`, :class:`Samples`;
 * metrics: :func:`sample_cosines` / :func:`cosine`, :func:`top1_agreement` (finite rows only),
@@ -15,6 +16,8 @@ in every report:
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -64,6 +67,16 @@ def run(session, feeds: dict[str, np.ndarray], outputs: list[str] | None = None,
         return session.run(outputs, feeds)
     except Exception as exc:
         raise HyperonnxError(f"running {what} failed ({short_reason(exc)})") from None
+
+
+def median_latency(session, feeds: dict[str, np.ndarray], repeats: int) -> float:
+    """The median wall time, in seconds, of ``repeats`` runs of ``session`` on ``feeds``."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def float_outputs(session, needs: str = "--target-cosine") -> list[str]:

@@ -10,7 +10,8 @@
 //   malformed  codecs, dtypes and ranks the fused ops do not take, and bad blob lengths, are refused with a message;
 //   dispatch   which blocktcq decode kernel each HYPERONNX_FUSED_ISA setting picks at every code width: on aarch64 the
 //              NEON kernel (tests/platform/test_edge.py asserts its line under qemu), so golden and random above
-//              compare it with the codec's decoder.
+//              compare it with the codec's decoder; and each SIMD family's kernel table (decode, GEMV and
+//              transposed product for every batch M) is complete at the widths it takes and empty elsewhere.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -26,6 +27,7 @@
 #include "fused/gather.h"
 #include "fused/matmul.h"
 #include "fused/matmul_nt.h"
+#include "fused/tcq_neon.h"
 #include "fused/tcq_vbmi.h"
 #include "fused/weight.h"
 #include "golden.h"
@@ -357,8 +359,30 @@ std::string expected_kernel(const char* isa, int bits) {
 #endif
 }
 
+// One family's kernel tables at widths 0..8: every kernel at 1..hi where the family runs, none elsewhere.
+void check_kernels(const std::string& family, hyperonnx::TcqKernels (*kernels)(int), bool runs, int hi) {
+  for (int bits = 0; bits <= 8; ++bits) {
+    const hyperonnx::TcqKernels k = kernels(bits);
+    bool all = k.run != nullptr, none = k.run == nullptr;
+    for (int m = 1; m <= hyperonnx::TcqRows::kTcqGemvMaxM; ++m) {
+      all = all && k.gemv[m] != nullptr && k.dot[m] != nullptr;
+      none = none && k.gemv[m] == nullptr && k.dot[m] == nullptr;
+    }
+    const bool want = runs && bits >= 1 && bits <= hi;
+    check((want ? all : none) && k.gemv[0] == nullptr && k.dot[0] == nullptr,
+          "dispatch: " + family + " kernels at bits " + std::to_string(bits) +
+              (want ? ": one missing" : ": not empty"));
+  }
+}
+
 int run_dispatch() {
   std::string line;
+  for (const char* isa : {"", "scalar"}) {
+    set_isa(isa);
+    check_kernels("avx512vbmi", &hyperonnx::tcq_vbmi_kernels, hyperonnx::tcq_vbmi_available(), 6);
+    check_kernels(std::string("neon (HYPERONNX_FUSED_ISA='") + isa + "')", &hyperonnx::tcq_neon_kernels,
+                  hyperonnx::tcq_neon_available(), 7);
+  }
   for (const char* isa : {"", "avx2", "neon", "scalar"}) {
     set_isa(isa);
     for (int bits = 1; bits <= 8; ++bits) {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -13,7 +12,7 @@ from onnx import helper, numpy_helper
 from hyperonnx import codec
 from hyperonnx.codec import bitpack
 from hyperonnx.ops.names import DOMAIN, OP_TYPE
-from hyperonnx.passes.graphs import walk
+from hyperonnx.passes.graphs import doc_json, walk
 from hyperonnx.passes.ort_node import encoded_from_attributes
 from hyperonnx.passes.portable import layout
 
@@ -95,7 +94,7 @@ def find_decoders(model: onnx.ModelProto) -> Iterator[Decoder]:
             if node.domain == DOMAIN and node.op_type == OP_TYPE:
                 meta = {a.name: helper.get_attribute_value(a) for a in node.attribute}
                 meta = {k: v.decode() if isinstance(v, bytes) else v for k, v in meta.items()}
-                meta.update(_stats(node.doc_string))
+                meta.update(doc_json(node.doc_string))
                 yield Decoder(graph, scope.path, node.output[0], "ort", [node], [node.input[0]], meta)
             elif node.op_type == "Gather" and node.doc_string.startswith(layout.TAG):
                 meta = layout.read_tag(node.doc_string)
@@ -105,11 +104,3 @@ def find_decoders(model: onnx.ModelProto) -> Iterator[Decoder]:
                 helpers = {i for n in chain for i in n.input} - {o for n in chain for o in n.output}
                 inits += sorted(helpers - set(inits))
                 yield Decoder(graph, scope.path, meta["name"], "portable", chain, inits, meta)
-
-
-def _stats(doc: str) -> dict:
-    try:
-        value = json.loads(doc) if doc else {}
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}

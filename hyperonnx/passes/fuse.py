@@ -33,7 +33,7 @@ from onnx import helper
 
 from hyperonnx.ops import DOMAIN, OP_TYPE
 from hyperonnx.ops.fused import CONV_OP_TYPE, GATHER_OP_TYPE, GEMM_OP_TYPE, MATMUL_OP_TYPE
-from hyperonnx.passes.graphs import consumers, walk
+from hyperonnx.passes.graphs import consumers, doc_json, walk
 
 # The codecs whose kernels read any range of rows (custom_ops/src/fused/weight.h); the others keep HyperDecode.
 FUSABLE_CODECS = ("blocktcq", "blockvq")
@@ -85,14 +85,6 @@ def _plain_conv(attrs: dict) -> bool:
             and all(v == 1 for v in attrs.get("kernel_shape", ())))
 
 
-def _stats(doc: str) -> dict:
-    try:
-        value = json.loads(doc) if doc else {}
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _is_2d_transpose(node: onnx.NodeProto, decoders: dict) -> bool:
     """A Transpose of a 2-D decoded weight that swaps its two axes (perm [1, 0], or none: reversed)."""
     if node.op_type != "Transpose" or node.domain not in ("", "ai.onnx") or len(node.input) != 1 \
@@ -139,7 +131,7 @@ def _fused_node(node: onnx.NodeProto, rule: _Rule, decoder: onnx.NodeProto,
                 transpose: onnx.NodeProto | None = None) -> onnx.NodeProto:
     weight = decoder.output[0]
     attrs = {k: v for k, v in _attributes(decoder).items() if k != "mode"}
-    doc = {**_stats(decoder.doc_string), "weight": weight, rule.doc_key: node.name}
+    doc = {**doc_json(decoder.doc_string), "weight": weight, rule.doc_key: node.name}
     if transpose is not None:  # MatMul(A, Transpose(W)): HyperMatMul with transB
         doc["transpose"] = {"name": transpose.name, "output": transpose.output[0],
                             "attributes": _attribute_list(transpose)}
@@ -275,7 +267,7 @@ def unfuse_model(model: onnx.ModelProto) -> list[str]:
             if rule is None:
                 nodes.append(node)
                 continue
-            doc = _stats(node.doc_string)
+            doc = doc_json(node.doc_string)
             weight = doc.pop("weight", None)
             if not isinstance(weight, str) or not weight:
                 raise ValueError(f"fused node {node.name!r} does not name its weight")

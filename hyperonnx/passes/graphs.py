@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -35,3 +36,13 @@ def consumers(graph: onnx.GraphProto) -> dict[str, list[tuple[str, int]]]:
                 if name:
                     found.setdefault(name, []).append((node.op_type, index))
     return found
+
+
+def doc_json(doc: str) -> dict:
+    """A node's doc_string as the JSON object a pass wrote there (statistics, a fused node's weight); {} where it
+    holds none: empty, not JSON, or JSON but not an object."""
+    try:
+        value = json.loads(doc) if doc else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -158,20 +158,6 @@ __attribute__((always_inline)) inline uint32_t chunk(const Ctx& c, uint64_t inde
   return decode32<BITS>(tail, tab, scale, carry, w);
 }
 
-template <int BITS>
-void run_neon(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out) {
-  const Ctx c = make_ctx<BITS>(rows, blob, len);
-  for (uint64_t q = q0; q < q1; ++q) {
-    const uint32_t h = block_header(c.headers, q);
-    uint32_t carry = 0;
-    for (uint64_t j = 0; j < c.per_block; ++j, out += 32) {
-      float32x4_t w[8];
-      carry = chunk<BITS>(c, q * c.per_block + j, h, carry, w);
-      for (int i = 0; i < 8; ++i) vst1q_f32(out + 4 * i, w[i]);
-    }
-  }
-}
-
 constexpr int kGemvRows = 4;
 
 // R rows: y[m] += Σ_r a[m, r] · W_r, 32 columns a step; the rows' products are summed in M·8 accumulators before
@@ -213,9 +199,30 @@ inline void gemv_group(const Ctx& c, uint64_t q0, uint64_t row_blocks, const flo
   }
 }
 
+struct Neon {};  // this file's tag for TcqFamily (tcq_rows.h)
+
+}  // namespace
+
+template <>
+template <int BITS>
+void TcqFamily<Neon>::run(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1,
+                          float* out) {
+  const Ctx c = make_ctx<BITS>(rows, blob, len);
+  for (uint64_t q = q0; q < q1; ++q) {
+    const uint32_t h = block_header(c.headers, q);
+    uint32_t carry = 0;
+    for (uint64_t j = 0; j < c.per_block; ++j, out += 32) {
+      float32x4_t w[8];
+      carry = chunk<BITS>(c, q * c.per_block + j, h, carry, w);
+      for (int i = 0; i < 8; ++i) vst1q_f32(out + 4 * i, w[i]);
+    }
+  }
+}
+
+template <>
 template <int BITS, int M>
-void gemv_neon(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks, int64_t nrows,
-               const float* a, int64_t lda, float* y, int64_t ldy) {
+void TcqFamily<Neon>::gemv(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                           int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
   const Ctx c = make_ctx<BITS>(rows, blob, len);
   int64_t r = 0;
   for (; r + kGemvRows <= nrows; r += kGemvRows) {
@@ -228,9 +235,10 @@ void gemv_neon(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0
 
 // y[m·ldy + r] = Σ_k a[m·lda + k] · W_r[k]: each row's decoded vectors meet A's in M·4 accumulators, summed across
 // lanes at the row's end.
+template <>
 template <int BITS, int M>
-void dot_neon(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks, int64_t nrows,
-              const float* a, int64_t lda, float* y, int64_t ldy) {
+void TcqFamily<Neon>::dot(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                          int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
   const Ctx c = make_ctx<BITS>(rows, blob, len);
   for (int64_t r = 0; r < nrows; ++r) {
     float32x4_t acc[M][4];
@@ -258,81 +266,19 @@ void dot_neon(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0,
   }
 }
 
-template <int BITS>
-TcqRows::GemvFn gemv_for(int m) {
-  switch (m) {
-    case 1: return &gemv_neon<BITS, 1>;
-    case 2: return &gemv_neon<BITS, 2>;
-    case 3: return &gemv_neon<BITS, 3>;
-    default: return nullptr;
-  }
-}
-
-template <int BITS>
-TcqRows::GemvFn dot_for(int m) {
-  switch (m) {
-    case 1: return &dot_neon<BITS, 1>;
-    case 2: return &dot_neon<BITS, 2>;
-    case 3: return &dot_neon<BITS, 3>;
-    default: return nullptr;
-  }
-}
-
-}  // namespace
-
 bool tcq_neon_available() {
   const char* force = std::getenv("HYPERONNX_FUSED_ISA");
   return force == nullptr || std::strcmp(force, "scalar") != 0;
 }
 
-TcqRows::RunFn tcq_neon_run(int bits) {
-  if (!tcq_neon_available()) return nullptr;
-  switch (bits) {
-    case 1: return &run_neon<1>;
-    case 2: return &run_neon<2>;
-    case 3: return &run_neon<3>;
-    case 4: return &run_neon<4>;
-    case 5: return &run_neon<5>;
-    case 6: return &run_neon<6>;
-    case 7: return &run_neon<7>;
-    default: return nullptr;
-  }
-}
-
-TcqRows::GemvFn tcq_neon_gemv(int bits, int m) {
-  if (!tcq_neon_available()) return nullptr;
-  switch (bits) {
-    case 1: return gemv_for<1>(m);
-    case 2: return gemv_for<2>(m);
-    case 3: return gemv_for<3>(m);
-    case 4: return gemv_for<4>(m);
-    case 5: return gemv_for<5>(m);
-    case 6: return gemv_for<6>(m);
-    case 7: return gemv_for<7>(m);
-    default: return nullptr;
-  }
-}
-
-TcqRows::GemvFn tcq_neon_dot(int bits, int m) {
-  if (!tcq_neon_available()) return nullptr;
-  switch (bits) {
-    case 1: return dot_for<1>(m);
-    case 2: return dot_for<2>(m);
-    case 3: return dot_for<3>(m);
-    case 4: return dot_for<4>(m);
-    case 5: return dot_for<5>(m);
-    case 6: return dot_for<6>(m);
-    case 7: return dot_for<7>(m);
-    default: return nullptr;
-  }
+TcqKernels tcq_neon_kernels(int bits) {
+  return tcq_neon_available() ? tcq_kernels<Neon, 1, 7>(bits) : TcqKernels{};
 }
 
 #else
 
 bool tcq_neon_available() { return false; }
-TcqRows::RunFn tcq_neon_run(int) { return nullptr; }
-TcqRows::GemvFn tcq_neon_gemv(int, int) { return nullptr; }
-TcqRows::GemvFn tcq_neon_dot(int, int) { return nullptr; }
+TcqKernels tcq_neon_kernels(int) { return {}; }
 
 #endif
 

@@ -12,11 +12,8 @@ namespace hyperonnx {
 // Whether the NEON kernels run here: an aarch64 build, and HYPERONNX_FUSED_ISA is not "scalar" (read on each call,
 // like best_isa(): the tests compare both kernels in one process).
 bool tcq_neon_available();
-// The decode for codes of `bits` bits (1..7), else null.
-TcqRows::RunFn tcq_neon_run(int bits);
-// The GEMV for batch m (1..kTcqGemvMaxM), else null.
-TcqRows::GemvFn tcq_neon_gemv(int bits, int m);
-// The transposed product for batch m (1..kTcqGemvMaxM), else null.
-TcqRows::GemvFn tcq_neon_dot(int bits, int m);
+// The kernels for codes of `bits` bits (1..7): the decode, the GEMV and the transposed product for batches
+// 1..kTcqGemvMaxM; all null for other widths or where tcq_neon_available() is false.
+TcqKernels tcq_neon_kernels(int bits);
 
 }  // namespace hyperonnx

@@ -137,7 +137,11 @@ bool host_has_avx2_bmi2() {
 
 }  // namespace
 
-TcqRows::TcqRows(const BlockVQParams& p, RunFn run) : p_(p), run_(run) {
+TcqRows::TcqRows(const BlockVQParams& p, const TcqKernels& k) : p_(p), run_(k.run) {
+  for (int m = 1; m <= kTcqGemvMaxM; ++m) {
+    gemv_[m] = k.gemv[m];
+    dot_[m] = k.dot[m];
+  }
   const uint32_t fine = 2 * p.levels;
   chunks_ = fine <= 16 ? 1 : static_cast<int>(fine / 16);
   planes_.assign(static_cast<size_t>(kBlockVQBooks * 4 * chunks_ * 32), 0);
@@ -179,41 +183,20 @@ std::unique_ptr<TcqRows> TcqRows::create(const BlockVQParams& p, bool allow_vbmi
   }
 #ifdef HX_TCQ_X86
   const bool vbmi = allow_vbmi && p.level_bits <= 6 && tcq_vbmi_available();
-  RunFn run = nullptr;
-  if (vbmi) run = tcq_vbmi_run(p.level_bits);
-  if (run == nullptr) {
-    switch (p.level_bits) {
-      case 1: run = &tcq_run_avx2<1>; break;
-      case 2: run = &tcq_run_avx2<2>; break;
-      case 3: run = &tcq_run_avx2<3>; break;
-      case 4: run = &tcq_run_avx2<4>; break;
-      case 5: run = &tcq_run_avx2<5>; break;
-      case 6: run = &tcq_run_avx2<6>; break;
-      case 7: run = &tcq_run_avx2<7>; break;
-      default: return nullptr;
-    }
+  TcqKernels k = vbmi ? tcq_vbmi_kernels(p.level_bits) : TcqKernels{};
+  if (k.run == nullptr) {
+    k.run = for_bits<1, 7>(p.level_bits, [](auto b) -> RunFn { return &tcq_run_avx2<decltype(b)::value>; });
   }
-  std::unique_ptr<TcqRows> rows(new TcqRows(p, run));
-  rows->name_ = vbmi ? "avx512vbmi" : "avx2";
-  if (vbmi) {
-    for (int m = 1; m <= kTcqGemvMaxM; ++m) {
-      rows->gemv_[m] = tcq_vbmi_gemv(p.level_bits, m);
-      rows->dot_[m] = tcq_vbmi_dot(p.level_bits, m);
-    }
-  }
-  return rows;
+  const char* name = vbmi ? "avx512vbmi" : "avx2";
 #else
   (void)allow_vbmi;
-  const RunFn run = tcq_neon_run(p.level_bits);  // null off aarch64
-  if (run == nullptr) return nullptr;
-  std::unique_ptr<TcqRows> rows(new TcqRows(p, run));
-  rows->name_ = "neon";
-  for (int m = 1; m <= kTcqGemvMaxM; ++m) {
-    rows->gemv_[m] = tcq_neon_gemv(p.level_bits, m);
-    rows->dot_[m] = tcq_neon_dot(p.level_bits, m);
-  }
-  return rows;
+  const TcqKernels k = tcq_neon_kernels(p.level_bits);  // null off aarch64
+  const char* name = "neon";
 #endif
+  if (k.run == nullptr) return nullptr;
+  std::unique_ptr<TcqRows> rows(new TcqRows(p, k));
+  rows->name_ = name;
+  return rows;
 }
 
 bool tcq_rows_available() {

@@ -9,8 +9,11 @@
 #include <vector>
 
 #include "../codecs/blockvq.h"
+#include "code_widths.h"
 
 namespace hyperonnx {
+
+struct TcqKernels;
 
 class TcqRows {
  public:
@@ -64,7 +67,7 @@ class TcqRows {
   const uint8_t* planes256() const { return planes256_.data(); }
 
  private:
-  TcqRows(const BlockVQParams& p, RunFn run);
+  TcqRows(const BlockVQParams& p, const TcqKernels& k);
 
   const BlockVQParams& p_;  // owned by the codec's decoder, which outlives this
   RunFn run_;
@@ -74,6 +77,48 @@ class TcqRows {
   int chunks_ = 1;
   std::vector<uint8_t> planes_, planes64_, planes128_, planes256_;
 };
+
+// One code width's kernels in a SIMD family (tcq_vbmi.h, tcq_neon.h); null where the family has none.
+struct TcqKernels {
+  TcqRows::RunFn run = nullptr;
+  TcqRows::GemvFn gemv[TcqRows::kTcqGemvMaxM + 1] = {};  // by batch M; [0] unused
+  TcqRows::GemvFn dot[TcqRows::kTcqGemvMaxM + 1] = {};
+};
+
+// A SIMD family's kernels, declared once for both: tcq_vbmi.cc and tcq_neon.cc each define them for their own Tag
+// (`template <> template <int BITS> void TcqFamily<Neon>::run(...)`), outside any class body, so that they are not
+// implicitly inline: GCC 12 then compiles them to the instructions of the free functions they replaced.
+template <class Tag>
+struct TcqFamily {
+  // The decode (a RunFn) for codes of BITS bits.
+  template <int BITS>
+  static void run(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out);
+  // The GEMV and the transposed product (GemvFns, TcqRows::gemv and TcqRows::dot) for batch M.
+  template <int BITS, int M>
+  static void gemv(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                   int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy);
+  template <int BITS, int M>
+  static void dot(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                  int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy);
+};
+
+// TcqFamily<Tag>'s kernels for codes of `bits` bits in [Lo, Hi] (every batch 1..kTcqGemvMaxM), else all null.
+template <class Tag, int Lo, int Hi>
+TcqKernels tcq_kernels(int bits) {
+  using Family = TcqFamily<Tag>;
+  return for_bits<Lo, Hi>(bits, [](auto b) {
+    using Bits = decltype(b);
+    TcqKernels k;
+    k.run = &Family::template run<Bits::value>;
+    for (int m = 1; m <= TcqRows::kTcqGemvMaxM; ++m) {
+      k.gemv[m] = for_bits<1, TcqRows::kTcqGemvMaxM>(
+          m, [](auto batch) { return &Family::template gemv<Bits::value, decltype(batch)::value>; });
+      k.dot[m] = for_bits<1, TcqRows::kTcqGemvMaxM>(
+          m, [](auto batch) { return &Family::template dot<Bits::value, decltype(batch)::value>; });
+    }
+    return k;
+  });
+}
 
 // Whether this CPU runs the fast path (x86 AVX2 + BMI2, or aarch64 NEON unless HYPERONNX_FUSED_ISA=scalar).
 bool tcq_rows_available();

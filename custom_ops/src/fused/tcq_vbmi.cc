@@ -13,6 +13,7 @@
 
 #include <array>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -337,115 +338,67 @@ HX_VBMI void dot_blocks(const TcqRows& rows, const uint8_t* blob, size_t len, ui
   }
 }
 
-template <int BITS, int M>
-void dot_vbmi64(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
-                int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
-  if (rows.params().block == 32) {
-    dot_blocks<BITS, M, true>(rows, blob, len, q0, row_blocks, nrows, a, lda, y, ldy);
-  } else {
-    dot_blocks<BITS, M, false>(rows, blob, len, q0, row_blocks, nrows, a, lda, y, ldy);
-  }
-}
-
-template <int BITS>
-TcqRows::GemvFn dot_for(int m) {
-  switch (m) {
-    case 1: return &dot_vbmi64<BITS, 1>;
-    case 2: return &dot_vbmi64<BITS, 2>;
-    case 3: return &dot_vbmi64<BITS, 3>;
-    default: return nullptr;
-  }
-}
-
-template <int BITS>
-void run_vbmi64(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1, float* out) {
-  if (rows.params().block == 32) {
-    run_blocks<BITS, true>(rows, blob, len, q0, q1, out);
-  } else {
-    run_blocks<BITS, false>(rows, blob, len, q0, q1, out);
-  }
-}
-
-template <int BITS, int M>
-void gemv_vbmi64(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
-                 int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
-  if (rows.params().block == 32) {
-    gemv_blocks<BITS, M, true>(rows, blob, len, q0, row_blocks, nrows, a, lda, y, ldy);
-  } else {
-    gemv_blocks<BITS, M, false>(rows, blob, len, q0, row_blocks, nrows, a, lda, y, ldy);
-  }
-}
-
-template <int BITS>
-TcqRows::GemvFn gemv_for(int m) {
-  switch (m) {
-    case 1: return &gemv_vbmi64<BITS, 1>;
-    case 2: return &gemv_vbmi64<BITS, 2>;
-    case 3: return &gemv_vbmi64<BITS, 3>;
-    default: return nullptr;
-  }
-}
-
 bool host_has_vbmi() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("pclmul");
 }
 
-#pragma GCC diagnostic pop
+struct Vbmi {};  // this file's tag for TcqFamily (tcq_rows.h)
+
+// kernel(std::true_type{}) for blocks of 32, the default, where every 32 weights start a block: the kernels' kFresh
+// form, in which no carry links one step to the next; kernel(std::false_type{}) for longer blocks.
+template <class Kernel>
+void by_block(const TcqRows& rows, Kernel kernel) {
+  if (rows.params().block == 32) {
+    kernel(std::true_type{});
+  } else {
+    kernel(std::false_type{});
+  }
+}
 
 }  // namespace
+
+template <>
+template <int BITS>
+void TcqFamily<Vbmi>::run(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t q1,
+                          float* out) {
+  by_block(rows, [&](auto fresh) { run_blocks<BITS, decltype(fresh)::value>(rows, blob, len, q0, q1, out); });
+}
+
+template <>
+template <int BITS, int M>
+void TcqFamily<Vbmi>::gemv(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                           int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
+  by_block(rows, [&](auto fresh) {
+    gemv_blocks<BITS, M, decltype(fresh)::value>(rows, blob, len, q0, row_blocks, nrows, a, lda, y, ldy);
+  });
+}
+
+template <>
+template <int BITS, int M>
+void TcqFamily<Vbmi>::dot(const TcqRows& rows, const uint8_t* blob, size_t len, uint64_t q0, uint64_t row_blocks,
+                          int64_t nrows, const float* a, int64_t lda, float* y, int64_t ldy) {
+  by_block(rows, [&](auto fresh) {
+    dot_blocks<BITS, M, decltype(fresh)::value>(rows, blob, len, q0, row_blocks, nrows, a, lda, y, ldy);
+  });
+}
+
+#pragma GCC diagnostic pop
 
 bool tcq_vbmi_available() {
   static const bool has = host_has_vbmi();
   return has;
 }
 
-TcqRows::RunFn tcq_vbmi_run(int bits) {
-  if (!tcq_vbmi_available()) return nullptr;
-  switch (bits) {
-    case 1: return &run_vbmi64<1>;
-    case 2: return &run_vbmi64<2>;
-    case 3: return &run_vbmi64<3>;
-    case 4: return &run_vbmi64<4>;
-    case 5: return &run_vbmi64<5>;
-    case 6: return &run_vbmi64<6>;
-    default: return nullptr;
-  }
-}
-
-TcqRows::GemvFn tcq_vbmi_gemv(int bits, int m) {
-  if (!tcq_vbmi_available()) return nullptr;
-  switch (bits) {
-    case 1: return gemv_for<1>(m);
-    case 2: return gemv_for<2>(m);
-    case 3: return gemv_for<3>(m);
-    case 4: return gemv_for<4>(m);
-    case 5: return gemv_for<5>(m);
-    case 6: return gemv_for<6>(m);
-    default: return nullptr;
-  }
-}
-
-TcqRows::GemvFn tcq_vbmi_dot(int bits, int m) {
-  if (!tcq_vbmi_available()) return nullptr;
-  switch (bits) {
-    case 1: return dot_for<1>(m);
-    case 2: return dot_for<2>(m);
-    case 3: return dot_for<3>(m);
-    case 4: return dot_for<4>(m);
-    case 5: return dot_for<5>(m);
-    case 6: return dot_for<6>(m);
-    default: return nullptr;
-  }
+TcqKernels tcq_vbmi_kernels(int bits) {
+  return tcq_vbmi_available() ? tcq_kernels<Vbmi, 1, 6>(bits) : TcqKernels{};
 }
 
 #else
 
 bool tcq_vbmi_available() { return false; }
-TcqRows::GemvFn tcq_vbmi_dot(int, int) { return nullptr; }
-TcqRows::RunFn tcq_vbmi_run(int) { return nullptr; }
-TcqRows::GemvFn tcq_vbmi_gemv(int, int) { return nullptr; }
+TcqKernels tcq_vbmi_kernels(int) { return {}; }
 
 #endif
 

@@ -8,10 +8,8 @@
 namespace hyperonnx {
 
 bool tcq_vbmi_available();
-TcqRows::RunFn tcq_vbmi_run(int bits);
-// The GEMV for batch m (1..kTcqGemvMaxM), else null.
-TcqRows::GemvFn tcq_vbmi_gemv(int bits, int m);
-// The transposed product for batch m (1..kTcqGemvMaxM), TcqRows::dot, else null.
-TcqRows::GemvFn tcq_vbmi_dot(int bits, int m);
+// The kernels for codes of `bits` bits (1..6): the decode, the GEMV and the transposed product (TcqRows::dot) for
+// batches 1..kTcqGemvMaxM; all null for other widths or where tcq_vbmi_available() is false.
+TcqKernels tcq_vbmi_kernels(int bits);
 
 }  // namespace hyperonnx
