@@ -262,6 +262,10 @@ def _stream(pool, chosen, codec_name, options, jobs, base_dir, exact_grids=False
 # emit step; beyond it only each rung's size and noise are kept, and the chosen rung is encoded again (the
 # encoders are deterministic), so a budgeted conversion's memory stays bounded like a plain one's.
 HELD_CANDIDATE_BYTES = 256 << 20
+# Of the ladders not held, the exact grid encodings (about a byte a weight) are still kept up to this many bytes: a
+# chosen grid is otherwise detected again, which costs what detecting it did. SmolLM2's budget: its embedding's
+# rungs fill HELD_CANDIDATE_BYTES, and 154 of its 211 weights lie on grids (3.6 of 36 CPU-s detected twice).
+HELD_EXACT_BYTES = 128 << 20
 FLOOR_SLACK_DB = 1.5  # a budget ladder's rung this far below a floor still counts as on it (rungs are 3 dB apart)
 _LADDER_BYTES_PER_WEIGHT = 5
 
@@ -474,17 +478,21 @@ def _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, ma
     not held, encoded again, at most jobs + 1 in flight)."""
     pending, results = [], []
     held = 0  # bytes of the held encodings, with an estimate for those still being made
+    held_exact = 0  # bytes of the exact grid encodings kept of ladders not held (HELD_EXACT_BYTES)
 
-    def collect(site, estimate, future) -> int:
+    def collect(site, estimate, future) -> None:
+        nonlocal held, held_exact
         candidates = future.result()
         results.append((site, candidates))
+        held -= estimate
         if isinstance(candidates, str):
-            return -estimate
-        if not estimate:  # rungs not held: keep the exact grid encoding while it fits (_held_exact)
-            return _held_exact(candidates, HELD_CANDIDATE_BYTES - held)
-        # the real size replaces the estimate (a ladder cut short by an exact grid holds far less), so more of the
-        # following tensors are held and fewer encoded again
-        return sum(c.payload[0].blob.nbytes for c in candidates if c.payload is not None) - estimate
+            return
+        if estimate:
+            # the real size replaces the estimate (a ladder cut short by an exact grid holds far less), so more of
+            # the following tensors are held and fewer encoded again
+            held += sum(c.payload[0].blob.nbytes for c in candidates if c.payload is not None)
+        else:
+            held_exact += _held_exact(candidates, HELD_EXACT_BYTES - held_exact)
 
     for site in chosen:
         name = site.name if max_bytes is not None else None
@@ -495,9 +503,9 @@ def _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, ma
                         pool.submit(encode_candidates, tensor_values(site, base_dir), codec_name, rungs, form, name,
                                     exact_grids, hold, floor_db)))
         if len(pending) > jobs and _enough_behind(pending, jobs):
-            held += collect(*pending.pop(0))
+            collect(*pending.pop(0))
     for item in pending:
-        held += collect(*item)
+        collect(*item)
     kept = [(site, c) for site, c in results if not isinstance(c, str)]
     gains = None
     if tensor_weights is not None:
@@ -543,8 +551,7 @@ WINDOW_WEIGHTS = 2
 
 def _held_exact(candidates: list[budget.Candidate], room: int) -> int:
     """The bytes of the exact grid encoding kept among ``candidates`` whose rungs are not held: kept when it fits
-    in ``room``, else dropped (it is then detected again if chosen). On SmolLM2's budget, 154 of its 211 weights
-    lie on grids and were detected twice: 3.6 of 36 CPU-s; kept, they hold 60 MB."""
+    in ``room``, else dropped (it is then detected again if chosen)."""
     for c in candidates:
         if c.options is None and c.payload is not None:
             if c.payload[0].blob.nbytes <= room:
