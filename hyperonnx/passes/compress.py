@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -272,7 +273,8 @@ _LADDER_BYTES_PER_WEIGHT = 5
 
 def encode_candidates(values: Callable[[], np.ndarray] | np.ndarray, codec_name: str, rungs: list[dict],
                       form: str, name: str | None = None, exact_grids: bool = False,
-                      hold: bool = True, floor_db: float | None = None) -> list[budget.Candidate] | str:
+                      hold: bool = True, floor_db: float | None = None,
+                      pool: ThreadPoolExecutor | None = None) -> list[budget.Candidate] | str:
     """One tensor encoded at every rung of a budget ladder: its candidates, cheapest first (or the codec's
     refusal). With ``name`` (a whole-file budget, ``ort`` form), sizes are the serialized bytes of the decoder and
     its blob, so the file size can be predicted exactly. An exact grid encoding (``exact_grids``) is the top
@@ -280,18 +282,32 @@ def encode_candidates(values: Callable[[], np.ndarray] | np.ndarray, codec_name:
     candidates keep their size and noise, not their encoding (payload None; :func:`_encode_choice` makes it
     again), except the exact grid encoding, which the caller may keep (it is small, and detecting it again costs
     as much as detecting it). ``floor_db``: rungs more than :data:`FLOOR_SLACK_DB` below that weight SQNR are dropped (the finest
-    one stays when none reaches it)."""
+    one stays when none reaches it). ``pool``: a tensor of SHARED_LADDER_WEIGHTS or more offers its rungs to that
+    pool's idle workers (:class:`_SharedRungs`); the candidates are the same."""
     array = values() if callable(values) else values
     exact = grid.detect(array) if exact_grids else None
     out = [] if exact is None else [_candidate((exact, float("inf")), None, form, name)]
+
+    def make(opts: dict) -> budget.Candidate | str:
+        result = encode_tensor(array, codec_name, opts)
+        return result if isinstance(result, str) else _candidate(result, opts, form, name, hold)
+
+    def last(candidate: budget.Candidate | str) -> bool:  # no finer rung is made after this one
+        # a refusal ends the ladder; so does a setting larger than the exact encoding (every finer one is too)
+        return isinstance(candidate, str) or (exact is not None and candidate.nbytes > out[0].nbytes)
+
     with rank1.reuse(array):  # every rung codes the same tensor: one rank-1 fit
-        for opts in rungs:  # the rungs go from the smallest encoding to the largest
-            result = encode_tensor(array, codec_name, opts)
-            if isinstance(result, str):
-                return result
-            out.append(_candidate(result, opts, form, name, hold))
-            if exact is not None and out[-1].nbytes > out[0].nbytes:
-                break  # the exact encoding is smaller than this setting and every finer one: no need to make them
+        if pool is not None and array.size >= SHARED_LADDER_WEIGHTS:
+            made_rungs = _SharedRungs(make, last, rungs).run(pool, array, any(_uses_rank1(codec_name, o) for o in rungs))
+        else:
+            made_rungs = []
+            for opts in rungs:  # the rungs go from the smallest encoding to the largest
+                made_rungs.append(make(opts))
+                if last(made_rungs[-1]):
+                    break
+        if made_rungs and isinstance(made_rungs[-1], str):
+            return made_rungs[-1]
+        out.extend(made_rungs)
         made, term = rank1.kept(array)
     if made:  # kept for _spend_leftover: the term alone (bytes), the residual is made again from it
         for c in out:
@@ -304,6 +320,52 @@ def encode_candidates(values: Callable[[], np.ndarray] | np.ndarray, codec_name:
         floor = 10.0 ** (-(floor_db - FLOOR_SLACK_DB) / 10.0)
         out = [c for c in out if c.rel_noise <= floor] or out[-1:]
     return out
+
+
+# A ladder this large (weights) offers its rungs to idle workers: SmolLM2's 28 M-weight embedding took 12 rungs on
+# one worker while the other ran out of tensors (the ladder phase's critical path).
+SHARED_LADDER_WEIGHTS = 1 << 22
+
+
+class _SharedRungs:
+    """One tensor's ladder, its rungs taken in order by the worker that owns the tensor and by a helper task on the
+    pool, which starts only when a worker is free (FIFO: after the tensors queued before it). Each rung is made once
+    by whichever takes it; once a rung ends the ladder (``last``), no finer one is handed out, so the rungs kept
+    are the sequential loop's, in its order. The helper shares the owner's rank-1 fit. The owner waits at most for
+    the one rung the helper is making, never for a task still queued (it cancels that one): no deadlock."""
+
+    def __init__(self, make: Callable[[dict], budget.Candidate | str],
+                 last: Callable[[budget.Candidate | str], bool], rungs: list[dict]):
+        self.make, self.last, self.rungs = make, last, rungs
+        self.next, self.stop = 0, len(rungs)
+        self.done: dict[int, budget.Candidate | str] = {}
+        self.lock = threading.Lock()
+
+    def run(self, pool: ThreadPoolExecutor, array: np.ndarray, fits: bool) -> list[budget.Candidate | str]:
+        """The rungs made up to the one that ends the ladder (inside the owner's rank1.reuse of ``array``);
+        ``fits``: some rung fits a rank-1 term (made here first, for both)."""
+        shared = (array, rank1.fit(array)) if fits else (array,)
+        helper = pool.submit(self._help, shared)
+        self._take()
+        if not helper.cancel():
+            helper.result()
+        return [self.done[i] for i in range(self.stop)]
+
+    def _help(self, shared: tuple) -> None:
+        with rank1.reuse(*shared):
+            self._take()
+
+    def _take(self) -> None:
+        while True:
+            with self.lock:
+                if self.next >= self.stop:
+                    return
+                i, self.next = self.next, self.next + 1
+            candidate = self.make(self.rungs[i])
+            with self.lock:
+                self.done[i] = candidate
+                if self.last(candidate):
+                    self.stop = min(self.stop, i + 1)
 
 
 def _encode_choice(values, codec_name: str, chosen: budget.Candidate) -> Encoding:
@@ -501,7 +563,7 @@ def _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, ma
         held += estimate if hold else 0
         pending.append((site, estimate if hold else 0,
                         pool.submit(encode_candidates, tensor_values(site, base_dir), codec_name, rungs, form, name,
-                                    exact_grids, hold, floor_db)))
+                                    exact_grids, hold, floor_db, pool if jobs > 1 else None)))
         if len(pending) > jobs and _enough_behind(pending, jobs):
             collect(*pending.pop(0))
     for item in pending:
