@@ -361,7 +361,12 @@ class _SharedRungs:
                 if self.next >= self.stop:
                     return
                 i, self.next = self.next, self.next + 1
-            candidate = self.make(self.rungs[i])
+            try:
+                candidate = self.make(self.rungs[i])
+            except BaseException:
+                with self.lock:  # an error ends the ladder: the other thread takes no further rung
+                    self.stop = self.next = 0
+                raise
             with self.lock:
                 self.done[i] = candidate
                 if self.last(candidate):

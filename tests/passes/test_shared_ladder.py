@@ -84,3 +84,23 @@ def test_conversions_are_the_same_files_with_shared_ladders(tmp_path, monkeypatc
     monkeypatch.setattr(compress, "SHARED_LADDER_WEIGHTS", 1)
     hyperonnx.convert(src, tmp_path / "shared.onnx", **settings)
     assert (tmp_path / "shared.onnx").read_bytes() == (tmp_path / "alone.onnx").read_bytes()
+
+
+def test_an_encoder_error_stops_the_ladder(slow_rungs, monkeypatch):
+    """An encoder error on either thread propagates, and neither takes a rung after it."""
+    made = []
+    real = compress.encode_tensor
+
+    def failing(array, codec_name, opts, *rest):
+        made.append(threading.current_thread().name)
+        if len(made) == 3:
+            raise RuntimeError("encoder failed")
+        return real(array, codec_name, opts, *rest)
+
+    monkeypatch.setattr(compress, "encode_tensor", failing)
+    x = np.random.default_rng(6).standard_normal((90, 70)).astype(np.float32)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        future = pool.submit(compress.encode_candidates, x, "tcq", RUNGS, "ort", pool=pool)
+        with pytest.raises(RuntimeError, match="encoder failed"):
+            future.result()
+    assert len(made) <= 4  # the rung that failed, and at most the other thread's one in flight
