@@ -281,8 +281,8 @@ def encode_candidates(values: Callable[[], np.ndarray] | np.ndarray, codec_name:
     candidate (``options`` None); rungs larger than it are dropped (it dominates them). ``hold`` False: the
     candidates keep their size and noise, not their encoding (payload None; :func:`_encode_choice` makes it
     again), except the exact grid encoding, which the caller may keep (it is small, and detecting it again costs
-    as much as detecting it). ``floor_db``: rungs more than :data:`FLOOR_SLACK_DB` below that weight SQNR are dropped (the finest
-    one stays when none reaches it). ``pool``: a tensor of SHARED_LADDER_WEIGHTS or more offers its rungs to that
+    as much as detecting it). ``floor_db``: rungs more than :data:`FLOOR_SLACK_DB` below that weight SQNR are
+    dropped (the finest one stays when none reaches it). ``pool``: a tensor of SHARED_LADDER_WEIGHTS or more offers its rungs to that
     pool's idle workers (:class:`_SharedRungs`); the candidates are the same."""
     array = values() if callable(values) else values
     exact = grid.detect(array) if exact_grids else None
@@ -298,7 +298,8 @@ def encode_candidates(values: Callable[[], np.ndarray] | np.ndarray, codec_name:
 
     with rank1.reuse(array):  # every rung codes the same tensor: one rank-1 fit
         if pool is not None and array.size >= SHARED_LADDER_WEIGHTS:
-            made_rungs = _SharedRungs(make, last, rungs).run(pool, array, any(_uses_rank1(codec_name, o) for o in rungs))
+            fits = any(_uses_rank1(codec_name, opts) for opts in rungs)
+            made_rungs = _SharedRungs(make, last, rungs).run(pool, array, fits)
         else:
             made_rungs = []
             for opts in rungs:  # the rungs go from the smallest encoding to the largest

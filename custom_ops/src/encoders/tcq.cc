@@ -170,7 +170,8 @@ inline __attribute__((always_inline)) void search_group_t(const float* x, uint32
   }
   for (int r = 0; r < rows; ++r) {
     for (uint32_t t = 0; t < width; ++t) {
-      const int j = static_cast<int>(nearest_level(y[static_cast<size_t>(t) * 8 + r], cosets[static_cast<size_t>(t) * 8 + r]));
+      const size_t at = static_cast<size_t>(t) * 8 + r;
+      const int j = static_cast<int>(nearest_level(y[at], cosets[at]));
       out[static_cast<size_t>(r) * width + t] = static_cast<uint8_t>((j >> 1) + kZero);  // floor(j / 2) + 127
     }
   }
