@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -262,31 +263,52 @@ def _stream(pool, chosen, codec_name, options, jobs, base_dir, exact_grids=False
 # emit step; beyond it only each rung's size and noise are kept, and the chosen rung is encoded again (the
 # encoders are deterministic), so a budgeted conversion's memory stays bounded like a plain one's.
 HELD_CANDIDATE_BYTES = 256 << 20
+# Of the ladders not held, the exact grid encodings (about a byte a weight) are still kept up to this many bytes: a
+# chosen grid is otherwise detected again, which costs what detecting it did. SmolLM2's budget: its embedding's
+# rungs fill HELD_CANDIDATE_BYTES, and 154 of its 211 weights lie on grids (3.6 of 36 CPU-s detected twice).
+HELD_EXACT_BYTES = 128 << 20
 FLOOR_SLACK_DB = 1.5  # a budget ladder's rung this far below a floor still counts as on it (rungs are 3 dB apart)
 _LADDER_BYTES_PER_WEIGHT = 5
 
 
 def encode_candidates(values: Callable[[], np.ndarray] | np.ndarray, codec_name: str, rungs: list[dict],
                       form: str, name: str | None = None, exact_grids: bool = False,
-                      hold: bool = True, floor_db: float | None = None) -> list[budget.Candidate] | str:
+                      hold: bool = True, floor_db: float | None = None,
+                      pool: ThreadPoolExecutor | None = None) -> list[budget.Candidate] | str:
     """One tensor encoded at every rung of a budget ladder: its candidates, cheapest first (or the codec's
     refusal). With ``name`` (a whole-file budget, ``ort`` form), sizes are the serialized bytes of the decoder and
     its blob, so the file size can be predicted exactly. An exact grid encoding (``exact_grids``) is the top
     candidate (``options`` None); rungs larger than it are dropped (it dominates them). ``hold`` False: the
     candidates keep their size and noise, not their encoding (payload None; :func:`_encode_choice` makes it
-    again). ``floor_db``: rungs more than :data:`FLOOR_SLACK_DB` below that weight SQNR are dropped (the finest
-    one stays when none reaches it)."""
+    again), except the exact grid encoding, which the caller may keep (it is small, and detecting it again costs
+    as much as detecting it). ``floor_db``: rungs more than :data:`FLOOR_SLACK_DB` below that weight SQNR are
+    dropped (the finest one stays when none reaches it). ``pool``: a tensor of SHARED_LADDER_WEIGHTS or more offers its rungs to that
+    pool's idle workers (:class:`_SharedRungs`); the candidates are the same."""
     array = values() if callable(values) else values
     exact = grid.detect(array) if exact_grids else None
-    out = [] if exact is None else [_candidate((exact, float("inf")), None, form, name, hold)]
+    out = [] if exact is None else [_candidate((exact, float("inf")), None, form, name)]
+
+    def make(opts: dict) -> budget.Candidate | str:
+        result = encode_tensor(array, codec_name, opts)
+        return result if isinstance(result, str) else _candidate(result, opts, form, name, hold)
+
+    def last(candidate: budget.Candidate | str) -> bool:  # no finer rung is made after this one
+        # a refusal ends the ladder; so does a setting larger than the exact encoding (every finer one is too)
+        return isinstance(candidate, str) or (exact is not None and candidate.nbytes > out[0].nbytes)
+
     with rank1.reuse(array):  # every rung codes the same tensor: one rank-1 fit
-        for opts in rungs:  # the rungs go from the smallest encoding to the largest
-            result = encode_tensor(array, codec_name, opts)
-            if isinstance(result, str):
-                return result
-            out.append(_candidate(result, opts, form, name, hold))
-            if exact is not None and out[-1].nbytes > out[0].nbytes:
-                break  # the exact encoding is smaller than this setting and every finer one: no need to make them
+        if pool is not None and array.size >= SHARED_LADDER_WEIGHTS:
+            fits = any(_uses_rank1(codec_name, opts) for opts in rungs)
+            made_rungs = _SharedRungs(make, last, rungs).run(pool, array, fits)
+        else:
+            made_rungs = []
+            for opts in rungs:  # the rungs go from the smallest encoding to the largest
+                made_rungs.append(make(opts))
+                if last(made_rungs[-1]):
+                    break
+        if made_rungs and isinstance(made_rungs[-1], str):
+            return made_rungs[-1]
+        out.extend(made_rungs)
         made, term = rank1.kept(array)
     if made:  # kept for _spend_leftover: the term alone (bytes), the residual is made again from it
         for c in out:
@@ -299,6 +321,57 @@ def encode_candidates(values: Callable[[], np.ndarray] | np.ndarray, codec_name:
         floor = 10.0 ** (-(floor_db - FLOOR_SLACK_DB) / 10.0)
         out = [c for c in out if c.rel_noise <= floor] or out[-1:]
     return out
+
+
+# A ladder this large (weights) offers its rungs to idle workers: SmolLM2's 28 M-weight embedding took 12 rungs on
+# one worker while the other ran out of tensors (the ladder phase's critical path).
+SHARED_LADDER_WEIGHTS = 1 << 22
+
+
+class _SharedRungs:
+    """One tensor's ladder, its rungs taken in order by the worker that owns the tensor and by a helper task on the
+    pool, which starts only when a worker is free (FIFO: after the tensors queued before it). Each rung is made once
+    by whichever takes it; once a rung ends the ladder (``last``), no finer one is handed out, so the rungs kept
+    are the sequential loop's, in its order. The helper shares the owner's rank-1 fit. The owner waits at most for
+    the one rung the helper is making, never for a task still queued (it cancels that one): no deadlock."""
+
+    def __init__(self, make: Callable[[dict], budget.Candidate | str],
+                 last: Callable[[budget.Candidate | str], bool], rungs: list[dict]):
+        self.make, self.last, self.rungs = make, last, rungs
+        self.next, self.stop = 0, len(rungs)
+        self.done: dict[int, budget.Candidate | str] = {}
+        self.lock = threading.Lock()
+
+    def run(self, pool: ThreadPoolExecutor, array: np.ndarray, fits: bool) -> list[budget.Candidate | str]:
+        """The rungs made up to the one that ends the ladder (inside the owner's rank1.reuse of ``array``);
+        ``fits``: some rung fits a rank-1 term (made here first, for both)."""
+        shared = (array, rank1.fit(array)) if fits else (array,)
+        helper = pool.submit(self._help, shared)
+        self._take()
+        if not helper.cancel():
+            helper.result()
+        return [self.done[i] for i in range(self.stop)]
+
+    def _help(self, shared: tuple) -> None:
+        with rank1.reuse(*shared):
+            self._take()
+
+    def _take(self) -> None:
+        while True:
+            with self.lock:
+                if self.next >= self.stop:
+                    return
+                i, self.next = self.next, self.next + 1
+            try:
+                candidate = self.make(self.rungs[i])
+            except BaseException:
+                with self.lock:  # an error ends the ladder: the other thread takes no further rung
+                    self.stop = self.next = 0
+                raise
+            with self.lock:
+                self.done[i] = candidate
+                if self.last(candidate):
+                    self.stop = min(self.stop, i + 1)
 
 
 def _encode_choice(values, codec_name: str, chosen: budget.Candidate) -> Encoding:
@@ -473,15 +546,21 @@ def _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, ma
     not held, encoded again, at most jobs + 1 in flight)."""
     pending, results = [], []
     held = 0  # bytes of the held encodings, with an estimate for those still being made
+    held_exact = 0  # bytes of the exact grid encodings kept of ladders not held (HELD_EXACT_BYTES)
 
-    def collect(site, estimate, future) -> int:
+    def collect(site, estimate, future) -> None:
+        nonlocal held, held_exact
         candidates = future.result()
         results.append((site, candidates))
-        if not estimate or isinstance(candidates, str):
-            return -estimate
-        # the real size replaces the estimate (a ladder cut short by an exact grid holds far less), so more of the
-        # following tensors are held and fewer encoded again
-        return sum(c.payload[0].blob.nbytes for c in candidates if c.payload is not None) - estimate
+        held -= estimate
+        if isinstance(candidates, str):
+            return
+        if estimate:
+            # the real size replaces the estimate (a ladder cut short by an exact grid holds far less), so more of
+            # the following tensors are held and fewer encoded again
+            held += sum(c.payload[0].blob.nbytes for c in candidates if c.payload is not None)
+        else:
+            held_exact += _held_exact(candidates, HELD_EXACT_BYTES - held_exact)
 
     for site in chosen:
         name = site.name if max_bytes is not None else None
@@ -490,11 +569,11 @@ def _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, ma
         held += estimate if hold else 0
         pending.append((site, estimate if hold else 0,
                         pool.submit(encode_candidates, tensor_values(site, base_dir), codec_name, rungs, form, name,
-                                    exact_grids, hold, floor_db)))
+                                    exact_grids, hold, floor_db, pool if jobs > 1 else None)))
         if len(pending) > jobs and _enough_behind(pending, jobs):
-            held += collect(*pending.pop(0))
+            collect(*pending.pop(0))
     for item in pending:
-        held += collect(*item)
+        collect(*item)
     kept = [(site, c) for site, c in results if not isinstance(c, str)]
     gains = None
     if tensor_weights is not None:
@@ -536,6 +615,17 @@ def _encode_budgeted(pool, chosen, codec_name, rungs, form, jobs, target_bpw, ma
 # most tensors behind it lie on exact grids and stop their ladders early. A worker sat idle 11 s of the 24 s
 # ladder phase with jobs + 1 tensors in flight, 6 s with 1× its weights behind it, 1.4 s with 2× (2 jobs).
 WINDOW_WEIGHTS = 2
+
+
+def _held_exact(candidates: list[budget.Candidate], room: int) -> int:
+    """The bytes of the exact grid encoding kept among ``candidates`` whose rungs are not held: kept when it fits
+    in ``room``, else dropped (it is then detected again if chosen)."""
+    for c in candidates:
+        if c.options is None and c.payload is not None:
+            if c.payload[0].blob.nbytes <= room:
+                return c.payload[0].blob.nbytes
+            c.payload = None
+    return 0
 
 
 def _enough_behind(pending: list, jobs: int) -> bool:

@@ -322,6 +322,7 @@ def test_budget_without_held_encodings_writes_the_same_file(tmp_path, monkeypatc
     held = hyperonnx.convert(src, tmp_path / "held.onnx", **kwargs)
     assert held.report.budget["chosen_bytes"] <= held.report.budget["limit_bytes"]
     monkeypatch.setattr(compress, "HELD_CANDIDATE_BYTES", 0)
+    monkeypatch.setattr(compress, "HELD_EXACT_BYTES", 0)
     again = []
     real_encode_choice = compress._encode_choice
     monkeypatch.setattr(compress, "_encode_choice", lambda *a: again.append(a[2].options) or real_encode_choice(*a))

@@ -79,6 +79,31 @@ def test_held_encodings_are_counted_at_their_real_size(tmp_path, monkeypatch):
     assert (tmp_path / "some.onnx").read_bytes() == (tmp_path / "all.onnx").read_bytes()
 
 
+def test_an_exact_grid_encoding_is_kept_when_the_rungs_are_not(tmp_path, monkeypatch):
+    """Past HELD_CANDIDATE_BYTES a ladder's encodings are dropped, but its exact grid encoding (about a byte a
+    weight, not five) is kept while it fits in HELD_EXACT_BYTES: a chosen grid is then not detected a second time.
+    One byte less room and it is detected again. The same file every way."""
+    from hyperonnx.codec import grid
+
+    src = _chain(tmp_path, np.random.default_rng(1))
+    settings = dict(codec_name="tcq", target_bpw=8.0, min_elements=16, jobs=1)
+    held = hyperonnx.convert(src, tmp_path / "all.onnx", **settings)
+    assert held.report.tensors[0].codec == "grid"  # the grid tensor's top candidate, chosen
+    weights = [numpy_helper.to_array(t) for t in onnx.load(src).graph.initializer]
+    grid_bytes = grid.detect(weights[0]).blob.nbytes
+    assert grid_bytes < min(w.size for w in weights) * compress._LADDER_BYTES_PER_WEIGHT  # no ladder fits
+    detected = []
+    real_detect = grid.detect
+    monkeypatch.setattr(grid, "detect", lambda a, *r: detected.append(a.shape) or real_detect(a, *r))
+    monkeypatch.setattr(compress, "HELD_CANDIDATE_BYTES", 0)
+    for room, detections in ((grid_bytes, 1), (grid_bytes - 1, 2)):
+        detected.clear()
+        monkeypatch.setattr(compress, "HELD_EXACT_BYTES", room)
+        hyperonnx.convert(src, tmp_path / "some.onnx", **settings)
+        assert detected.count(weights[0].shape) == detections
+        assert (tmp_path / "some.onnx").read_bytes() == (tmp_path / "all.onnx").read_bytes()
+
+
 def test_leftover_bisection_guesses_change_no_byte(tmp_path, monkeypatch):
     """With two jobs, the leftover bisection (compress._spend_leftover) encodes the point it predicts it takes next
     beside the one it needs (compress._Bisection): right guesses, forced wrong ones and one job give the same file.
@@ -114,6 +139,7 @@ def test_leftover_bisection_guesses_change_no_byte(tmp_path, monkeypatch):
 
     # nothing held: every chosen setting is encoded again (compress._encode_choice), from the ladder's term too
     monkeypatch.setattr(compress, "HELD_CANDIDATE_BYTES", 0)
+    monkeypatch.setattr(compress, "HELD_EXACT_BYTES", 0)
     fits.clear()
     hyperonnx.convert(src, tmp_path / "again.onnx", jobs=2, **settings)
     assert (tmp_path / "again.onnx").read_bytes() == expected
