@@ -52,6 +52,7 @@ _u64 = np.ctypeslib.ndpointer(dtype=np.uint64, flags="C_CONTIGUOUS")
 _SIGNATURES = {
     "hx_encoders_abi_version": [],
     "hx_block_absmax": [_f32, ctypes.c_uint64, ctypes.c_uint32, _f32, ctypes.c_int],
+    "hx_count_u8": [_u8, ctypes.c_uint64, _u64],
     "hx_pack_u16": [_u16, ctypes.c_uint64, ctypes.c_int, _u8, ctypes.c_int],
     "hx_rans_bound": [ctypes.c_uint64],
     "hx_rans_encode": [ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), _u64, _u32, _u32, _u8, ctypes.c_uint64,
@@ -178,6 +179,19 @@ def block_absmax(blocks: np.ndarray) -> np.ndarray | None:
     with _Share() as threads:
         _check(lib.hx_block_absmax(blocks, blocks.size, blocks.shape[1], out, threads), "block maxima")
     return out
+
+
+def symbol_counts(flat: np.ndarray) -> np.ndarray | None:
+    """``np.bincount(flat)`` of uint8 symbols (length: the largest symbol + 1), or None without the library.
+    Counts are exact in any order; numpy widens every symbol to int64 first, which made the counts a tenth of a tcq
+    encode (16.7 M symbols: 28 ms, 4 here)."""
+    lib = library()
+    if lib is None or flat.dtype != np.uint8 or flat.ndim != 1 or flat.size == 0:
+        return None
+    flat = np.ascontiguousarray(flat)
+    counts = np.zeros(256, dtype=np.uint64)
+    _check(lib.hx_count_u8(flat, flat.size, counts), "symbol counts")
+    return counts[: int(np.flatnonzero(counts)[-1]) + 1].astype(np.int64)
 
 
 # ---- blocktcq ---------------------------------------------------------------------------------------------------

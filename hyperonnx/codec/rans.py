@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hyperonnx.codec import native
+
 PROB_BITS = 12
 PROB_SCALE = 1 << PROB_BITS
 STATE_LOW = 1 << 16  # L: the state lives in [L, 2^32)
@@ -55,7 +57,10 @@ COUNT_CHUNK = 1 << 20  # symbols counted at a time: np.bincount widens its input
 
 def _counts(flat: np.ndarray) -> np.ndarray:
     """np.bincount(flat), a chunk at a time: a whole large tensor's symbols widened at once would cost 8 bytes a
-    weight of transient memory in every job."""
+    weight of transient memory in every job. The library counts uint8 symbols without widening them."""
+    fast = native.symbol_counts(flat)
+    if fast is not None:
+        return fast
     counts = np.bincount(flat[:COUNT_CHUNK], minlength=1)
     for start in range(COUNT_CHUNK, flat.size, COUNT_CHUNK):
         more = np.bincount(flat[start : start + COUNT_CHUNK], minlength=counts.size)

@@ -152,6 +152,25 @@ def test_block_scales_are_numpy_s_with_the_library_s_block_maxima(monkeypatch):
 
 
 @needs_library
+def test_symbol_counts_are_numpy_s_bincount(monkeypatch):
+    """rANS models count their symbols in the library: np.bincount's counts and length (the largest symbol + 1),
+    over long runs of one symbol, both ends of the byte range and lengths off a multiple of four; numpy without
+    the library."""
+    from hyperonnx.codec import rans
+
+    rng = np.random.default_rng(5)
+    cases = [np.zeros(5, np.uint8), np.array([255], np.uint8), np.full(4099, 7, np.uint8),
+             rng.integers(0, 255, 3 * (1 << 20) + 3).astype(np.uint8)]
+    for x in cases:
+        got = rans._counts(x)
+        monkeypatch.setenv(native.ENV, "0")
+        want = rans._counts(x)
+        monkeypatch.setenv(native.ENV, "1")
+        assert native.symbol_counts(x) is not None
+        assert got.dtype == want.dtype and np.array_equal(got, want) and np.array_equal(want, np.bincount(x))
+
+
+@needs_library
 def test_tcq_chunks_choose_their_distance_form_as_numpy_does(monkeypatch):
     """numpy's tcq search computes coset distances one of two ways per chunk of 2^18 weights (the clipped form
     where some |y| > 250): an outlier in the second chunk only, and a third chunk without one."""

@@ -29,6 +29,22 @@ HX_ENCODER_API int hx_block_absmax(const float* x, uint64_t numel, uint32_t bloc
   return 0;
 }
 
+HX_ENCODER_API int hx_count_u8(const uint8_t* x, uint64_t n, uint64_t* counts) {
+  if ((x == nullptr && n != 0) || counts == nullptr) return kHxBadArgument;
+  // Four tables, so that runs of one symbol (the level 0 of a quiet tensor) do not serialize on one counter.
+  uint64_t part[4][256] = {};
+  uint64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    ++part[0][x[i]];
+    ++part[1][x[i + 1]];
+    ++part[2][x[i + 2]];
+    ++part[3][x[i + 3]];
+  }
+  for (; i < n; ++i) ++part[0][x[i]];
+  for (int s = 0; s < 256; ++s) counts[s] = part[0][s] + part[1][s] + part[2][s] + part[3][s];
+  return 0;
+}
+
 HX_ENCODER_API int hx_pack_u16(const uint16_t* codes, uint64_t count, int bits, uint8_t* out, int threads) {
   if (codes == nullptr || out == nullptr || bits < 1 || bits > 16) return kHxBadArgument;
   // Groups of 8 codes fill exactly `bits` bytes, so threads own disjoint bytes.

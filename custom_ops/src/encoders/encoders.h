@@ -21,6 +21,8 @@ HX_ENCODER_API int hx_encoders_abi_version();
 
 // Per block of `block` weights of x[0, numel): max |x| (the last block's missing weights count as 0).
 HX_ENCODER_API int hx_block_absmax(const float* x, uint64_t numel, uint32_t block, float* out, int threads);
+// counts[s] = how many of x[0 .. n) equal s, for s in 0 .. 255 (np.bincount of uint8 symbols, without widening them).
+HX_ENCODER_API int hx_count_u8(const uint8_t* x, uint64_t n, uint64_t* counts);
 
 // Fixed-width LSB-first packing of codes[0, count) (each < 2^bits, bits in 1..16) into out
 // (ceil(count·bits/8) bytes): hyperonnx/codec/bitpack.py.
