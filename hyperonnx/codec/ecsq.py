@@ -110,8 +110,9 @@ class EcsqCodec(Codec):
         qs, ks = [], []
         for first, stop in segments(numel, block):
             with np.errstate(all="ignore"):  # extreme magnitudes: steps that under/overflow just clip
-                blocks, k = block_scales(flat[first:stop].astype(np.float32), block, step * self.fine, base, steps,
-                                         self.reach)
+                # a float32 tensor's own memory (read only below): no copy of the segment
+                blocks, k = block_scales(np.asarray(flat[first:stop], dtype=np.float32), block, step * self.fine,
+                                         base, steps, self.reach)
                 q = self.levels(blocks, steps[k])
             qs.append(q.reshape(-1)[: stop - first])
             ks.append(k)
@@ -143,8 +144,11 @@ class EcsqCodec(Codec):
 
 def _rms(flat: np.ndarray) -> float:
     total = 0.0
+    # One float64 buffer for every chunk: a fresh 32 MB array per chunk was mostly the kernel zeroing its pages.
+    wide = np.empty(min(flat.size, 1 << 22), dtype=np.float64)
     for start in range(0, flat.size, 1 << 22):
-        chunk = flat[start : start + (1 << 22)].astype(np.float64)
+        chunk = wide[: min(flat.size - start, 1 << 22)]
+        chunk[...] = flat[start : start + (1 << 22)]
         total += float(chunk @ chunk)
     return float(np.sqrt(total / flat.size))
 
@@ -156,9 +160,12 @@ def block_scales(x: np.ndarray, block: int, step: float, base: float, steps: np.
     finer no further than keeps the block's largest magnitude within ``reach`` steps."""
     n = x.size
     nblocks = -(-n // block)
-    padded = np.zeros(nblocks * block, dtype=np.float32)
-    padded[:n] = x
-    blocks = padded.reshape(nblocks, block)
+    if n % block == 0 and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.aligned:
+        blocks = x.reshape(nblocks, block)  # whole blocks: the segment itself, no padded copy
+    else:
+        padded = np.zeros(nblocks * block, dtype=np.float32)
+        padded[:n] = x
+        blocks = padded.reshape(nblocks, block)
     counts = np.full(nblocks, block, dtype=np.float64)
     counts[-1] = n - (nblocks - 1) * block
     block_rms = np.sqrt(np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64) / counts)
