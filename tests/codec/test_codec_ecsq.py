@@ -290,3 +290,19 @@ def test_rank1_term_extreme_magnitudes_without_warnings(scale):
         y = codec.decode(enc)
     assert enc.format_version == 1 and np.isfinite(y).all()
     assert enc.blob.tobytes() == codec.encode(x, "tcq", rank1=0).blob.tobytes()
+
+
+@pytest.mark.parametrize("name", ["ecsq", "tcq"])
+@pytest.mark.parametrize("native_on", ["1", "0"])
+def test_encoding_reads_the_weights_in_place_and_never_writes_them(name, native_on, monkeypatch):
+    """Segments of whole blocks are read straight from the caller's float32 array: a read-only array (as a
+    memory-mapped model's weights are) encodes, to the same bytes as a private copy, and is left unchanged."""
+    monkeypatch.setenv("HYPERONNX_NATIVE", native_on)
+    x = np.random.default_rng(9).standard_normal((96, 64)).astype(np.float32)
+    frozen = x.copy()
+    frozen.setflags(write=False)
+    for rank1 in (0, 1):
+        got = codec.encode(frozen, name, step=0.1, block=64, rank1=rank1)
+        want = codec.encode(x.copy(), name, step=0.1, block=64, rank1=rank1)
+        assert np.array_equal(got.blob, want.blob)
+    assert np.array_equal(frozen, x)
