@@ -298,9 +298,9 @@ def rans_encode(phases) -> bytes | None:
     """rans.encode's stream for ``phases`` ((symbols, Model) pairs; plain models only), or None where numpy must
     encode (no library, a context-mixed model, or a symbol its model has no frequency for: numpy raises)."""
     lib = library()
-    from hyperonnx.codec import rans
-
-    if lib is None or not all(isinstance(m, rans.Model) and np.asarray(s).dtype == np.uint8 for s, m in phases):
+    # A plain model has one frequency row; a context-mixed one a row per context (rans.Mixed). Told apart by
+    # shape, so this module needs nothing from rans, which counts its symbols here.
+    if lib is None or not all(np.ndim(m.freq) == 1 and np.asarray(s).dtype == np.uint8 for s, m in phases):
         return None
     symbols = [np.ascontiguousarray(s).reshape(-1) for s, _ in phases]
     freq = np.zeros((len(phases), 256), dtype=np.uint32)
