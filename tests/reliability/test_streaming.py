@@ -6,7 +6,9 @@ converts a model over 2 GiB.)"""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import weakref
 from pathlib import Path
 
@@ -106,6 +108,69 @@ def test_streamed_files_equal_in_memory_ones(tmp_path, monkeypatch, make, config
     # and it loads: every external reference is inside OUT.data
     loaded = model_io.load(streamed / "out.onnx")
     assert not any(model_io.is_external(t) for t in loaded.graph.initializer)
+
+
+def _refusing(errno_value: int, after: int = 0):
+    """A copy_file_range that copies ``after`` bytes of its first call, then refuses with ``errno_value``."""
+    real, calls = os.copy_file_range, []
+
+    def copy(src, dst, count, offset_src=None, offset_dst=None):
+        calls.append(count)
+        if len(calls) == 1 and after:
+            return real(src, dst, min(count, after), offset_src, offset_dst)
+        raise OSError(errno_value, os.strerror(errno_value))
+
+    return copy, calls
+
+
+@pytest.mark.skipif(not hasattr(os, "copy_file_range"), reason="no copy_file_range on this platform")
+@pytest.mark.parametrize("how", ["kernel", "refused", "refused-midway", "short-calls"])
+def test_kernel_copies_write_the_same_files(tmp_path, monkeypatch, how):
+    """The save copies θ blobs (from the spool) and kept tensors (from the input's data) inside the kernel where
+    it can; refused (another file system), refused after part of a tensor, or copying a little each call, the
+    files are the bytes of a save that copies through its own buffer."""
+    src = _external(tmp_path)
+    settings = {"codec_name": "blocktcq", "exclude": ("conv.weight",), "min_elements": 1024, "jobs": 2}
+    plain, tried = tmp_path / "plain", tmp_path / "tried"
+    plain.mkdir()
+    tried.mkdir()
+    with monkeypatch.context() as patch:
+        patch.delattr(os, "copy_file_range")
+        hyperonnx.convert(src, plain / "out.onnx", **settings)
+    calls: list[int] = []
+    with monkeypatch.context() as patch:
+        if how == "refused":
+            patch.setattr(os, "copy_file_range", _refusing(errno.EXDEV)[0])
+        elif how == "refused-midway":
+            patch.setattr(os, "copy_file_range", _refusing(errno.EXDEV, after=100)[0])
+        elif how == "short-calls":
+            real = os.copy_file_range
+
+            def short(src_fd, dst_fd, count, offset_src=None, offset_dst=None):
+                calls.append(count)
+                return real(src_fd, dst_fd, min(count, 333), offset_src, offset_dst)
+
+            patch.setattr(os, "copy_file_range", short)
+        else:
+            real = os.copy_file_range
+            patch.setattr(os, "copy_file_range", lambda *a: calls.append(a[2]) or real(*a))
+        hyperonnx.convert(src, tried / "out.onnx", **settings)
+    assert _files(tried) == _files(plain)
+    if how in ("kernel", "short-calls"):
+        assert calls  # the kernel did copy
+    if how == "short-calls":
+        assert calls[1] == calls[0] - 333  # the rest of the same tensor, in the next call
+
+
+def test_a_failing_kernel_copy_is_one_clear_error(tmp_path, monkeypatch):
+    """An I/O error inside the kernel's copy (not a refusal) is the output's error, not a traceback."""
+    src = _external(tmp_path)
+    if not hasattr(os, "copy_file_range"):
+        pytest.skip("no copy_file_range on this platform")
+    monkeypatch.setattr(os, "copy_file_range", _refusing(errno.EIO)[0])
+    with pytest.raises(HyperonnxError, match="cannot copy external data"):
+        hyperonnx.convert(src, tmp_path / "out.onnx", codec_name="blocktcq", jobs=2)
+    assert not (tmp_path / "out.onnx").exists() and not (tmp_path / "out.onnx.data").exists()
 
 
 def test_inline_output_does_not_stream(tmp_path, monkeypatch):
