@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
-from onnx import external_data_helper
+from onnx import external_data_helper, numpy_helper
 
+from hyperonnx import workspace
 from hyperonnx.errors import HyperonnxError, short_reason
 
 # protobuf refuses to serialise messages of 2 GiB or more; leave headroom for the graph itself.
@@ -296,8 +297,10 @@ def external_ref(tensor: onnx.TensorProto, folder: str | os.PathLike | None,
     return ExternalRef(tensor.name, str(folder), info.location, offset, length)
 
 
-def read_array(ref: ExternalRef, data_type: int, dims: tuple[int, ...]) -> np.ndarray:
-    """A float tensor's values read from its external data file, into one new array (no other copy)."""
+def read_array(ref: ExternalRef, data_type: int, dims: tuple[int, ...], scratch: bool = False) -> np.ndarray:
+    """A float tensor's values read from its external data file, into one new array (no other copy); with
+    ``scratch``, into this thread's scratch array for a tensor (:mod:`hyperonnx.workspace`: valid until the next
+    tensor read this way)."""
     dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type))
     count = 1
     for d in dims:
@@ -305,7 +308,8 @@ def read_array(ref: ExternalRef, data_type: int, dims: tuple[int, ...]) -> np.nd
     if count * dtype.itemsize != ref.length:
         raise HyperonnxError(f"{ref.path}: external data of tensor {ref.name!r} holds {ref.length} bytes, its shape "
                              f"{list(dims)} needs {count * dtype.itemsize}")
-    array = np.empty(count, dtype=dtype.newbyteorder("<"))
+    little = dtype.newbyteorder("<")
+    array = workspace.array("tensor", count, little) if scratch else np.empty(count, dtype=little)
     with _open_ref(ref) as file:
         file.seek(ref.offset)
         _read_exactly(file, memoryview(array).cast("B"), ref)
@@ -524,6 +528,24 @@ class BlobSpool:
         # bytes in the message's arena until the message itself is freed (measured: RSS grew by the θ bytes).
         moved = _without_raw_data(tensor)
         _set_external(moved, self.location, offset, self._size - offset)
+        self.taken += 1
+        return moved
+
+    def put(self, name: str, blob: np.ndarray) -> onnx.TensorProto:
+        """What ``take(numpy_helper.from_array(blob, name))`` returns for a flat uint8 array (a θ blob), written
+        from the array itself: no bytes object made of it, nor a protobuf copy of those bytes read back."""
+        if blob.dtype != np.uint8 or blob.ndim != 1:
+            raise ValueError("BlobSpool.put takes a flat uint8 array")
+        if sys.getsizeof(b"") + blob.size < INLINE_THRESHOLD:  # stays inline, as take would leave it
+            return numpy_helper.from_array(blob, name)
+        try:
+            self._file.seek(self._size)  # a reader shares the file position
+            self._file.write(np.ascontiguousarray(blob).data)
+        except OSError as exc:
+            raise HyperonnxError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+        offset, self._size = self._size, self._size + blob.size
+        moved = onnx.TensorProto(name=name, data_type=onnx.TensorProto.UINT8, dims=[blob.size])
+        _set_external(moved, self.location, offset, blob.size)
         self.taken += 1
         return moved
 

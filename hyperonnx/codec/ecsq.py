@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from hyperonnx import workspace
 from hyperonnx.codec import native, rank1, rans
 from hyperonnx.codec.base import Codec, Encoded, dtype_from_name
 from hyperonnx.codec.blockvq import STEPS
@@ -90,13 +91,12 @@ class EcsqCodec(Codec):
         fitted = rank1.fit(x) if params["rank1"] else None
         if fitted is not None:  # code the residual; the blob starts with the term (format version 2)
             term, left = fitted
-            coded = self._encode_flat(left, x.shape, x.dtype, step, block)
-            return replace(coded, blob=np.concatenate([rank1.to_bytes(term), coded.blob]),
-                           format_version=rank1.FORMAT_VERSION)
+            coded = self._encode_flat(left, x.shape, x.dtype, step, block, rank1.to_bytes(term))
+            return replace(coded, format_version=rank1.FORMAT_VERSION)
         return self._encode_flat(x.reshape(-1), x.shape, x.dtype, step, block)
 
     def _encode_flat(self, flat: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, step: float,
-                     block: int) -> Encoded:
+                     block: int, prefix: np.ndarray | bytes = b"") -> Encoded:
         numel = flat.size
         rms = _rms(flat)
         base = float(np.float32(step * self.fine * rms)) if rms > 0 else 1.0
@@ -116,15 +116,20 @@ class EcsqCodec(Codec):
                 q = self.levels(blocks, steps[k])
             qs.append(q.reshape(-1)[: stop - first])
             ks.append(k)
-        kmodel = rans.Model.fit(np.concatenate(ks))
-        qmodel = rans.Model.fit(np.concatenate(qs))
-        parts = [kmodel.header(), qmodel.header()]
+        kmodel = rans.Model.fit(ks[0] if len(ks) == 1 else np.concatenate(ks))
+        qmodel = rans.Model.fit(qs[0] if len(qs) == 1 else np.concatenate(qs))
+        # Built in place: each stream is copied once, from the coder's scratch (a bytes join and a copy to make the
+        # array writable were three copies of the blob, each into fresh pages).
+        blob = bytearray(prefix)
+        blob += kmodel.header()
+        blob += qmodel.header()
         for q, k in zip(qs, ks):
             phases = [(k, kmodel), (q, qmodel)]
-            parts.append(native.rans_encode(phases) or rans.encode(phases))  # numpy where the library is absent
-        blob = np.frombuffer(b"".join(parts), dtype=np.uint8).copy()
+            stream = native.rans_encode(phases, scratch=True)
+            blob += rans.encode(phases) if stream is None else memoryview(stream)  # numpy without the library
         return Encoded(codec=self.family, shape=tuple(int(d) for d in shape), dtype=dtype.name,
-                       group=1, bits=8, blob=blob, ints={"block": (block,)}, floats={"scale": (base,)})
+                       group=1, bits=8, blob=np.frombuffer(blob, dtype=np.uint8), ints={"block": (block,)},
+                       floats={"scale": (base,)})
 
     def levels(self, blocks: np.ndarray, block_steps: np.ndarray) -> np.ndarray:
         """Level symbols (uint8, blocks × B) of zero-padded blocks whose steps are ``block_steps``."""
@@ -144,8 +149,9 @@ class EcsqCodec(Codec):
 
 def _rms(flat: np.ndarray) -> float:
     total = 0.0
-    # One float64 buffer for every chunk: a fresh 32 MB array per chunk was mostly the kernel zeroing its pages.
-    wide = np.empty(min(flat.size, 1 << 22), dtype=np.float64)
+    # One float64 buffer for every chunk (a fresh 32 MB array per chunk was mostly the kernel zeroing its pages),
+    # and in a conversion's workers one for every tensor (hyperonnx.workspace).
+    wide = workspace.array("sum of squares", min(flat.size, 1 << 22), np.float64)
     for start in range(0, flat.size, 1 << 22):
         chunk = wide[: min(flat.size - start, 1 << 22)]
         chunk[...] = flat[start : start + (1 << 22)]

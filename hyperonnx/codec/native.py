@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hyperonnx import workspace
 from hyperonnx.codec.block_header import HEADER_BITS, SCALE_CODES
 
 ENV = "HYPERONNX_NATIVE"  # "0": numpy encoders only
@@ -294,9 +295,11 @@ def tcq_levels(blocks: np.ndarray, block_steps: np.ndarray) -> np.ndarray | None
 
 
 # ---- rANS -------------------------------------------------------------------------------------------------------
-def rans_encode(phases) -> bytes | None:
+def rans_encode(phases, scratch: bool = False) -> bytes | np.ndarray | None:
     """rans.encode's stream for ``phases`` ((symbols, Model) pairs; plain models only), or None where numpy must
-    encode (no library, a context-mixed model, or a symbol its model has no frequency for: numpy raises)."""
+    encode (no library, a context-mixed model, or a symbol its model has no frequency for: numpy raises). With
+    ``scratch``, the stream is a uint8 view of this thread's scratch (:mod:`hyperonnx.workspace`), to be copied
+    before the next call, instead of bytes."""
     lib = library()
     # A plain model has one frequency row; a context-mixed one a row per context (rans.Mixed). Told apart by
     # shape, so this module needs nothing from rans, which counts its symbols here.
@@ -309,12 +312,14 @@ def rans_encode(phases) -> bytes | None:
         freq[p, model.lo : model.lo + model.freq.size] = model.freq
         cum[p, model.lo : model.lo + model.cum.size] = model.cum
     total = sum(s.size for s in symbols)
-    out = np.empty(lib.hx_rans_bound(total), dtype=np.uint8)
+    out = workspace.array("rans stream", lib.hx_rans_bound(total), np.uint8)
     size = ctypes.c_uint64(0)
     pointers = (ctypes.c_void_p * len(symbols))(*[s.ctypes.data for s in symbols])
     counts = np.array([s.size for s in symbols], dtype=np.uint64)
     rc = lib.hx_rans_encode(len(symbols), pointers, counts, freq, cum, out, out.size, ctypes.byref(size))
-    return out[: size.value].tobytes() if _check(rc, "rANS") else None
+    if not _check(rc, "rANS"):
+        return None
+    return out[: size.value] if scratch else out[: size.value].tobytes()
 
 
 __all__ = ["available", "block_absmax", "block_scale_starts", "describe", "encode_blocktcq", "library", "rans_encode", "set_threads", "tcq_levels",
@@ -363,16 +368,22 @@ def _attribute_text(enc) -> bytes:
     return "\n".join(lines).encode()
 
 
-def decode(enc) -> np.ndarray | None:
+def decode(enc, out: np.ndarray | None = None) -> np.ndarray | None:
     """``codec.decode(enc)``, decoded by the library (the same bits), or None where numpy must decode (no library,
     or a codec the library does not know). A blob the library rejects raises RuntimeError: the encoders made it, so
-    that is a bug, never a silent fallback."""
+    that is a bug, never a silent fallback. ``out``: where to decode (C-contiguous, the tensor's size and dtype;
+    returned in the tensor's shape)."""
     functions = _decoding()
     if functions is None or enc.dtype not in _ONNX_DTYPES or any(" " in str(k) for k in (*enc.ints, *enc.floats)):
         return None
     from hyperonnx.codec.base import dtype_from_name
 
-    out = np.empty(enc.shape, dtype=dtype_from_name(enc.dtype))
+    dtype = dtype_from_name(enc.dtype)
+    if out is None:
+        out = np.empty(enc.shape, dtype=dtype)
+    elif out.dtype != dtype or out.size != enc.numel or not out.flags.c_contiguous:
+        raise ValueError(f"native decode: out must be a C-contiguous {dtype} array of {enc.numel} elements")
+    out = out.reshape(enc.shape)
     blob = np.ascontiguousarray(enc.blob, dtype=np.uint8).reshape(-1)
     text = _attribute_text(enc)
     error = ctypes.create_string_buffer(512)

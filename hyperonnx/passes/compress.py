@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from hyperonnx import codec, model_io
+from hyperonnx import codec, model_io, workspace
 from hyperonnx.codec import grid, native, rank1
 from hyperonnx.ops import DOMAIN, OPSET_VERSION, register_schemas
 from hyperonnx.passes import budget, emit, fuse, ort_node
@@ -100,7 +100,10 @@ def encode_tensor(values: Callable[[], np.ndarray] | np.ndarray, codec_name: str
         enc = codec.encode(array, codec_name, **options)
     except ValueError as exc:
         return str(exc)
-    decoded = native.decode(enc)  # the library's decoder: the same bits as numpy's, 2.5-60x faster (one thread)
+    # the library's decoder: the same bits as numpy's, 2.5-60x faster (one thread); into scratch memory, as it is
+    # only summed
+    dtype = codec.base.dtype_from_name(enc.dtype)
+    decoded = native.decode(enc, workspace.array("decoded", enc.numel, dtype))
     return enc, sqnr_db(array, codec.decode(enc) if decoded is None else decoded)
 
 
@@ -167,7 +170,7 @@ def compress_model(
     if budgeted:
         rungs = budget.ladder(codec_name, codec.get_codec(codec_name).family, options, "a size budget")
     exact_grids = exact_grids and form == "ort"  # rANS streams have no standard-op form
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    with ThreadPoolExecutor(max_workers=jobs, initializer=workspace.keep) as pool:
         if budgeted:
             if tensor_weights is not None and len(tensor_weights) != len(chosen):
                 raise ValueError(f"{len(tensor_weights)} tensor weights for {len(chosen)} selected tensors")
@@ -214,7 +217,7 @@ class GraphRewriter:
             if target_db is not None:
                 stats.update(target_db=target_db, reason=reason)
             if self.form == "ort":
-                rewrite = ort_node.emit_ort(site, self.namer, enc, self.mode, stats)
+                rewrite = ort_node.emit_ort(site, self.namer, enc, self.mode, stats, self.spool)
                 after = enc.nbytes
             else:
                 rewrite = emit_portable(site, self.namer, enc, stats, self.opset)
@@ -649,7 +652,7 @@ def tensor_values(site: WeightSite, base_dir) -> np.ndarray | Callable[[], np.nd
         return numpy_helper.to_array(site.tensor)
     ref = model_io.external_ref(site.tensor, base_dir)
     data_type, dims = site.tensor.data_type, tuple(site.tensor.dims)
-    return lambda: model_io.read_array(ref, data_type, dims)
+    return lambda scratch=False: model_io.read_array(ref, data_type, dims, scratch)
 
 
 def _inline_bytes(site: WeightSite) -> int:

@@ -4,6 +4,7 @@ back into an :class:`~hyperonnx.codec.Encoded`."""
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 from onnx import helper, numpy_helper
@@ -12,6 +13,9 @@ from hyperonnx.codec import Encoded
 from hyperonnx.ops.names import DOMAIN, FLOAT_TYPES, OP_TYPE
 from hyperonnx.passes.emit import Namer, Rewrite
 from hyperonnx.passes.select import WeightSite
+
+if TYPE_CHECKING:
+    from hyperonnx.model_io import BlobSpool
 
 DTYPE_TO_ONNX = {name: code for code, name in FLOAT_TYPES.items()}
 
@@ -53,10 +57,15 @@ def encoded_from_attributes(attrs: dict, blob: np.ndarray) -> Encoded:
         raise ValueError(f"malformed HyperDecode attributes ({exc})") from None
 
 
-def emit_ort(site: WeightSite, namer: Namer, enc: Encoded, mode: str, stats: dict) -> Rewrite:
-    """The weight as a ``HyperDecode`` node reading its θ blob (an initializer) and outputting the weight's name."""
+def emit_ort(site: WeightSite, namer: Namer, enc: Encoded, mode: str, stats: dict,
+             spool: BlobSpool | None = None) -> Rewrite:
+    """The weight as a ``HyperDecode`` node reading its θ blob (an initializer) and outputting the weight's name;
+    with a ``spool``, the blob is written there (``BlobSpool.put``)."""
     theta = namer(f"{site.name}::theta")
-    blob = numpy_helper.from_array(enc.blob, theta)
+    if spool is not None and enc.blob.dtype == np.uint8 and enc.blob.ndim == 1:
+        blob = spool.put(theta, enc.blob)
+    else:
+        blob = numpy_helper.from_array(enc.blob, theta)
     node = helper.make_node(OP_TYPE, [theta], [site.name], name=f"hyperonnx/{site.name}", domain=DOMAIN,
                             doc_string=json.dumps(stats, sort_keys=True), **node_attributes(enc, mode))
     return Rewrite(site, [blob], [node])

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from hyperonnx import codec, model_io
+from hyperonnx import codec, model_io, workspace
 from hyperonnx.codec import grid, rank1
 from hyperonnx.passes import compress, fuse
 from hyperonnx.passes.graphs import walk
@@ -230,7 +230,7 @@ def compress_default(
         # blocktcq at its target instead, or call mode decodes it whole on every run (SmolLM2-135M: 40x fp32)
         fused = fuse.fusable_weights(model)
         relaxed = [len(s.tensor.dims) == 2 and (id(s.graph), s.name) in fused for s in chosen]
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    with ThreadPoolExecutor(max_workers=jobs, initializer=workspace.keep) as pool:
         stream = _stream(pool, chosen, plan, form, jobs, base_dir, exact, relaxed, fixed_rate)
         for (site, result, off_grid), target in zip(stream, plan):
             reason = f"{target.reason}, {OFF_GRID_REASON}" if off_grid else target.reason
@@ -249,7 +249,8 @@ def _stream(pool, chosen, plan, form, jobs, base_dir, exact_grids, relaxed,
     jobs + 1 tensors in flight (a tensor in external data is read by its worker). ``relaxed``: per site, whether
     call mode codes it lossily even on an exact grid (then checked, for the report's reason)."""
     def work(values, target, off):
-        array = values() if callable(values) else values
+        # read into the worker's scratch (hyperonnx.workspace): nothing made here keeps the array past this call
+        array = values(scratch=True) if callable(values) else values
         with rank1.reuse(array):  # its step corrections code the same tensor: one rank-1 fit
             result = encode_to_target(array, target, form, exact_grids and not off, fixed_rate)
         return result, off and grid.detect(array) is not None

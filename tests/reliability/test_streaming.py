@@ -66,18 +66,24 @@ def _initializers(path: Path) -> list[TensorProto]:
 
 
 class _Spooled:
-    """Counts the tensors BlobSpool.take moved out."""
+    """Counts the tensors BlobSpool.take moved out and the θ blobs BlobSpool.put wrote."""
 
     def __init__(self, monkeypatch):
         self.moved = 0
-        take = model_io.BlobSpool.take
+        take, put = model_io.BlobSpool.take, model_io.BlobSpool.put
 
         def counting(spool, tensor):
             taken = take(spool, tensor)
-            self.moved += taken.data_location == TensorProto.EXTERNAL
+            self.moved += taken.data_location == TensorProto.EXTERNAL and taken is not tensor
             return taken
 
+        def counting_put(spool, name, blob):
+            put_there = put(spool, name, blob)
+            self.moved += put_there.data_location == TensorProto.EXTERNAL
+            return put_there
+
         monkeypatch.setattr(model_io.BlobSpool, "take", counting)
+        monkeypatch.setattr(model_io.BlobSpool, "put", counting_put)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=list(CONFIGS))
@@ -102,6 +108,7 @@ def test_streamed_files_equal_in_memory_ones(tmp_path, monkeypatch, make, config
     assert made and spooled.moved == len(made)
     with monkeypatch.context() as patch:
         patch.setattr(model_io.BlobSpool, "take", lambda spool, tensor: tensor)  # every blob stays in memory
+        patch.setattr(model_io.BlobSpool, "put", lambda spool, name, blob: numpy_helper.from_array(blob, name))
         hyperonnx.convert(src, in_memory / "out.onnx", **settings)
     assert _files(streamed) == _files(in_memory)
     assert sorted(_files(streamed)) == ["out.onnx", "out.onnx.data"]
@@ -215,6 +222,7 @@ def test_blobs_held_stay_at_the_tensors_in_flight(tmp_path, monkeypatch, stream)
     monkeypatch.setattr(hyperonnx.codec, "encode", tracked)
     if not stream:
         monkeypatch.setattr(model_io.BlobSpool, "take", lambda spool, tensor: tensor)
+        monkeypatch.setattr(model_io.BlobSpool, "put", lambda spool, name, blob: numpy_helper.from_array(blob, name))
     held, alive = [], []
     add = compress.GraphRewriter.add
 
