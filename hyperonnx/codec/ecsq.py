@@ -21,12 +21,12 @@ the residual: the same relative step then quantizes an energy 2–300× smaller,
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
 
-from hyperonnx import workspace
 from hyperonnx.codec import native, rank1, rans
 from hyperonnx.codec.base import Codec, Encoded, dtype_from_name
 from hyperonnx.codec.blockvq import STEPS
@@ -98,7 +98,15 @@ class EcsqCodec(Codec):
     def _encode_flat(self, flat: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, step: float,
                      block: int, prefix: np.ndarray | bytes = b"") -> Encoded:
         numel = flat.size
-        rms = _rms(flat)
+        if numel == 0:
+            raise ValueError(f"{self.name} codec: nothing to encode (an empty tensor)")
+        parts = segments(numel, block)
+        # Each block's sum of squares (float64) sets its scale code below; their total sets the tensor's RMS. One
+        # pass over the weights for both (a separate float64 sum for the RMS was a tenth of tcq's encode).
+        with np.errstate(all="ignore"):
+            energies = [block_energies(as_blocks(_segment(flat, first, stop), block)) for first, stop in parts]
+        total = float(energies[0].sum() if len(energies) == 1 else np.concatenate(energies).sum())
+        rms = math.sqrt(total / numel)
         base = float(np.float32(step * self.fine * rms)) if rms > 0 else 1.0
         if base == 0.0:  # a subnormal tensor whose step rounds to zero: the finest float32 step instead
             base = float(np.finfo(np.float32).smallest_subnormal)
@@ -108,11 +116,10 @@ class EcsqCodec(Codec):
         if not (np.isfinite(steps) & (steps > 0)).any():
             raise ValueError(f"{self.name} codec: the tensor's scale is not representable in float32")
         qs, ks = [], []
-        for first, stop in segments(numel, block):
+        for (first, stop), energy in zip(parts, energies):
             with np.errstate(all="ignore"):  # extreme magnitudes: steps that under/overflow just clip
-                # a float32 tensor's own memory (read only below): no copy of the segment
-                blocks, k = block_scales(np.asarray(flat[first:stop], dtype=np.float32), block, step * self.fine,
-                                         base, steps, self.reach)
+                blocks, k = block_scales(_segment(flat, first, stop), block, step * self.fine, base, steps,
+                                         self.reach, energy)
                 q = self.levels(blocks, steps[k])
             qs.append(q.reshape(-1)[: stop - first])
             ks.append(k)
@@ -147,34 +154,39 @@ class EcsqCodec(Codec):
         return decode_ecsq(enc, self)
 
 
-def _rms(flat: np.ndarray) -> float:
-    total = 0.0
-    # One float64 buffer for every chunk (a fresh 32 MB array per chunk was mostly the kernel zeroing its pages),
-    # and in a conversion's workers one for every tensor (hyperonnx.workspace).
-    wide = workspace.array("sum of squares", min(flat.size, 1 << 22), np.float64)
-    for start in range(0, flat.size, 1 << 22):
-        chunk = wide[: min(flat.size - start, 1 << 22)]
-        chunk[...] = flat[start : start + (1 << 22)]
-        total += float(chunk @ chunk)
-    return float(np.sqrt(total / flat.size))
+def _segment(flat: np.ndarray, first: int, stop: int) -> np.ndarray:
+    """A segment's weights as float32: a float32 tensor's own memory (read only), no copy."""
+    return np.asarray(flat[first:stop], dtype=np.float32)
 
 
-def block_scales(x: np.ndarray, block: int, step: float, base: float, steps: np.ndarray,
-                 reach: int) -> tuple[np.ndarray, np.ndarray]:
-    """The segment as zero-padded (blocks, B) rows, and each block's scale code (uint8): the code whose step is
-    nearest ``step`` × the block's RMS (``base`` is ``step`` × the tensor's RMS, the step of code 128), made
-    finer no further than keeps the block's largest magnitude within ``reach`` steps."""
+def as_blocks(x: np.ndarray, block: int) -> np.ndarray:
+    """The segment ``x`` (float32) as zero-padded (blocks, B) rows: itself where it holds whole blocks."""
     n = x.size
     nblocks = -(-n // block)
     if n % block == 0 and x.dtype == np.float32 and x.flags.c_contiguous and x.flags.aligned:
-        blocks = x.reshape(nblocks, block)  # whole blocks: the segment itself, no padded copy
-    else:
-        padded = np.zeros(nblocks * block, dtype=np.float32)
-        padded[:n] = x
-        blocks = padded.reshape(nblocks, block)
+        return x.reshape(nblocks, block)  # whole blocks: the segment itself, no padded copy
+    padded = np.zeros(nblocks * block, dtype=np.float32)
+    padded[:n] = x
+    return padded.reshape(nblocks, block)
+
+
+def block_energies(blocks: np.ndarray) -> np.ndarray:
+    """Each row's sum of squares, float64."""
+    return np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64)
+
+
+def block_scales(x: np.ndarray, block: int, step: float, base: float, steps: np.ndarray, reach: int,
+                 energies: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The segment as zero-padded (blocks, B) rows, and each block's scale code (uint8): the code whose step is
+    nearest ``step`` × the block's RMS (``base`` is ``step`` × the tensor's RMS, the step of code 128), made
+    finer no further than keeps the block's largest magnitude within ``reach`` steps. ``energies``: the rows'
+    :func:`block_energies`, when already summed."""
+    n = x.size
+    blocks = as_blocks(x, block)
+    nblocks = blocks.shape[0]
     counts = np.full(nblocks, block, dtype=np.float64)
     counts[-1] = n - (nblocks - 1) * block
-    block_rms = np.sqrt(np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64) / counts)
+    block_rms = np.sqrt((block_energies(blocks) if energies is None else energies) / counts)
     with np.errstate(divide="ignore"):  # steps 2^(1/4) apart: finer costs more scale-code entropy than it saves
         k = UNITY - SCALE_STRIDE * np.rint(16 / SCALE_STRIDE * np.log2(step * block_rms / base))
     # Blocks of zeros (and blocks far below the tensor's scale) take the finest step.

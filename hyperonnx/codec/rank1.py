@@ -85,12 +85,13 @@ def _fit(x: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray] | No
     if rows < 2 or cols < 2:
         return None
     m = np.asarray(x, dtype=np.float32).reshape(rows, cols)
-    energy = float(np.einsum("ij,ij->", m, m, dtype=np.float64))
+    column_energy = np.einsum("ij,ij->j", m, m, dtype=np.float64)  # one pass for the total and the start below
+    energy = float(column_energy.sum())
     if not math.isfinite(energy) or energy == 0.0:
         return None
     cost_db = 6.02 * 16.0 * (rows + cols) / x.size
     needed = 1.0 - 10.0 ** (-(cost_db + MARGIN_DB) / 10.0)  # the energy fraction the term must take out
-    v = np.sqrt(np.einsum("ij,ij->j", m, m, dtype=np.float64)).astype(np.float32)  # column norms: a fair start
+    v = np.sqrt(column_energy).astype(np.float32)  # column norms: a fair start
     v /= float(np.linalg.norm(v)) or 1.0
     for i in range(POWER_ITERATIONS):
         w = m @ v
