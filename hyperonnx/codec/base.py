@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from hyperonnx import workspace
 from hyperonnx.codec import bitpack
 
 FORMAT_VERSION = 1
@@ -154,7 +155,8 @@ def validate_input(array: np.ndarray) -> np.ndarray:
         chunk = flat[start : start + (1 << 22)]
         if chunk.dtype.name == "bfloat16":
             chunk = chunk.astype(np.float32)
-        bad += int(chunk.size - np.count_nonzero(np.isfinite(chunk)))
+        finite = np.isfinite(chunk, out=workspace.array("finite", chunk.size, np.bool_))
+        bad += int(chunk.size - np.count_nonzero(finite))
     if bad:
         raise ValueError(f"cannot encode a tensor with {bad} non-finite value(s) (NaN or Inf)")
     return array
