@@ -2,8 +2,8 @@
 // 16 lanes of one step that a vector holds are independent (each has its own state), and the words they shed go
 // out in lane order just below the write pointer, which is where the portable walk, taking them from the last lane
 // to the first and writing downwards, leaves them. Per vector: the 16 symbols widened, their (freq | cum << 16) and
-// reciprocal gathered from the phase's 256-entry tables, the renormalization mask, the shed words compressed and
-// stored below the pointer, the exact division by 64-bit products on even and odd lanes, the state update.
+// reciprocal looked up in the phase's tables, the renormalization mask, the shed words compressed and stored below
+// the pointer, the exact division by 64-bit products on even and odd lanes, the state update.
 #include "rans_walk.h"
 
 #ifdef HX_RANS_AVX512
@@ -41,51 +41,64 @@ bool vector_walk_available() {
 
 namespace {
 
-// A phase's tables per symbol: (freq | cum << 16), 0 without frequency, and the low and high words of the
-// frequency's reciprocal. Those of a phase whose symbols with frequency all lie in a window of 64 (tcq's levels
-// and every scale-code model measured) are held in registers and looked up by permutes: three gathers a vector
-// were about half the walk's time (perf; the gathered (freq, cum) held up everything after it).
+// The division: q0 = (x · r) >> 32 with r = min(floor(2^32 / f), 2^32 − 1) is q or q − 1 for q = floor(x / f)
+// and any 32-bit x (x·r / 2^32 lies in (x/f − 1, x/f]: r > 2^32/f − 1 and x < 2^32), so one step
+// (r = x − q0·f >= f) makes it exact: the portable walk's quotient, with one 32-bit table instead of two. Two
+// lookups a vector instead of three let the register tables reach 128 symbols (tcq's and ecsq's level alphabets of
+// heavy-tailed tensors span 70-90 symbols; Gaussian ones about 40).
+inline uint32_t reciprocal32(uint32_t f) {
+  return f <= 1 ? 0xFFFFFFFFu : static_cast<uint32_t>((uint64_t{1} << 32) / f);
+}
+
+// A phase's tables per symbol: (freq | cum << 16), 0 without frequency, and the reciprocal of its frequency.
+// Those of a phase whose symbols with frequency all lie within 64 or 128 values are held in registers and looked
+// up by permutes; wider ones are gathered. Gathers were about half the walk's time (perf: the gathered
+// (freq, cum) held up everything after it).
 struct PhaseTables {
-  int window_lo = -1;  // the window's first symbol, -1 where the symbols spread wider (the vector walk gathers)
-  uint32_t fc[256], mlo[256], mhi[256];
+  int window = 0;      // 64 or 128: the symbols lie in [window_lo, window_lo + window); 0: gathered
+  int window_lo = 0;
+  uint32_t fc[256], rcp[256];
 };
 
-constexpr int kWindow = 64;
-
 struct Looked {
-  __m512i fc, lo, hi;
+  __m512i fc, rcp;
 };
 
 // Gathers from the 256-entry tables.
 struct Gathered {
   const PhaseTables* t;
   HX_RANS_TARGET inline Looked operator()(__m512i s) const {
-    return {_mm512_i32gather_epi32(s, t->fc, 4), _mm512_i32gather_epi32(s, t->mlo, 4),
-            _mm512_i32gather_epi32(s, t->mhi, 4)};
+    return {_mm512_i32gather_epi32(s, t->fc, 4), _mm512_i32gather_epi32(s, t->rcp, 4)};
   }
 };
 
-// Permutes of the window's 64 entries (four registers a table): two two-table permutes, the sixth index bit
-// choosing between them; a symbol outside the window has no frequency.
+// Permutes of the window's entries (kWindow / 16 registers a table): two-table permutes of 32 entries, the higher
+// index bits choosing among them; a symbol outside the window has no frequency.
+template <int kWindow>
 struct Windowed {
-  __m512i base, fc[4], lo[4], hi[4];
+  static constexpr int kRegs = kWindow / 16;
+  __m512i base, fc[kRegs], rcp[kRegs];
   HX_RANS_TARGET explicit Windowed(const PhaseTables& t) {
     base = _mm512_set1_epi32(t.window_lo);
-    for (int k = 0; k < 4; ++k) {
+    for (int k = 0; k < kRegs; ++k) {
       fc[k] = _mm512_loadu_si512(t.fc + t.window_lo + 16 * k);
-      lo[k] = _mm512_loadu_si512(t.mlo + t.window_lo + 16 * k);
-      hi[k] = _mm512_loadu_si512(t.mhi + t.window_lo + 16 * k);
+      rcp[k] = _mm512_loadu_si512(t.rcp + t.window_lo + 16 * k);
     }
   }
-  HX_RANS_TARGET static inline __m512i look(const __m512i* v, __m512i i, __mmask16 upper) {
-    return _mm512_mask_blend_epi32(upper, _mm512_permutex2var_epi32(v[0], i, v[1]),
-                                   _mm512_permutex2var_epi32(v[2], i, v[3]));
+  HX_RANS_TARGET static inline __m512i look(const __m512i* v, __m512i i, __mmask16 bit5, __mmask16 bit6) {
+    const __m512i low = _mm512_mask_blend_epi32(bit5, _mm512_permutex2var_epi32(v[0], i, v[1]),
+                                                _mm512_permutex2var_epi32(v[2], i, v[3]));
+    if (kWindow == 64) return low;
+    const __m512i high = _mm512_mask_blend_epi32(bit5, _mm512_permutex2var_epi32(v[4], i, v[5]),
+                                                 _mm512_permutex2var_epi32(v[6], i, v[7]));
+    return _mm512_mask_blend_epi32(bit6, low, high);
   }
   HX_RANS_TARGET inline Looked operator()(__m512i s) const {
     const __m512i i = _mm512_sub_epi32(s, base);
     const __mmask16 inside = _mm512_cmplt_epu32_mask(i, _mm512_set1_epi32(kWindow));
-    const __mmask16 upper = _mm512_test_epi32_mask(i, _mm512_set1_epi32(kWindow / 2));
-    return {_mm512_maskz_mov_epi32(inside, look(fc, i, upper)), look(lo, i, upper), look(hi, i, upper)};
+    const __mmask16 bit5 = _mm512_test_epi32_mask(i, _mm512_set1_epi32(32));
+    const __mmask16 bit6 = _mm512_test_epi32_mask(i, _mm512_set1_epi32(64));
+    return {_mm512_maskz_mov_epi32(inside, look(fc, i, bit5, bit6)), look(rcp, i, bit5, bit6)};
   }
 };
 
@@ -106,17 +119,15 @@ HX_RANS_TARGET inline bool put_vector(const uint8_t* sym, const Lookup& lookup, 
   w -= 2 * k;
   _mm256_mask_storeu_epi16(w, static_cast<__mmask16>((1u << k) - 1), words);
   x = _mm512_mask_srli_epi32(x, shed, x, 16);
-  // quotient(): (x · h + (x · l) >> 32) >> 12 for m = h · 2^32 + l, in 64-bit lanes, even and odd lanes apart.
-  const __m512i even =
-      _mm512_add_epi64(_mm512_mul_epu32(x, e.hi), _mm512_srli_epi64(_mm512_mul_epu32(x, e.lo), 32));
-  const __m512i xo = _mm512_srli_epi64(x, 32);
-  const __m512i odd = _mm512_add_epi64(_mm512_mul_epu32(xo, _mm512_srli_epi64(e.hi, 32)),
-                                       _mm512_srli_epi64(_mm512_mul_epu32(xo, _mm512_srli_epi64(e.lo, 32)), 32));
-  // q < 2^32: even lanes take bits 12..43 of their product (shifted down), odd ones the same bits shifted up.
-  const __m512i q = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 12), _mm512_slli_epi64(odd, 20));
-  // (q << 12) + (x − q · f) + c, as x + q · (2^12 − f) + c: the same value mod 2^32 with one multiply.
-  const __m512i g = _mm512_sub_epi32(_mm512_set1_epi32(1 << kProbBits), f);
-  x = _mm512_add_epi32(_mm512_add_epi32(x, _mm512_mullo_epi32(q, g)), c);
+  // q0 = (x · r) >> 32: the high words of even lanes' 64-bit products, and of odd lanes' (already in place).
+  const __m512i even = _mm512_srli_epi64(_mm512_mul_epu32(x, e.rcp), 32);
+  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(e.rcp, 32));
+  __m512i q = _mm512_mask_blend_epi32(0xAAAA, even, odd);
+  __m512i r = _mm512_sub_epi32(x, _mm512_mullo_epi32(q, f));
+  const __mmask16 short_by_one = _mm512_cmpge_epu32_mask(r, f);
+  q = _mm512_mask_add_epi32(q, short_by_one, q, _mm512_set1_epi32(1));
+  r = _mm512_mask_sub_epi32(r, short_by_one, r, f);
+  x = _mm512_add_epi32(_mm512_add_epi32(_mm512_slli_epi32(q, kProbBits), r), c);
   _mm512_storeu_si512(state, x);
   return true;
 }
@@ -132,6 +143,13 @@ HX_RANS_TARGET bool put_vectors(const uint8_t* sym, const Lookup& lookup, uint64
   return true;
 }
 
+HX_RANS_TARGET bool put_vectors(const uint8_t* sym, const PhaseTables& t, uint64_t lo, uint64_t hi,
+                                uint32_t* state, uint8_t*& w) {
+  if (t.window == 64) return put_vectors(sym, Windowed<64>(t), lo, hi, state, w);
+  if (t.window == 128) return put_vectors(sym, Windowed<128>(t), lo, hi, state, w);
+  return put_vectors(sym, Gathered{&t}, lo, hi, state, w);
+}
+
 }  // namespace
 
 HX_RANS_TARGET int walk_avx512(const Phases& phases, uint64_t total, uint64_t lanes, uint32_t* state,
@@ -143,16 +161,20 @@ HX_RANS_TARGET int walk_avx512(const Phases& phases, uint64_t total, uint64_t la
     int first = -1, last = -1;
     for (int s = 0; s < 256; ++s) {
       t.fc[s] = phases.table[256 * static_cast<size_t>(p) + s];
-      const uint64_t m = rcp[t.fc[s] & 0xFFFF];  // a valid entry's freq is at most 2^12, an invalid one 0
-      t.mlo[s] = static_cast<uint32_t>(m);
-      t.mhi[s] = static_cast<uint32_t>(m >> 32);
+      t.rcp[s] = reciprocal32(t.fc[s] & 0xFFFF);
       if (t.fc[s] != 0) {
         if (first < 0) first = s;
         last = s;
       }
     }
-    // The window starts at the first symbol with frequency, or earlier so that its 64 entries stay in the table.
-    if (first >= 0 && last - first < kWindow) t.window_lo = std::min(first, 256 - kWindow);
+    // The window starts at the first symbol with frequency, or earlier so that its entries stay in the table.
+    for (int window : {64, 128}) {
+      if (first >= 0 && last - first < window) {
+        t.window = window;
+        t.window_lo = std::min(first, 256 - window);
+        break;
+      }
+    }
   }
   const uint64_t* start = phases.start;
   uint8_t* w = *w_io;
@@ -185,10 +207,7 @@ HX_RANS_TARGET int walk_avx512(const Phases& phases, uint64_t total, uint64_t la
       // The vectors down to the phase's first position, or lane 0.
       const uint64_t lo = start[p] <= first ? 0 : (start[p] - first + 15) & ~uint64_t{15};
       const uint8_t* sym = phases.symbols[p] + first - start[p];  // lane 0's symbol (lo > 0 where outside)
-      const bool done = tables[p].window_lo >= 0
-                            ? put_vectors(sym, Windowed(tables[p]), lo, b, state, w)
-                            : put_vectors(sym, Gathered{&tables[p]}, lo, b, state, w);
-      if (!done) return kHxNeedsReference;
+      if (!put_vectors(sym, tables[p], lo, b, state, w)) return kHxNeedsReference;
       b = lo;
     }
   }
