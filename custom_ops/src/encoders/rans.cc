@@ -107,8 +107,8 @@ HX_ENCODER_API int hx_rans_encode(int phases, const uint8_t* const* symbols, con
   // the coding).
   std::vector<uint32_t> table(256 * static_cast<size_t>(phases));
   for (size_t i = 0; i < table.size(); ++i) table[i] = valid(freq[i], cum[i]) ? freq[i] | (cum[i] << 16) : 0;
-  const uint64_t lanes = lanes_for(total);
 #ifdef HX_RANS_AVX512
+  const uint64_t lanes = lanes_for(total);
   if (lanes >= 16 && vector_walk_available()) {
     std::vector<uint32_t> state(lanes, kStateLow);
     uint8_t* w = out + bound_for(total);

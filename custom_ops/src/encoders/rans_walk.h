@@ -57,8 +57,9 @@ struct Phases {
 };
 
 // The vector walk exists in x86-64 builds by GCC or Clang (compiled for AVX-512 with a target attribute, picked at
-// run time: the library itself is built for any x86-64).
-#if defined(__x86_64__) && defined(__GNUC__)
+// run time: the library itself is built for any x86-64); HX_NO_DISPATCH leaves it out, as the other encoders'
+// run-time dispatch (acs.h), which also shows that the portable build stands alone.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(HX_NO_DISPATCH)
 #define HX_RANS_AVX512 1
 #endif
 
