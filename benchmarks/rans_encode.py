@@ -1,15 +1,16 @@
 """The native rANS encoder alone (custom_ops/src/encoders/rans.cc, docs/encoders.md): the vector walk (16 lanes at
 a time, AVX-512 VBMI2, where the CPU has it) against the portable walk, on the same streams in interleaved rounds.
 
-    .venv/bin/python benchmarks/rans_encode.py [--symbols 8e6] [--rounds 15] [--baseline LIB] [--json]
+    .venv/bin/python benchmarks/rans_encode.py [--symbols 8e6] [--rounds 15] [--step 0.1] [--baseline LIB] [--json]
 
-The stream is tcq-like: N(0, 1) weights at step 0.1 (levels j, symbols (j >> 1) + 127, about 4.4 bits each: their
-symbols lie within 64 values, looked up by permutes) and one scale code per block of 64 (a second phase and model),
-as one `rans.encode` call; --step 0.02 spreads the levels wider (the 256-entry tables are gathered). HYPERONNX_ENCODERS_ISA=256
-selects the portable walk (rans_walk.h). --baseline times another build of the library too (e.g. main's, copied
-aside before rebuilding). Each walk is timed as one `hx_rans_encode` call into a reused output buffer (the
-Python-side preparation and the fresh buffer's page faults of `native.rans_encode` left out): the calling thread's
-CPU time, medians (and minima) of interleaved rounds. Every stream is checked against numpy's `rans.encode`.
+The stream is tcq-like: N(0, 1) weights at --step 0.1 (levels j, symbols (j >> 1) + 127, about 4.4 bits each,
+within 48 values: looked up in registers) and one scale code per block of 64 (a second phase and model), as one
+`rans.encode` call; --step 0.07 spreads the levels over 71 values (registers still), 0.02 over 236 (gathers).
+HYPERONNX_ENCODERS_ISA=256 selects the portable walk (rans_walk.h). --baseline times another build of the library
+too (e.g. main's, copied aside before rebuilding). Each walk is timed as one `hx_rans_encode` call into a reused
+output buffer (the Python-side preparation and the fresh buffer's page faults of `native.rans_encode` left out):
+the calling thread's CPU time, medians (and minima) of interleaved rounds. Every stream is checked against numpy's
+`rans.encode`.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def main() -> None:
     parser.add_argument("--symbols", type=float, default=8e6)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--step", type=float, default=0.1,
-                        help="the weights' step: 0.02 spreads the symbols over more than 64 values (gathers)")
+                        help="the weights' step: 0.02 spreads the symbols over more than 128 values (gathers)")
     parser.add_argument("--baseline", help="another build of libhyperonnx_encoders.so to time alongside")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -173,3 +173,21 @@ def test_codec_blobs_match_numpy_through_both_walks(name, walk, monkeypatch):
     for shape in ((256, 260), (400, 410)):
         x = rng.standard_normal(shape).astype(np.float32) * 0.02
         assert_native_matches_numpy(name, x, {}, monkeypatch)
+
+
+@needs_library
+def test_the_coder_benchmark_times_both_walks_and_checks_their_bytes():
+    """benchmarks/rans_encode.py as a user runs it, on a small stream (its structure and its byte check; speed is
+    the benchmark's business): both walks and a baseline library timed, every stream equal to numpy's."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[2]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "rans_encode.py"), "--symbols", "1e5",
+                          "--rounds", "2", "--baseline", native.library_path(), "--json"],
+                         capture_output=True, text=True, check=True, timeout=120)
+    row = json.loads(out.stdout)
+    assert row["lanes"] == rans.lanes_for(row["symbols"]) >= 16
+    for walk in ("portable", "vector", "baseline"):
+        assert row[f"{walk}_ms"] > 0, walk

@@ -132,22 +132,24 @@ HX_RANS_TARGET inline bool put_vector(const uint8_t* sym, const Lookup& lookup, 
   return true;
 }
 
-// The vectors [lo, hi) of one step (lo, hi multiples of 16), from the last; sym: the symbol of lane 0's position.
+// The vectors [lo, hi) of one step (lo, hi multiples of 16), from the last, in one phase: lane b's symbol is
+// sym[b + offset] (offset = the step's first position − the phase's, mod 2^64: negative where the phase starts
+// within the step, past lo).
 template <class Lookup>
-HX_RANS_TARGET bool put_vectors(const uint8_t* sym, const Lookup& lookup, uint64_t lo, uint64_t hi,
-                                uint32_t* state, uint8_t*& w) {
+HX_RANS_TARGET bool put_vectors(const uint8_t* sym, uint64_t offset, const Lookup& lookup, uint64_t lo,
+                                uint64_t hi, uint32_t* state, uint8_t*& w) {
   for (uint64_t b = hi; b > lo;) {
     b -= 16;
-    if (!put_vector(sym + b, lookup, state + b, w)) return false;
+    if (!put_vector(sym + (b + offset), lookup, state + b, w)) return false;
   }
   return true;
 }
 
-HX_RANS_TARGET bool put_vectors(const uint8_t* sym, const PhaseTables& t, uint64_t lo, uint64_t hi,
-                                uint32_t* state, uint8_t*& w) {
-  if (t.window == 64) return put_vectors(sym, Windowed<64>(t), lo, hi, state, w);
-  if (t.window == 128) return put_vectors(sym, Windowed<128>(t), lo, hi, state, w);
-  return put_vectors(sym, Gathered{&t}, lo, hi, state, w);
+HX_RANS_TARGET bool put_vectors(const uint8_t* sym, uint64_t offset, const PhaseTables& t, uint64_t lo,
+                                uint64_t hi, uint32_t* state, uint8_t*& w) {
+  if (t.window == 64) return put_vectors(sym, offset, Windowed<64>(t), lo, hi, state, w);
+  if (t.window == 128) return put_vectors(sym, offset, Windowed<128>(t), lo, hi, state, w);
+  return put_vectors(sym, offset, Gathered{&t}, lo, hi, state, w);
 }
 
 }  // namespace
@@ -206,8 +208,7 @@ HX_RANS_TARGET int walk_avx512(const Phases& phases, uint64_t total, uint64_t la
       }
       // The vectors down to the phase's first position, or lane 0.
       const uint64_t lo = start[p] <= first ? 0 : (start[p] - first + 15) & ~uint64_t{15};
-      const uint8_t* sym = phases.symbols[p] + first - start[p];  // lane 0's symbol (lo > 0 where outside)
-      if (!put_vectors(sym, tables[p], lo, b, state, w)) return kHxNeedsReference;
+      if (!put_vectors(phases.symbols[p], first - start[p], tables[p], lo, b, state, w)) return kHxNeedsReference;
       b = lo;
     }
   }
