@@ -48,6 +48,9 @@ HX_ENCODER_API uint64_t hx_rans_bound(uint64_t total);
 HX_ENCODER_API int hx_rans_encode(int phases, const uint8_t* const* symbols, const uint64_t* counts,
                                   const uint32_t* freq, const uint32_t* cum, uint8_t* out, uint64_t capacity,
                                   uint64_t* size);
+// 1 where hx_rans_encode codes 16 lanes at a time (AVX-512 VBMI2, not capped by HYPERONNX_ENCODERS_ISA), else 0:
+// for tests that check both of its walks.
+HX_ENCODER_API int hx_rans_vector_walk();
 
 // tcq's levels (hyperonnx/codec/tcq.py: TcqCodec.levels, viterbi) of `nblocks` zero-padded blocks of `width`
 // weights whose steps are `steps`: one symbol (j >> 1) + 127 per weight, row-major, in out.

@@ -1,28 +1,15 @@
 // Interleaved rANS encoding (hyperonnx/codec/rans.py, encode), byte-identical to numpy's: the same lanes, the same
 // walk from the last step to the first, and the words in the order the decoder reads them (per step, lane order).
-#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
 #include "encoders.h"
+#include "rans_walk.h"
 
-namespace {
-
-constexpr uint32_t kProbBits = 12;
-constexpr uint64_t kStateLow = 1u << 16;
-constexpr uint64_t kSymbolsPerLane = 4096;
-
-uint64_t lanes_for(uint64_t count) {
-  const uint64_t lanes = (count + kSymbolsPerLane - 1) / kSymbolsPerLane;
-  return std::min<uint64_t>(4096, std::max<uint64_t>(8, lanes));
-}
-
-uint64_t bound_for(uint64_t total) { return 4 * lanes_for(total) + 4 + 2 * total; }
-
-void put_u32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
+namespace hyperonnx {
+namespace encoders {
+namespace rans {
 
 // x / f for every 32-bit state x and frequency f in 1..2^12 without a division: q = (x · m) >> 44 with
 // m = ceil(2^44 / f) is exact (Granlund-Montgomery: m·f − 2^44 < f <= 2^12, so the error stays below one for
@@ -35,16 +22,37 @@ struct Reciprocals {
   }
 };
 
-const Reciprocals& reciprocals() {
+const uint64_t* reciprocals() {
   static const Reciprocals table;
-  return table;
+  return table.m;
 }
 
-// (x · m) >> 44 in 64-bit arithmetic (no 128-bit type, which not every compiler has): with m = h·2^32 + l,
-// x·m / 2^44 = (x·h + x·l / 2^32) / 2^12, and the floor of x·l / 2^32 can be taken first (x·h is an integer).
-inline uint32_t quotient(uint32_t x, uint64_t m) {
-  const uint64_t low = (static_cast<uint64_t>(x) * (m & 0xFFFFFFFFu)) >> 32;
-  return static_cast<uint32_t>((static_cast<uint64_t>(x) * (m >> 32) + low) >> 12);
+}  // namespace rans
+}  // namespace encoders
+}  // namespace hyperonnx
+
+namespace {
+
+using namespace hyperonnx::encoders::rans;
+
+void put_u32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+// The stream's layout once the walk is done: the final states, the word count, then the words, which the walk left
+// at [w, end of the bound); moved to follow the header. Returns the stream's length.
+uint64_t finish(uint8_t* out, uint64_t total, const std::vector<uint32_t>& state, const uint8_t* w) {
+  const uint8_t* const end = out + bound_for(total);
+  uint8_t* p = out;
+  for (uint32_t x : state) {
+    put_u32(p, x);
+    p += 4;
+  }
+  const uint64_t word_bytes = static_cast<uint64_t>(end - w);
+  put_u32(p, static_cast<uint32_t>(word_bytes / 2));
+  p += 4;
+  std::memmove(p, w, word_bytes);  // the header never reaches the words: the bound leaves room for both
+  return static_cast<uint64_t>(p - out) + word_bytes;
 }
 
 // The coder over the whole symbol sequence; pair(pos, &f, &c) gives the symbol at pos its frequency and cumulative
@@ -53,13 +61,12 @@ inline uint32_t quotient(uint32_t x, uint64_t m) {
 template <class Pair>
 int encode_walk(uint64_t total, const Pair& pair, uint8_t* out, uint64_t* size) {
   const uint64_t lanes = lanes_for(total);
-  const uint64_t* rcp = reciprocals().m;
-  std::vector<uint32_t> state(lanes, static_cast<uint32_t>(kStateLow));
+  const uint64_t* rcp = reciprocals();
+  std::vector<uint32_t> state(lanes, kStateLow);
   // At most one word a symbol: the words are written backwards from the end of out (no buffer beside it), so that
   // they lie in reading order (the walk goes from the last step to the first, each step's lanes from the last to
   // the first: positions in decreasing order), then moved to follow the states and the word count.
-  uint8_t* const end = out + bound_for(total);
-  uint8_t* w = end;
+  uint8_t* w = out + bound_for(total);
   const uint64_t steps = (total + lanes - 1) / lanes;
   for (uint64_t t = steps; t-- > 0;) {
     const uint64_t first = t * lanes;
@@ -67,26 +74,10 @@ int encode_walk(uint64_t total, const Pair& pair, uint8_t* out, uint64_t* size) 
     for (uint64_t i = n; i-- > 0;) {
       uint32_t fi, ci;
       if (!pair(first + i, &fi, &ci)) return kHxNeedsReference;
-      uint32_t x = state[i];
-      // Renormalize without a branch: whether a word goes out depends on the state, as good as random, and the
-      // branch's mispredictions took about half the walk (8 M symbols: 42 -> 23 ms). The word is always written
-      // below the last one and kept only when due (w moves); an unkept one is overwritten by the next.
-      const uint32_t out_word = x >= (static_cast<uint64_t>(fi) << (32 - kProbBits));
-      w[-2] = static_cast<uint8_t>(x);
-      w[-1] = static_cast<uint8_t>(x >> 8);
-      w -= 2 * out_word;
-      x >>= 16 * out_word;
-      const uint32_t q = quotient(x, rcp[fi]);
-      state[i] = (q << kProbBits) + (x - q * fi) + ci;
+      put_symbol(&state[i], fi, ci, rcp, w);
     }
   }
-  uint8_t* p = out;
-  for (uint64_t i = 0; i < lanes; ++i, p += 4) put_u32(p, state[i]);
-  const uint64_t word_bytes = static_cast<uint64_t>(end - w);
-  put_u32(p, static_cast<uint32_t>(word_bytes / 2));
-  p += 4;
-  std::memmove(p, w, word_bytes);  // the header never reaches the words: the bound leaves room for both
-  *size = static_cast<uint64_t>(p - out) + word_bytes;
+  *size = finish(out, total, state, w);
   return 0;
 }
 
@@ -104,17 +95,30 @@ HX_ENCODER_API int hx_rans_encode(int phases, const uint8_t* const* symbols, con
     return kHxBadArgument;
   }
   uint64_t total = 0;
-  std::vector<uint64_t> start(phases);
+  std::vector<uint64_t> start(phases + 1);
   for (int p = 0; p < phases; ++p) {
     start[p] = total;
     total += counts[p];
   }
+  start[phases] = total;
   if (capacity < bound_for(total)) return kHxBadArgument;
   // Per phase and symbol, (freq, cum) in one word, 0 for a symbol without frequency (numpy's error): looked up
   // during the walk rather than spread over the sequence first (that pass and its 4 bytes a symbol cost as much as
   // the coding).
   std::vector<uint32_t> table(256 * static_cast<size_t>(phases));
   for (size_t i = 0; i < table.size(); ++i) table[i] = valid(freq[i], cum[i]) ? freq[i] | (cum[i] << 16) : 0;
+#ifdef HX_RANS_AVX512
+  const uint64_t lanes = lanes_for(total);
+  if (lanes >= 16 && vector_walk_available()) {
+    std::vector<uint32_t> state(lanes, kStateLow);
+    uint8_t* w = out + bound_for(total);
+    const Phases walk{phases, symbols, start.data(), table.data()};
+    const int rc = walk_avx512(walk, total, lanes, state.data(), &w);
+    if (rc != 0) return rc;
+    *size = finish(out, total, state, w);
+    return 0;
+  }
+#endif
   int p = phases - 1;  // the walk's positions decrease: the phase moves back, one boundary at a time
   auto pair = [&](uint64_t pos, uint32_t* f, uint32_t* c) {
     while (pos < start[p]) --p;
@@ -124,6 +128,14 @@ HX_ENCODER_API int hx_rans_encode(int phases, const uint8_t* const* symbols, con
     return fc != 0;
   };
   return encode_walk(total, pair, out, size);
+}
+
+HX_ENCODER_API int hx_rans_vector_walk() {
+#ifdef HX_RANS_AVX512
+  return vector_walk_available() ? 1 : 0;
+#else
+  return 0;
+#endif
 }
 
 HX_ENCODER_API int hx_rans_encode_pairs(const uint16_t* freq, const uint16_t* cum, uint64_t total, uint8_t* out,
