@@ -148,7 +148,10 @@ def _freq_cum(symbols: np.ndarray, model) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError("rANS: a symbol has no frequency in its model")
         at = ids * MAX_SYMBOLS + symbols  # a symbol below its model's lo finds frequency 0: refused by the caller
         return model.by_symbol[0].take(at), model.by_symbol[1].take(at)
-    return model.freq[symbols - model.lo], model.cum[symbols - model.lo]
+    at = symbols - model.lo
+    if at.size and (int(at.min()) < 0 or int(at.max()) >= model.freq.size):  # outside the model's alphabet
+        raise ValueError("rANS: a symbol has no frequency in its model")
+    return model.freq[at], model.cum[at]
 
 
 def symbol_frequencies(phases: list[tuple[np.ndarray, Model | Mixed]]) -> tuple[np.ndarray, np.ndarray]:
