@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             src, weights, largest = write_model(folder, args.params, args.d)
         rate, policy_rate = per_core_rates(args.codec)
+        for name in ("model.hx.onnx", "model.hx.onnx.data"):  # a previous run's output: replacing it frees its
+            folder.joinpath(name).unlink(missing_ok=True)        # page cache inside the save (0.3 s at 1 B)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         load = os.getloadavg()[0]
         proc = subprocess.run([sys.executable, "-c", CHILD, str(src), str(folder / "model.hx.onnx"), str(args.jobs),
