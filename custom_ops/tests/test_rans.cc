@@ -14,8 +14,13 @@
 #include <vector>
 
 #include "codecs/rans.h"
+#include "rans_streams.h"
 
 namespace rans = hyperonnx::rans;
+using hyperonnx::test::draw;
+using hyperonnx::test::make_table;
+using hyperonnx::test::put16;
+using hyperonnx::test::Table;
 
 namespace {
 
@@ -26,64 +31,21 @@ bool check(bool ok, const std::string& what) {
   return ok;
 }
 
-void put16(std::vector<uint8_t>* b, uint32_t v) {
-  b->push_back(static_cast<uint8_t>(v));
-  b->push_back(static_cast<uint8_t>(v >> 8));
-}
-void put32(std::vector<uint8_t>* b, uint32_t v) {
-  put16(b, v & 0xffffu);
-  put16(b, v >> 16);
-}
-
-// A frequency table (docs/format.md): lo, n, n frequencies summing to 4096.
-struct Table {
-  uint32_t lo = 0;
-  std::vector<uint32_t> freq, cum;
-  rans::Model model;
-};
-
 // Alphabets from one symbol at 4095/4096 (a word every few thousand symbols) to 256 symbols at 16 (half a word
 // a symbol), so steps see every mix of lanes that take a word.
-void make_table(std::mt19937_64& rng, int kind, Table* t) {
-  uint32_t n = 0;
+void random_table(std::mt19937_64& rng, int kind, Table* t) {
+  std::vector<uint64_t> weight;
   if (kind == 0) {
-    n = 256;
-    t->freq.assign(n, 16);
+    weight.assign(256, 1);
   } else if (kind == 1) {
-    n = 2;
-    t->freq = {4095, 1};
+    weight = {4095, 1};
   } else {
-    n = 1 + static_cast<uint32_t>(rng() % (kind == 2 ? 24 : 200));
-    std::vector<uint64_t> w(n);
-    uint64_t total = 0;
-    for (auto& v : w) total += v = 1 + rng() % 1000;
-    t->freq.assign(n, 1);
-    uint32_t sum = n;
-    for (uint32_t j = 0; j < n; ++j) {
-      const uint32_t add = static_cast<uint32_t>(w[j] * (rans::kProbScale - n) / total);
-      t->freq[j] += add;
-      sum += add;
-    }
-    t->freq[rng() % n] += rans::kProbScale - sum;
+    weight.resize(1 + rng() % (kind == 2 ? 24 : 200));
+    for (auto& v : weight) v = 1 + rng() % 1000;
   }
-  t->lo = static_cast<uint32_t>(rng() % (257 - n));
-  t->cum.assign(n, 0);
-  for (uint32_t j = 1; j < n; ++j) t->cum[j] = t->cum[j - 1] + t->freq[j - 1];
-  std::vector<uint8_t> bytes;
-  put16(&bytes, t->lo);
-  put16(&bytes, n);
-  for (uint32_t f : t->freq) put16(&bytes, f);
-  size_t pos = 0;
+  const uint32_t lo = static_cast<uint32_t>(rng() % (257 - weight.size()));
   std::string error;
-  if (!rans::parse_model(bytes.data(), bytes.size(), &pos, "test", &t->model, &error)) {
-    check(false, "parse_model: " + error);
-  }
-}
-
-// The symbols (alphabet indices) drawn by their table's frequencies.
-uint32_t draw(std::mt19937_64& rng, const Table& t) {
-  const uint32_t s = static_cast<uint32_t>(rng() % rans::kProbScale);
-  return static_cast<uint32_t>(std::upper_bound(t.cum.begin(), t.cum.end(), s) - t.cum.begin() - 1);
+  check(make_table(lo, weight, t, &error), "make_table: " + error);
 }
 
 // One decode call of the plan: `len` symbols with table `table`.
@@ -91,39 +53,6 @@ struct Call {
   uint64_t len;
   int table;
 };
-
-// The stream of `syms` (alphabet indices; symbol i with the table of the call holding it): the format's
-// interleaved encoder, symbols last to first, each lane from 2^16, words written in reverse and then reversed,
-// which is the order the decoder reads them.
-std::vector<uint8_t> encode(const std::vector<uint32_t>& syms, const std::vector<Call>& plan,
-                            const std::vector<Table>& tables) {
-  const uint64_t count = syms.size();
-  const uint32_t lanes = rans::lanes_for(count);
-  std::vector<uint32_t> x(lanes, rans::kStateLow);
-  std::vector<uint16_t> words;
-  std::vector<int> table_of(count);
-  uint64_t at = 0;
-  for (const Call& c : plan) {
-    std::fill(table_of.begin() + static_cast<long>(at), table_of.begin() + static_cast<long>(at + c.len), c.table);
-    at += c.len;
-  }
-  for (uint64_t i = count; i-- > 0;) {
-    const Table& t = tables[static_cast<size_t>(table_of[i])];
-    uint32_t& s = x[i % lanes];
-    const uint32_t f = t.freq[syms[i]], c = t.cum[syms[i]];
-    if (s >= f << 20) {  // would leave [2^16, 2^32): one word out
-      words.push_back(static_cast<uint16_t>(s));
-      s >>= 16;
-    }
-    s = (s / f << rans::kProbBits) + s % f + c;
-  }
-  std::reverse(words.begin(), words.end());
-  std::vector<uint8_t> blob;
-  for (uint32_t s : x) put32(&blob, s);
-  put32(&blob, static_cast<uint32_t>(words.size()));
-  for (uint16_t w : words) put16(&blob, w);
-  return blob;
-}
 
 // Calls of lengths 1 to 40 (a vector step's corners) and longer ones, switching tables, covering `count`.
 std::vector<Call> make_plan(std::mt19937_64& rng, uint64_t count, int tables) {
@@ -197,16 +126,20 @@ struct Stats {
 // decode alike on every loop.
 void run_stream(std::mt19937_64& rng, uint64_t count, bool damage, const std::vector<rans::Isa>& isas, Stats* st) {
   std::vector<Table> tables(2);
-  make_table(rng, static_cast<int>(rng() % 4), &tables[0]);
-  make_table(rng, static_cast<int>(rng() % 4), &tables[1]);
+  random_table(rng, static_cast<int>(rng() % 4), &tables[0]);
+  random_table(rng, static_cast<int>(rng() % 4), &tables[1]);
   const std::vector<Call> plan = make_plan(rng, count, 2);
   std::vector<uint32_t> syms(count);
+  std::vector<uint8_t> table_of(count);
   uint64_t at = 0;
   for (const Call& c : plan) {
-    for (uint64_t i = 0; i < c.len; ++i) syms[at + i] = draw(rng, tables[static_cast<size_t>(c.table)]);
+    for (uint64_t i = 0; i < c.len; ++i) {
+      table_of[at + i] = static_cast<uint8_t>(c.table);
+      syms[at + i] = draw(rng, tables[static_cast<size_t>(c.table)]);
+    }
     at += c.len;
   }
-  const std::vector<uint8_t> blob = encode(syms, plan, tables);
+  const std::vector<uint8_t> blob = hyperonnx::test::encode(syms, table_of, tables);
   const uint32_t lanes = rans::lanes_for(count);
   const std::string label = std::to_string(count) + " symbols, " + std::to_string(lanes) + " lanes";
   ++st->streams;

@@ -17,10 +17,12 @@ namespace rans {
 #ifdef HX_RANS_X86
 
 // GCC 12's AVX-512 headers pass an undefined vector as the unused merge operand of unmasked intrinsics, which
-// -W(maybe-)uninitialized reports once they are inlined here: a false positive.
+// -W(maybe-)uninitialized reports once they are inlined here: a false positive (clang has neither warning).
 #pragma GCC diagnostic push
+#ifndef __clang__
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 #define HX_RANS_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,popcnt")))
 #define HX_RANS_AVX2 __attribute__((target("avx2,popcnt")))
