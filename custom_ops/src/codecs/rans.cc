@@ -154,9 +154,9 @@ bool Stream::decode_using(Isa isa, const Model& m, uint64_t n, uint8_t* out) {
   // Fast part: every symbol reads at most one word, so while read + (symbols left) <= nwords no check is needed
   // and the refill can be branch-free (the word load is always in bounds).
   const uint64_t safe = nwords_ - rd >= n ? n : nwords_ - rd;
-  // The vector loops for streams of at least 16 lanes: with fewer, a step's lanes come round again within one or
-  // two steps and wait on their own states' store and reload, and the scalar loop is as fast (8 lanes: 1.7 ns a
-  // symbol scalar, 2.0 AVX2, 2.1 AVX-512; 1024 lanes: 1.8, 0.58, 0.38; Zen 4).
+  // The vector loops for streams of at least 16 lanes: with fewer, a step's lanes come round again a step later
+  // and wait on their own states' store and reload (hyperonnx_rans_bench on Zen 4, 8 lanes: 1.7 ns a symbol
+  // scalar, 2.0 AVX2, 2.1 AVX-512 when they ran there; 1024 lanes: 1.8, 0.58, 0.38).
   if (isa != Isa::kScalar && nl >= kVectorLanes && safe != 0) {
     Cursor c{st, nl, ln, w, rd};
     i = isa == Isa::kAvx512 ? decode_avx512(slot, &c, safe, out) : decode_avx2(slot, &c, safe, out);
