@@ -1,6 +1,6 @@
 """The C++ tests (ctest: golden vectors, malformed input, casts, threads, CUDA-kernel emulation, the fused kernels,
-the fast path's ONNX rewriter over seed models, truncations and bit flips) built once with
-AddressSanitizer + UndefinedBehaviorSanitizer, in build-asan/. Only the test programs are built
+the rANS reader's vector loops, the fast path's ONNX rewriter over seed models, truncations and bit flips) built
+once with AddressSanitizer + UndefinedBehaviorSanitizer, in build-asan/. Only the test programs are built
 (not the ORT plugin), so this costs about a minute and a half on two cores."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build-asan"
-TARGETS = ["hyperonnx_decode_test", "hyperonnx_cuda_emulation_test", "hyperonnx_fused_test", "hyperonnx_fast_test"]
+TARGETS = ["hyperonnx_decode_test", "hyperonnx_cuda_emulation_test", "hyperonnx_fused_test", "hyperonnx_fast_test",
+           "hyperonnx_rans_test"]
 FLAGS = "-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 
 

@@ -32,6 +32,18 @@ inline uint32_t u32_at(const uint8_t* p) { return u16_at(p) | u16_at(p + 2) << 1
 // Coder states for a stream of `count` symbols: min(4096, max(8, ceil(count / 4096))) (part of the format).
 uint32_t lanes_for(uint64_t count);
 
+// The decode loop's instruction set. The scalar loop runs everywhere and is the reference; the vector loops
+// (rans_simd.cc) decode 8 (AVX2) or 16 (AVX-512) consecutive symbols, which lie on as many lanes, a step, to the
+// same symbols, states and word position.
+enum class Isa { kScalar, kAvx2, kAvx512 };
+
+// Whether this CPU (and build) runs `isa`'s loop.
+bool isa_available(Isa isa);
+
+// The loop Stream::decode uses: the widest available, at most HYPERONNX_RANS_ISA ("scalar", "avx2"; read once, so
+// a process can be pinned to the reference loop).
+Isa default_isa();
+
 // One alphabet's decoding table: per slot s (0..4095) the symbol (bits 0..7), freq − 1 (bits 8..19) and
 // s − cum (bits 20..31) of the symbol whose [cum, cum + freq) holds s.
 struct Model {
@@ -58,7 +70,9 @@ class Stream {
   bool open(const uint8_t* blob, size_t len, size_t* pos, uint64_t symbols, std::string* error);
   // Decodes the next n symbols with model m into out; false when the words run out ("corrupt stream (ran out of
   // words)" is the caller's message).
-  bool decode(const Model& m, uint64_t n, uint8_t* out);
+  bool decode(const Model& m, uint64_t n, uint8_t* out) { return decode_using(default_isa(), m, n, out); }
+  // The same with a given loop (available on this CPU): the tests compare the loops' symbols, states and errors.
+  bool decode_using(Isa isa, const Model& m, uint64_t n, uint8_t* out);
   // The same, setting *error to "corrupt stream (ran out of words)" when the words run out.
   bool decode(const Model& m, uint64_t n, uint8_t* out, std::string* error) {
     if (decode(m, n, out)) return true;
@@ -67,6 +81,10 @@ class Stream {
   }
   // After the last symbol: every word read and every state at 2^16.
   bool finished() const;
+  // Where the stream stands: the lane of the next symbol, the words read, a lane's state (tests compare loops).
+  uint32_t lane() const { return lane_; }
+  uint64_t words_read() const { return read_; }
+  uint32_t state(uint32_t l) const { return state_[l]; }
 
  private:
   uint32_t state_[kMaxLanes];
