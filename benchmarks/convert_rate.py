@@ -6,9 +6,10 @@ Writes the model chunk by chunk (never whole in memory): per layer the four d ×
 d × 4d and 4d × d MLP matrices, d = 1024 by default (12.6 M weights a layer). Converts it with the default
 settings (the default policy; ``--codec`` names a fixed codec at its defaults instead) and ``--jobs`` in a child
 process that reports its own peak RSS (VmHWM) and CPU time. In this process it measures the per-core encode rate
-of what that conversion runs (native encoders on one thread, CPU time, on a 1024 × 2048 N(0, 0.02) tensor): for
-the default policy, tcq at the step it predicts for the floor target (one encoding a tensor on such weights),
-else the codec at its defaults. Prints JSON: weights/s of the conversion (wall clock, and per CPU second: the
+of what that conversion runs (native encoders on one thread, CPU time, on N(0, 0.02) tensors of the model's own
+shapes, weighed as the model holds them): for the default policy, tcq at the step it predicts for the matmul
+target that every weight of this model gets (one encoding a tensor on such weights), else the codec at its
+defaults. Prints JSON: weights/s of the conversion (wall clock, and per CPU second: the
 figure a busy shared machine does not distort), the per-core rate, the ratio of the wall-clock rate to ``jobs`` ×
 the per-core rate (the target is ≥ 0.8 at two jobs, on an otherwise idle machine), the same ratio per CPU second
 (``cpu_ratio``: the share of the conversion's CPU time that is encoding at the per-core rate; threads that scale
@@ -51,8 +52,8 @@ print(json.dumps({"peak_rss": hwm, "seconds": time.perf_counter() - t, "cpu_seco
 """
 
 
-def write_model(folder: Path, params: float, d: int) -> tuple[Path, int, int]:
-    """The model, its weight count and its largest tensor's bytes."""
+def write_model(folder: Path, params: float, d: int) -> None:
+    """Writes the model (model.onnx and model.onnx.data) into ``folder``."""
     shapes = []
     while sum(a * b for a, b in shapes) < params:
         shapes += [(d, d)] * 4 + [(d, 4 * d), (4 * d, d)]
@@ -76,15 +77,18 @@ def write_model(folder: Path, params: float, d: int) -> tuple[Path, int, int]:
                               [helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["N", shapes[-1][1]])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    path = folder / "model.onnx"
-    onnx.save(model, path)
-    return path, sum(a * b for a, b in shapes), max(a * b for a, b in shapes) * 4
+    onnx.save(model, folder / "model.onnx")
 
 
-def per_core_rates(codec_name: str | None, seconds: float = 3.0) -> tuple[float, float | None]:
-    """Rates on one core (M weights/s, native encoders on one thread) of what the conversion runs: the codec's
-    encode, and for the default policy also its whole per-tensor step (policy.encode_to_target: the grid check,
-    the encode, the decode and SQNR that check the target)."""
+def per_core_rates(codec_name: str | None, shapes: dict[tuple[int, int], int],
+                   seconds: float = 1.5) -> tuple[float, float | None]:
+    """Rates on one core (M weights/s, native encoders on one thread) of what the conversion runs, on the model's
+    own tensor shapes (``shapes``: shape → weights the model holds in tensors of it), each an N(0, 0.02) tensor
+    like the model's, combined as the model weighs them (its weights over the sum of each shape's time): the
+    codec's encode, and for the default policy also its whole per-tensor step (policy.encode_to_target: the grid
+    check, the encode, the decode and SQNR that check the target). A large tensor codes slower than a small one
+    (its working set leaves the cache: 2048 x 8192 at 0.75-0.8 of 1024 x 2048's rate), so a rate taken on a small
+    tensor would overstate what one core does for this model."""
     sys.path.insert(0, str(ROOT))
     import hyperonnx.codec as codec
     from hyperonnx.codec import native
@@ -92,23 +96,34 @@ def per_core_rates(codec_name: str | None, seconds: float = 3.0) -> tuple[float,
 
     native.set_threads(1)
     limits = threadpool_limits(limits=1, user_api="blas")  # as the conversion runs (hyperonnx.api.convert)
-    x = np.random.default_rng(1).standard_normal((1024, 2048), dtype=np.float32) * np.float32(0.02)
-    if codec_name is None:  # the default policy: tcq at the step predicted for the floor
-        codec_name, options = "tcq", {"step": round(policy.predicted_step(policy.FLOOR_DB), 6)}
-        steps = [lambda: codec.encode(x, codec_name, **options), lambda: policy.encode_to_target(x, policy.FLOOR_DB)]
-    else:
-        steps = [lambda: codec.encode(x, codec_name)]
-    rates = []
-    for step in steps:
-        step()  # warm-up: tables
-        done, start = 0, time.thread_time()  # CPU time of this thread: what one core does, however busy the machine
-        while time.thread_time() - start < seconds:
-            step()
-            done += x.size
-        rates.append(done / (time.thread_time() - start) / 1e6)
+    totals = [0.0, 0.0]  # seconds for the model's weights: encode, policy step
+    for shape, weights in shapes.items():
+        x = np.random.default_rng(1).standard_normal(shape, dtype=np.float32) * np.float32(0.02)
+        if codec_name is None:  # the default policy: every weight here is a MatMul's, so its target is matmul's
+            options = {"step": round(policy.predicted_step(policy.MATMUL_DB), 6)}
+            steps = [lambda x=x, o=options: codec.encode(x, "tcq", **o),
+                     lambda x=x: policy.encode_to_target(x, policy.MATMUL_DB)]
+        else:
+            steps = [lambda x=x: codec.encode(x, codec_name)]
+        for i, step in enumerate(steps):
+            step()  # warm-up: tables
+            done, start = 0, time.thread_time()  # CPU time of this thread: what one core does, however busy
+            while time.thread_time() - start < seconds:
+                step()
+                done += x.size
+            totals[i] += weights * (time.thread_time() - start) / done
     native.set_threads(None)
     limits.restore_original_limits()
-    return rates[0], rates[1] if len(rates) > 1 else None
+    weights = sum(shapes.values())
+    rates = [weights / t / 1e6 if t else None for t in totals]
+    return rates[0], rates[1]
+
+
+def _shapes(dims: list[tuple[int, ...]]) -> dict[tuple[int, int], int]:
+    shapes: dict[tuple[int, int], int] = {}
+    for a, b in dims:
+        shapes[(a, b)] = shapes.get((a, b), 0) + a * b
+    return shapes
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -124,12 +139,11 @@ def main(argv: list[str] | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     try:
         src = folder / "model.onnx"
-        if args.folder and src.exists():  # a model this script wrote there before (another codec or --jobs)
-            dims = [tuple(t.dims) for t in onnx.load(src, load_external_data=False).graph.initializer]
-            weights, largest = sum(a * b for a, b in dims), max(a * b for a, b in dims) * 4
-        else:
-            src, weights, largest = write_model(folder, args.params, args.d)
-        rate, policy_rate = per_core_rates(args.codec)
+        if not (args.folder and src.exists()):  # else a model this script wrote there before
+            write_model(folder, args.params, args.d)
+        dims = [tuple(t.dims) for t in onnx.load(src, load_external_data=False).graph.initializer]
+        weights, largest = sum(a * b for a, b in dims), max(a * b for a, b in dims) * 4
+        rate, policy_rate = per_core_rates(args.codec, _shapes(dims))
         for name in ("model.hx.onnx", "model.hx.onnx.data"):  # a previous run's output: replacing it frees its
             folder.joinpath(name).unlink(missing_ok=True)        # page cache inside the save (0.3 s at 1 B)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
