@@ -8,7 +8,9 @@ benchmarks/convert_rate.py). On a thread that called :func:`keep` (a conversion 
 hands the same memory out again for the same purpose; on any other thread it is ``np.empty``.
 
 A purpose's array is valid until the next :func:`array` of that purpose on the same thread: each user takes one,
-uses it and lets it go before it could be asked for again (no recursion, no holding across tensors).
+uses it and lets it go before it could be asked for again (no recursion, no holding across tensors). Arrays over
+:data:`MAX_KEPT` bytes are made new each time and not kept: a thread holds at most that much per purpose, so one
+huge tensor (an LLM's embedding) does not leave its scratch behind for the rest of the conversion.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ import threading
 import numpy as np
 
 _local = threading.local()
+# Per purpose and thread: a 1 B-parameter transformer's largest tensors (2048 x 8192 fp32) fit; SmolLM2's
+# embedding (28 M weights) does not, and kept its decoded copy and coder output (~170 MB a worker) for the rest
+# of its conversion.
+MAX_KEPT = 64 << 20
 
 
 def keep() -> None:
@@ -33,6 +39,8 @@ def array(purpose: str, shape: int | tuple[int, ...], dtype: np.dtype | type) ->
         return np.empty(shape, dtype)
     count = int(np.prod(shape, dtype=np.int64))
     nbytes = count * dtype.itemsize
+    if nbytes > MAX_KEPT:
+        return np.empty(shape, dtype)
     raw = buffers.get(purpose)
     if raw is None or raw.size < nbytes:
         buffers[purpose] = None  # the old one is freed before the larger one is made

@@ -42,6 +42,20 @@ def test_a_kept_thread_gets_its_memory_again():
     assert larger.size == 1000 and not np.shares_memory(a, larger)  # outgrown: new memory
 
 
+def test_arrays_over_the_cap_are_not_kept():
+    def work():
+        workspace.keep()
+        kept = workspace.array("a", 16, np.float64)
+        over = workspace.array("a", workspace.MAX_KEPT // 8 + 1, np.float64)
+        again = workspace.array("a", 16, np.float64)
+        over_again = workspace.array("a", workspace.MAX_KEPT // 8 + 1, np.float64)
+        return kept, over, again, over_again
+
+    kept, over, again, over_again = _in_thread(work)
+    assert np.shares_memory(kept, again)  # the kept one survived the large request
+    assert not np.shares_memory(over, over_again) and not np.shares_memory(over, kept)
+
+
 def test_other_threads_get_new_memory():
     def work():
         return workspace.array("a", 8, np.float64), workspace.array("a", 8, np.float64)
