@@ -102,7 +102,9 @@ class EcsqCodec(Codec):
             raise ValueError(f"{self.name} codec: nothing to encode (an empty tensor)")
         parts = segments(numel, block)
         # Each block's sum of squares (float64) sets its scale code below; their total sets the tensor's RMS. One
-        # pass over the weights for both (a separate float64 sum for the RMS was a tenth of tcq's encode).
+        # pass over the weights for both (a separate float64 sum for the RMS was a tenth of tcq's encode). The
+        # segments' blocks are made again below rather than held: for a float16 tensor, or a last segment of a
+        # part block, they are float32 copies, and holding every segment's would hold the whole tensor twice.
         with np.errstate(all="ignore"):
             energies = [block_energies(as_blocks(_segment(flat, first, stop), block)) for first, stop in parts]
         total = float(energies[0].sum() if len(energies) == 1 else np.concatenate(energies).sum())
